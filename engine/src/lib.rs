@@ -1,0 +1,21 @@
+//! The callbackd engine: the pure core of callback orchestration.
+//!
+//! - [`scenario`]: admin-written TOML scenarios, loaded and validated.
+//! - [`record`]: the persisted, versioned service record.
+//! - [`machine`]: the statig state machine; [`machine::apply`] is every
+//!   transition, a pure function of (record, event, now).
+//! - [`routing`]: skill expressions and the matching of services to agents.
+//! - [`stats`]: rolling queue statistics for the estimated wait time.
+//! - [`store`]: the `Store` trait and the embedded in-memory store.
+//! - [`clock`]: where "now" comes from.
+//!
+//! The engine does no I/O: no HTTP, no sockets, no files but the scenario
+//! directory it is asked to read at start-up.
+
+pub mod clock;
+pub mod machine;
+pub mod record;
+pub mod routing;
+pub mod scenario;
+pub mod stats;
+pub mod store;

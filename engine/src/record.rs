@@ -1,0 +1,329 @@
+//! The persisted service record: our own versioned type, never statig's serde output.
+//!
+//! A record is everything the engine knows about one service. The store keeps
+//! it as one value and derives every index (customer, state, scenario, queue
+//! membership, agent load, timers) from it, so one write is one transition.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Bumped when the record layout changes; readers refuse what they don't know.
+pub const RECORD_SCHEMA: u32 = 1;
+
+/// How long a completed record stays readable after it completed, even when
+/// its `_expiration_time` has passed (so a client sees FAIL_TIMEOUT_TTL).
+pub const COMPLETED_GRACE: Duration = Duration::seconds(300);
+
+/// Outboxes keep at most this many notifications; the oldest goes first.
+pub const OUTBOX_LIMIT: usize = 200;
+
+/// The engine's states. On the wire (`_callback_state`) they are GMS's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceState {
+    Scheduled,
+    WaitForAgent,
+    WaitForUserConfirm,
+    Connected,
+    Completed,
+}
+
+impl ServiceState {
+    pub const ALL: [ServiceState; 5] = [
+        ServiceState::Scheduled,
+        ServiceState::WaitForAgent,
+        ServiceState::WaitForUserConfirm,
+        ServiceState::Connected,
+        ServiceState::Completed,
+    ];
+
+    /// GMS `_callback_state`.
+    pub fn gms_name(self) -> &'static str {
+        match self {
+            ServiceState::Scheduled => "SCHEDULED",
+            ServiceState::WaitForAgent => "QUEUED",
+            ServiceState::WaitForUserConfirm => "ROUTING",
+            ServiceState::Connected => "PROCESSING",
+            ServiceState::Completed => "COMPLETED",
+        }
+    }
+
+    pub fn from_gms_name(name: &str) -> Option<ServiceState> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.gms_name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// GMS `_callback_reason`: why a service completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CallbackReason {
+    /// The interaction reached the agent: the normal end.
+    AgentConnected,
+    Cancelled,
+    FailUserNoConfirm,
+    FailTimeoutTtl,
+    /// No agent could be reserved in time (`_find_agent_timeout`).
+    FailTargetNotFound,
+    /// The customer left the chat before it reached an agent.
+    FailInteractionDeleted,
+}
+
+impl CallbackReason {
+    pub fn gms_name(self) -> &'static str {
+        match self {
+            CallbackReason::AgentConnected => "AGENT_CONNECTED",
+            CallbackReason::Cancelled => "CANCELLED",
+            CallbackReason::FailUserNoConfirm => "FAIL_USER_NO_CONFIRM",
+            CallbackReason::FailTimeoutTtl => "FAIL_TIMEOUT_TTL",
+            CallbackReason::FailTargetNotFound => "FAIL_TARGET_NOT_FOUND",
+            CallbackReason::FailInteractionDeleted => "FAIL_INTERACTION_DELETED",
+        }
+    }
+}
+
+/// Timers a record can hold; at most one of each kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    /// `_desired_time` reached: a scheduled service enters the queue.
+    DesiredTime,
+    /// The customer did not confirm in `_user_confirm_timeout`.
+    UserConfirm,
+    /// No agent in `_find_agent_timeout`.
+    FindAgent,
+    /// `_expiration_time` (`_desired_time` + `_ttl`) reached.
+    Ttl,
+}
+
+impl TimerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerKind::DesiredTime => "desired_time",
+            TimerKind::UserConfirm => "user_confirm",
+            TimerKind::FindAgent => "find_agent",
+            TimerKind::Ttl => "ttl",
+        }
+    }
+}
+
+/// The service's place in the queue. Kept across a requeue, so a customer
+/// who missed a confirmation does not go to the back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueTicket {
+    pub queue: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skills: Option<String>,
+    pub priority: i32,
+    pub since: DateTime<Utc>,
+}
+
+/// A notification for the customer's device. `payload` is exactly what is
+/// pushed and what retrieve-notifications returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceNotification {
+    pub id: String,
+    pub tag: String,
+    pub payload: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// A notification for the agent desktop, in GMS's retrieve-agent-notifications shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentNotification {
+    /// JSON text, as GMS sends it.
+    pub message: String,
+    pub tag: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Party {
+    Client,
+    Agent,
+    External,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChatEntryKind {
+    #[serde(rename = "Notice.Joined")]
+    Joined,
+    #[serde(rename = "Message.Text")]
+    Text,
+    #[serde(rename = "Notice.Left")]
+    Left,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatEntry {
+    /// 1-based position in the transcript.
+    pub index: u32,
+    pub kind: ChatEntryKind,
+    pub party: Party,
+    pub nickname: String,
+    pub text: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chat {
+    pub started_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    pub nickname: String,
+    pub subject: String,
+    /// Fields the customer sent with ixn/chat (firstName, email, ...).
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    #[serde(default)]
+    pub transcript: Vec<ChatEntry>,
+    /// Whether the agent has joined the chat.
+    #[serde(default)]
+    pub agent_joined: bool,
+}
+
+impl Chat {
+    pub fn push(
+        &mut self,
+        kind: ChatEntryKind,
+        party: Party,
+        nickname: &str,
+        text: &str,
+        at: DateTime<Utc>,
+    ) -> u32 {
+        let index = self.transcript.len() as u32 + 1;
+        self.transcript.push(ChatEntry {
+            index,
+            kind,
+            party,
+            nickname: nickname.to_owned(),
+            text: text.to_owned(),
+            at,
+        });
+        index
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.ended_at.is_none()
+    }
+}
+
+/// One entry of the record's history: every state change, with its time and cause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    /// None for the creation.
+    pub from: Option<ServiceState>,
+    pub to: ServiceState,
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<CallbackReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    /// Layout version of this type ([`RECORD_SCHEMA`]).
+    pub schema: u32,
+    /// Bumped by every write; the store compares it (compare-and-set).
+    pub version: u64,
+    pub id: String,
+    pub scenario: String,
+    pub state: ServiceState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<CallbackReason>,
+    pub created_at: DateTime<Utc>,
+    pub desired_time: DateTime<Utc>,
+    /// `_desired_time` + `_ttl`.
+    pub expiration_time: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    pub customer_number: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_notification_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_os: Option<String>,
+    /// Every create field that is not one of ours (usr_*, and the rest).
+    #[serde(default)]
+    pub user_data: BTreeMap<String, String>,
+    pub ticket: QueueTicket,
+    /// The agent that currently holds a reservation on this service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The agent that took the interaction, kept after completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_at: Option<DateTime<Utc>>,
+    /// How many times the customer has been asked to confirm.
+    #[serde(default)]
+    pub confirm_attempts: u32,
+    #[serde(default)]
+    pub timers: BTreeMap<TimerKind, DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<Chat>,
+    #[serde(default)]
+    pub outbox: Vec<DeviceNotification>,
+    #[serde(default)]
+    pub agent_outbox: Vec<AgentNotification>,
+    /// Counter behind device notification ids and dialog ids.
+    #[serde(default)]
+    pub seq: u64,
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+}
+
+impl ServiceRecord {
+    /// When the store may forget the record.
+    pub fn storage_deadline(&self) -> DateTime<Utc> {
+        match self.completed_at {
+            Some(done) => self.expiration_time.max(done + COMPLETED_GRACE),
+            None => self.expiration_time,
+        }
+    }
+
+    /// Whether the store should hold the service in its queue.
+    pub fn is_queued(&self) -> bool {
+        self.state == ServiceState::WaitForAgent
+    }
+
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    pub fn push_outbox(&mut self, n: DeviceNotification) {
+        if self.outbox.len() >= OUTBOX_LIMIT {
+            self.outbox.remove(0);
+        }
+        self.outbox.push(n);
+    }
+
+    pub fn push_agent_outbox(&mut self, n: AgentNotification) {
+        if self.agent_outbox.len() >= OUTBOX_LIMIT {
+            self.agent_outbox.remove(0);
+        }
+        self.agent_outbox.push(n);
+    }
+
+    /// Decodes a stored record, refusing a layout newer than this build knows.
+    pub fn decode(bytes: &[u8]) -> Result<ServiceRecord, String> {
+        let rec: ServiceRecord = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if rec.schema > RECORD_SCHEMA {
+            return Err(format!(
+                "record {} has schema {}, this build reads up to {}",
+                rec.id, rec.schema, RECORD_SCHEMA
+            ));
+        }
+        Ok(rec)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a record always serialises")
+    }
+}

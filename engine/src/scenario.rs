@@ -1,0 +1,340 @@
+//! Scenarios: the admin-written TOML that says how one kind of service behaves.
+//!
+//! One file in `scenarios/` is one service; its `name` is the `{scenario}` in
+//! `/genesys/1/service/callback/{scenario}`. Option names follow GMS
+//! (`_wait_for_agent`, `_ttl`, ...) so that a GMS admin recognises them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::routing::skills::SkillExpr;
+
+/// Media of the interaction the scenario hands to an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaType {
+    Chat,
+    Voice,
+    Video,
+}
+
+/// What happens when the customer does not confirm in time (`_on_user_confirm_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnUserConfirmTimeout {
+    /// Go on as if the customer had confirmed.
+    ConnectAnyway,
+    /// Complete the service with FAIL_USER_NO_CONFIRM.
+    Fail,
+    /// Free the agent and put the service back in its old place in the queue.
+    Requeue,
+}
+
+impl<'de> Deserialize<'de> for OnUserConfirmTimeout {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        // GMS writes these in upper case (CONNECT-ANYWAY); accept both spellings.
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "connect-anyway" => Ok(Self::ConnectAnyway),
+            "fail" => Ok(Self::Fail),
+            "requeue" => Ok(Self::Requeue),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{s}` is not one of connect-anyway, fail, requeue"
+            ))),
+        }
+    }
+}
+
+/// Where the service is routed: a queue, an optional skill expression, a priority.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub queue: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skills: Option<SkillExpr>,
+    #[serde(default)]
+    pub priority: i32,
+}
+
+/// Texts returned to the customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Texts {
+    /// `_text` of the create answer.
+    pub created: String,
+    /// `_display_message` of the agent-available notification.
+    pub agent_available: String,
+    /// `_label` of the StartChat dialog.
+    pub start_chat_label: String,
+}
+
+impl Default for Texts {
+    fn default() -> Self {
+        Texts {
+            created: "We will notify you when agent is available".into(),
+            agent_available: "An agent is available".into(),
+            start_chat_label: "Start Chat".into(),
+        }
+    }
+}
+
+/// `_agent_ready_threshold_passed` of check-queue-position is true when the
+/// EWT is at most `eta` and the position at most `position` (or the EWT is unknown).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentReadyThreshold {
+    #[serde(with = "duration_secs_or_text")]
+    pub eta: Duration,
+    pub position: usize,
+}
+
+impl Default for AgentReadyThreshold {
+    fn default() -> Self {
+        AgentReadyThreshold {
+            eta: Duration::from_secs(35),
+            position: 5,
+        }
+    }
+}
+
+/// One scenario file, as written by the admin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(rename = "_media_type")]
+    pub media_type: MediaType,
+    #[serde(rename = "_wait_for_agent")]
+    pub wait_for_agent: bool,
+    #[serde(rename = "_wait_for_user_confirm", default)]
+    pub wait_for_user_confirm: bool,
+    /// How long the service is kept after its desired time (`_ttl`).
+    #[serde(rename = "_ttl", with = "duration_secs_or_text")]
+    pub ttl: Duration,
+    #[serde(
+        rename = "_user_confirm_timeout",
+        with = "duration_secs_or_text",
+        default = "default_user_confirm_timeout"
+    )]
+    pub user_confirm_timeout: Duration,
+    #[serde(rename = "_on_user_confirm_timeout", default = "default_on_timeout")]
+    pub on_user_confirm_timeout: OnUserConfirmTimeout,
+    /// How many times the customer is asked to confirm before the service fails.
+    #[serde(rename = "_max_user_confirm_attempts", default = "default_attempts")]
+    pub max_user_confirm_attempts: u32,
+    /// How long a service may wait in the queue for an agent; none means until `_ttl`.
+    #[serde(
+        rename = "_find_agent_timeout",
+        with = "opt_duration_secs_or_text",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub find_agent_timeout: Option<Duration>,
+    #[serde(rename = "_target")]
+    pub target: Target,
+    /// Request fields that must be present and non-empty on create.
+    #[serde(rename = "_mandatory_fields", default)]
+    pub mandatory_fields: Vec<String>,
+    #[serde(rename = "_texts", default)]
+    pub texts: Texts,
+    #[serde(rename = "_agent_ready_threshold", default)]
+    pub agent_ready_threshold: AgentReadyThreshold,
+    /// Extra `_chat_parameters` of the StartChat dialog (GMS shows `subject`).
+    #[serde(rename = "_chat_parameters", default)]
+    pub chat_parameters: BTreeMap<String, String>,
+}
+
+fn default_user_confirm_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_on_timeout() -> OnUserConfirmTimeout {
+    OnUserConfirmTimeout::Fail
+}
+fn default_attempts() -> u32 {
+    3
+}
+
+/// A scenario file that cannot be used, with the file, the key and why.
+#[derive(Debug, thiserror::Error)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    pub key: Option<String>,
+    pub reason: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{}: key `{}`: {}", self.file.display(), key, self.reason),
+            None => write!(f, "{}: {}", self.file.display(), self.reason),
+        }
+    }
+}
+
+/// Durations are GMS-style whole seconds (`86400`) or humantime text (`"24h"`, `"500ms"`).
+pub(crate) mod duration_secs_or_text {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(i64),
+        Text(String),
+    }
+
+    pub fn parse(raw_secs: Option<i64>, raw_text: Option<&str>) -> Result<Duration, String> {
+        if let Some(s) = raw_secs {
+            return u64::try_from(s).map(Duration::from_secs).map_err(|_| {
+                format!("{s} is negative; a duration is seconds >= 0 or text like \"30s\"")
+            });
+        }
+        let text = raw_text.unwrap_or_default();
+        humantime::parse_duration(text.trim())
+            .map_err(|e| format!("`{text}` is not a duration ({e}); write seconds or text like \"30s\", \"5m\", \"24h\""))
+    }
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a duration: seconds or text like \"30s\"")
+        })? {
+            Raw::Secs(s) => parse(Some(s), None),
+            Raw::Text(t) => parse(None, Some(&t)),
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
+
+pub(crate) mod opt_duration_secs_or_text {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => duration_secs_or_text::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        duration_secs_or_text::deserialize(d).map(Some)
+    }
+}
+
+impl Scenario {
+    /// Parses and validates one scenario file's text.
+    pub fn from_toml(file: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError {
+            file: file.to_owned(),
+            key: None,
+            reason: e.to_string().trim().replace('\n', " "),
+        })?;
+        scenario.validate(file)?;
+        Ok(scenario)
+    }
+
+    fn validate(&self, file: &Path) -> Result<(), ScenarioError> {
+        let err = |key: &str, reason: &str| ScenarioError {
+            file: file.to_owned(),
+            key: Some(key.to_owned()),
+            reason: reason.to_owned(),
+        };
+        let name_ok = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !name_ok {
+            return Err(err("name", "must be non-empty and use only letters, digits, '-', '_' and '.' (it is part of the URL)"));
+        }
+        if self.wait_for_user_confirm && !self.wait_for_agent {
+            return Err(err(
+                "_wait_for_user_confirm",
+                "is true but _wait_for_agent is false; a customer can only confirm once an agent waits",
+            ));
+        }
+        if self.ttl.is_zero() {
+            return Err(err("_ttl", "must be greater than zero"));
+        }
+        if self.wait_for_user_confirm && self.user_confirm_timeout.is_zero() {
+            return Err(err("_user_confirm_timeout", "must be greater than zero"));
+        }
+        if self.max_user_confirm_attempts == 0 {
+            return Err(err("_max_user_confirm_attempts", "must be at least 1"));
+        }
+        if self.find_agent_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(err("_find_agent_timeout", "must be greater than zero"));
+        }
+        if self.target.queue.trim().is_empty() {
+            return Err(err("_target.queue", "must name a queue"));
+        }
+        Ok(())
+    }
+}
+
+/// All scenarios, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Scenarios {
+    by_name: BTreeMap<String, std::sync::Arc<Scenario>>,
+}
+
+impl Scenarios {
+    pub fn new(list: impl IntoIterator<Item = Scenario>) -> Self {
+        Scenarios {
+            by_name: list
+                .into_iter()
+                .map(|s| (s.name.clone(), std::sync::Arc::new(s)))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&std::sync::Arc<Scenario>> {
+        self.by_name.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &std::sync::Arc<Scenario>> {
+        self.by_name.values()
+    }
+
+    /// Reads every `*.toml` of `dir`. Refuses a bad file, or two files with one name.
+    pub fn load_dir(dir: &Path) -> Result<Scenarios, ScenarioError> {
+        let io_err = |file: &Path, e: std::io::Error| ScenarioError {
+            file: file.to_owned(),
+            key: None,
+            reason: e.to_string(),
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| io_err(dir, e))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        let mut by_name = BTreeMap::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).map_err(|e| io_err(&file, e))?;
+            let scenario = Scenario::from_toml(&file, &text)?;
+            if by_name.contains_key(&scenario.name) {
+                return Err(ScenarioError {
+                    file,
+                    key: Some("name".into()),
+                    reason: format!("scenario `{}` is defined twice", scenario.name),
+                });
+            }
+            by_name.insert(scenario.name.clone(), std::sync::Arc::new(scenario));
+        }
+        if by_name.is_empty() {
+            return Err(ScenarioError {
+                file: dir.to_owned(),
+                key: None,
+                reason: "holds no *.toml scenario".into(),
+            });
+        }
+        Ok(Scenarios { by_name })
+    }
+}

@@ -1,0 +1,341 @@
+//! The embedded store: everything in one mutex-guarded map, for one node.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::*;
+use crate::clock::Clock;
+
+type QueueKey = (std::cmp::Reverse<i32>, DateTime<Utc>, String);
+
+#[derive(Default)]
+struct Inner {
+    records: HashMap<String, ServiceRecord>,
+    by_customer: HashMap<String, BTreeSet<String>>,
+    by_state: HashMap<ServiceState, BTreeSet<String>>,
+    by_scenario: HashMap<String, BTreeSet<String>>,
+    queues: HashMap<String, BTreeSet<QueueKey>>,
+    timers: BTreeSet<(DateTime<Utc>, String, TimerKind)>,
+    deadlines: BTreeSet<(DateTime<Utc>, String)>,
+    agents: HashMap<String, AgentRecord>,
+    stats: HashMap<String, QueueStats>,
+}
+
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    clock: Arc<dyn Clock>,
+}
+
+impl MemoryStore {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        MemoryStore {
+            inner: Mutex::new(Inner::default()),
+            clock,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere must not take the whole store down with it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn queue_key(rec: &ServiceRecord) -> QueueKey {
+    QueueEntry::of(rec).order_key()
+}
+
+impl Inner {
+    fn unindex(&mut self, rec: &ServiceRecord) {
+        remove_from(&mut self.by_customer, &rec.customer_number, &rec.id);
+        remove_from(&mut self.by_state, &rec.state, &rec.id);
+        remove_from(&mut self.by_scenario, &rec.scenario, &rec.id);
+        if rec.is_queued() {
+            if let Some(q) = self.queues.get_mut(&rec.ticket.queue) {
+                q.remove(&queue_key(rec));
+                if q.is_empty() {
+                    self.queues.remove(&rec.ticket.queue);
+                }
+            }
+        }
+        for (kind, due) in &rec.timers {
+            self.timers.remove(&(*due, rec.id.clone(), *kind));
+        }
+        self.deadlines
+            .remove(&(rec.storage_deadline(), rec.id.clone()));
+    }
+
+    fn index(&mut self, rec: &ServiceRecord) {
+        self.by_customer
+            .entry(rec.customer_number.clone())
+            .or_default()
+            .insert(rec.id.clone());
+        self.by_state
+            .entry(rec.state)
+            .or_default()
+            .insert(rec.id.clone());
+        self.by_scenario
+            .entry(rec.scenario.clone())
+            .or_default()
+            .insert(rec.id.clone());
+        if rec.is_queued() {
+            self.queues
+                .entry(rec.ticket.queue.clone())
+                .or_default()
+                .insert(queue_key(rec));
+        }
+        for (kind, due) in &rec.timers {
+            self.timers.insert((*due, rec.id.clone(), *kind));
+        }
+        self.deadlines
+            .insert((rec.storage_deadline(), rec.id.clone()));
+    }
+
+    /// Checks that the agent change the record asks for is possible.
+    fn check_reservation(
+        &self,
+        old: Option<&ServiceRecord>,
+        new: &ServiceRecord,
+    ) -> Result<(), StoreError> {
+        let before = old.and_then(|o| o.agent.as_deref());
+        match new.agent.as_deref() {
+            Some(agent) if before != Some(agent) => {
+                let unavailable = |why: &str| StoreError::AgentUnavailable {
+                    agent: agent.to_owned(),
+                    why: why.to_owned(),
+                };
+                let a = self
+                    .agents
+                    .get(agent)
+                    .ok_or_else(|| unavailable("unknown agent"))?;
+                if !a.ready {
+                    return Err(unavailable("not ready"));
+                }
+                if !a.has_room() {
+                    return Err(unavailable("at its max_concurrent limit"));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn move_reservation(
+        &mut self,
+        old: Option<&ServiceRecord>,
+        new: &ServiceRecord,
+        now: DateTime<Utc>,
+    ) {
+        let before = old.and_then(|o| o.agent.clone());
+        if before == new.agent {
+            return;
+        }
+        if let Some(agent) = before.and_then(|a| self.agents.get_mut(&a)) {
+            agent.services.remove(&new.id);
+        }
+        if let Some(agent) = new.agent.as_ref().and_then(|a| self.agents.get_mut(a)) {
+            agent.services.insert(new.id.clone());
+            agent.last_assigned_at = Some(now);
+        }
+    }
+
+    fn remove_record(&mut self, id: &str) {
+        if let Some(rec) = self.records.remove(id) {
+            self.unindex(&rec);
+            if let Some(agent) = rec.agent.as_ref().and_then(|a| self.agents.get_mut(a)) {
+                agent.services.remove(id);
+            }
+        }
+    }
+
+    fn purge(&mut self, now: DateTime<Utc>) -> usize {
+        let expired: Vec<String> = self
+            .deadlines
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in &expired {
+            self.remove_record(id);
+        }
+        expired.len()
+    }
+}
+
+fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, BTreeSet<String>>, key: &K, id: &str) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(id);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError> {
+        let now = self.clock.now();
+        let inner = self.lock();
+        Ok(inner
+            .records
+            .get(id)
+            .filter(|r| r.storage_deadline() > now)
+            .cloned())
+    }
+
+    async fn put(
+        &self,
+        record: &ServiceRecord,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        inner.purge(now);
+        let old = inner.records.get(&record.id).cloned();
+        match (&old, expected_version) {
+            (Some(_), None) => return Err(StoreError::Exists(record.id.clone())),
+            (None, Some(_)) => return Err(StoreError::Missing(record.id.clone())),
+            (Some(o), Some(v)) if o.version != v => {
+                return Err(StoreError::Conflict(record.id.clone()))
+            }
+            _ => {}
+        }
+        inner.check_reservation(old.as_ref(), record)?;
+        if let Some(o) = &old {
+            inner.unindex(o);
+        }
+        inner.move_reservation(old.as_ref(), record, now);
+        inner.index(record);
+        inner.records.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError> {
+        let now = self.clock.now();
+        let inner = self.lock();
+        let ids = match key {
+            IndexKey::Customer(c) => inner.by_customer.get(c),
+            IndexKey::State(s) => inner.by_state.get(s),
+            IndexKey::Scenario(s) => inner.by_scenario.get(s),
+        };
+        Ok(ids
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.records.get(id))
+            .filter(|r| r.storage_deadline() > now)
+            .cloned()
+            .collect())
+    }
+
+    async fn queue(&self, queue: &str) -> Result<Vec<QueueEntry>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .queues
+            .get(queue)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, _, id)| inner.records.get(id))
+            .map(QueueEntry::of)
+            .collect())
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, StoreError> {
+        let mut names: Vec<String> = self.lock().queues.keys().cloned().collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn position(&self, queue: &str, id: &str) -> Result<Option<(usize, usize)>, StoreError> {
+        let inner = self.lock();
+        let Some(q) = inner.queues.get(queue) else {
+            return Ok(None);
+        };
+        Ok(q.iter()
+            .position(|(_, _, i)| i == id)
+            .map(|p| (p + 1, q.len())))
+    }
+
+    async fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .timers
+            .iter()
+            .take_while(|(due, _, _)| *due <= now)
+            .take(limit)
+            .map(|(due, id, kind)| DueTimer {
+                id: id.clone(),
+                kind: *kind,
+                due: *due,
+            })
+            .collect())
+    }
+
+    async fn next_timer(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.lock().timers.first().map(|(due, _, _)| *due))
+    }
+
+    async fn put_agent(&self, profile: AgentProfile) -> Result<AgentRecord, StoreError> {
+        let mut inner = self.lock();
+        let agent = inner
+            .agents
+            .entry(profile.id.clone())
+            .and_modify(|a| a.profile = profile.clone())
+            .or_insert_with(|| AgentRecord {
+                profile,
+                ready: false,
+                services: BTreeSet::new(),
+                last_assigned_at: None,
+            });
+        Ok(agent.clone())
+    }
+
+    async fn set_agent_ready(
+        &self,
+        id: &str,
+        ready: bool,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        let mut inner = self.lock();
+        Ok(inner.agents.get_mut(id).map(|a| {
+            a.ready = ready;
+            a.clone()
+        }))
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        Ok(self.lock().agents.get(id).cloned())
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let mut agents: Vec<AgentRecord> = self.lock().agents.values().cloned().collect();
+        agents.sort_by(|a, b| a.profile.id.cmp(&b.profile.id));
+        Ok(agents)
+    }
+
+    async fn add_sample(
+        &self,
+        queue: &str,
+        kind: SampleKind,
+        seconds: f64,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .stats
+            .entry(queue.to_owned())
+            .or_default()
+            .add(kind, seconds);
+        Ok(())
+    }
+
+    async fn queue_stats(&self, queue: &str) -> Result<QueueStats, StoreError> {
+        Ok(self.lock().stats.get(queue).cloned().unwrap_or_default())
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        Ok(self.lock().purge(now))
+    }
+}

@@ -1,0 +1,166 @@
+//! The store: where service records, agents, queues and timers live.
+//!
+//! A record is written whole, with compare-and-set on its version, and the
+//! store derives everything else from it in the same atomic step: indexes
+//! by customer number, state and scenario; membership of its queue; the load
+//! of the agent it reserves; its timers; its TTL. So every transition is one
+//! round trip, which is what the Redis store (a Lua script) will need.
+
+pub mod memory;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::record::{ServiceRecord, ServiceState, TimerKind};
+use crate::stats::{QueueStats, SampleKind};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Someone else wrote the record since it was read.
+    #[error("service {0} was changed concurrently")]
+    Conflict(String),
+    #[error("service {0} already exists")]
+    Exists(String),
+    #[error("service {0} does not exist")]
+    Missing(String),
+    /// The reservation would break the agent's state or limit.
+    #[error("agent {agent} cannot take service: {why}")]
+    AgentUnavailable { agent: String, why: String },
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What an admin says about an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentProfile {
+    pub id: String,
+    pub name: String,
+    pub queues: BTreeSet<String>,
+    pub skills: BTreeMap<String, u32>,
+    pub max_concurrent: u32,
+}
+
+/// An agent with its live state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    #[serde(flatten)]
+    pub profile: AgentProfile,
+    pub ready: bool,
+    /// Services reserved for or handled by the agent right now.
+    pub services: BTreeSet<String>,
+    /// When the agent last got a service; the longest idle goes first.
+    pub last_assigned_at: Option<DateTime<Utc>>,
+}
+
+impl AgentRecord {
+    pub fn has_room(&self) -> bool {
+        (self.services.len() as u64) < self.profile.max_concurrent as u64
+    }
+}
+
+/// A waiting service as the router sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    pub id: String,
+    pub priority: i32,
+    pub since: DateTime<Utc>,
+    pub skills: Option<String>,
+}
+
+impl QueueEntry {
+    /// Higher priority first, then the oldest, then by id so the order is total.
+    pub fn order_key(&self) -> (std::cmp::Reverse<i32>, DateTime<Utc>, String) {
+        (
+            std::cmp::Reverse(self.priority),
+            self.since,
+            self.id.clone(),
+        )
+    }
+
+    pub fn of(record: &ServiceRecord) -> QueueEntry {
+        QueueEntry {
+            id: record.id.clone(),
+            priority: record.ticket.priority,
+            since: record.ticket.since,
+            skills: record.ticket.skills.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexKey {
+    Customer(String),
+    State(ServiceState),
+    Scenario(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTimer {
+    pub id: String,
+    pub kind: TimerKind,
+    pub due: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn get(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError>;
+
+    /// Writes `record` if the stored version is `expected_version` (`None`:
+    /// the record must not exist yet), and updates every derived structure
+    /// in the same step. Nothing is written when it fails.
+    async fn put(
+        &self,
+        record: &ServiceRecord,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError>;
+
+    /// Records under one index, in no particular order.
+    async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError>;
+
+    /// A queue's waiting services, in routing order.
+    async fn queue(&self, queue: &str) -> Result<Vec<QueueEntry>, StoreError>;
+
+    /// Names of the queues that hold at least one service.
+    async fn queues(&self) -> Result<Vec<String>, StoreError>;
+
+    /// 1-based position of a service in its queue, and the queue's length.
+    async fn position(&self, queue: &str, id: &str) -> Result<Option<(usize, usize)>, StoreError>;
+
+    /// Timers due at or before `now`, earliest first.
+    async fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, StoreError>;
+
+    /// The earliest armed timer.
+    async fn next_timer(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Creates or updates an agent's profile; its readiness and services stay.
+    async fn put_agent(&self, profile: AgentProfile) -> Result<AgentRecord, StoreError>;
+
+    async fn set_agent_ready(
+        &self,
+        id: &str,
+        ready: bool,
+    ) -> Result<Option<AgentRecord>, StoreError>;
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
+
+    async fn add_sample(
+        &self,
+        queue: &str,
+        kind: SampleKind,
+        seconds: f64,
+    ) -> Result<(), StoreError>;
+
+    async fn queue_stats(&self, queue: &str) -> Result<QueueStats, StoreError>;
+
+    /// Forgets records whose storage deadline has passed; returns how many.
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+}
