@@ -32,7 +32,7 @@ use crate::scenario::{OnUserConfirmTimeout, Scenario};
 /// What can happen to a service.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// The service was created (internal: leaves the `new` pseudo-state).
+    /// The service was created (internal: leaves the `fresh` pseudo-state).
     Created,
     /// A timer of the record fell due. [`apply`] checks it is still armed.
     TimerFired { kind: TimerKind, due: DateTime<Utc> },
@@ -67,10 +67,11 @@ pub enum Event {
         display: String,
         application: String,
     },
-    /// The customer fetched its notifications: they leave the outbox.
-    NotificationsRetrieved { up_to: usize },
+    /// The customer fetched its notifications: the whole outbox is emptied
+    /// (the shell answers with the record as it was before this event).
+    NotificationsRetrieved,
     /// The agent desktop fetched its notifications.
-    AgentNotificationsRetrieved { up_to: usize },
+    AgentNotificationsRetrieved,
 }
 
 impl Event {
@@ -92,8 +93,8 @@ impl Event {
             Event::Cancel => "cancel",
             Event::InternalNotification { .. } => "internal_notification",
             Event::AgentNotification { .. } => "agent_notification",
-            Event::NotificationsRetrieved { .. } => "notifications_retrieved",
-            Event::AgentNotificationsRetrieved { .. } => "agent_notifications_retrieved",
+            Event::NotificationsRetrieved => "notifications_retrieved",
+            Event::AgentNotificationsRetrieved => "agent_notifications_retrieved",
         }
     }
 }
@@ -193,7 +194,7 @@ impl Context {
 }
 
 #[state_machine(
-    initial = "State::new()",
+    initial = "State::fresh()",
     state(derive(Debug, Clone, PartialEq)),
     superstate(derive(Debug))
 )]
@@ -201,7 +202,7 @@ impl Service {
     /// Where every machine starts. It has no entry action, so initialising a
     /// machine to restore a record runs nothing; creation leaves it at once.
     #[state]
-    fn new(context: &mut Context, event: &Event) -> Outcome<State> {
+    fn fresh(context: &mut Context, event: &Event) -> Outcome<State> {
         match event {
             Event::Created => Transition(State::scheduled()),
             other => {
@@ -406,9 +407,7 @@ impl Service {
     ) -> Outcome<State> {
         match event {
             // Polling after the end is normal; the rest is refused.
-            Event::NotificationsRetrieved { .. } | Event::AgentNotificationsRetrieved { .. } => {
-                Handled
-            }
+            Event::NotificationsRetrieved | Event::AgentNotificationsRetrieved => Handled,
             _ => {
                 context.refuse(format!(
                     "service is COMPLETED ({}); it accepts no `{}`",
@@ -712,7 +711,7 @@ fn statig_state(rec: &ServiceRecord) -> State {
 
 fn record_state(state: &State) -> (ServiceState, Option<CallbackReason>) {
     match state {
-        State::New {} | State::Scheduled {} => (ServiceState::Scheduled, None),
+        State::Fresh {} | State::Scheduled {} => (ServiceState::Scheduled, None),
         State::WaitForAgent {} => (ServiceState::WaitForAgent, None),
         State::WaitForUserConfirm {} => (ServiceState::WaitForUserConfirm, None),
         State::Connected {} => (ServiceState::Connected, None),
@@ -727,7 +726,7 @@ pub struct Applied {
     pub effects: Vec<Effect>,
 }
 
-/// Creates a service: leaves `new` for `scheduled` (running its entry
+/// Creates a service: leaves `fresh` for `scheduled` (running its entry
 /// actions), and enters the queue at once when the desired time has come.
 pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> Applied {
     let desired_time = new.desired_time.unwrap_or(now);
@@ -833,18 +832,16 @@ pub fn apply(
             rec.timers.remove(kind);
         }
         // Draining an outbox is bookkeeping, allowed in every state.
-        Event::NotificationsRetrieved { up_to } => {
-            let n = (*up_to).min(rec.outbox.len());
-            rec.outbox.drain(..n);
+        Event::NotificationsRetrieved => {
+            rec.outbox.clear();
             rec.version += 1;
             return Ok(Applied {
                 record: rec,
                 effects: Vec::new(),
             });
         }
-        Event::AgentNotificationsRetrieved { up_to } => {
-            let n = (*up_to).min(rec.agent_outbox.len());
-            rec.agent_outbox.drain(..n);
+        Event::AgentNotificationsRetrieved => {
+            rec.agent_outbox.clear();
             rec.version += 1;
             return Ok(Applied {
                 record: rec,
@@ -855,7 +852,7 @@ pub fn apply(
     }
     let from = rec.state;
     let restored = statig_state(&rec);
-    // `new` has no entry actions, so init() runs nothing; then the machine is
+    // `fresh` has no entry actions, so init() runs nothing; then the machine is
     // moved to the stored state by hand. Restoring must not re-run entry
     // actions: they notify the customer and arm timers, which happened once
     // already, when the state was first entered.

@@ -1,1 +1,101 @@
+//! The callbackd HTTP front: the GMS Callback API and the agent API over axum.
+//!
+//! - [`shell`]: the async shell around the engine: transitions with
+//!   compare-and-set, effects, the router and the timer loop.
+//! - [`routes`]: one file per group of commands (callback, connect,
+//!   check-queue-position, chat, notifications, agents, services).
+//! - [`form`]: GMS request bodies in multipart, form-urlencoded or JSON.
+//! - [`wire`]: GMS response shapes.
+//! - [`error`]: the one `AppError`, answered as `{"message", "exception"}`.
+//!
+//! Only this crate knows HTTP. [`run`] serves until the shutdown signal.
 
+pub mod error;
+pub mod form;
+mod routes;
+pub mod shell;
+pub mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use engine::clock::Clock;
+use engine::scenario::Scenarios;
+use engine::store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use shell::Shell;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub shell: Arc<Shell>,
+    /// Base URL put into dialogs (`_start_chat_url`, `_comet_url`); the request's Host when absent.
+    pub public_url: Option<String>,
+}
+
+pub struct Config {
+    pub scenarios: Scenarios,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub public_url: Option<String>,
+}
+
+/// Longest a request may take before it is answered 503.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn app(state: Arc<AppState>) -> Router {
+    use tower_http::catch_panic::CatchPanicLayer;
+    routes::router(state)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                error::AppError::Internal("the request could not be handled".into())
+                    .into_response_owned()
+            },
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+impl error::AppError {
+    fn into_response_owned(self) -> axum::response::Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes; then stops the background tasks.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shell = Shell::new(
+        config.store,
+        config.scenarios,
+        config.clock,
+        push::Hub::default(),
+    );
+    let state = Arc::new(AppState {
+        shell: shell.clone(),
+        public_url: config.public_url,
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tasks = shell.spawn_background(stop_rx);
+    let app = app(state);
+    tracing::info!(addr = %listener.local_addr()?, "callbackd listening.");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await?;
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}

@@ -1,1 +1,60 @@
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use engine::clock::SystemClock;
+use engine::scenario::Scenarios;
+use engine::store::memory::MemoryStore;
+
+/// callbackd: callback orchestration with the GMS Callback API.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "CALLBACKD_LISTEN")]
+    listen: SocketAddr,
+    /// Directory of scenario TOML files.
+    #[arg(long, default_value = "./scenarios", env = "CALLBACKD_SCENARIOS")]
+    scenarios: PathBuf,
+    /// Base URL clients use to reach this server, for dialog URLs (default: the request's Host).
+    #[arg(long, env = "CALLBACKD_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Where services live; only `memory` so far.
+    #[arg(long, default_value = "memory", env = "CALLBACKD_STORE")]
+    store: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    if args.store != "memory" {
+        anyhow::bail!("--store: `{}` is not supported; use `memory`", args.store);
+    }
+    let scenarios =
+        Scenarios::load_dir(&args.scenarios).map_err(|e| anyhow::anyhow!("scenario error: {e}"))?;
+    for s in scenarios.iter() {
+        tracing::info!(scenario = %s.name, queue = %s.target.queue, "Scenario loaded.");
+    }
+    let clock = Arc::new(SystemClock);
+    let config = http_front::Config {
+        scenarios,
+        store: Arc::new(MemoryStore::new(clock.clone())),
+        clock,
+        public_url: args.public_url,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen {}: {e}", args.listen))?;
+    http_front::run(listener, config, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Shutting down.");
+    })
+    .await
+}

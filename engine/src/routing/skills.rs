@@ -430,12 +430,7 @@ impl<'a> Parser<'a> {
                 let inner = self.parse_or()?;
                 match self.peek() {
                     Some(t) if t.kind == Kind::RParen => self.next += 1,
-                    Some(_) => {
-                        return Err(self.expected(&format!(
-                            "`and`, `or` or `)` closing the `(` at character {}",
-                            token.pos
-                        )))
-                    }
+                    Some(_) => return Err(self.expected("`and`, `or` or `)`")),
                     None => {
                         return Err((
                             "unclosed `(`: expected `)` before the end of the expression".into(),
@@ -724,11 +719,7 @@ mod tests {
             ("((English)", "unclosed `(`", 0),
             ("(a & (b | c)", "unclosed `(`", 0),
             ("a & (b | c", "unclosed `(`", 4),
-            (
-                "(a b)",
-                "expected `and`, `or` or `)` closing the `(` at character 0, found `b`",
-                3,
-            ),
+            ("(a b)", "expected `and`, `or` or `)`, found `b`", 3),
             ("English xyz", "trailing input `xyz`", 8),
             ("a b c", "trailing input `b c`", 2),
             ("a > 3 > 4", "trailing input `> 4`", 6),

@@ -1,0 +1,110 @@
+//! One error type for every handler. Every 4xx and 5xx answers
+//! `{"message": "...", "exception": "<stable code>"}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use engine::machine::TransitionError;
+use engine::store::StoreError;
+use serde_json::json;
+
+use crate::shell::ShellError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A missing or malformed field or body; the message names the field.
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        exception: &'static str,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    /// An event the service's state does not allow.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn field(field: &str, problem: impl std::fmt::Display) -> AppError {
+        AppError::BadRequest {
+            message: format!("{field}: {problem}"),
+            exception: "INVALID_PARAMETER",
+        }
+    }
+
+    pub fn missing(field: &str) -> AppError {
+        AppError::BadRequest {
+            message: format!("{field}: is required"),
+            exception: "MISSING_PARAMETER",
+        }
+    }
+
+    pub fn body(problem: impl std::fmt::Display) -> AppError {
+        AppError::BadRequest {
+            message: format!("request body: {problem}"),
+            exception: "INVALID_BODY",
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            AppError::BadRequest { exception, .. } => (StatusCode::BAD_REQUEST, exception),
+            AppError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, "INVALID_STATE"),
+            AppError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE"),
+            AppError::Unsupported(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
+            }
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE"),
+            AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+        }
+    }
+}
+
+impl From<ShellError> for AppError {
+    fn from(e: ShellError) -> Self {
+        match e {
+            ShellError::UnknownService(_) | ShellError::UnknownScenario(_) => {
+                AppError::NotFound(e.to_string())
+            }
+            ShellError::NotAllowed(TransitionError::NotAllowed { message, .. }) => {
+                AppError::Conflict(message)
+            }
+            ShellError::NotAllowed(t @ TransitionError::StaleTimer { .. }) => {
+                AppError::Conflict(t.to_string())
+            }
+            ShellError::Contended(_) => AppError::Conflict(e.to_string()),
+            ShellError::Store(StoreError::Unavailable(m)) => {
+                AppError::Unavailable(format!("store unavailable: {m}"))
+            }
+            ShellError::Store(
+                s @ (StoreError::Conflict(_) | StoreError::AgentUnavailable { .. }),
+            ) => AppError::Conflict(s.to_string()),
+            ShellError::Store(s @ StoreError::Exists(_)) => AppError::Conflict(s.to_string()),
+            ShellError::Store(s @ StoreError::Missing(_)) => AppError::NotFound(s.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, exception) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "Request failed.");
+        }
+        (
+            status,
+            Json(json!({"message": self.to_string(), "exception": exception})),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,174 @@
+//! The agent API: profiles, readiness, and what an agent is handling.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use engine::store::{AgentProfile, AgentRecord};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::check_id;
+use crate::error::AppError;
+use crate::form::JsonBody;
+use crate::shell::ShellError;
+use crate::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentBody {
+    name: String,
+    queues: Vec<String>,
+    #[serde(default)]
+    skills: BTreeMap<String, u32>,
+    max_concurrent: u32,
+}
+
+const MAX_CONCURRENT: u32 = 100;
+
+/// PUT /api/v1/agents/{agent_id}
+#[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
+pub async fn upsert(
+    State(state): State<Arc<AppState>>,
+    Path(agent_id): Path<String>,
+    JsonBody(body): JsonBody<AgentBody>,
+) -> Result<Json<Value>, AppError> {
+    check_id("agent_id", &agent_id)?;
+    if body.name.trim().is_empty() || body.name.chars().count() > 128 {
+        return Err(AppError::field("name", "must be 1 to 128 characters"));
+    }
+    if body.queues.is_empty() {
+        return Err(AppError::field("queues", "must name at least one queue"));
+    }
+    if let Some(bad) = body
+        .queues
+        .iter()
+        .find(|q| q.trim().is_empty() || q.len() > 128)
+    {
+        return Err(AppError::field(
+            "queues",
+            format!("`{bad}` is not a queue name (1 to 128 characters)"),
+        ));
+    }
+    if let Some(bad) = body
+        .skills
+        .keys()
+        .find(|k| engine::routing::skills::SkillExpr::parse(k).is_err() || k.contains(' '))
+    {
+        return Err(AppError::field(
+            "skills",
+            format!("`{bad}` is not a skill name (letters, digits, '_', '.', '-')"),
+        ));
+    }
+    if body.max_concurrent == 0 || body.max_concurrent > MAX_CONCURRENT {
+        return Err(AppError::field(
+            "max_concurrent",
+            format!("must be 1 to {MAX_CONCURRENT}"),
+        ));
+    }
+    let profile = AgentProfile {
+        id: agent_id,
+        name: body.name.trim().to_owned(),
+        queues: body.queues.into_iter().collect::<BTreeSet<_>>(),
+        skills: body.skills,
+        max_concurrent: body.max_concurrent,
+    };
+    let agent = state
+        .shell
+        .store
+        .put_agent(profile)
+        .await
+        .map_err(ShellError::from)?;
+    // A bigger limit or a new queue may let the agent take more.
+    state.shell.wake_router();
+    Ok(Json(view(&state, &agent).await?))
+}
+
+/// GET /api/v1/agents/{agent_id}
+#[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(agent_id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    check_id("agent_id", &agent_id)?;
+    let agent = find(&state, &agent_id).await?;
+    Ok(Json(view(&state, &agent).await?))
+}
+
+/// POST /api/v1/agents/{agent_id}/ready
+#[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
+pub async fn ready(
+    State(state): State<Arc<AppState>>,
+    Path(agent_id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    set_ready(state, agent_id, true).await
+}
+
+/// POST /api/v1/agents/{agent_id}/not-ready
+#[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
+pub async fn not_ready(
+    State(state): State<Arc<AppState>>,
+    Path(agent_id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    set_ready(state, agent_id, false).await
+}
+
+async fn set_ready(
+    state: Arc<AppState>,
+    agent_id: String,
+    ready: bool,
+) -> Result<Json<Value>, AppError> {
+    check_id("agent_id", &agent_id)?;
+    let agent = state
+        .shell
+        .store
+        .set_agent_ready(&agent_id, ready)
+        .await
+        .map_err(ShellError::from)?
+        .ok_or_else(|| {
+            AppError::NotFound(format!(
+                "agent `{agent_id}` does not exist; create it with PUT first"
+            ))
+        })?;
+    tracing::info!(agent_id = %agent_id, ready, "Agent readiness changed.");
+    if ready {
+        state.shell.wake_router();
+    }
+    Ok(Json(view(&state, &agent).await?))
+}
+
+async fn find(state: &AppState, agent_id: &str) -> Result<AgentRecord, AppError> {
+    state
+        .shell
+        .store
+        .agent(agent_id)
+        .await
+        .map_err(ShellError::from)?
+        .ok_or_else(|| AppError::NotFound(format!("agent `{agent_id}` does not exist")))
+}
+
+async fn view(state: &AppState, agent: &AgentRecord) -> Result<Value, AppError> {
+    let mut services = Vec::new();
+    for id in &agent.services {
+        if let Some(rec) = state.shell.store.get(id).await.map_err(ShellError::from)? {
+            services.push(json!({
+                "_id": rec.id,
+                "_service_name": rec.scenario,
+                "_callback_state": rec.state.gms_name(),
+                "_customer_number": rec.customer_number,
+                "chat_started": rec.chat.is_some(),
+                "user_data": rec.user_data,
+            }));
+        }
+    }
+    Ok(json!({
+        "id": agent.profile.id,
+        "name": agent.profile.name,
+        "queues": agent.profile.queues,
+        "skills": agent.profile.skills,
+        "max_concurrent": agent.profile.max_concurrent,
+        "state": if agent.ready { "ready" } else { "not_ready" },
+        "services": services,
+    }))
+}

@@ -1,0 +1,44 @@
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{Method, Uri};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::error::AppError;
+use crate::AppState;
+
+#[tracing::instrument(skip_all)]
+pub async fn scenarios(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let list: Vec<Value> = state
+        .shell
+        .scenarios
+        .iter()
+        .map(|s| {
+            let mut v = serde_json::to_value(&**s).unwrap_or(Value::Null);
+            v["url"] = json!(format!("/genesys/1/service/callback/{}", s.name));
+            v
+        })
+        .collect();
+    Json(Value::Array(list))
+}
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn not_found(uri: Uri) -> AppError {
+    AppError::NotFound(format!("no resource at `{}`", uri.path()))
+}
+
+pub async fn method_not_allowed(method: Method, uri: Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({
+            "message": format!("method {method} is not allowed on `{}`", uri.path()),
+            "exception": "METHOD_NOT_ALLOWED",
+        })),
+    )
+        .into_response()
+}

@@ -1,0 +1,95 @@
+//! HTTP routes, one file per group of commands.
+
+mod agents;
+mod callback;
+mod chat;
+mod connect;
+mod misc;
+mod notifications;
+mod queue_position;
+mod services;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post, put};
+use axum::Router;
+
+use crate::error::AppError;
+use crate::AppState;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/genesys/1/service/callback", get(callback::query_by_id))
+        .route(
+            "/genesys/1/service/callback/{scenario}",
+            post(callback::create).get(callback::query),
+        )
+        .route(
+            "/genesys/1/service/callback/{scenario}/{id}",
+            axum::routing::delete(callback::cancel),
+        )
+        .route("/genesys/1/service/{id}/connect", post(connect::connect))
+        .route(
+            "/genesys/1/service/{id}/check-queue-position",
+            post(queue_position::check).get(queue_position::check),
+        )
+        .route("/genesys/1/service/{id}/ixn/chat", post(chat::start))
+        .route("/genesys/1/service/{id}/ixn/chat/send", post(chat::send))
+        .route(
+            "/genesys/1/service/{id}/ixn/chat/refresh",
+            post(chat::refresh).get(chat::refresh),
+        )
+        .route(
+            "/genesys/1/service/{id}/ixn/chat/disconnect",
+            post(chat::disconnect),
+        )
+        .route(
+            "/genesys/1/service/{id}/internal-notification",
+            post(notifications::internal),
+        )
+        .route(
+            "/genesys/1/service/{id}/retrieve-notifications",
+            post(notifications::retrieve).get(notifications::retrieve),
+        )
+        .route(
+            "/genesys/1/service/{id}/agent-notification",
+            post(notifications::to_agent),
+        )
+        .route(
+            "/genesys/1/service/{id}/retrieve-agent-notifications",
+            post(notifications::retrieve_agent).get(notifications::retrieve_agent),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}",
+            put(agents::upsert).get(agents::show),
+        )
+        .route("/api/v1/agents/{agent_id}/ready", post(agents::ready))
+        .route(
+            "/api/v1/agents/{agent_id}/not-ready",
+            post(agents::not_ready),
+        )
+        .route("/api/v1/services/{id}", get(services::show))
+        .route("/api/v1/services/{id}/complete", post(services::complete))
+        .route("/api/v1/services/{id}/chat", post(services::chat))
+        .route("/api/v1/scenarios", get(misc::scenarios))
+        .route("/healthz", get(misc::healthz))
+        .fallback(misc::not_found)
+        .method_not_allowed_fallback(misc::method_not_allowed)
+        .with_state(state)
+}
+
+/// Ids are ours (`<scenario-free uuid>`); anything else is refused before a lookup.
+fn check_id(field: &str, id: &str) -> Result<(), AppError> {
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(AppError::field(
+            field,
+            "is not a valid id (letters, digits, '-' and '_', at most 128)",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use engine::record::ServiceState;
+use serde_json::{json, Value};
+
+use super::check_id;
+use crate::error::AppError;
+use crate::shell::ShellError;
+use crate::AppState;
+
+/// POST|GET /genesys/1/service/{id}/check-queue-position
+#[tracing::instrument(skip_all, fields(service_id = %id))]
+pub async fn check(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    check_id("id", &id)?;
+    let shell = &state.shell;
+    let record = shell.get(&id).await?;
+    let scenario = shell.scenario(&record.scenario)?;
+    let queue = &record.ticket.queue;
+    let store_err = |e| AppError::from(ShellError::Store(e));
+    let waiting = shell.store.queue(queue).await.map_err(store_err)?.len();
+    let (position, eta) = match record.state {
+        ServiceState::WaitForAgent => {
+            let Some((position, _)) = shell.store.position(queue, &id).await.map_err(store_err)?
+            else {
+                // Left the queue between the two reads: an agent was just reserved.
+                return Ok(Json(answer(0, Some(0), waiting, true, "agent reserved")));
+            };
+            let capacity: u32 = shell
+                .store
+                .agents()
+                .await
+                .map_err(store_err)?
+                .iter()
+                .filter(|a| a.ready && a.profile.queues.contains(queue))
+                .map(|a| a.profile.max_concurrent)
+                .sum();
+            let stats = shell.store.queue_stats(queue).await.map_err(store_err)?;
+            (position, stats.eta(position, capacity))
+        }
+        ServiceState::Scheduled => {
+            let until = (record.desired_time - shell.now()).num_seconds().max(0) as u64;
+            return Ok(Json(answer(
+                0,
+                Some(until),
+                waiting,
+                false,
+                "service is SCHEDULED",
+            )));
+        }
+        ServiceState::WaitForUserConfirm | ServiceState::Connected => {
+            return Ok(Json(answer(0, Some(0), waiting, true, "agent reserved")));
+        }
+        ServiceState::Completed => {
+            return Err(AppError::Conflict(format!(
+                "service is COMPLETED ({}); it is no longer in a queue",
+                record
+                    .reason
+                    .map(|r| r.gms_name())
+                    .unwrap_or("NOT_AVAILABLE")
+            )))
+        }
+    };
+    let threshold = &scenario.agent_ready_threshold;
+    let max_eta = threshold.eta.as_secs();
+    let (passed, reason) = match eta {
+        None => (true, "eta n/a".to_owned()),
+        Some(eta) => {
+            let eta_ok = eta <= max_eta;
+            let position_ok = position <= threshold.position;
+            let reason = match (eta_ok, position_ok) {
+                (true, true) => format!("eta <= {max_eta} and position <= {}", threshold.position),
+                (false, true) => format!("eta > {max_eta}"),
+                (true, false) => format!("position > {}", threshold.position),
+                (false, false) => format!("eta > {max_eta} and position > {}", threshold.position),
+            };
+            (eta_ok && position_ok, reason)
+        }
+    };
+    Ok(Json(answer(position, eta, waiting, passed, &reason)))
+}
+
+fn answer(position: usize, eta: Option<u64>, total: usize, passed: bool, reason: &str) -> Value {
+    json!({
+        "_position": position,
+        "_eta": eta.map(Value::from).unwrap_or_else(|| json!("n/a")),
+        "_total_waiting": total,
+        "_agent_ready_threshold_passed": passed,
+        "_agent_ready_threshold_passed_reason": reason,
+    })
+}

@@ -1,0 +1,81 @@
+//! The agent desktop's view of a service: the full record, completing, chatting.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use engine::machine::Event;
+use engine::record::{Party, ServiceRecord};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::check_id;
+use crate::error::AppError;
+use crate::form::JsonBody;
+use crate::AppState;
+
+fn full(record: &ServiceRecord) -> Value {
+    let mut v = serde_json::to_value(record).unwrap_or(Value::Null);
+    v["_callback_state"] = Value::from(record.state.gms_name());
+    v["_callback_reason"] = record
+        .reason
+        .map(|r| Value::from(r.gms_name()))
+        .unwrap_or(Value::Null);
+    v
+}
+
+/// GET /api/v1/services/{id}: the full record, with its history.
+#[tracing::instrument(skip_all, fields(service_id = %id))]
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    check_id("id", &id)?;
+    Ok(Json(full(&state.shell.get(&id).await?)))
+}
+
+/// POST /api/v1/services/{id}/complete
+#[tracing::instrument(skip_all, fields(service_id = %id))]
+pub async fn complete(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    check_id("id", &id)?;
+    Ok(Json(full(
+        &state.shell.transition(&id, &Event::Complete).await?,
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatBody {
+    text: String,
+}
+
+/// POST /api/v1/services/{id}/chat: a message from the agent.
+#[tracing::instrument(skip_all, fields(service_id = %id))]
+pub async fn chat(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ChatBody>,
+) -> Result<Json<Value>, AppError> {
+    check_id("id", &id)?;
+    if body.text.trim().is_empty() {
+        return Err(AppError::field("text", "must not be empty"));
+    }
+    if body.text.chars().count() > 4000 {
+        return Err(AppError::field("text", "is longer than 4000 characters"));
+    }
+    let record = state.shell.get(&id).await?;
+    let nickname = record
+        .agent
+        .clone()
+        .or(record.served_by.clone())
+        .unwrap_or_else(|| "Agent".into());
+    let event = Event::ChatMessage {
+        from: Party::Agent,
+        nickname,
+        text: body.text,
+    };
+    Ok(Json(full(&state.shell.transition(&id, &event).await?)))
+}

@@ -1,0 +1,337 @@
+//! The async shell around the pure engine.
+//!
+//! Every change to a service goes through [`Shell::transition`]: read the
+//! record, apply the event with `engine::machine::apply`, write it back with
+//! compare-and-set (retrying on a concurrent write), then carry out the
+//! effects. Two background tasks drive the rest:
+//!
+//! - the router wakes when a service enters a queue or an agent gets room,
+//!   and reserves agents for waiting services;
+//! - the timer loop sleeps until the store's next due timer (or until a new,
+//!   earlier one is armed) and fires it through the same `transition`.
+//!
+//! Both stop on the one shutdown signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use engine::clock::Clock;
+use engine::machine::{self, Applied, Effect, Event, NewService, TransitionError};
+use engine::record::ServiceRecord;
+use engine::routing;
+use engine::scenario::{Scenario, Scenarios};
+use engine::stats::SampleKind;
+use engine::store::{Store, StoreError};
+use push::{Audience, Delivery, Hub};
+use tokio::sync::{watch, Notify};
+use tracing::{debug, info, warn};
+
+/// How often a transition is retried when another writer got there first.
+const CAS_RETRIES: usize = 16;
+
+/// Backstop for the router: a pass runs at least this often, even if a wake-up was missed.
+const ROUTER_BACKSTOP: Duration = Duration::from_secs(5);
+
+/// How often records past their TTL are swept out of the embedded store.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("service `{0}` does not exist")]
+    UnknownService(String),
+    #[error("scenario `{0}` does not exist")]
+    UnknownScenario(String),
+    #[error(transparent)]
+    NotAllowed(#[from] TransitionError),
+    #[error("service `{0}` is being changed by too many requests at once; retry")]
+    Contended(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Shell {
+    pub store: Arc<dyn Store>,
+    pub scenarios: Scenarios,
+    pub clock: Arc<dyn Clock>,
+    pub hub: Hub,
+    route_wake: Notify,
+    timer_wake: Notify,
+}
+
+impl Shell {
+    pub fn new(
+        store: Arc<dyn Store>,
+        scenarios: Scenarios,
+        clock: Arc<dyn Clock>,
+        hub: Hub,
+    ) -> Arc<Shell> {
+        Arc::new(Shell {
+            store,
+            scenarios,
+            clock,
+            hub,
+            route_wake: Notify::new(),
+            timer_wake: Notify::new(),
+        })
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn scenario(&self, name: &str) -> Result<&Arc<Scenario>, ShellError> {
+        self.scenarios
+            .get(name)
+            .ok_or_else(|| ShellError::UnknownScenario(name.to_owned()))
+    }
+
+    pub async fn get(&self, id: &str) -> Result<ServiceRecord, ShellError> {
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| ShellError::UnknownService(id.to_owned()))
+    }
+
+    /// Creates and stores a service, then carries out its first effects.
+    pub async fn create(
+        &self,
+        scenario: &Arc<Scenario>,
+        new: NewService,
+    ) -> Result<ServiceRecord, ShellError> {
+        let applied = machine::create(new, scenario, self.now());
+        self.store.put(&applied.record, None).await?;
+        info!(service_id = %applied.record.id, scenario = %scenario.name, state = ?applied.record.state, "Service created.");
+        self.carry_out(&applied.record, &applied.effects).await;
+        Ok(applied.record)
+    }
+
+    /// Applies `event` to a service: one read, one compare-and-set write, retried on conflict.
+    pub async fn transition(&self, id: &str, event: &Event) -> Result<ServiceRecord, ShellError> {
+        self.transition_from(id, event)
+            .await
+            .map(|(_, after)| after)
+    }
+
+    /// Like [`Shell::transition`], and also gives the record the event was applied to.
+    pub async fn transition_from(
+        &self,
+        id: &str,
+        event: &Event,
+    ) -> Result<(ServiceRecord, ServiceRecord), ShellError> {
+        for _ in 0..CAS_RETRIES {
+            let record = self.get(id).await?;
+            let scenario = self.scenario(&record.scenario)?.clone();
+            let Applied {
+                record: next,
+                effects,
+            } = machine::apply(&record, &scenario, event, self.now())?;
+            match self.store.put(&next, Some(record.version)).await {
+                Ok(()) => {
+                    if next.state != record.state {
+                        info!(service_id = %id, from = ?record.state, to = ?next.state, event = event.name(), "Service changed state.");
+                    }
+                    self.carry_out(&next, &effects).await;
+                    return Ok((record, next));
+                }
+                Err(StoreError::Conflict(_)) => {
+                    debug!(service_id = %id, "Concurrent write; retrying.");
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ShellError::Contended(id.to_owned()))
+    }
+
+    async fn carry_out(&self, record: &ServiceRecord, effects: &[Effect]) {
+        for effect in effects {
+            match effect {
+                Effect::EnteredQueue { .. } | Effect::AgentReleased { .. } => {
+                    self.route_wake.notify_one()
+                }
+                Effect::TimerArmed { .. } => self.timer_wake.notify_one(),
+                Effect::WaitSample { queue, seconds } => {
+                    self.sample(queue, SampleKind::Wait, *seconds).await
+                }
+                Effect::HandleSample { queue, seconds } => {
+                    self.sample(queue, SampleKind::Handle, *seconds).await
+                }
+                Effect::NotifyDevice { id, tag } => {
+                    if let Some(n) = record.outbox.iter().find(|n| &n.id == id) {
+                        self.hub.publish(Delivery {
+                            service_id: record.id.clone(),
+                            audience: Audience::Device {
+                                device: record.device_notification_id.clone(),
+                            },
+                            tag: tag.clone(),
+                            payload: n.payload.clone(),
+                        });
+                    }
+                }
+                Effect::NotifyAgent { agent, tag } => {
+                    if let Some(n) = record.agent_outbox.iter().rev().find(|n| &n.tag == tag) {
+                        self.hub.publish(Delivery {
+                            service_id: record.id.clone(),
+                            audience: Audience::Agent {
+                                agent: agent.clone(),
+                            },
+                            tag: tag.clone(),
+                            payload: serde_json::json!({"message": n.message, "tag": n.tag}),
+                        });
+                    }
+                }
+                Effect::LeftQueue { .. }
+                | Effect::AgentReserved { .. }
+                | Effect::TimerCancelled { .. } => {}
+            }
+        }
+    }
+
+    async fn sample(&self, queue: &str, kind: SampleKind, seconds: f64) {
+        // A lost sample only makes the EWT a little less precise.
+        if let Err(e) = self.store.add_sample(queue, kind, seconds).await {
+            warn!(queue, error = %e, "Queue sample not stored.");
+        }
+    }
+
+    /// Asks the router to run a pass soon (an agent became ready, for example).
+    pub fn wake_router(&self) {
+        self.route_wake.notify_one();
+    }
+
+    /// One routing pass: plan reservations, then make each through the machine.
+    pub async fn route_once(&self) -> Result<usize, ShellError> {
+        let mut queues = Vec::new();
+        for name in self.store.queues().await? {
+            let entries = self.store.queue(&name).await?;
+            queues.push((name, entries));
+        }
+        if queues.is_empty() {
+            return Ok(0);
+        }
+        let agents = self.store.agents().await?;
+        let mut reserved = 0;
+        for assignment in routing::plan(&queues, &agents) {
+            let event = Event::AgentReserved {
+                agent: assignment.agent.clone(),
+            };
+            match self.transition(&assignment.service, &event).await {
+                Ok(_) => {
+                    reserved += 1;
+                    info!(service_id = %assignment.service, agent_id = %assignment.agent, "Agent reserved.");
+                }
+                // The plan was made from a snapshot; losing a race is expected.
+                Err(ShellError::NotAllowed(_))
+                | Err(ShellError::UnknownService(_))
+                | Err(ShellError::Store(StoreError::AgentUnavailable { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(reserved)
+    }
+
+    /// Fires every timer that is due now.
+    pub async fn fire_due_timers(&self) -> Result<usize, ShellError> {
+        let mut fired = 0;
+        loop {
+            let due = self.store.due_timers(self.now(), 256).await?;
+            if due.is_empty() {
+                return Ok(fired);
+            }
+            for timer in &due {
+                let event = Event::TimerFired {
+                    kind: timer.kind,
+                    due: timer.due,
+                };
+                match self.transition(&timer.id, &event).await {
+                    Ok(_) => fired += 1,
+                    // Re-armed, cancelled or expired meanwhile: nothing to do.
+                    Err(ShellError::NotAllowed(_)) | Err(ShellError::UnknownService(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+
+    /// Starts the router, the timer loop and the sweeper; they end when `shutdown` flips.
+    pub fn spawn_background(
+        self: &Arc<Self>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            tokio::spawn(self.clone().router_task(shutdown.clone())),
+            tokio::spawn(self.clone().timer_task(shutdown.clone())),
+            tokio::spawn(self.clone().sweeper_task(shutdown)),
+        ]
+    }
+
+    async fn router_task(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.route_once().await {
+                warn!(error = %e, "Routing pass failed.");
+            }
+            tokio::select! {
+                _ = self.route_wake.notified() => {}
+                _ = tokio::time::sleep(ROUTER_BACKSTOP) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn timer_task(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.fire_due_timers().await {
+                warn!(error = %e, "Firing timers failed.");
+            }
+            // Sleep until the next due timer; a newly armed earlier one wakes us.
+            let sleep_for = match self.store.next_timer().await {
+                Ok(Some(due)) => (due - self.now()).to_std().unwrap_or(Duration::ZERO),
+                Ok(None) => Duration::from_secs(3600),
+                Err(_) => Duration::from_secs(1),
+            };
+            tokio::select! {
+                _ = self.timer_wake.notified() => {}
+                _ = tokio::time::sleep(sleep_for) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn sweeper_task(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+            match self.store.purge_expired(self.now()).await {
+                Ok(0) => {}
+                Ok(n) => info!(purged = n, "Expired services removed."),
+                Err(e) => warn!(error = %e, "Sweeping expired services failed."),
+            }
+        }
+    }
+}
+
+/// A clock that follows tokio's time, so `tokio::time::pause()` in tests
+/// moves the engine's "now" together with the timers.
+pub struct TokioClock {
+    base_utc: DateTime<Utc>,
+    base: tokio::time::Instant,
+}
+
+impl TokioClock {
+    pub fn new(base_utc: DateTime<Utc>) -> Self {
+        TokioClock {
+            base_utc,
+            base: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now() - self.base;
+        self.base_utc + chrono::Duration::from_std(elapsed).unwrap_or(chrono::Duration::zero())
+    }
+}
