@@ -1,1 +1,220 @@
+//! Test harness: starts the real callbackd server on 127.0.0.1:0 and talks
+//! to it as a client would, with multipart bodies like the seed's.
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::clock::SystemClock;
+use engine::scenario::Scenarios;
+use engine::store::memory::MemoryStore;
+use reqwest::multipart::Form;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// The scenarios shipped in `scenarios/`.
+pub fn shipped_scenarios_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Starts a server with the shipped scenarios.
+pub async fn spawn_app() -> TestApp {
+    spawn_with_dir(shipped_scenarios_dir(), None).await
+}
+
+/// Starts a server with the shipped scenarios plus extra `(file name, TOML)` ones,
+/// e.g. copies with short timeouts for the timeout paths.
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(shipped_scenarios_dir()).expect("scenarios dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap()))
+                .expect("copy scenario");
+        }
+    }
+    for (name, text) in extra {
+        std::fs::write(dir.path().join(name), text).expect("write scenario");
+    }
+    let path = dir.path().to_owned();
+    spawn_with_dir(path, Some(dir)).await
+}
+
+async fn spawn_with_dir(dir: std::path::PathBuf, keep: Option<tempfile::TempDir>) -> TestApp {
+    let scenarios = Scenarios::load_dir(&dir).unwrap_or_else(|e| panic!("scenarios: {e}"));
+    let clock = Arc::new(SystemClock);
+    let config = http_front::Config {
+        scenarios,
+        store: Arc::new(MemoryStore::new(clock.clone())),
+        clock,
+        public_url: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(http_front::run(listener, config, async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        stop: Some(stop),
+        server: Some(server),
+        _dir: keep,
+    }
+}
+
+/// A multipart body with these text fields, as the seed's browser sends them.
+pub fn multipart(fields: &[(&str, &str)]) -> Form {
+    fields.iter().fold(Form::new(), |form, (k, v)| {
+        form.text(k.to_string(), v.to_string())
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// POST a multipart body; returns (status, JSON body).
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .multipart(multipart(fields))
+            .send()
+            .await
+            .expect("request");
+        status_json(resp).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        status_json(
+            self.client
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        status_json(
+            self.client
+                .delete(self.url(path))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        status_json(
+            self.client
+                .post(self.url(path))
+                .json(body)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        status_json(
+            self.client
+                .put(self.url(path))
+                .json(body)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    /// Creates a callback the way the seed does; returns the service id.
+    pub async fn create(&self, scenario: &str, customer: &str) -> String {
+        let (status, body) = self
+            .post_form(
+                &format!("/genesys/1/service/callback/{scenario}"),
+                &[
+                    ("_customer_number", customer),
+                    ("usr_customer_name", "Bob Markel"),
+                    (
+                        "_device_notification_id",
+                        "b16416334828b1d26ef14f329628b55b",
+                    ),
+                    ("_device_os", "comet"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "create answered {body}");
+        body["_id"].as_str().expect("_id").to_owned()
+    }
+
+    /// Creates an agent serving `queues` and makes it ready.
+    pub async fn ready_agent(&self, id: &str, queues: &[&str], max_concurrent: u32) {
+        let body = serde_json::json!({"name": id, "queues": queues, "skills": {}, "max_concurrent": max_concurrent});
+        let (status, answer) = self.put_json(&format!("/api/v1/agents/{id}"), &body).await;
+        assert_eq!(status, 200, "agent upsert answered {answer}");
+        let (status, answer) = self
+            .post_json(&format!("/api/v1/agents/{id}/ready"), &Value::Null)
+            .await;
+        assert_eq!(status, 200, "agent ready answered {answer}");
+    }
+
+    /// The service's GMS state, e.g. "QUEUED".
+    pub async fn state_of(&self, id: &str) -> String {
+        let (status, body) = self.get(&format!("/api/v1/services/{id}")).await;
+        assert_eq!(status, 200, "service {id}: {body}");
+        body["_callback_state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Polls until the service reaches `state`, or panics after `within`.
+    pub async fn wait_for_state(&self, id: &str, state: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (_, body) = self.get(&format!("/api/v1/services/{id}")).await;
+            if body["_callback_state"] == state {
+                return body;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("service {id} did not reach {state} within {within:?}; it is {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn status_json(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}

@@ -1,0 +1,2149 @@
+//! Transition tests for `engine::machine`, data-driven where possible.
+//!
+//! - [`Toml`] builds scenarios from a TOML text with keys overridden.
+//! - [`run`] walks a new record through a list of steps (event, seconds after t0).
+//! - [`check`] compares the final state/reason and the effect kinds of the last step.
+//! - `state_event_table_*` covers every event in every state.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::{json, Value};
+
+use engine::machine::{self, Applied, Effect, Event, NewService, TransitionError};
+use engine::record::{
+    CallbackReason, ChatEntryKind, Party, ServiceRecord, ServiceState, TimerKind, OUTBOX_LIMIT,
+    RECORD_SCHEMA,
+};
+use engine::scenario::{OnUserConfirmTimeout, Scenario, ScenarioError, Scenarios};
+
+use CallbackReason as R;
+use ServiceState as S;
+
+/// The seed's service id.
+const ID: &str = "369-166652d2-aed6-443c-9781-6bdff370f9a9";
+const CUSTOMER: &str = "4082652649";
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap()
+}
+
+fn secs(s: i64) -> DateTime<Utc> {
+    t0() + Duration::seconds(s)
+}
+
+// ---------------------------------------------------------------------------
+// Scenario builder
+// ---------------------------------------------------------------------------
+
+/// A scenario file as an ordered list of top-level `key = value` lines.
+#[derive(Clone)]
+struct Toml(Vec<(String, String)>);
+
+impl Toml {
+    fn new(lines: &[(&str, &str)]) -> Toml {
+        Toml(
+            lines
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// GMS "Chat Delayed", as in scenarios/chat-delay.toml.
+    fn delay() -> Toml {
+        Toml::new(&[
+            ("name", r#""chat-delay""#),
+            ("_media_type", r#""chat""#),
+            ("_wait_for_agent", "true"),
+            ("_wait_for_user_confirm", "true"),
+            ("_ttl", "86400"),
+            ("_user_confirm_timeout", r#""60s""#),
+            ("_on_user_confirm_timeout", r#""requeue""#),
+            ("_max_user_confirm_attempts", "3"),
+            ("_find_agent_timeout", r#""2h""#),
+            ("_target", r#"{ queue = "support", priority = 0 }"#),
+            ("_mandatory_fields", r#"["_customer_number"]"#),
+        ])
+    }
+
+    /// GMS "Chat Immediate", as in scenarios/chat-immediate.toml.
+    fn immediate() -> Toml {
+        Toml::new(&[
+            ("name", r#""chat-immediate""#),
+            ("_media_type", r#""chat""#),
+            ("_wait_for_agent", "false"),
+            ("_wait_for_user_confirm", "false"),
+            ("_ttl", r#""24h""#),
+            ("_find_agent_timeout", r#""1h""#),
+            ("_target", r#"{ queue = "support", priority = 0 }"#),
+        ])
+    }
+
+    /// Sets (or adds) a key; `value` is TOML text.
+    fn set(mut self, key: &str, value: &str) -> Toml {
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some(line) => line.1 = value.to_owned(),
+            None => self.0.push((key.to_owned(), value.to_owned())),
+        }
+        self
+    }
+
+    fn unset(mut self, key: &str) -> Toml {
+        self.0.retain(|(k, _)| k != key);
+        self
+    }
+
+    fn text(&self) -> String {
+        self.0.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+    }
+
+    fn parse(&self) -> Result<Scenario, ScenarioError> {
+        Scenario::from_toml(Path::new("test.toml"), &self.text())
+    }
+
+    fn build(&self) -> Arc<Scenario> {
+        Arc::new(
+            self.parse()
+                .unwrap_or_else(|e| panic!("scenario does not parse: {e}\n{}", self.text())),
+        )
+    }
+}
+
+fn delay() -> Arc<Scenario> {
+    Toml::delay().build()
+}
+
+fn delay_with(key: &str, value: &str) -> Arc<Scenario> {
+    Toml::delay().set(key, value).build()
+}
+
+fn immediate() -> Arc<Scenario> {
+    Toml::immediate().build()
+}
+
+// ---------------------------------------------------------------------------
+// Events and walks
+// ---------------------------------------------------------------------------
+
+fn new_service(desired: Option<i64>) -> NewService {
+    NewService {
+        id: ID.to_owned(),
+        customer_number: CUSTOMER.to_owned(),
+        desired_time: desired.map(secs),
+        device_notification_id: Some(
+            "b16416334828b1d26ef14f329628b55b5a8c631d8928a371a5584722dd7fb673".to_owned(),
+        ),
+        device_os: Some("comet".to_owned()),
+        user_data: BTreeMap::from([
+            ("usr_customer_name".to_owned(), "Bob Markel".to_owned()),
+            ("usr_reason".to_owned(), "billing question".to_owned()),
+        ]),
+    }
+}
+
+fn reserved(agent: &str) -> Event {
+    Event::AgentReserved {
+        agent: agent.to_owned(),
+    }
+}
+
+fn chat_started() -> Event {
+    Event::ChatStarted {
+        nickname: "John".to_owned(),
+        subject: "testing".to_owned(),
+        parameters: BTreeMap::from([
+            ("firstName".to_owned(), "John".to_owned()),
+            ("email".to_owned(), "j.h@gmail.com".to_owned()),
+        ]),
+    }
+}
+
+fn say(from: Party, text: &str) -> Event {
+    let nickname = match from {
+        Party::Client => "John",
+        Party::Agent => "agent-1",
+        Party::External => "bot",
+    };
+    Event::ChatMessage {
+        from,
+        nickname: nickname.to_owned(),
+        text: text.to_owned(),
+    }
+}
+
+fn left(by: Party) -> Event {
+    Event::ChatLeft { by }
+}
+
+fn internal() -> Event {
+    Event::InternalNotification {
+        display: "Message to be displayed to user".to_owned(),
+        application: "MESSAGE_FOR_MOBILE_APP_INTERNAL_USE".to_owned(),
+    }
+}
+
+fn agent_note() -> Event {
+    Event::AgentNotification {
+        display: "Message to be displayed to agent".to_owned(),
+        application: "MESSAGE_FOR_AGENT_DESKTOP_INTERNAL_USE".to_owned(),
+    }
+}
+
+/// One step of a walk.
+#[derive(Debug, Clone)]
+enum Step {
+    /// This event, this many seconds after t0.
+    At(i64, Event),
+    /// The record's armed timer of this kind fires, at its due time.
+    Fire(TimerKind),
+}
+
+fn at(s: i64, event: Event) -> Step {
+    Step::At(s, event)
+}
+
+fn fire(kind: TimerKind) -> Step {
+    Step::Fire(kind)
+}
+
+fn resolve(rec: &ServiceRecord, step: &Step) -> (Event, DateTime<Utc>) {
+    match step {
+        Step::At(s, event) => (event.clone(), secs(*s)),
+        Step::Fire(kind) => {
+            let due = *rec.timers.get(kind).unwrap_or_else(|| {
+                panic!(
+                    "timer {kind:?} is not armed in {:?}: {:?}",
+                    rec.state, rec.timers
+                )
+            });
+            (Event::TimerFired { kind: *kind, due }, due)
+        }
+    }
+}
+
+struct Walk {
+    record: ServiceRecord,
+    /// Effects of create.
+    created: Vec<Effect>,
+    /// Effects of each step.
+    steps: Vec<Vec<Effect>>,
+}
+
+impl Walk {
+    fn last(&self) -> &[Effect] {
+        self.steps.last().unwrap_or(&self.created)
+    }
+}
+
+fn create(scn: &Arc<Scenario>, desired: Option<i64>) -> Applied {
+    machine::create(new_service(desired), scn, t0())
+}
+
+/// Creates the service at t0 and applies every step; a refused step panics.
+fn run(scn: &Arc<Scenario>, desired: Option<i64>, steps: &[Step]) -> Walk {
+    let created = create(scn, desired);
+    let mut walk = Walk {
+        record: created.record,
+        created: created.effects,
+        steps: Vec::new(),
+    };
+    for (i, step) in steps.iter().enumerate() {
+        let applied = apply_step(&walk.record, scn, step).unwrap_or_else(|e| {
+            panic!("step {i} {step:?} refused in {:?}: {e}", walk.record.state)
+        });
+        walk.record = applied.record;
+        walk.steps.push(applied.effects);
+    }
+    walk
+}
+
+/// Applies one step to a record.
+fn apply_step(
+    rec: &ServiceRecord,
+    scn: &Arc<Scenario>,
+    step: &Step,
+) -> Result<Applied, TransitionError> {
+    let (event, now) = resolve(rec, step);
+    machine::apply(rec, scn, &event, now)
+}
+
+/// Applies one step and keeps only the record.
+fn step_to(rec: &ServiceRecord, scn: &Arc<Scenario>, step: &Step) -> ServiceRecord {
+    apply_step(rec, scn, step)
+        .unwrap_or_else(|e| panic!("{step:?} refused in {:?}: {e}", rec.state))
+        .record
+}
+
+/// A compact name for an effect: its kind, plus the timer kind or the tag
+/// without the service id.
+fn kind(effect: &Effect) -> String {
+    let tag_kind = |tag: &str| {
+        tag.strip_suffix(&format!(".{ID}"))
+            .unwrap_or(tag)
+            .to_owned()
+    };
+    match effect {
+        Effect::EnteredQueue { .. } => "EnteredQueue".into(),
+        Effect::LeftQueue { .. } => "LeftQueue".into(),
+        Effect::AgentReserved { .. } => "AgentReserved".into(),
+        Effect::AgentReleased { .. } => "AgentReleased".into(),
+        Effect::NotifyDevice { tag, .. } => format!("NotifyDevice({})", tag_kind(tag)),
+        Effect::NotifyAgent { tag, .. } => format!("NotifyAgent({})", tag_kind(tag)),
+        Effect::TimerArmed { kind, .. } => format!("TimerArmed({})", kind.as_str()),
+        Effect::TimerCancelled { kind } => format!("TimerCancelled({})", kind.as_str()),
+        Effect::WaitSample { .. } => "WaitSample".into(),
+        Effect::HandleSample { .. } => "HandleSample".into(),
+    }
+}
+
+fn kinds(effects: &[Effect]) -> Vec<String> {
+    let mut k: Vec<String> = effects.iter().map(kind).collect();
+    k.sort();
+    k
+}
+
+fn sorted(expected: &[&str]) -> Vec<String> {
+    let mut k: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    k.sort();
+    k
+}
+
+/// Walks `steps` and checks the final state, reason and the effects of the
+/// last step (as a multiset of compact kinds).
+fn check(
+    label: &str,
+    scn: &Arc<Scenario>,
+    desired: Option<i64>,
+    steps: &[Step],
+    want: (ServiceState, Option<CallbackReason>),
+    effects: &[&str],
+) -> Walk {
+    let walk = run(scn, desired, steps);
+    assert_eq!(
+        (walk.record.state, walk.record.reason),
+        want,
+        "{label}: final state"
+    );
+    assert_eq!(
+        kinds(walk.last()),
+        sorted(effects),
+        "{label}: effects of the last step ({:?})",
+        walk.last()
+    );
+    walk
+}
+
+fn not_allowed(result: Result<Applied, TransitionError>) -> (ServiceState, &'static str, String) {
+    match result {
+        Err(TransitionError::NotAllowed {
+            state,
+            event,
+            message,
+        }) => (state, event, message),
+        other => panic!("expected NotAllowed, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// create
+// ---------------------------------------------------------------------------
+
+#[test]
+fn create_without_desired_time_enters_queue_at_once() {
+    let scn = delay();
+    let walk = check(
+        "create now",
+        &scn,
+        None,
+        &[],
+        (S::WaitForAgent, None),
+        &["EnteredQueue", "TimerArmed(ttl)", "TimerArmed(find_agent)"],
+    );
+    let rec = &walk.record;
+    assert_eq!(rec.version, 1);
+    assert_eq!(rec.schema, RECORD_SCHEMA);
+    assert_eq!(rec.id, ID);
+    assert_eq!(rec.scenario, "chat-delay");
+    assert_eq!(rec.customer_number, CUSTOMER);
+    assert_eq!(rec.created_at, t0());
+    assert_eq!(rec.desired_time, t0());
+    assert_eq!(rec.expiration_time, secs(86400));
+    assert_eq!(rec.ticket.queue, "support");
+    assert_eq!(rec.ticket.priority, 0);
+    assert_eq!(rec.ticket.since, t0());
+    assert_eq!(
+        rec.timers,
+        BTreeMap::from([
+            (TimerKind::FindAgent, secs(7200)),
+            (TimerKind::Ttl, secs(86400))
+        ])
+    );
+    assert!(rec.is_queued());
+    assert!(rec.agent.is_none() && rec.served_by.is_none());
+    assert_eq!(rec.confirm_attempts, 0);
+    assert!(rec.outbox.is_empty() && rec.agent_outbox.is_empty());
+    assert_eq!(rec.user_data["usr_customer_name"], "Bob Markel");
+    assert_eq!(rec.device_os.as_deref(), Some("comet"));
+    assert!(walk.created.contains(&Effect::EnteredQueue {
+        queue: "support".into()
+    }));
+    assert!(walk.created.contains(&Effect::TimerArmed {
+        kind: TimerKind::Ttl,
+        due: secs(86400)
+    }));
+}
+
+#[test]
+fn create_with_desired_time_now_or_past_enters_queue() {
+    let scn = delay();
+    for desired in [0, -60, -86400 * 2] {
+        let rec = create(&scn, Some(desired)).record;
+        assert_eq!(rec.state, S::WaitForAgent, "desired {desired}");
+        assert_eq!(rec.version, 1, "desired {desired}");
+        assert_eq!(rec.desired_time, secs(desired), "desired {desired}");
+        assert_eq!(
+            rec.expiration_time,
+            secs(desired + 86400),
+            "desired {desired}"
+        );
+        // Its place in the queue starts when it joined, not in the past.
+        assert_eq!(rec.ticket.since, t0(), "desired {desired}");
+        assert!(!rec.timers.contains_key(&TimerKind::DesiredTime));
+    }
+}
+
+#[test]
+fn create_with_future_desired_time_is_scheduled() {
+    let scn = delay();
+    let walk = check(
+        "create scheduled",
+        &scn,
+        Some(3600),
+        &[],
+        (S::Scheduled, None),
+        &["TimerArmed(desired_time)", "TimerArmed(ttl)"],
+    );
+    let rec = &walk.record;
+    assert_eq!(rec.version, 1);
+    assert_eq!(rec.desired_time, secs(3600));
+    assert_eq!(rec.expiration_time, secs(3600 + 86400));
+    assert_eq!(rec.ticket.since, secs(3600));
+    assert_eq!(
+        rec.timers,
+        BTreeMap::from([
+            (TimerKind::DesiredTime, secs(3600)),
+            (TimerKind::Ttl, secs(3600 + 86400)),
+        ])
+    );
+    assert!(!rec.is_queued());
+
+    // The desired time comes: the service joins its queue.
+    let walk = check(
+        "desired time reached",
+        &scn,
+        Some(3600),
+        &[fire(TimerKind::DesiredTime)],
+        (S::WaitForAgent, None),
+        &["EnteredQueue", "TimerArmed(find_agent)"],
+    );
+    let rec = &walk.record;
+    assert_eq!(rec.version, 2);
+    assert_eq!(
+        rec.timers,
+        BTreeMap::from([
+            (TimerKind::FindAgent, secs(3600 + 7200)),
+            (TimerKind::Ttl, secs(3600 + 86400)),
+        ])
+    );
+    assert_eq!(rec.ticket.since, secs(3600));
+}
+
+#[test]
+fn version_is_one_after_create_and_grows_by_one_per_apply() {
+    let scn = delay();
+    let steps = [
+        at(10, internal()),
+        at(20, reserved("agent-1")),
+        at(25, Event::NotificationsRetrieved),
+        at(30, Event::UserConfirmed),
+        at(31, Event::UserConfirmed),
+        at(40, chat_started()),
+        at(50, Event::Complete),
+        at(60, Event::AgentNotificationsRetrieved),
+    ];
+    let mut rec = create(&scn, None).record;
+    assert_eq!(rec.version, 1);
+    for (i, step) in steps.iter().enumerate() {
+        rec = step_to(&rec, &scn, step);
+        assert_eq!(rec.version, 2 + i as u64, "after step {i} {step:?}");
+    }
+    // A refused event leaves the caller's record as it was.
+    let before = rec.clone();
+    assert!(machine::apply(&rec, &scn, &Event::Cancel, secs(70)).is_err());
+    assert_eq!(rec, before);
+}
+
+// ---------------------------------------------------------------------------
+// Timers
+// ---------------------------------------------------------------------------
+
+#[test]
+fn timers_that_do_not_match_the_record_are_stale() {
+    let scn = delay();
+    let rec = create(&scn, None).record;
+    let find_due = rec.timers[&TimerKind::FindAgent];
+    let fired = |rec: &ServiceRecord, kind, due| {
+        machine::apply(rec, &scn, &Event::TimerFired { kind, due }, due)
+    };
+
+    // Right kind, wrong due.
+    assert_eq!(
+        fired(&rec, TimerKind::FindAgent, find_due + Duration::seconds(1)).unwrap_err(),
+        TransitionError::StaleTimer {
+            kind: TimerKind::FindAgent
+        }
+    );
+    // A kind that is not armed.
+    assert_eq!(
+        fired(&rec, TimerKind::UserConfirm, secs(60)).unwrap_err(),
+        TransitionError::StaleTimer {
+            kind: TimerKind::UserConfirm
+        }
+    );
+    assert_eq!(
+        fired(&rec, TimerKind::DesiredTime, t0()).unwrap_err(),
+        TransitionError::StaleTimer {
+            kind: TimerKind::DesiredTime
+        }
+    );
+
+    // The find-agent timer was cancelled by the reservation.
+    let routing = step_to(&rec, &scn, &at(30, reserved("agent-1")));
+    assert!(matches!(
+        fired(&routing, TimerKind::FindAgent, find_due),
+        Err(TransitionError::StaleTimer {
+            kind: TimerKind::FindAgent
+        })
+    ));
+
+    // After a requeue the old user-confirm due is stale, the new one is not.
+    let old_due = routing.timers[&TimerKind::UserConfirm];
+    let requeued = step_to(&routing, &scn, &fire(TimerKind::UserConfirm));
+    let again = step_to(&requeued, &scn, &at(100, reserved("agent-2")));
+    assert_eq!(again.timers[&TimerKind::UserConfirm], secs(160));
+    assert!(matches!(
+        fired(&again, TimerKind::UserConfirm, old_due),
+        Err(TransitionError::StaleTimer { .. })
+    ));
+    assert!(fired(&again, TimerKind::UserConfirm, secs(160)).is_ok());
+    // The stale error says which timer.
+    let msg = fired(&again, TimerKind::UserConfirm, old_due)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("UserConfirm"), "{msg}");
+}
+
+// ---------------------------------------------------------------------------
+// Agent reserved, user confirm
+// ---------------------------------------------------------------------------
+
+#[test]
+fn agent_reserved_asks_the_customer_to_confirm_with_the_seed_payload() {
+    let scn = delay();
+    let walk = check(
+        "agent reserved (confirm)",
+        &scn,
+        None,
+        &[at(30, reserved("agent-1"))],
+        (S::WaitForUserConfirm, None),
+        &[
+            "AgentReserved",
+            "WaitSample",
+            "LeftQueue",
+            "TimerCancelled(find_agent)",
+            "TimerArmed(user_confirm)",
+            "NotifyDevice(service.agentavailable)",
+        ],
+    );
+    let rec = &walk.record;
+    assert_eq!(rec.agent.as_deref(), Some("agent-1"));
+    assert_eq!(rec.confirm_attempts, 1);
+    assert_eq!(rec.timers.get(&TimerKind::UserConfirm), Some(&secs(90)));
+    assert!(!rec.timers.contains_key(&TimerKind::FindAgent));
+    assert_eq!(rec.timers.get(&TimerKind::Ttl), Some(&secs(86400)));
+    assert!(!rec.is_queued());
+
+    // The push: exactly the seed's shape.
+    assert_eq!(rec.outbox.len(), 1);
+    let n = &rec.outbox[0];
+    let tag = format!("service.agentavailable.{ID}");
+    assert_eq!(n.tag, tag);
+    assert!(!n.id.is_empty());
+    assert_eq!(n.at, secs(30));
+    assert_eq!(
+        n.payload,
+        json!({
+            "id": n.id,
+            "message": {
+                "_action": "get-dialog-user-confirmation-provide_code-false",
+                "_id": ID,
+            },
+            "tag": tag,
+        })
+    );
+
+    let effects = walk.last();
+    assert!(effects.contains(&Effect::NotifyDevice {
+        id: n.id.clone(),
+        tag: tag.clone()
+    }));
+    assert!(effects.contains(&Effect::AgentReserved {
+        agent: "agent-1".into()
+    }));
+    assert!(effects.contains(&Effect::LeftQueue {
+        queue: "support".into()
+    }));
+    assert!(effects.contains(&Effect::TimerArmed {
+        kind: TimerKind::UserConfirm,
+        due: secs(90)
+    }));
+    assert!(effects.contains(&Effect::WaitSample {
+        queue: "support".into(),
+        seconds: 30.0
+    }));
+}
+
+#[test]
+fn agent_reserved_without_confirm_connects_directly() {
+    let scn = delay_with("_wait_for_user_confirm", "false");
+    let walk = check(
+        "agent reserved (no confirm)",
+        &scn,
+        None,
+        &[at(30, reserved("agent-1"))],
+        (S::Connected, None),
+        &[
+            "AgentReserved",
+            "WaitSample",
+            "LeftQueue",
+            "TimerCancelled(find_agent)",
+            // Nobody asked the customer, so it is told the agent is there.
+            "NotifyDevice(service.agentavailable)",
+            "NotifyAgent(agent.offer)",
+        ],
+    );
+    let rec = &walk.record;
+    assert_eq!(rec.agent.as_deref(), Some("agent-1"));
+    assert_eq!(rec.served_by.as_deref(), Some("agent-1"));
+    assert_eq!(rec.connected_at, Some(secs(30)));
+    assert_eq!(rec.confirm_attempts, 0);
+    assert!(!rec.timers.contains_key(&TimerKind::UserConfirm));
+}
+
+#[test]
+fn user_confirmed_connects_and_offers_to_the_agent() {
+    let scn = delay();
+    let walk = check(
+        "connect",
+        &scn,
+        None,
+        &[at(30, reserved("agent-1")), at(40, Event::UserConfirmed)],
+        (S::Connected, None),
+        &["TimerCancelled(user_confirm)", "NotifyAgent(agent.offer)"],
+    );
+    let rec = &walk.record;
+    assert_eq!(rec.agent.as_deref(), Some("agent-1"));
+    assert_eq!(rec.served_by.as_deref(), Some("agent-1"));
+    assert_eq!(rec.connected_at, Some(secs(40)));
+    assert!(!rec.timers.contains_key(&TimerKind::UserConfirm));
+    assert_eq!(rec.agent_outbox.len(), 1);
+    let offer = &rec.agent_outbox[0];
+    assert_eq!(offer.tag, format!("agent.offer.{ID}"));
+    let message: Value = serde_json::from_str(&offer.message).expect("offer is JSON text");
+    assert_eq!(message["_id"], ID);
+    assert_eq!(message["_customer_number"], CUSTOMER);
+    assert_eq!(message["_media_type"], "chat");
+    assert_eq!(message["user_data"]["usr_reason"], "billing question");
+    assert!(walk.last().contains(&Effect::NotifyAgent {
+        agent: Some("agent-1".into()),
+        tag: format!("agent.offer.{ID}")
+    }));
+}
+
+#[test]
+fn user_confirmed_again_in_connected_changes_nothing() {
+    let scn = delay();
+    let connected = run(
+        &scn,
+        None,
+        &[at(30, reserved("agent-1")), at(40, Event::UserConfirmed)],
+    )
+    .record;
+    let again = machine::apply(&connected, &scn, &Event::UserConfirmed, secs(45)).unwrap();
+    assert!(again.effects.is_empty(), "{:?}", again.effects);
+    let mut rec = again.record;
+    assert_eq!(rec.version, connected.version + 1);
+    rec.version = connected.version;
+    assert_eq!(
+        rec, connected,
+        "a retried connect changes nothing but the version"
+    );
+}
+
+#[test]
+fn user_confirmed_before_an_agent_is_refused() {
+    let scn = delay();
+    for (desired, state) in [(Some(600), S::Scheduled), (None, S::WaitForAgent)] {
+        let rec = create(&scn, desired).record;
+        let (st, event, message) =
+            not_allowed(machine::apply(&rec, &scn, &Event::UserConfirmed, secs(10)));
+        assert_eq!(st, state);
+        assert_eq!(event, "user_confirmed");
+        assert!(message.contains(state.gms_name()), "{message}");
+    }
+}
+
+#[test]
+fn user_confirm_timeout_follows_the_scenario() {
+    let reserve = [at(30, reserved("agent-1"))];
+    let steps = [reserve[0].clone(), fire(TimerKind::UserConfirm)];
+
+    let walk = check(
+        "timeout connect-anyway",
+        &delay_with("_on_user_confirm_timeout", r#""connect-anyway""#),
+        None,
+        &steps,
+        (S::Connected, None),
+        &["NotifyAgent(agent.offer)"],
+    );
+    assert_eq!(walk.record.agent.as_deref(), Some("agent-1"));
+    assert_eq!(walk.record.served_by.as_deref(), Some("agent-1"));
+    assert_eq!(walk.record.connected_at, Some(secs(90)));
+
+    let walk = check(
+        "timeout fail",
+        &delay_with("_on_user_confirm_timeout", r#""fail""#),
+        None,
+        &steps,
+        (S::Completed, Some(R::FailUserNoConfirm)),
+        &[
+            "TimerCancelled(ttl)",
+            "AgentReleased",
+            "NotifyDevice(service.completed)",
+        ],
+    );
+    assert_eq!(walk.record.agent, None);
+    assert_eq!(walk.record.completed_at, Some(secs(90)));
+    assert!(walk.record.timers.is_empty());
+    assert!(walk.last().contains(&Effect::AgentReleased {
+        agent: "agent-1".into()
+    }));
+
+    let walk = check(
+        "timeout requeue",
+        &delay(),
+        None,
+        &steps,
+        (S::WaitForAgent, None),
+        &["AgentReleased", "EnteredQueue", "TimerArmed(find_agent)"],
+    );
+    let rec = &walk.record;
+    assert_eq!(rec.agent, None);
+    assert_eq!(rec.served_by, None);
+    assert_eq!(rec.ticket.since, t0(), "a requeued service keeps its place");
+    assert_eq!(rec.confirm_attempts, 1);
+    assert!(rec.is_queued());
+    // A fresh find-agent wait from the requeue.
+    assert_eq!(
+        rec.timers,
+        BTreeMap::from([
+            (TimerKind::FindAgent, secs(90 + 7200)),
+            (TimerKind::Ttl, secs(86400))
+        ])
+    );
+}
+
+#[test]
+fn requeue_gives_up_after_max_user_confirm_attempts() {
+    let scn = delay(); // requeue, 3 attempts
+    let mut steps = Vec::new();
+    for round in 0..3 {
+        steps.push(at(1000 * round + 10, reserved(&format!("agent-{round}"))));
+        steps.push(fire(TimerKind::UserConfirm));
+    }
+    // After two misses the service is back in the queue.
+    let walk = check(
+        "two misses",
+        &scn,
+        None,
+        &steps[..4],
+        (S::WaitForAgent, None),
+        &["AgentReleased", "EnteredQueue", "TimerArmed(find_agent)"],
+    );
+    assert_eq!(walk.record.confirm_attempts, 2);
+    assert_eq!(walk.record.ticket.since, t0());
+
+    let walk = check(
+        "three misses",
+        &scn,
+        None,
+        &steps,
+        (S::Completed, Some(R::FailUserNoConfirm)),
+        &[
+            "TimerCancelled(ttl)",
+            "AgentReleased",
+            "NotifyDevice(service.completed)",
+        ],
+    );
+    assert_eq!(walk.record.confirm_attempts, 3);
+    assert_eq!(walk.record.agent, None);
+    // One agent-available push per confirmation asked.
+    let asked = walk
+        .record
+        .outbox
+        .iter()
+        .filter(|n| n.tag.starts_with("service.agentavailable."))
+        .count();
+    assert_eq!(asked, 3);
+
+    // With a single attempt the first miss is final.
+    check(
+        "one attempt",
+        &delay_with("_max_user_confirm_attempts", "1"),
+        None,
+        &steps[..2],
+        (S::Completed, Some(R::FailUserNoConfirm)),
+        &[
+            "TimerCancelled(ttl)",
+            "AgentReleased",
+            "NotifyDevice(service.completed)",
+        ],
+    );
+}
+
+#[test]
+fn find_agent_timeout_fails_the_service() {
+    let walk = check(
+        "find agent timeout",
+        &delay(),
+        None,
+        &[fire(TimerKind::FindAgent)],
+        (S::Completed, Some(R::FailTargetNotFound)),
+        &[
+            "LeftQueue",
+            "TimerCancelled(ttl)",
+            "NotifyDevice(service.completed)",
+        ],
+    );
+    assert_eq!(walk.record.completed_at, Some(secs(7200)));
+    assert!(walk.record.timers.is_empty());
+
+    // Without _find_agent_timeout the service waits until its TTL.
+    let scn = Toml::delay().unset("_find_agent_timeout").build();
+    let rec = create(&scn, None).record;
+    assert_eq!(rec.timers, BTreeMap::from([(TimerKind::Ttl, secs(86400))]));
+}
+
+// ---------------------------------------------------------------------------
+// TTL and cancel from every active state
+// ---------------------------------------------------------------------------
+
+/// Steps that bring a chat-delay service (created at t0, or scheduled for
+/// t0+600 when `desired` is set) to each active state.
+fn to_state(state: ServiceState) -> (Option<i64>, Vec<Step>) {
+    match state {
+        S::Scheduled => (Some(600), vec![]),
+        S::WaitForAgent => (None, vec![]),
+        S::WaitForUserConfirm => (None, vec![at(30, reserved("agent-1"))]),
+        S::Connected => (
+            None,
+            vec![at(30, reserved("agent-1")), at(40, Event::UserConfirmed)],
+        ),
+        S::Completed => (
+            None,
+            vec![
+                at(30, reserved("agent-1")),
+                at(40, Event::UserConfirmed),
+                at(100, Event::Complete),
+            ],
+        ),
+    }
+}
+
+#[test]
+fn ttl_and_cancel_complete_every_active_state() {
+    let scn = delay();
+    // (state, effects of TTL, effects of cancel)
+    let table: [(ServiceState, &[&str], &[&str]); 4] = [
+        (
+            S::Scheduled,
+            &[
+                "TimerCancelled(desired_time)",
+                "NotifyDevice(service.completed)",
+            ],
+            &[
+                "TimerCancelled(desired_time)",
+                "TimerCancelled(ttl)",
+                "NotifyDevice(service.completed)",
+            ],
+        ),
+        (
+            S::WaitForAgent,
+            &[
+                "LeftQueue",
+                "TimerCancelled(find_agent)",
+                "NotifyDevice(service.completed)",
+            ],
+            &[
+                "LeftQueue",
+                "TimerCancelled(find_agent)",
+                "TimerCancelled(ttl)",
+                "NotifyDevice(service.completed)",
+            ],
+        ),
+        (
+            S::WaitForUserConfirm,
+            &[
+                "TimerCancelled(user_confirm)",
+                "AgentReleased",
+                "NotifyDevice(service.completed)",
+            ],
+            &[
+                "TimerCancelled(user_confirm)",
+                "TimerCancelled(ttl)",
+                "AgentReleased",
+                "NotifyDevice(service.completed)",
+            ],
+        ),
+        (
+            S::Connected,
+            &[
+                "HandleSample",
+                "AgentReleased",
+                "NotifyDevice(service.completed)",
+            ],
+            &[
+                "TimerCancelled(ttl)",
+                "HandleSample",
+                "AgentReleased",
+                "NotifyDevice(service.completed)",
+            ],
+        ),
+    ];
+    for (state, ttl_effects, cancel_effects) in table {
+        let (desired, mut steps) = to_state(state);
+        let label = format!("ttl in {state:?}");
+        steps.push(fire(TimerKind::Ttl));
+        let walk = check(
+            &label,
+            &scn,
+            desired,
+            &steps,
+            (S::Completed, Some(R::FailTimeoutTtl)),
+            ttl_effects,
+        );
+        assert_eq!(walk.record.agent, None, "{label}");
+        assert!(walk.record.timers.is_empty(), "{label}");
+        assert!(!walk.record.is_queued(), "{label}");
+
+        steps.pop();
+        steps.push(at(500, Event::Cancel));
+        let label = format!("cancel in {state:?}");
+        let walk = check(
+            &label,
+            &scn,
+            desired,
+            &steps,
+            (S::Completed, Some(R::Cancelled)),
+            cancel_effects,
+        );
+        assert_eq!(walk.record.agent, None, "{label}");
+        assert_eq!(walk.record.completed_at, Some(secs(500)), "{label}");
+        assert!(walk.record.timers.is_empty(), "{label}");
+        // The customer is told why it ended.
+        let last = walk.record.outbox.last().expect("a completion push");
+        assert_eq!(last.payload["_callback_reason"], "CANCELLED", "{label}");
+        assert_eq!(last.payload["_callback_state"], "COMPLETED", "{label}");
+        if state == S::WaitForUserConfirm || state == S::Connected {
+            assert!(
+                walk.last().contains(&Effect::AgentReleased {
+                    agent: "agent-1".into()
+                }),
+                "{label}"
+            );
+        }
+    }
+}
+
+#[test]
+fn complete_in_connected_records_the_handle_time() {
+    let walk = check(
+        "complete",
+        &delay(),
+        None,
+        &[
+            at(30, reserved("agent-1")),
+            at(40, Event::UserConfirmed),
+            at(160, Event::Complete),
+        ],
+        (S::Completed, Some(R::AgentConnected)),
+        &[
+            "TimerCancelled(ttl)",
+            "HandleSample",
+            "AgentReleased",
+            "NotifyDevice(service.completed)",
+        ],
+    );
+    assert!(walk.last().contains(&Effect::HandleSample {
+        queue: "support".into(),
+        seconds: 120.0
+    }));
+    let rec = &walk.record;
+    assert_eq!(rec.agent, None);
+    assert_eq!(rec.served_by.as_deref(), Some("agent-1"));
+    assert_eq!(rec.completed_at, Some(secs(160)));
+}
+
+// ---------------------------------------------------------------------------
+// Chat
+// ---------------------------------------------------------------------------
+
+#[test]
+fn chat_delay_chat_opens_after_connect_with_both_parties() {
+    let scn = delay();
+    let mut steps = vec![
+        at(30, reserved("agent-1")),
+        at(40, Event::UserConfirmed),
+        at(50, chat_started()),
+    ];
+    let walk = check(
+        "chat started",
+        &scn,
+        None,
+        &steps,
+        (S::Connected, None),
+        &["NotifyDevice(service.chat)"],
+    );
+    let chat = walk.record.chat.as_ref().expect("chat open");
+    assert!(chat.is_open());
+    assert!(chat.agent_joined);
+    assert_eq!(chat.started_at, secs(50));
+    assert_eq!(chat.nickname, "John");
+    assert_eq!(chat.subject, "testing");
+    assert_eq!(chat.parameters["email"], "j.h@gmail.com");
+    let entries: Vec<_> = chat
+        .transcript
+        .iter()
+        .map(|e| (e.index, e.kind, e.party, e.nickname.as_str()))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            (1, ChatEntryKind::Joined, Party::Client, "John"),
+            (2, ChatEntryKind::Joined, Party::Agent, "agent-1"),
+        ]
+    );
+
+    // Twice is refused.
+    let (state, event, message) = not_allowed(machine::apply(
+        &walk.record,
+        &scn,
+        &chat_started(),
+        secs(55),
+    ));
+    assert_eq!((state, event), (S::Connected, "chat_started"));
+    assert!(message.contains("PROCESSING"), "{message}");
+
+    // The client's message goes to the agent, the agent's to the device.
+    steps.push(at(60, say(Party::Client, "hello")));
+    let walk = check(
+        "client says",
+        &scn,
+        None,
+        &steps,
+        (S::Connected, None),
+        &["NotifyAgent(agent.chat)"],
+    );
+    let last = walk.record.agent_outbox.last().unwrap();
+    assert_eq!(last.tag, format!("agent.chat.{ID}"));
+    let body: Value = serde_json::from_str(&last.message).unwrap();
+    assert_eq!(body["text"], "hello");
+    assert_eq!(body["index"], 3);
+
+    steps.push(at(70, say(Party::Agent, "hi John")));
+    let walk = check(
+        "agent says",
+        &scn,
+        None,
+        &steps,
+        (S::Connected, None),
+        &["NotifyDevice(service.chat)"],
+    );
+    let last = walk.record.outbox.last().unwrap();
+    assert_eq!(last.tag, format!("service.chat.{ID}"));
+    assert_eq!(last.payload["text"], "hi John");
+    assert_eq!(last.payload["index"], 4);
+    let transcript = &walk.record.chat.as_ref().unwrap().transcript;
+    assert_eq!(transcript.len(), 4);
+    assert_eq!(transcript[2].kind, ChatEntryKind::Text);
+    assert_eq!(transcript[3].party, Party::Agent);
+
+    // The client leaves: the interaction reached the agent.
+    steps.push(at(100, left(Party::Client)));
+    let walk = check(
+        "client leaves",
+        &scn,
+        None,
+        &steps,
+        (S::Completed, Some(R::AgentConnected)),
+        &[
+            "TimerCancelled(ttl)",
+            "HandleSample",
+            "AgentReleased",
+            "NotifyDevice(service.completed)",
+        ],
+    );
+    let chat = walk.record.chat.as_ref().unwrap();
+    assert_eq!(chat.ended_at, Some(secs(100)));
+    let last = chat.transcript.last().unwrap();
+    assert_eq!(
+        (last.kind, last.party),
+        (ChatEntryKind::Left, Party::Client)
+    );
+}
+
+#[test]
+fn chat_delay_chat_is_refused_before_connect() {
+    let scn = delay();
+    for state in [S::Scheduled, S::WaitForAgent, S::WaitForUserConfirm] {
+        let (desired, steps) = to_state(state);
+        let rec = run(&scn, desired, &steps).record;
+        for event in [
+            chat_started(),
+            say(Party::Client, "hi"),
+            left(Party::Client),
+        ] {
+            let (st, name, message) = not_allowed(machine::apply(&rec, &scn, &event, secs(50)));
+            assert_eq!(st, state);
+            assert_eq!(name, event.name());
+            assert!(message.contains(state.gms_name()), "{state:?}: {message}");
+        }
+    }
+}
+
+#[test]
+fn chat_immediate_chat_waits_in_the_queue_and_the_agent_joins_when_reserved() {
+    let scn = immediate();
+    let mut steps = vec![at(5, chat_started())];
+    let walk = check(
+        "chat started while queued",
+        &scn,
+        None,
+        &steps,
+        (S::WaitForAgent, None),
+        &[],
+    );
+    let chat = walk.record.chat.as_ref().unwrap();
+    assert!(!chat.agent_joined);
+    assert_eq!(chat.transcript.len(), 1);
+    assert!(walk.record.is_queued());
+
+    // Twice is refused, naming the state.
+    let (state, _, message) =
+        not_allowed(machine::apply(&walk.record, &scn, &chat_started(), secs(6)));
+    assert_eq!(state, S::WaitForAgent);
+    assert!(message.contains("QUEUED"), "{message}");
+    // The agent cannot speak before it joined.
+    assert!(matches!(
+        machine::apply(&walk.record, &scn, &say(Party::Agent, "hi"), secs(6)),
+        Err(TransitionError::NotAllowed { .. })
+    ));
+
+    steps.push(at(10, say(Party::Client, "is anyone there?")));
+    let walk = check(
+        "client says while queued",
+        &scn,
+        None,
+        &steps,
+        (S::WaitForAgent, None),
+        &["NotifyAgent(agent.chat)"],
+    );
+    assert_eq!(walk.record.chat.as_ref().unwrap().transcript.len(), 2);
+    assert_eq!(
+        walk.record.agent_outbox.last().unwrap().tag,
+        format!("agent.chat.{ID}")
+    );
+
+    steps.push(at(40, reserved("agent-1")));
+    let walk = check(
+        "reserved",
+        &scn,
+        None,
+        &steps,
+        (S::Connected, None),
+        &[
+            "AgentReserved",
+            "WaitSample",
+            "LeftQueue",
+            "TimerCancelled(find_agent)",
+            "NotifyAgent(agent.offer)",
+            "NotifyDevice(service.chat)",
+        ],
+    );
+    let rec = &walk.record;
+    assert_eq!(rec.served_by.as_deref(), Some("agent-1"));
+    let chat = rec.chat.as_ref().unwrap();
+    assert!(chat.agent_joined);
+    let last = chat.transcript.last().unwrap();
+    assert_eq!(
+        (last.index, last.kind, last.party, last.nickname.as_str()),
+        (3, ChatEntryKind::Joined, Party::Agent, "agent-1")
+    );
+    // No confirmation is asked in chat-immediate.
+    assert!(rec
+        .outbox
+        .iter()
+        .all(|n| !n.tag.starts_with("service.agentavailable.")));
+    assert_eq!(rec.confirm_attempts, 0);
+
+    steps.push(at(50, say(Party::Agent, "hello")));
+    steps.push(at(60, left(Party::Agent)));
+    check(
+        "agent leaves",
+        &scn,
+        None,
+        &steps,
+        (S::Completed, Some(R::AgentConnected)),
+        &[
+            "TimerCancelled(ttl)",
+            "HandleSample",
+            "AgentReleased",
+            "NotifyDevice(service.completed)",
+        ],
+    );
+}
+
+#[test]
+fn chat_immediate_client_leaving_the_queue_deletes_the_interaction() {
+    let walk = check(
+        "client leaves while queued",
+        &immediate(),
+        None,
+        &[at(5, chat_started()), at(20, left(Party::Client))],
+        (S::Completed, Some(R::FailInteractionDeleted)),
+        &[
+            "LeftQueue",
+            "TimerCancelled(find_agent)",
+            "TimerCancelled(ttl)",
+            "NotifyDevice(service.completed)",
+        ],
+    );
+    let chat = walk.record.chat.as_ref().unwrap();
+    assert_eq!(chat.ended_at, Some(secs(20)));
+    assert_eq!(chat.transcript.last().unwrap().kind, ChatEntryKind::Left);
+    assert!(!walk.record.is_queued());
+}
+
+// ---------------------------------------------------------------------------
+// Notifications
+// ---------------------------------------------------------------------------
+
+#[test]
+fn internal_and_agent_notifications_in_every_active_state() {
+    let scn = delay();
+    for state in [
+        S::Scheduled,
+        S::WaitForAgent,
+        S::WaitForUserConfirm,
+        S::Connected,
+    ] {
+        let (desired, steps) = to_state(state);
+        let rec = run(&scn, desired, &steps).record;
+
+        let applied = machine::apply(&rec, &scn, &internal(), secs(300)).unwrap();
+        let n = applied.record.outbox.last().unwrap();
+        assert_eq!(
+            n.payload,
+            json!({
+                "_internal_message": "MESSAGE_FOR_MOBILE_APP_INTERNAL_USE",
+                "_id": ID,
+                "_display_message": "Message to be displayed to user",
+            }),
+            "{state:?}"
+        );
+        assert_eq!(
+            applied.effects,
+            [Effect::NotifyDevice {
+                id: n.id.clone(),
+                tag: n.tag.clone()
+            }],
+            "{state:?}"
+        );
+        assert!(n.tag.ends_with(ID), "{state:?}: {}", n.tag);
+        assert_eq!(applied.record.state, state);
+
+        let applied = machine::apply(&rec, &scn, &agent_note(), secs(300)).unwrap();
+        let n = applied.record.agent_outbox.last().unwrap();
+        assert_eq!(n.tag, format!("agent.message.{ID}"), "{state:?}");
+        let message: Value = serde_json::from_str(&n.message).expect("message is JSON text");
+        assert_eq!(
+            message,
+            json!({
+                "_id": ID,
+                "_internal_message": "MESSAGE_FOR_AGENT_DESKTOP_INTERNAL_USE",
+                "_display_message": "Message to be displayed to agent",
+            }),
+            "{state:?}"
+        );
+        assert_eq!(kinds(&applied.effects), ["NotifyAgent(agent.message)"]);
+        assert_eq!(applied.record.state, state);
+    }
+}
+
+#[test]
+fn retrieved_notifications_leave_the_outbox_in_any_state() {
+    let scn = delay();
+    let rec = run(
+        &scn,
+        None,
+        &[
+            at(10, internal()),
+            at(11, internal()),
+            at(12, agent_note()),
+            at(13, agent_note()),
+            at(14, Event::Cancel),
+        ],
+    )
+    .record;
+    assert_eq!(rec.state, S::Completed);
+    assert_eq!(rec.outbox.len(), 3); // two internal + the completion
+    let first_left = rec.outbox[1].clone();
+    let out = machine::apply(&rec, &scn, &Event::NotificationsRetrieved, secs(20)).unwrap();
+    assert!(out.effects.is_empty());
+    assert_eq!(out.record.outbox.first(), Some(&first_left));
+    assert_eq!(out.record.outbox.len(), 2);
+    let out = machine::apply(&out.record, &scn, &Event::NotificationsRetrieved, secs(21)).unwrap();
+    assert!(out.record.outbox.is_empty());
+    let out = machine::apply(
+        &out.record,
+        &scn,
+        &Event::AgentNotificationsRetrieved,
+        secs(22),
+    )
+    .unwrap();
+    assert!(out.record.agent_outbox.is_empty());
+    assert_eq!(out.record.state, S::Completed);
+    assert_eq!(out.record.history, rec.history);
+}
+
+#[test]
+fn outboxes_keep_the_newest_notifications() {
+    let scn = delay();
+    let mut rec = create(&scn, None).record;
+    for i in 0..OUTBOX_LIMIT + 5 {
+        rec = machine::apply(&rec, &scn, &internal(), secs(i as i64))
+            .unwrap()
+            .record;
+        rec = machine::apply(&rec, &scn, &agent_note(), secs(i as i64))
+            .unwrap()
+            .record;
+    }
+    assert_eq!(rec.outbox.len(), OUTBOX_LIMIT);
+    assert_eq!(rec.agent_outbox.len(), OUTBOX_LIMIT);
+    assert_eq!(rec.outbox[0].at, secs(5));
+    assert_eq!(rec.agent_outbox[0].at, secs(5));
+    // Ids stay unique.
+    let ids: std::collections::BTreeSet<_> = rec.outbox.iter().map(|n| &n.id).collect();
+    assert_eq!(ids.len(), OUTBOX_LIMIT);
+}
+
+// ---------------------------------------------------------------------------
+// Restoring does not re-run entry actions
+// ---------------------------------------------------------------------------
+
+#[test]
+fn restoring_a_record_does_not_rerun_entry_actions() {
+    let scn = delay();
+    for state in [
+        S::Scheduled,
+        S::WaitForAgent,
+        S::WaitForUserConfirm,
+        S::Connected,
+    ] {
+        let (desired, steps) = to_state(state);
+        let before = run(&scn, desired, &steps).record;
+        for event in [internal(), agent_note()] {
+            let applied = machine::apply(&before, &scn, &event, secs(300)).unwrap();
+            let mut after = applied.record.clone();
+            assert_eq!(after.state, state);
+            assert_eq!(after.timers, before.timers, "{state:?} {event:?}: timers");
+            assert_eq!(after.confirm_attempts, before.confirm_attempts);
+            assert_eq!(
+                after
+                    .outbox
+                    .iter()
+                    .filter(|n| n.tag.starts_with("service.agentavailable."))
+                    .count(),
+                before
+                    .outbox
+                    .iter()
+                    .filter(|n| n.tag.starts_with("service.agentavailable."))
+                    .count(),
+                "{state:?} {event:?}: no second agent-available push"
+            );
+            assert_eq!(applied.effects.len(), 1, "{state:?}: {:?}", applied.effects);
+            // Apart from the one new notification, nothing changed.
+            match event {
+                Event::InternalNotification { .. } => {
+                    assert_eq!(after.outbox.len(), before.outbox.len() + 1);
+                    after.outbox.pop();
+                }
+                _ => {
+                    assert_eq!(after.agent_outbox.len(), before.agent_outbox.len() + 1);
+                    after.agent_outbox.pop();
+                }
+            }
+            after.version = before.version;
+            after.seq = before.seq;
+            assert_eq!(after, before, "{state:?} {event:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// History
+// ---------------------------------------------------------------------------
+
+#[test]
+fn every_state_change_is_in_the_history() {
+    let walk = run(
+        &delay(),
+        None,
+        &[
+            at(30, reserved("agent-1")),
+            fire(TimerKind::UserConfirm), // at 90: requeue
+            at(100, reserved("agent-2")),
+            at(110, internal()), // no state change
+            at(120, Event::UserConfirmed),
+            at(130, chat_started()), // no state change
+            at(200, Event::Complete),
+        ],
+    );
+    let got: Vec<_> = walk
+        .record
+        .history
+        .iter()
+        .map(|h| {
+            (
+                h.at,
+                h.from,
+                h.to,
+                h.event.as_str(),
+                h.reason,
+                h.agent.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (t0(), None, S::Scheduled, "created", None, None),
+            (
+                t0(),
+                Some(S::Scheduled),
+                S::WaitForAgent,
+                "desired_time_reached",
+                None,
+                None
+            ),
+            (
+                secs(30),
+                Some(S::WaitForAgent),
+                S::WaitForUserConfirm,
+                "agent_reserved",
+                None,
+                Some("agent-1")
+            ),
+            (
+                secs(90),
+                Some(S::WaitForUserConfirm),
+                S::WaitForAgent,
+                "user_confirm_timeout",
+                None,
+                None
+            ),
+            (
+                secs(100),
+                Some(S::WaitForAgent),
+                S::WaitForUserConfirm,
+                "agent_reserved",
+                None,
+                Some("agent-2")
+            ),
+            (
+                secs(120),
+                Some(S::WaitForUserConfirm),
+                S::Connected,
+                "user_confirmed",
+                None,
+                Some("agent-2")
+            ),
+            (
+                secs(200),
+                Some(S::Connected),
+                S::Completed,
+                "complete",
+                Some(R::AgentConnected),
+                Some("agent-2")
+            ),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Encoding
+// ---------------------------------------------------------------------------
+
+#[test]
+fn records_round_trip_through_encode_and_decode() {
+    let scn = delay();
+    let records = [
+        create(&scn, Some(600)).record,
+        run(&scn, None, &[at(30, reserved("agent-1"))]).record,
+        run(
+            &scn,
+            None,
+            &[
+                at(30, reserved("agent-1")),
+                at(40, Event::UserConfirmed),
+                at(50, chat_started()),
+                at(60, say(Party::Client, "héllo \"quoted\" ✓")),
+                at(70, agent_note()),
+            ],
+        )
+        .record,
+        run(
+            &immediate(),
+            None,
+            &[at(5, chat_started()), at(9, left(Party::Client))],
+        )
+        .record,
+    ];
+    for rec in records {
+        let bytes = rec.encode();
+        let back = ServiceRecord::decode(&bytes)
+            .unwrap_or_else(|e| panic!("{:?} does not decode: {e}", rec.state));
+        assert_eq!(back, rec);
+        // Still usable by the machine after a round trip.
+        let _ = machine::apply(&back, &scn, &Event::NotificationsRetrieved, secs(1)).unwrap();
+    }
+}
+
+#[test]
+fn decode_refuses_a_newer_schema_and_garbage() {
+    let rec = run(&delay(), None, &[at(30, reserved("agent-1"))]).record;
+    let mut value: Value = serde_json::from_slice(&rec.encode()).unwrap();
+    value["schema"] = json!(RECORD_SCHEMA + 1);
+    let err = ServiceRecord::decode(&serde_json::to_vec(&value).unwrap()).unwrap_err();
+    assert!(
+        err.contains(&format!("schema {}", RECORD_SCHEMA + 1)),
+        "{err}"
+    );
+    assert!(err.contains(ID), "{err}");
+
+    value["schema"] = json!(RECORD_SCHEMA);
+    assert!(ServiceRecord::decode(&serde_json::to_vec(&value).unwrap()).is_ok());
+
+    // Fields with defaults may be missing.
+    for key in [
+        "outbox",
+        "agent_outbox",
+        "history",
+        "timers",
+        "seq",
+        "confirm_attempts",
+    ] {
+        value.as_object_mut().unwrap().remove(key);
+    }
+    let back = ServiceRecord::decode(&serde_json::to_vec(&value).unwrap()).unwrap();
+    assert!(back.timers.is_empty() && back.outbox.is_empty());
+
+    assert!(ServiceRecord::decode(b"not json").is_err());
+    assert!(ServiceRecord::decode(b"{}").is_err());
+}
+
+// ---------------------------------------------------------------------------
+// The (state, event) table
+// ---------------------------------------------------------------------------
+
+/// The outcome of one event in one state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Out {
+    /// Accepted; the state does not change.
+    Same,
+    /// Accepted; the service moves to this state.
+    To(ServiceState),
+    /// Accepted; the service completes with this reason.
+    Done(CallbackReason),
+    /// Refused with NotAllowed.
+    No,
+    /// Refused with StaleTimer (the timer is not armed in this state).
+    Stale,
+}
+
+use Out::{Done, No, Same, Stale, To};
+
+/// The events of the table, with a label; `None` is a timer of that kind.
+fn table_events() -> Vec<(&'static str, Result<Event, TimerKind>)> {
+    vec![
+        ("created", Ok(Event::Created)),
+        ("fire desired_time", Err(TimerKind::DesiredTime)),
+        ("fire find_agent", Err(TimerKind::FindAgent)),
+        ("fire user_confirm", Err(TimerKind::UserConfirm)),
+        ("fire ttl", Err(TimerKind::Ttl)),
+        ("agent_reserved", Ok(reserved("agent-9"))),
+        ("user_confirmed", Ok(Event::UserConfirmed)),
+        ("chat_started", Ok(chat_started())),
+        ("chat_message client", Ok(say(Party::Client, "hi"))),
+        ("chat_message agent", Ok(say(Party::Agent, "hi"))),
+        ("chat_left client", Ok(left(Party::Client))),
+        ("chat_left agent", Ok(left(Party::Agent))),
+        ("complete", Ok(Event::Complete)),
+        ("cancel", Ok(Event::Cancel)),
+        ("internal_notification", Ok(internal())),
+        ("agent_notification", Ok(agent_note())),
+        ("notifications_retrieved", Ok(Event::NotificationsRetrieved)),
+        (
+            "agent_notifications_retrieved",
+            Ok(Event::AgentNotificationsRetrieved),
+        ),
+    ]
+}
+
+/// Runs every event of [`table_events`] against every row; `expected[e][r]`
+/// is the outcome of event `e` in row `r`. Collects every mismatch (and
+/// every panic) before failing.
+fn run_table(
+    scn: &Arc<Scenario>,
+    rows: &[(&str, ServiceRecord)],
+    expected: &[[Out; 6]],
+) -> Vec<String> {
+    let events = table_events();
+    assert_eq!(events.len(), expected.len(), "one table line per event");
+    let now = secs(50_000);
+    let mut failures = Vec::new();
+    for ((label, event), line) in events.iter().zip(expected) {
+        for ((row, rec), want) in rows.iter().zip(line) {
+            let where_ = format!("{label} in {row}");
+            let (event, at) = match event {
+                Ok(e) => (e.clone(), now),
+                Err(kind) => match rec.timers.get(kind) {
+                    Some(due) => (
+                        Event::TimerFired {
+                            kind: *kind,
+                            due: *due,
+                        },
+                        *due,
+                    ),
+                    None => (
+                        Event::TimerFired {
+                            kind: *kind,
+                            due: now,
+                        },
+                        now,
+                    ),
+                },
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| machine::apply(rec, scn, &event, at)));
+            let result = match result {
+                Ok(r) => r,
+                Err(_) => {
+                    failures.push(format!("{where_}: PANIC"));
+                    continue;
+                }
+            };
+            if let Err(why) = check_outcome(rec, &event, &result, *want) {
+                failures.push(format!("{where_}: expected {want:?}, {why}"));
+            }
+        }
+    }
+    failures
+}
+
+fn check_outcome(
+    rec: &ServiceRecord,
+    event: &Event,
+    result: &Result<Applied, TransitionError>,
+    want: Out,
+) -> Result<(), String> {
+    match (result, want) {
+        (Err(TransitionError::StaleTimer { .. }), Stale) => Ok(()),
+        (
+            Err(TransitionError::NotAllowed {
+                state,
+                event: name,
+                message,
+            }),
+            No,
+        ) => {
+            let display = result.as_ref().unwrap_err().to_string();
+            if *state != rec.state {
+                Err(format!("NotAllowed names state {state:?}"))
+            } else if *name != event.name() {
+                Err(format!("NotAllowed names event {name}"))
+            } else if !message.contains(rec.state.gms_name())
+                || !display.contains(rec.state.gms_name())
+            {
+                Err(format!(
+                    "message does not name {}: {message}",
+                    rec.state.gms_name()
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        (Ok(applied), Same | To(_) | Done(_)) => {
+            let got = &applied.record;
+            if got.version != rec.version + 1 {
+                return Err(format!("version {} after {}", got.version, rec.version));
+            }
+            let ok = match want {
+                Same => got.state == rec.state && got.reason == rec.reason,
+                To(state) => got.state == state && got.reason.is_none(),
+                Done(reason) => got.state == S::Completed && got.reason == Some(reason),
+                _ => unreachable!(),
+            };
+            if !ok {
+                return Err(format!("got {:?} {:?}", got.state, got.reason));
+            }
+            let grew = got.history.len() - rec.history.len();
+            let changed = got.state != rec.state;
+            if grew != usize::from(changed) {
+                return Err(format!("history grew by {grew} (state changed: {changed})"));
+            }
+            if changed {
+                let h = got.history.last().unwrap();
+                if h.from != Some(rec.state) || h.to != got.state || h.event != event.name() {
+                    return Err(format!("bad history entry {h:?}"));
+                }
+            }
+            Ok(())
+        }
+        (other, _) => Err(format!("got {other:?}")),
+    }
+}
+
+#[test]
+fn state_event_table_chat_delay() {
+    let scn = delay();
+    let rec = |desired, steps: &[Step]| run(&scn, desired, steps).record;
+    let routing = [at(30, reserved("agent-1"))];
+    let connected = [routing[0].clone(), at(40, Event::UserConfirmed)];
+    let chatting = [
+        connected[0].clone(),
+        connected[1].clone(),
+        at(50, chat_started()),
+    ];
+    let done = [
+        connected[0].clone(),
+        connected[1].clone(),
+        at(60, Event::Complete),
+    ];
+    let rows = [
+        ("SCHEDULED", rec(Some(600), &[])),
+        ("QUEUED", rec(None, &[])),
+        ("ROUTING", rec(None, &routing)),
+        ("PROCESSING", rec(None, &connected)),
+        ("PROCESSING+chat", rec(None, &chatting)),
+        ("COMPLETED", rec(None, &done)),
+    ];
+    let q = To(S::WaitForAgent);
+    let expected: [[Out; 6]; 18] = [
+        //  SCHED          QUEUED                        ROUTING                 PROC                    PROC+chat               DONE
+        [No, No, No, No, No, No],               // created
+        [q, Stale, Stale, Stale, Stale, Stale], // fire desired_time
+        [
+            Stale,
+            Done(R::FailTargetNotFound),
+            Stale,
+            Stale,
+            Stale,
+            Stale,
+        ], // fire find_agent
+        [Stale, Stale, q, Stale, Stale, Stale], // fire user_confirm (requeue)
+        [
+            Done(R::FailTimeoutTtl),
+            Done(R::FailTimeoutTtl),
+            Done(R::FailTimeoutTtl),
+            Done(R::FailTimeoutTtl),
+            Done(R::FailTimeoutTtl),
+            Stale,
+        ], // fire ttl
+        [No, To(S::WaitForUserConfirm), No, No, No, No], // agent_reserved
+        [No, No, To(S::Connected), Same, Same, No], // user_confirmed
+        [No, No, No, Same, No, No],             // chat_started
+        [No, No, No, No, Same, No],             // chat_message client
+        [No, No, No, No, Same, No],             // chat_message agent
+        [No, No, No, No, Done(R::AgentConnected), No], // chat_left client
+        [No, No, No, No, Done(R::AgentConnected), No], // chat_left agent
+        [
+            No,
+            No,
+            No,
+            Done(R::AgentConnected),
+            Done(R::AgentConnected),
+            No,
+        ], // complete
+        [
+            Done(R::Cancelled),
+            Done(R::Cancelled),
+            Done(R::Cancelled),
+            Done(R::Cancelled),
+            Done(R::Cancelled),
+            No,
+        ], // cancel
+        [Same, Same, Same, Same, Same, No],     // internal_notification
+        [Same, Same, Same, Same, Same, No],     // agent_notification
+        [Same, Same, Same, Same, Same, Same],   // notifications_retrieved
+        [Same, Same, Same, Same, Same, Same],   // agent_notifications_retrieved
+    ];
+    let failures = run_table(&scn, &rows, &expected);
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn state_event_table_chat_immediate() {
+    let scn = immediate();
+    let rec = |desired, steps: &[Step]| run(&scn, desired, steps).record;
+    let chatting_queued = [at(5, chat_started())];
+    let connected = [at(30, reserved("agent-1"))];
+    let chatting = [chatting_queued[0].clone(), connected[0].clone()];
+    let done = [connected[0].clone(), at(60, Event::Complete)];
+    let rows = [
+        ("SCHEDULED", rec(Some(600), &[])),
+        ("QUEUED", rec(None, &[])),
+        ("QUEUED+chat", rec(None, &chatting_queued)),
+        ("PROCESSING", rec(None, &connected)),
+        ("PROCESSING+chat", rec(None, &chatting)),
+        ("COMPLETED", rec(None, &done)),
+    ];
+    let ttl = Done(R::FailTimeoutTtl);
+    let cancelled = Done(R::Cancelled);
+    let served = Done(R::AgentConnected);
+    let expected: [[Out; 6]; 18] = [
+        //  SCHED                QUEUED                        QUEUED+chat                   PROC          PROC+chat     DONE
+        [No, No, No, No, No, No],                                 // created
+        [To(S::WaitForAgent), Stale, Stale, Stale, Stale, Stale], // fire desired_time
+        [
+            Stale,
+            Done(R::FailTargetNotFound),
+            Done(R::FailTargetNotFound),
+            Stale,
+            Stale,
+            Stale,
+        ], // fire find_agent
+        [Stale, Stale, Stale, Stale, Stale, Stale],               // fire user_confirm
+        [ttl, ttl, ttl, ttl, ttl, Stale],                         // fire ttl
+        [No, To(S::Connected), To(S::Connected), No, No, No],     // agent_reserved
+        [No, No, No, Same, Same, No],                             // user_confirmed
+        [No, Same, No, Same, No, No],                             // chat_started
+        [No, No, Same, No, Same, No],                             // chat_message client
+        [No, No, No, No, Same, No],                               // chat_message agent
+        [No, No, Done(R::FailInteractionDeleted), No, served, No], // chat_left client
+        [No, No, No, No, served, No],                             // chat_left agent
+        [No, No, No, served, served, No],                         // complete
+        [cancelled, cancelled, cancelled, cancelled, cancelled, No], // cancel
+        [Same, Same, Same, Same, Same, No],                       // internal_notification
+        [Same, Same, Same, Same, Same, No],                       // agent_notification
+        [Same, Same, Same, Same, Same, Same],                     // notifications_retrieved
+        [Same, Same, Same, Same, Same, Same],                     // agent_notifications_retrieved
+    ];
+    let failures = run_table(&scn, &rows, &expected);
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// A timer the record holds but the state does not handle is refused with
+/// NotAllowed (after the stale check), never a panic.
+#[test]
+fn armed_timers_a_state_does_not_handle_are_refused() {
+    let scn = delay();
+    let handled = |state: ServiceState, kind: TimerKind| match kind {
+        TimerKind::Ttl => state != S::Completed,
+        TimerKind::DesiredTime => state == S::Scheduled,
+        TimerKind::FindAgent => state == S::WaitForAgent,
+        TimerKind::UserConfirm => state == S::WaitForUserConfirm,
+    };
+    let mut failures = Vec::new();
+    for state in ServiceState::ALL {
+        let (desired, steps) = to_state(state);
+        let rec = run(&scn, desired, &steps).record;
+        for kind in [
+            TimerKind::DesiredTime,
+            TimerKind::UserConfirm,
+            TimerKind::FindAgent,
+            TimerKind::Ttl,
+        ] {
+            if handled(state, kind) {
+                continue;
+            }
+            let mut rec = rec.clone();
+            let due = secs(12_345);
+            rec.timers.insert(kind, due);
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                machine::apply(&rec, &scn, &Event::TimerFired { kind, due }, due)
+            }));
+            match result {
+                Ok(Err(TransitionError::NotAllowed {
+                    state: st, message, ..
+                })) if st == state && message.contains(state.gms_name()) => {}
+                Ok(other) => failures.push(format!("{kind:?} in {state:?}: {other:?}")),
+                Err(_) => failures.push(format!("{kind:?} in {state:?}: PANIC")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------
+// Robustness: durations the scenario accepts must not make the machine panic
+// ---------------------------------------------------------------------------
+
+/// `_ttl` saturates (create uses checked_add), so the other timeouts the
+/// validator accepts must not overflow `now + timeout` either.
+#[test]
+fn huge_accepted_timeouts_do_not_panic() {
+    let cases = [
+        ("_find_agent_timeout", r#""300000years""#),
+        ("_find_agent_timeout", "9223372036854775807"),
+        ("_user_confirm_timeout", r#""300000years""#),
+        ("_user_confirm_timeout", "9223372036854775807"),
+        ("_ttl", r#""300000years""#),
+    ];
+    let mut failures = Vec::new();
+    for (key, value) in cases {
+        let toml = Toml::delay().set(key, value);
+        let Ok(scn) = toml.parse() else {
+            continue; // refusing it up front is fine too
+        };
+        let scn = Arc::new(scn);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let rec = create(&scn, None).record;
+            machine::apply(&rec, &scn, &reserved("agent-1"), secs(30)).map(|a| a.record.state)
+        }));
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => failures.push(format!("{key} = {value}: refused: {e}")),
+            Err(_) => failures.push(format!(
+                "{key} = {value}: accepted by Scenario::from_toml, then create/apply PANICKED"
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------
+// Scenario files
+// ---------------------------------------------------------------------------
+
+#[test]
+fn scenario_defaults_and_spellings() {
+    let scn = Toml::delay()
+        .unset("_user_confirm_timeout")
+        .unset("_on_user_confirm_timeout")
+        .unset("_max_user_confirm_attempts")
+        .build();
+    assert_eq!(scn.user_confirm_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(scn.on_user_confirm_timeout, OnUserConfirmTimeout::Fail);
+    assert_eq!(scn.max_user_confirm_attempts, 3);
+    for (text, want) in [
+        ("connect-anyway", OnUserConfirmTimeout::ConnectAnyway),
+        ("CONNECT-ANYWAY", OnUserConfirmTimeout::ConnectAnyway),
+        ("connect_anyway", OnUserConfirmTimeout::ConnectAnyway),
+        ("FAIL", OnUserConfirmTimeout::Fail),
+        ("Requeue", OnUserConfirmTimeout::Requeue),
+    ] {
+        let scn = delay_with("_on_user_confirm_timeout", &format!("\"{text}\""));
+        assert_eq!(scn.on_user_confirm_timeout, want, "{text}");
+    }
+    for (text, secs) in [
+        ("86400", 86400),
+        ("\"24h\"", 86400),
+        ("\"90s\"", 90),
+        ("\"1m 30s\"", 90),
+    ] {
+        let scn = delay_with("_ttl", text);
+        assert_eq!(scn.ttl, std::time::Duration::from_secs(secs), "{text}");
+    }
+}
+
+#[test]
+fn scenario_refusals_name_the_key_or_the_problem() {
+    // (override key, value, texts the error's Display must contain, key field)
+    let cases: &[(&str, &str, &[&str], Option<&str>)] = &[
+        ("_colour", r#""red""#, &["_colour", "unknown field"], None),
+        ("_ttl", r#""abc""#, &["_ttl", "abc", "not a duration"], None),
+        ("_ttl", "-5", &["_ttl", "-5", "negative"], None),
+        (
+            "_user_confirm_timeout",
+            r#""abc""#,
+            &["_user_confirm_timeout", "abc"],
+            None,
+        ),
+        (
+            "_find_agent_timeout",
+            "-5",
+            &["_find_agent_timeout", "-5"],
+            None,
+        ),
+        (
+            "_on_user_confirm_timeout",
+            r#""later""#,
+            &["_on_user_confirm_timeout", "later", "connect-anyway"],
+            None,
+        ),
+        ("_ttl", "0", &["_ttl", "greater than zero"], Some("_ttl")),
+        (
+            "_max_user_confirm_attempts",
+            "0",
+            &["_max_user_confirm_attempts"],
+            Some("_max_user_confirm_attempts"),
+        ),
+        (
+            "_find_agent_timeout",
+            r#""0s""#,
+            &["_find_agent_timeout"],
+            Some("_find_agent_timeout"),
+        ),
+        ("name", r#""has space""#, &["name"], Some("name")),
+        (
+            "_target",
+            r#"{ queue = " " }"#,
+            &["_target.queue"],
+            Some("_target.queue"),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (key, value, needles, want_key) in cases {
+        let toml = Toml::delay().set(key, value);
+        match toml.parse() {
+            Ok(_) => failures.push(format!("{key} = {value}: accepted")),
+            Err(e) => {
+                let text = e.to_string();
+                for needle in *needles {
+                    if !text.contains(needle) {
+                        failures.push(format!("{key} = {value}: `{text}` lacks `{needle}`"));
+                    }
+                }
+                if !text.contains("test.toml") {
+                    failures.push(format!("{key} = {value}: `{text}` lacks the file"));
+                }
+                if let Some(k) = want_key {
+                    if e.key.as_deref() != Some(*k) {
+                        failures.push(format!("{key} = {value}: key {:?}", e.key));
+                    }
+                }
+            }
+        }
+    }
+
+    // A customer can only confirm once an agent waits.
+    let err = Toml::immediate()
+        .set("_wait_for_user_confirm", "true")
+        .parse()
+        .unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("_wait_for_user_confirm"));
+    let text = err.to_string();
+    assert!(
+        text.contains("_wait_for_user_confirm") && text.contains("_wait_for_agent"),
+        "{text}"
+    );
+
+    // Missing mandatory keys.
+    for key in ["_ttl", "_target", "_wait_for_agent", "_media_type", "name"] {
+        match Toml::delay().unset(key).parse() {
+            Ok(_) => failures.push(format!("without {key}: accepted")),
+            Err(e) if !e.to_string().contains(key) => {
+                failures.push(format!("without {key}: `{e}` does not name it"))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+fn repo_scenarios() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+#[test]
+fn the_repo_scenarios_load() {
+    let all = Scenarios::load_dir(&repo_scenarios()).unwrap_or_else(|e| panic!("{e}"));
+    let delay = all.get("chat-delay").expect("chat-delay");
+    assert!(delay.wait_for_agent && delay.wait_for_user_confirm);
+    assert_eq!(delay.ttl, std::time::Duration::from_secs(86400));
+    assert_eq!(
+        delay.user_confirm_timeout,
+        std::time::Duration::from_secs(60)
+    );
+    assert_eq!(delay.on_user_confirm_timeout, OnUserConfirmTimeout::Requeue);
+    assert_eq!(delay.max_user_confirm_attempts, 3);
+    assert_eq!(
+        delay.find_agent_timeout,
+        Some(std::time::Duration::from_secs(7200))
+    );
+    assert_eq!(delay.target.queue, "support");
+    assert_eq!(delay.chat_parameters["subject"], "None");
+    assert_eq!(delay.agent_ready_threshold.position, 5);
+
+    let immediate = all.get("chat-immediate").expect("chat-immediate");
+    assert!(!immediate.wait_for_agent && !immediate.wait_for_user_confirm);
+    assert_eq!(immediate.ttl, std::time::Duration::from_secs(86400));
+    assert_eq!(
+        immediate.find_agent_timeout,
+        Some(std::time::Duration::from_secs(3600))
+    );
+    assert!(all.get("nope").is_none());
+
+    // The in-test builder matches the repo files.
+    assert_eq!(**delay, *self::delay());
+    let names: Vec<_> = all.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"chat-delay") && names.contains(&"chat-immediate"));
+}
+
+/// A scratch directory under the target dir, unique per test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "callbackd-transitions-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn load_dir_refuses_duplicates_bad_files_and_empty_dirs() {
+    let dir = scratch("dup");
+    std::fs::write(dir.join("a.toml"), Toml::delay().text()).unwrap();
+    std::fs::write(dir.join("b.toml"), Toml::delay().text()).unwrap();
+    let err = Scenarios::load_dir(&dir).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("name"));
+    assert!(err.to_string().contains("chat-delay"), "{err}");
+
+    let dir = scratch("bad");
+    std::fs::write(dir.join("ok.toml"), Toml::delay().text()).unwrap();
+    std::fs::write(dir.join("bad.toml"), Toml::delay().set("_ttl", "-5").text()).unwrap();
+    std::fs::write(dir.join("notes.txt"), "not a scenario").unwrap();
+    let err = Scenarios::load_dir(&dir).unwrap_err();
+    assert!(err.to_string().contains("bad.toml"), "{err}");
+
+    let dir = scratch("empty");
+    std::fs::write(dir.join("notes.txt"), "not a scenario").unwrap();
+    assert!(Scenarios::load_dir(&dir).is_err());
+
+    assert!(Scenarios::load_dir(&dir.join("missing")).is_err());
+}
