@@ -235,6 +235,9 @@ impl Service {
                 self.agent_notification(context, display, application);
                 Handled
             }
+            // A timer this state does not handle is spent: `apply` already
+            // removed it, and refusing would leave it due forever.
+            Event::TimerFired { .. } => Handled,
             other => {
                 context.refuse(self.refusal(other));
                 Handled
@@ -313,8 +316,7 @@ impl Service {
         context.effects.push(Effect::EnteredQueue { queue });
         if let Some(timeout) = self.scenario.find_agent_timeout {
             // Re-armed on a requeue: the customer gets a whole new wait.
-            let due =
-                self.now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+            let due = after(self.now, timeout);
             self.arm(context, TimerKind::FindAgent, due);
         }
     }
@@ -358,9 +360,7 @@ impl Service {
     #[action]
     fn ask_user_confirm(&mut self, context: &mut Context) {
         self.rec.confirm_attempts += 1;
-        let timeout = chrono::Duration::from_std(self.scenario.user_confirm_timeout)
-            .unwrap_or(chrono::Duration::MAX);
-        let due = self.now + timeout;
+        let due = after(self.now, self.scenario.user_confirm_timeout);
         self.arm(context, TimerKind::UserConfirm, due);
         self.agent_available(context);
     }
@@ -407,7 +407,9 @@ impl Service {
     ) -> Outcome<State> {
         match event {
             // Polling after the end is normal; the rest is refused.
-            Event::NotificationsRetrieved | Event::AgentNotificationsRetrieved => Handled,
+            Event::NotificationsRetrieved
+            | Event::AgentNotificationsRetrieved
+            | Event::TimerFired { .. } => Handled,
             _ => {
                 context.refuse(format!(
                     "service is COMPLETED ({}); it accepts no `{}`",
@@ -570,7 +572,9 @@ impl Service {
                 parameters,
             } => {
                 if self.rec.chat.is_some() {
-                    context.refuse("the chat has already been started for this service");
+                    context.refuse(
+                        self.in_state("the chat has already been started for this service"),
+                    );
                     return Handled;
                 }
                 let mut chat = Chat {
@@ -598,11 +602,13 @@ impl Service {
                 text,
             } => {
                 let Some(chat) = self.rec.chat.as_mut().filter(|c| c.is_open()) else {
-                    context.refuse("no chat is open for this service; start it with ixn/chat");
+                    context.refuse(
+                        self.in_state("no chat is open for this service; start it with ixn/chat"),
+                    );
                     return Handled;
                 };
                 if *from == Party::Agent && !chat.agent_joined {
-                    context.refuse("the agent has not joined this chat");
+                    context.refuse(self.in_state("the agent has not joined this chat"));
                     return Handled;
                 }
                 let index = chat.push(ChatEntryKind::Text, *from, nickname, text, now);
@@ -617,7 +623,7 @@ impl Service {
             }
             Event::ChatLeft { by } => {
                 let Some(chat) = self.rec.chat.as_mut().filter(|c| c.is_open()) else {
-                    context.refuse("no chat is open for this service");
+                    context.refuse(self.in_state("no chat is open for this service"));
                     return Handled;
                 };
                 let nickname = match by {
@@ -664,6 +670,11 @@ impl Service {
         }
     }
 
+    /// A refusal message that names the state, as every refusal does.
+    fn in_state(&self, what: &str) -> String {
+        format!("service is {}: {}", self.rec.state.gms_name(), what)
+    }
+
     fn refusal(&self, event: &Event) -> String {
         let state = self.rec.state;
         let what = match event {
@@ -695,6 +706,14 @@ impl ServiceRecord {
     fn state_is_connected_or_entering(&self) -> bool {
         self.agent.is_some() && self.connected_at.is_some()
     }
+}
+
+/// `at + d`, saturating: an admin's absurd timeout means "never", not a panic.
+fn after(at: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| at.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn statig_state(rec: &ServiceRecord) -> State {
@@ -730,7 +749,6 @@ pub struct Applied {
 /// actions), and enters the queue at once when the desired time has come.
 pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> Applied {
     let desired_time = new.desired_time.unwrap_or(now);
-    let ttl = chrono::Duration::from_std(scenario.ttl).unwrap_or(chrono::Duration::MAX);
     let rec = ServiceRecord {
         schema: RECORD_SCHEMA,
         version: 0,
@@ -740,9 +758,7 @@ pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> 
         reason: None,
         created_at: now,
         desired_time,
-        expiration_time: desired_time
-            .checked_add_signed(ttl)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        expiration_time: after(desired_time, scenario.ttl),
         completed_at: None,
         customer_number: new.customer_number,
         device_notification_id: new.device_notification_id,

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 /// Bumped when the record layout changes; readers refuse what they don't know.
 pub const RECORD_SCHEMA: u32 = 1;
 
-/// How long a completed record stays readable after it completed, even when
-/// its `_expiration_time` has passed (so a client sees FAIL_TIMEOUT_TTL).
+/// How long a record stays readable after its expiration or completion,
+/// whichever is later (so a client sees FAIL_TIMEOUT_TTL).
 pub const COMPLETED_GRACE: Duration = Duration::seconds(300);
 
 /// Outboxes keep at most this many notifications; the oldest goes first.
@@ -279,12 +279,16 @@ pub struct ServiceRecord {
 }
 
 impl ServiceRecord {
-    /// When the store may forget the record.
+    /// When the store may forget the record: a grace period after its
+    /// expiration (or completion), so the TTL timer, due at the expiration,
+    /// can still complete it and clients can read the outcome.
     pub fn storage_deadline(&self) -> DateTime<Utc> {
-        match self.completed_at {
-            Some(done) => self.expiration_time.max(done + COMPLETED_GRACE),
+        let end = match self.completed_at {
+            Some(done) => self.expiration_time.max(done),
             None => self.expiration_time,
-        }
+        };
+        end.checked_add_signed(COMPLETED_GRACE)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// Whether the store should hold the service in its queue.

@@ -67,6 +67,7 @@ impl Toml {
             ("_find_agent_timeout", r#""2h""#),
             ("_target", r#"{ queue = "support", priority = 0 }"#),
             ("_mandatory_fields", r#"["_customer_number"]"#),
+            ("_chat_parameters", r#"{ subject = "None" }"#),
         ])
     }
 
@@ -1056,7 +1057,7 @@ fn chat_delay_chat_opens_after_connect_with_both_parties() {
         secs(55),
     ));
     assert_eq!((state, event), (S::Connected, "chat_started"));
-    assert!(message.contains("PROCESSING"), "{message}");
+    assert!(message.contains("already"), "{message}");
 
     // The client's message goes to the agent, the agent's to the device.
     steps.push(at(60, say(Party::Client, "hello")));
@@ -1152,11 +1153,10 @@ fn chat_immediate_chat_waits_in_the_queue_and_the_agent_joins_when_reserved() {
     assert_eq!(chat.transcript.len(), 1);
     assert!(walk.record.is_queued());
 
-    // Twice is refused, naming the state.
-    let (state, _, message) =
+    // Twice is refused (the message is checked by the state/event table).
+    let (state, event, _) =
         not_allowed(machine::apply(&walk.record, &scn, &chat_started(), secs(6)));
-    assert_eq!(state, S::WaitForAgent);
-    assert!(message.contains("QUEUED"), "{message}");
+    assert_eq!((state, event), (S::WaitForAgent, "chat_started"));
     // The agent cannot speak before it joined.
     assert!(matches!(
         machine::apply(&walk.record, &scn, &say(Party::Agent, "hi"), secs(6)),
@@ -1321,23 +1321,26 @@ fn retrieved_notifications_leave_the_outbox_in_any_state() {
     .record;
     assert_eq!(rec.state, S::Completed);
     assert_eq!(rec.outbox.len(), 3); // two internal + the completion
-    let first_left = rec.outbox[1].clone();
+    assert_eq!(rec.agent_outbox.len(), 2);
+
+    // The device's retrieval empties the device outbox only.
     let out = machine::apply(&rec, &scn, &Event::NotificationsRetrieved, secs(20)).unwrap();
     assert!(out.effects.is_empty());
-    assert_eq!(out.record.outbox.first(), Some(&first_left));
-    assert_eq!(out.record.outbox.len(), 2);
+    assert!(out.record.outbox.is_empty());
+    assert_eq!(out.record.agent_outbox, rec.agent_outbox);
+    assert_eq!(out.record.version, rec.version + 1);
+    // Again on an empty outbox: fine.
     let out = machine::apply(&out.record, &scn, &Event::NotificationsRetrieved, secs(21)).unwrap();
     assert!(out.record.outbox.is_empty());
-    let out = machine::apply(
-        &out.record,
-        &scn,
-        &Event::AgentNotificationsRetrieved,
-        secs(22),
-    )
-    .unwrap();
-    assert!(out.record.agent_outbox.is_empty());
-    assert_eq!(out.record.state, S::Completed);
-    assert_eq!(out.record.history, rec.history);
+
+    // The agent desktop's retrieval empties the agent outbox only.
+    let agent = machine::apply(&rec, &scn, &Event::AgentNotificationsRetrieved, secs(22)).unwrap();
+    assert!(agent.effects.is_empty());
+    assert!(agent.record.agent_outbox.is_empty());
+    assert_eq!(agent.record.outbox, rec.outbox);
+    assert_eq!(agent.record.state, S::Completed);
+    assert_eq!(agent.record.reason, Some(R::Cancelled));
+    assert_eq!(agent.record.history, rec.history);
 }
 
 #[test]
@@ -1597,7 +1600,8 @@ enum Out {
 
 use Out::{Done, No, Same, Stale, To};
 
-/// The events of the table, with a label; `None` is a timer of that kind.
+/// The events of the table, with a label; `Err(kind)` fires that timer (at its
+/// due time when the row's record holds it, else as a stale timer).
 fn table_events() -> Vec<(&'static str, Result<Event, TimerKind>)> {
     vec![
         ("created", Ok(Event::Created)),
@@ -1761,55 +1765,34 @@ fn state_event_table_chat_delay() {
         ("PROCESSING+chat", rec(None, &chatting)),
         ("COMPLETED", rec(None, &done)),
     ];
-    let q = To(S::WaitForAgent);
+    let (q, rt, pr) = (
+        To(S::WaitForAgent),
+        To(S::WaitForUserConfirm),
+        To(S::Connected),
+    );
+    let (tnf, ttl) = (Done(R::FailTargetNotFound), Done(R::FailTimeoutTtl));
+    let (cxl, ac) = (Done(R::Cancelled), Done(R::AgentConnected));
+    #[rustfmt::skip]
     let expected: [[Out; 6]; 18] = [
-        //  SCHED          QUEUED                        ROUTING                 PROC                    PROC+chat               DONE
-        [No, No, No, No, No, No],               // created
-        [q, Stale, Stale, Stale, Stale, Stale], // fire desired_time
-        [
-            Stale,
-            Done(R::FailTargetNotFound),
-            Stale,
-            Stale,
-            Stale,
-            Stale,
-        ], // fire find_agent
-        [Stale, Stale, q, Stale, Stale, Stale], // fire user_confirm (requeue)
-        [
-            Done(R::FailTimeoutTtl),
-            Done(R::FailTimeoutTtl),
-            Done(R::FailTimeoutTtl),
-            Done(R::FailTimeoutTtl),
-            Done(R::FailTimeoutTtl),
-            Stale,
-        ], // fire ttl
-        [No, To(S::WaitForUserConfirm), No, No, No, No], // agent_reserved
-        [No, No, To(S::Connected), Same, Same, No], // user_confirmed
-        [No, No, No, Same, No, No],             // chat_started
-        [No, No, No, No, Same, No],             // chat_message client
-        [No, No, No, No, Same, No],             // chat_message agent
-        [No, No, No, No, Done(R::AgentConnected), No], // chat_left client
-        [No, No, No, No, Done(R::AgentConnected), No], // chat_left agent
-        [
-            No,
-            No,
-            No,
-            Done(R::AgentConnected),
-            Done(R::AgentConnected),
-            No,
-        ], // complete
-        [
-            Done(R::Cancelled),
-            Done(R::Cancelled),
-            Done(R::Cancelled),
-            Done(R::Cancelled),
-            Done(R::Cancelled),
-            No,
-        ], // cancel
-        [Same, Same, Same, Same, Same, No],     // internal_notification
-        [Same, Same, Same, Same, Same, No],     // agent_notification
-        [Same, Same, Same, Same, Same, Same],   // notifications_retrieved
-        [Same, Same, Same, Same, Same, Same],   // agent_notifications_retrieved
+        // SCHED  QUEUED ROUTING PROC   PROC+chat DONE
+        [No,     No,    No,    No,    No,    No   ], // created
+        [q,      Stale, Stale, Stale, Stale, Stale], // fire desired_time
+        [Stale,  tnf,   Stale, Stale, Stale, Stale], // fire find_agent
+        [Stale,  Stale, q,     Stale, Stale, Stale], // fire user_confirm (requeue)
+        [ttl,    ttl,   ttl,   ttl,   ttl,   Stale], // fire ttl
+        [No,     rt,    No,    No,    No,    No   ], // agent_reserved
+        [No,     No,    pr,    Same,  Same,  No   ], // user_confirmed
+        [No,     No,    No,    Same,  No,    No   ], // chat_started
+        [No,     No,    No,    No,    Same,  No   ], // chat_message client
+        [No,     No,    No,    No,    Same,  No   ], // chat_message agent
+        [No,     No,    No,    No,    ac,    No   ], // chat_left client
+        [No,     No,    No,    No,    ac,    No   ], // chat_left agent
+        [No,     No,    No,    ac,    ac,    No   ], // complete
+        [cxl,    cxl,   cxl,   cxl,   cxl,   No   ], // cancel
+        [Same,   Same,  Same,  Same,  Same,  No   ], // internal_notification
+        [Same,   Same,  Same,  Same,  Same,  No   ], // agent_notification
+        [Same,   Same,  Same,  Same,  Same,  Same ], // notifications_retrieved
+        [Same,   Same,  Same,  Same,  Same,  Same ], // agent_notifications_retrieved
     ];
     let failures = run_table(&scn, &rows, &expected);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
@@ -1831,36 +1814,31 @@ fn state_event_table_chat_immediate() {
         ("PROCESSING+chat", rec(None, &chatting)),
         ("COMPLETED", rec(None, &done)),
     ];
-    let ttl = Done(R::FailTimeoutTtl);
-    let cancelled = Done(R::Cancelled);
-    let served = Done(R::AgentConnected);
+    let (q, pr) = (To(S::WaitForAgent), To(S::Connected));
+    let (tnf, ttl) = (Done(R::FailTargetNotFound), Done(R::FailTimeoutTtl));
+    let (cxl, ac) = (Done(R::Cancelled), Done(R::AgentConnected));
+    let fid = Done(R::FailInteractionDeleted);
+    #[rustfmt::skip]
     let expected: [[Out; 6]; 18] = [
-        //  SCHED                QUEUED                        QUEUED+chat                   PROC          PROC+chat     DONE
-        [No, No, No, No, No, No],                                 // created
-        [To(S::WaitForAgent), Stale, Stale, Stale, Stale, Stale], // fire desired_time
-        [
-            Stale,
-            Done(R::FailTargetNotFound),
-            Done(R::FailTargetNotFound),
-            Stale,
-            Stale,
-            Stale,
-        ], // fire find_agent
-        [Stale, Stale, Stale, Stale, Stale, Stale],               // fire user_confirm
-        [ttl, ttl, ttl, ttl, ttl, Stale],                         // fire ttl
-        [No, To(S::Connected), To(S::Connected), No, No, No],     // agent_reserved
-        [No, No, No, Same, Same, No],                             // user_confirmed
-        [No, Same, No, Same, No, No],                             // chat_started
-        [No, No, Same, No, Same, No],                             // chat_message client
-        [No, No, No, No, Same, No],                               // chat_message agent
-        [No, No, Done(R::FailInteractionDeleted), No, served, No], // chat_left client
-        [No, No, No, No, served, No],                             // chat_left agent
-        [No, No, No, served, served, No],                         // complete
-        [cancelled, cancelled, cancelled, cancelled, cancelled, No], // cancel
-        [Same, Same, Same, Same, Same, No],                       // internal_notification
-        [Same, Same, Same, Same, Same, No],                       // agent_notification
-        [Same, Same, Same, Same, Same, Same],                     // notifications_retrieved
-        [Same, Same, Same, Same, Same, Same],                     // agent_notifications_retrieved
+        // SCHED  QUEUED QUEUED+chat PROC PROC+chat DONE
+        [No,     No,    No,    No,    No,    No   ], // created
+        [q,      Stale, Stale, Stale, Stale, Stale], // fire desired_time
+        [Stale,  tnf,   tnf,   Stale, Stale, Stale], // fire find_agent
+        [Stale,  Stale, Stale, Stale, Stale, Stale], // fire user_confirm (never armed)
+        [ttl,    ttl,   ttl,   ttl,   ttl,   Stale], // fire ttl
+        [No,     pr,    pr,    No,    No,    No   ], // agent_reserved
+        [No,     No,    No,    Same,  Same,  No   ], // user_confirmed
+        [No,     Same,  No,    Same,  No,    No   ], // chat_started
+        [No,     No,    Same,  No,    Same,  No   ], // chat_message client
+        [No,     No,    No,    No,    Same,  No   ], // chat_message agent (must have joined)
+        [No,     No,    fid,   No,    ac,    No   ], // chat_left client
+        [No,     No,    No,    No,    ac,    No   ], // chat_left agent
+        [No,     No,    No,    ac,    ac,    No   ], // complete
+        [cxl,    cxl,   cxl,   cxl,   cxl,   No   ], // cancel
+        [Same,   Same,  Same,  Same,  Same,  No   ], // internal_notification
+        [Same,   Same,  Same,  Same,  Same,  No   ], // agent_notification
+        [Same,   Same,  Same,  Same,  Same,  Same ], // notifications_retrieved
+        [Same,   Same,  Same,  Same,  Same,  Same ], // agent_notifications_retrieved
     ];
     let failures = run_table(&scn, &rows, &expected);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
@@ -1869,7 +1847,7 @@ fn state_event_table_chat_immediate() {
 /// A timer the record holds but the state does not handle is refused with
 /// NotAllowed (after the stale check), never a panic.
 #[test]
-fn armed_timers_a_state_does_not_handle_are_refused() {
+fn armed_timers_a_state_does_not_handle_are_discarded() {
     let scn = delay();
     let handled = |state: ServiceState, kind: TimerKind| match kind {
         TimerKind::Ttl => state != S::Completed,
@@ -1896,10 +1874,12 @@ fn armed_timers_a_state_does_not_handle_are_refused() {
             let result = catch_unwind(AssertUnwindSafe(|| {
                 machine::apply(&rec, &scn, &Event::TimerFired { kind, due }, due)
             }));
+            // Spent without effect: refusing would leave it due forever.
             match result {
-                Ok(Err(TransitionError::NotAllowed {
-                    state: st, message, ..
-                })) if st == state && message.contains(state.gms_name()) => {}
+                Ok(Ok(applied))
+                    if applied.record.state == state
+                        && !applied.record.timers.contains_key(&kind)
+                        && applied.effects.is_empty() => {}
                 Ok(other) => failures.push(format!("{kind:?} in {state:?}: {other:?}")),
                 Err(_) => failures.push(format!("{kind:?} in {state:?}: PANIC")),
             }
@@ -2114,7 +2094,7 @@ fn the_repo_scenarios_load() {
     assert!(names.contains(&"chat-delay") && names.contains(&"chat-immediate"));
 }
 
-/// A scratch directory under the target dir, unique per test.
+/// A scratch directory under the system temp dir, unique per test and process.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "callbackd-transitions-{name}-{}",

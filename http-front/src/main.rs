@@ -52,9 +52,22 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("--listen {}: {e}", args.listen))?;
-    http_front::run(listener, config, async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("Shutting down.");
-    })
-    .await
+    http_front::run(listener, config, shutdown_signal()).await
+}
+
+/// Ctrl-C or SIGTERM (what service managers send) both stop the server cleanly.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("Shutting down.");
 }

@@ -239,6 +239,7 @@ impl Shell {
             if due.is_empty() {
                 return Ok(fired);
             }
+            let before = fired;
             for timer in &due {
                 let event = Event::TimerFired {
                     kind: timer.kind,
@@ -250,6 +251,10 @@ impl Shell {
                     Err(ShellError::NotAllowed(_)) | Err(ShellError::UnknownService(_)) => {}
                     Err(e) => return Err(e),
                 }
+            }
+            if fired == before {
+                // Nothing in this batch could fire; asking again would spin.
+                return Ok(fired);
             }
         }
     }

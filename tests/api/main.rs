@@ -1,3 +1,8 @@
 //! Black-box API tests: one binary, the real server on 127.0.0.1:0.
 
+mod chat_immediate;
+mod queue_positions;
 mod seed_flow;
+mod simulators;
+mod timeouts;
+mod queries;

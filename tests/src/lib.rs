@@ -218,3 +218,98 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// An ISO-8601 UTC time (`2026-11-21T10:00:00.000Z`) `ahead` of now, from the
+/// engine's wall clock (`chrono::Utc::now()`).
+pub fn iso_utc_in(ahead: Duration) -> String {
+    use engine::clock::Clock;
+    let at = SystemClock.now() + ahead;
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+impl TestApp {
+    /// Sends `body` byte for byte with this `Content-Type` (none if `None`);
+    /// returns (status, JSON body, or the text as a JSON string if not JSON).
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Vec<u8>>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(content_type) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        status_json(request.body(body.into()).send().await.expect("request")).await
+    }
+
+    /// POST an application/x-www-form-urlencoded body; returns (status, JSON body).
+    pub async fn post_urlencoded(&self, path: &str, fields: &[(&str, &str)]) -> (u16, Value) {
+        self.raw(
+            "POST",
+            path,
+            Some("application/x-www-form-urlencoded"),
+            urlencoded(fields),
+        )
+        .await
+    }
+
+    /// Creates (or replaces) an agent with skills, without making it ready.
+    pub async fn put_agent(
+        &self,
+        id: &str,
+        queues: &[&str],
+        skills: &[(&str, u32)],
+        max_concurrent: u32,
+    ) {
+        let skills: serde_json::Map<String, Value> = skills
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
+        let body = serde_json::json!({"name": id, "queues": queues, "skills": skills, "max_concurrent": max_concurrent});
+        let (status, answer) = self.put_json(&format!("/api/v1/agents/{id}"), &body).await;
+        assert_eq!(status, 200, "agent upsert answered {answer}");
+    }
+
+    /// Makes an existing agent ready (`true`) or not ready (`false`).
+    pub async fn set_ready(&self, id: &str, ready: bool) {
+        let action = if ready { "ready" } else { "not-ready" };
+        let (status, answer) = self
+            .post_json(&format!("/api/v1/agents/{id}/{action}"), &Value::Null)
+            .await;
+        assert_eq!(status, 200, "agent {action} answered {answer}");
+    }
+
+    /// The ids of the services an agent holds now.
+    pub async fn agent_services(&self, id: &str) -> Vec<String> {
+        let (status, agent) = self.get(&format!("/api/v1/agents/{id}")).await;
+        assert_eq!(status, 200, "agent {id}: {agent}");
+        agent["services"]
+            .as_array()
+            .expect("services")
+            .iter()
+            .map(|s| s["_id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// check-queue-position as the seed sends it (POST, empty multipart body).
+    pub async fn queue_position(&self, id: &str) -> Value {
+        let (status, body) = self
+            .post_form(
+                &format!("/genesys/1/service/{id}/check-queue-position"),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200, "check-queue-position of {id}: {body}");
+        body
+    }
+}
+
+/// Fields as an application/x-www-form-urlencoded body.
+pub fn urlencoded(fields: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse("http://localhost/").expect("url");
+    url.query_pairs_mut().extend_pairs(fields);
+    url.query().unwrap_or_default().to_owned()
+}

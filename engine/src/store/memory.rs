@@ -277,7 +277,10 @@ impl Store for MemoryStore {
     }
 
     async fn next_timer(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(self.lock().timers.first().map(|(due, _, _)| *due))
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        inner.purge(now);
+        Ok(inner.timers.first().map(|(due, _, _)| *due))
     }
 
     async fn put_agent(&self, profile: AgentProfile) -> Result<AgentRecord, StoreError> {
