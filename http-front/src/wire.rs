@@ -13,9 +13,6 @@ pub fn time(t: DateTime<Utc>) -> String {
 /// A service as GMS's query answers it: the fixed keys, then the user data.
 pub fn query_record(rec: &ServiceRecord) -> Value {
     let mut map = Map::new();
-    for (k, v) in &rec.user_data {
-        map.insert(k.clone(), Value::String(v.clone()));
-    }
     map.insert("_id".into(), json!(rec.id));
     map.insert("_desired_time".into(), json!(time(rec.desired_time)));
     map.insert("_service_name".into(), json!(rec.scenario));
@@ -26,6 +23,10 @@ pub fn query_record(rec: &ServiceRecord) -> Value {
     );
     map.insert("_expiration_time".into(), json!(time(rec.expiration_time)));
     map.insert("_customer_number".into(), json!(rec.customer_number));
+    for (k, v) in &rec.user_data {
+        map.entry(k.clone())
+            .or_insert_with(|| Value::String(v.clone()));
+    }
     Value::Object(map)
 }
 

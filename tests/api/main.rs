@@ -1,8 +1,10 @@
 //! Black-box API tests: one binary, the real server on 127.0.0.1:0.
 
 mod chat_immediate;
+mod encodings;
+mod queries;
 mod queue_positions;
 mod seed_flow;
 mod simulators;
 mod timeouts;
-mod queries;
+mod bad_inputs;

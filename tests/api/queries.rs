@@ -46,7 +46,12 @@ fn set<const N: usize>(list: [&String; N]) -> BTreeSet<String> {
 }
 
 fn keys(record: &Value) -> BTreeSet<String> {
-    record.as_object().expect("object").keys().cloned().collect()
+    record
+        .as_object()
+        .expect("object")
+        .keys()
+        .cloned()
+        .collect()
 }
 
 fn fixed_plus(extra: &[&str]) -> BTreeSet<String> {
@@ -250,7 +255,10 @@ async fn expiration_is_desired_time_plus_ttl() {
         )
         .await;
         let found = query(&app, &format!("/genesys/1/service/callback?_id={id}")).await;
-        assert_eq!(found[0]["_expiration_time"], expires, "{desired}: {found:?}");
+        assert_eq!(
+            found[0]["_expiration_time"], expires,
+            "{desired}: {found:?}"
+        );
     }
 }
 
