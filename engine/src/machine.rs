@@ -619,7 +619,6 @@ impl Service {
                 } else {
                     self.notify_device(context, format!("service.chat.{id}"), body);
                 }
-                let _ = agent_name;
             }
             Event::ChatLeft { by } => {
                 let Some(chat) = self.rec.chat.as_mut().filter(|c| c.is_open()) else {
@@ -644,9 +643,16 @@ impl Service {
         Handled
     }
 
+    /// Whether the machine is in (or entering) `connected`: the record's
+    /// `state` field is only updated after dispatch, so ask what entering
+    /// `connected` sets instead.
+    fn agent_is_connected(&self) -> bool {
+        self.rec.agent.is_some() && self.rec.connected_at.is_some()
+    }
+
     /// The reserved agent joins once both it and the chat are there.
     fn agent_joins_chat(&mut self, context: &mut Context) {
-        if self.rec.state_is_connected_or_entering() {
+        if self.agent_is_connected() {
             let agent = self.rec.agent.clone();
             let now = self.now;
             if let (Some(agent), Some(chat)) = (agent, self.rec.chat.as_mut()) {
@@ -697,14 +703,6 @@ impl Service {
             other => format!("`{}` does not apply", other.name()),
         };
         format!("service is {}: {}", state.gms_name(), what)
-    }
-}
-
-impl ServiceRecord {
-    /// Set by [`apply`] before dispatch, so helpers called from entry actions
-    /// know the machine is (entering) `connected`.
-    fn state_is_connected_or_entering(&self) -> bool {
-        self.agent.is_some() && self.connected_at.is_some()
     }
 }
 

@@ -232,8 +232,8 @@ impl Scenario {
     pub fn from_toml(file: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError {
             file: file.to_owned(),
-            key: None,
-            reason: e.to_string().trim().replace('\n', " "),
+            key: e.span().and_then(|span| key_at(text, span.start)),
+            reason: e.to_string().trim().to_owned(),
         })?;
         scenario.validate(file)?;
         Ok(scenario)
@@ -276,6 +276,18 @@ impl Scenario {
         }
         Ok(())
     }
+}
+
+/// The key of the `key = value` line holding byte `offset`, for error messages.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let key = line.split('=').next()?.trim();
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.\"".contains(c));
+    (plain && line.contains('=')).then(|| key.trim_matches('"').to_owned())
 }
 
 /// All scenarios, by name.

@@ -111,10 +111,7 @@ async fn every_bad_request_gets_a_json_4xx_naming_the_problem() {
     let many: Vec<(String, String)> = (0..101)
         .map(|i| (format!("usr_{i}"), "x".to_owned()))
         .collect();
-    let many: Vec<(&str, &str)> = many
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let agent = |extra: Value| {
         let mut body = json!({"name": "Bob", "queues": ["support"], "max_concurrent": 2});
         for (k, v) in extra.as_object().unwrap() {
@@ -178,6 +175,9 @@ async fn every_bad_request_gets_a_json_4xx_naming_the_problem() {
         case("POST", svc("a%2Fb", "ixn/chat/send"), mp(&[("message", "hi")]), (400, INVALID, "id")),
         case("POST", svc("%FF", "connect"), mp(&[]), (400, INVALID, "id")),
         case("GET", "/api/v1/services/a%20b", none(), (400, INVALID, "id")),
+        case("GET", "/api/v1/agents/%FF", none(), (400, INVALID, "agent_id")),
+        case("POST", "/genesys/1/service/callback/%C3%28", mp(&[("_customer_number", "1")]), (400, INVALID, "scenario")),
+        case("GET", "/genesys/1/service/callback?_id=%FF", none(), (400, INVALID, "_id")),
         case("GET", format!("/api/v1/services/{long_id}"), none(), (400, INVALID, "id")),
         case("DELETE", format!("{CREATE}/a%20b"), none(), (400, INVALID, "id")),
         case("GET", "/genesys/1/service/callback?_id=a%20b", none(), (400, INVALID, "_id")),
@@ -189,7 +189,7 @@ async fn every_bad_request_gets_a_json_4xx_naming_the_problem() {
         case("POST", CREATE, raw("multipart/form-data", &multipart_body(BOUNDARY, &[("_customer_number", "1")])), (400, INVALID, "Content-Type")),
         case("POST", CREATE, raw("multipart/form-data; boundary=AAAA", &multipart_body("BBBB", &[("_customer_number", "1")])), (400, BODY, "multipart")),
         case("POST", CREATE, raw(&format!("multipart/form-data; boundary={BOUNDARY}"), &format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"_customer_number\"\r\n\r\n40826")), (400, INVALID, "_customer_number")),
-        case("POST", CREATE, raw(&format!("multipart/form-data; boundary={BOUNDARY}"), &format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"_customer_number\"\r\n\r\n40826\r\n")), (400, BODY, "multipart")),
+        case("POST", CREATE, raw(&format!("multipart/form-data; boundary={BOUNDARY}"), &format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"_customer_number\"\r\n\r\n40826\r\n--{BOUNDARY}\r\nContent-Disp")), (400, BODY, "multipart")),
         case("POST", CREATE, raw(&format!("multipart/form-data; boundary={BOUNDARY}"), &format!("--{BOUNDARY}\r\nContent-Disposition: form-data\r\n\r\n1\r\n--{BOUNDARY}--\r\n")), (400, BODY, "name")),
         case("POST", CREATE, raw("application/json", r#"{"_customer_number": "1""#), (400, BODY, "JSON")),
         case("POST", CREATE, raw("application/json", r#"["_customer_number", "1"]"#), (400, BODY, "JSON object")),
@@ -271,17 +271,26 @@ async fn every_bad_request_gets_a_json_4xx_naming_the_problem() {
         let what = format!(
             "{} {} ({:?}, {} bytes)",
             c.method,
-            if c.path.len() > 90 { &c.path[..90] } else { &c.path },
+            if c.path.len() > 90 {
+                &c.path[..90]
+            } else {
+                &c.path
+            },
             c.body.0,
             c.body.1.len()
         );
         let shown = body.to_string();
-        let shown = if shown.len() > 300 { &shown[..300] } else { &shown };
+        let shown = if shown.len() > 300 {
+            &shown[..300]
+        } else {
+            &shown
+        };
         if status >= 500 {
             failures.push(format!("{what}: server error {status}: {shown}"));
             continue;
         }
-        let (Some(message), Some(exception)) = (body["message"].as_str(), body["exception"].as_str())
+        let (Some(message), Some(exception)) =
+            (body["message"].as_str(), body["exception"].as_str())
         else {
             failures.push(format!(
                 "{what}: {status} without a JSON {{message, exception}} body: {shown}"

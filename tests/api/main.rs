@@ -1,5 +1,6 @@
 //! Black-box API tests: one binary, the real server on 127.0.0.1:0.
 
+mod bad_inputs;
 mod chat_immediate;
 mod encodings;
 mod queries;
@@ -7,4 +8,3 @@ mod queue_positions;
 mod seed_flow;
 mod simulators;
 mod timeouts;
-mod bad_inputs;
