@@ -11,6 +11,7 @@
 //! Only this crate knows HTTP. [`run`] serves until the shutdown signal.
 
 pub mod error;
+mod extract;
 pub mod form;
 mod routes;
 pub mod shell;

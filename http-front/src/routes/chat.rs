@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use crate::extract::{Path, Query};
+use axum::extract::State;
 use axum::Json;
 use engine::machine::Event;
 use engine::record::{Chat, Party, ServiceRecord};

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::extract::Path;
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use engine::machine::Event;

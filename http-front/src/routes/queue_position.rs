@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::extract::Path;
+use axum::extract::State;
 use axum::Json;
 use engine::record::ServiceState;
 use serde_json::{json, Value};
