@@ -12,22 +12,11 @@ const BOUNDARY: &str = "----WebKitFormBoundaryNY84ld7wm7oHB9fp";
 /// (Content-Type, body) of one request.
 type Body = (Option<String>, Vec<u8>);
 
-fn multipart_body(boundary: &str, fields: &[(&str, &str)]) -> String {
-    let mut body = String::new();
-    for (name, value) in fields {
-        body.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-        ));
-    }
-    body.push_str(&format!("--{boundary}--\r\n"));
-    body
-}
-
 /// A multipart body, as the seed's browser writes it.
 fn mp(fields: &[(&str, &str)]) -> Body {
     (
         Some(format!("multipart/form-data; boundary={BOUNDARY}")),
-        multipart_body(BOUNDARY, fields).into_bytes(),
+        tests::raw_multipart(BOUNDARY, fields).into_bytes(),
     )
 }
 
@@ -186,8 +175,8 @@ async fn every_bad_request_gets_a_json_4xx_naming_the_problem() {
         case("PUT", "/api/v1/agents/a%20b", agent(json!({})), (400, INVALID, "agent_id")),
         case("POST", format!("/api/v1/agents/{long_id}/ready"), none(), (400, INVALID, "agent_id")),
         // --- bodies ---
-        case("POST", CREATE, raw("multipart/form-data", &multipart_body(BOUNDARY, &[("_customer_number", "1")])), (400, INVALID, "Content-Type")),
-        case("POST", CREATE, raw("multipart/form-data; boundary=AAAA", &multipart_body("BBBB", &[("_customer_number", "1")])), (400, BODY, "multipart")),
+        case("POST", CREATE, raw("multipart/form-data", &tests::raw_multipart(BOUNDARY, &[("_customer_number", "1")])), (400, INVALID, "Content-Type")),
+        case("POST", CREATE, raw("multipart/form-data; boundary=AAAA", &tests::raw_multipart("BBBB", &[("_customer_number", "1")])), (400, BODY, "multipart")),
         case("POST", CREATE, raw(&format!("multipart/form-data; boundary={BOUNDARY}"), &format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"_customer_number\"\r\n\r\n40826")), (400, INVALID, "_customer_number")),
         case("POST", CREATE, raw(&format!("multipart/form-data; boundary={BOUNDARY}"), &format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"_customer_number\"\r\n\r\n40826\r\n--{BOUNDARY}\r\nContent-Disp")), (400, BODY, "multipart")),
         case("POST", CREATE, raw(&format!("multipart/form-data; boundary={BOUNDARY}"), &format!("--{BOUNDARY}\r\nContent-Disposition: form-data\r\n\r\n1\r\n--{BOUNDARY}--\r\n")), (400, BODY, "name")),

@@ -19,19 +19,6 @@ const FIELDS: [(&str, &str); 5] = [
     ("_device_os", "comet"),
 ];
 
-/// A multipart body as Chrome wrote it in the seed: CRLF line endings, the
-/// closing boundary, and a final CRLF.
-fn seed_multipart(boundary: &str, fields: &[(&str, &str)]) -> String {
-    let mut body = String::new();
-    for (name, value) in fields {
-        body.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-        ));
-    }
-    body.push_str(&format!("--{boundary}--\r\n"));
-    body
-}
-
 fn multipart_type(boundary: &str) -> String {
     format!("multipart/form-data; boundary={boundary}")
 }
@@ -163,7 +150,7 @@ async fn the_seed_requests_byte_for_byte() {
 
     // Create, exactly as the seed's browser sent it.
     let boundary = "----WebKitFormBoundary0WnE36LruxJ4S5nu";
-    let body = seed_multipart(boundary, &FIELDS);
+    let body = tests::raw_multipart(boundary, &FIELDS);
     assert_eq!(body.len(), 660, "the seed's Content-Length");
     let resp = app
         .client
@@ -201,7 +188,7 @@ async fn the_seed_requests_byte_for_byte() {
 
     // check-queue-position with the seed's empty multipart body.
     let boundary = "----WebKitFormBoundary2gBrAJX9qPSafKwk";
-    let empty = seed_multipart(boundary, &[]);
+    let empty = tests::raw_multipart(boundary, &[]);
     assert_eq!(empty.len(), 44, "the seed's Content-Length");
     let path = format!("/genesys/1/service/{id}/check-queue-position");
     let (status, position) = app
@@ -215,7 +202,7 @@ async fn the_seed_requests_byte_for_byte() {
     app.ready_agent("alice", &["support"], 1).await;
     app.wait_for_state(&id, "ROUTING", WAIT).await;
     let boundary = "----WebKitFormBoundaryNY84ld7wm7oHB9fp";
-    let empty = seed_multipart(boundary, &[]);
+    let empty = tests::raw_multipart(boundary, &[]);
     assert_eq!(empty.len(), 44, "the seed's Content-Length");
     let (status, dialog) = app
         .raw(
@@ -233,7 +220,7 @@ async fn the_seed_requests_byte_for_byte() {
 
     // Create the chat interaction with the seed's body.
     let boundary = "----WebKitFormBoundaryteXJ8ZpAGGDTAMFN";
-    let chat = seed_multipart(
+    let chat = tests::raw_multipart(
         boundary,
         &[
             ("notify_by", "comet"),

@@ -313,3 +313,15 @@ pub fn urlencoded(fields: &[(&str, &str)]) -> String {
     url.query_pairs_mut().extend_pairs(fields);
     url.query().unwrap_or_default().to_owned()
 }
+
+/// A multipart body built by hand, CRLF line endings, as a browser sends it.
+pub fn raw_multipart(boundary: &str, fields: &[(&str, &str)]) -> String {
+    let mut body = String::new();
+    for (name, value) in fields {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    body
+}

@@ -13,13 +13,24 @@ use crate::error::AppError;
 use crate::form::GmsForm;
 use crate::AppState;
 
-fn messages(form: &GmsForm) -> Result<(String, String), AppError> {
+/// Reads `_display_message` / `_application_message` and applies the event they make.
+async fn notify(
+    state: &AppState,
+    id: &str,
+    form: &GmsForm,
+    event: fn(String, String) -> Event,
+) -> Result<Json<Value>, AppError> {
+    check_id("id", id)?;
     let display = form.get("_display_message").unwrap_or("").to_owned();
     let application = form.get("_application_message").unwrap_or("").to_owned();
     if display.trim().is_empty() && application.trim().is_empty() {
         return Err(AppError::missing("_display_message"));
     }
-    Ok((display, application))
+    state
+        .shell
+        .transition(id, &event(display, application))
+        .await?;
+    Ok(Json(json!({"message": "Notification Sent"})))
 }
 
 /// POST /genesys/1/service/{id}/internal-notification: agent desktop → device.
@@ -29,19 +40,13 @@ pub async fn internal(
     Path(id): Path<String>,
     form: GmsForm,
 ) -> Result<Json<Value>, AppError> {
-    check_id("id", &id)?;
-    let (display, application) = messages(&form)?;
-    state
-        .shell
-        .transition(
-            &id,
-            &Event::InternalNotification {
-                display,
-                application,
-            },
-        )
-        .await?;
-    Ok(Json(json!({"message": "Notification Sent"})))
+    notify(&state, &id, &form, |display, application| {
+        Event::InternalNotification {
+            display,
+            application,
+        }
+    })
+    .await
 }
 
 /// POST /genesys/1/service/{id}/agent-notification: device → agent desktop.
@@ -51,19 +56,13 @@ pub async fn to_agent(
     Path(id): Path<String>,
     form: GmsForm,
 ) -> Result<Json<Value>, AppError> {
-    check_id("id", &id)?;
-    let (display, application) = messages(&form)?;
-    state
-        .shell
-        .transition(
-            &id,
-            &Event::AgentNotification {
-                display,
-                application,
-            },
-        )
-        .await?;
-    Ok(Json(json!({"message": "Notification Sent"})))
+    notify(&state, &id, &form, |display, application| {
+        Event::AgentNotification {
+            display,
+            application,
+        }
+    })
+    .await
 }
 
 /// POST /genesys/1/service/{id}/retrieve-notifications: the device's outbox, emptied.
@@ -90,6 +89,9 @@ pub async fn retrieve_agent(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     check_id("id", &id)?;
+    if state.shell.get(&id).await?.agent_outbox.is_empty() {
+        return Ok(Json(Value::Array(Vec::new())));
+    }
     let (before, _) = state
         .shell
         .transition_from(&id, &Event::AgentNotificationsRetrieved)
