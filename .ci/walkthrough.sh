@@ -9,9 +9,11 @@ if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
   exit 1
 fi
 cargo build -q --bin callbackd
-./target/debug/callbackd --listen 127.0.0.1:$port > target/walkthrough-server.log 2>&1 &
+target_dir=${CARGO_TARGET_DIR:-target}
+log=$(mktemp)
+"$target_dir/debug/callbackd" --listen 127.0.0.1:$port > "$log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 1 100); do
   curl -sf http://127.0.0.1:$port/healthz > /dev/null && break
   sleep 0.1
