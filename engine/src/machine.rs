@@ -46,11 +46,9 @@ pub enum Event {
         subject: String,
         parameters: std::collections::BTreeMap<String, String>,
     },
-    ChatMessage {
-        from: Party,
-        nickname: String,
-        text: String,
-    },
+    /// A chat message; the machine knows who `from` is (the chat's
+    /// nickname for the client, the reserved agent for the agent).
+    ChatMessage { from: Party, text: String },
     /// One side left the chat.
     ChatLeft { by: Party },
     /// The agent finished the interaction.
@@ -476,11 +474,21 @@ impl Service {
     }
 
     fn notify_device(&mut self, context: &mut Context, tag: String, payload: serde_json::Value) {
+        self.notify_device_with(context, tag, |_| payload);
+    }
+
+    /// Adds a device notification whose payload may carry its own id.
+    fn notify_device_with(
+        &mut self,
+        context: &mut Context,
+        tag: String,
+        payload: impl FnOnce(&str) -> serde_json::Value,
+    ) {
         let id = self.notification_id();
         self.rec.push_outbox(DeviceNotification {
             id: id.clone(),
             tag: tag.clone(),
-            payload,
+            payload: payload(&id),
             at: self.now,
         });
         context.effects.push(Effect::NotifyDevice { id, tag });
@@ -492,11 +500,7 @@ impl Service {
             tag: tag.clone(),
             at: self.now,
         });
-        let agent = self
-            .rec
-            .agent
-            .clone()
-            .or_else(|| self.rec.served_by.clone());
+        let agent = self.rec.handling_agent().map(str::to_owned);
         context.effects.push(Effect::NotifyAgent { agent, tag });
     }
 
@@ -504,24 +508,15 @@ impl Service {
     fn agent_available(&mut self, context: &mut Context) {
         let id = self.rec.id.clone();
         let tag = format!("service.agentavailable.{id}");
-        let notification_id = self.notification_id();
-        let payload = json!({
-            "id": notification_id,
-            "message": {
-                "_action": "get-dialog-user-confirmation-provide_code-false",
-                "_id": id,
-            },
-            "tag": tag,
-        });
-        self.rec.push_outbox(DeviceNotification {
-            id: notification_id.clone(),
-            tag: tag.clone(),
-            payload,
-            at: self.now,
-        });
-        context.effects.push(Effect::NotifyDevice {
-            id: notification_id,
-            tag,
+        self.notify_device_with(context, tag.clone(), |notification_id| {
+            json!({
+                "id": notification_id,
+                "message": {
+                    "_action": "get-dialog-user-confirmation-provide_code-false",
+                    "_id": id,
+                },
+                "tag": tag,
+            })
         });
     }
 
@@ -559,12 +554,7 @@ impl Service {
     /// Appends a chat event to the transcript and tells the other side.
     fn chat_event(&mut self, context: &mut Context, event: &Event) -> Outcome<State> {
         let now = self.now;
-        let agent_name = self
-            .rec
-            .agent
-            .clone()
-            .or_else(|| self.rec.served_by.clone())
-            .unwrap_or_default();
+        let agent_name = self.rec.handling_agent().unwrap_or_default().to_owned();
         match event {
             Event::ChatStarted {
                 nickname,
@@ -596,11 +586,7 @@ impl Service {
                 self.rec.chat = Some(chat);
                 self.agent_joins_chat(context);
             }
-            Event::ChatMessage {
-                from,
-                nickname,
-                text,
-            } => {
+            Event::ChatMessage { from, text } => {
                 let Some(chat) = self.rec.chat.as_mut().filter(|c| c.is_open()) else {
                     context.refuse(
                         self.in_state("no chat is open for this service; start it with ixn/chat"),
@@ -611,7 +597,12 @@ impl Service {
                     context.refuse(self.in_state("the agent has not joined this chat"));
                     return Handled;
                 }
-                let index = chat.push(ChatEntryKind::Text, *from, nickname, text, now);
+                let nickname = match from {
+                    Party::Client => chat.nickname.clone(),
+                    Party::Agent => agent_name,
+                    Party::External => "system".to_owned(),
+                };
+                let index = chat.push(ChatEntryKind::Text, *from, &nickname, text, now);
                 let id = self.rec.id.clone();
                 let body = json!({"_id": id, "index": index, "from": from, "nickname": nickname, "text": text});
                 if *from == Party::Client {
@@ -903,7 +894,7 @@ pub fn apply(
             to,
             event: event.name().to_owned(),
             reason,
-            agent: rec.agent.clone().or_else(|| rec.served_by.clone()),
+            agent: rec.handling_agent().map(str::to_owned),
         });
     }
     Ok(Applied {

@@ -291,6 +291,11 @@ impl ServiceRecord {
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
+    /// The agent holding the service now, or the one that handled it.
+    pub fn handling_agent(&self) -> Option<&str> {
+        self.agent.as_deref().or(self.served_by.as_deref())
+    }
+
     /// Whether the store should hold the service in its queue.
     pub fn is_queued(&self) -> bool {
         self.state == ServiceState::WaitForAgent

@@ -164,14 +164,8 @@ fn chat_started() -> Event {
 }
 
 fn say(from: Party, text: &str) -> Event {
-    let nickname = match from {
-        Party::Client => "John",
-        Party::Agent => "agent-1",
-        Party::External => "bot",
-    };
     Event::ChatMessage {
         from,
-        nickname: nickname.to_owned(),
         text: text.to_owned(),
     }
 }

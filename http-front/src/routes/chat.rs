@@ -15,7 +15,7 @@ use crate::form::GmsForm;
 use crate::AppState;
 
 /// Longest chat message we accept, in characters.
-const MAX_MESSAGE: usize = 4000;
+pub(super) const MAX_MESSAGE: usize = 4000;
 
 /// POST /genesys/1/service/{id}/ixn/chat: starts the chat and routes it to the reserved agent.
 #[tracing::instrument(skip_all, fields(service_id = %id))]
@@ -66,15 +66,8 @@ pub async fn send(
             format!("is longer than {MAX_MESSAGE} characters"),
         ));
     }
-    let record = state.shell.get(&id).await?;
-    let nickname = record
-        .chat
-        .as_ref()
-        .map(|c| c.nickname.clone())
-        .unwrap_or_default();
     let event = Event::ChatMessage {
         from: Party::Client,
-        nickname,
         text: text.to_owned(),
     };
     let record = state.shell.transition(&id, &event).await?;

@@ -23,12 +23,23 @@ pub async fn check(
     let scenario = shell.scenario(&record.scenario)?;
     let queue = &record.ticket.queue;
     let store_err = |e| AppError::from(ShellError::Store(e));
-    let waiting = shell.store.queue(queue).await.map_err(store_err)?.len();
-    let (position, eta) = match record.state {
+    // Only a service outside the queue needs the queue's length read on its
+    // own; a queued one gets it with its position.
+    let queue_len = || async {
+        shell
+            .store
+            .queue(queue)
+            .await
+            .map(|q| q.len())
+            .map_err(store_err)
+    };
+    let (position, waiting, eta) = match record.state {
         ServiceState::WaitForAgent => {
-            let Some((position, _)) = shell.store.position(queue, &id).await.map_err(store_err)?
+            let Some((position, waiting)) =
+                shell.store.position(queue, &id).await.map_err(store_err)?
             else {
                 // Left the queue between the two reads: an agent was just reserved.
+                let waiting = queue_len().await?;
                 return Ok(Json(answer(0, Some(0), waiting, true, "agent reserved")));
             };
             let capacity: u32 = shell
@@ -41,20 +52,26 @@ pub async fn check(
                 .map(|a| a.profile.max_concurrent)
                 .sum();
             let stats = shell.store.queue_stats(queue).await.map_err(store_err)?;
-            (position, stats.eta(position, capacity))
+            (position, waiting, stats.eta(position, capacity))
         }
         ServiceState::Scheduled => {
             let until = (record.desired_time - shell.now()).num_seconds().max(0) as u64;
             return Ok(Json(answer(
                 0,
                 Some(until),
-                waiting,
+                queue_len().await?,
                 false,
                 "service is SCHEDULED",
             )));
         }
         ServiceState::WaitForUserConfirm | ServiceState::Connected => {
-            return Ok(Json(answer(0, Some(0), waiting, true, "agent reserved")));
+            return Ok(Json(answer(
+                0,
+                Some(0),
+                queue_len().await?,
+                true,
+                "agent reserved",
+            )));
         }
         ServiceState::Completed => {
             return Err(AppError::Conflict(format!(

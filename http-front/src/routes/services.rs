@@ -64,18 +64,14 @@ pub async fn chat(
     if body.text.trim().is_empty() {
         return Err(AppError::field("text", "must not be empty"));
     }
-    if body.text.chars().count() > 4000 {
-        return Err(AppError::field("text", "is longer than 4000 characters"));
+    if body.text.chars().count() > super::chat::MAX_MESSAGE {
+        return Err(AppError::field(
+            "text",
+            format!("is longer than {} characters", super::chat::MAX_MESSAGE),
+        ));
     }
-    let record = state.shell.get(&id).await?;
-    let nickname = record
-        .agent
-        .clone()
-        .or(record.served_by.clone())
-        .unwrap_or_else(|| "Agent".into());
     let event = Event::ChatMessage {
         from: Party::Agent,
-        nickname,
         text: body.text,
     };
     Ok(Json(full(&state.shell.transition(&id, &event).await?)))
