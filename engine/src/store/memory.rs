@@ -1,6 +1,6 @@
 //! The embedded store: everything in one mutex-guarded map, for one node.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -18,7 +18,11 @@ struct Inner {
     by_state: HashMap<ServiceState, BTreeSet<String>>,
     by_scenario: HashMap<String, BTreeSet<String>>,
     queues: HashMap<String, BTreeSet<QueueKey>>,
+    /// Armed timers by when the timer loop must look at them: the due time,
+    /// or the end of a claim's lease.
     timers: BTreeSet<(DateTime<Utc>, String, TimerKind)>,
+    /// (service, kind) → (wake, due): the other half of `timers`.
+    armed: HashMap<(String, TimerKind), (DateTime<Utc>, DateTime<Utc>)>,
     deadlines: BTreeSet<(DateTime<Utc>, String)>,
     agents: HashMap<String, AgentRecord>,
     stats: HashMap<String, QueueStats>,
@@ -60,9 +64,7 @@ impl Inner {
                 }
             }
         }
-        for (kind, due) in &rec.timers {
-            self.timers.remove(&(*due, rec.id.clone(), *kind));
-        }
+        self.sync_timers(&rec.id, &rec.timers, &BTreeMap::new());
         self.deadlines
             .remove(&(rec.storage_deadline(), rec.id.clone()));
     }
@@ -86,11 +88,51 @@ impl Inner {
                 .or_default()
                 .insert(queue_key(rec));
         }
-        for (kind, due) in &rec.timers {
-            self.timers.insert((*due, rec.id.clone(), *kind));
-        }
         self.deadlines
             .insert((rec.storage_deadline(), rec.id.clone()));
+    }
+
+    /// Disarms the timers `old` had and `new` has not, and arms the new ones;
+    /// a timer both hold (same kind, same due time) keeps its claim.
+    fn sync_timers(
+        &mut self,
+        id: &str,
+        old: &BTreeMap<TimerKind, DateTime<Utc>>,
+        new: &BTreeMap<TimerKind, DateTime<Utc>>,
+    ) {
+        for (kind, due) in old {
+            if new.get(kind) != Some(due) {
+                if let Some((wake, _)) = self.armed.remove(&(id.to_owned(), *kind)) {
+                    self.timers.remove(&(wake, id.to_owned(), *kind));
+                }
+            }
+        }
+        for (kind, due) in new {
+            let key = (id.to_owned(), *kind);
+            if self.armed.get(&key).map(|(_, d)| d) != Some(due) {
+                if let Some((wake, _)) = self.armed.remove(&key) {
+                    self.timers.remove(&(wake, id.to_owned(), *kind));
+                }
+                self.armed.insert(key, (*due, *due));
+                self.timers.insert((*due, id.to_owned(), *kind));
+            }
+        }
+    }
+
+    fn due(&self, now: DateTime<Utc>, limit: usize) -> Vec<DueTimer> {
+        self.timers
+            .iter()
+            .take_while(|(wake, _, _)| *wake <= now)
+            .take(limit)
+            .filter_map(|(_, id, kind)| {
+                let (_, due) = self.armed.get(&(id.clone(), *kind))?;
+                Some(DueTimer {
+                    id: id.clone(),
+                    kind: *kind,
+                    due: *due,
+                })
+            })
+            .collect()
     }
 
     /// Checks that the agent change the record asks for is possible.
@@ -203,11 +245,16 @@ impl Store for MemoryStore {
             _ => {}
         }
         inner.check_reservation(old.as_ref(), record)?;
+        let old_timers = old.as_ref().map(|o| o.timers.clone()).unwrap_or_default();
         if let Some(o) = &old {
-            inner.unindex(o);
+            let mut o = o.clone();
+            // Timers are synced below, so that a kept timer keeps its claim.
+            o.timers.clear();
+            inner.unindex(&o);
         }
         inner.move_reservation(old.as_ref(), record, now);
         inner.index(record);
+        inner.sync_timers(&record.id, &old_timers, &record.timers);
         inner.records.insert(record.id.clone(), record.clone());
         Ok(())
     }
@@ -262,18 +309,26 @@ impl Store for MemoryStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<DueTimer>, StoreError> {
-        let inner = self.lock();
-        Ok(inner
-            .timers
-            .iter()
-            .take_while(|(due, _, _)| *due <= now)
-            .take(limit)
-            .map(|(due, id, kind)| DueTimer {
-                id: id.clone(),
-                kind: *kind,
-                due: *due,
-            })
-            .collect())
+        Ok(self.lock().due(now, limit))
+    }
+
+    async fn claim_due_timers(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        let mut inner = self.lock();
+        let due = inner.due(now, limit);
+        let until = now + lease;
+        for t in &due {
+            if let Some((wake, _)) = inner.armed.get_mut(&(t.id.clone(), t.kind)) {
+                let was = std::mem::replace(wake, until);
+                inner.timers.remove(&(was, t.id.clone(), t.kind));
+                inner.timers.insert((until, t.id.clone(), t.kind));
+            }
+        }
+        Ok(due)
     }
 
     async fn next_timer(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -6,6 +6,8 @@
 //! of the agent it reserves; its timers; its TTL. So every transition is one
 //! round trip, which is what the Redis store (a Lua script) will need.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod memory;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -129,15 +131,32 @@ pub trait Store: Send + Sync + 'static {
     /// 1-based position of a service in its queue, and the queue's length.
     async fn position(&self, queue: &str, id: &str) -> Result<Option<(usize, usize)>, StoreError>;
 
-    /// Timers due at or before `now`, earliest first.
+    /// Timers due at or before `now` and not claimed, earliest first.
     async fn due_timers(
         &self,
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<DueTimer>, StoreError>;
 
-    /// The earliest armed timer.
+    /// Claims up to `limit` due timers for `lease`: until the lease runs out
+    /// no other caller (on any node) gets them. Firing a timer removes it
+    /// from its record, and so from the store; a timer whose claimant died
+    /// comes due again when its lease ends, with its original due time.
+    async fn claim_due_timers(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, StoreError>;
+
+    /// When the timer loop must look again: the earliest due time of an
+    /// unclaimed timer, or the end of a claim's lease.
     async fn next_timer(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Checks that the store answers (for /healthz).
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Creates or updates an agent's profile; its readiness and services stay.
     async fn put_agent(&self, profile: AgentProfile) -> Result<AgentRecord, StoreError>;

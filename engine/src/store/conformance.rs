@@ -1,0 +1,1014 @@
+//! The store conformance suite: one set of checks every [`Store`] must pass.
+//!
+//! Each check is an `async fn(&dyn Store, &ManualClock)`; the clock is the one
+//! the store reads "now" from. [`crate::store_conformance_tests!`] expands to
+//! one `#[tokio::test]` per check, so `engine/tests/memory_store.rs` and the
+//! Redis store's tests run exactly the same suite. Records are built with
+//! `machine::create`/`apply`, so they are what the shell would write.
+//!
+//! Compiled only with the `conformance` feature: it is test code, shipped so
+//! that other crates can run it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use crate::clock::{Clock, ManualClock};
+use crate::machine::{self, Effect, Event, NewService};
+use crate::record::{CallbackReason, ServiceRecord, ServiceState, TimerKind, COMPLETED_GRACE};
+use crate::scenario::Scenario;
+use crate::stats::SampleKind;
+use crate::store::{AgentProfile, DueTimer, IndexKey, Store, StoreError};
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap()
+}
+
+fn secs(s: i64) -> DateTime<Utc> {
+    t0() + Duration::seconds(s)
+}
+
+const DAY: i64 = 86400;
+
+// ---------------------------------------------------------------------------
+// Scenarios and records
+// ---------------------------------------------------------------------------
+
+fn scenario(name: &str, queue: &str, priority: i32, on_timeout: &str) -> Arc<Scenario> {
+    let text = format!(
+        r#"
+name = "{name}"
+_media_type = "chat"
+_wait_for_agent = true
+_wait_for_user_confirm = true
+_ttl = 86400
+_user_confirm_timeout = "60s"
+_on_user_confirm_timeout = "{on_timeout}"
+_find_agent_timeout = "2h"
+_target = {{ queue = "{queue}", priority = {priority} }}
+"#
+    );
+    Arc::new(Scenario::from_toml(Path::new("test.toml"), &text).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// chat-delay in queue "support", priority 0, requeue on a missed confirmation.
+fn standard() -> Arc<Scenario> {
+    scenario("chat-delay", "support", 0, "requeue")
+}
+
+fn vip() -> Arc<Scenario> {
+    scenario("chat-vip", "support", 5, "requeue")
+}
+
+fn sales() -> Arc<Scenario> {
+    scenario("chat-sales", "sales", 0, "fail")
+}
+
+fn new_service(id: &str, customer: &str, desired: Option<DateTime<Utc>>) -> NewService {
+    NewService {
+        id: id.to_owned(),
+        customer_number: customer.to_owned(),
+        desired_time: desired,
+        device_notification_id: None,
+        device_os: Some("comet".to_owned()),
+        user_data: BTreeMap::new(),
+    }
+}
+
+/// A service created at `at`, waiting in its queue.
+fn created(scn: &Arc<Scenario>, id: &str, customer: &str, at: DateTime<Utc>) -> ServiceRecord {
+    machine::create(new_service(id, customer, None), scn, at).record
+}
+
+fn apply(
+    rec: &ServiceRecord,
+    scn: &Arc<Scenario>,
+    event: Event,
+    at: DateTime<Utc>,
+) -> ServiceRecord {
+    machine::apply(rec, scn, &event, at)
+        .unwrap_or_else(|e| panic!("{} refused in {:?}: {e}", event.name(), rec.state))
+        .record
+}
+
+fn reserved(agent: &str) -> Event {
+    Event::AgentReserved {
+        agent: agent.to_owned(),
+    }
+}
+
+fn fired(rec: &ServiceRecord, kind: TimerKind) -> (Event, DateTime<Utc>) {
+    let due = rec.timers[&kind];
+    (Event::TimerFired { kind, due }, due)
+}
+
+async fn insert(store: &dyn Store, rec: &ServiceRecord) {
+    store
+        .put(rec, None)
+        .await
+        .unwrap_or_else(|e| panic!("create {}: {e}", rec.id));
+}
+
+/// What the shell does: read, apply, compare-and-set.
+async fn transition(
+    store: &dyn Store,
+    scn: &Arc<Scenario>,
+    id: &str,
+    event: Event,
+    at: DateTime<Utc>,
+) -> Result<ServiceRecord, StoreError> {
+    let rec = store
+        .get(id)
+        .await?
+        .ok_or_else(|| StoreError::Missing(id.to_owned()))?;
+    let next = apply(&rec, scn, event, at);
+    store.put(&next, Some(rec.version)).await?;
+    Ok(next)
+}
+
+async fn must(
+    store: &dyn Store,
+    scn: &Arc<Scenario>,
+    id: &str,
+    event: Event,
+    at: DateTime<Utc>,
+) -> ServiceRecord {
+    let name = event.name();
+    transition(store, scn, id, event, at)
+        .await
+        .unwrap_or_else(|e| panic!("{name} on {id}: {e}"))
+}
+
+async fn add_agent(store: &dyn Store, id: &str, queues: &[&str], max: u32, ready: bool) {
+    store
+        .put_agent(AgentProfile {
+            id: id.to_owned(),
+            name: format!("Agent {id}"),
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            skills: BTreeMap::new(),
+            max_concurrent: max,
+        })
+        .await
+        .unwrap();
+    store.set_agent_ready(id, ready).await.unwrap();
+}
+
+async fn services_of(store: &dyn Store, agent: &str) -> Vec<String> {
+    store
+        .agent(agent)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("agent {agent}"))
+        .services
+        .into_iter()
+        .collect()
+}
+
+async fn ids(store: &dyn Store, key: IndexKey) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .find(&key)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn queue_ids(store: &dyn Store, queue: &str) -> Vec<String> {
+    store
+        .queue(queue)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
+fn set_clock(clock: &ManualClock, at: DateTime<Utc>) {
+    clock.advance(at - clock.now());
+}
+
+fn v(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+// ---------------------------------------------------------------------------
+// The checks
+// ---------------------------------------------------------------------------
+
+/// put is a compare-and-set on the version, and writes nothing when it fails.
+pub async fn put_compare_and_set(store: &dyn Store, _clock: &ManualClock) {
+    let scn = standard();
+    let a = created(&scn, "a", "c1", t0());
+    assert_eq!(store.get("a").await.unwrap(), None);
+    insert(store, &a).await;
+    assert_eq!(store.get("a").await.unwrap(), Some(a.clone()));
+
+    // Creating twice.
+    assert_eq!(
+        store.put(&a, None).await,
+        Err(StoreError::Exists("a".into()))
+    );
+
+    // A write based on version 1 succeeds once.
+    let v2 = apply(&a, &scn, Event::Cancel, secs(10));
+    store.put(&v2, Some(1)).await.unwrap();
+    assert_eq!(store.get("a").await.unwrap(), Some(v2.clone()));
+
+    // A second write based on version 1 is stale.
+    let stale = apply(
+        &a,
+        &scn,
+        Event::InternalNotification {
+            display: "d".into(),
+            application: "x".into(),
+        },
+        secs(11),
+    );
+    assert_eq!(
+        store.put(&stale, Some(1)).await,
+        Err(StoreError::Conflict("a".into()))
+    );
+    // ... and wrote nothing: record, indexes and queue are v2's.
+    assert_eq!(store.get("a").await.unwrap(), Some(v2.clone()));
+    assert_eq!(
+        ids(store, IndexKey::State(ServiceState::Completed)).await,
+        v(&["a"])
+    );
+    assert!(ids(store, IndexKey::State(ServiceState::WaitForAgent))
+        .await
+        .is_empty());
+    assert!(queue_ids(store, "support").await.is_empty());
+
+    // A version from the future is a conflict too.
+    let ahead = apply(&v2, &scn, Event::NotificationsRetrieved, secs(12));
+    assert_eq!(
+        store.put(&ahead, Some(7)).await,
+        Err(StoreError::Conflict("a".into()))
+    );
+    assert_eq!(store.get("a").await.unwrap(), Some(v2.clone()));
+
+    // Updating a record that does not exist.
+    let b = created(&scn, "b", "c1", t0());
+    assert_eq!(
+        store.put(&b, Some(1)).await,
+        Err(StoreError::Missing("b".into()))
+    );
+    assert_eq!(store.get("b").await.unwrap(), None);
+    assert!(queue_ids(store, "support").await.is_empty());
+    assert_eq!(ids(store, IndexKey::Customer("c1".into())).await, v(&["a"]));
+}
+
+/// The customer, state and scenario indexes follow every write.
+pub async fn indexes_follow_state(store: &dyn Store, _clock: &ManualClock) {
+    let (std_, vip_) = (standard(), vip());
+    add_agent(store, "ag", &["support"], 5, true).await;
+    insert(store, &created(&std_, "a", "c1", t0())).await;
+    insert(store, &created(&vip_, "b", "c1", secs(1))).await;
+    insert(store, &created(&std_, "c", "c2", secs(2))).await;
+
+    assert_eq!(
+        ids(store, IndexKey::Customer("c1".into())).await,
+        v(&["a", "b"])
+    );
+    assert_eq!(ids(store, IndexKey::Customer("c2".into())).await, v(&["c"]));
+    assert!(ids(store, IndexKey::Customer("nobody".into()))
+        .await
+        .is_empty());
+    assert_eq!(
+        ids(store, IndexKey::Scenario("chat-delay".into())).await,
+        v(&["a", "c"])
+    );
+    assert_eq!(
+        ids(store, IndexKey::Scenario("chat-vip".into())).await,
+        v(&["b"])
+    );
+    assert_eq!(
+        ids(store, IndexKey::State(ServiceState::WaitForAgent)).await,
+        v(&["a", "b", "c"])
+    );
+
+    must(store, &std_, "c", reserved("ag"), secs(10)).await;
+    must(store, &std_, "a", Event::Cancel, secs(11)).await;
+    assert_eq!(
+        ids(store, IndexKey::State(ServiceState::WaitForAgent)).await,
+        v(&["b"])
+    );
+    assert_eq!(
+        ids(store, IndexKey::State(ServiceState::WaitForUserConfirm)).await,
+        v(&["c"])
+    );
+    assert_eq!(
+        ids(store, IndexKey::State(ServiceState::Completed)).await,
+        v(&["a"])
+    );
+    must(store, &std_, "c", Event::UserConfirmed, secs(12)).await;
+    assert!(
+        ids(store, IndexKey::State(ServiceState::WaitForUserConfirm))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        ids(store, IndexKey::State(ServiceState::Connected)).await,
+        v(&["c"])
+    );
+    // find returns the current records.
+    let found = store.find(&IndexKey::Customer("c1".into())).await.unwrap();
+    let a = found.iter().find(|r| r.id == "a").unwrap();
+    assert_eq!(a.state, ServiceState::Completed);
+    assert_eq!(Some(a.clone()), store.get("a").await.unwrap());
+    // Customer and scenario do not change with the state.
+    assert_eq!(
+        ids(store, IndexKey::Customer("c1".into())).await,
+        v(&["a", "b"])
+    );
+    assert_eq!(
+        ids(store, IndexKey::Scenario("chat-delay".into())).await,
+        v(&["a", "c"])
+    );
+}
+
+/// Queues are ordered by priority (highest first), then by `since`; position
+/// is 1-based with the queue's length, and follows services leaving.
+pub async fn queue_order_and_positions(store: &dyn Store, _clock: &ManualClock) {
+    let (std_, vip_, sales_) = (standard(), vip(), sales());
+    add_agent(store, "ag", &["support", "sales"], 5, true).await;
+    insert(store, &created(&std_, "a", "c1", t0())).await;
+    insert(store, &created(&std_, "b", "c2", secs(10))).await;
+    insert(store, &created(&vip_, "c", "c3", secs(20))).await;
+    insert(store, &created(&std_, "d", "c4", secs(5))).await;
+    insert(store, &created(&sales_, "e", "c5", secs(1))).await;
+
+    assert_eq!(queue_ids(store, "support").await, v(&["c", "a", "d", "b"]));
+    assert_eq!(queue_ids(store, "sales").await, v(&["e"]));
+    assert!(queue_ids(store, "nope").await.is_empty());
+    assert_eq!(store.queues().await.unwrap(), v(&["sales", "support"]));
+
+    let entries = store.queue("support").await.unwrap();
+    let shape: Vec<_> = entries
+        .iter()
+        .map(|e| (e.id.as_str(), e.priority, e.since))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("c", 5, secs(20)),
+            ("a", 0, t0()),
+            ("d", 0, secs(5)),
+            ("b", 0, secs(10)),
+        ]
+    );
+
+    for (id, pos) in [("c", 1), ("a", 2), ("d", 3), ("b", 4)] {
+        assert_eq!(
+            store.position("support", id).await.unwrap(),
+            Some((pos, 4)),
+            "{id}"
+        );
+    }
+    assert_eq!(store.position("sales", "e").await.unwrap(), Some((1, 1)));
+    assert_eq!(store.position("support", "e").await.unwrap(), None);
+    assert_eq!(store.position("nope", "a").await.unwrap(), None);
+    assert_eq!(store.position("support", "zz").await.unwrap(), None);
+
+    // a is reserved: it leaves the queue, the ones behind move up.
+    must(store, &std_, "a", reserved("ag"), secs(30)).await;
+    assert_eq!(queue_ids(store, "support").await, v(&["c", "d", "b"]));
+    assert_eq!(store.position("support", "a").await.unwrap(), None);
+    assert_eq!(store.position("support", "c").await.unwrap(), Some((1, 3)));
+    assert_eq!(store.position("support", "d").await.unwrap(), Some((2, 3)));
+    assert_eq!(store.position("support", "b").await.unwrap(), Some((3, 3)));
+
+    // c is cancelled.
+    must(store, &vip_, "c", Event::Cancel, secs(31)).await;
+    assert_eq!(queue_ids(store, "support").await, v(&["d", "b"]));
+    assert_eq!(store.position("support", "d").await.unwrap(), Some((1, 2)));
+
+    // e times out finding an agent: its queue is gone from queues().
+    let rec = store.get("e").await.unwrap().unwrap();
+    let (event, due) = fired(&rec, TimerKind::FindAgent);
+    must(store, &sales_, "e", event, due).await;
+    assert!(queue_ids(store, "sales").await.is_empty());
+    assert_eq!(store.position("sales", "e").await.unwrap(), None);
+    assert_eq!(store.queues().await.unwrap(), v(&["support"]));
+}
+
+/// A service that missed its confirmation goes back to its old place.
+pub async fn requeue_keeps_its_place(store: &dyn Store, _clock: &ManualClock) {
+    let scn = standard();
+    add_agent(store, "ag", &["support"], 1, true).await;
+    insert(store, &created(&scn, "a", "c1", t0())).await;
+    insert(store, &created(&scn, "b", "c2", secs(10))).await;
+
+    let a = must(store, &scn, "a", reserved("ag"), secs(20)).await;
+    assert_eq!(queue_ids(store, "support").await, v(&["b"]));
+    assert_eq!(services_of(store, "ag").await, v(&["a"]));
+
+    let (event, due) = fired(&a, TimerKind::UserConfirm);
+    let a = must(store, &scn, "a", event, due).await;
+    assert_eq!(a.state, ServiceState::WaitForAgent);
+    assert_eq!(queue_ids(store, "support").await, v(&["a", "b"]));
+    assert_eq!(store.position("support", "a").await.unwrap(), Some((1, 2)));
+    // The agent is free again, so it can take the next one.
+    assert!(services_of(store, "ag").await.is_empty());
+    must(store, &scn, "b", reserved("ag"), due + Duration::seconds(1)).await;
+    assert_eq!(services_of(store, "ag").await, v(&["b"]));
+}
+
+/// The store refuses a reservation the agent cannot take, and writes nothing.
+pub async fn reservation_refusals(store: &dyn Store, _clock: &ManualClock) {
+    let scn = standard();
+    add_agent(store, "ag", &["support"], 1, false).await;
+    insert(store, &created(&scn, "a", "c1", t0())).await;
+    insert(store, &created(&scn, "b", "c2", secs(1))).await;
+    let a1 = store.get("a").await.unwrap().unwrap();
+    let b1 = store.get("b").await.unwrap().unwrap();
+
+    let refused = |agent: &str, result: Result<ServiceRecord, StoreError>| match result {
+        Err(StoreError::AgentUnavailable { agent: got, why }) => {
+            assert_eq!(got, agent);
+            assert!(!why.is_empty());
+        }
+        other => panic!("expected AgentUnavailable for {agent}, got {other:?}"),
+    };
+    let unchanged = |rec: &ServiceRecord| {
+        let rec = rec.clone();
+        async move {
+            assert_eq!(store.get(&rec.id).await.unwrap(), Some(rec.clone()));
+            assert!(queue_ids(store, "support").await.contains(&rec.id));
+        }
+    };
+
+    // Not ready.
+    refused(
+        "ag",
+        transition(store, &scn, "a", reserved("ag"), secs(10)).await,
+    );
+    unchanged(&a1).await;
+    assert!(services_of(store, "ag").await.is_empty());
+
+    // Unknown.
+    refused(
+        "ghost",
+        transition(store, &scn, "a", reserved("ghost"), secs(10)).await,
+    );
+    unchanged(&a1).await;
+    assert!(store.agent("ghost").await.unwrap().is_none());
+
+    // Ready: reserved, and the agent's load and last assignment follow.
+    store.set_agent_ready("ag", true).await.unwrap();
+    must(store, &scn, "a", reserved("ag"), secs(20)).await;
+    let ag = store.agent("ag").await.unwrap().unwrap();
+    assert_eq!(ag.services, BTreeSet::from(["a".to_owned()]));
+    assert!(ag.last_assigned_at.is_some());
+    assert!(!ag.has_room());
+
+    // At its max_concurrent limit.
+    refused(
+        "ag",
+        transition(store, &scn, "b", reserved("ag"), secs(30)).await,
+    );
+    unchanged(&b1).await;
+    assert_eq!(services_of(store, "ag").await, v(&["a"]));
+
+    // A record that already holds the agent may still be written when the
+    // agent is full or not ready (it is not a new reservation).
+    store.set_agent_ready("ag", false).await.unwrap();
+    must(
+        store,
+        &scn,
+        "a",
+        Event::InternalNotification {
+            display: "d".into(),
+            application: "x".into(),
+        },
+        secs(31),
+    )
+    .await;
+    must(store, &scn, "a", Event::UserConfirmed, secs(32)).await;
+    assert_eq!(services_of(store, "ag").await, v(&["a"]));
+
+    // A profile update keeps readiness and load; more room lets b in.
+    let updated = store
+        .put_agent(AgentProfile {
+            id: "ag".into(),
+            name: "Agent ag".into(),
+            queues: ["support".to_owned()].into(),
+            skills: BTreeMap::new(),
+            max_concurrent: 2,
+        })
+        .await
+        .unwrap();
+    assert!(!updated.ready);
+    assert_eq!(updated.services, BTreeSet::from(["a".to_owned()]));
+    store.set_agent_ready("ag", true).await.unwrap();
+    must(store, &scn, "b", reserved("ag"), secs(40)).await;
+    assert_eq!(services_of(store, "ag").await, v(&["a", "b"]));
+
+    assert_eq!(store.set_agent_ready("ghost", true).await.unwrap(), None);
+    add_agent(store, "aa", &["support"], 1, false).await;
+    let all: Vec<_> = store
+        .agents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.profile.id)
+        .collect();
+    assert_eq!(all, v(&["aa", "ag"]));
+}
+
+/// Every way a service ends frees its agent.
+pub async fn agents_released_on_completion(store: &dyn Store, _clock: &ManualClock) {
+    let (scn, fail) = (standard(), scenario("chat-fail", "support", 0, "fail"));
+    add_agent(store, "ag", &["support"], 4, true).await;
+    for (id, s) in [("a", &scn), ("b", &scn), ("c", &fail), ("d", &scn)] {
+        insert(store, &created(s, id, "c1", t0())).await;
+        must(store, s, id, reserved("ag"), secs(10)).await;
+    }
+    assert_eq!(services_of(store, "ag").await, v(&["a", "b", "c", "d"]));
+
+    // a: connected, then completed by the agent.
+    must(store, &scn, "a", Event::UserConfirmed, secs(20)).await;
+    assert_eq!(services_of(store, "ag").await, v(&["a", "b", "c", "d"]));
+    let a = must(store, &scn, "a", Event::Complete, secs(30)).await;
+    assert_eq!(a.reason, Some(CallbackReason::AgentConnected));
+    assert_eq!(services_of(store, "ag").await, v(&["b", "c", "d"]));
+
+    // b: cancelled while waiting for the customer.
+    must(store, &scn, "b", Event::Cancel, secs(31)).await;
+    assert_eq!(services_of(store, "ag").await, v(&["c", "d"]));
+
+    // c: the customer did not confirm (fail).
+    let rec = store.get("c").await.unwrap().unwrap();
+    let (event, due) = fired(&rec, TimerKind::UserConfirm);
+    let c = must(store, &fail, "c", event, due).await;
+    assert_eq!(c.reason, Some(CallbackReason::FailUserNoConfirm));
+    assert_eq!(services_of(store, "ag").await, v(&["d"]));
+
+    // d: connected, then its TTL timer fires (the store's clock is still at
+    // t0 here; expiry itself is checked in check_ttl_timer_completes_the_service).
+    let rec = must(store, &scn, "d", Event::UserConfirmed, secs(40)).await;
+    let (event, due) = fired(&rec, TimerKind::Ttl);
+    let d = must(store, &scn, "d", event, due).await;
+    assert_eq!(d.reason, Some(CallbackReason::FailTimeoutTtl));
+    assert!(services_of(store, "ag").await.is_empty());
+    // The agent keeps its profile and readiness.
+    assert!(store.agent("ag").await.unwrap().unwrap().ready);
+}
+
+/// The store's timers are exactly the records' timers.
+pub async fn timers_follow_records(store: &dyn Store, _clock: &ManualClock) {
+    let scn = standard();
+    add_agent(store, "ag", &["support"], 1, true).await;
+    assert_eq!(store.next_timer().await.unwrap(), None);
+    assert!(store
+        .due_timers(secs(10 * DAY), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // a waits now (find-agent at +2h, TTL at +1d); b is scheduled for +10min.
+    insert(store, &created(&scn, "a", "c1", t0())).await;
+    let b = machine::create(new_service("b", "c2", Some(secs(600))), &scn, t0()).record;
+    assert_eq!(b.state, ServiceState::Scheduled);
+    insert(store, &b).await;
+
+    let timer = |id: &str, kind, due| DueTimer {
+        id: id.to_owned(),
+        kind,
+        due,
+    };
+    assert_eq!(store.next_timer().await.unwrap(), Some(secs(600)));
+    assert!(store.due_timers(secs(599), 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.due_timers(secs(600), 10).await.unwrap(),
+        [timer("b", TimerKind::DesiredTime, secs(600))]
+    );
+    assert_eq!(
+        store.due_timers(secs(7200), 10).await.unwrap(),
+        [
+            timer("b", TimerKind::DesiredTime, secs(600)),
+            timer("a", TimerKind::FindAgent, secs(7200)),
+        ]
+    );
+    assert_eq!(
+        store.due_timers(secs(7200), 1).await.unwrap(),
+        [timer("b", TimerKind::DesiredTime, secs(600))]
+    );
+
+    // b's desired time comes: the desired-time timer is replaced by find-agent.
+    must(
+        store,
+        &scn,
+        "b",
+        Event::TimerFired {
+            kind: TimerKind::DesiredTime,
+            due: secs(600),
+        },
+        secs(600),
+    )
+    .await;
+    assert_eq!(store.next_timer().await.unwrap(), Some(secs(7200)));
+    assert_eq!(queue_ids(store, "support").await, v(&["a", "b"]));
+
+    // a is reserved at +30s: its find-agent goes, user-confirm comes at +90s.
+    must(store, &scn, "a", reserved("ag"), secs(30)).await;
+    assert_eq!(store.next_timer().await.unwrap(), Some(secs(90)));
+    assert_eq!(
+        store.due_timers(secs(90), 10).await.unwrap(),
+        [timer("a", TimerKind::UserConfirm, secs(90))]
+    );
+
+    // a completes: none of its timers remain.
+    must(store, &scn, "a", Event::UserConfirmed, secs(60)).await;
+    must(store, &scn, "a", Event::Complete, secs(70)).await;
+    assert_eq!(
+        store.due_timers(secs(2 * DAY), 10).await.unwrap(),
+        [
+            timer("b", TimerKind::FindAgent, secs(600 + 7200)),
+            timer("b", TimerKind::Ttl, secs(600 + DAY)),
+        ]
+    );
+    assert_eq!(store.next_timer().await.unwrap(), Some(secs(600 + 7200)));
+
+    // Every due timer is one its record holds.
+    for t in store.due_timers(secs(2 * DAY), 10).await.unwrap() {
+        let rec = store.get(&t.id).await.unwrap().unwrap();
+        assert_eq!(rec.timers.get(&t.kind), Some(&t.due), "{t:?}");
+    }
+}
+
+/// A record past its storage deadline is hidden, then purged with its indexes.
+pub async fn expired_records_are_hidden_and_purged(store: &dyn Store, clock: &ManualClock) {
+    let scn = standard();
+    add_agent(store, "ag", &["support"], 2, true).await;
+    // a and q expire at +1d; b (created an hour later) at +1d+1h; each is
+    // kept COMPLETED_GRACE longer, so the TTL timer can still complete it.
+    insert(store, &created(&scn, "a", "c1", t0())).await;
+    insert(store, &created(&scn, "q", "c1", t0())).await;
+    insert(store, &created(&scn, "b", "c1", secs(3600))).await;
+    let a = must(store, &scn, "a", reserved("ag"), secs(30)).await;
+    assert_eq!(a.storage_deadline(), secs(DAY) + COMPLETED_GRACE);
+    assert_eq!(services_of(store, "ag").await, v(&["a"]));
+
+    set_clock(clock, secs(DAY) + COMPLETED_GRACE - Duration::seconds(1));
+    assert!(store.get("a").await.unwrap().is_some());
+    assert!(store.get("q").await.unwrap().is_some());
+
+    set_clock(clock, secs(DAY) + COMPLETED_GRACE + Duration::seconds(1));
+    assert_eq!(store.get("a").await.unwrap(), None);
+    assert_eq!(store.get("q").await.unwrap(), None);
+    assert!(store.get("b").await.unwrap().is_some());
+    assert_eq!(ids(store, IndexKey::Customer("c1".into())).await, v(&["b"]));
+    assert!(
+        ids(store, IndexKey::State(ServiceState::WaitForUserConfirm))
+            .await
+            .is_empty()
+    );
+
+    assert_eq!(store.purge_expired(clock.now()).await.unwrap(), 2);
+    assert_eq!(store.purge_expired(clock.now()).await.unwrap(), 0);
+    // Gone from every index: agent load, queue, timers.
+    assert!(services_of(store, "ag").await.is_empty());
+    assert_eq!(queue_ids(store, "support").await, v(&["b"]));
+    assert_eq!(store.position("support", "q").await.unwrap(), None);
+    assert_eq!(store.position("support", "b").await.unwrap(), Some((1, 1)));
+    let due = store.due_timers(secs(10 * DAY), 10).await.unwrap();
+    assert!(due.iter().all(|t| t.id == "b"), "{due:?}");
+    assert_eq!(store.next_timer().await.unwrap(), Some(secs(3600 + 7200)));
+    assert_eq!(
+        ids(store, IndexKey::Scenario("chat-delay".into())).await,
+        v(&["b"])
+    );
+
+    // The id can be used again.
+    insert(store, &created(&scn, "a", "c9", clock.now())).await;
+    assert_eq!(ids(store, IndexKey::Customer("c9".into())).await, v(&["a"]));
+
+    // Purging follows its `now`, not only the store's clock.
+    assert_eq!(
+        store
+            .purge_expired(secs(3600 + DAY) + COMPLETED_GRACE)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.get("b").await.unwrap(), None);
+}
+
+/// A completed record stays readable until its storage deadline: the later
+/// of its expiration time and its completion, plus COMPLETED_GRACE.
+pub async fn completed_records_keep_a_grace_period(store: &dyn Store, clock: &ManualClock) {
+    let scn = standard();
+    insert(store, &created(&scn, "early", "c1", t0())).await;
+    insert(store, &created(&scn, "late", "c1", t0())).await;
+    let early = must(store, &scn, "early", Event::Cancel, secs(60)).await;
+    assert_eq!(early.storage_deadline(), secs(DAY) + COMPLETED_GRACE);
+    let late = must(store, &scn, "late", Event::Cancel, secs(DAY + 100)).await;
+    let late_deadline = secs(DAY + 100) + COMPLETED_GRACE;
+    assert_eq!(late.storage_deadline(), late_deadline);
+
+    set_clock(clock, secs(DAY) + COMPLETED_GRACE + Duration::seconds(1));
+    assert_eq!(store.get("early").await.unwrap(), None);
+    let seen = store.get("late").await.unwrap().expect("within its grace");
+    assert_eq!(seen.reason, Some(CallbackReason::Cancelled));
+    assert_eq!(store.purge_expired(clock.now()).await.unwrap(), 1);
+
+    set_clock(clock, late_deadline + Duration::seconds(1));
+    assert_eq!(store.get("late").await.unwrap(), None);
+    assert_eq!(store.purge_expired(clock.now()).await.unwrap(), 1);
+    assert!(ids(store, IndexKey::Customer("c1".into())).await.is_empty());
+}
+
+/// The TTL timer falls due at `_expiration_time`; the shell must be able to
+/// read the record then and write FAIL_TIMEOUT_TTL, which the customer can
+/// read for COMPLETED_GRACE afterwards.
+pub async fn ttl_timer_completes_the_service(store: &dyn Store, clock: &ManualClock) {
+    let scn = standard();
+    add_agent(store, "ag", &["support"], 1, true).await;
+    insert(store, &created(&scn, "a", "c1", t0())).await;
+    must(store, &scn, "a", reserved("ag"), secs(30)).await;
+    let connected = must(store, &scn, "a", Event::UserConfirmed, secs(40)).await;
+    let expiration = secs(DAY);
+    assert_eq!(
+        connected.timers,
+        BTreeMap::from([(TimerKind::Ttl, expiration)])
+    );
+
+    set_clock(clock, expiration);
+    let due = store.due_timers(clock.now(), 10).await.unwrap();
+    assert!(
+        due.contains(&DueTimer {
+            id: "a".into(),
+            kind: TimerKind::Ttl,
+            due: expiration
+        }),
+        "{due:?}"
+    );
+    // A due timer whose record cannot be read can never be handled.
+    for t in &due {
+        assert!(
+            store.get(&t.id).await.unwrap().is_some(),
+            "the {:?} timer of {} is due at {}, but at that instant get({}) \
+             already hides the record, and put() would purge it",
+            t.kind,
+            t.id,
+            t.due,
+            t.id
+        );
+    }
+    let rec = must(
+        store,
+        &scn,
+        "a",
+        Event::TimerFired {
+            kind: TimerKind::Ttl,
+            due: expiration,
+        },
+        expiration,
+    )
+    .await;
+    assert_eq!(rec.reason, Some(CallbackReason::FailTimeoutTtl));
+    assert!(services_of(store, "ag").await.is_empty());
+    assert_eq!(store.next_timer().await.unwrap(), None);
+
+    clock.advance(COMPLETED_GRACE - Duration::seconds(1));
+    let seen = store
+        .get("a")
+        .await
+        .unwrap()
+        .expect("readable in the grace");
+    assert_eq!(seen.reason, Some(CallbackReason::FailTimeoutTtl));
+    clock.advance(Duration::seconds(2));
+    assert_eq!(store.get("a").await.unwrap(), None);
+    assert_eq!(store.purge_expired(clock.now()).await.unwrap(), 1);
+}
+
+/// Queue statistics collect wait and handle samples per queue.
+pub async fn queue_stats(store: &dyn Store, _clock: &ManualClock) {
+    let stats = store.queue_stats("support").await.unwrap();
+    assert_eq!((stats.avg_wait(), stats.avg_handle()), (None, None));
+
+    // Samples the machine produces, as the shell would record them.
+    let scn = standard();
+    let rec = created(&scn, "a", "c1", t0());
+    let applied = machine::apply(&rec, &scn, &reserved("ag"), secs(40)).unwrap();
+    for effect in &applied.effects {
+        if let Effect::WaitSample { queue, seconds } = effect {
+            store
+                .add_sample(queue, SampleKind::Wait, *seconds)
+                .await
+                .unwrap();
+        }
+    }
+    store
+        .add_sample("support", SampleKind::Wait, 20.0)
+        .await
+        .unwrap();
+    store
+        .add_sample("support", SampleKind::Handle, 120.0)
+        .await
+        .unwrap();
+    store
+        .add_sample("support", SampleKind::Wait, -1.0)
+        .await
+        .unwrap();
+    store
+        .add_sample("support", SampleKind::Handle, f64::NAN)
+        .await
+        .unwrap();
+    store
+        .add_sample("sales", SampleKind::Wait, 5.0)
+        .await
+        .unwrap();
+
+    let support = store.queue_stats("support").await.unwrap();
+    assert_eq!(
+        support.waits.iter().copied().collect::<Vec<_>>(),
+        [40.0, 20.0]
+    );
+    assert_eq!(support.avg_wait(), Some(30.0));
+    assert_eq!(support.avg_handle(), Some(120.0));
+    let sales = store.queue_stats("sales").await.unwrap();
+    assert_eq!(sales.avg_wait(), Some(5.0));
+    assert_eq!(sales.avg_handle(), None);
+    assert_eq!(store.queue_stats("nope").await.unwrap(), Default::default());
+}
+
+/// Claiming a due timer hides it from every other claimant for the lease;
+/// when the lease runs out (the claimant died) it is due again; firing it
+/// removes it, and a write that keeps a claimed timer keeps the claim.
+pub async fn timer_claims_are_leased(store: &dyn Store, _clock: &ManualClock) {
+    let scn = standard();
+    let lease = Duration::seconds(30);
+    insert(store, &created(&scn, "a", "c1", t0())).await;
+    let b = machine::create(new_service("b", "c2", Some(secs(600))), &scn, t0()).record;
+    insert(store, &b).await;
+    let b_due = DueTimer {
+        id: "b".into(),
+        kind: TimerKind::DesiredTime,
+        due: secs(600),
+    };
+
+    assert!(store
+        .claim_due_timers(secs(599), lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.claim_due_timers(secs(600), lease, 10).await.unwrap(),
+        std::slice::from_ref(&b_due)
+    );
+    // Claimed: nobody else gets it, and it is not reported as due.
+    assert!(store
+        .claim_due_timers(secs(600), lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.due_timers(secs(620), 10).await.unwrap().is_empty());
+    assert_eq!(store.next_timer().await.unwrap(), Some(secs(630)));
+
+    // A write that keeps the timer keeps the claim too.
+    must(
+        store,
+        &scn,
+        "b",
+        Event::InternalNotification {
+            display: "d".into(),
+            application: "x".into(),
+        },
+        secs(601),
+    )
+    .await;
+    assert!(store
+        .claim_due_timers(secs(629), lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The claimant never fired it: after the lease it is due again, with its
+    // original due time (which the record still holds).
+    assert_eq!(
+        store.claim_due_timers(secs(630), lease, 10).await.unwrap(),
+        [b_due]
+    );
+    must(
+        store,
+        &scn,
+        "b",
+        Event::TimerFired {
+            kind: TimerKind::DesiredTime,
+            due: secs(600),
+        },
+        secs(631),
+    )
+    .await;
+    // Fired: gone for good, only later timers remain.
+    let later = store
+        .claim_due_timers(secs(3 * DAY), lease, 10)
+        .await
+        .unwrap();
+    assert!(
+        later.iter().all(|t| t.kind != TimerKind::DesiredTime),
+        "{later:?}"
+    );
+    assert_eq!(later.len(), 4, "{later:?}");
+}
+
+/// Writers racing on one record, or on one agent's last seats: the store
+/// lets exactly as many win as it should.
+pub async fn racing_writers(store: &dyn Store, _clock: &ManualClock) {
+    use futures::future::join_all;
+    let scn = standard();
+    add_agent(store, "ag", &["support"], 3, true).await;
+    let ids: Vec<String> = (0..20).map(|i| format!("s{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        insert(store, &created(&scn, id, "c1", secs(i as i64))).await;
+    }
+
+    // Twenty services reserve the same agent at once; it has three seats.
+    let results = join_all(
+        ids.iter()
+            .map(|id| transition(store, &scn, id, reserved("ag"), secs(30))),
+    )
+    .await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 3, "{results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(r, StoreError::AgentUnavailable { .. }),
+            "a losing reservation is refused, not failed: {r:?}"
+        );
+    }
+    assert_eq!(services_of(store, "ag").await.len(), 3);
+    assert_eq!(queue_ids(store, "support").await.len(), 17);
+
+    // Twenty writes based on the same version of one record: one wins.
+    let waiting = queue_ids(store, "support").await[0].clone();
+    let rec = store.get(&waiting).await.unwrap().unwrap();
+    let writes: Vec<ServiceRecord> = (0..20)
+        .map(|i| {
+            apply(
+                &rec,
+                &scn,
+                Event::InternalNotification {
+                    display: format!("n{i}"),
+                    application: "x".into(),
+                },
+                secs(40),
+            )
+        })
+        .collect();
+    let results = join_all(writes.iter().map(|w| store.put(w, Some(rec.version)))).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(results
+        .iter()
+        .all(|r| r.is_ok() || *r == Err(StoreError::Conflict(waiting.clone()))));
+    let stored = store.get(&waiting).await.unwrap().unwrap();
+    assert!(writes.contains(&stored));
+}
+
+/// What a conformance test runs against: a fresh, empty store, the clock it
+/// reads "now" from (starting at [`t0`]), and whatever must live as long as
+/// the store does (a Redis server, say).
+pub struct Subject {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<ManualClock>,
+    pub guard: Box<dyn std::any::Any + Send>,
+}
+
+/// Expands to one `#[tokio::test]` per check. `$make` is an async fn
+/// returning a [`Subject`]; each test gets a fresh one.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:path) => {
+        $crate::store_conformance_tests!(@tests $make;
+            put_compare_and_set,
+            indexes_follow_state,
+            queue_order_and_positions,
+            requeue_keeps_its_place,
+            reservation_refusals,
+            agents_released_on_completion,
+            timers_follow_records,
+            expired_records_are_hidden_and_purged,
+            completed_records_keep_a_grace_period,
+            ttl_timer_completes_the_service,
+            queue_stats,
+            timer_claims_are_leased,
+            racing_writers,
+        );
+    };
+    (@tests $make:path; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let subject = $make().await;
+                $crate::store::conformance::$check(&*subject.store, &subject.clock).await;
+            }
+        )*
+    };
+}

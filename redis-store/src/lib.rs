@@ -1,0 +1,754 @@
+//! The Redis store: service records, queues, agents and timers in Redis, so
+//! that they survive a restart and several callbackd nodes can share them.
+//!
+//! - [`RedisStore`]: the `engine::store::Store` implementation.
+//! - `scripts`: the Lua scripts; every write is exactly one of them.
+//! - `conn`: one connection type over a single server (a `ConnectionManager`,
+//!   which reconnects by itself) or a Redis Cluster.
+//! - [`testing`] (feature `testing`): a throw-away `redis-server` for tests.
+//!
+//! The key layout is in ARCHITECTURE.md ("Redis key layout"). In short,
+//! every key starts with `{<namespace>}:`, so one deployment's data shares a
+//! hash slot and each script stays in one slot on Redis Cluster.
+//!
+//! Every call is bounded by a timeout; a Redis that is down or slow gives
+//! `StoreError::Unavailable`, which the HTTP front answers with 503.
+
+mod conn;
+mod scripts;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use engine::clock::Clock;
+use engine::record::{ServiceRecord, ServiceState, TimerKind};
+use engine::stats::{QueueStats, SampleKind, WINDOW};
+use engine::store::{AgentProfile, AgentRecord, DueTimer, IndexKey, QueueEntry, Store, StoreError};
+use redis::AsyncCommands;
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use conn::Conn;
+use scripts::Scripts;
+
+/// Longest a store call may take before it counts as Redis being unavailable.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many expired records one purge call forgets at most.
+const PURGE_BATCH: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("`{0}` is not a Redis URL (redis://HOST:PORT/DB or redis+cluster://HOST:PORT,HOST:PORT,...)")]
+    BadUrl(String),
+    #[error("the namespace `{0}` may hold only letters, digits, `-`, `_` and `.`")]
+    BadNamespace(String),
+    #[error("cannot reach Redis at {url}: {why}")]
+    Unreachable { url: String, why: String },
+}
+
+/// Where the store lives, parsed from `--store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// Connection URLs without our own query parameters: one for a single
+    /// server, the seed nodes for a cluster.
+    pub nodes: Vec<String>,
+    pub cluster: bool,
+    /// Every key starts with `{namespace}:`; several deployments can share a Redis.
+    pub namespace: String,
+    pub op_timeout: Duration,
+}
+
+impl RedisConfig {
+    /// `redis://HOST:PORT/DB[?namespace=NAME]` or
+    /// `redis+cluster://HOST:PORT,HOST:PORT,...[?namespace=NAME]`.
+    pub fn parse(text: &str) -> Result<RedisConfig, ConfigError> {
+        let bad = || ConfigError::BadUrl(text.to_owned());
+        let (scheme, rest) = text.split_once("://").ok_or_else(bad)?;
+        let cluster = match scheme {
+            "redis" | "rediss" => false,
+            "redis+cluster" | "rediss+cluster" => true,
+            _ => return Err(bad()),
+        };
+        let (hosts, query) = match rest.split_once('?') {
+            Some((h, q)) => (h, Some(q)),
+            None => (rest, None),
+        };
+        let mut namespace = "callbackd".to_owned();
+        let mut kept = Vec::new();
+        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+            match pair.split_once('=') {
+                Some(("namespace", v)) => namespace = v.to_owned(),
+                _ if pair.is_empty() => {}
+                _ => kept.push(pair),
+            }
+        }
+        if namespace.is_empty()
+            || !namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(ConfigError::BadNamespace(namespace));
+        }
+        let node_scheme = scheme.trim_end_matches("+cluster");
+        let suffix = if kept.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", kept.join("&"))
+        };
+        let nodes: Vec<String> = if cluster {
+            hosts
+                .split(',')
+                .map(|h| format!("{node_scheme}://{}{suffix}", h.trim_end_matches('/')))
+                .collect()
+        } else {
+            vec![format!("{node_scheme}://{hosts}{suffix}")]
+        };
+        for n in &nodes {
+            url::Url::parse(n).map_err(|_| bad())?;
+            if n.len() <= node_scheme.len() + 3 {
+                return Err(bad());
+            }
+        }
+        Ok(RedisConfig {
+            nodes,
+            cluster,
+            namespace,
+            op_timeout: DEFAULT_OP_TIMEOUT,
+        })
+    }
+}
+
+/// Key names. Every key shares the `{namespace}` hash tag.
+#[derive(Debug, Clone)]
+struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn new(namespace: &str) -> Keys {
+        Keys {
+            prefix: format!("{{{namespace}}}:"),
+        }
+    }
+    fn svc(&self, id: &str) -> String {
+        format!("{}svc:{id}", self.prefix)
+    }
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+    fn agent(&self, id: &str) -> String {
+        format!("{}agent:{id}", self.prefix)
+    }
+    fn stats(&self, queue: &str, kind: SampleKind) -> String {
+        let kind = match kind {
+            SampleKind::Wait => "wait",
+            SampleKind::Handle => "handle",
+        };
+        format!("{}stats:{queue}:{kind}", self.prefix)
+    }
+}
+
+/// What a write derives from a record: its index entry (see `scripts`).
+#[derive(Debug, Serialize)]
+struct IndexEntry<'a> {
+    /// Sets the id is in, relative to the prefix.
+    s: [String; 3],
+    /// Queue name and member, while queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    q: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    m: Option<String>,
+    /// Timers: [member, due ms]. The member holds the due time, so a claim
+    /// (which changes the score) never loses it.
+    t: Vec<[String; 2]>,
+    /// The agent whose load this service counts in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    a: Option<&'a str>,
+    /// Storage deadline, ms.
+    d: String,
+}
+
+fn state_name(s: ServiceState) -> &'static str {
+    match s {
+        ServiceState::Scheduled => "scheduled",
+        ServiceState::WaitForAgent => "wait_for_agent",
+        ServiceState::WaitForUserConfirm => "wait_for_user_confirm",
+        ServiceState::Connected => "connected",
+        ServiceState::Completed => "completed",
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+const TIMER_KINDS: [TimerKind; 4] = [
+    TimerKind::DesiredTime,
+    TimerKind::UserConfirm,
+    TimerKind::FindAgent,
+    TimerKind::Ttl,
+];
+
+/// `<id>|<kind code>|<due ms>`: the kind's code keeps the engine's order of kinds.
+fn timer_member(id: &str, kind: TimerKind, due: DateTime<Utc>) -> String {
+    let code = TIMER_KINDS.iter().position(|k| *k == kind).unwrap_or(0);
+    format!("{id}|{code}|{}", ms(due))
+}
+
+fn parse_timer_member(member: &str) -> Option<DueTimer> {
+    let mut parts = member.rsplitn(3, '|');
+    let due: i64 = parts.next()?.parse().ok()?;
+    let code: usize = parts.next()?.parse().ok()?;
+    let id = parts.next()?;
+    Some(DueTimer {
+        id: id.to_owned(),
+        kind: *TIMER_KINDS.get(code)?,
+        due: from_ms(due),
+    })
+}
+
+/// A queue member sorts as the queue must be served: priority (highest
+/// first), then the place in the queue (`since`), then the id. All members
+/// have score 0, so ZRANGE gives this lexicographic order.
+fn queue_member(entry: &QueueEntry) -> String {
+    let priority = (i32::MAX as i64 - entry.priority as i64) as u64; // 0 ..= 2^32-1
+    let since = ms(entry.since).max(0) as u64;
+    format!(
+        "{priority:010}{since:015}{}\u{1f}{}",
+        entry.id,
+        entry.skills.as_deref().unwrap_or("")
+    )
+}
+
+fn parse_queue_member(member: &str) -> Option<QueueEntry> {
+    let priority: i64 = member.get(0..10)?.parse().ok()?;
+    let since: i64 = member.get(10..25)?.parse().ok()?;
+    let (id, skills) = member.get(25..)?.split_once('\u{1f}')?;
+    Some(QueueEntry {
+        id: id.to_owned(),
+        priority: (i32::MAX as i64 - priority) as i32,
+        since: from_ms(since),
+        skills: (!skills.is_empty()).then(|| skills.to_owned()),
+    })
+}
+
+fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
+    let queued = rec.is_queued();
+    IndexEntry {
+        s: [
+            format!("cust:{}", rec.customer_number),
+            format!("state:{}", state_name(rec.state)),
+            format!("scen:{}", rec.scenario),
+        ],
+        q: queued.then_some(rec.ticket.queue.as_str()),
+        m: queued.then(|| queue_member(&QueueEntry::of(rec))),
+        t: rec
+            .timers
+            .iter()
+            .map(|(kind, due)| [timer_member(&rec.id, *kind, *due), ms(*due).to_string()])
+            .collect(),
+        a: rec.agent.as_deref(),
+        d: ms(rec.storage_deadline()).to_string(),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+pub struct RedisStore {
+    conn: Conn,
+    keys: Keys,
+    scripts: Scripts,
+    clock: Arc<dyn Clock>,
+    config: RedisConfig,
+}
+
+impl RedisStore {
+    /// Connects (and checks the connection with a PING). Afterwards a lost
+    /// connection is re-established by itself; calls made meanwhile fail
+    /// with `Unavailable` within the operation timeout.
+    pub async fn connect(
+        config: RedisConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<RedisStore, ConfigError> {
+        let url = config.nodes.join(",");
+        let unreachable = |why: String| ConfigError::Unreachable {
+            url: url.clone(),
+            why,
+        };
+        let conn = tokio::time::timeout(config.op_timeout * 3, Conn::open(&config))
+            .await
+            .map_err(|_| unreachable("no answer".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let store = RedisStore {
+            conn,
+            keys: Keys::new(&config.namespace),
+            scripts: Scripts::new(),
+            clock,
+            config,
+        };
+        store.ping().await.map_err(|e| unreachable(e.to_string()))?;
+        Ok(store)
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.config.namespace
+    }
+
+    /// Runs one Redis call with the operation timeout.
+    async fn call<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.config.op_timeout, f(self.conn.clone())).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(unavailable(format!(
+                "no answer within {} ms",
+                self.config.op_timeout.as_millis()
+            ))),
+        }
+    }
+
+    fn decode(&self, raw: &[u8]) -> Result<ServiceRecord, StoreError> {
+        ServiceRecord::decode(raw)
+            .map_err(|e| StoreError::Unavailable(format!("stored record: {e}")))
+    }
+
+    async fn records(&self, ids: &[String]) -> Result<Vec<ServiceRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hget(self.keys.svc(id), "r");
+        }
+        let raws: Vec<Option<Vec<u8>>> = self
+            .call(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        let now = self.clock.now();
+        let mut out = Vec::with_capacity(raws.len());
+        for raw in raws.into_iter().flatten() {
+            let rec = self.decode(&raw)?;
+            if rec.storage_deadline() > now {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn agent_records(&self, ids: &[String]) -> Result<Vec<AgentRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            let key = self.keys.agent(id);
+            pipe.hmget(&key, &["p", "ready", "last"])
+                .smembers(format!("{key}:svc"));
+        }
+        type Raw = (Option<String>, Option<String>, Option<String>);
+        let raw: Vec<redis::Value> = self
+            .call(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        let mut out = Vec::new();
+        for pair in raw.chunks(2) {
+            let (fields, services): (Raw, BTreeSet<String>) = (
+                redis::from_redis_value(pair[0].clone()).map_err(unavailable)?,
+                redis::from_redis_value(pair[1].clone()).map_err(unavailable)?,
+            );
+            let (Some(profile), ready, last) = fields else {
+                continue;
+            };
+            let profile: AgentProfile = serde_json::from_str(&profile)
+                .map_err(|e| StoreError::Unavailable(format!("stored agent: {e}")))?;
+            out.push(AgentRecord {
+                profile,
+                ready: ready.as_deref() == Some("1"),
+                services,
+                last_assigned_at: last.and_then(|l| l.parse().ok()).map(from_ms),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Listens on the namespace's wake channel (a write armed a timer, on any
+    /// node) and pings the returned receiver, so every node's timer loop
+    /// looks again. Reconnects by itself; ends when the sender side is gone.
+    pub fn timer_wakeups(&self) -> watch::Receiver<()> {
+        let (tx, rx) = watch::channel(());
+        let channel = self.keys.key("wake");
+        let node = self.config.nodes[0].clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match listen(&node, &channel, &tx).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        warn!(error = %e, "Timer wake channel lost; reconnecting.");
+                        // Timers armed while we were away must be looked at.
+                        if tx.send(()).is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        });
+        rx
+    }
+}
+
+async fn listen(node: &str, channel: &str, tx: &watch::Sender<()>) -> redis::RedisResult<()> {
+    use futures_util::StreamExt;
+    let client = redis::Client::open(node)?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    info!(channel, "Listening for timer wake-ups.");
+    let mut messages = pubsub.on_message();
+    while messages.next().await.is_some() {
+        if tx.send(()).is_err() {
+            return Ok(());
+        }
+    }
+    Err(redis::RedisError::from((
+        redis::ErrorKind::Io,
+        "subscription closed",
+    )))
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn get(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError> {
+        let key = self.keys.svc(id);
+        let raw: Option<Vec<u8>> = self
+            .call(|mut c| async move { c.hget(key, "r").await })
+            .await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let rec = self.decode(&raw)?;
+        Ok((rec.storage_deadline() > self.clock.now()).then_some(rec))
+    }
+
+    async fn put(
+        &self,
+        record: &ServiceRecord,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let ix = serde_json::to_string(&index_entry(record)).map_err(unavailable)?;
+        let keep_ms = (record.storage_deadline() - now).num_milliseconds().max(1);
+        let mut inv = self.scripts.put.key(self.keys.svc(&record.id));
+        inv.arg(&self.keys.prefix)
+            .arg(&record.id)
+            .arg(expected_version.map(|v| v.to_string()).unwrap_or_default())
+            .arg(record.version)
+            .arg(record.encode())
+            .arg(ix)
+            .arg(keep_ms)
+            .arg(ms(now));
+        let answer: String = self
+            .call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let id = record.id.clone();
+        match answer.as_str() {
+            "OK" => Ok(()),
+            "EXISTS" => Err(StoreError::Exists(id)),
+            "MISSING" => Err(StoreError::Missing(id)),
+            "CONFLICT" => Err(StoreError::Conflict(id)),
+            other => match other.strip_prefix("AGENT:") {
+                Some(why) => Err(StoreError::AgentUnavailable {
+                    agent: record.agent.clone().unwrap_or_default(),
+                    why: why.to_owned(),
+                }),
+                None => Err(unavailable(format!("unexpected answer `{other}`"))),
+            },
+        }
+    }
+
+    async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError> {
+        let set = self.keys.key(&match key {
+            IndexKey::Customer(c) => format!("cust:{c}"),
+            IndexKey::State(s) => format!("state:{}", state_name(*s)),
+            IndexKey::Scenario(s) => format!("scen:{s}"),
+        });
+        let ids: Vec<String> = self
+            .call(|mut c| async move { c.smembers(set).await })
+            .await?;
+        self.records(&ids).await
+    }
+
+    async fn queue(&self, queue: &str) -> Result<Vec<QueueEntry>, StoreError> {
+        let key = self.keys.key(&format!("queue:{queue}"));
+        let members: Vec<String> = self
+            .call(|mut c| async move { c.zrange(key, 0, -1).await })
+            .await?;
+        Ok(members
+            .iter()
+            .filter_map(|m| parse_queue_member(m))
+            .collect())
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, StoreError> {
+        let key = self.keys.key("queues");
+        let mut names: Vec<String> = self
+            .call(|mut c| async move { c.smembers(key).await })
+            .await?;
+        names.sort();
+        Ok(names)
+    }
+
+    async fn position(&self, queue: &str, id: &str) -> Result<Option<(usize, usize)>, StoreError> {
+        let mut inv = self.scripts.position.key(self.keys.key("idx"));
+        inv.arg(&self.keys.prefix).arg(queue).arg(id);
+        let answer: Option<(usize, usize)> = self
+            .call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        Ok(answer)
+    }
+
+    async fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        let key = self.keys.key("timers");
+        let members: Vec<String> = self
+            .call(|mut c| async move {
+                c.zrangebyscore_limit(key, "-inf", ms(now), 0, limit as isize)
+                    .await
+            })
+            .await?;
+        Ok(members
+            .iter()
+            .filter_map(|m| parse_timer_member(m))
+            .collect())
+    }
+
+    async fn claim_due_timers(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        let mut inv = self.scripts.claim.key(self.keys.key("timers"));
+        inv.arg(ms(now)).arg(ms(now + lease)).arg(limit);
+        let members: Vec<String> = self
+            .call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        Ok(members
+            .iter()
+            .filter_map(|m| parse_timer_member(m))
+            .collect())
+    }
+
+    async fn next_timer(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let key = self.keys.key("timers");
+        let first: Vec<(String, f64)> = self
+            .call(|mut c| async move { c.zrange_withscores(key, 0, 0).await })
+            .await?;
+        Ok(first.first().map(|(_, score)| from_ms(*score as i64)))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self
+            .call(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
+            .await?;
+        Ok(())
+    }
+
+    async fn put_agent(&self, profile: AgentProfile) -> Result<AgentRecord, StoreError> {
+        let json = serde_json::to_string(&profile).map_err(unavailable)?;
+        let mut inv = self.scripts.put_agent.key(self.keys.agent(&profile.id));
+        inv.arg(&self.keys.prefix)
+            .arg(&profile.id)
+            .arg(json)
+            .arg(profile.max_concurrent);
+        let _: String = self
+            .call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        self.agent(&profile.id)
+            .await?
+            .ok_or_else(|| StoreError::Unavailable(format!("agent {} vanished", profile.id)))
+    }
+
+    async fn set_agent_ready(
+        &self,
+        id: &str,
+        ready: bool,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        let mut inv = self.scripts.set_agent_ready.key(self.keys.agent(id));
+        inv.arg(&self.keys.prefix)
+            .arg(if ready { "1" } else { "0" });
+        let found: i64 = self
+            .call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        if found == 0 {
+            return Ok(None);
+        }
+        self.agent(id).await
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        Ok(self.agent_records(&[id.to_owned()]).await?.pop())
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let key = self.keys.key("agents");
+        let mut ids: Vec<String> = self
+            .call(|mut c| async move { c.smembers(key).await })
+            .await?;
+        ids.sort();
+        self.agent_records(&ids).await
+    }
+
+    async fn add_sample(
+        &self,
+        queue: &str,
+        kind: SampleKind,
+        seconds: f64,
+    ) -> Result<(), StoreError> {
+        if !seconds.is_finite() || seconds < 0.0 {
+            return Ok(());
+        }
+        let key = self.keys.stats(queue, kind);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .lpush(&key, seconds)
+            .ignore()
+            .ltrim(&key, 0, WINDOW as isize - 1)
+            .ignore();
+        self.call(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
+    }
+
+    async fn queue_stats(&self, queue: &str) -> Result<QueueStats, StoreError> {
+        let (wk, hk) = (
+            self.keys.stats(queue, SampleKind::Wait),
+            self.keys.stats(queue, SampleKind::Handle),
+        );
+        let mut pipe = redis::pipe();
+        pipe.lrange(wk, 0, -1).lrange(hk, 0, -1);
+        let (waits, handles): (Vec<f64>, Vec<f64>) = self
+            .call(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        // Newest first in Redis (LPUSH); oldest first in QueueStats.
+        let oldest_first = |v: Vec<f64>| v.into_iter().rev().collect::<VecDeque<f64>>();
+        Ok(QueueStats {
+            waits: oldest_first(waits),
+            handles: oldest_first(handles),
+        })
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let mut inv = self.scripts.purge.key(self.keys.key("deadlines"));
+            inv.arg(&self.keys.prefix).arg(ms(now)).arg(PURGE_BATCH);
+            let n: usize = self
+                .call(|mut c| async move { inv.invoke_async(&mut c).await })
+                .await?;
+            total += n;
+            if n < PURGE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_config(text: &str, expected: Result<(&[&str], bool, &str), &str>) {
+        let got = RedisConfig::parse(text);
+        match (got, expected) {
+            (Ok(c), Ok((nodes, cluster, ns))) => {
+                assert_eq!(c.nodes, nodes, "{text}");
+                assert_eq!((c.cluster, c.namespace.as_str()), (cluster, ns), "{text}");
+            }
+            (Err(e), Err(msg)) => assert!(e.to_string().contains(msg), "{text}: {e}"),
+            (got, expected) => panic!("{text}: got {got:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn store_urls() {
+        check_config(
+            "redis://127.0.0.1:6379/0",
+            Ok((&["redis://127.0.0.1:6379/0"], false, "callbackd")),
+        );
+        check_config(
+            "redis://h:1/2?namespace=prod-1",
+            Ok((&["redis://h:1/2"], false, "prod-1")),
+        );
+        check_config(
+            "redis+cluster://a:7000,b:7001/?namespace=x",
+            Ok((&["redis://a:7000", "redis://b:7001"], true, "x")),
+        );
+        check_config("redis://h:1?namespace=a{b}", Err("namespace"));
+        check_config("redis://h:1?namespace=", Err("namespace"));
+        check_config("memcached://h:1", Err("not a Redis URL"));
+        check_config("127.0.0.1:6379", Err("not a Redis URL"));
+        check_config("redis://", Err("not a Redis URL"));
+    }
+
+    #[test]
+    fn queue_members_sort_like_the_queue() {
+        let at = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap();
+        let entry = |id: &str, priority, since, skills: Option<&str>| QueueEntry {
+            id: id.into(),
+            priority,
+            since: at(since),
+            skills: skills.map(Into::into),
+        };
+        let entries = [
+            entry("vip", 5, 30, None),
+            entry("old", 0, 0, Some("lang:en >= 3")),
+            entry("new", 0, 10, None),
+            entry("low", -3, 0, None),
+            entry("min", i32::MIN, 0, None),
+        ];
+        let mut members: Vec<String> = entries.iter().map(queue_member).collect();
+        members.reverse();
+        members.sort();
+        let back: Vec<QueueEntry> = members
+            .iter()
+            .map(|m| parse_queue_member(m).unwrap())
+            .collect();
+        assert_eq!(back, entries);
+        let max = entry("max", i32::MAX, 0, None);
+        assert_eq!(parse_queue_member(&queue_member(&max)), Some(max));
+    }
+
+    #[test]
+    fn timer_members_round_trip() {
+        let due = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
+        for kind in TIMER_KINDS {
+            let m = timer_member("a|b", kind, due);
+            assert_eq!(
+                parse_timer_member(&m),
+                Some(DueTimer {
+                    id: "a|b".into(),
+                    kind,
+                    due
+                })
+            );
+        }
+        assert_eq!(parse_timer_member("garbage"), None);
+    }
+}

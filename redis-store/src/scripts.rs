@@ -1,0 +1,186 @@
+//! The Lua scripts: each store write is one of these, so it is atomic.
+//!
+//! Every key a script touches carries the namespace's hash tag (`{ns}`), so
+//! on Redis Cluster they all live in one slot and a script never crosses
+//! slots. Scripts name the record's key (or the one structure they work on)
+//! in KEYS; the derived keys they reach from there share its slot.
+//!
+//! A service's *index entry* (field `<id>` of the `idx` hash) is what its last
+//! write derived: the sets it is in, its queue member, its timers, its
+//! agent, its storage deadline. The next write, or the purge, undoes exactly
+//! that, so no index can drift from the records, even after Redis expired a
+//! record by itself.
+
+use redis::Script;
+
+/// Functions every write script shares. `P` is the key prefix (`{ns}:`).
+const PRELUDE: &str = r#"
+local P = ARGV[1]
+
+-- Removes everything `ix` put in the indexes for service `id`, except the
+-- timers listed in `keep` (member -> true) and except the agent load when
+-- `keep_agent` is set.
+local function undo(id, ix, keep, keep_agent)
+  for _, s in ipairs(ix.s) do redis.call('SREM', P .. s, id) end
+  if ix.q then
+    local qk = P .. 'queue:' .. ix.q
+    redis.call('ZREM', qk, ix.m)
+    if redis.call('ZCARD', qk) == 0 then redis.call('SREM', P .. 'queues', ix.q) end
+  end
+  if ix.a and not keep_agent then redis.call('SREM', P .. 'agent:' .. ix.a .. ':svc', id) end
+  for _, t in ipairs(ix.t) do
+    if not keep[t[1]] then redis.call('ZREM', P .. 'timers', t[1]) end
+  end
+  redis.call('ZREM', P .. 'deadlines', id)
+  redis.call('HDEL', P .. 'idx', id)
+end
+
+-- Removes a service and its index entry.
+local function forget(id, ix)
+  undo(id, ix, {}, false)
+  redis.call('DEL', P .. 'svc:' .. id)
+end
+"#;
+
+/// put(record, expected_version): compare-and-set plus every derived index.
+///
+/// KEYS[1] = the record's key. ARGV = prefix, id, expected version ('' when
+/// creating), new version, record JSON, index entry JSON, ms to keep the
+/// record, now in ms. Answers OK, EXISTS, MISSING, CONFLICT or `AGENT:<why>`.
+const PUT: &str = r#"
+local id, expected, version, record, ixraw = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local keep_ms, now = tonumber(ARGV[7]), tonumber(ARGV[8])
+
+local oldraw = redis.call('HGET', P .. 'idx', id)
+local old = oldraw and cjson.decode(oldraw) or nil
+local cur = redis.call('HGET', KEYS[1], 'v')
+-- A record past its deadline (or already expired by Redis) no longer exists.
+if old and (tonumber(old.d) <= now or not cur) then
+  forget(id, old)
+  old, cur = nil, nil
+end
+
+if expected == '' then
+  if cur then return 'EXISTS' end
+else
+  if not cur then return 'MISSING' end
+  if cur ~= expected then return 'CONFLICT' end
+end
+
+local new = cjson.decode(ixraw)
+local old_agent = old and old.a or nil
+if new.a and new.a ~= old_agent then
+  local ak = P .. 'agent:' .. new.a
+  local ag = redis.call('HMGET', ak, 'ready', 'max')
+  if not ag[2] then return 'AGENT:unknown agent' end
+  if ag[1] ~= '1' then return 'AGENT:not ready' end
+  if redis.call('SCARD', ak .. ':svc') >= tonumber(ag[2]) then
+    return 'AGENT:at its max_concurrent limit'
+  end
+end
+
+-- Timers both versions hold (same kind, same due time) keep their score:
+-- that may be a claim's lease, which a write must not cancel.
+local keep, armed = {}, false
+for _, t in ipairs(new.t) do keep[t[1]] = true end
+if old then
+  local had = {}
+  for _, t in ipairs(old.t) do had[t[1]] = true end
+  for _, t in ipairs(new.t) do if not had[t[1]] then armed = true end end
+  undo(id, old, keep, new.a == old_agent)
+else
+  armed = #new.t > 0
+end
+
+for _, s in ipairs(new.s) do redis.call('SADD', P .. s, id) end
+if new.q then
+  redis.call('ZADD', P .. 'queue:' .. new.q, 0, new.m)
+  redis.call('SADD', P .. 'queues', new.q)
+end
+if new.a and new.a ~= old_agent then
+  redis.call('SADD', P .. 'agent:' .. new.a .. ':svc', id)
+  redis.call('HSET', P .. 'agent:' .. new.a, 'last', now)
+end
+for _, t in ipairs(new.t) do redis.call('ZADD', P .. 'timers', 'NX', t[2], t[1]) end
+redis.call('ZADD', P .. 'deadlines', new.d, id)
+redis.call('HSET', P .. 'idx', id, ixraw)
+redis.call('HSET', KEYS[1], 'v', version, 'r', record)
+redis.call('PEXPIRE', KEYS[1], math.max(keep_ms, 1))
+if armed then redis.call('PUBLISH', P .. 'wake', 'timer') end
+return 'OK'
+"#;
+
+/// purge(now, limit): forgets records whose storage deadline has passed.
+/// ARGV = prefix, now in ms, limit. Answers how many were forgotten.
+const PURGE: &str = r#"
+local ids = redis.call('ZRANGEBYSCORE', P .. 'deadlines', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do
+  local raw = redis.call('HGET', P .. 'idx', id)
+  if raw then forget(id, cjson.decode(raw)) else
+    redis.call('ZREM', P .. 'deadlines', id)
+    redis.call('DEL', P .. 'svc:' .. id)
+  end
+end
+return #ids
+"#;
+
+/// position(queue, id): 1-based rank and queue length, or nothing.
+/// ARGV = prefix, queue, id.
+const POSITION: &str = r#"
+local raw = redis.call('HGET', P .. 'idx', ARGV[3])
+if not raw then return false end
+local ix = cjson.decode(raw)
+if ix.q ~= ARGV[2] then return false end
+local qk = P .. 'queue:' .. ix.q
+local rank = redis.call('ZRANK', qk, ix.m)
+if not rank then return false end
+return {rank + 1, redis.call('ZCARD', qk)}
+"#;
+
+/// claim(now, until, limit): due timers, postponed to `until` (the lease).
+/// KEYS[1] = the timers zset. ARGV = now ms, until ms, limit.
+const CLAIM: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], m) end
+return due
+"#;
+
+/// put_agent(profile): KEYS[1] = the agent's hash. ARGV = prefix, id,
+/// profile JSON, max_concurrent. A new agent starts not ready.
+const PUT_AGENT: &str = r#"
+redis.call('HSET', KEYS[1], 'p', ARGV[3], 'max', ARGV[4])
+redis.call('HSETNX', KEYS[1], 'ready', '0')
+redis.call('SADD', P .. 'agents', ARGV[2])
+return 'OK'
+"#;
+
+/// set_agent_ready: KEYS[1] = the agent's hash. ARGV = prefix, '1' or '0'.
+/// Answers 0 for an unknown agent.
+const SET_AGENT_READY: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'ready', ARGV[2])
+return 1
+"#;
+
+pub struct Scripts {
+    pub put: Script,
+    pub purge: Script,
+    pub position: Script,
+    pub claim: Script,
+    pub put_agent: Script,
+    pub set_agent_ready: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Scripts {
+        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        Scripts {
+            put: with_prelude(PUT),
+            purge: with_prelude(PURGE),
+            position: with_prelude(POSITION),
+            claim: Script::new(CLAIM),
+            put_agent: with_prelude(PUT_AGENT),
+            set_agent_ready: with_prelude(SET_AGENT_READY),
+        }
+    }
+}
