@@ -8,8 +8,11 @@
 //! - [`wire`]: GMS response shapes.
 //! - [`error`]: the one `AppError`, answered as `{"message", "exception"}`.
 //!
+//! - [`cli`]: the `callbackd` command line.
+//!
 //! Only this crate knows HTTP. [`run`] serves until the shutdown signal.
 
+pub mod cli;
 pub mod error;
 mod extract;
 pub mod form;
@@ -42,6 +45,9 @@ pub struct Config {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub public_url: Option<String>,
+    /// Pinged when any node armed a timer (the Redis store's wake channel),
+    /// so this node's timer loop looks again.
+    pub timer_wakeups: Option<watch::Receiver<()>>,
 }
 
 /// Longest a request may take before it is answered 503.
@@ -86,7 +92,7 @@ pub async fn run(
         public_url: config.public_url,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let tasks = shell.spawn_background(stop_rx);
+    let tasks = shell.spawn_background(stop_rx, config.timer_wakeups);
     let app = app(state);
     tracing::info!(addr = %listener.local_addr()?, "callbackd listening.");
     axum::serve(listener, app)

@@ -33,6 +33,14 @@ const CAS_RETRIES: usize = 16;
 /// Backstop for the router: a pass runs at least this often, even if a wake-up was missed.
 const ROUTER_BACKSTOP: Duration = Duration::from_secs(5);
 
+/// How long a claimed timer is hidden from the other nodes. If this node
+/// dies before firing it, another node fires it when the lease ends.
+const TIMER_LEASE: chrono::Duration = chrono::Duration::seconds(10);
+
+/// Longest the timer loop sleeps without looking at the store: a backstop
+/// for a wake-up lost while the wake channel was reconnecting.
+const TIMER_BACKSTOP: Duration = Duration::from_secs(60);
+
 /// How often records past their TTL are swept out of the embedded store.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
@@ -48,6 +56,15 @@ pub enum ShellError {
     Contended(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ShellError {
+    fn into_store_error(self) -> StoreError {
+        match self {
+            ShellError::Store(e) => e,
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
 }
 
 pub struct Shell {
@@ -235,7 +252,10 @@ impl Shell {
     pub async fn fire_due_timers(&self) -> Result<usize, ShellError> {
         let mut fired = 0;
         loop {
-            let due = self.store.due_timers(self.now(), 256).await?;
+            let due = self
+                .store
+                .claim_due_timers(self.now(), TIMER_LEASE, 256)
+                .await?;
             if due.is_empty() {
                 return Ok(fired);
             }
@@ -260,13 +280,15 @@ impl Shell {
     }
 
     /// Starts the router, the timer loop and the sweeper; they end when `shutdown` flips.
+    /// `timer_wakeups` is pinged when another node armed a timer.
     pub fn spawn_background(
         self: &Arc<Self>,
         shutdown: watch::Receiver<bool>,
+        timer_wakeups: Option<watch::Receiver<()>>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         vec![
             tokio::spawn(self.clone().router_task(shutdown.clone())),
-            tokio::spawn(self.clone().timer_task(shutdown.clone())),
+            tokio::spawn(self.clone().timer_task(shutdown.clone(), timer_wakeups)),
             tokio::spawn(self.clone().sweeper_task(shutdown)),
         ]
     }
@@ -284,19 +306,51 @@ impl Shell {
         }
     }
 
-    async fn timer_task(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    async fn timer_task(
+        self: Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+        mut wakeups: Option<watch::Receiver<()>>,
+    ) {
+        let mut failing = false;
         loop {
-            if let Err(e) = self.fire_due_timers().await {
-                warn!(error = %e, "Firing timers failed.");
-            }
-            // Sleep until the next due timer; a newly armed earlier one wakes us.
-            let sleep_for = match self.store.next_timer().await {
-                Ok(Some(due)) => (due - self.now()).to_std().unwrap_or(Duration::ZERO),
-                Ok(None) => Duration::from_secs(3600),
-                Err(_) => Duration::from_secs(1),
+            let result = self.fire_due_timers().await;
+            // Sleep until the next due timer; a newly armed earlier one (here,
+            // or on another node through `wakeups`) wakes us.
+            let next = match result {
+                Ok(_) => self.store.next_timer().await,
+                Err(e) => Err(e.into_store_error()),
+            };
+            let sleep_for = match next {
+                Ok(next) => {
+                    if std::mem::take(&mut failing) {
+                        info!("Timers are firing again.");
+                    }
+                    next.map_or(TIMER_BACKSTOP, |due| {
+                        (due - self.now()).to_std().unwrap_or(Duration::ZERO)
+                    })
+                    .min(TIMER_BACKSTOP)
+                }
+                Err(e) => {
+                    // One warning per outage, not one per retry.
+                    if !std::mem::replace(&mut failing, true) {
+                        warn!(error = %e, "Timers cannot be read; retrying every second.");
+                    }
+                    Duration::from_secs(1)
+                }
+            };
+            let other_node = async {
+                match wakeups.as_mut() {
+                    Some(rx) => {
+                        if rx.changed().await.is_err() {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
             };
             tokio::select! {
                 _ = self.timer_wake.notified() => {}
+                _ = other_node => {}
                 _ = tokio::time::sleep(sleep_for) => {}
                 _ = shutdown.changed() => return,
             }

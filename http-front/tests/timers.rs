@@ -55,7 +55,7 @@ async fn start(s: Scenario) -> Harness {
     let store = Arc::new(MemoryStore::new(clock.clone()));
     let shell = Shell::new(store, Scenarios::new([s]), clock, push::Hub::default());
     let (stop, stopped) = watch::channel(false);
-    shell.spawn_background(stopped);
+    shell.spawn_background(stopped, None);
     Harness { shell, _stop: stop }
 }
 

@@ -56,6 +56,7 @@ async fn spawn_with_dir(dir: std::path::PathBuf, keep: Option<tempfile::TempDir>
         store: Arc::new(MemoryStore::new(clock.clone())),
         clock,
         public_url: None,
+        timer_wakeups: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -23,8 +23,18 @@ pub async fn scenarios(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(Value::Array(list))
 }
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Up, and able to reach its store: a load balancer takes a node whose
+/// Redis is unreachable out of rotation (503) until it recovers.
+pub async fn healthz(State(state): State<Arc<AppState>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match state.shell.store.ping().await {
+        Ok(()) => Json(json!({"status": "ok", "store": "ok"})).into_response(),
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "store": e.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 pub async fn not_found(uri: Uri) -> AppError {

@@ -1,0 +1,111 @@
+//! The command line: flags, environment, start-up errors as one clear line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use engine::clock::SystemClock;
+use engine::scenario::Scenarios;
+use engine::store::memory::MemoryStore;
+use engine::store::Store;
+use redis_store::{RedisConfig, RedisStore};
+
+/// callbackd: callback orchestration with the GMS Callback API.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "CALLBACKD_LISTEN")]
+    listen: SocketAddr,
+    /// Directory of scenario TOML files.
+    #[arg(long, default_value = "./scenarios", env = "CALLBACKD_SCENARIOS")]
+    scenarios: PathBuf,
+    /// Base URL clients use to reach this server, for dialog URLs (default: the request's Host).
+    #[arg(long, env = "CALLBACKD_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Where services live: `memory` (this process only), `redis://HOST:PORT/DB`
+    /// or `redis+cluster://HOST:PORT,HOST:PORT,...`; add `?namespace=NAME` to
+    /// share one Redis between deployments.
+    #[arg(long, default_value = "memory", env = "CALLBACKD_STORE")]
+    store: String,
+    /// Longest a Redis call may take before the request is answered 503.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, env = "CALLBACKD_STORE_TIMEOUT")]
+    store_timeout: std::time::Duration,
+}
+
+/// Runs callbackd with the process's arguments and environment.
+pub fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("callbackd: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One clear line (or the TOML excerpt), not a backtrace.
+            eprintln!("callbackd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let scenarios =
+        Scenarios::load_dir(&args.scenarios).map_err(|e| anyhow::anyhow!("scenario error: {e}"))?;
+    for s in scenarios.iter() {
+        tracing::info!(scenario = %s.name, queue = %s.target.queue, "Scenario loaded.");
+    }
+    let clock = Arc::new(SystemClock);
+    let (store, timer_wakeups): (Arc<dyn Store>, _) = if args.store == "memory" {
+        (Arc::new(MemoryStore::new(clock.clone())), None)
+    } else {
+        let mut config =
+            RedisConfig::parse(&args.store).map_err(|e| anyhow::anyhow!("--store: {e}"))?;
+        config.op_timeout = args.store_timeout;
+        let store = RedisStore::connect(config, clock.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("--store: {e}"))?;
+        tracing::info!(namespace = store.namespace(), "Using the Redis store.");
+        let wakeups = store.timer_wakeups();
+        (Arc::new(store), Some(wakeups))
+    };
+    let config = crate::Config {
+        scenarios,
+        store,
+        clock,
+        public_url: args.public_url,
+        timer_wakeups,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen {}: {e}", args.listen))?;
+    crate::run(listener, config, shutdown_signal()).await
+}
+
+/// Ctrl-C or SIGTERM (what service managers send) both stop the server cleanly.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("Shutting down.");
+}
