@@ -392,11 +392,13 @@ impl RedisStore {
     pub fn timer_wakeups(&self) -> watch::Receiver<()> {
         let (tx, rx) = watch::channel(());
         let channel = self.keys.key("wake");
-        let node = self.config.nodes[0].clone();
+        let nodes = self.config.nodes.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
-            loop {
-                match listen(&node, &channel, &tx).await {
+            // On a cluster any node will do (a PUBLISH reaches every node), so
+            // each reconnect tries the next one in case this one is down.
+            for node in nodes.iter().cycle() {
+                match listen(node, &channel, &tx).await {
                     Ok(()) => return,
                     Err(e) => {
                         warn!(error = %e, "Timer wake channel lost; reconnecting.");

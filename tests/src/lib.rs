@@ -12,6 +12,8 @@ use reqwest::multipart::Form;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+pub mod node;
+
 /// The scenarios shipped in `scenarios/`.
 pub fn shipped_scenarios_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
@@ -72,6 +74,22 @@ async fn spawn_with_dir(dir: std::path::PathBuf, keep: Option<tempfile::TempDir>
         stop: Some(stop),
         server: Some(server),
         _dir: keep,
+    }
+}
+
+impl TestApp {
+    /// A client for a server that runs elsewhere (another process).
+    pub fn at(base: impl Into<String>) -> TestApp {
+        TestApp {
+            base: base.into(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            stop: None,
+            server: None,
+            _dir: None,
+        }
     }
 }
 

@@ -1,0 +1,8 @@
+//! Several callbackd processes sharing one Redis: restarts, two nodes under
+//! load, a node killed with SIGKILL, Redis itself restarted. Each test starts
+//! its own redis-server on a free port (`REDIS_URL` is honoured where the
+//! test does not need to stop Redis) and real `callbackd-node` processes.
+
+mod load;
+mod restart;
+mod support;
