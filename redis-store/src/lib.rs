@@ -156,18 +156,24 @@ impl Keys {
 }
 
 /// What a write derives from a record: its index entry (see `scripts`).
+/// Kept short: it is stored for every service.
 #[derive(Debug, Serialize)]
 struct IndexEntry<'a> {
-    /// Sets the id is in, relative to the prefix.
-    s: [String; 3],
-    /// Queue name and member, while queued.
+    /// Customer number, state, scenario: the three indexes.
+    c: &'a str,
+    s: &'static str,
+    n: &'a str,
+    /// While queued: the queue, the member's order prefix and the skills
+    /// (the member is `<prefix><id>\x1f<skills>`).
     #[serde(skip_serializing_if = "Option::is_none")]
     q: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    m: Option<String>,
-    /// Timers: [member, due ms]. The member holds the due time, so a claim
-    /// (which changes the score) never loses it.
-    t: Vec<[String; 2]>,
+    p: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    k: Option<&'a str>,
+    /// Timers: [kind code, due ms]; the member is `<id>|<code>|<due ms>`, so
+    /// a claim (which changes the score) never loses the due time.
+    t: Vec<(usize, String)>,
     /// The agent whose load this service counts in.
     #[serde(skip_serializing_if = "Option::is_none")]
     a: Option<&'a str>,
@@ -202,10 +208,15 @@ const TIMER_KINDS: [TimerKind; 4] = [
     TimerKind::Ttl,
 ];
 
-/// `<id>|<kind code>|<due ms>`: the kind's code keeps the engine's order of kinds.
+/// The kind's code keeps the engine's order of kinds.
+fn timer_code(kind: TimerKind) -> usize {
+    TIMER_KINDS.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
+/// `<id>|<kind code>|<due ms>` (built the same way by the scripts).
+#[cfg(test)]
 fn timer_member(id: &str, kind: TimerKind, due: DateTime<Utc>) -> String {
-    let code = TIMER_KINDS.iter().position(|k| *k == kind).unwrap_or(0);
-    format!("{id}|{code}|{}", ms(due))
+    format!("{id}|{}|{}", timer_code(kind), ms(due))
 }
 
 fn parse_timer_member(member: &str) -> Option<DueTimer> {
@@ -222,15 +233,23 @@ fn parse_timer_member(member: &str) -> Option<DueTimer> {
 
 /// A queue member sorts as the queue must be served: priority (highest
 /// first), then the place in the queue (`since`), then the id. All members
-/// have score 0, so ZRANGE gives this lexicographic order.
+/// have score 0, so ZRANGE gives this lexicographic order. (The scripts
+/// build it from the index entry's prefix, id and skills.)
+#[cfg(test)]
 fn queue_member(entry: &QueueEntry) -> String {
-    let priority = (i32::MAX as i64 - entry.priority as i64) as u64; // 0 ..= 2^32-1
-    let since = ms(entry.since).max(0) as u64;
     format!(
-        "{priority:010}{since:015}{}\u{1f}{}",
+        "{}{}\u{1f}{}",
+        queue_prefix(entry),
         entry.id,
         entry.skills.as_deref().unwrap_or("")
     )
+}
+
+/// The fixed-width order part of a queue member: 10 + 15 digits.
+fn queue_prefix(entry: &QueueEntry) -> String {
+    let priority = (i32::MAX as i64 - entry.priority as i64) as u64; // 0 ..= 2^32-1
+    let since = ms(entry.since).max(0) as u64;
+    format!("{priority:010}{since:015}")
 }
 
 fn parse_queue_member(member: &str) -> Option<QueueEntry> {
@@ -248,20 +267,53 @@ fn parse_queue_member(member: &str) -> Option<QueueEntry> {
 fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
     let queued = rec.is_queued();
     IndexEntry {
-        s: [
-            format!("cust:{}", rec.customer_number),
-            format!("state:{}", state_name(rec.state)),
-            format!("scen:{}", rec.scenario),
-        ],
+        c: &rec.customer_number,
+        s: state_name(rec.state),
+        n: &rec.scenario,
         q: queued.then_some(rec.ticket.queue.as_str()),
-        m: queued.then(|| queue_member(&QueueEntry::of(rec))),
+        p: queued.then(|| queue_prefix(&QueueEntry::of(rec))),
+        k: rec
+            .ticket
+            .skills
+            .as_deref()
+            .filter(|s| queued && !s.is_empty()),
         t: rec
             .timers
             .iter()
-            .map(|(kind, due)| [timer_member(&rec.id, *kind, *due), ms(*due).to_string()])
+            .map(|(kind, due)| (timer_code(*kind), ms(*due).to_string()))
             .collect(),
         a: rec.agent.as_deref(),
         d: ms(rec.storage_deadline()).to_string(),
+    }
+}
+
+/// The stored value: `<version>:` then `z` and the record's JSON, deflated
+/// (about half the size: a waiting service must stay under 2 KB in Redis).
+fn encode_value(record: &ServiceRecord) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = format!("{}:z", record.version).into_bytes();
+    let mut z = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+    // Writing into a Vec cannot fail.
+    let _ = z.write_all(&record.encode());
+    out = z.finish().unwrap_or_default();
+    out
+}
+
+fn decode_value(raw: &[u8]) -> Result<ServiceRecord, String> {
+    use std::io::Read;
+    let colon = raw
+        .iter()
+        .position(|b| *b == b':')
+        .ok_or("no version prefix")?;
+    match &raw[colon + 1..] {
+        [b'z', deflated @ ..] => {
+            let mut json = Vec::with_capacity(deflated.len() * 3);
+            flate2::read::DeflateDecoder::new(deflated)
+                .read_to_end(&mut json)
+                .map_err(|e| format!("inflate: {e}"))?;
+            ServiceRecord::decode(&json)
+        }
+        json => ServiceRecord::decode(json),
     }
 }
 
@@ -325,8 +377,7 @@ impl RedisStore {
     }
 
     fn decode(&self, raw: &[u8]) -> Result<ServiceRecord, StoreError> {
-        ServiceRecord::decode(raw)
-            .map_err(|e| StoreError::Unavailable(format!("stored record: {e}")))
+        decode_value(raw).map_err(|e| StoreError::Unavailable(format!("stored record: {e}")))
     }
 
     async fn records(&self, ids: &[String]) -> Result<Vec<ServiceRecord>, StoreError> {
@@ -335,7 +386,7 @@ impl RedisStore {
         }
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.hget(self.keys.svc(id), "r");
+            pipe.get(self.keys.svc(id));
         }
         let raws: Vec<Option<Vec<u8>>> = self
             .call(|mut c| async move { pipe.query_async(&mut c).await })
@@ -438,9 +489,7 @@ async fn listen(node: &str, channel: &str, tx: &watch::Sender<()>) -> redis::Red
 impl Store for RedisStore {
     async fn get(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError> {
         let key = self.keys.svc(id);
-        let raw: Option<Vec<u8>> = self
-            .call(|mut c| async move { c.hget(key, "r").await })
-            .await?;
+        let raw: Option<Vec<u8>> = self.call(|mut c| async move { c.get(key).await }).await?;
         let Some(raw) = raw else { return Ok(None) };
         let rec = self.decode(&raw)?;
         Ok((rec.storage_deadline() > self.clock.now()).then_some(rec))
@@ -458,8 +507,7 @@ impl Store for RedisStore {
         inv.arg(&self.keys.prefix)
             .arg(&record.id)
             .arg(expected_version.map(|v| v.to_string()).unwrap_or_default())
-            .arg(record.version)
-            .arg(record.encode())
+            .arg(encode_value(record))
             .arg(ix)
             .arg(keep_ms)
             .arg(ms(now));
@@ -483,14 +531,26 @@ impl Store for RedisStore {
     }
 
     async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError> {
-        let set = self.keys.key(&match key {
-            IndexKey::Customer(c) => format!("cust:{c}"),
-            IndexKey::State(s) => format!("state:{}", state_name(*s)),
-            IndexKey::Scenario(s) => format!("scen:{s}"),
-        });
-        let ids: Vec<String> = self
-            .call(|mut c| async move { c.smembers(set).await })
-            .await?;
+        let ids: Vec<String> = match key {
+            IndexKey::Customer(number) => {
+                let (hash, number) = (self.keys.key("cust"), number.clone());
+                let ids: Option<String> = self
+                    .call(|mut c| async move { c.hget(hash, number).await })
+                    .await?;
+                ids.map(|ids| ids.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default()
+            }
+            IndexKey::State(s) => {
+                let set = self.keys.key(&format!("state:{}", state_name(*s)));
+                self.call(|mut c| async move { c.smembers(set).await })
+                    .await?
+            }
+            IndexKey::Scenario(s) => {
+                let set = self.keys.key(&format!("scen:{s}"));
+                self.call(|mut c| async move { c.smembers(set).await })
+                    .await?
+            }
+        };
         self.records(&ids).await
     }
 
@@ -735,6 +795,32 @@ mod tests {
         assert_eq!(back, entries);
         let max = entry("max", i32::MAX, 0, None);
         assert_eq!(parse_queue_member(&queue_member(&max)), Some(max));
+    }
+
+    #[test]
+    fn stored_values_round_trip() {
+        let scenario = engine::scenario::Scenario::from_toml(
+            std::path::Path::new("t.toml"),
+            "name = \"t\"\n_media_type = \"chat\"\n_wait_for_agent = true\n_wait_for_user_confirm = false\n_ttl = 60\n_target = { queue = \"q\" }\n",
+        )
+        .unwrap();
+        let new = engine::machine::NewService {
+            id: "a".into(),
+            customer_number: "1".into(),
+            desired_time: None,
+            device_notification_id: None,
+            device_os: None,
+            user_data: Default::default(),
+        };
+        let rec = engine::machine::create(new, &Arc::new(scenario), Utc::now()).record;
+        let value = encode_value(&rec);
+        assert!(value.starts_with(b"1:z"));
+        assert_eq!(decode_value(&value), Ok(rec.clone()));
+        // A plain-JSON value (written by hand, say) reads too.
+        let mut plain = b"1:".to_vec();
+        plain.extend(rec.encode());
+        assert_eq!(decode_value(&plain), Ok(rec));
+        assert!(decode_value(b"garbage").is_err());
     }
 
     #[test]

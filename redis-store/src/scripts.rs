@@ -17,19 +17,57 @@ use redis::Script;
 const PRELUDE: &str = r#"
 local P = ARGV[1]
 
+-- A record is stored as "<version>:<payload>".
+local function version_of(raw)
+  if not raw then return nil end
+  return string.match(raw, '^(%d+):')
+end
+
+-- The customer index is one hash, number -> "id,id,...": most customers
+-- have one service, and a hash field costs far less than a set per customer.
+local function cust_add(number, id)
+  local k = P .. 'cust'
+  local ids = redis.call('HGET', k, number)
+  if ids then redis.call('HSET', k, number, ids .. ',' .. id)
+  else redis.call('HSET', k, number, id) end
+end
+
+local function cust_remove(number, id)
+  local k = P .. 'cust'
+  local ids = redis.call('HGET', k, number)
+  if not ids then return end
+  local left = {}
+  for other in string.gmatch(ids, '[^,]+') do
+    if other ~= id then table.insert(left, other) end
+  end
+  if #left == 0 then redis.call('HDEL', k, number)
+  else redis.call('HSET', k, number, table.concat(left, ',')) end
+end
+
+local function queue_member(id, ix)
+  return ix.p .. id .. '\31' .. (ix.k or '')
+end
+
+local function timer_member(id, t)
+  return id .. '|' .. t[1] .. '|' .. t[2]
+end
+
 -- Removes everything `ix` put in the indexes for service `id`, except the
 -- timers listed in `keep` (member -> true) and except the agent load when
 -- `keep_agent` is set.
 local function undo(id, ix, keep, keep_agent)
-  for _, s in ipairs(ix.s) do redis.call('SREM', P .. s, id) end
+  cust_remove(ix.c, id)
+  redis.call('SREM', P .. 'state:' .. ix.s, id)
+  redis.call('SREM', P .. 'scen:' .. ix.n, id)
   if ix.q then
     local qk = P .. 'queue:' .. ix.q
-    redis.call('ZREM', qk, ix.m)
+    redis.call('ZREM', qk, queue_member(id, ix))
     if redis.call('ZCARD', qk) == 0 then redis.call('SREM', P .. 'queues', ix.q) end
   end
   if ix.a and not keep_agent then redis.call('SREM', P .. 'agent:' .. ix.a .. ':svc', id) end
   for _, t in ipairs(ix.t) do
-    if not keep[t[1]] then redis.call('ZREM', P .. 'timers', t[1]) end
+    local m = timer_member(id, t)
+    if not keep[m] then redis.call('ZREM', P .. 'timers', m) end
   end
   redis.call('ZREM', P .. 'deadlines', id)
   redis.call('HDEL', P .. 'idx', id)
@@ -45,15 +83,16 @@ end
 /// put(record, expected_version): compare-and-set plus every derived index.
 ///
 /// KEYS[1] = the record's key. ARGV = prefix, id, expected version ('' when
-/// creating), new version, record JSON, index entry JSON, ms to keep the
-/// record, now in ms. Answers OK, EXISTS, MISSING, CONFLICT or `AGENT:<why>`.
+/// creating), the stored value ("<version>:<payload>"), index entry JSON, ms
+/// to keep the record, now in ms. Answers OK, EXISTS, MISSING, CONFLICT or
+/// `AGENT:<why>`.
 const PUT: &str = r#"
-local id, expected, version, record, ixraw = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local keep_ms, now = tonumber(ARGV[7]), tonumber(ARGV[8])
+local id, expected, value, ixraw = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local keep_ms, now = tonumber(ARGV[6]), tonumber(ARGV[7])
 
 local oldraw = redis.call('HGET', P .. 'idx', id)
 local old = oldraw and cjson.decode(oldraw) or nil
-local cur = redis.call('HGET', KEYS[1], 'v')
+local cur = version_of(redis.call('GET', KEYS[1]))
 -- A record past its deadline (or already expired by Redis) no longer exists.
 if old and (tonumber(old.d) <= now or not cur) then
   forget(id, old)
@@ -82,30 +121,33 @@ end
 -- Timers both versions hold (same kind, same due time) keep their score:
 -- that may be a claim's lease, which a write must not cancel.
 local keep, armed = {}, false
-for _, t in ipairs(new.t) do keep[t[1]] = true end
+for _, t in ipairs(new.t) do keep[timer_member(id, t)] = true end
 if old then
   local had = {}
-  for _, t in ipairs(old.t) do had[t[1]] = true end
-  for _, t in ipairs(new.t) do if not had[t[1]] then armed = true end end
+  for _, t in ipairs(old.t) do had[timer_member(id, t)] = true end
+  for _, t in ipairs(new.t) do if not had[timer_member(id, t)] then armed = true end end
   undo(id, old, keep, new.a == old_agent)
 else
   armed = #new.t > 0
 end
 
-for _, s in ipairs(new.s) do redis.call('SADD', P .. s, id) end
+cust_add(new.c, id)
+redis.call('SADD', P .. 'state:' .. new.s, id)
+redis.call('SADD', P .. 'scen:' .. new.n, id)
 if new.q then
-  redis.call('ZADD', P .. 'queue:' .. new.q, 0, new.m)
+  redis.call('ZADD', P .. 'queue:' .. new.q, 0, queue_member(id, new))
   redis.call('SADD', P .. 'queues', new.q)
 end
 if new.a and new.a ~= old_agent then
   redis.call('SADD', P .. 'agent:' .. new.a .. ':svc', id)
   redis.call('HSET', P .. 'agent:' .. new.a, 'last', now)
 end
-for _, t in ipairs(new.t) do redis.call('ZADD', P .. 'timers', 'NX', t[2], t[1]) end
+for _, t in ipairs(new.t) do
+  redis.call('ZADD', P .. 'timers', 'NX', t[2], timer_member(id, t))
+end
 redis.call('ZADD', P .. 'deadlines', new.d, id)
 redis.call('HSET', P .. 'idx', id, ixraw)
-redis.call('HSET', KEYS[1], 'v', version, 'r', record)
-redis.call('PEXPIRE', KEYS[1], math.max(keep_ms, 1))
+redis.call('SET', KEYS[1], value, 'PX', math.max(keep_ms, 1))
 if armed then redis.call('PUBLISH', P .. 'wake', 'timer') end
 return 'OK'
 "#;
@@ -127,12 +169,13 @@ return #ids
 /// position(queue, id): 1-based rank and queue length, or nothing.
 /// ARGV = prefix, queue, id.
 const POSITION: &str = r#"
-local raw = redis.call('HGET', P .. 'idx', ARGV[3])
+local id = ARGV[3]
+local raw = redis.call('HGET', P .. 'idx', id)
 if not raw then return false end
 local ix = cjson.decode(raw)
 if ix.q ~= ARGV[2] then return false end
 local qk = P .. 'queue:' .. ix.q
-local rank = redis.call('ZRANK', qk, ix.m)
+local rank = redis.call('ZRANK', qk, queue_member(id, ix))
 if not rank then return false end
 return {rank + 1, redis.call('ZCARD', qk)}
 "#;
