@@ -91,6 +91,25 @@ impl RedisServer {
         self.wait_ready();
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers,
+    /// as with a Redis that hangs. `resume` thaws it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("a redis-server of our own");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal}");
+    }
+
     /// Stops the server the hard way (as a crash would).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

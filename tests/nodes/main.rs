@@ -4,5 +4,6 @@
 //! test does not need to stop Redis) and real `callbackd-node` processes.
 
 mod load;
+mod outage;
 mod restart;
 mod support;
