@@ -55,3 +55,40 @@ fn bad_scenarios_stop_start_up() {
         &["skills"],
     );
 }
+
+/// Runs `callbackd` with the shipped scenarios and these extra arguments.
+fn start_with_args(args: &[&str]) -> (bool, String) {
+    let scenarios = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios");
+    let out = Command::new(env!("CARGO_BIN_EXE_callbackd"))
+        .args(["--listen", "127.0.0.1:0", "--scenarios", scenarios])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_store_flags_stop_start_up() {
+    for (args, needle) in [
+        (
+            &["--store", "memcached://h:1"][..],
+            "--store: `memcached://h:1` is not a Redis URL",
+        ),
+        (&["--store", "redis://h:1?namespace=a}b"], "namespace `a}b`"),
+        (&["--store", "redis://"], "is not a Redis URL"),
+        (&["--store-timeout", "soon"], "--store-timeout"),
+    ] {
+        let (ok, stderr) = start_with_args(args);
+        assert!(!ok, "{args:?} must fail");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: stderr should say `{needle}`:\n{stderr}"
+        );
+        if args[0] == "--store" {
+            assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+        }
+    }
+}

@@ -102,3 +102,39 @@ async fn snapshot(app: &tests::TestApp, ids: &[String]) -> Vec<Value> {
     }
     seen
 }
+
+/// A timer that falls due while every node is down fires as soon as a node
+/// is back: the scheduled callback enters the queue at once.
+#[tokio::test]
+async fn timers_due_while_every_node_was_down_fire_on_return() {
+    let mut site = Site::start(1, RedisServer::start()).await;
+    let app = tests::TestApp::at(site.nodes[0].app.base.clone());
+    let (status, body) = app
+        .post_form(
+            "/genesys/1/service/callback/chat-delay",
+            &[
+                ("_customer_number", "5550200"),
+                ("_desired_time", &tests::iso_utc_in(Duration::from_secs(1))),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.state_of(&id).await, "SCHEDULED");
+
+    site.nodes[0].stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    site.nodes[0].restart().await;
+    // Due 0.5 s ago at the latest; fired right after start-up, not later.
+    let rec = app
+        .wait_for_state(&id, "QUEUED", Duration::from_secs(3))
+        .await;
+    let fired = rec["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["from"] == "scheduled")
+        .expect("the desired-time transition")
+        .clone();
+    assert_eq!(fired["event"], "desired_time_reached", "{rec}");
+}
