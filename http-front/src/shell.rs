@@ -37,6 +37,9 @@ const ROUTER_BACKSTOP: Duration = Duration::from_secs(5);
 /// dies before firing it, another node fires it when the lease ends.
 const TIMER_LEASE: chrono::Duration = chrono::Duration::seconds(10);
 
+/// How many due timers one node fires at once.
+const TIMER_CONCURRENCY: usize = 16;
+
 /// Longest the timer loop sleeps without looking at the store: a backstop
 /// for a wake-up lost while the wake channel was reconnecting.
 const TIMER_BACKSTOP: Duration = Duration::from_secs(60);
@@ -219,15 +222,27 @@ impl Shell {
 
     /// One routing pass: plan reservations, then make each through the machine.
     pub async fn route_once(&self) -> Result<usize, ShellError> {
+        // Agents first: with nobody free there is nothing to plan, and the
+        // queues (the bulk of the reading) need not be read at all.
+        let agents = self.store.agents().await?;
+        let open: std::collections::BTreeSet<&str> = agents
+            .iter()
+            .filter(|a| a.ready && a.has_room())
+            .flat_map(|a| a.profile.queues.iter().map(String::as_str))
+            .collect();
+        if open.is_empty() {
+            return Ok(0);
+        }
         let mut queues = Vec::new();
         for name in self.store.queues().await? {
-            let entries = self.store.queue(&name).await?;
-            queues.push((name, entries));
+            if open.contains(name.as_str()) {
+                let entries = self.store.queue(&name).await?;
+                queues.push((name, entries));
+            }
         }
         if queues.is_empty() {
             return Ok(0);
         }
-        let agents = self.store.agents().await?;
         let mut reserved = 0;
         for assignment in routing::plan(&queues, &agents) {
             let event = Event::AgentReserved {
@@ -248,8 +263,10 @@ impl Shell {
         Ok(reserved)
     }
 
-    /// Fires every timer that is due now.
+    /// Fires every timer that is due now, several at a time (a backlog after
+    /// an outage must not be worked off one round trip after another).
     pub async fn fire_due_timers(&self) -> Result<usize, ShellError> {
+        use futures_util::stream::{self, StreamExt};
         let mut fired = 0;
         loop {
             let due = self
@@ -259,18 +276,28 @@ impl Shell {
             if due.is_empty() {
                 return Ok(fired);
             }
+            let results: Vec<Result<bool, ShellError>> = stream::iter(due)
+                .map(|timer| async move {
+                    let event = Event::TimerFired {
+                        kind: timer.kind,
+                        due: timer.due,
+                    };
+                    match self.transition(&timer.id, &event).await {
+                        Ok(_) => Ok(true),
+                        // Re-armed, cancelled or expired meanwhile: nothing to do.
+                        Err(ShellError::NotAllowed(_)) | Err(ShellError::UnknownService(_)) => {
+                            Ok(false)
+                        }
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffer_unordered(TIMER_CONCURRENCY)
+                .collect()
+                .await;
             let before = fired;
-            for timer in &due {
-                let event = Event::TimerFired {
-                    kind: timer.kind,
-                    due: timer.due,
-                };
-                match self.transition(&timer.id, &event).await {
-                    Ok(_) => fired += 1,
-                    // Re-armed, cancelled or expired meanwhile: nothing to do.
-                    Err(ShellError::NotAllowed(_)) | Err(ShellError::UnknownService(_)) => {}
-                    Err(e) => return Err(e),
-                }
+            for result in results {
+                // A timer that failed stays claimed; it comes due again after the lease.
+                fired += usize::from(result?);
             }
             if fired == before {
                 // Nothing in this batch could fire; asking again would spin.
