@@ -141,7 +141,47 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        if self.child.is_none() && self.port == 0 {
+            // REDIS_URL: leave that Redis as we found it.
+            self.forget_namespace();
+        }
         self.kill();
+    }
+}
+
+impl RedisServer {
+    /// Deletes every key of this server's namespace (with `REDIS_URL`, the
+    /// test's own keys, and nothing else).
+    fn forget_namespace(&self) {
+        let Some(namespace) = self
+            .url
+            .rsplit_once("namespace=")
+            .map(|(_, n)| n.to_owned())
+        else {
+            return;
+        };
+        let Ok(client) = redis::Client::open(self.plain_url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
+            return;
+        };
+        let pattern = format!("{{{namespace}}}:*");
+        let keys: Vec<String> = match redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .clone()
+            .iter::<String>(&mut conn)
+        {
+            Ok(iter) => iter.filter_map(Result::ok).collect(),
+            Err(_) => return,
+        };
+        for chunk in keys.chunks(500) {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+        }
     }
 }
 

@@ -122,7 +122,7 @@ async fn run(fault: Fault) {
         a.await.unwrap();
     }
     records.extend(orphans(&lb, &ids, &desks).await);
-    check_routed_exactly_once(&records, &desks, SEATS);
+    check_routed_exactly_once(&records, &desks, SEATS, lb.resent.load(Ordering::Relaxed));
 
     let mut site = site.lock().await;
     if fault == Fault::RestartRedis {

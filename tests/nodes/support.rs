@@ -320,7 +320,11 @@ pub async fn orphans(lb: &Balancer, ids: &[String], desks: &Desks) -> Vec<Value>
 /// Every service was routed exactly once, to an agent that then completed
 /// it, and no agent ever held more than `max` at once (from the records'
 /// own histories: reserved-at to completed-at intervals per agent).
-pub fn check_routed_exactly_once(records: &[Value], desks: &Desks, max: u32) {
+///
+/// `resent` is how many requests the balancer sent again after a lost answer:
+/// a completion whose answer was lost (the node died after writing it) is
+/// answered 409 when sent again, so the desk cannot count it.
+pub fn check_routed_exactly_once(records: &[Value], desks: &Desks, max: u32, resent: usize) {
     let mut spans: BTreeMap<String, Vec<(String, i8)>> = BTreeMap::new();
     for rec in records {
         let id = rec["id"].as_str().unwrap();
@@ -354,10 +358,13 @@ pub fn check_routed_exactly_once(records: &[Value], desks: &Desks, max: u32) {
         }
     }
     let completed = desks.completed.lock().unwrap();
-    assert_eq!(
-        completed.len(),
-        records.len(),
-        "each service completed by a desk"
+    let ids: std::collections::HashSet<&str> =
+        records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert!(completed.keys().all(|id| ids.contains(id.as_str())));
+    let unanswered = records.len() - completed.len();
+    assert!(
+        unanswered <= resent,
+        "{unanswered} completions no desk saw answered, but only {resent} requests were resent"
     );
     assert!(
         completed.values().all(|n| *n == 1),
