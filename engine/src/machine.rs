@@ -451,6 +451,7 @@ impl Service {
 
 impl Service {
     fn arm(&mut self, context: &mut Context, kind: TimerKind, due: DateTime<Utc>) {
+        let due = whole_millis_up(due);
         self.rec.timers.insert(kind, due);
         context.effects.push(Effect::TimerArmed { kind, due });
     }
@@ -698,6 +699,19 @@ impl Service {
 }
 
 /// `at + d`, saturating: an admin's absurd timeout means "never", not a panic.
+/// Timers are kept to the millisecond (stores index them in milliseconds,
+/// and a timer fires only if its due time matches the record's exactly);
+/// rounding up means a timer never fires before the time it stands for.
+fn whole_millis_up(due: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::DurationRound;
+    let ms = chrono::Duration::milliseconds(1);
+    match due.duration_trunc(ms) {
+        Ok(down) if down == due => due,
+        Ok(down) => down.checked_add_signed(ms).unwrap_or(down),
+        Err(_) => due,
+    }
+}
+
 fn after(at: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(d)
         .ok()
@@ -797,7 +811,13 @@ pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> 
         effects: context.effects,
     };
     if desired_time <= now {
-        let due = desired_time;
+        // As armed (to the millisecond), so the record accepts it.
+        let due = applied
+            .record
+            .timers
+            .get(&TimerKind::DesiredTime)
+            .copied()
+            .unwrap_or(desired_time);
         let fired = Event::TimerFired {
             kind: TimerKind::DesiredTime,
             due,

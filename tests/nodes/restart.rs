@@ -138,3 +138,16 @@ async fn timers_due_while_every_node_was_down_fire_on_return() {
         .clone();
     assert_eq!(fired["event"], "desired_time_reached", "{rec}");
 }
+
+/// Timers armed from the wall clock (which has nanoseconds) fire on Redis:
+/// the find-agent timeout completes a service nobody can take.
+#[tokio::test]
+async fn wall_clock_timers_fire_on_redis() {
+    let site = Site::start(1, RedisServer::start()).await;
+    let app = &site.nodes[0].app;
+    let id = app.create("hurry", "5550300").await;
+    let rec = app
+        .wait_for_state(&id, "COMPLETED", Duration::from_secs(5))
+        .await;
+    assert_eq!(rec["_callback_reason"], "FAIL_TARGET_NOT_FOUND", "{rec}");
+}

@@ -25,6 +25,16 @@ _find_agent_timeout = "30m"
 _target = { queue = "support", priority = 0 }
 "#;
 
+/// Nobody serves queue `nobody`: a service gives up after one second.
+const HURRY_SCENARIO: &str = r#"
+name = "hurry"
+_media_type = "chat"
+_wait_for_agent = true
+_ttl = "1h"
+_find_agent_timeout = "1s"
+_target = { queue = "nobody", priority = 0 }
+"#;
+
 pub struct Site {
     pub redis: RedisServer,
     pub nodes: Vec<Node>,
@@ -43,6 +53,7 @@ impl Site {
             std::fs::copy(&path, scenarios.join(path.file_name().unwrap())).unwrap();
         }
         std::fs::write(scenarios.join("load.toml"), LOAD_SCENARIO).unwrap();
+        std::fs::write(scenarios.join("hurry.toml"), HURRY_SCENARIO).unwrap();
         let mut nodes = Vec::new();
         for i in 0..n {
             let name = ((b'a' + i as u8) as char).to_string();

@@ -919,6 +919,37 @@ pub async fn timer_claims_are_leased(store: &dyn Store, _clock: &ManualClock) {
     assert_eq!(later.len(), 4, "{later:?}");
 }
 
+/// Records made at any instant (the wall clock has nanoseconds) hand their
+/// timers back with exactly the due times they hold, or they could never fire.
+pub async fn timers_keep_their_exact_due_time(store: &dyn Store, _clock: &ManualClock) {
+    let scn = standard();
+    let at = t0() + Duration::nanoseconds(123_456_789);
+    insert(store, &created(&scn, "a", "c1", at)).await;
+    let b = machine::create(
+        new_service("b", "c2", Some(at + Duration::seconds(600))),
+        &scn,
+        at,
+    )
+    .record;
+    insert(store, &b).await;
+    for lease_claim in [false, true] {
+        let due = if lease_claim {
+            store
+                .claim_due_timers(secs(3 * DAY), Duration::seconds(30), 10)
+                .await
+                .unwrap()
+        } else {
+            store.due_timers(secs(3 * DAY), 10).await.unwrap()
+        };
+        assert_eq!(due.len(), 4, "{due:?}");
+        for t in due {
+            let rec = store.get(&t.id).await.unwrap().unwrap();
+            assert_eq!(rec.timers.get(&t.kind), Some(&t.due), "{t:?}");
+            assert!(t.due >= at, "{t:?}");
+        }
+    }
+}
+
 /// Writers racing on one record, or on one agent's last seats: the store
 /// lets exactly as many win as it should.
 pub async fn racing_writers(store: &dyn Store, _clock: &ManualClock) {
@@ -999,6 +1030,7 @@ macro_rules! store_conformance_tests {
             ttl_timer_completes_the_service,
             queue_stats,
             timer_claims_are_leased,
+            timers_keep_their_exact_due_time,
             racing_writers,
         );
     };
