@@ -533,12 +533,20 @@ impl Store for RedisStore {
     async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError> {
         let ids: Vec<String> = match key {
             IndexKey::Customer(number) => {
-                let (hash, number) = (self.keys.key("cust"), number.clone());
+                let (hash, field) = (self.keys.key("cust"), number.clone());
                 let ids: Option<String> = self
-                    .call(|mut c| async move { c.hget(hash, number).await })
+                    .call(|mut c| async move { c.hget(hash, field).await })
                     .await?;
-                ids.map(|ids| ids.split(',').map(str::to_owned).collect())
-                    .unwrap_or_default()
+                match ids.as_deref() {
+                    None => Vec::new(),
+                    // Many services: they moved to a set of their own.
+                    Some("*") => {
+                        let set = self.keys.key(&format!("cust:{number}"));
+                        self.call(|mut c| async move { c.smembers(set).await })
+                            .await?
+                    }
+                    Some(ids) => ids.split(',').map(str::to_owned).collect(),
+                }
             }
             IndexKey::State(s) => {
                 let set = self.keys.key(&format!("state:{}", state_name(*s)));

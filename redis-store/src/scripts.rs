@@ -24,18 +24,42 @@ local function version_of(raw)
 end
 
 -- The customer index is one hash, number -> "id,id,...": most customers
--- have one service, and a hash field costs far less than a set per customer.
+-- have one service, and a hash field costs far less than a set per
+-- customer. A number with many services (a placeholder such as "0") moves
+-- to a set of its own, marked "*" in the hash, so no write rewrites a long list.
+local CUST_LIST_MAX = 16
+
 local function cust_add(number, id)
   local k = P .. 'cust'
   local ids = redis.call('HGET', k, number)
-  if ids then redis.call('HSET', k, number, ids .. ',' .. id)
-  else redis.call('HSET', k, number, id) end
+  if not ids then
+    redis.call('HSET', k, number, id)
+  elseif ids == '*' then
+    redis.call('SADD', P .. 'cust:' .. number, id)
+  else
+    local n = 1
+    for _ in string.gmatch(ids, ',') do n = n + 1 end
+    if n >= CUST_LIST_MAX then
+      local set = P .. 'cust:' .. number
+      for other in string.gmatch(ids, '[^,]+') do redis.call('SADD', set, other) end
+      redis.call('SADD', set, id)
+      redis.call('HSET', k, number, '*')
+    else
+      redis.call('HSET', k, number, ids .. ',' .. id)
+    end
+  end
 end
 
 local function cust_remove(number, id)
   local k = P .. 'cust'
   local ids = redis.call('HGET', k, number)
   if not ids then return end
+  if ids == '*' then
+    local set = P .. 'cust:' .. number
+    redis.call('SREM', set, id)
+    if redis.call('SCARD', set) == 0 then redis.call('HDEL', k, number) end
+    return
+  end
   local left = {}
   for other in string.gmatch(ids, '[^,]+') do
     if other ~= id then table.insert(left, other) end
@@ -90,9 +114,12 @@ const PUT: &str = r#"
 local id, expected, value, ixraw = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local keep_ms, now = tonumber(ARGV[6]), tonumber(ARGV[7])
 
+local stored = redis.call('GET', KEYS[1])
+-- The very same write again (a client retry after a lost answer): done already.
+if stored == value then return 'OK' end
 local oldraw = redis.call('HGET', P .. 'idx', id)
 local old = oldraw and cjson.decode(oldraw) or nil
-local cur = version_of(redis.call('GET', KEYS[1]))
+local cur = version_of(stored)
 -- A record past its deadline (or already expired by Redis) no longer exists.
 if old and (tonumber(old.d) <= now or not cur) then
   forget(id, old)

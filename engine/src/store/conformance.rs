@@ -208,14 +208,18 @@ pub async fn put_compare_and_set(store: &dyn Store, _clock: &ManualClock) {
     insert(store, &a).await;
     assert_eq!(store.get("a").await.unwrap(), Some(a.clone()));
 
-    // Creating twice.
+    // Creating another service under the same id.
+    let other = created(&scn, "a", "c2", t0());
     assert_eq!(
-        store.put(&a, None).await,
+        store.put(&other, None).await,
         Err(StoreError::Exists("a".into()))
     );
+    // The very same write again (a retry after a lost answer) is a no-op success.
+    store.put(&a, None).await.unwrap();
 
     // A write based on version 1 succeeds once.
     let v2 = apply(&a, &scn, Event::Cancel, secs(10));
+    store.put(&v2, Some(1)).await.unwrap();
     store.put(&v2, Some(1)).await.unwrap();
     assert_eq!(store.get("a").await.unwrap(), Some(v2.clone()));
 
@@ -950,6 +954,30 @@ pub async fn timers_keep_their_exact_due_time(store: &dyn Store, _clock: &Manual
     }
 }
 
+/// A customer with many services (a placeholder number, say) finds them all,
+/// and they leave the index one by one.
+pub async fn many_services_for_one_customer(store: &dyn Store, _clock: &ManualClock) {
+    let scn = standard();
+    let expected: Vec<String> = (0..40).map(|i| format!("s{i:02}")).collect();
+    for id in &expected {
+        insert(store, &created(&scn, id, "0", t0())).await;
+    }
+    insert(store, &created(&scn, "other", "1", t0())).await;
+    assert_eq!(ids(store, IndexKey::Customer("0".into())).await, expected);
+    for id in expected.iter().step_by(2) {
+        must(store, &scn, id, Event::Cancel, secs(1)).await;
+    }
+    // Cancelled ones are still the customer's (until purged).
+    assert_eq!(ids(store, IndexKey::Customer("0".into())).await, expected);
+    assert_eq!(store.purge_expired(secs(3 * DAY)).await.unwrap(), 41);
+    assert!(ids(store, IndexKey::Customer("0".into())).await.is_empty());
+    insert(store, &created(&scn, "again", "0", secs(3 * DAY))).await;
+    assert_eq!(
+        ids(store, IndexKey::Customer("0".into())).await,
+        v(&["again"])
+    );
+}
+
 /// Writers racing on one record, or on one agent's last seats: the store
 /// lets exactly as many win as it should.
 pub async fn racing_writers(store: &dyn Store, _clock: &ManualClock) {
@@ -1031,6 +1059,7 @@ macro_rules! store_conformance_tests {
             queue_stats,
             timer_claims_are_leased,
             timers_keep_their_exact_due_time,
+            many_services_for_one_customer,
             racing_writers,
         );
     };

@@ -236,6 +236,10 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         inner.purge(now);
         let old = inner.records.get(&record.id).cloned();
+        if old.as_ref() == Some(record) {
+            // The very same write again (a retry after a lost answer).
+            return Ok(());
+        }
         match (&old, expected_version) {
             (Some(_), None) => return Err(StoreError::Exists(record.id.clone())),
             (None, Some(_)) => return Err(StoreError::Missing(record.id.clone())),
