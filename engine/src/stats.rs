@@ -23,8 +23,13 @@ pub struct QueueStats {
 }
 
 impl QueueStats {
+    /// Whether a sample counts: every store keeps only these.
+    pub fn accepts(seconds: f64) -> bool {
+        seconds.is_finite() && seconds >= 0.0
+    }
+
     pub fn add(&mut self, kind: SampleKind, seconds: f64) {
-        if !seconds.is_finite() || seconds < 0.0 {
+        if !Self::accepts(seconds) {
             return;
         }
         let samples = match kind {

@@ -692,7 +692,7 @@ impl Store for RedisStore {
         kind: SampleKind,
         seconds: f64,
     ) -> Result<(), StoreError> {
-        if !seconds.is_finite() || seconds < 0.0 {
+        if !QueueStats::accepts(seconds) {
             return Ok(());
         }
         let key = self.keys.stats(queue, kind);
