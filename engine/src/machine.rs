@@ -70,6 +70,16 @@ pub enum Event {
     NotificationsRetrieved,
     /// The agent desktop fetched its notifications.
     AgentNotificationsRetrieved,
+    /// These notifications reached the device (`device`) or the agent
+    /// desktop (`agent`) by push: they leave the outboxes, so retrieving
+    /// does not hand them out a second time.
+    NotificationsPushed {
+        device: Vec<String>,
+        agent: Vec<String>,
+    },
+    /// One side of the chat started or stopped typing. Nothing is stored:
+    /// the other side is told, if it listens.
+    ChatTyping { by: Party, typing: bool },
 }
 
 impl Event {
@@ -93,6 +103,8 @@ impl Event {
             Event::AgentNotification { .. } => "agent_notification",
             Event::NotificationsRetrieved => "notifications_retrieved",
             Event::AgentNotificationsRetrieved => "agent_notifications_retrieved",
+            Event::NotificationsPushed { .. } => "notifications_pushed",
+            Event::ChatTyping { .. } => "chat_typing",
         }
     }
 }
@@ -125,7 +137,20 @@ pub enum Effect {
     /// An agent-desktop notification was added to the agent outbox.
     NotifyAgent {
         agent: Option<String>,
+        id: String,
         tag: String,
+    },
+    /// Tell the device something that is not kept (typing): push it if the
+    /// device listens, otherwise it is gone.
+    PushDevice {
+        tag: String,
+        payload: serde_json::Value,
+    },
+    /// The same for the agent desktop.
+    PushAgent {
+        agent: Option<String>,
+        tag: String,
+        payload: serde_json::Value,
     },
     /// A timer was armed; the timer loop may need to wake earlier.
     TimerArmed {
@@ -158,6 +183,10 @@ pub enum TransitionError {
     /// A timer that was re-armed or cancelled since it was read: nothing to do.
     #[error("timer {kind:?} is no longer armed")]
     StaleTimer { kind: TimerKind },
+    /// The event would change nothing (pushed notifications that already
+    /// left the outbox): there is nothing to write.
+    #[error("nothing to change")]
+    Unchanged,
 }
 
 /// Data a new service starts with.
@@ -295,7 +324,7 @@ impl Service {
                 ..
             } => Transition(State::completed(CallbackReason::FailTargetNotFound)),
             // Chat-immediate: the customer chats while waiting for an agent.
-            Event::ChatStarted { .. } | Event::ChatMessage { .. }
+            Event::ChatStarted { .. } | Event::ChatMessage { .. } | Event::ChatTyping { .. }
                 if !self.scenario.wait_for_agent =>
             {
                 self.chat_event(context, event)
@@ -373,7 +402,7 @@ impl Service {
         match event {
             // A retried connect gets the dialog again rather than an error.
             Event::UserConfirmed => Handled,
-            Event::ChatStarted { .. } | Event::ChatMessage { .. } => {
+            Event::ChatStarted { .. } | Event::ChatMessage { .. } | Event::ChatTyping { .. } => {
                 self.chat_event(context, event)
             }
             Event::ChatLeft { .. } if self.rec.chat.is_some() => {
@@ -496,13 +525,15 @@ impl Service {
     }
 
     fn notify_agent(&mut self, context: &mut Context, tag: String, message: serde_json::Value) {
+        let id = self.notification_id();
         self.rec.push_agent_outbox(AgentNotification {
+            id: id.clone(),
             message: message.to_string(),
             tag: tag.clone(),
             at: self.now,
         });
         let agent = self.rec.handling_agent().map(str::to_owned);
-        context.effects.push(Effect::NotifyAgent { agent, tag });
+        context.effects.push(Effect::NotifyAgent { agent, id, tag });
     }
 
     /// The seed's agent-available push.
@@ -585,6 +616,18 @@ impl Service {
                     now,
                 );
                 self.rec.chat = Some(chat);
+                if self.agent_is_connected() {
+                    let id = self.rec.id.clone();
+                    let body = chat_body(
+                        &id,
+                        1,
+                        ChatEntryKind::Joined,
+                        Party::Client,
+                        nickname,
+                        "has joined the session",
+                    );
+                    self.notify_agent(context, format!("agent.chat.{id}"), body);
+                }
                 self.agent_joins_chat(context);
             }
             Event::ChatMessage { from, text } => {
@@ -605,7 +648,7 @@ impl Service {
                 };
                 let index = chat.push(ChatEntryKind::Text, *from, &nickname, text, now);
                 let id = self.rec.id.clone();
-                let body = json!({"_id": id, "index": index, "from": from, "nickname": nickname, "text": text});
+                let body = chat_body(&id, index, ChatEntryKind::Text, *from, &nickname, text);
                 if *from == Party::Client {
                     self.notify_agent(context, format!("agent.chat.{id}"), body);
                 } else {
@@ -621,7 +664,7 @@ impl Service {
                     Party::Client => chat.nickname.clone(),
                     _ => agent_name,
                 };
-                chat.push(
+                let index = chat.push(
                     ChatEntryKind::Left,
                     *by,
                     &nickname,
@@ -629,6 +672,56 @@ impl Service {
                     now,
                 );
                 chat.ended_at = Some(now);
+                let agent_joined = chat.agent_joined;
+                let id = self.rec.id.clone();
+                let body = chat_body(
+                    &id,
+                    index,
+                    ChatEntryKind::Left,
+                    *by,
+                    &nickname,
+                    "has left the session",
+                );
+                match by {
+                    // The agent hears of it only if it was in the chat.
+                    Party::Client if agent_joined => {
+                        self.notify_agent(context, format!("agent.chat.{id}"), body)
+                    }
+                    Party::Client => {}
+                    _ => self.notify_device(context, format!("service.chat.{id}"), body),
+                }
+            }
+            Event::ChatTyping { by, typing } => {
+                let Some(chat) = self.rec.chat.as_ref().filter(|c| c.is_open()) else {
+                    context.refuse(self.in_state("no chat is open for this service"));
+                    return Handled;
+                };
+                if *by == Party::Agent && !chat.agent_joined {
+                    context.refuse(self.in_state("the agent has not joined this chat"));
+                    return Handled;
+                }
+                let id = self.rec.id.clone();
+                let (kind, text) = if *typing {
+                    ("Notice.TypingStarted", "is typing")
+                } else {
+                    ("Notice.TypingStopped", "stopped typing")
+                };
+                let nickname = match by {
+                    Party::Client => chat.nickname.clone(),
+                    _ => agent_name,
+                };
+                let body = json!({"_id": id, "type": kind, "from": by, "nickname": nickname, "text": text});
+                match by {
+                    Party::Client => context.effects.push(Effect::PushAgent {
+                        agent: self.rec.handling_agent().map(str::to_owned),
+                        tag: format!("agent.chat.typing.{id}"),
+                        payload: body,
+                    }),
+                    _ => context.effects.push(Effect::PushDevice {
+                        tag: format!("service.chat.typing.{id}"),
+                        payload: body,
+                    }),
+                }
             }
             _ => {}
         }
@@ -658,11 +751,15 @@ impl Service {
                         now,
                     );
                     let id = self.rec.id.clone();
-                    self.notify_device(
-                        context,
-                        format!("service.chat.{id}"),
-                        json!({"_id": id, "index": index, "from": "AGENT", "nickname": agent, "text": "has joined the session"}),
+                    let body = chat_body(
+                        &id,
+                        index,
+                        ChatEntryKind::Joined,
+                        Party::Agent,
+                        &agent,
+                        "has joined the session",
                     );
+                    self.notify_device(context, format!("service.chat.{id}"), body);
                 }
             }
         }
@@ -696,6 +793,40 @@ impl Service {
         };
         format!("service is {}: {}", state.gms_name(), what)
     }
+}
+
+/// A chat notification: what was said or what happened, with its place in the transcript.
+fn chat_body(
+    id: &str,
+    index: u32,
+    kind: ChatEntryKind,
+    from: Party,
+    nickname: &str,
+    text: &str,
+) -> serde_json::Value {
+    json!({"_id": id, "index": index, "type": kind, "from": from, "nickname": nickname, "text": text})
+}
+
+/// The push that tells the device its service changed state: pushed after
+/// every state change but the last (completion has its own notification in
+/// the outbox). Not kept: the state can always be read again.
+pub fn state_notice(rec: &ServiceRecord) -> Option<(String, serde_json::Value)> {
+    if rec.state == ServiceState::Completed {
+        return None;
+    }
+    let id = &rec.id;
+    let tag = format!("service.state.{id}");
+    let payload = json!({
+        "id": format!("{id}-v{}", rec.version),
+        "message": {
+            "_id": id,
+            "_action": "state",
+            "_callback_state": rec.state.gms_name(),
+            "_agent_id": rec.agent,
+        },
+        "tag": tag,
+    });
+    Some((tag, payload))
 }
 
 /// `at + d`, saturating: an admin's absurd timeout means "never", not a panic.
@@ -867,6 +998,21 @@ pub fn apply(
         }
         Event::AgentNotificationsRetrieved => {
             rec.agent_outbox.clear();
+            rec.version += 1;
+            return Ok(Applied {
+                record: rec,
+                effects: Vec::new(),
+            });
+        }
+        Event::NotificationsPushed { device, agent } => {
+            let (outbox, agent_outbox) = (rec.outbox.len(), rec.agent_outbox.len());
+            rec.outbox.retain(|n| !device.contains(&n.id));
+            rec.agent_outbox
+                .retain(|n| n.id.is_empty() || !agent.contains(&n.id));
+            if (outbox, agent_outbox) == (rec.outbox.len(), rec.agent_outbox.len()) {
+                // Retrieved meanwhile, or pushed twice (two open tabs): no write.
+                return Err(TransitionError::Unchanged);
+            }
             rec.version += 1;
             return Ok(Applied {
                 record: rec,

@@ -134,6 +134,9 @@ pub struct DeviceNotification {
 /// A notification for the agent desktop, in GMS's retrieve-agent-notifications shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentNotification {
+    /// Unique within the service; empty in records written before ids existed.
+    #[serde(default)]
+    pub id: String,
     /// JSON text, as GMS sends it.
     pub message: String,
     pub tag: String,

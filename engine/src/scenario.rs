@@ -146,6 +146,41 @@ pub struct Scenario {
     /// Extra `_chat_parameters` of the StartChat dialog (GMS shows `subject`).
     #[serde(rename = "_chat_parameters", default)]
     pub chat_parameters: BTreeMap<String, String>,
+    /// Where notifications of services created with `_device_os=httpcb` are
+    /// POSTed. Without it, such services are refused.
+    #[serde(
+        rename = "_httpcb_url",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub httpcb_url: Option<String>,
+    /// Attempts per notification, the first included.
+    #[serde(rename = "_httpcb_attempts", default = "default_httpcb_attempts")]
+    pub httpcb_attempts: u32,
+    /// Wait before the second attempt; it doubles after each failure.
+    #[serde(
+        rename = "_httpcb_backoff",
+        with = "duration_secs_or_text",
+        default = "default_httpcb_backoff"
+    )]
+    pub httpcb_backoff: Duration,
+    /// How long one attempt may take.
+    #[serde(
+        rename = "_httpcb_timeout",
+        with = "duration_secs_or_text",
+        default = "default_httpcb_timeout"
+    )]
+    pub httpcb_timeout: Duration,
+}
+
+fn default_httpcb_attempts() -> u32 {
+    5
+}
+fn default_httpcb_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_httpcb_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_user_confirm_timeout() -> Duration {
@@ -273,6 +308,18 @@ impl Scenario {
         }
         if self.target.queue.trim().is_empty() {
             return Err(err("_target.queue", "must name a queue"));
+        }
+        if let Some(url) = &self.httpcb_url {
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || url.len() < "http://x".len() || url.chars().any(char::is_whitespace) {
+                return Err(err("_httpcb_url", "must be an http:// or https:// URL"));
+            }
+        }
+        if !(1..=20).contains(&self.httpcb_attempts) {
+            return Err(err("_httpcb_attempts", "must be between 1 and 20"));
+        }
+        if self.httpcb_timeout.is_zero() {
+            return Err(err("_httpcb_timeout", "must be greater than zero"));
         }
         Ok(())
     }

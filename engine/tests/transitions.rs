@@ -292,6 +292,8 @@ fn kind(effect: &Effect) -> String {
         Effect::TimerCancelled { kind } => format!("TimerCancelled({})", kind.as_str()),
         Effect::WaitSample { .. } => "WaitSample".into(),
         Effect::HandleSample { .. } => "HandleSample".into(),
+        Effect::PushDevice { tag, .. } => format!("PushDevice({})", tag_kind(tag)),
+        Effect::PushAgent { tag, .. } => format!("PushAgent({})", tag_kind(tag)),
     }
 }
 
@@ -665,8 +667,13 @@ fn user_confirmed_connects_and_offers_to_the_agent() {
     assert_eq!(message["user_data"]["usr_reason"], "billing question");
     assert!(walk.last().contains(&Effect::NotifyAgent {
         agent: Some("agent-1".into()),
+        id: offer.id.clone(),
         tag: format!("agent.offer.{ID}")
     }));
+    assert!(
+        offer.id.starts_with(ID),
+        "agent notifications have ids: {offer:?}"
+    );
 }
 
 #[test]
@@ -1021,7 +1028,8 @@ fn chat_delay_chat_opens_after_connect_with_both_parties() {
         None,
         &steps,
         (S::Connected, None),
-        &["NotifyDevice(service.chat)"],
+        // Each side hears that the other joined.
+        &["NotifyAgent(agent.chat)", "NotifyDevice(service.chat)"],
     );
     let chat = walk.record.chat.as_ref().expect("chat open");
     assert!(chat.is_open());
@@ -1096,6 +1104,7 @@ fn chat_delay_chat_opens_after_connect_with_both_parties() {
         &steps,
         (S::Completed, Some(R::AgentConnected)),
         &[
+            "NotifyAgent(agent.chat)",
             "TimerCancelled(ttl)",
             "HandleSample",
             "AgentReleased",
@@ -1213,6 +1222,7 @@ fn chat_immediate_chat_waits_in_the_queue_and_the_agent_joins_when_reserved() {
         &steps,
         (S::Completed, Some(R::AgentConnected)),
         &[
+            "NotifyDevice(service.chat)",
             "TimerCancelled(ttl)",
             "HandleSample",
             "AgentReleased",
@@ -1619,7 +1629,13 @@ fn table_events() -> Vec<(&'static str, Result<Event, TimerKind>)> {
             "agent_notifications_retrieved",
             Ok(Event::AgentNotificationsRetrieved),
         ),
+        ("chat_typing client", Ok(typing(Party::Client))),
+        ("chat_typing agent", Ok(typing(Party::Agent))),
     ]
+}
+
+fn typing(by: Party) -> Event {
+    Event::ChatTyping { by, typing: true }
 }
 
 /// Runs every event of [`table_events`] against every row; `expected[e][r]`
@@ -1767,7 +1783,7 @@ fn state_event_table_chat_delay() {
     let (tnf, ttl) = (Done(R::FailTargetNotFound), Done(R::FailTimeoutTtl));
     let (cxl, ac) = (Done(R::Cancelled), Done(R::AgentConnected));
     #[rustfmt::skip]
-    let expected: [[Out; 6]; 18] = [
+    let expected: [[Out; 6]; 20] = [
         // SCHED  QUEUED ROUTING PROC   PROC+chat DONE
         [No,     No,    No,    No,    No,    No   ], // created
         [q,      Stale, Stale, Stale, Stale, Stale], // fire desired_time
@@ -1787,6 +1803,8 @@ fn state_event_table_chat_delay() {
         [Same,   Same,  Same,  Same,  Same,  No   ], // agent_notification
         [Same,   Same,  Same,  Same,  Same,  Same ], // notifications_retrieved
         [Same,   Same,  Same,  Same,  Same,  Same ], // agent_notifications_retrieved
+        [No,     No,    No,    No,    Same,  No   ], // chat_typing client
+        [No,     No,    No,    No,    Same,  No   ], // chat_typing agent
     ];
     let failures = run_table(&scn, &rows, &expected);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
@@ -1813,7 +1831,7 @@ fn state_event_table_chat_immediate() {
     let (cxl, ac) = (Done(R::Cancelled), Done(R::AgentConnected));
     let fid = Done(R::FailInteractionDeleted);
     #[rustfmt::skip]
-    let expected: [[Out; 6]; 18] = [
+    let expected: [[Out; 6]; 20] = [
         // SCHED  QUEUED QUEUED+chat PROC PROC+chat DONE
         [No,     No,    No,    No,    No,    No   ], // created
         [q,      Stale, Stale, Stale, Stale, Stale], // fire desired_time
@@ -1833,6 +1851,8 @@ fn state_event_table_chat_immediate() {
         [Same,   Same,  Same,  Same,  Same,  No   ], // agent_notification
         [Same,   Same,  Same,  Same,  Same,  Same ], // notifications_retrieved
         [Same,   Same,  Same,  Same,  Same,  Same ], // agent_notifications_retrieved
+        [No,     No,    Same,  No,    Same,  No   ], // chat_typing client
+        [No,     No,    No,    No,    Same,  No   ], // chat_typing agent (must have joined)
     ];
     let failures = run_table(&scn, &rows, &expected);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
@@ -2120,4 +2140,159 @@ fn load_dir_refuses_duplicates_bad_files_and_empty_dirs() {
     assert!(Scenarios::load_dir(&dir).is_err());
 
     assert!(Scenarios::load_dir(&dir.join("missing")).is_err());
+}
+
+// ---------------------------------------------------------------------------
+// Push: typing, pushed notifications, state notices
+// ---------------------------------------------------------------------------
+
+#[test]
+fn typing_is_pushed_to_the_other_side_and_never_kept() {
+    let scn = delay();
+    let steps = [
+        at(30, reserved("agent-1")),
+        at(40, Event::UserConfirmed),
+        at(50, chat_started()),
+    ];
+    let chatting = run(&scn, None, &steps).record;
+    for (by, want_tag) in [
+        (Party::Client, format!("agent.chat.typing.{ID}")),
+        (Party::Agent, format!("service.chat.typing.{ID}")),
+    ] {
+        for on in [true, false] {
+            let applied = machine::apply(
+                &chatting,
+                &scn,
+                &Event::ChatTyping { by, typing: on },
+                secs(55),
+            )
+            .unwrap();
+            let (tag, payload, agent) = match applied.effects.as_slice() {
+                [Effect::PushAgent {
+                    agent,
+                    tag,
+                    payload,
+                }] => (tag, payload, agent.clone()),
+                [Effect::PushDevice { tag, payload }] => (tag, payload, None),
+                other => panic!("{by:?} typing: {other:?}"),
+            };
+            assert_eq!(tag, &want_tag);
+            let kind = if on {
+                "Notice.TypingStarted"
+            } else {
+                "Notice.TypingStopped"
+            };
+            assert_eq!(payload["type"], kind);
+            assert_eq!(payload["_id"], ID);
+            if by == Party::Client {
+                assert_eq!(agent.as_deref(), Some("agent-1"));
+                assert_eq!(payload["nickname"], "John");
+            }
+            // Nothing but the version moved: the shell does not even write it.
+            let mut same = applied.record.clone();
+            same.version = chatting.version;
+            assert_eq!(same, chatting);
+        }
+    }
+}
+
+#[test]
+fn pushed_notifications_leave_the_outboxes_and_only_those() {
+    let scn = delay();
+    let steps = [
+        at(30, reserved("agent-1")),
+        at(40, Event::UserConfirmed),
+        at(41, internal()),
+        at(42, agent_note()),
+        at(43, internal()),
+    ];
+    let rec = run(&scn, None, &steps).record;
+    let device: Vec<String> = rec.outbox.iter().map(|n| n.id.clone()).collect();
+    let agent: Vec<String> = rec.agent_outbox.iter().map(|n| n.id.clone()).collect();
+    assert_eq!(
+        device.len(),
+        3,
+        "agent-available and two internal notifications"
+    );
+    assert_eq!(agent.len(), 2, "the offer and the note");
+    let all_ids: std::collections::BTreeSet<&String> = device.iter().chain(&agent).collect();
+    assert_eq!(
+        all_ids.len(),
+        5,
+        "notification ids are unique in the service"
+    );
+
+    // The first device notification and the offer were pushed.
+    let pushed = Event::NotificationsPushed {
+        device: vec![device[0].clone()],
+        agent: vec![agent[0].clone()],
+    };
+    let after = machine::apply(&rec, &scn, &pushed, secs(44)).unwrap();
+    assert!(after.effects.is_empty());
+    assert_eq!(after.record.version, rec.version + 1);
+    assert_eq!(
+        after
+            .record
+            .outbox
+            .iter()
+            .map(|n| &n.id)
+            .collect::<Vec<_>>(),
+        vec![&device[1], &device[2]]
+    );
+    assert_eq!(
+        after
+            .record
+            .agent_outbox
+            .iter()
+            .map(|n| &n.id)
+            .collect::<Vec<_>>(),
+        vec![&agent[1]]
+    );
+    assert_eq!(after.record.state, rec.state);
+
+    // The same again (a second tab got it too): nothing to write.
+    assert_eq!(
+        machine::apply(&after.record, &scn, &pushed, secs(45)).unwrap_err(),
+        TransitionError::Unchanged
+    );
+    // Allowed after completion as well.
+    let done = step_to(&after.record, &scn, &at(50, Event::Complete));
+    let last = done.outbox.last().unwrap().id.clone();
+    let cleared = machine::apply(
+        &done,
+        &scn,
+        &Event::NotificationsPushed {
+            device: vec![last],
+            agent: vec![],
+        },
+        secs(51),
+    )
+    .unwrap();
+    assert_eq!(cleared.record.outbox.len(), done.outbox.len() - 1);
+}
+
+#[test]
+fn state_notices_carry_the_gms_state_until_completion() {
+    let scn = delay();
+    let queued = run(&scn, None, &[]).record;
+    let routing = step_to(&queued, &scn, &at(30, reserved("agent-1")));
+    let done = step_to(&routing, &scn, &at(31, Event::Cancel));
+    for (rec, want) in [
+        (&queued, Some(("QUEUED", Value::Null))),
+        (&routing, Some(("ROUTING", json!("agent-1")))),
+        (&done, None),
+    ] {
+        let notice = machine::state_notice(rec);
+        match (notice, want) {
+            (Some((tag, payload)), Some((state, agent))) => {
+                assert_eq!(tag, format!("service.state.{ID}"));
+                assert_eq!(payload["tag"], tag);
+                assert_eq!(payload["message"]["_id"], ID);
+                assert_eq!(payload["message"]["_callback_state"], state);
+                assert_eq!(payload["message"]["_agent_id"], agent);
+            }
+            (None, None) => {}
+            (got, want) => panic!("{:?}: got {got:?}, want {want:?}", rec.state),
+        }
+    }
 }

@@ -32,7 +32,69 @@ struct Args {
     /// Longest a Redis call may take before the request is answered 503.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, env = "CALLBACKD_STORE_TIMEOUT")]
     store_timeout: std::time::Duration,
+    /// Push clients (CometD and WebSocket) one node holds at most.
+    #[arg(long, default_value_t = 10_000, env = "CALLBACKD_PUSH_MAX_CLIENTS")]
+    push_max_clients: usize,
+    /// Messages that may wait for one push client; one more and it is dropped as a slow consumer.
+    #[arg(long, default_value_t = 1_000, env = "CALLBACKD_PUSH_QUEUE_LIMIT")]
+    push_queue_limit: usize,
+    /// How long a CometD /meta/connect is held when nothing comes (the heartbeat).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "CALLBACKD_PUSH_CONNECT_TIMEOUT")]
+    push_connect_timeout: std::time::Duration,
+    /// A CometD client id expires when its client has not connected for this long.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "CALLBACKD_PUSH_MAX_INTERVAL")]
+    push_max_interval: std::time::Duration,
+    /// A WebSocket from which nothing (not even a pong) came for this long is closed.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, env = "CALLBACKD_PUSH_IDLE_TIMEOUT")]
+    push_idle_timeout: std::time::Duration,
 }
+
+impl Args {
+    fn push_limits(&self) -> anyhow::Result<push::Limits> {
+        let d = push::Limits::default();
+        if self.push_max_clients == 0 {
+            anyhow::bail!("--push-max-clients: must be at least 1");
+        }
+        if self.push_queue_limit == 0 {
+            anyhow::bail!("--push-queue-limit: must be at least 1");
+        }
+        if self.push_idle_timeout <= self.push_connect_timeout {
+            anyhow::bail!("--push-idle-timeout: must be longer than --push-connect-timeout, or every idle CometD socket would close");
+        }
+        Ok(push::Limits {
+            max_clients: self.push_max_clients,
+            queue_limit: self.push_queue_limit,
+            connect_timeout: self.push_connect_timeout,
+            max_interval: self.push_max_interval,
+            ws_ping: (self.push_idle_timeout / 3).min(d.ws_ping),
+            ws_idle: self.push_idle_timeout,
+            ..d
+        })
+    }
+}
+
+/// Deliveries relayed between nodes through the store's Redis.
+struct RedisRelay(Arc<RedisStore>);
+
+/// The namespace's pub/sub channel for deliveries.
+const PUSH_CHANNEL: &str = "push";
+
+impl push::Relay for RedisRelay {
+    fn publish(
+        &self,
+        message: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            self.0
+                .publish(PUSH_CHANNEL, message)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Deliveries from other nodes that may wait to be handed out.
+const RELAY_INBOUND: usize = 10_000;
 
 /// Runs callbackd with the process's arguments and environment.
 pub fn main() -> std::process::ExitCode {
@@ -66,9 +128,10 @@ async fn serve() -> anyhow::Result<()> {
     for s in scenarios.iter() {
         tracing::info!(scenario = %s.name, queue = %s.target.queue, "Scenario loaded.");
     }
+    let push_limits = args.push_limits()?;
     let clock = Arc::new(SystemClock);
-    let (store, timer_wakeups): (Arc<dyn Store>, _) = if args.store == "memory" {
-        (Arc::new(MemoryStore::new(clock.clone())), None)
+    let (store, timer_wakeups, relay): (Arc<dyn Store>, _, _) = if args.store == "memory" {
+        (Arc::new(MemoryStore::new(clock.clone())), None, None)
     } else {
         let mut config =
             RedisConfig::parse(&args.store).map_err(|e| anyhow::anyhow!("--store: {e}"))?;
@@ -78,7 +141,12 @@ async fn serve() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--store: {e}"))?;
         tracing::info!(namespace = store.namespace(), "Using the Redis store.");
         let wakeups = store.timer_wakeups();
-        (Arc::new(store), Some(wakeups))
+        let store = Arc::new(store);
+        let relay = crate::RelayLink {
+            inbound: store.messages(PUSH_CHANNEL, RELAY_INBOUND),
+            relay: Arc::new(RedisRelay(store.clone())),
+        };
+        (store, Some(wakeups), Some(relay))
     };
     let config = crate::Config {
         scenarios,
@@ -86,6 +154,8 @@ async fn serve() -> anyhow::Result<()> {
         clock,
         public_url: args.public_url,
         timer_wakeups,
+        push: push_limits,
+        relay,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -29,6 +29,9 @@ pub enum AppError {
     Unsupported(String),
     #[error("{0}")]
     Unavailable(String),
+    /// This node cannot take more (push clients); try later or elsewhere.
+    #[error("{0}")]
+    Busy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -65,6 +68,7 @@ impl AppError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
             }
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE"),
+            AppError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "TOO_MANY_CLIENTS"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
         }
     }
@@ -79,9 +83,9 @@ impl From<ShellError> for AppError {
             ShellError::NotAllowed(TransitionError::NotAllowed { message, .. }) => {
                 AppError::Conflict(message)
             }
-            ShellError::NotAllowed(t @ TransitionError::StaleTimer { .. }) => {
-                AppError::Conflict(t.to_string())
-            }
+            ShellError::NotAllowed(
+                t @ (TransitionError::StaleTimer { .. } | TransitionError::Unchanged),
+            ) => AppError::Conflict(t.to_string()),
             ShellError::Contended(_) => AppError::Conflict(e.to_string()),
             ShellError::Store(StoreError::Unavailable(m)) => {
                 AppError::Unavailable(format!("store unavailable: {m}"))

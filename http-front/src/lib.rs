@@ -48,7 +48,20 @@ pub struct Config {
     /// Pinged when any node armed a timer (the Redis store's wake channel),
     /// so this node's timer loop looks again.
     pub timer_wakeups: Option<watch::Receiver<()>>,
+    /// Bounds of the push side (clients, queues, timeouts).
+    pub push: push::Limits,
+    /// The way to the other nodes' push clients, when there are other nodes.
+    pub relay: Option<RelayLink>,
 }
+
+/// Deliveries out to the other nodes, and theirs in.
+pub struct RelayLink {
+    pub relay: Arc<dyn push::Relay>,
+    pub inbound: tokio::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+/// How long shutdown waits for push sockets to close.
+const PUSH_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Longest a request may take before it is answered 503.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -81,23 +94,47 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let (relay, inbound) = match config.relay {
+        Some(link) => (Some(link.relay), Some(link.inbound)),
+        None => (None, None),
+    };
     let shell = Shell::new(
         config.store,
         config.scenarios,
         config.clock,
-        push::Hub::default(),
+        config.push,
+        relay,
     );
     let state = Arc::new(AppState {
         shell: shell.clone(),
         public_url: config.public_url,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let tasks = shell.spawn_background(stop_rx, config.timer_wakeups);
+    let mut stopping = stop_rx.clone();
+    let mut tasks = shell.spawn_background(stop_rx, config.timer_wakeups);
+    if let Some(mut inbound) = inbound {
+        let fanout = shell.fanout.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    message = inbound.recv() => match message {
+                        Some(m) => fanout.relayed(&m),
+                        None => return,
+                    },
+                    _ = stopping.changed() => return,
+                }
+            }
+        }));
+    }
+    let registry = shell.registry().clone();
     let app = app(state);
     tracing::info!(addr = %listener.local_addr()?, "callbackd listening.");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
+            // Held connects answer and sockets close first: hyper waits for
+            // open requests, and a held long-poll is one.
+            registry.shutdown(PUSH_SHUTDOWN_GRACE).await;
             let _ = stop_tx.send(true);
         })
         .await?;

@@ -23,8 +23,9 @@ use engine::routing;
 use engine::scenario::{Scenario, Scenarios};
 use engine::stats::SampleKind;
 use engine::store::{Store, StoreError};
-use push::{Audience, Delivery, Hub};
-use tokio::sync::{watch, Notify};
+use push::httpcb::{HttpCallbacks, Outcome, Policy};
+use push::{Audience, Delivery, Fanout, Pushed, Registry, Relay};
+use tokio::sync::{mpsc, watch, Notify};
 use tracing::{debug, info, warn};
 
 /// How often a transition is retried when another writer got there first.
@@ -74,26 +75,45 @@ pub struct Shell {
     pub store: Arc<dyn Store>,
     pub scenarios: Scenarios,
     pub clock: Arc<dyn Clock>,
-    pub hub: Hub,
+    /// This node's push clients, and the way to every node's.
+    pub fanout: Arc<Fanout>,
+    httpcb: HttpCallbacks,
+    /// What the push transports handed over; taken by the background task.
+    pushed: std::sync::Mutex<Option<mpsc::Receiver<Pushed>>>,
     route_wake: Notify,
     timer_wake: Notify,
 }
 
+/// HTTP callbacks in flight at once, over every scenario.
+const HTTPCB_IN_FLIGHT: usize = 256;
+
+/// Pushed notifications taken out of the outboxes in one go.
+const PUSHED_BATCH: usize = 256;
+
 impl Shell {
+    /// `relay` carries deliveries to the other nodes (None: this is the only one).
     pub fn new(
         store: Arc<dyn Store>,
         scenarios: Scenarios,
         clock: Arc<dyn Clock>,
-        hub: Hub,
+        limits: push::Limits,
+        relay: Option<Arc<dyn Relay>>,
     ) -> Arc<Shell> {
+        let (registry, pushed) = Registry::new(limits);
         Arc::new(Shell {
             store,
             scenarios,
             clock,
-            hub,
+            fanout: Fanout::new(registry, relay),
+            httpcb: HttpCallbacks::new(HTTPCB_IN_FLIGHT),
+            pushed: std::sync::Mutex::new(Some(pushed)),
             route_wake: Notify::new(),
             timer_wake: Notify::new(),
         })
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.fanout.registry
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -123,6 +143,7 @@ impl Shell {
         self.store.put(&applied.record, None).await?;
         info!(service_id = %applied.record.id, scenario = %scenario.name, state = ?applied.record.state, "Service created.");
         self.carry_out(&applied.record, &applied.effects).await;
+        self.tell_state(&applied.record);
         Ok(applied.record)
     }
 
@@ -148,10 +169,11 @@ impl Shell {
             } = machine::apply(&record, &scenario, event, self.now())?;
             match self.store.put(&next, Some(record.version)).await {
                 Ok(()) => {
+                    self.carry_out(&next, &effects).await;
                     if next.state != record.state {
                         info!(service_id = %id, from = ?record.state, to = ?next.state, event = event.name(), "Service changed state.");
+                        self.tell_state(&next);
                     }
-                    self.carry_out(&next, &effects).await;
                     return Ok((record, next));
                 }
                 Err(StoreError::Conflict(_)) => {
@@ -179,31 +201,144 @@ impl Shell {
                 }
                 Effect::NotifyDevice { id, tag } => {
                     if let Some(n) = record.outbox.iter().find(|n| &n.id == id) {
-                        self.hub.publish(Delivery {
-                            service_id: record.id.clone(),
-                            audience: Audience::Device {
-                                device: record.device_notification_id.clone(),
-                            },
-                            tag: tag.clone(),
-                            payload: n.payload.clone(),
-                        });
+                        self.to_device(record, tag, n.payload.clone(), Some(id.clone()));
                     }
                 }
-                Effect::NotifyAgent { agent, tag } => {
-                    if let Some(n) = record.agent_outbox.iter().rev().find(|n| &n.tag == tag) {
-                        self.hub.publish(Delivery {
-                            service_id: record.id.clone(),
-                            audience: Audience::Agent {
-                                agent: agent.clone(),
-                            },
-                            tag: tag.clone(),
-                            payload: serde_json::json!({"message": n.message, "tag": n.tag}),
-                        });
+                Effect::NotifyAgent { agent, id, tag } => {
+                    let kept = record.agent_outbox.iter().rev().find(|n| &n.id == id);
+                    if let (Some(agent), Some(n)) = (agent, kept) {
+                        let payload = serde_json::json!({"message": n.message, "tag": n.tag});
+                        self.to_agent(record, agent, tag, payload, Some(id.clone()));
                     }
                 }
+                Effect::PushDevice { tag, payload } => {
+                    self.to_device(record, tag, payload.clone(), None);
+                }
+                Effect::PushAgent {
+                    agent: Some(agent),
+                    tag,
+                    payload,
+                } => self.to_agent(record, agent, tag, payload.clone(), None),
+                Effect::PushAgent { agent: None, .. } => {}
                 Effect::LeftQueue { .. }
                 | Effect::AgentReserved { .. }
                 | Effect::TimerCancelled { .. } => {}
+            }
+        }
+    }
+
+    /// Sends a notification to the device that owns the service: by HTTP
+    /// POST for `_device_os=httpcb`, else to its push clients on any node.
+    /// `kept` names the outbox notification it carries.
+    fn to_device(
+        &self,
+        record: &ServiceRecord,
+        tag: &str,
+        data: serde_json::Value,
+        kept: Option<String>,
+    ) {
+        let Some(device) = record.device_notification_id.clone() else {
+            return;
+        };
+        let delivery = Delivery {
+            service_id: record.id.clone(),
+            audience: Audience::Device { device },
+            tag: tag.to_owned(),
+            data,
+            notification: kept,
+        };
+        if record.device_os.as_deref() != Some(push::httpcb::DEVICE_OS) {
+            self.fanout.deliver(delivery);
+            return;
+        }
+        let Some(policy) = self.scenarios.get(&record.scenario).and_then(|s| {
+            Some(Policy {
+                url: s.httpcb_url.clone()?,
+                attempts: s.httpcb_attempts,
+                backoff: s.httpcb_backoff,
+                timeout: s.httpcb_timeout,
+            })
+        }) else {
+            return;
+        };
+        let httpcb = self.httpcb.clone();
+        let registry = self.registry().clone();
+        tokio::spawn(async move {
+            if let Outcome::Delivered { .. } = httpcb.post(&policy, &delivery).await {
+                registry.acknowledge(&delivery);
+            }
+        });
+    }
+
+    fn to_agent(
+        &self,
+        record: &ServiceRecord,
+        agent: &str,
+        tag: &str,
+        data: serde_json::Value,
+        kept: Option<String>,
+    ) {
+        self.fanout.deliver(Delivery {
+            service_id: record.id.clone(),
+            audience: Audience::Agent {
+                agent: agent.to_owned(),
+            },
+            tag: tag.to_owned(),
+            data,
+            notification: kept,
+        });
+    }
+
+    /// Tells the device the service's new state (and thereby that it owns it).
+    fn tell_state(&self, record: &ServiceRecord) {
+        if let Some((tag, payload)) = machine::state_notice(record) {
+            self.to_device(record, &tag, payload, None);
+        }
+    }
+
+    /// Applies an event whose only outcome is what it tells (typing): the
+    /// record is read and checked, nothing is written.
+    pub async fn signal(&self, id: &str, event: &Event) -> Result<(), ShellError> {
+        let record = self.get(id).await?;
+        let scenario = self.scenario(&record.scenario)?.clone();
+        let applied = machine::apply(&record, &scenario, event, self.now())?;
+        self.carry_out(&record, &applied.effects).await;
+        Ok(())
+    }
+
+    /// Takes what the push clients received out of the outboxes, a batch
+    /// at a time, one write per service.
+    async fn pushed_task(
+        self: Arc<Self>,
+        mut pushed: mpsc::Receiver<Pushed>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut batch = Vec::with_capacity(PUSHED_BATCH);
+        loop {
+            tokio::select! {
+                n = pushed.recv_many(&mut batch, PUSHED_BATCH) => if n == 0 { return },
+                _ = shutdown.changed() => return,
+            }
+            let mut by_service: std::collections::BTreeMap<String, (Vec<String>, Vec<String>)> =
+                Default::default();
+            for p in batch.drain(..) {
+                let entry = by_service.entry(p.service_id).or_default();
+                if p.to_agent {
+                    entry.1.push(p.notification);
+                } else {
+                    entry.0.push(p.notification);
+                }
+            }
+            for (id, (device, agent)) in by_service {
+                let event = Event::NotificationsPushed { device, agent };
+                match self.transition(&id, &event).await {
+                    Ok(_) => debug!(service_id = %id, "Pushed notifications left the outbox."),
+                    // Retrieved meanwhile, or the service is gone: nothing to do.
+                    Err(ShellError::NotAllowed(_)) | Err(ShellError::UnknownService(_)) => {}
+                    Err(e) => {
+                        warn!(service_id = %id, error = %e, "Pushed notifications stay in the outbox.")
+                    }
+                }
             }
         }
     }
@@ -313,11 +448,17 @@ impl Shell {
         shutdown: watch::Receiver<bool>,
         timer_wakeups: Option<watch::Receiver<()>>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        vec![
+        let mut tasks = vec![
             tokio::spawn(self.clone().router_task(shutdown.clone())),
             tokio::spawn(self.clone().timer_task(shutdown.clone(), timer_wakeups)),
-            tokio::spawn(self.clone().sweeper_task(shutdown)),
-        ]
+            tokio::spawn(self.clone().sweeper_task(shutdown.clone())),
+            tokio::spawn(self.registry().clone().sweeper()),
+        ];
+        let pushed = self.pushed.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(pushed) = pushed {
+            tasks.push(tokio::spawn(self.clone().pushed_task(pushed, shutdown)));
+        }
+        tasks
     }
 
     async fn router_task(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {

@@ -53,7 +53,13 @@ async fn start(s: Scenario) -> Harness {
         Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap(),
     ));
     let store = Arc::new(MemoryStore::new(clock.clone()));
-    let shell = Shell::new(store, Scenarios::new([s]), clock, push::Hub::default());
+    let shell = Shell::new(
+        store,
+        Scenarios::new([s]),
+        clock,
+        push::Limits::default(),
+        None,
+    );
     let (stop, stopped) = watch::channel(false);
     shell.spawn_background(stopped, None);
     Harness { shell, _stop: stop }

@@ -1,86 +1,127 @@
-//! Notification delivery.
+//! Push: how a notification reaches the customer's device or the agent
+//! desktop the moment it exists, instead of on the next poll.
 //!
-//! For now this is the in-process hub: the shell publishes every device and
-//! agent notification here after the record holding it is stored, and any
-//! listener (tests today; the CometD and WebSocket endpoints later)
-//! subscribes. A notification is always in the service's outbox first, so a
-//! listener that lags or is absent loses nothing: retrieve-notifications
-//! still returns it.
+//! - [`Delivery`]: one notification for one audience (a device, by its
+//!   `_device_notification_id`, or an agent), on the channel that audience
+//!   listens to.
+//! - [`registry`]: this node's clients. Each has a bounded queue; a client
+//!   that cannot keep up is dropped with a reason.
+//! - [`bayeux`]: a Bayeux 1.0 (CometD) server, over long-polling and
+//!   WebSocket, as GMS serves it on `/genesys/cometd`.
+//! - [`plain`]: the same deliveries over a plain WebSocket, for clients
+//!   without a CometD library.
+//! - [`fanout`]: every node hears every delivery (through Redis pub/sub when
+//!   several nodes share a store), so a client may be connected to any node.
+//! - [`httpcb`]: `_device_os=httpcb`: the notification is POSTed to the
+//!   scenario's URL, with retries.
+//!
+//! A notification that matters (agent available, a chat message, an internal
+//! notification) is always in the service's outbox first. Once a transport
+//! has handed it to its client, the registry reports it as [`Pushed`], and
+//! the shell takes it out of the outbox, so retrieve-notifications does not
+//! return it a second time. Whatever could not be pushed stays there.
+//!
+//! This crate speaks the protocols; it does not serve HTTP. `http-front`
+//! upgrades the WebSocket and hands its frames here as [`Frame`]s.
 
-use serde::Serialize;
-use tokio::sync::broadcast;
+pub mod bayeux;
+pub mod fanout;
+pub mod httpcb;
+pub mod plain;
+pub mod registry;
 
-/// Who a delivery is for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "to", rename_all = "snake_case")]
-pub enum Audience {
-    /// The device that owns the service (`_device_notification_id`).
-    Device { device: Option<String> },
-    /// The agent desktop handling the service.
-    Agent { agent: Option<String> },
+use serde::{Deserialize, Serialize};
+
+pub use bayeux::Bayeux;
+pub use fanout::{Fanout, Relay};
+pub use registry::{Limits, Registry};
+
+/// The channel a device listens on (GMS's `comet_channel`).
+pub const DEVICE_CHANNEL: &str = "/_genesys";
+
+/// The channel of one agent desktop.
+pub fn agent_channel(agent: &str) -> String {
+    format!("/agents/{agent}")
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Who a delivery is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "to", rename_all = "snake_case")]
+pub enum Audience {
+    /// The device that owns the service: its `_device_notification_id`,
+    /// which the device presents as `gms_user`.
+    Device { device: String },
+    /// An agent desktop.
+    Agent { agent: String },
+}
+
+impl Audience {
+    pub fn channel(&self) -> String {
+        match self {
+            Audience::Device { .. } => DEVICE_CHANNEL.to_owned(),
+            Audience::Agent { agent } => agent_channel(agent),
+        }
+    }
+}
+
+/// One notification on its way to one audience.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
     pub service_id: String,
     pub audience: Audience,
     pub tag: String,
-    pub payload: serde_json::Value,
+    /// What the client receives (the Bayeux message's `data`).
+    pub data: serde_json::Value,
+    /// The outbox notification this carries, if it is kept in an outbox;
+    /// `None` for what is never kept (typing, state changes, positions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<String>,
 }
 
-/// Fan-out of deliveries to in-process listeners.
-#[derive(Debug, Clone)]
-pub struct Hub {
-    sender: broadcast::Sender<Delivery>,
+/// A kept notification that a transport handed to its client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Pushed {
+    pub service_id: String,
+    /// True for the agent outbox, false for the device outbox.
+    pub to_agent: bool,
+    pub notification: String,
 }
 
-impl Hub {
-    /// `capacity` bounds what a slow listener may fall behind before it
-    /// misses deliveries (it is told so by `RecvError::Lagged`).
-    pub fn new(capacity: usize) -> Self {
-        let (sender, _) = broadcast::channel(capacity.max(1));
-        Hub { sender }
-    }
-
-    pub fn publish(&self, delivery: Delivery) {
-        tracing::debug!(service_id = %delivery.service_id, tag = %delivery.tag, "Delivery published.");
-        // No listener is normal: the outbox keeps the notification.
-        let _ = self.sender.send(delivery);
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<Delivery> {
-        self.sender.subscribe()
-    }
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Hub::new(1024)
+impl Delivery {
+    pub(crate) fn pushed(&self) -> Option<Pushed> {
+        self.notification.as_ref().map(|n| Pushed {
+            service_id: self.service_id.clone(),
+            to_agent: matches!(self.audience, Audience::Agent { .. }),
+            notification: n.clone(),
+        })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A WebSocket frame, as far as push cares. `http-front` maps its socket's
+/// messages to and from these.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Option<Close>),
+}
 
-    #[tokio::test]
-    async fn subscribers_receive_what_is_published_after_they_subscribe() {
-        let hub = Hub::new(4);
-        hub.publish(Delivery {
-            service_id: "before".into(),
-            audience: Audience::Device { device: None },
-            tag: "t".into(),
-            payload: serde_json::json!({}),
-        });
-        let mut rx = hub.subscribe();
-        hub.publish(Delivery {
-            service_id: "after".into(),
-            audience: Audience::Agent {
-                agent: Some("a1".into()),
-            },
-            tag: "t".into(),
-            payload: serde_json::json!({"x": 1}),
-        });
-        assert_eq!(rx.recv().await.unwrap().service_id, "after");
-    }
+#[derive(Debug, Clone, PartialEq)]
+pub struct Close {
+    pub code: u16,
+    pub reason: String,
+}
+
+/// Close codes we send (RFC 6455 §7.4.1).
+pub mod close_code {
+    /// Normal closure: the client disconnected, or the connection was idle.
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A policy was broken: a slow consumer, a protocol error.
+    pub const POLICY: u16 = 1008;
+    /// The server is full: try later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }

@@ -442,19 +442,68 @@ impl RedisStore {
     /// looks again. Reconnects by itself; ends when the sender side is gone.
     pub fn timer_wakeups(&self) -> watch::Receiver<()> {
         let (tx, rx) = watch::channel(());
-        let channel = self.keys.key("wake");
+        let on_lost = tx.clone();
+        self.listen(
+            "wake",
+            move |_| tx.send(()).is_ok(),
+            move || {
+                // Timers armed while we were away must be looked at.
+                on_lost.send(()).is_ok()
+            },
+        );
+        rx
+    }
+
+    /// Publishes `message` on the namespace's channel `name`, to every node
+    /// that listens with [`RedisStore::messages`].
+    pub async fn publish(&self, name: &str, message: Vec<u8>) -> Result<(), StoreError> {
+        let channel = self.keys.key(name);
+        self.call(|mut c| async move { c.publish::<_, _, ()>(channel, message).await })
+            .await
+    }
+
+    /// What is published on the namespace's channel `name`, as it comes.
+    /// At most `buffer` messages wait; past that, newer ones are dropped
+    /// (pub/sub is at most once anyway). Reconnects by itself.
+    pub fn messages(&self, name: &str, buffer: usize) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(buffer.max(1));
+        let closed = tx.clone();
+        self.listen(
+            name,
+            move |payload| match tx.try_send(payload) {
+                Ok(()) => true,
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    warn!("Pub/sub backlog full; a message was dropped.");
+                    true
+                }
+                Err(_) => false,
+            },
+            move || !closed.is_closed(),
+        );
+        rx
+    }
+
+    /// Subscribes to `{ns}:<name>` and calls `on_message` with each payload
+    /// until it answers false; after a lost connection calls `on_lost` (false
+    /// ends it too) and subscribes again.
+    fn listen(
+        &self,
+        name: &str,
+        mut on_message: impl FnMut(Vec<u8>) -> bool + Send + 'static,
+        mut on_lost: impl FnMut() -> bool + Send + 'static,
+    ) {
+        let channel = self.keys.key(name);
         let nodes = self.config.nodes.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             // On a cluster any node will do (a PUBLISH reaches every node), so
             // each reconnect tries the next one in case this one is down.
             for node in nodes.iter().cycle() {
-                match listen(node, &channel, &tx).await {
+                match subscribe(node, &channel, &mut on_message).await {
                     Ok(()) => return,
                     Err(e) => {
-                        warn!(error = %e, "Timer wake channel lost; reconnecting.");
-                        // Timers armed while we were away must be looked at.
-                        if tx.send(()).is_err() {
+                        warn!(channel, error = %e, "Pub/sub channel lost; reconnecting.");
+                        if !on_lost() {
                             return;
                         }
                         tokio::time::sleep(backoff).await;
@@ -463,19 +512,22 @@ impl RedisStore {
                 }
             }
         });
-        rx
     }
 }
 
-async fn listen(node: &str, channel: &str, tx: &watch::Sender<()>) -> redis::RedisResult<()> {
+async fn subscribe(
+    node: &str,
+    channel: &str,
+    on_message: &mut (impl FnMut(Vec<u8>) -> bool + Send),
+) -> redis::RedisResult<()> {
     use futures_util::StreamExt;
     let client = redis::Client::open(node)?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
-    info!(channel, "Listening for timer wake-ups.");
+    info!(channel, "Listening on pub/sub.");
     let mut messages = pubsub.on_message();
-    while messages.next().await.is_some() {
-        if tx.send(()).is_err() {
+    while let Some(m) = messages.next().await {
+        if !on_message(m.get_payload_bytes().to_vec()) {
             return Ok(());
         }
     }

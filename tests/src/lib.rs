@@ -59,6 +59,8 @@ async fn spawn_with_dir(dir: std::path::PathBuf, keep: Option<tempfile::TempDir>
         clock,
         public_url: None,
         timer_wakeups: None,
+        push: push::Limits::default(),
+        relay: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

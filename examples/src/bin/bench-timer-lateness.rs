@@ -220,6 +220,8 @@ async fn start_node(url: &str) -> anyhow::Result<Node> {
         clock,
         public_url: None,
         timer_wakeups: Some(timer_wakeups),
+        push: push::Limits::default(),
+        relay: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

@@ -63,6 +63,15 @@ pub async fn create(
             "must be at most 32 characters",
         ));
     }
+    if device_os.as_deref() == Some(push::httpcb::DEVICE_OS) && scenario.httpcb_url.is_none() {
+        return Err(AppError::field(
+            "_device_os",
+            format!(
+                "is httpcb, but scenario `{}` has no _httpcb_url to post notifications to",
+                scenario.name
+            ),
+        ));
+    }
     let user_data: BTreeMap<String, String> = form
         .fields
         .iter()

@@ -51,6 +51,34 @@ pub async fn start(
     ))
 }
 
+/// POST /genesys/1/service/{id}/ixn/chat/startTyping: the agent is told.
+#[tracing::instrument(skip_all, fields(service_id = %id))]
+pub async fn start_typing(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    typing(&state, &id, true).await
+}
+
+/// POST /genesys/1/service/{id}/ixn/chat/stopTyping
+#[tracing::instrument(skip_all, fields(service_id = %id))]
+pub async fn stop_typing(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    typing(&state, &id, false).await
+}
+
+async fn typing(state: &AppState, id: &str, typing: bool) -> Result<Json<Value>, AppError> {
+    check_id("id", id)?;
+    let event = Event::ChatTyping {
+        by: Party::Client,
+        typing,
+    };
+    state.shell.signal(id, &event).await?;
+    Ok(Json(json!({"_id": id, "typing": typing})))
+}
+
 /// POST /genesys/1/service/{id}/ixn/chat/send (field `message`)
 #[tracing::instrument(skip_all, fields(service_id = %id))]
 pub async fn send(

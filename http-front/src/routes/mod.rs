@@ -6,6 +6,7 @@ mod chat;
 mod connect;
 mod misc;
 mod notifications;
+mod push;
 mod queue_position;
 mod services;
 
@@ -44,6 +45,21 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(chat::disconnect),
         )
         .route(
+            "/genesys/1/service/{id}/ixn/chat/startTyping",
+            post(chat::start_typing),
+        )
+        .route(
+            "/genesys/1/service/{id}/ixn/chat/stopTyping",
+            post(chat::stop_typing),
+        )
+        .route(
+            "/genesys/cometd",
+            post(push::long_poll).get(push::cometd_socket),
+        )
+        // CometD's long-polling appends the message type (`/handshake`, `/connect`).
+        .route("/genesys/cometd/{*kind}", post(push::long_poll))
+        .route("/api/v1/push/ws", get(push::plain_socket))
+        .route(
             "/genesys/1/service/{id}/internal-notification",
             post(notifications::internal),
         )
@@ -71,6 +87,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/services/{id}", get(services::show))
         .route("/api/v1/services/{id}/complete", post(services::complete))
         .route("/api/v1/services/{id}/chat", post(services::chat))
+        .route("/api/v1/services/{id}/chat/typing", post(services::typing))
         .route("/api/v1/scenarios", get(misc::scenarios))
         .route("/healthz", get(misc::healthz))
         .fallback(misc::not_found)

@@ -53,6 +53,29 @@ pub struct ChatBody {
     text: String,
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypingBody {
+    typing: bool,
+}
+
+/// POST /api/v1/services/{id}/chat/typing `{"typing": true|false}`: the
+/// agent started or stopped typing; the customer's device is told.
+#[tracing::instrument(skip_all, fields(service_id = %id))]
+pub async fn typing(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<TypingBody>,
+) -> Result<Json<Value>, AppError> {
+    check_id("id", &id)?;
+    let event = Event::ChatTyping {
+        by: Party::Agent,
+        typing: body.typing,
+    };
+    state.shell.signal(&id, &event).await?;
+    Ok(Json(serde_json::json!({"typing": body.typing})))
+}
+
 /// POST /api/v1/services/{id}/chat: a message from the agent.
 #[tracing::instrument(skip_all, fields(service_id = %id))]
 pub async fn chat(

@@ -1,0 +1,200 @@
+//! Push endpoints: the Bayeux (CometD) server on `/genesys/cometd`, and the
+//! plain WebSocket on `/api/v1/push/ws`. The protocols live in the `push`
+//! crate; this file only moves HTTP bodies and WebSocket frames.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::{SinkExt, StreamExt};
+use push::bayeux::{parse_batch, Origin};
+use push::plain::{Plain, PlainError};
+use push::registry::Refused;
+use push::{Bayeux, Close, Frame};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::AppError;
+use crate::extract::Query;
+use crate::AppState;
+
+/// Query parameters a push client may use to say who it is; browsers cannot
+/// set headers on a WebSocket.
+#[derive(Debug, Default, Deserialize)]
+pub struct Who {
+    gms_user: Option<String>,
+    agent_id: Option<String>,
+}
+
+/// Longest `gms_user` or `agent_id` we take.
+const MAX_ID: usize = 256;
+
+fn origin(headers: &HeaderMap, who: Who) -> Result<Origin, AppError> {
+    let header = headers
+        .get("gms_user")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let origin = Origin {
+        gms_user: header.or(who.gms_user),
+        agent_id: who.agent_id,
+    };
+    for (field, value) in [
+        ("gms_user", &origin.gms_user),
+        ("agent_id", &origin.agent_id),
+    ] {
+        if value.as_ref().is_some_and(|v| v.len() > MAX_ID) {
+            return Err(AppError::field(
+                field,
+                format!("is longer than {MAX_ID} characters"),
+            ));
+        }
+    }
+    Ok(origin)
+}
+
+/// An optional WebSocket upgrade: the same path serves long-polling POSTs.
+pub struct MaybeUpgrade(Option<WebSocketUpgrade>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeUpgrade {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(MaybeUpgrade(
+            WebSocketUpgrade::from_request_parts(parts, state)
+                .await
+                .ok(),
+        ))
+    }
+}
+
+/// POST /genesys/cometd[/...]: a long-polling batch.
+#[tracing::instrument(skip_all)]
+pub async fn long_poll(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(who): Query<Who>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let origin = origin(&headers, who)?;
+    let text = std::str::from_utf8(&body).map_err(|_| AppError::body("is not UTF-8"))?;
+    // CometD may also send the batch as a form field `message`.
+    let text = if headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+    {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(text)
+            .ok()
+            .and_then(|f| f.into_iter().find(|(k, _)| k == "message").map(|(_, v)| v))
+            .ok_or_else(|| AppError::missing("message"))?
+    } else {
+        text.to_owned()
+    };
+    let batch = parse_batch(&text).map_err(AppError::body)?;
+    let bayeux = Bayeux::new(state.shell.registry().clone());
+    let replies = bayeux.long_poll(&batch, &origin).await;
+    Ok(Json(Value::Array(replies)).into_response())
+}
+
+/// GET /genesys/cometd: the Bayeux `websocket` transport.
+#[tracing::instrument(skip_all)]
+pub async fn cometd_socket(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(who): Query<Who>,
+    MaybeUpgrade(upgrade): MaybeUpgrade,
+) -> Result<Response, AppError> {
+    let Some(upgrade) = upgrade else {
+        return Err(AppError::BadRequest {
+            message:
+                "/genesys/cometd: GET must be a WebSocket upgrade; long-polling POSTs its batch"
+                    .into(),
+            exception: "INVALID_REQUEST",
+        });
+    };
+    let origin = origin(&headers, who)?;
+    let bayeux = Bayeux::new(state.shell.registry().clone());
+    Ok(upgrade
+        .max_message_size(MAX_FRAME)
+        .on_upgrade(move |socket| async move {
+            let (sink, stream) = frames(socket);
+            bayeux.websocket(stream, sink, origin).await;
+        }))
+}
+
+/// GET /api/v1/push/ws?gms_user=...|agent_id=...: the plain WebSocket.
+#[tracing::instrument(skip_all)]
+pub async fn plain_socket(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(who): Query<Who>,
+    MaybeUpgrade(upgrade): MaybeUpgrade,
+) -> Result<Response, AppError> {
+    let Some(upgrade) = upgrade else {
+        return Err(AppError::BadRequest {
+            message: "/api/v1/push/ws: must be a WebSocket upgrade".into(),
+            exception: "INVALID_REQUEST",
+        });
+    };
+    let origin = origin(&headers, who)?;
+    let plain = Plain::new(state.shell.registry().clone());
+    let opened = match plain.open(origin.gms_user, origin.agent_id) {
+        Ok(o) => o,
+        Err(PlainError::NoOwner) => return Err(AppError::missing("gms_user")),
+        Err(PlainError::Refused(r @ (Refused::TooManyClients(_) | Refused::ShuttingDown))) => {
+            return Err(AppError::Busy(r.to_string()))
+        }
+    };
+    Ok(upgrade
+        .max_message_size(MAX_FRAME)
+        .on_upgrade(move |socket| async move {
+            let (sink, stream) = frames(socket);
+            plain.serve(opened, stream, sink).await;
+        }))
+}
+
+/// Largest frame a client may send.
+const MAX_FRAME: usize = 64 * 1024;
+
+/// The socket as push [`Frame`]s.
+fn frames(
+    socket: WebSocket,
+) -> (
+    impl futures_util::Sink<Frame, Error = axum::Error> + Unpin,
+    impl futures_util::Stream<Item = Result<Frame, axum::Error>> + Unpin,
+) {
+    let (sink, stream) = socket.split();
+    let sink = sink.with(|f: Frame| async move { Ok::<_, axum::Error>(to_message(f)) });
+    let stream = stream.map(|m| m.map(from_message));
+    (Box::pin(sink), stream)
+}
+
+fn to_message(frame: Frame) -> Message {
+    match frame {
+        Frame::Text(t) => Message::Text(t.into()),
+        Frame::Binary(b) => Message::Binary(b.into()),
+        Frame::Ping(p) => Message::Ping(p.into()),
+        Frame::Pong(p) => Message::Pong(p.into()),
+        Frame::Close(c) => Message::Close(c.map(|Close { code, reason }| CloseFrame {
+            code,
+            reason: reason.into(),
+        })),
+    }
+}
+
+fn from_message(m: Message) -> Frame {
+    match m {
+        Message::Text(t) => Frame::Text(t.to_string()),
+        Message::Binary(b) => Frame::Binary(b.to_vec()),
+        Message::Ping(p) => Frame::Ping(p.to_vec()),
+        Message::Pong(p) => Frame::Pong(p.to_vec()),
+        Message::Close(c) => Frame::Close(c.map(|c| Close {
+            code: c.code,
+            reason: c.reason.to_string(),
+        })),
+    }
+}

@@ -1,0 +1,633 @@
+//! A Bayeux 1.0 server (the protocol CometD speaks), as GMS serves it on
+//! `/genesys/cometd` with the channel `/_genesys`.
+//!
+//! Both transports share [`Bayeux::process`], which answers one message:
+//!
+//! - `long-polling`: each POST carries a batch; a `/meta/connect` in it is
+//!   held until a message waits for the client or the connect timeout ends,
+//!   and the answer carries the messages before the connect reply.
+//! - `websocket`: messages go out as soon as they come; the client's
+//!   `/meta/connect` is still held, as the heartbeat.
+//!
+//! Errors follow the Bayeux form `"<code>:<args>:<message>"`, with the advice
+//! that tells a stock client what to do next (`handshake`, `retry`, `none`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde_json::{json, Map, Value};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::registry::{Outgoing, Owner, Refused, Registry, Session};
+use crate::{close_code, Close, Frame};
+
+pub const LONG_POLLING: &str = "long-polling";
+pub const WEBSOCKET: &str = "websocket";
+
+/// What the request that carried the messages says about its client: the
+/// `gms_user` header (or query parameter), and an `agent_id` query parameter.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub gms_user: Option<String>,
+    pub agent_id: Option<String>,
+}
+
+/// What processing one message gives.
+pub enum Step {
+    /// Answer this now.
+    Reply(Value),
+    /// A `/meta/connect`: answer `reply` after up to `hold`, with whatever
+    /// messages wait for the session.
+    Connect {
+        session: Arc<Session>,
+        reply: Value,
+        hold: Duration,
+        number: u64,
+    },
+}
+
+#[derive(Clone)]
+pub struct Bayeux {
+    pub registry: Arc<Registry>,
+}
+
+impl Bayeux {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Bayeux { registry }
+    }
+
+    fn advice(&self, reconnect: &str) -> Value {
+        let l = &self.registry.limits;
+        json!({
+            "reconnect": reconnect,
+            "interval": 0,
+            "timeout": l.connect_timeout.as_millis() as u64,
+            "maxInterval": l.max_interval.as_millis() as u64,
+        })
+    }
+
+    /// Answers one message. `transport` is the connection type it came over.
+    pub fn process(&self, message: &Value, origin: &Origin, transport: &str) -> Step {
+        let Some(msg) = message.as_object() else {
+            return Step::Reply(json!({
+                "successful": false,
+                "error": "400::a Bayeux message is a JSON object",
+            }));
+        };
+        let Some(channel) = msg.get("channel").and_then(Value::as_str) else {
+            return Step::Reply(failure(
+                msg,
+                "",
+                "400::channel is missing",
+                Some(json!({"reconnect": "none"})),
+            ));
+        };
+        match channel {
+            "/meta/handshake" => Step::Reply(self.handshake(msg, origin, transport)),
+            "/meta/connect" => self.connect(msg, transport),
+            "/meta/subscribe" | "/meta/unsubscribe" => Step::Reply(self.subscription(msg, channel)),
+            "/meta/disconnect" => Step::Reply(self.disconnect(msg)),
+            other if other.starts_with("/meta/") => Step::Reply(failure(
+                msg,
+                other,
+                &format!("400:{other}:unknown meta channel"),
+                None,
+            )),
+            other => {
+                // Clients only listen here; the API is where they act.
+                let reply = match self.client(msg) {
+                    Ok(_) => failure(
+                        msg,
+                        other,
+                        &format!("403:{other}:publishing is not allowed; use the HTTP API"),
+                        None,
+                    ),
+                    Err(e) => failure(msg, other, &e.0, Some(e.1)),
+                };
+                Step::Reply(reply)
+            }
+        }
+    }
+
+    fn handshake(&self, msg: &Map<String, Value>, origin: &Origin, transport: &str) -> Value {
+        let channel = "/meta/handshake";
+        if let Some(types) = msg.get("supportedConnectionTypes") {
+            let offered: Vec<&str> = types
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if !offered.contains(&transport) {
+                return failure(
+                    msg,
+                    channel,
+                    &format!(
+                        "400:{}:supportedConnectionTypes does not include {transport}",
+                        offered.join(",")
+                    ),
+                    Some(json!({"reconnect": "none"})),
+                );
+            }
+        }
+        let ext = msg.get("ext").and_then(Value::as_object);
+        let from_ext = |key: &str| {
+            ext.and_then(|e| e.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let owner = Owner {
+            device: clean(origin.gms_user.clone().or_else(|| from_ext("gms_user"))),
+            agent: clean(origin.agent_id.clone().or_else(|| from_ext("agent_id"))),
+        };
+        if owner.device.is_none() && owner.agent.is_none() {
+            return failure(
+                msg,
+                channel,
+                "403::gms_user is required: send the gms_user header, ext.gms_user in the handshake, or ?gms_user= (agents: ext.agent_id or ?agent_id=)",
+                Some(json!({"reconnect": "none"})),
+            );
+        }
+        match self.registry.open(owner) {
+            Ok(session) => {
+                let mut reply = base(msg, channel);
+                reply.insert("successful".into(), json!(true));
+                reply.insert("version".into(), json!("1.0"));
+                reply.insert("minimumVersion".into(), json!("1.0"));
+                reply.insert(
+                    "supportedConnectionTypes".into(),
+                    json!([WEBSOCKET, LONG_POLLING]),
+                );
+                reply.insert("clientId".into(), json!(session.id));
+                reply.insert("advice".into(), self.advice("retry"));
+                Value::Object(reply)
+            }
+            Err(e @ Refused::TooManyClients(_)) => failure(
+                msg,
+                channel,
+                &format!("503::{e}"),
+                Some(json!({"reconnect": "handshake", "interval": 5000})),
+            ),
+            Err(e @ Refused::ShuttingDown) => failure(
+                msg,
+                channel,
+                &format!("503::{e}"),
+                Some(json!({"reconnect": "handshake", "interval": 1000})),
+            ),
+        }
+    }
+
+    /// The session a message names, or the error and advice to answer.
+    fn client(&self, msg: &Map<String, Value>) -> Result<Arc<Session>, (String, Value)> {
+        let handshake = json!({"reconnect": "handshake", "interval": 0});
+        let Some(id) = msg.get("clientId").and_then(Value::as_str) else {
+            return Err(("402::clientId is missing".into(), handshake));
+        };
+        let Some(session) = self.registry.get(id) else {
+            return Err((format!("402:{id}:unknown client"), handshake));
+        };
+        if let Some(why) = session.dropped() {
+            self.registry.close(id, &why);
+            return Err((format!("402:{id}:client dropped: {why}"), handshake));
+        }
+        session.touch();
+        Ok(session)
+    }
+
+    fn connect(&self, msg: &Map<String, Value>, transport: &str) -> Step {
+        let channel = "/meta/connect";
+        let session = match self.client(msg) {
+            Ok(s) => s,
+            Err((error, advice)) => {
+                return Step::Reply(failure(msg, channel, &error, Some(advice)));
+            }
+        };
+        if let Some(t) = msg.get("connectionType").and_then(Value::as_str) {
+            if t != transport {
+                return Step::Reply(failure(
+                    msg,
+                    channel,
+                    &format!("400:{t}:connectionType {t} over {transport}"),
+                    None,
+                ));
+            }
+        }
+        let mut reply = base(msg, channel);
+        reply.insert("successful".into(), json!(true));
+        reply.insert("clientId".into(), json!(session.id));
+        reply.insert("advice".into(), self.advice("retry"));
+        // The first connect (advice.timeout = 0) answers at once, so the
+        // client learns it is connected; later ones are held.
+        let asks_now = msg
+            .get("advice")
+            .and_then(|a| a.get("timeout"))
+            .and_then(Value::as_u64)
+            == Some(0);
+        let hold = if asks_now || self.registry.is_closing() {
+            Duration::ZERO
+        } else {
+            self.registry.limits.connect_timeout
+        };
+        let number = session.begin_connect();
+        Step::Connect {
+            session,
+            reply: Value::Object(reply),
+            hold,
+            number,
+        }
+    }
+
+    fn subscription(&self, msg: &Map<String, Value>, channel: &str) -> Value {
+        let session = match self.client(msg) {
+            Ok(s) => s,
+            Err((error, advice)) => return failure(msg, channel, &error, Some(advice)),
+        };
+        let subs: Vec<String> = match msg.get("subscription") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        if subs.is_empty() {
+            return failure(msg, channel, "400::subscription is missing", None);
+        }
+        let mut reply = base(msg, channel);
+        reply.insert("clientId".into(), json!(session.id));
+        reply.insert(
+            "subscription".into(),
+            msg.get("subscription").cloned().unwrap_or(Value::Null),
+        );
+        for sub in &subs {
+            let result = if channel == "/meta/subscribe" {
+                session.subscribe(sub)
+            } else {
+                session.unsubscribe(sub);
+                Ok(())
+            };
+            if let Err(why) = result {
+                reply.insert("successful".into(), json!(false));
+                reply.insert("error".into(), json!(format!("403:{sub}:{why}")));
+                return Value::Object(reply);
+            }
+        }
+        debug!(client_id = %session.id, channel, subscriptions = ?subs, "Push subscription changed.");
+        reply.insert("successful".into(), json!(true));
+        Value::Object(reply)
+    }
+
+    fn disconnect(&self, msg: &Map<String, Value>) -> Value {
+        let channel = "/meta/disconnect";
+        match self.client(msg) {
+            Ok(session) => {
+                self.registry.close(&session.id, "disconnected");
+                let mut reply = base(msg, channel);
+                reply.insert("successful".into(), json!(true));
+                reply.insert("clientId".into(), json!(session.id));
+                Value::Object(reply)
+            }
+            Err((error, advice)) => failure(msg, channel, &error, Some(advice)),
+        }
+    }
+
+    /// Waits until the held connect numbered `number` should answer: a
+    /// message waits, the session ended, a newer connect came, shutdown, or
+    /// `hold` passed.
+    async fn hold(&self, session: &Session, number: u64, hold: Duration) {
+        let deadline = Instant::now() + hold;
+        let mut closing = self.registry.closing();
+        loop {
+            let woken = session.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if session.connect_done(number) || *closing.borrow_and_update() {
+                return;
+            }
+            tokio::select! {
+                _ = woken => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = closing.changed() => return,
+            }
+        }
+    }
+
+    /// The answer to a connect that is done waiting: the messages first,
+    /// then the connect reply (failed if the session was dropped meanwhile).
+    fn finish_connect(
+        &self,
+        session: &Session,
+        number: u64,
+        mut reply: Value,
+    ) -> (Vec<Outgoing>, Value) {
+        session.end_connect();
+        if let Some(why) = session.dropped() {
+            self.registry.close(&session.id, &why);
+            reply["successful"] = json!(false);
+            reply["error"] = json!(format!("402:{}:client dropped: {why}", session.id));
+            reply["advice"] = json!({"reconnect": "handshake", "interval": 0});
+            return (Vec::new(), reply);
+        }
+        if self.registry.is_closing() {
+            // Client ids do not move between nodes: start again elsewhere.
+            reply["advice"] = json!({"reconnect": "handshake", "interval": 1000});
+        }
+        let superseded = session.connect_done(number) && session.waiting() == 0;
+        let messages = if superseded {
+            Vec::new()
+        } else {
+            session.take(self.registry.limits.batch)
+        };
+        (messages, reply)
+    }
+
+    /// One long-polling request: its batch in, the answers out.
+    pub async fn long_poll(&self, batch: &[Value], origin: &Origin) -> Vec<Value> {
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut connect = None;
+        for message in batch {
+            match self.process(message, origin, LONG_POLLING) {
+                Step::Reply(v) => replies.push(v),
+                Step::Connect {
+                    session,
+                    reply,
+                    hold,
+                    number,
+                } => {
+                    // Two connects in one batch: the earlier answers at once.
+                    if let Some((s, r, _, n)) = connect.replace((session, reply, hold, number)) {
+                        let (messages, reply) = self.finish_connect(&s, n, r);
+                        self.registry.delivered(&messages);
+                        replies.extend(messages.iter().map(Outgoing::bayeux));
+                        replies.push(reply);
+                    }
+                }
+            }
+        }
+        if let Some((session, reply, hold, number)) = connect {
+            self.hold(&session, number, hold).await;
+            let (messages, reply) = self.finish_connect(&session, number, reply);
+            self.registry.delivered(&messages);
+            replies.extend(messages.iter().map(Outgoing::bayeux));
+            replies.push(reply);
+        }
+        replies
+    }
+
+    /// Serves one WebSocket until it closes, the client is dropped, or the
+    /// server shuts down.
+    pub async fn websocket<S, K, E>(&self, mut stream: S, mut sink: K, origin: Origin)
+    where
+        S: Stream<Item = Result<Frame, E>> + Unpin,
+        K: Sink<Frame> + Unpin,
+        E: std::fmt::Display,
+    {
+        let _guard = self.registry.socket();
+        let limits = self.registry.limits.clone();
+        let mut closing = self.registry.closing();
+        let mut session: Option<Arc<Session>> = None;
+        // The held connect: its reply, when it is due, and its number.
+        let mut held: Option<(Value, Instant, u64)> = None;
+        let mut last_heard = Instant::now();
+        let mut ping = tokio::time::interval_at(Instant::now() + limits.ws_ping, limits.ws_ping);
+        let close = loop {
+            let held_due = held.as_ref().map(|(_, due, _)| *due);
+            tokio::select! {
+                frame = stream.next() => {
+                    last_heard = Instant::now();
+                    let text = match frame {
+                        None => break None,
+                        Some(Err(e)) => {
+                            debug!(error = %e, "Bayeux WebSocket read failed.");
+                            break None;
+                        }
+                        Some(Ok(Frame::Text(t))) => t,
+                        Some(Ok(Frame::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
+                        Some(Ok(Frame::Ping(p))) => {
+                            if send(&mut sink, Frame::Pong(p), limits.send_timeout).await.is_err() {
+                                break None;
+                            }
+                            continue;
+                        }
+                        Some(Ok(Frame::Pong(_))) => continue,
+                        Some(Ok(Frame::Close(_))) => break Some(Close { code: close_code::NORMAL, reason: String::new() }),
+                    };
+                    let batch = match parse_batch(&text) {
+                        Ok(b) => b,
+                        Err(why) => {
+                            let reply = json!([{"successful": false, "error": format!("400::{why}")}]);
+                            if send(&mut sink, Frame::Text(reply.to_string()), limits.send_timeout).await.is_err() {
+                                break None;
+                            }
+                            continue;
+                        }
+                    };
+                    let mut replies = Vec::new();
+                    for message in &batch {
+                        match self.process(message, &origin, WEBSOCKET) {
+                            Step::Reply(v) => {
+                                if v["channel"] == "/meta/handshake" && v["successful"] == true {
+                                    // One client per socket: a new handshake replaces the old.
+                                    if let Some(old) = session.take() {
+                                        self.registry.close(&old.id, "replaced by a new handshake");
+                                    }
+                                    session = v["clientId"].as_str().and_then(|id| self.registry.get(id));
+                                }
+                                if v["channel"] == "/meta/disconnect" && v["successful"] == true {
+                                    if let Some((reply, _, _)) = held.take() {
+                                        replies.push(reply);
+                                    }
+                                    session = None;
+                                }
+                                replies.push(v);
+                            }
+                            Step::Connect { session: s, reply, hold, number } => {
+                                if let Some((old, _, _)) = held.take() {
+                                    // Superseded: it answers now, empty.
+                                    s.end_connect();
+                                    replies.push(old);
+                                }
+                                if session.as_ref().map(|c| &c.id) != Some(&s.id) {
+                                    session = Some(s.clone());
+                                }
+                                if hold.is_zero() {
+                                    let (messages, reply) = self.finish_connect(&s, number, reply);
+                                    self.registry.delivered(&messages);
+                                    replies.extend(messages.iter().map(Outgoing::bayeux));
+                                    replies.push(reply);
+                                } else {
+                                    held = Some((reply, Instant::now() + hold, number));
+                                }
+                            }
+                        }
+                    }
+                    if !replies.is_empty()
+                        && send(&mut sink, Frame::Text(Value::Array(replies).to_string()), limits.send_timeout).await.is_err()
+                    {
+                        break None;
+                    }
+                }
+                _ = woken(session.clone()) => {
+                    let Some(s) = session.clone() else { continue };
+                    if let Some(why) = s.dropped() {
+                        let mut replies = Vec::new();
+                        if let Some((reply, _, n)) = held.take() {
+                            let (_, reply) = self.finish_connect(&s, n, reply);
+                            replies.push(reply);
+                        }
+                        self.registry.close(&s.id, &why);
+                        if !replies.is_empty() {
+                            let _ = send(&mut sink, Frame::Text(Value::Array(replies).to_string()), limits.send_timeout).await;
+                        }
+                        break Some(Close { code: close_code::POLICY, reason: why });
+                    }
+                    let messages = s.take(limits.batch);
+                    if messages.is_empty() {
+                        continue;
+                    }
+                    let text = Value::Array(messages.iter().map(Outgoing::bayeux).collect()).to_string();
+                    match send(&mut sink, Frame::Text(text), limits.send_timeout).await {
+                        Ok(()) => self.registry.delivered(&messages),
+                        Err(SendError::Timeout) => {
+                            let why = "slow consumer: a write did not complete in time".to_owned();
+                            warn!(client_id = %s.id, "Push client dropped: its socket does not take writes.");
+                            self.registry.close(&s.id, &why);
+                            session = None;
+                            break Some(Close { code: close_code::POLICY, reason: why });
+                        }
+                        Err(SendError::Closed) => break None,
+                    }
+                }
+                _ = sleep_until(held_due) => {
+                    if let (Some((reply, _, n)), Some(s)) = (held.take(), session.clone()) {
+                        let (messages, reply) = self.finish_connect(&s, n, reply);
+                        self.registry.delivered(&messages);
+                        let mut replies: Vec<Value> = messages.iter().map(Outgoing::bayeux).collect();
+                        replies.push(reply);
+                        if send(&mut sink, Frame::Text(Value::Array(replies).to_string()), limits.send_timeout).await.is_err() {
+                            break None;
+                        }
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > limits.ws_idle {
+                        break Some(Close { code: close_code::NORMAL, reason: format!("idle: nothing received for {}s", limits.ws_idle.as_secs()) });
+                    }
+                    if send(&mut sink, Frame::Ping(Vec::new()), limits.send_timeout).await.is_err() {
+                        break None;
+                    }
+                }
+                _ = crate::registry::closed(&mut closing) => {
+                    if let (Some((reply, _, n)), Some(s)) = (held.take(), session.clone()) {
+                        let (messages, reply) = self.finish_connect(&s, n, reply);
+                        self.registry.delivered(&messages);
+                        let mut replies: Vec<Value> = messages.iter().map(Outgoing::bayeux).collect();
+                        replies.push(reply);
+                        let _ = send(&mut sink, Frame::Text(Value::Array(replies).to_string()), limits.send_timeout).await;
+                    }
+                    break Some(Close { code: close_code::GOING_AWAY, reason: "server shutting down".into() });
+                }
+            }
+        };
+        if let Some((_, _, _)) = held.take() {
+            if let Some(s) = &session {
+                s.end_connect();
+            }
+        }
+        if let Some(s) = session {
+            // The socket was the client's only way in.
+            self.registry.close(&s.id, "socket closed");
+        }
+        if let Some(close) = close {
+            let _ = send(&mut sink, Frame::Close(Some(close)), limits.send_timeout).await;
+        }
+        let _ = tokio::time::timeout(limits.send_timeout, sink.close()).await;
+    }
+}
+
+/// Resolves when a message waits for `session` or it was dropped; never
+/// without a session.
+pub(crate) async fn woken(session: Option<Arc<Session>>) {
+    let Some(s) = session else {
+        return std::future::pending().await;
+    };
+    let w = s.wake.notified();
+    tokio::pin!(w);
+    w.as_mut().enable();
+    if s.waiting() > 0 || s.dropped().is_some() {
+        return;
+    }
+    w.await
+}
+
+pub(crate) async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) enum SendError {
+    Timeout,
+    Closed,
+}
+
+/// One write, bounded: a client that stops reading must not hold a task.
+pub(crate) async fn send<K: Sink<Frame> + Unpin>(
+    sink: &mut K,
+    frame: Frame,
+    timeout: Duration,
+) -> Result<(), SendError> {
+    match tokio::time::timeout(timeout, sink.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(SendError::Closed),
+        Err(_) => Err(SendError::Timeout),
+    }
+}
+
+/// A Bayeux request body: one message or an array of them.
+pub fn parse_batch(text: &str) -> Result<Vec<Value>, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(list)) if !list.is_empty() => Ok(list),
+        Ok(Value::Array(_)) => Err("the batch is empty".into()),
+        Ok(v @ Value::Object(_)) => Ok(vec![v]),
+        Ok(_) => Err("expected a Bayeux message or an array of them".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
+}
+
+fn clean(s: Option<String>) -> Option<String> {
+    s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// The fields every reply repeats: the channel and the message's id.
+fn base(msg: &Map<String, Value>, channel: &str) -> Map<String, Value> {
+    let mut reply = Map::new();
+    if let Some(id) = msg.get("id") {
+        reply.insert("id".into(), id.clone());
+    }
+    reply.insert("channel".into(), json!(channel));
+    reply
+}
+
+fn failure(msg: &Map<String, Value>, channel: &str, error: &str, advice: Option<Value>) -> Value {
+    let channel = if channel.is_empty() {
+        msg.get("channel").and_then(Value::as_str).unwrap_or("")
+    } else {
+        channel
+    };
+    let mut reply = base(msg, channel);
+    reply.insert("successful".into(), json!(false));
+    reply.insert("error".into(), json!(error));
+    if let Some(id) = msg.get("clientId") {
+        reply.insert("clientId".into(), id.clone());
+    }
+    if let Some(sub) = msg.get("subscription") {
+        reply.insert("subscription".into(), sub.clone());
+    }
+    if let Some(advice) = advice {
+        reply.insert("advice".into(), advice);
+    }
+    Value::Object(reply)
+}

@@ -1,0 +1,174 @@
+//! The plain WebSocket endpoint: the same deliveries as the Bayeux channel,
+//! one JSON text frame each, for clients without a CometD library.
+//!
+//! The client says who it is when it connects (`gms_user`, `agent_id`) and
+//! is subscribed to its channels at once. The first frame names them:
+//! `{"channel": "/meta/connected", "data": {"clientId", "channels"}}`; every
+//! later frame is `{"channel", "tag", "data"}`. Whatever the client sends
+//! only counts as a sign of life.
+
+use std::sync::Arc;
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::bayeux::{send, woken, SendError};
+use crate::registry::{Outgoing, Owner, Refused, Registry};
+use crate::{agent_channel, close_code, Close, Frame, DEVICE_CHANNEL};
+
+/// Why a plain WebSocket cannot be opened; answered before the upgrade.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlainError {
+    #[error("gms_user or agent_id is required")]
+    NoOwner,
+    #[error(transparent)]
+    Refused(#[from] Refused),
+}
+
+impl Outgoing {
+    /// The plain frame: channel, tag and data.
+    pub fn plain(&self) -> Value {
+        json!({"channel": self.channel, "tag": self.tag, "data": self.data})
+    }
+}
+
+pub struct Plain {
+    pub registry: Arc<Registry>,
+}
+
+/// A plain client, opened (so refusals are answered over HTTP) but not yet served.
+pub struct Opened {
+    session: Arc<crate::registry::Session>,
+}
+
+impl Plain {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Plain { registry }
+    }
+
+    /// Opens the client before the upgrade, so a refusal is a clear HTTP answer.
+    pub fn open(
+        &self,
+        gms_user: Option<String>,
+        agent_id: Option<String>,
+    ) -> Result<Opened, PlainError> {
+        let clean = |s: Option<String>| s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let owner = Owner {
+            device: clean(gms_user),
+            agent: clean(agent_id),
+        };
+        if owner.device.is_none() && owner.agent.is_none() {
+            return Err(PlainError::NoOwner);
+        }
+        let session = self.registry.open(owner)?;
+        if session.owner.device.is_some() {
+            session
+                .subscribe(DEVICE_CHANNEL)
+                .expect("a device listens on its channel");
+        }
+        if let Some(agent) = session.owner.agent.clone() {
+            session
+                .subscribe(&agent_channel(&agent))
+                .expect("an agent listens on its channel");
+        }
+        // Alive while the socket is: the sweeper leaves it alone.
+        session.begin_connect();
+        Ok(Opened { session })
+    }
+
+    /// Serves an opened client on its socket until either side ends it.
+    pub async fn serve<S, K, E>(&self, opened: Opened, mut stream: S, mut sink: K)
+    where
+        S: Stream<Item = Result<Frame, E>> + Unpin,
+        K: Sink<Frame> + Unpin,
+        E: std::fmt::Display,
+    {
+        let _guard = self.registry.socket();
+        let session = opened.session;
+        let limits = self.registry.limits.clone();
+        let mut closing = self.registry.closing();
+        let mut last_heard = Instant::now();
+        let mut ping = tokio::time::interval_at(Instant::now() + limits.ws_ping, limits.ws_ping);
+        let hello = json!({"channel": "/meta/connected", "data": {"clientId": session.id, "channels": session.subscriptions()}});
+        let close = if send(
+            &mut sink,
+            Frame::Text(hello.to_string()),
+            limits.send_timeout,
+        )
+        .await
+        .is_err()
+        {
+            None
+        } else {
+            loop {
+                tokio::select! {
+                    frame = stream.next() => {
+                        last_heard = Instant::now();
+                        match frame {
+                            None => break None,
+                            Some(Err(e)) => {
+                                debug!(error = %e, "Plain WebSocket read failed.");
+                                break None;
+                            }
+                            Some(Ok(Frame::Ping(p))) => {
+                                if send(&mut sink, Frame::Pong(p), limits.send_timeout).await.is_err() {
+                                    break None;
+                                }
+                            }
+                            Some(Ok(Frame::Close(_))) => break Some(Close { code: close_code::NORMAL, reason: String::new() }),
+                            Some(Ok(_)) => {}
+                        }
+                    }
+                    _ = woken(Some(session.clone())) => {
+                        if let Some(why) = session.dropped() {
+                            break Some(Close { code: close_code::POLICY, reason: why });
+                        }
+                        let messages = session.take(limits.batch);
+                        let mut sent = 0;
+                        let mut failed = None;
+                        for m in &messages {
+                            match send(&mut sink, Frame::Text(m.plain().to_string()), limits.send_timeout).await {
+                                Ok(()) => sent += 1,
+                                Err(e) => {
+                                    failed = Some(e);
+                                    break;
+                                }
+                            }
+                        }
+                        self.registry.delivered(&messages[..sent]);
+                        match failed {
+                            None => {}
+                            Some(SendError::Closed) => break None,
+                            Some(SendError::Timeout) => {
+                                warn!(client_id = %session.id, "Push client dropped: its socket does not take writes.");
+                                break Some(Close { code: close_code::POLICY, reason: "slow consumer: a write did not complete in time".into() });
+                            }
+                        }
+                    }
+                    _ = ping.tick() => {
+                        if last_heard.elapsed() > limits.ws_idle {
+                            break Some(Close { code: close_code::NORMAL, reason: format!("idle: nothing received for {}s", limits.ws_idle.as_secs()) });
+                        }
+                        if send(&mut sink, Frame::Ping(Vec::new()), limits.send_timeout).await.is_err() {
+                            break None;
+                        }
+                    }
+                    _ = crate::registry::closed(&mut closing) => {
+                        break Some(Close { code: close_code::GOING_AWAY, reason: "server shutting down".into() });
+                    }
+                }
+            }
+        };
+        session.end_connect();
+        let why = close
+            .as_ref()
+            .map_or("socket closed".to_owned(), |c| c.reason.clone());
+        self.registry.close(&session.id, &why);
+        if let Some(close) = close {
+            let _ = send(&mut sink, Frame::Close(Some(close)), limits.send_timeout).await;
+        }
+        let _ = tokio::time::timeout(limits.send_timeout, sink.close()).await;
+    }
+}
