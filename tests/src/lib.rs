@@ -29,12 +29,18 @@ pub struct TestApp {
 
 /// Starts a server with the shipped scenarios.
 pub async fn spawn_app() -> TestApp {
-    spawn_with_dir(shipped_scenarios_dir(), None).await
+    spawn_with_dir(shipped_scenarios_dir(), None, push::Limits::default()).await
 }
 
 /// Starts a server with the shipped scenarios plus extra `(file name, TOML)` ones,
 /// e.g. copies with short timeouts for the timeout paths.
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    spawn_app_full(extra, push::Limits::default()).await
+}
+
+/// Starts a server with the shipped scenarios, the extra ones, and these
+/// push limits (small queues, few clients, short timeouts for the limit paths).
+pub async fn spawn_app_full(extra: &[(&str, &str)], push: push::Limits) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     for entry in std::fs::read_dir(shipped_scenarios_dir()).expect("scenarios dir") {
         let path = entry.expect("entry").path();
@@ -47,10 +53,14 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         std::fs::write(dir.path().join(name), text).expect("write scenario");
     }
     let path = dir.path().to_owned();
-    spawn_with_dir(path, Some(dir)).await
+    spawn_with_dir(path, Some(dir), push).await
 }
 
-async fn spawn_with_dir(dir: std::path::PathBuf, keep: Option<tempfile::TempDir>) -> TestApp {
+async fn spawn_with_dir(
+    dir: std::path::PathBuf,
+    keep: Option<tempfile::TempDir>,
+    push: push::Limits,
+) -> TestApp {
     let scenarios = Scenarios::load_dir(&dir).unwrap_or_else(|e| panic!("scenarios: {e}"));
     let clock = Arc::new(SystemClock);
     let config = http_front::Config {
@@ -59,7 +69,7 @@ async fn spawn_with_dir(dir: std::path::PathBuf, keep: Option<tempfile::TempDir>
         clock,
         public_url: None,
         timer_wakeups: None,
-        push: push::Limits::default(),
+        push,
         relay: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -227,6 +237,19 @@ async fn status_json(resp: reqwest::Response) -> (u16, Value) {
     let text = resp.text().await.expect("body");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, body)
+}
+
+impl TestApp {
+    /// Sends the shutdown signal and waits (at most 10 s) for the server to
+    /// end, as SIGTERM does for the binary.
+    pub async fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
+    }
 }
 
 impl Drop for TestApp {
