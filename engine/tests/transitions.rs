@@ -2019,6 +2019,24 @@ fn scenario_refusals_name_the_key_or_the_problem() {
             &["_target.queue"],
             Some("_target.queue"),
         ),
+        (
+            "_httpcb_url",
+            r#""ftp://hooks.example""#,
+            &["_httpcb_url", "http"],
+            Some("_httpcb_url"),
+        ),
+        (
+            "_httpcb_attempts",
+            "0",
+            &["_httpcb_attempts", "between 1 and 20"],
+            Some("_httpcb_attempts"),
+        ),
+        (
+            "_httpcb_timeout",
+            r#""0s""#,
+            &["_httpcb_timeout"],
+            Some("_httpcb_timeout"),
+        ),
     ];
     let mut failures = Vec::new();
     for (key, value, needles, want_key) in cases {

@@ -8,6 +8,7 @@
 //! - [`wire`]: GMS response shapes.
 //! - [`error`]: the one `AppError`, answered as `{"message", "exception"}`.
 //!
+//! - [`positions`]: queue positions pushed to the devices connected here.
 //! - [`cli`]: the `callbackd` command line.
 //!
 //! Only this crate knows HTTP. [`run`] serves until the shutdown signal.
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod error;
 mod extract;
 pub mod form;
+pub mod positions;
 mod routes;
 pub mod shell;
 pub mod wire;

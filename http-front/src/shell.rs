@@ -453,6 +453,10 @@ impl Shell {
             tokio::spawn(self.clone().timer_task(shutdown.clone(), timer_wakeups)),
             tokio::spawn(self.clone().sweeper_task(shutdown.clone())),
             tokio::spawn(self.registry().clone().sweeper()),
+            tokio::spawn(crate::positions::positions_task(
+                self.clone(),
+                shutdown.clone(),
+            )),
         ];
         let pushed = self.pushed.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(pushed) = pushed {

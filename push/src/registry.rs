@@ -129,7 +129,13 @@ struct SessionState {
     /// whatever its last connect was.
     attached: usize,
     last_seen: Instant,
+    /// Serial of the subscription to the device channel (0: none): a new
+    /// listener gets the current queue position even if it did not change.
+    listening_since: u64,
 }
+
+/// Counter behind `listening_since`.
+static LISTENERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Session {
     fn lock(&self) -> std::sync::MutexGuard<'_, SessionState> {
@@ -139,7 +145,10 @@ impl Session {
 
     pub fn subscribe(&self, channel: &str) -> Result<(), String> {
         self.owner.may_subscribe(channel)?;
-        self.lock().subscriptions.insert(channel.to_owned());
+        let mut st = self.lock();
+        if st.subscriptions.insert(channel.to_owned()) && channel == DEVICE_CHANNEL {
+            st.listening_since = LISTENERS.fetch_add(1, Ordering::Relaxed) + 1;
+        }
         Ok(())
     }
 
@@ -324,6 +333,7 @@ impl Registry {
                 connect: 0,
                 attached: 0,
                 last_seen: Instant::now(),
+                listening_since: 0,
             }),
             wake: Notify::new(),
         });
@@ -381,9 +391,22 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Device ids with a client on this node.
-    pub fn devices(&self) -> Vec<String> {
-        self.lock().by_device.keys().cloned().collect()
+    /// Devices with a client on this node that listens on the device
+    /// channel, each with the serial of its newest such subscription.
+    pub fn listening_devices(&self) -> HashMap<String, u64> {
+        let index = self.lock();
+        index
+            .by_device
+            .iter()
+            .filter_map(|(device, sessions)| {
+                let newest = sessions
+                    .iter()
+                    .map(|s| s.lock().listening_since)
+                    .max()
+                    .filter(|&n| n > 0)?;
+                Some((device.clone(), newest))
+            })
+            .collect()
     }
 
     /// Hands a delivery to the clients of its audience on this node that

@@ -163,14 +163,16 @@ struct IndexEntry<'a> {
     c: &'a str,
     s: &'static str,
     n: &'a str,
-    /// While queued: the queue, the member's order prefix and the skills
-    /// (the member is `<prefix><id>\x1f<skills>`).
+    /// While queued: the queue, the member's order prefix, the skills and
+    /// the device (the member is `<prefix><id>\x1f<skills>\x1f<device>`).
     #[serde(skip_serializing_if = "Option::is_none")]
     q: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     p: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     k: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    v: Option<&'a str>,
     /// Timers: [kind code, due ms]; the member is `<id>|<code>|<due ms>`, so
     /// a claim (which changes the score) never loses the due time.
     t: Vec<(usize, String)>,
@@ -238,10 +240,11 @@ fn parse_timer_member(member: &str) -> Option<DueTimer> {
 #[cfg(test)]
 fn queue_member(entry: &QueueEntry) -> String {
     format!(
-        "{}{}\u{1f}{}",
+        "{}{}\u{1f}{}\u{1f}{}",
         queue_prefix(entry),
         entry.id,
-        entry.skills.as_deref().unwrap_or("")
+        entry.skills.as_deref().unwrap_or(""),
+        entry.device.as_deref().unwrap_or("")
     )
 }
 
@@ -255,12 +258,15 @@ fn queue_prefix(entry: &QueueEntry) -> String {
 fn parse_queue_member(member: &str) -> Option<QueueEntry> {
     let priority: i64 = member.get(0..10)?.parse().ok()?;
     let since: i64 = member.get(10..25)?.parse().ok()?;
-    let (id, skills) = member.get(25..)?.split_once('\u{1f}')?;
+    let (id, rest) = member.get(25..)?.split_once('\u{1f}')?;
+    // Members written before devices were kept have no second separator.
+    let (skills, device) = rest.split_once('\u{1f}').unwrap_or((rest, ""));
     Some(QueueEntry {
         id: id.to_owned(),
         priority: (i32::MAX as i64 - priority) as i32,
         since: from_ms(since),
         skills: (!skills.is_empty()).then(|| skills.to_owned()),
+        device: (!device.is_empty()).then(|| device.to_owned()),
     })
 }
 
@@ -277,6 +283,10 @@ fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
             .skills
             .as_deref()
             .filter(|s| queued && !s.is_empty()),
+        v: rec
+            .device_notification_id
+            .as_deref()
+            .filter(|d| queued && !d.is_empty()),
         t: rec
             .timers
             .iter()
@@ -837,6 +847,7 @@ mod tests {
             priority,
             since: at(since),
             skills: skills.map(Into::into),
+            device: (priority > 0).then(|| "dev-1".into()),
         };
         let entries = [
             entry("vip", 5, 30, None),

@@ -68,7 +68,13 @@ local function cust_remove(number, id)
   else redis.call('HSET', k, number, table.concat(left, ',')) end
 end
 
+-- A queue member: order prefix, id, skills and the owning device.
 local function queue_member(id, ix)
+  return ix.p .. id .. '\31' .. (ix.k or '') .. '\31' .. (ix.v or '')
+end
+
+-- The member as written before members carried the device.
+local function legacy_member(id, ix)
   return ix.p .. id .. '\31' .. (ix.k or '')
 end
 
@@ -85,7 +91,7 @@ local function undo(id, ix, keep, keep_agent)
   redis.call('SREM', P .. 'scen:' .. ix.n, id)
   if ix.q then
     local qk = P .. 'queue:' .. ix.q
-    redis.call('ZREM', qk, queue_member(id, ix))
+    redis.call('ZREM', qk, queue_member(id, ix), legacy_member(id, ix))
     if redis.call('ZCARD', qk) == 0 then redis.call('SREM', P .. 'queues', ix.q) end
   end
   if ix.a and not keep_agent then redis.call('SREM', P .. 'agent:' .. ix.a .. ':svc', id) end
@@ -203,6 +209,7 @@ local ix = cjson.decode(raw)
 if ix.q ~= ARGV[2] then return false end
 local qk = P .. 'queue:' .. ix.q
 local rank = redis.call('ZRANK', qk, queue_member(id, ix))
+  or redis.call('ZRANK', qk, legacy_member(id, ix))
 if not rank then return false end
 return {rank + 1, redis.call('ZCARD', qk)}
 "#;

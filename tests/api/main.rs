@@ -3,6 +3,8 @@
 mod bad_inputs;
 mod chat_immediate;
 mod encodings;
+mod httpcb;
+mod positions;
 mod queries;
 mod queue_positions;
 mod seed_flow;

@@ -70,6 +70,9 @@ pub struct QueueEntry {
     pub priority: i32,
     pub since: DateTime<Utc>,
     pub skills: Option<String>,
+    /// The owning device (`_device_notification_id`), so a node can push
+    /// queue positions to the devices connected to it.
+    pub device: Option<String>,
 }
 
 impl QueueEntry {
@@ -88,6 +91,7 @@ impl QueueEntry {
             priority: record.ticket.priority,
             since: record.ticket.since,
             skills: record.ticket.skills.clone(),
+            device: record.device_notification_id.clone(),
         }
     }
 }

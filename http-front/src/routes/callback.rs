@@ -72,6 +72,26 @@ pub async fn create(
             ),
         ));
     }
+    let device_notification_id = form
+        .get("_device_notification_id")
+        .map(str::to_owned)
+        .or_else(|| {
+            headers
+                .get("gms_user")
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty());
+    if device_notification_id
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 256 || d.chars().any(char::is_control))
+    {
+        return Err(AppError::field(
+            "_device_notification_id",
+            "must be at most 256 printable characters",
+        ));
+    }
     let user_data: BTreeMap<String, String> = form
         .fields
         .iter()
@@ -84,15 +104,7 @@ pub async fn create(
         customer_number,
         // A desired time in the past means "as soon as possible".
         desired_time: desired_time.map(|t| t.max(now)),
-        device_notification_id: form
-            .get("_device_notification_id")
-            .map(str::to_owned)
-            .or_else(|| {
-                headers
-                    .get("gms_user")
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            }),
+        device_notification_id,
         device_os,
         user_data,
     };
