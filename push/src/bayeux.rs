@@ -366,7 +366,12 @@ impl Bayeux {
             }
         }
         if let Some((session, reply, hold, number)) = connect {
+            // The client may go away while its connect is held (this future
+            // is then dropped): the session must not stay attached for ever,
+            // or it would never expire.
+            let mut attached = Unattach(Some(&session));
             self.hold(&session, number, hold).await;
+            attached.0 = None;
             let (messages, reply) = self.finish_connect(&session, number, reply);
             self.registry.delivered(&messages);
             replies.extend(messages.iter().map(Outgoing::bayeux));
@@ -546,6 +551,17 @@ impl Bayeux {
     }
 }
 
+/// Ends a held connect that is dropped before it answers.
+struct Unattach<'a>(Option<&'a Session>);
+
+impl Drop for Unattach<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.0 {
+            session.end_connect();
+        }
+    }
+}
+
 /// Resolves when a message waits for `session` or it was dropped; never
 /// without a session.
 pub(crate) async fn woken(session: Option<Arc<Session>>) {
@@ -630,4 +646,40 @@ fn failure(msg: &Map<String, Value>, channel: &str, error: &str, advice: Option<
         reply.insert("advice".into(), advice);
     }
     Value::Object(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Limits;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_connect_whose_client_left_still_lets_the_session_expire() {
+        let (registry, _acks) = Registry::new(Limits {
+            connect_timeout: Duration::from_secs(30),
+            max_interval: Duration::from_secs(10),
+            ..Limits::default()
+        });
+        let bayeux = Bayeux::new(registry.clone());
+        let origin = Origin {
+            gms_user: Some("dev".into()),
+            agent_id: None,
+        };
+        let hs = bayeux
+            .long_poll(
+                &[json!({"channel": "/meta/handshake", "supportedConnectionTypes": ["long-polling"]})],
+                &origin,
+            )
+            .await;
+        let id = hs[0]["clientId"].as_str().unwrap().to_owned();
+        // The connect is held; the HTTP request is dropped after a second.
+        let connect = [json!({"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"})];
+        let held = bayeux.long_poll(&connect, &origin);
+        assert!(tokio::time::timeout(Duration::from_secs(1), held)
+            .await
+            .is_err());
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(registry.sweep(), 1, "the dropped connect does not keep it alive");
+        assert!(registry.get(&id).is_none());
+    }
 }
