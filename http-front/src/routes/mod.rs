@@ -56,7 +56,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/genesys/cometd",
             post(push::long_poll).get(push::cometd_socket),
         )
-        // CometD's long-polling appends the message type (`/handshake`, `/connect`).
+        // CometD's long-polling appends the message type (`/handshake`,
+        // `/connect`), and sends the rest (subscribe, batches) to `.../`.
+        .route("/genesys/cometd/", post(push::long_poll))
         .route("/genesys/cometd/{*kind}", post(push::long_poll))
         .route("/api/v1/push/ws", get(push::plain_socket))
         .route(
