@@ -673,13 +673,18 @@ mod tests {
             .await;
         let id = hs[0]["clientId"].as_str().unwrap().to_owned();
         // The connect is held; the HTTP request is dropped after a second.
-        let connect = [json!({"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"})];
+        let connect =
+            [json!({"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"})];
         let held = bayeux.long_poll(&connect, &origin);
         assert!(tokio::time::timeout(Duration::from_secs(1), held)
             .await
             .is_err());
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(registry.sweep(), 1, "the dropped connect does not keep it alive");
+        assert_eq!(
+            registry.sweep(),
+            1,
+            "the dropped connect does not keep it alive"
+        );
         assert!(registry.get(&id).is_none());
     }
 }
