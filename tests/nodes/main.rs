@@ -5,5 +5,6 @@
 
 mod load;
 mod outage;
+mod push;
 mod restart;
 mod support;
