@@ -65,16 +65,19 @@ pub struct RelayLink {
 /// How long shutdown waits for push sockets to close.
 const PUSH_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Longest a request may take before it is answered 503.
+/// Longest an API request may take before it is answered 503. Push
+/// requests are exempt: a held `/meta/connect` waits by design, bounded by
+/// its own connect timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn app(state: Arc<AppState>) -> Router {
     use tower_http::catch_panic::CatchPanicLayer;
-    routes::router(state)
+    routes::router(state.clone())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
+        .merge(routes::push_router(state))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 error::AppError::Internal("the request could not be handled".into())

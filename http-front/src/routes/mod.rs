@@ -53,15 +53,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(chat::stop_typing),
         )
         .route(
-            "/genesys/cometd",
-            post(push::long_poll).get(push::cometd_socket),
-        )
-        // CometD's long-polling appends the message type (`/handshake`,
-        // `/connect`), and sends the rest (subscribe, batches) to `.../`.
-        .route("/genesys/cometd/", post(push::long_poll))
-        .route("/genesys/cometd/{*kind}", post(push::long_poll))
-        .route("/api/v1/push/ws", get(push::plain_socket))
-        .route(
             "/genesys/1/service/{id}/internal-notification",
             post(notifications::internal),
         )
@@ -93,6 +84,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/scenarios", get(misc::scenarios))
         .route("/healthz", get(misc::healthz))
         .fallback(misc::not_found)
+        .method_not_allowed_fallback(misc::method_not_allowed)
+        .with_state(state)
+}
+
+/// The push endpoints. Kept apart from the API so they escape its request
+/// timeout: a held connect and a WebSocket last by design.
+pub fn push_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/genesys/cometd",
+            post(push::long_poll).get(push::cometd_socket),
+        )
+        // CometD's long-polling appends the message type (`/handshake`,
+        // `/connect`), and sends the rest (subscribe, batches) to `.../`.
+        .route("/genesys/cometd/", post(push::long_poll))
+        .route("/genesys/cometd/{*kind}", post(push::long_poll))
+        .route("/api/v1/push/ws", get(push::plain_socket))
         .method_not_allowed_fallback(misc::method_not_allowed)
         .with_state(state)
 }
