@@ -318,6 +318,9 @@ impl Scenario {
         if !(1..=20).contains(&self.httpcb_attempts) {
             return Err(err("_httpcb_attempts", "must be between 1 and 20"));
         }
+        if self.httpcb_backoff > Duration::from_secs(60) {
+            return Err(err("_httpcb_backoff", "must be at most 60s"));
+        }
         if self.httpcb_timeout.is_zero() {
             return Err(err("_httpcb_timeout", "must be greater than zero"));
         }

@@ -140,6 +140,16 @@ impl Bayeux {
             device: clean(origin.gms_user.clone().or_else(|| from_ext("gms_user"))),
             agent: clean(origin.agent_id.clone().or_else(|| from_ext("agent_id"))),
         };
+        for (field, id) in [("gms_user", &owner.device), ("agent_id", &owner.agent)] {
+            if let Some(why) = id.as_deref().and_then(bad_owner_id) {
+                return failure(
+                    msg,
+                    channel,
+                    &format!("400::{field} {why}"),
+                    Some(json!({"reconnect": "none"})),
+                );
+            }
+        }
         if owner.device.is_none() && owner.agent.is_none() {
             return failure(
                 msg,
@@ -228,6 +238,10 @@ impl Bayeux {
         } else {
             self.registry.limits.connect_timeout
         };
+        if transport == LONG_POLLING {
+            // This connect proves the answer to the previous one arrived.
+            self.registry.delivered(&session.take_unacked());
+        }
         let number = session.begin_connect();
         Step::Connect {
             session,
@@ -282,6 +296,8 @@ impl Bayeux {
         let channel = "/meta/disconnect";
         match self.client(msg) {
             Ok(session) => {
+                // A disconnect, like a connect, follows the last answer.
+                self.registry.delivered(&session.take_unacked());
                 self.registry.close(&session.id, "disconnected");
                 let mut reply = base(msg, channel);
                 reply.insert("successful".into(), json!(true));
@@ -333,7 +349,9 @@ impl Bayeux {
             // Client ids do not move between nodes: start again elsewhere.
             reply["advice"] = json!({"reconnect": "handshake", "interval": 1000});
         }
-        let superseded = session.connect_done(number) && session.waiting() == 0;
+        // A superseded connect answers empty: its client has moved on to
+        // the newer request, which takes the messages.
+        let superseded = !session.is_current(number);
         let messages = if superseded {
             Vec::new()
         } else {
@@ -358,9 +376,9 @@ impl Bayeux {
                     // Two connects in one batch: the earlier answers at once.
                     if let Some((s, r, _, n)) = connect.replace((session, reply, hold, number)) {
                         let (messages, reply) = self.finish_connect(&s, n, r);
-                        self.registry.delivered(&messages);
                         replies.extend(messages.iter().map(Outgoing::bayeux));
                         replies.push(reply);
+                        s.hold_unacked(messages);
                     }
                 }
             }
@@ -373,15 +391,21 @@ impl Bayeux {
             self.hold(&session, number, hold).await;
             attached.0 = None;
             let (messages, reply) = self.finish_connect(&session, number, reply);
-            self.registry.delivered(&messages);
             replies.extend(messages.iter().map(Outgoing::bayeux));
             replies.push(reply);
+            // Counted as received when the client's next connect (or
+            // disconnect) arrives: this answer may never reach it.
+            session.hold_unacked(messages);
         }
         replies
     }
 
     /// Serves one WebSocket until it closes, the client is dropped, or the
     /// server shuts down.
+    ///
+    /// What the socket carried counts as received once the client answers
+    /// the ping sent after it (see [`PingAcks`]): a write into a dead
+    /// connection succeeds, and must not empty the outbox.
     pub async fn websocket<S, K, E>(&self, mut stream: S, mut sink: K, origin: Origin)
     where
         S: Stream<Item = Result<Frame, E>> + Unpin,
@@ -391,13 +415,20 @@ impl Bayeux {
         let _guard = self.registry.socket();
         let limits = self.registry.limits.clone();
         let mut closing = self.registry.closing();
-        let mut session: Option<Arc<Session>> = None;
-        // The held connect: its reply, when it is due, and its number.
-        let mut held: Option<(Value, Instant, u64)> = None;
+        let mut ws = WsState {
+            session: None,
+            held: None,
+            acks: PingAcks::default(),
+        };
+        let opened = Instant::now();
         let mut last_heard = Instant::now();
         let mut ping = tokio::time::interval_at(Instant::now() + limits.ws_ping, limits.ws_ping);
         let close = loop {
-            let held_due = held.as_ref().map(|(_, due, _)| *due);
+            let held_due = ws.held.as_ref().map(|h| h.due);
+            // A socket is a client only once it has handshaken.
+            let handshake_due = ws.session.is_none().then_some(opened + HANDSHAKE_WITHIN);
+            let mut out: Vec<Value> = Vec::new();
+            let mut taken: Vec<Outgoing> = Vec::new();
             tokio::select! {
                 frame = stream.next() => {
                     last_heard = Instant::now();
@@ -415,105 +446,47 @@ impl Bayeux {
                             }
                             continue;
                         }
-                        Some(Ok(Frame::Pong(_))) => continue,
-                        Some(Ok(Frame::Close(_))) => break Some(Close { code: close_code::NORMAL, reason: String::new() }),
-                    };
-                    let batch = match parse_batch(&text) {
-                        Ok(b) => b,
-                        Err(why) => {
-                            let reply = json!([{"successful": false, "error": format!("400::{why}")}]);
-                            if send(&mut sink, Frame::Text(reply.to_string()), limits.send_timeout).await.is_err() {
-                                break None;
-                            }
+                        Some(Ok(Frame::Pong(p))) => {
+                            self.registry.delivered(&ws.acks.pong(&p));
                             continue;
                         }
+                        Some(Ok(Frame::Close(_))) => break Some(Close { code: close_code::NORMAL, reason: String::new() }),
                     };
-                    let mut replies = Vec::new();
-                    for message in &batch {
-                        match self.process(message, &origin, WEBSOCKET) {
-                            Step::Reply(v) => {
-                                if v["channel"] == "/meta/handshake" && v["successful"] == true {
-                                    // One client per socket: a new handshake replaces the old.
-                                    if let Some(old) = session.take() {
-                                        self.registry.close(&old.id, "replaced by a new handshake");
-                                    }
-                                    session = v["clientId"].as_str().and_then(|id| self.registry.get(id));
-                                }
-                                if v["channel"] == "/meta/disconnect" && v["successful"] == true {
-                                    if let Some((reply, _, _)) = held.take() {
-                                        replies.push(reply);
-                                    }
-                                    session = None;
-                                }
-                                replies.push(v);
-                            }
-                            Step::Connect { session: s, reply, hold, number } => {
-                                if let Some((old, _, _)) = held.take() {
-                                    // Superseded: it answers now, empty.
-                                    s.end_connect();
-                                    replies.push(old);
-                                }
-                                if session.as_ref().map(|c| &c.id) != Some(&s.id) {
-                                    session = Some(s.clone());
-                                }
-                                if hold.is_zero() {
-                                    let (messages, reply) = self.finish_connect(&s, number, reply);
-                                    self.registry.delivered(&messages);
-                                    replies.extend(messages.iter().map(Outgoing::bayeux));
-                                    replies.push(reply);
-                                } else {
-                                    held = Some((reply, Instant::now() + hold, number));
-                                }
+                    match parse_batch(&text) {
+                        Ok(batch) => {
+                            for message in &batch {
+                                self.ws_message(message, &origin, &mut ws, &mut out, &mut taken);
                             }
                         }
-                    }
-                    if !replies.is_empty()
-                        && send(&mut sink, Frame::Text(Value::Array(replies).to_string()), limits.send_timeout).await.is_err()
-                    {
-                        break None;
+                        Err(why) => out.push(json!({"successful": false, "error": format!("400::{why}")})),
                     }
                 }
-                _ = woken(session.clone()) => {
-                    let Some(s) = session.clone() else { continue };
+                _ = woken(ws.session.clone()) => {
+                    let Some(s) = ws.session.clone() else { continue };
                     if let Some(why) = s.dropped() {
-                        let mut replies = Vec::new();
-                        if let Some((reply, _, n)) = held.take() {
-                            let (_, reply) = self.finish_connect(&s, n, reply);
-                            replies.push(reply);
+                        if let Some(held) = ws.held.take() {
+                            let (_, reply) = self.finish_connect(&held.session, held.number, held.reply);
+                            out.push(reply);
                         }
                         self.registry.close(&s.id, &why);
-                        if !replies.is_empty() {
-                            let _ = send(&mut sink, Frame::Text(Value::Array(replies).to_string()), limits.send_timeout).await;
+                        if !out.is_empty() {
+                            let _ = send(&mut sink, Frame::Text(Value::Array(out).to_string()), limits.send_timeout).await;
                         }
                         break Some(Close { code: close_code::POLICY, reason: why });
                     }
-                    let messages = s.take(limits.batch);
-                    if messages.is_empty() {
-                        continue;
-                    }
-                    let text = Value::Array(messages.iter().map(Outgoing::bayeux).collect()).to_string();
-                    match send(&mut sink, Frame::Text(text), limits.send_timeout).await {
-                        Ok(()) => self.registry.delivered(&messages),
-                        Err(SendError::Timeout) => {
-                            let why = "slow consumer: a write did not complete in time".to_owned();
-                            warn!(client_id = %s.id, "Push client dropped: its socket does not take writes.");
-                            self.registry.close(&s.id, &why);
-                            session = None;
-                            break Some(Close { code: close_code::POLICY, reason: why });
-                        }
-                        Err(SendError::Closed) => break None,
-                    }
+                    taken = s.take(limits.batch);
+                    out.extend(taken.iter().map(Outgoing::bayeux));
                 }
                 _ = sleep_until(held_due) => {
-                    if let (Some((reply, _, n)), Some(s)) = (held.take(), session.clone()) {
-                        let (messages, reply) = self.finish_connect(&s, n, reply);
-                        self.registry.delivered(&messages);
-                        let mut replies: Vec<Value> = messages.iter().map(Outgoing::bayeux).collect();
-                        replies.push(reply);
-                        if send(&mut sink, Frame::Text(Value::Array(replies).to_string()), limits.send_timeout).await.is_err() {
-                            break None;
-                        }
+                    if let Some(held) = ws.held.take() {
+                        let (messages, reply) = self.finish_connect(&held.session, held.number, held.reply);
+                        out.extend(messages.iter().map(Outgoing::bayeux));
+                        out.push(reply);
+                        taken = messages;
                     }
+                }
+                _ = sleep_until(handshake_due) => {
+                    break Some(Close { code: close_code::POLICY, reason: format!("no handshake within {}s", HANDSHAKE_WITHIN.as_secs()) });
                 }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > limits.ws_idle {
@@ -522,33 +495,222 @@ impl Bayeux {
                     if send(&mut sink, Frame::Ping(Vec::new()), limits.send_timeout).await.is_err() {
                         break None;
                     }
+                    continue;
                 }
                 _ = crate::registry::closed(&mut closing) => {
-                    if let (Some((reply, _, n)), Some(s)) = (held.take(), session.clone()) {
-                        let (messages, reply) = self.finish_connect(&s, n, reply);
-                        self.registry.delivered(&messages);
-                        let mut replies: Vec<Value> = messages.iter().map(Outgoing::bayeux).collect();
-                        replies.push(reply);
-                        let _ = send(&mut sink, Frame::Text(Value::Array(replies).to_string()), limits.send_timeout).await;
+                    if let Some(held) = ws.held.take() {
+                        let (messages, reply) = self.finish_connect(&held.session, held.number, held.reply);
+                        out.extend(messages.iter().map(Outgoing::bayeux));
+                        out.push(reply);
+                        taken = messages;
+                    }
+                    if !out.is_empty()
+                        && send(&mut sink, Frame::Text(Value::Array(out).to_string()), limits.send_timeout).await.is_ok()
+                    {
+                        if let Some(ping) = ws.acks.sent(taken) {
+                            let _ = send(&mut sink, ping, limits.send_timeout).await;
+                        }
                     }
                     break Some(Close { code: close_code::GOING_AWAY, reason: "server shutting down".into() });
                 }
             }
-        };
-        if let Some((_, _, _)) = held.take() {
-            if let Some(s) = &session {
-                s.end_connect();
+            if out.is_empty() {
+                continue;
             }
+            match send(
+                &mut sink,
+                Frame::Text(Value::Array(out).to_string()),
+                limits.send_timeout,
+            )
+            .await
+            {
+                Ok(()) => {
+                    if let Some(ping) = ws.acks.sent(taken) {
+                        if send(&mut sink, ping, limits.send_timeout).await.is_err() {
+                            break None;
+                        }
+                    }
+                }
+                Err(SendError::Timeout) => {
+                    let why = "slow consumer: a write did not complete in time".to_owned();
+                    if let Some(s) = &ws.session {
+                        warn!(client_id = %s.id, "Push client dropped: its socket does not take writes.");
+                    }
+                    break Some(Close {
+                        code: close_code::POLICY,
+                        reason: why,
+                    });
+                }
+                Err(SendError::Closed) => break None,
+            }
+        };
+        if let Some(held) = ws.held.take() {
+            held.session.end_connect();
         }
-        if let Some(s) = session {
-            // The socket was the client's only way in.
-            self.registry.close(&s.id, "socket closed");
+        if let Some(s) = ws.session {
+            // The socket was the client's only way in. What it was sent but
+            // did not acknowledge stays in the outboxes.
+            let why = close
+                .as_ref()
+                .map_or("socket closed".to_owned(), |c| c.reason.clone());
+            self.registry.close(&s.id, &why);
         }
         if let Some(close) = close {
             let _ = send(&mut sink, Frame::Close(Some(close)), limits.send_timeout).await;
         }
         let _ = tokio::time::timeout(limits.send_timeout, sink.close()).await;
     }
+
+    /// Handles one message that came over a WebSocket: replies (and
+    /// messages taken for the client) go to `out` and `taken`.
+    fn ws_message(
+        &self,
+        message: &Value,
+        origin: &Origin,
+        ws: &mut WsState,
+        out: &mut Vec<Value>,
+        taken: &mut Vec<Outgoing>,
+    ) {
+        match self.process(message, origin, WEBSOCKET) {
+            Step::Reply(v) => {
+                let own = |ws: &WsState| {
+                    ws.session
+                        .as_ref()
+                        .is_some_and(|s| v["clientId"].as_str() == Some(s.id.as_str()))
+                };
+                if v["channel"] == "/meta/handshake" && v["successful"] == true {
+                    // One client per socket: a new handshake ends the old one.
+                    if let Some(held) = ws.held.take() {
+                        let (_, reply) =
+                            self.finish_connect(&held.session, held.number, held.reply);
+                        out.push(reply);
+                    }
+                    if let Some(old) = ws.session.take() {
+                        self.registry.close(&old.id, "replaced by a new handshake");
+                    }
+                    ws.session = v["clientId"].as_str().and_then(|id| self.registry.get(id));
+                } else if v["channel"] == "/meta/disconnect" && v["successful"] == true && own(ws) {
+                    if let Some(held) = ws.held.take() {
+                        held.session.end_connect();
+                        out.push(held.reply);
+                    }
+                    ws.session = None;
+                }
+                out.push(v);
+            }
+            Step::Connect {
+                session,
+                reply,
+                hold,
+                number,
+            } => {
+                if ws.session.as_ref().map(|c| &c.id) != Some(&session.id) {
+                    // A connect for a client this socket did not handshake:
+                    // answer it, but do not adopt it.
+                    let (messages, reply) = self.finish_connect(&session, number, reply);
+                    out.extend(messages.iter().map(Outgoing::bayeux));
+                    out.push(reply);
+                    taken.extend(messages);
+                    return;
+                }
+                if let Some(old) = ws.held.take() {
+                    // Superseded: it answers now, empty.
+                    old.session.end_connect();
+                    out.push(old.reply);
+                }
+                if hold.is_zero() {
+                    let (messages, reply) = self.finish_connect(&session, number, reply);
+                    out.extend(messages.iter().map(Outgoing::bayeux));
+                    out.push(reply);
+                    taken.extend(messages);
+                } else {
+                    ws.held = Some(Held {
+                        session,
+                        reply,
+                        due: Instant::now() + hold,
+                        number,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A socket that has not handshaken by then is closed: it is not a client.
+const HANDSHAKE_WITHIN: Duration = Duration::from_secs(10);
+
+/// One Bayeux WebSocket's client and its held connect.
+struct WsState {
+    session: Option<Arc<Session>>,
+    held: Option<Held>,
+    acks: PingAcks,
+}
+
+/// A held `/meta/connect`, with the session it belongs to.
+struct Held {
+    session: Arc<Session>,
+    reply: Value,
+    due: Instant,
+    number: u64,
+}
+
+/// Acknowledgement by ping: after a frame that carried kept notifications,
+/// the socket sends a ping with a sequence number. A pong with that number
+/// proves the client read everything sent before it (one TCP stream, in
+/// order). Browsers and WebSocket libraries answer pings by themselves.
+#[derive(Default)]
+pub(crate) struct PingAcks {
+    next: u64,
+    inflight: std::collections::VecDeque<(u64, Vec<Outgoing>)>,
+}
+
+/// Pings waiting for their pong; past that the oldest is forgotten (its
+/// notifications stay in the outboxes).
+const INFLIGHT_PINGS: usize = 1024;
+
+impl PingAcks {
+    /// Records `messages` as sent; answers the ping to send after them, if
+    /// they carry anything to acknowledge.
+    pub(crate) fn sent(&mut self, messages: Vec<Outgoing>) -> Option<Frame> {
+        if !messages.iter().any(|m| m.pushed.is_some()) {
+            return None;
+        }
+        self.next += 1;
+        if self.inflight.len() >= INFLIGHT_PINGS {
+            self.inflight.pop_front();
+        }
+        self.inflight.push_back((self.next, messages));
+        Some(Frame::Ping(ack_payload(self.next)))
+    }
+
+    /// The messages a pong proves received.
+    pub(crate) fn pong(&mut self, payload: &[u8]) -> Vec<Outgoing> {
+        let Some(n) = parse_ack_payload(payload) else {
+            return Vec::new();
+        };
+        let mut proven = Vec::new();
+        while self.inflight.front().is_some_and(|(seq, _)| *seq <= n) {
+            if let Some((_, messages)) = self.inflight.pop_front() {
+                proven.extend(messages);
+            }
+        }
+        proven
+    }
+}
+
+const ACK_PREFIX: &[u8] = b"ack:";
+
+fn ack_payload(n: u64) -> Vec<u8> {
+    let mut p = ACK_PREFIX.to_vec();
+    p.extend_from_slice(n.to_string().as_bytes());
+    p
+}
+
+fn parse_ack_payload(payload: &[u8]) -> Option<u64> {
+    std::str::from_utf8(payload.strip_prefix(ACK_PREFIX)?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Ends a held connect that is dropped before it answers.
@@ -610,6 +772,20 @@ pub fn parse_batch(text: &str) -> Result<Vec<Value>, String> {
         Ok(v @ Value::Object(_)) => Ok(vec![v]),
         Ok(_) => Err("expected a Bayeux message or an array of them".into()),
         Err(e) => Err(format!("not JSON: {e}")),
+    }
+}
+
+/// Longest owner id (`gms_user`, `agent_id`), in characters, as on create.
+pub const MAX_OWNER_ID: usize = 256;
+
+/// Why an owner id cannot be used, if it cannot.
+pub fn bad_owner_id(id: &str) -> Option<String> {
+    if id.chars().count() > MAX_OWNER_ID {
+        Some(format!("is longer than {MAX_OWNER_ID} characters"))
+    } else if id.chars().any(char::is_control) {
+        Some("must not contain control characters".into())
+    } else {
+        None
     }
 }
 
@@ -686,5 +862,49 @@ mod tests {
             "the dropped connect does not keep it alive"
         );
         assert!(registry.get(&id).is_none());
+    }
+}
+
+#[cfg(test)]
+mod ping_acks {
+    use super::*;
+    use crate::Pushed;
+
+    fn kept(n: &str) -> Outgoing {
+        Outgoing {
+            channel: "/_genesys".into(),
+            tag: "t".into(),
+            data: json!({}),
+            pushed: Some(Pushed {
+                service_id: "s".into(),
+                to_agent: false,
+                notification: n.into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_pong_proves_what_was_sent_before_its_ping_and_nothing_after() {
+        let mut acks = PingAcks::default();
+        let Some(Frame::Ping(first)) = acks.sent(vec![kept("a")]) else {
+            panic!("a ping follows kept notifications")
+        };
+        let Some(Frame::Ping(second)) = acks.sent(vec![kept("b"), kept("c")]) else {
+            panic!("a ping follows kept notifications")
+        };
+        // Nothing to acknowledge: no ping.
+        let mut plain = kept("x");
+        plain.pushed = None;
+        assert!(acks.sent(vec![plain]).is_none());
+        // A keepalive pong (empty) proves nothing.
+        assert!(acks.pong(b"").is_empty());
+        let names = |v: Vec<Outgoing>| -> Vec<String> {
+            v.into_iter()
+                .map(|m| m.pushed.unwrap().notification)
+                .collect()
+        };
+        assert_eq!(names(acks.pong(&first)), ["a"]);
+        assert_eq!(names(acks.pong(&second)), ["b", "c"]);
+        assert!(acks.pong(&second).is_empty(), "once only");
     }
 }

@@ -82,7 +82,7 @@ impl HttpCallbacks {
             "data": delivery.data,
         });
         let attempts = policy.attempts.max(1);
-        let mut wait = policy.backoff;
+        let mut wait = policy.backoff.min(MAX_BACKOFF);
         let mut last_error = String::new();
         for attempt in 1..=attempts {
             let sent = self

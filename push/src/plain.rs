@@ -38,9 +38,22 @@ pub struct Plain {
     pub registry: Arc<Registry>,
 }
 
-/// A plain client, opened (so refusals are answered over HTTP) but not yet served.
+/// A plain client, opened (so refusals are answered over HTTP) but not yet
+/// served. Dropped unserved (the upgrade failed), it closes the client, so
+/// it cannot hold a slot.
 pub struct Opened {
-    session: Arc<crate::registry::Session>,
+    session: Option<Arc<crate::registry::Session>>,
+    registry: Arc<Registry>,
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.end_connect();
+            self.registry
+                .close(&session.id, "the WebSocket upgrade did not complete");
+        }
+    }
 }
 
 impl Plain {
@@ -75,7 +88,10 @@ impl Plain {
         }
         // Alive while the socket is: the sweeper leaves it alone.
         session.begin_connect();
-        Ok(Opened { session })
+        Ok(Opened {
+            session: Some(session),
+            registry: self.registry.clone(),
+        })
     }
 
     /// Serves an opened client on its socket until either side ends it.
@@ -86,7 +102,11 @@ impl Plain {
         E: std::fmt::Display,
     {
         let _guard = self.registry.socket();
-        let session = opened.session;
+        let mut opened = opened;
+        let Some(session) = opened.session.take() else {
+            return;
+        };
+        let mut acks = crate::bayeux::PingAcks::default();
         let limits = self.registry.limits.clone();
         let mut closing = self.registry.closing();
         let mut last_heard = Instant::now();
@@ -118,6 +138,7 @@ impl Plain {
                                 }
                             }
                             Some(Ok(Frame::Close(_))) => break Some(Close { code: close_code::NORMAL, reason: String::new() }),
+                            Some(Ok(Frame::Pong(p))) => self.registry.delivered(&acks.pong(&p)),
                             Some(Ok(_)) => {}
                         }
                     }
@@ -137,7 +158,12 @@ impl Plain {
                                 }
                             }
                         }
-                        self.registry.delivered(&messages[..sent]);
+                        let sent: Vec<_> = messages.into_iter().take(sent).collect();
+                        if let Some(ping) = acks.sent(sent) {
+                            if failed.is_none() && send(&mut sink, ping, limits.send_timeout).await.is_err() {
+                                break None;
+                            }
+                        }
                         match failed {
                             None => {}
                             Some(SendError::Closed) => break None,
@@ -170,5 +196,26 @@ impl Plain {
             let _ = send(&mut sink, Frame::Close(Some(close)), limits.send_timeout).await;
         }
         let _ = tokio::time::timeout(limits.send_timeout, sink.close()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Limits;
+
+    #[tokio::test]
+    async fn an_upgrade_that_never_completes_frees_its_slot() {
+        let (registry, _acks) = Registry::new(Limits {
+            max_clients: 1,
+            ..Limits::default()
+        });
+        let plain = Plain::new(registry.clone());
+        let opened = plain.open(Some("dev".into()), None).unwrap();
+        assert_eq!(registry.len(), 1);
+        assert!(plain.open(Some("dev2".into()), None).is_err(), "full");
+        drop(opened);
+        assert_eq!(registry.len(), 0);
+        assert!(plain.open(Some("dev2".into()), None).is_ok());
     }
 }

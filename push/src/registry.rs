@@ -129,10 +129,15 @@ struct SessionState {
     /// whatever its last connect was.
     attached: usize,
     last_seen: Instant,
+    /// Sent in an answer, not yet known to have arrived (long-polling).
+    unacked: Vec<Outgoing>,
     /// Serial of the subscription to the device channel (0: none): a new
     /// listener gets the current queue position even if it did not change.
     listening_since: u64,
 }
+
+/// Most notifications one long-polling client may have unacknowledged.
+const MAX_UNACKED: usize = 4096;
 
 /// Counter behind `listening_since`.
 static LISTENERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -194,6 +199,25 @@ impl Session {
         let mut st = self.lock();
         st.attached = st.attached.saturating_sub(1);
         st.last_seen = Instant::now();
+    }
+
+    /// Whether `n` is the newest connect.
+    pub(crate) fn is_current(&self, n: u64) -> bool {
+        self.lock().connect == n
+    }
+
+    /// Keeps what an answer carried until the client shows it arrived.
+    pub(crate) fn hold_unacked(&self, messages: Vec<Outgoing>) {
+        let kept = messages.into_iter().filter(|m| m.pushed.is_some());
+        let mut st = self.lock();
+        st.unacked.extend(kept);
+        // Bounded like the queue: past it, the oldest stay in the outbox only.
+        let over = st.unacked.len().saturating_sub(MAX_UNACKED);
+        st.unacked.drain(..over);
+    }
+
+    pub(crate) fn take_unacked(&self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.lock().unacked)
     }
 
     /// Whether the connect numbered `n` should answer now.
@@ -334,6 +358,7 @@ impl Registry {
                 attached: 0,
                 last_seen: Instant::now(),
                 listening_since: 0,
+                unacked: Vec::new(),
             }),
             wake: Notify::new(),
         });

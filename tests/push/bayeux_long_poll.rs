@@ -566,6 +566,7 @@ async fn an_unsubscribed_device_hears_nothing_and_that_stays_in_the_outbox() {
     internal_notification(&app, &id, "subscribed again").await;
     lp.wait_for("the later message", |m| is_internal(m, "subscribed again"))
         .await;
+    lp.settle().await;
     assert!(
         lp.log.iter().all(|m| !is_internal(m, "while unsubscribed")),
         "{:#?}",

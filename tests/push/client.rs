@@ -329,6 +329,12 @@ impl LongPoll {
 
     /// Connects again and again until a delivery matching `wanted` came;
     /// answers it (the deliveries before it stay for later calls).
+    /// What a live client does next: connect again. The server counts an
+    /// answer as received only when the next connect shows it arrived.
+    pub async fn settle(&mut self) {
+        self.first_connect().await;
+    }
+
     pub async fn wait_for(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -506,6 +512,12 @@ impl BayeuxWs {
         .await;
     }
 
+    /// What a live client does: keep reading, which answers the server's
+    /// pings; a pong is the server's proof that what came before arrived.
+    pub async fn settle(&mut self) {
+        while self.read(Duration::from_millis(300)).await {}
+    }
+
     /// Reads one frame within `within` and sorts its messages into replies
     /// and deliveries. Answers false if nothing came in time; panics if the
     /// socket closed.
@@ -599,6 +611,15 @@ impl PlainWs {
         };
         let hello = plain.next_frame(WAIT).await.expect("the hello frame");
         (plain, hello)
+    }
+
+    /// Keeps reading for a moment (answering pings, which acknowledges what
+    /// came before them); frames read meanwhile are kept.
+    pub async fn settle(&mut self) {
+        while let Some(frame) = self.next_frame(Duration::from_millis(300)).await {
+            self.log.push(frame.clone());
+            self.inbox.push_back(frame);
+        }
     }
 
     /// The next frame, parsed; None if nothing came within `within`.

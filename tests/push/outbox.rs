@@ -44,6 +44,7 @@ async fn a_pushed_notification_leaves_the_outbox_and_an_unheard_one_stays() {
     let mut lp = LongPoll::device(&app, "device-1").await;
     internal_notification(&app, &id, "heard").await;
     lp.wait_for("heard", |m| is_internal(m, "heard")).await;
+    lp.settle().await;
     // Connecting is no replay: what was made before the client came stays
     // for retrieve-notifications.
     assert!(
@@ -82,6 +83,7 @@ async fn a_pushed_agent_available_is_not_retrieved_again_an_unpushed_one_is() {
     let pushed = listening
         .wait_for("agent-available", |m| m["data"]["tag"] == tag)
         .await;
+    listening.settle().await;
     wait_for_record(&app, &heard, "the pushed agent-available leaves", |r| {
         !outbox_tags(r, "outbox").contains(&tag)
     })
@@ -118,6 +120,7 @@ async fn a_pushed_agent_notification_leaves_the_agent_outbox_and_an_unheard_one_
     confirm(&app, &id).await;
     let offer = format!("agent.offer.{id}");
     agent.wait_for("offer", |m| m["data"]["tag"] == offer).await;
+    agent.settle().await;
     wait_for_record(&app, &id, "the pushed offer leaves the agent outbox", |r| {
         !outbox_tags(r, "agent_outbox").contains(&offer)
     })
@@ -161,6 +164,9 @@ async fn every_transport_acknowledges_what_it_handed_over() {
             m["data"]["_display_message"] == "pushed"
         })
         .await;
+    long_poll.settle().await;
+    bayeux_ws.settle().await;
+    plain.settle().await;
     for id in [&lp_id, &ws_id, &plain_id] {
         wait_for_record(&app, id, "the delivery leaves the outbox", |r| {
             !holds_internal(r, "pushed")
@@ -169,4 +175,27 @@ async fn every_transport_acknowledges_what_it_handed_over() {
         let retrieved = retrieve(&app, id, "retrieve-notifications").await;
         assert!(retrieved.is_empty(), "retrieved again: {retrieved:?}");
     }
+}
+
+/// An answer that may never have reached the client (it did not connect
+/// again) proves nothing: the notification stays for retrieve-notifications.
+#[tokio::test]
+async fn an_answer_the_client_never_acknowledged_leaves_the_notification_in_the_outbox() {
+    let app = spawn_app().await;
+    let id = create_scheduled(&app, "device-gone").await;
+    let mut lp = LongPoll::device(&app, "device-gone").await;
+    internal_notification(&app, &id, "maybe lost").await;
+    lp.wait_for("the answer", |m| is_internal(m, "maybe lost"))
+        .await;
+    // The phone went away without connecting again.
+    drop(lp);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let rec = crate::client::wait_for_record(&app, &id, "still kept", |r| {
+        holds_internal(r, "maybe lost")
+    })
+    .await;
+    assert!(holds_internal(&rec, "maybe lost"));
+    let retrieved = retrieve(&app, &id, "retrieve-notifications").await;
+    assert_eq!(retrieved.len(), 1, "{retrieved:?}");
+    assert_eq!(retrieved[0]["_display_message"], "maybe lost");
 }

@@ -92,6 +92,12 @@ pub async fn create(
             "must be at most 256 printable characters",
         ));
     }
+    if device_os.as_deref() == Some(push::httpcb::DEVICE_OS) && device_notification_id.is_none() {
+        return Err(AppError::field(
+            "_device_notification_id",
+            "is required with _device_os=httpcb: it tells the receiving server which device a notification is for",
+        ));
+    }
     let user_data: BTreeMap<String, String> = form
         .fields
         .iter()

@@ -30,9 +30,6 @@ pub struct Who {
     agent_id: Option<String>,
 }
 
-/// Longest `gms_user` or `agent_id` we take.
-const MAX_ID: usize = 256;
-
 fn origin(headers: &HeaderMap, who: Who) -> Result<Origin, AppError> {
     let header = headers
         .get("gms_user")
@@ -46,11 +43,8 @@ fn origin(headers: &HeaderMap, who: Who) -> Result<Origin, AppError> {
         ("gms_user", &origin.gms_user),
         ("agent_id", &origin.agent_id),
     ] {
-        if value.as_ref().is_some_and(|v| v.len() > MAX_ID) {
-            return Err(AppError::field(
-                field,
-                format!("is longer than {MAX_ID} characters"),
-            ));
+        if let Some(why) = value.as_deref().and_then(push::bayeux::bad_owner_id) {
+            return Err(AppError::field(field, why));
         }
     }
     Ok(origin)
@@ -79,7 +73,10 @@ pub async fn long_poll(
     body: axum::body::Body,
 ) -> Result<Response, AppError> {
     let origin = origin(&headers, who)?;
-    let body = crate::form::read_body(body).await?;
+    // Outside the API's request timeout, so a body that never ends is cut here.
+    let body = tokio::time::timeout(BODY_WITHIN, crate::form::read_body(body))
+        .await
+        .map_err(|_| AppError::body(format!("not received within {}s", BODY_WITHIN.as_secs())))??;
     let text = std::str::from_utf8(&body).map_err(|_| AppError::body("is not UTF-8"))?;
     // CometD may also send the batch as a form field `message`.
     let text = if headers
@@ -117,6 +114,7 @@ pub async fn cometd_socket(
         });
     };
     let origin = origin(&headers, who)?;
+    room_for_a_socket(&state)?;
     let bayeux = Bayeux::new(state.shell.registry().clone());
     Ok(upgrade
         .max_message_size(MAX_FRAME)
@@ -143,6 +141,7 @@ pub async fn plain_socket(
         });
     };
     let origin = origin(&headers, who)?;
+    room_for_a_socket(&state)?;
     let plain = Plain::new(state.shell.registry().clone());
     let opened = match plain.open(origin.gms_user, origin.agent_id) {
         Ok(o) => o,
@@ -159,6 +158,22 @@ pub async fn plain_socket(
             let (sink, stream) = frames(socket);
             plain.serve(opened, stream, sink).await;
         }))
+}
+
+/// How long a long-polling request may take to send its body.
+const BODY_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Refuses an upgrade when this node already serves as many sockets as it
+/// may have clients: a socket that never handshakes must not be free.
+fn room_for_a_socket(state: &AppState) -> Result<(), AppError> {
+    let registry = state.shell.registry();
+    if registry.open_sockets() >= registry.limits.max_clients {
+        return Err(AppError::Busy(format!(
+            "too many WebSockets on this node ({}); try again later",
+            registry.limits.max_clients
+        )));
+    }
+    Ok(())
 }
 
 /// Largest frame a client may send.
