@@ -116,14 +116,10 @@ pub async fn cometd_socket(
     let origin = origin(&headers, who)?;
     room_for_a_socket(&state)?;
     let bayeux = Bayeux::new(state.shell.registry().clone());
-    Ok(upgrade
-        .max_message_size(MAX_FRAME)
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| async move {
-            let (sink, stream) = frames(socket);
-            bayeux.websocket(stream, sink, origin).await;
-        }))
+    Ok(tuned(upgrade).on_upgrade(move |socket| async move {
+        let (sink, stream) = frames(socket);
+        bayeux.websocket(stream, sink, origin).await;
+    }))
 }
 
 /// GET /api/v1/push/ws?gms_user=...|agent_id=...: the plain WebSocket.
@@ -150,14 +146,10 @@ pub async fn plain_socket(
             return Err(AppError::Busy(r.to_string()))
         }
     };
-    Ok(upgrade
-        .max_message_size(MAX_FRAME)
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| async move {
-            let (sink, stream) = frames(socket);
-            plain.serve(opened, stream, sink).await;
-        }))
+    Ok(tuned(upgrade).on_upgrade(move |socket| async move {
+        let (sink, stream) = frames(socket);
+        plain.serve(opened, stream, sink).await;
+    }))
 }
 
 /// How long a long-polling request may take to send its body.
@@ -188,6 +180,14 @@ const READ_BUFFER: usize = 4 * 1024;
 /// Frames go out at once rather than gathering in a buffer: latency first,
 /// and no idle memory.
 const WRITE_BUFFER: usize = 0;
+
+/// Every push socket's frame limit and buffers.
+fn tuned(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
+        .max_message_size(MAX_FRAME)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+}
 
 /// The socket as push [`Frame`]s.
 fn frames(
