@@ -80,6 +80,13 @@ pub enum Event {
     /// One side of the chat started or stopped typing. Nothing is stored:
     /// the other side is told, if it listens.
     ChatTyping { by: Party, typing: bool },
+    /// The customer moved a scheduled service to another time; `booking` is
+    /// the new slot (its seat is checked by the store), none in a scenario
+    /// without a schedule.
+    Reschedule {
+        desired_time: DateTime<Utc>,
+        booking: Option<Booking>,
+    },
 }
 
 impl Event {
@@ -90,6 +97,7 @@ impl Event {
                 TimerKind::UserConfirm => "user_confirm_timeout",
                 TimerKind::FindAgent => "find_agent_timeout",
                 TimerKind::Ttl => "ttl_expired",
+                TimerKind::Reminder => "reminder_due",
             },
             Event::Created => "created",
             Event::AgentReserved { .. } => "agent_reserved",
@@ -105,6 +113,7 @@ impl Event {
             Event::AgentNotificationsRetrieved => "agent_notifications_retrieved",
             Event::NotificationsPushed { .. } => "notifications_pushed",
             Event::ChatTyping { .. } => "chat_typing",
+            Event::Reschedule { .. } => "reschedule",
         }
     }
 }
@@ -169,6 +178,22 @@ pub enum Effect {
         queue: String,
         seconds: f64,
     },
+    /// Something happened to a booked appointment that the customer and the
+    /// agents may be told about (e-mail, calendar invite, SMS), as the
+    /// scenario's notifications say.
+    Appointment {
+        change: AppointmentChange,
+    },
+}
+
+/// What happened to a booked appointment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AppointmentChange {
+    Booked,
+    Rescheduled { previous_start: DateTime<Utc> },
+    Cancelled,
+    Reminder,
 }
 
 /// An event the service's state does not allow. The HTTP layer answers 409.
@@ -198,6 +223,8 @@ pub struct NewService {
     pub device_notification_id: Option<String>,
     pub device_os: Option<String>,
     pub user_data: std::collections::BTreeMap<String, String>,
+    /// The slot taken, when the scenario has a schedule and a time was asked for.
+    pub booking: Option<Booking>,
 }
 
 /// The statig machine's shared storage: the record being worked on.
@@ -262,6 +289,16 @@ impl Service {
                 self.agent_notification(context, display, application);
                 Handled
             }
+            Event::TimerFired {
+                kind: TimerKind::Reminder,
+                ..
+            } => {
+                // Once the customer is with an agent, a reminder is noise.
+                if self.rec.connected_at.is_none() && self.rec.booking.is_some() {
+                    self.remind(context);
+                }
+                Handled
+            }
             // A timer this state does not handle is spent: `apply` already
             // removed it, and refusing would leave it due forever.
             Event::TimerFired { .. } => Handled,
@@ -279,20 +316,26 @@ impl Service {
     }
 
     #[state(superstate = "active", entry_action = "enter_scheduled")]
-    fn scheduled(&mut self, event: &Event) -> Outcome<State> {
+    fn scheduled(&mut self, context: &mut Context, event: &Event) -> Outcome<State> {
         match event {
             Event::TimerFired {
                 kind: TimerKind::DesiredTime,
                 ..
             } => Transition(State::wait_for_agent()),
+            Event::Reschedule {
+                desired_time,
+                booking,
+            } => {
+                self.reschedule(context, *desired_time, booking.clone());
+                Handled
+            }
             _ => Super,
         }
     }
 
     #[action]
     fn enter_scheduled(&mut self, context: &mut Context) {
-        let due = self.rec.desired_time;
-        self.arm(context, TimerKind::DesiredTime, due);
+        self.arm_schedule(context);
     }
 
     #[state(
@@ -450,6 +493,15 @@ impl Service {
 
     #[action]
     fn enter_completed(&mut self, context: &mut Context, reason: &mut CallbackReason) {
+        if *reason == CallbackReason::Cancelled && self.rec.connected_at.is_none() {
+            if let Some(booking) = self.rec.booking.as_mut() {
+                // A cancelled invite is a new version of the same event.
+                booking.sequence += 1;
+                context.effects.push(Effect::Appointment {
+                    change: AppointmentChange::Cancelled,
+                });
+            }
+        }
         self.rec.reason = Some(*reason);
         self.rec.completed_at = Some(self.now);
         for kind in self.rec.timers.keys().copied().collect::<Vec<_>>() {
@@ -479,6 +531,68 @@ impl Service {
 }
 
 impl Service {
+    /// Arms what `scheduled` waits for: entering the queue (at the desired
+    /// time, or at the booked slot less its buffer) and the reminder.
+    fn arm_schedule(&mut self, context: &mut Context) {
+        let entry = self
+            .rec
+            .booking
+            .as_ref()
+            .map_or(self.rec.desired_time, |b| b.enter_queue_at);
+        self.arm(context, TimerKind::DesiredTime, entry);
+        self.disarm(context, TimerKind::Reminder);
+        let reminder = self.rec.booking.as_ref().and_then(|b| b.reminder_at);
+        if let Some(at) = reminder.filter(|at| *at > self.now) {
+            self.arm(context, TimerKind::Reminder, at);
+        }
+    }
+
+    fn reschedule(
+        &mut self,
+        context: &mut Context,
+        desired_time: DateTime<Utc>,
+        booking: Option<Booking>,
+    ) {
+        let previous = self
+            .rec
+            .booking
+            .as_ref()
+            .map_or(self.rec.desired_time, |b| b.slot);
+        let sequence = self.rec.booking.as_ref().map_or(0, |b| b.sequence + 1);
+        self.rec.desired_time = desired_time;
+        self.rec.expiration_time = after(desired_time, self.scenario.ttl);
+        // The place in the queue is the new time's, as at creation.
+        self.rec.ticket.since = desired_time.max(self.now);
+        self.rec.booking = booking.map(|b| Booking { sequence, ..b });
+        let expires = self.rec.expiration_time;
+        self.arm(context, TimerKind::Ttl, expires);
+        self.arm_schedule(context);
+        if self.rec.booking.is_some() {
+            context.effects.push(Effect::Appointment {
+                change: AppointmentChange::Rescheduled {
+                    previous_start: previous,
+                },
+            });
+        }
+    }
+
+    /// The reminder: an e-mail or SMS by the shell, and a notification in
+    /// the device's outbox for an app that listens.
+    fn remind(&mut self, context: &mut Context) {
+        let id = self.rec.id.clone();
+        let booking = self.rec.booking.clone();
+        let start = booking.as_ref().map_or(self.rec.desired_time, |b| b.slot);
+        let join_url = booking.and_then(|b| b.join_url);
+        self.notify_device(
+            context,
+            format!("service.reminder.{id}"),
+            json!({"_id": id, "_action": "reminder", "_desired_time": start, "_join_url": join_url}),
+        );
+        context.effects.push(Effect::Appointment {
+            change: AppointmentChange::Reminder,
+        });
+    }
+
     fn arm(&mut self, context: &mut Context, kind: TimerKind, due: DateTime<Utc>) {
         let due = whole_millis_up(due);
         self.rec.timers.insert(kind, due);
@@ -787,6 +901,9 @@ impl Service {
                 "no chat is open for this service; start it with ixn/chat".to_owned()
             }
             Event::Complete => "only a connected service (PROCESSING) can be completed".to_owned(),
+            Event::Reschedule { .. } => {
+                "only a SCHEDULED service can be rescheduled; this one is already on its way to an agent".to_owned()
+            }
             Event::AgentReserved { .. } => "the service is not waiting for an agent".to_owned(),
             Event::TimerFired { kind, .. } => format!("timer {} does not apply", kind.as_str()),
             other => format!("`{}` does not apply", other.name()),
@@ -898,6 +1015,7 @@ pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> 
         device_notification_id: new.device_notification_id,
         device_os: new.device_os,
         user_data: new.user_data,
+        booking: new.booking,
         ticket: QueueTicket {
             queue: scenario.target.queue.clone(),
             skills: scenario
@@ -941,14 +1059,24 @@ pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> 
         record: rec,
         effects: context.effects,
     };
-    if desired_time <= now {
+    if applied.record.booking.is_some() {
+        applied.effects.push(Effect::Appointment {
+            change: AppointmentChange::Booked,
+        });
+    }
+    let entry = applied
+        .record
+        .booking
+        .as_ref()
+        .map_or(desired_time, |b| b.enter_queue_at);
+    if entry <= now {
         // As armed (to the millisecond), so the record accepts it.
         let due = applied
             .record
             .timers
             .get(&TimerKind::DesiredTime)
             .copied()
-            .unwrap_or(desired_time);
+            .unwrap_or(entry);
         let fired = Event::TimerFired {
             kind: TimerKind::DesiredTime,
             due,

@@ -97,6 +97,8 @@ pub enum TimerKind {
     FindAgent,
     /// `_expiration_time` (`_desired_time` + `_ttl`) reached.
     Ttl,
+    /// A booked service's reminder is due.
+    Reminder,
 }
 
 impl TimerKind {
@@ -106,6 +108,7 @@ impl TimerKind {
             TimerKind::UserConfirm => "user_confirm",
             TimerKind::FindAgent => "find_agent",
             TimerKind::Ttl => "ttl",
+            TimerKind::Reminder => "reminder",
         }
     }
 }
@@ -119,6 +122,29 @@ pub struct QueueTicket {
     pub skills: Option<String>,
     pub priority: i32,
     pub since: DateTime<Utc>,
+}
+
+/// A booked slot. The store counts a seat for it while the service is not
+/// completed, and refuses the write that would take more than `seats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Booking {
+    /// Start of the booked slot (UTC).
+    pub slot: DateTime<Utc>,
+    pub slot_end: DateTime<Utc>,
+    /// Seats the slot had when it was booked.
+    pub seats: u32,
+    /// The calendar invite's SEQUENCE: 0 when booked, one more per change.
+    #[serde(default)]
+    pub sequence: u32,
+    /// When the service leaves `scheduled` for the queue: the slot less the
+    /// scenario's `enter_queue` buffer.
+    pub enter_queue_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminder_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_url: Option<String>,
+    /// The zone the customer sees times in (IANA name).
+    pub timezone: String,
 }
 
 /// A notification for the customer's device. `payload` is exactly what is
@@ -255,6 +281,10 @@ pub struct ServiceRecord {
     #[serde(default)]
     pub user_data: BTreeMap<String, String>,
     pub ticket: QueueTicket,
+    /// The booked slot, for services created with `_desired_time` in a
+    /// scenario with a `_schedule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booking: Option<Booking>,
     /// The agent that currently holds a reservation on this service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
@@ -297,6 +327,16 @@ impl ServiceRecord {
     /// The agent holding the service now, or the one that handled it.
     pub fn handling_agent(&self) -> Option<&str> {
         self.agent.as_deref().or(self.served_by.as_deref())
+    }
+
+    /// The seat the store must count for this service: (scenario, slot start, seats).
+    pub fn seat(&self) -> Option<(&str, DateTime<Utc>, u32)> {
+        match &self.booking {
+            Some(b) if self.state != ServiceState::Completed => {
+                Some((self.scenario.as_str(), b.slot, b.seats))
+            }
+            _ => None,
+        }
     }
 
     /// Whether the store should hold the service in its queue.

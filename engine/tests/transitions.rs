@@ -143,6 +143,7 @@ fn new_service(desired: Option<i64>) -> NewService {
             ("usr_customer_name".to_owned(), "Bob Markel".to_owned()),
             ("usr_reason".to_owned(), "billing question".to_owned()),
         ]),
+        booking: None,
     }
 }
 
@@ -294,6 +295,7 @@ fn kind(effect: &Effect) -> String {
         Effect::HandleSample { .. } => "HandleSample".into(),
         Effect::PushDevice { tag, .. } => format!("PushDevice({})", tag_kind(tag)),
         Effect::PushAgent { tag, .. } => format!("PushAgent({})", tag_kind(tag)),
+        Effect::Appointment { change } => format!("Appointment({change:?})"),
     }
 }
 
@@ -1631,7 +1633,17 @@ fn table_events() -> Vec<(&'static str, Result<Event, TimerKind>)> {
         ),
         ("chat_typing client", Ok(typing(Party::Client))),
         ("chat_typing agent", Ok(typing(Party::Agent))),
+        ("reschedule", Ok(reschedule_to(9_000))),
+        ("fire reminder", Err(TimerKind::Reminder)),
     ]
+}
+
+/// A reschedule without a booking (a scenario without `_schedule`).
+fn reschedule_to(s: i64) -> Event {
+    Event::Reschedule {
+        desired_time: secs(s),
+        booking: None,
+    }
 }
 
 fn typing(by: Party) -> Event {
@@ -1783,7 +1795,7 @@ fn state_event_table_chat_delay() {
     let (tnf, ttl) = (Done(R::FailTargetNotFound), Done(R::FailTimeoutTtl));
     let (cxl, ac) = (Done(R::Cancelled), Done(R::AgentConnected));
     #[rustfmt::skip]
-    let expected: [[Out; 6]; 20] = [
+    let expected: [[Out; 6]; 22] = [
         // SCHED  QUEUED ROUTING PROC   PROC+chat DONE
         [No,     No,    No,    No,    No,    No   ], // created
         [q,      Stale, Stale, Stale, Stale, Stale], // fire desired_time
@@ -1805,6 +1817,8 @@ fn state_event_table_chat_delay() {
         [Same,   Same,  Same,  Same,  Same,  Same ], // agent_notifications_retrieved
         [No,     No,    No,    No,    Same,  No   ], // chat_typing client
         [No,     No,    No,    No,    Same,  No   ], // chat_typing agent
+        [Same,   No,    No,    No,    No,    No   ], // reschedule
+        [Stale,  Stale, Stale, Stale, Stale, Stale], // fire reminder (never armed)
     ];
     let failures = run_table(&scn, &rows, &expected);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
@@ -1831,7 +1845,7 @@ fn state_event_table_chat_immediate() {
     let (cxl, ac) = (Done(R::Cancelled), Done(R::AgentConnected));
     let fid = Done(R::FailInteractionDeleted);
     #[rustfmt::skip]
-    let expected: [[Out; 6]; 20] = [
+    let expected: [[Out; 6]; 22] = [
         // SCHED  QUEUED QUEUED+chat PROC PROC+chat DONE
         [No,     No,    No,    No,    No,    No   ], // created
         [q,      Stale, Stale, Stale, Stale, Stale], // fire desired_time
@@ -1853,6 +1867,8 @@ fn state_event_table_chat_immediate() {
         [Same,   Same,  Same,  Same,  Same,  Same ], // agent_notifications_retrieved
         [No,     No,    Same,  No,    Same,  No   ], // chat_typing client
         [No,     No,    No,    No,    Same,  No   ], // chat_typing agent (must have joined)
+        [Same,   No,    No,    No,    No,    No   ], // reschedule
+        [Stale,  Stale, Stale, Stale, Stale, Stale], // fire reminder (never armed)
     ];
     let failures = run_table(&scn, &rows, &expected);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
@@ -1868,6 +1884,8 @@ fn armed_timers_a_state_does_not_handle_are_discarded() {
         TimerKind::DesiredTime => state == S::Scheduled,
         TimerKind::FindAgent => state == S::WaitForAgent,
         TimerKind::UserConfirm => state == S::WaitForUserConfirm,
+        // Without a booking there is nobody to remind.
+        TimerKind::Reminder => false,
     };
     let mut failures = Vec::new();
     for state in ServiceState::ALL {
@@ -1878,6 +1896,7 @@ fn armed_timers_a_state_does_not_handle_are_discarded() {
             TimerKind::UserConfirm,
             TimerKind::FindAgent,
             TimerKind::Ttl,
+            TimerKind::Reminder,
         ] {
             if handled(state, kind) {
                 continue;
@@ -2313,4 +2332,205 @@ fn state_notices_carry_the_gms_state_until_completion() {
             (got, want) => panic!("{:?}: got {got:?}, want {want:?}", rec.state),
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Booked services
+// ---------------------------------------------------------------------------
+
+fn booking_at(slot: i64, lead: i64, reminder: Option<i64>) -> engine::record::Booking {
+    engine::record::Booking {
+        slot: secs(slot),
+        slot_end: secs(slot + 900),
+        seats: 3,
+        sequence: 0,
+        enter_queue_at: secs(slot - lead),
+        reminder_at: reminder.map(|r| secs(slot - r)),
+        join_url: Some(format!("https://meet.example/{ID}")),
+        timezone: "Europe/London".into(),
+    }
+}
+
+fn booked(slot: i64, lead: i64, reminder: Option<i64>) -> Applied {
+    let mut new = new_service(Some(slot));
+    new.booking = Some(booking_at(slot, lead, reminder));
+    machine::create(new, &delay(), t0())
+}
+
+fn appointments(effects: &[Effect]) -> Vec<machine::AppointmentChange> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Appointment { change } => Some(change.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_booking_enters_the_queue_its_buffer_before_the_slot_in_its_booked_place() {
+    use machine::AppointmentChange as A;
+    let created = booked(3_600, 120, Some(900));
+    let rec = &created.record;
+    assert_eq!(rec.state, S::Scheduled);
+    assert_eq!(appointments(&created.effects), vec![A::Booked]);
+    assert_eq!(rec.timers[&TimerKind::DesiredTime], secs(3_480));
+    assert_eq!(rec.timers[&TimerKind::Reminder], secs(2_700));
+    assert_eq!(
+        rec.ticket.since,
+        secs(3_600),
+        "the queue place is the booked time"
+    );
+
+    // The reminder: an appointment effect and a device notification.
+    let due = rec.timers[&TimerKind::Reminder];
+    let reminded = machine::apply(
+        rec,
+        &delay(),
+        &Event::TimerFired {
+            kind: TimerKind::Reminder,
+            due,
+        },
+        due,
+    )
+    .unwrap();
+    assert_eq!(appointments(&reminded.effects), vec![A::Reminder]);
+    assert_eq!(reminded.record.state, S::Scheduled);
+    let note = reminded.record.outbox.last().unwrap();
+    assert_eq!(note.tag, format!("service.reminder.{ID}"));
+    assert_eq!(
+        note.payload["_join_url"],
+        format!("https://meet.example/{ID}")
+    );
+
+    let due = rec.timers[&TimerKind::DesiredTime];
+    let queued = machine::apply(
+        &reminded.record,
+        &delay(),
+        &Event::TimerFired {
+            kind: TimerKind::DesiredTime,
+            due,
+        },
+        due,
+    )
+    .unwrap();
+    assert_eq!(queued.record.state, S::WaitForAgent);
+    assert_eq!(queued.record.ticket.since, secs(3_600));
+}
+
+#[test]
+fn a_booking_whose_queue_time_has_come_is_queued_at_once() {
+    let created = booked(60, 120, None);
+    assert_eq!(created.record.state, S::WaitForAgent);
+    assert_eq!(created.record.ticket.since, secs(60));
+    assert!(!created.record.timers.contains_key(&TimerKind::Reminder));
+    assert!(created
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::EnteredQueue { .. })));
+}
+
+#[test]
+fn rescheduling_moves_the_timers_and_bumps_the_invite_sequence() {
+    use machine::AppointmentChange as A;
+    let rec = booked(3_600, 0, Some(900)).record;
+    let moved = machine::apply(
+        &rec,
+        &delay(),
+        &Event::Reschedule {
+            desired_time: secs(7_200),
+            booking: Some(booking_at(7_200, 60, None)),
+        },
+        secs(10),
+    )
+    .unwrap();
+    let r = &moved.record;
+    assert_eq!(
+        appointments(&moved.effects),
+        vec![A::Rescheduled {
+            previous_start: secs(3_600)
+        }]
+    );
+    assert_eq!(r.desired_time, secs(7_200));
+    assert_eq!(r.booking.as_ref().unwrap().sequence, 1);
+    assert_eq!(r.timers[&TimerKind::DesiredTime], secs(7_140));
+    assert!(
+        !r.timers.contains_key(&TimerKind::Reminder),
+        "the new booking has no reminder"
+    );
+    assert_eq!(r.timers[&TimerKind::Ttl], secs(7_200 + 86_400));
+    assert_eq!(r.expiration_time, secs(7_200 + 86_400));
+    assert_eq!(r.ticket.since, secs(7_200));
+    assert_eq!(r.state, S::Scheduled);
+
+    // Once queued, it can no longer move.
+    let due = r.timers[&TimerKind::DesiredTime];
+    let queued = machine::apply(
+        r,
+        &delay(),
+        &Event::TimerFired {
+            kind: TimerKind::DesiredTime,
+            due,
+        },
+        due,
+    )
+    .unwrap()
+    .record;
+    let refused = machine::apply(&queued, &delay(), &reschedule_to(20_000), due);
+    assert!(
+        matches!(refused, Err(TransitionError::NotAllowed { .. })),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn cancelling_a_booking_sends_a_cancelled_invite_but_not_after_the_call() {
+    use machine::AppointmentChange as A;
+    let rec = booked(3_600, 0, Some(900)).record;
+    let cancelled = machine::apply(&rec, &delay(), &Event::Cancel, secs(5)).unwrap();
+    assert_eq!(appointments(&cancelled.effects), vec![A::Cancelled]);
+    assert_eq!(cancelled.record.booking.as_ref().unwrap().sequence, 1);
+    assert!(cancelled.record.timers.is_empty());
+    assert!(
+        cancelled.record.seat().is_none(),
+        "a completed service holds no seat"
+    );
+    assert!(rec.seat().is_some());
+
+    // Served, then cancelled by an admin: nobody is told about an invite.
+    let mut served = rec.clone();
+    let due = served.timers[&TimerKind::DesiredTime];
+    for (event, at) in [
+        (
+            Event::TimerFired {
+                kind: TimerKind::DesiredTime,
+                due,
+            },
+            due,
+        ),
+        (reserved("agent-1"), due),
+        (Event::UserConfirmed, due),
+    ] {
+        served = machine::apply(&served, &delay(), &event, at)
+            .unwrap()
+            .record;
+    }
+    let after = machine::apply(&served, &delay(), &Event::Cancel, due).unwrap();
+    assert!(appointments(&after.effects).is_empty());
+
+    // A reminder that falls due after the call started says nothing.
+    let mut rem = rec.clone();
+    rem.timers.insert(TimerKind::Reminder, secs(100));
+    rem.connected_at = Some(secs(50));
+    let quiet = machine::apply(
+        &rem,
+        &delay(),
+        &Event::TimerFired {
+            kind: TimerKind::Reminder,
+            due: secs(100),
+        },
+        secs(100),
+    )
+    .unwrap();
+    assert!(appointments(&quiet.effects).is_empty());
 }

@@ -23,6 +23,13 @@ pub enum AppError {
     /// An event the service's state does not allow.
     #[error("{0}")]
     Conflict(String),
+    /// The asked-for time is not a bookable slot with a seat left; the body
+    /// lists the nearest slots that are (`_available_slots`).
+    #[error("{message}")]
+    SlotUnavailable {
+        message: String,
+        nearest: serde_json::Value,
+    },
     #[error("request body is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
     #[error("{0}")]
@@ -63,6 +70,7 @@ impl AppError {
             AppError::BadRequest { exception, .. } => (StatusCode::BAD_REQUEST, exception),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "INVALID_STATE"),
+            AppError::SlotUnavailable { .. } => (StatusCode::CONFLICT, "SLOT_UNAVAILABLE"),
             AppError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE"),
             AppError::Unsupported(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
@@ -94,6 +102,10 @@ impl From<ShellError> for AppError {
                 s @ (StoreError::Conflict(_) | StoreError::AgentUnavailable { .. }),
             ) => AppError::Conflict(s.to_string()),
             ShellError::Store(s @ StoreError::Exists(_)) => AppError::Conflict(s.to_string()),
+            ShellError::Store(s @ StoreError::SlotFull { .. }) => AppError::SlotUnavailable {
+                message: format!("_desired_time: {s}"),
+                nearest: serde_json::Value::Array(Vec::new()),
+            },
             ShellError::Store(s @ StoreError::Missing(_)) => AppError::NotFound(s.to_string()),
         }
     }
@@ -105,10 +117,10 @@ impl IntoResponse for AppError {
         if status.is_server_error() {
             tracing::error!(error = %self, "Request failed.");
         }
-        (
-            status,
-            Json(json!({"message": self.to_string(), "exception": exception})),
-        )
-            .into_response()
+        let mut body = json!({"message": self.to_string(), "exception": exception});
+        if let AppError::SlotUnavailable { nearest, .. } = &self {
+            body["_available_slots"] = nearest.clone();
+        }
+        (status, Json(body)).into_response()
     }
 }

@@ -220,12 +220,17 @@ impl Shell {
                     payload,
                 } => self.to_agent(record, agent, tag, payload.clone(), None),
                 Effect::PushAgent { agent: None, .. } => {}
+                Effect::Appointment { change } => self.appointment(record, change).await,
                 Effect::LeftQueue { .. }
                 | Effect::AgentReserved { .. }
                 | Effect::TimerCancelled { .. } => {}
             }
         }
     }
+
+    /// Tells the customer and the agents about a booked appointment, as
+    /// the scenario's notifications say (nothing yet: the notifier comes next).
+    async fn appointment(&self, _record: &ServiceRecord, _change: &machine::AppointmentChange) {}
 
     /// Sends a notification to the device that owns the service: by HTTP
     /// POST for `_device_os=httpcb`, else to its push clients on any node.

@@ -81,6 +81,7 @@ impl Harness {
                     device_notification_id: None,
                     device_os: None,
                     user_data: Default::default(),
+                    booking: None,
                 },
             )
             .await

@@ -19,7 +19,7 @@ mod scripts;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -181,6 +181,12 @@ struct IndexEntry<'a> {
     a: Option<&'a str>,
     /// Storage deadline, ms.
     d: String,
+    /// The seat held in the scenario's slot starting at this ms, and the
+    /// slot's seats when booked (the limit the write is checked against).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    b: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bc: Option<u32>,
 }
 
 fn state_name(s: ServiceState) -> &'static str {
@@ -203,11 +209,13 @@ fn from_ms(ms: i64) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-const TIMER_KINDS: [TimerKind; 4] = [
+/// Codes are stored in timer members: append new kinds, never reorder.
+const TIMER_KINDS: [TimerKind; 5] = [
     TimerKind::DesiredTime,
     TimerKind::UserConfirm,
     TimerKind::FindAgent,
     TimerKind::Ttl,
+    TimerKind::Reminder,
 ];
 
 /// The kind's code keeps the engine's order of kinds.
@@ -294,6 +302,8 @@ fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
             .collect(),
         a: rec.agent.as_deref(),
         d: ms(rec.storage_deadline()).to_string(),
+        b: rec.seat().map(|(_, slot, _)| ms(slot).to_string()),
+        bc: rec.seat().map(|(_, _, seats)| seats),
     }
 }
 
@@ -582,6 +592,9 @@ impl Store for RedisStore {
             "EXISTS" => Err(StoreError::Exists(id)),
             "MISSING" => Err(StoreError::Missing(id)),
             "CONFLICT" => Err(StoreError::Conflict(id)),
+            "FULL" => Err(StoreError::SlotFull {
+                slot: record.seat().map(|(_, slot, _)| slot).unwrap_or(now),
+            }),
             other => match other.strip_prefix("AGENT:") {
                 Some(why) => Err(StoreError::AgentUnavailable {
                     agent: record.agent.clone().unwrap_or_default(),
@@ -786,6 +799,28 @@ impl Store for RedisStore {
         })
     }
 
+    async fn seats_taken(
+        &self,
+        scenario: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<BTreeMap<DateTime<Utc>, u32>, StoreError> {
+        // The hash holds only slots with a live booking (a freed seat's
+        // field is deleted at zero), so reading it whole stays small.
+        let key = self.keys.key(&format!("seats:{scenario}"));
+        let all: HashMap<String, u32> = self
+            .call(|mut c| async move { c.hgetall(key).await })
+            .await?;
+        let (from, to) = (ms(from), ms(to));
+        Ok(all
+            .into_iter()
+            .filter_map(|(slot, n)| {
+                let slot: i64 = slot.parse().ok()?;
+                (slot >= from && slot < to && n > 0).then(|| (from_ms(slot), n))
+            })
+            .collect())
+    }
+
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
@@ -882,6 +917,7 @@ mod tests {
             device_notification_id: None,
             device_os: None,
             user_data: Default::default(),
+            booking: None,
         };
         let rec = engine::machine::create(new, &Arc::new(scenario), Utc::now()).record;
         let value = encode_value(&rec);

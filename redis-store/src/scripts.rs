@@ -100,6 +100,10 @@ local function undo(id, ix, keep, keep_agent)
     if not keep[m] then redis.call('ZREM', P .. 'timers', m) end
   end
   redis.call('ZREM', P .. 'deadlines', id)
+  if ix.b then
+    local sk = P .. 'seats:' .. ix.n
+    if redis.call('HINCRBY', sk, ix.b, -1) <= 0 then redis.call('HDEL', sk, ix.b) end
+  end
   redis.call('HDEL', P .. 'idx', id)
 end
 
@@ -114,7 +118,7 @@ end
 ///
 /// KEYS[1] = the record's key. ARGV = prefix, id, expected version ('' when
 /// creating), the stored value ("<version>:<payload>"), index entry JSON, ms
-/// to keep the record, now in ms. Answers OK, EXISTS, MISSING, CONFLICT or
+/// to keep the record, now in ms. Answers OK, EXISTS, MISSING, CONFLICT, FULL or
 /// `AGENT:<why>`.
 const PUT: &str = r#"
 local id, expected, value, ixraw = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -151,6 +155,12 @@ if new.a and new.a ~= old_agent then
   end
 end
 
+-- A seat the record did not hold before must still be free in its slot.
+if new.b and not (old and old.b == new.b and old.n == new.n) then
+  local taken = tonumber(redis.call('HGET', P .. 'seats:' .. new.n, new.b) or '0')
+  if taken >= tonumber(new.bc) then return 'FULL' end
+end
+
 -- Timers both versions hold (same kind, same due time) keep their score:
 -- that may be a claim's lease, which a write must not cancel.
 local keep, armed = {}, false
@@ -179,6 +189,7 @@ for _, t in ipairs(new.t) do
   redis.call('ZADD', P .. 'timers', 'NX', t[2], timer_member(id, t))
 end
 redis.call('ZADD', P .. 'deadlines', new.d, id)
+if new.b then redis.call('HINCRBY', P .. 'seats:' .. new.n, new.b, 1) end
 redis.call('HSET', P .. 'idx', id, ixraw)
 redis.call('SET', KEYS[1], value, 'PX', math.max(keep_ms, 1))
 if armed then redis.call('PUBLISH', P .. 'wake', 'timer') end

@@ -67,6 +67,7 @@ async fn create(store: &RedisStore, id: &str) {
         device_notification_id: None,
         device_os: None,
         user_data: BTreeMap::new(),
+        booking: None,
     };
     let rec = machine::create(new, &support(), t0()).record;
     store.put(&rec, None).await.unwrap();

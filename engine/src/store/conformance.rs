@@ -17,7 +17,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::clock::{Clock, ManualClock};
 use crate::machine::{self, Effect, Event, NewService};
-use crate::record::{CallbackReason, ServiceRecord, ServiceState, TimerKind, COMPLETED_GRACE};
+use crate::record::{
+    Booking, CallbackReason, ServiceRecord, ServiceState, TimerKind, COMPLETED_GRACE,
+};
 use crate::scenario::Scenario;
 use crate::stats::SampleKind;
 use crate::store::{AgentProfile, DueTimer, IndexKey, Store, StoreError};
@@ -75,6 +77,7 @@ fn new_service(id: &str, customer: &str, desired: Option<DateTime<Utc>>) -> NewS
         device_notification_id: (customer != "c2").then(|| format!("device-of-{customer}")),
         device_os: Some("comet".to_owned()),
         user_data: BTreeMap::new(),
+        booking: None,
     }
 }
 
@@ -1034,6 +1037,149 @@ pub async fn racing_writers(store: &dyn Store, _clock: &ManualClock) {
 
 /// What a conformance test runs against: a fresh, empty store, the clock it
 /// reads "now" from (starting at [`t0`]), and whatever must live as long as
+fn booking(slot: DateTime<Utc>, seats: u32) -> Booking {
+    Booking {
+        slot,
+        slot_end: slot + Duration::minutes(15),
+        seats,
+        sequence: 0,
+        enter_queue_at: slot,
+        reminder_at: None,
+        join_url: None,
+        timezone: "UTC".into(),
+    }
+}
+
+/// A service booked into `slot` (which has `seats` seats), created at `at`.
+fn booked(id: &str, slot: DateTime<Utc>, seats: u32, at: DateTime<Utc>) -> ServiceRecord {
+    let mut new = new_service(id, "c1", Some(slot));
+    new.booking = Some(booking(slot, seats));
+    machine::create(new, &standard(), at).record
+}
+
+async fn taken(store: &dyn Store) -> Vec<(DateTime<Utc>, u32)> {
+    store
+        .seats_taken("chat-delay", secs(0), secs(30 * DAY))
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+pub async fn seats_are_counted_and_freed(store: &dyn Store, _clock: &ManualClock) {
+    let scn = standard();
+    let (a, b) = (secs(DAY), secs(DAY + 900));
+    insert(store, &booked("b1", a, 2, secs(0))).await;
+    insert(store, &booked("b2", a, 2, secs(1))).await;
+    assert_eq!(taken(store).await, vec![(a, 2)]);
+
+    // The third booking of a two-seat slot is refused, and nothing is written.
+    let third = booked("b3", a, 2, secs(2));
+    assert_eq!(
+        store.put(&third, None).await,
+        Err(StoreError::SlotFull { slot: a })
+    );
+    assert!(store.get("b3").await.unwrap().is_none());
+    assert_eq!(taken(store).await, vec![(a, 2)]);
+
+    // Other writes to a booked record keep its one seat.
+    transition(
+        store,
+        &scn,
+        "b1",
+        Event::InternalNotification {
+            display: "x".into(),
+            application: "y".into(),
+        },
+        secs(3),
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken(store).await, vec![(a, 2)]);
+
+    // Rescheduling moves the seat: the old slot gets it back.
+    transition(
+        store,
+        &scn,
+        "b1",
+        Event::Reschedule {
+            desired_time: b,
+            booking: Some(booking(b, 1)),
+        },
+        secs(4),
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken(store).await, vec![(a, 1), (b, 1)]);
+    // ...and into a full slot is refused, leaving the record as it was.
+    let rec = store.get("b2").await.unwrap().unwrap();
+    let moved = apply(
+        &rec,
+        &scn,
+        Event::Reschedule {
+            desired_time: b,
+            booking: Some(booking(b, 1)),
+        },
+        secs(5),
+    );
+    assert_eq!(
+        store.put(&moved, Some(rec.version)).await,
+        Err(StoreError::SlotFull { slot: b })
+    );
+    assert_eq!(store.get("b2").await.unwrap().unwrap(), rec);
+
+    // Cancelling frees the seat; the slot can be booked again.
+    transition(store, &scn, "b2", Event::Cancel, secs(6))
+        .await
+        .unwrap();
+    assert_eq!(taken(store).await, vec![(b, 1)]);
+    insert(store, &booked("b3", a, 2, secs(7))).await;
+    assert_eq!(taken(store).await, vec![(a, 1), (b, 1)]);
+
+    // The range is half-open, by slot start.
+    let only_b = store
+        .seats_taken("chat-delay", b, b + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(only_b.into_iter().collect::<Vec<_>>(), vec![(b, 1)]);
+    assert!(store
+        .seats_taken("chat-delay", secs(0), a)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .seats_taken("other", secs(0), secs(30 * DAY))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A record forgotten at its storage deadline gives its seat back.
+    let purged = store.purge_expired(secs(400 * DAY)).await.unwrap();
+    assert!(purged >= 2);
+    assert!(taken(store).await.is_empty());
+}
+
+pub async fn racing_bookings_take_exactly_the_seats_left(store: &dyn Store, _clock: &ManualClock) {
+    use futures::future::join_all;
+    let slot = secs(DAY);
+    // 200 customers race for a slot of 10 seats.
+    let records: Vec<ServiceRecord> = (0..200)
+        .map(|i| booked(&format!("r{i:03}"), slot, 10, secs(0)))
+        .collect();
+    let results = join_all(records.iter().map(|r| store.put(r, None))).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 10);
+    assert!(results
+        .iter()
+        .all(|r| r.is_ok() || *r == Err(StoreError::SlotFull { slot })));
+    assert_eq!(taken(store).await, vec![(slot, 10)]);
+    let stored = store
+        .find(&IndexKey::Scenario("chat-delay".into()))
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 10);
+}
+
 /// the store does (a Redis server, say).
 pub struct Subject {
     pub store: Arc<dyn Store>,
@@ -1062,6 +1208,8 @@ macro_rules! store_conformance_tests {
             timers_keep_their_exact_due_time,
             many_services_for_one_customer,
             racing_writers,
+            seats_are_counted_and_freed,
+            racing_bookings_take_exactly_the_seats_left,
         );
     };
     (@tests $make:path; $($check:ident),* $(,)?) => {

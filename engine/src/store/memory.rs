@@ -25,6 +25,8 @@ struct Inner {
     armed: HashMap<(String, TimerKind), (DateTime<Utc>, DateTime<Utc>)>,
     deadlines: BTreeSet<(DateTime<Utc>, String)>,
     agents: HashMap<String, AgentRecord>,
+    /// scenario → slot start → seats taken.
+    seats: HashMap<String, BTreeMap<DateTime<Utc>, u32>>,
     stats: HashMap<String, QueueStats>,
 }
 
@@ -67,6 +69,19 @@ impl Inner {
         self.sync_timers(&rec.id, &rec.timers, &BTreeMap::new());
         self.deadlines
             .remove(&(rec.storage_deadline(), rec.id.clone()));
+        if let Some((scenario, slot, _)) = rec.seat() {
+            if let Some(slots) = self.seats.get_mut(scenario) {
+                if let Some(taken) = slots.get_mut(&slot) {
+                    *taken = taken.saturating_sub(1);
+                    if *taken == 0 {
+                        slots.remove(&slot);
+                    }
+                }
+                if slots.is_empty() {
+                    self.seats.remove(scenario);
+                }
+            }
+        }
     }
 
     fn index(&mut self, rec: &ServiceRecord) {
@@ -90,6 +105,42 @@ impl Inner {
         }
         self.deadlines
             .insert((rec.storage_deadline(), rec.id.clone()));
+        if let Some((scenario, slot, _)) = rec.seat() {
+            *self
+                .seats
+                .entry(scenario.to_owned())
+                .or_default()
+                .entry(slot)
+                .or_default() += 1;
+        }
+    }
+
+    /// Refuses a seat the slot no longer has. A record that keeps the seat it
+    /// held (same scenario, same slot) is not counted twice.
+    fn check_seat(
+        &self,
+        old: Option<&ServiceRecord>,
+        new: &ServiceRecord,
+    ) -> Result<(), StoreError> {
+        let Some((scenario, slot, seats)) = new.seat() else {
+            return Ok(());
+        };
+        if old
+            .and_then(|o| o.seat())
+            .is_some_and(|(s, t, _)| s == scenario && t == slot)
+        {
+            return Ok(());
+        }
+        let taken = self
+            .seats
+            .get(scenario)
+            .and_then(|slots| slots.get(&slot))
+            .copied()
+            .unwrap_or(0);
+        if taken >= seats {
+            return Err(StoreError::SlotFull { slot });
+        }
+        Ok(())
     }
 
     /// Disarms the timers `old` had and `new` has not, and arms the new ones;
@@ -249,6 +300,7 @@ impl Store for MemoryStore {
             _ => {}
         }
         inner.check_reservation(old.as_ref(), record)?;
+        inner.check_seat(old.as_ref(), record)?;
         let old_timers = old.as_ref().map(|o| o.timers.clone()).unwrap_or_default();
         if let Some(o) = &old {
             let mut o = o.clone();
@@ -395,6 +447,28 @@ impl Store for MemoryStore {
 
     async fn queue_stats(&self, queue: &str) -> Result<QueueStats, StoreError> {
         Ok(self.lock().stats.get(queue).cloned().unwrap_or_default())
+    }
+
+    async fn seats_taken(
+        &self,
+        scenario: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<BTreeMap<DateTime<Utc>, u32>, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        // Seats of records past their deadline are not taken any more.
+        inner.purge(now);
+        Ok(inner
+            .seats
+            .get(scenario)
+            .map(|slots| {
+                slots
+                    .range(from..to.max(from))
+                    .map(|(k, v)| (*k, *v))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {

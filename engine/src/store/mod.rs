@@ -33,6 +33,9 @@ pub enum StoreError {
     AgentUnavailable { agent: String, why: String },
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The booked slot has no seat left (another booking took the last one).
+    #[error("the slot at {slot} has no seat left")]
+    SlotFull { slot: DateTime<Utc> },
 }
 
 /// What an admin says about an agent.
@@ -183,6 +186,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     async fn queue_stats(&self, queue: &str) -> Result<QueueStats, StoreError>;
+
+    /// Seats taken in `scenario`'s slots that start in `[from, to)`, by
+    /// slot start. A seat is held by every booked service that is not
+    /// completed; `put` refuses (`SlotFull`) the write that would take more
+    /// seats than the booking's `seats`.
+    async fn seats_taken(
+        &self,
+        scenario: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<BTreeMap<DateTime<Utc>, u32>, StoreError>;
 
     /// Forgets records whose storage deadline has passed; returns how many.
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;

@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
                 ("usr_customer_name".to_owned(), "Bob Markel".to_owned()),
                 ("usr_reason".to_owned(), "billing question".to_owned()),
             ]),
+            booking: None,
         };
         let applied = machine::create(new, &scenario, clock.now());
         record_bytes = applied.record.encode().len();

@@ -190,6 +190,15 @@ impl Store for Counting {
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         self.inner.purge_expired(now).await
     }
+
+    async fn seats_taken(
+        &self,
+        scenario: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<std::collections::BTreeMap<DateTime<Utc>, u32>, StoreError> {
+        self.inner.seats_taken(scenario, from, to).await
+    }
 }
 
 /// One callbackd node served from this process.

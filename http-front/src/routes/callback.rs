@@ -113,6 +113,7 @@ pub async fn create(
         device_notification_id,
         device_os,
         user_data,
+        booking: None,
     };
     let record = state.shell.create(&scenario, new).await?;
     let mut answer = serde_json::Map::new();
