@@ -4,6 +4,7 @@
 //! - [`record`]: the persisted, versioned service record.
 //! - [`machine`]: the statig state machine; [`machine::apply`] is every
 //!   transition, a pure function of (record, event, now).
+//! - [`schedule`]: business hours and the slots of booked callbacks.
 //! - [`routing`]: skill expressions and the matching of services to agents.
 //! - [`stats`]: rolling queue statistics for the estimated wait time.
 //! - [`store`]: the `Store` trait and the embedded in-memory store.
@@ -17,5 +18,6 @@ pub mod machine;
 pub mod record;
 pub mod routing;
 pub mod scenario;
+pub mod schedule;
 pub mod stats;
 pub mod store;

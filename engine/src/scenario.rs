@@ -171,6 +171,9 @@ pub struct Scenario {
         default = "default_httpcb_timeout"
     )]
     pub httpcb_timeout: Duration,
+    /// Booked callbacks: business hours and slots. Absent: no booking.
+    #[serde(rename = "_schedule", default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule::Schedule>,
 }
 
 fn default_httpcb_attempts() -> u32 {
@@ -323,6 +326,9 @@ impl Scenario {
         }
         if self.httpcb_timeout.is_zero() {
             return Err(err("_httpcb_timeout", "must be greater than zero"));
+        }
+        if let Some(schedule) = &self.schedule {
+            schedule.validate().map_err(|(key, why)| err(&key, &why))?;
         }
         Ok(())
     }

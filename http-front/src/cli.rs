@@ -47,9 +47,31 @@ struct Args {
     /// A WebSocket from which nothing (not even a pong) came for this long is closed.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, env = "CALLBACKD_PUSH_IDLE_TIMEOUT")]
     push_idle_timeout: std::time::Duration,
+    /// SMTP server for appointment e-mails: `smtp://HOST:PORT` (STARTTLS when
+    /// offered), `smtps://USER:PASS@HOST`, or `smtp://HOST:PORT?tls=none`.
+    /// Without it, e-mails are skipped (SMS still goes).
+    #[arg(long, env = "CALLBACKD_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// The From of appointment e-mails.
+    #[arg(
+        long,
+        default_value = "callbackd <callbackd@localhost>",
+        env = "CALLBACKD_MAIL_FROM"
+    )]
+    mail_from: String,
 }
 
 impl Args {
+    fn mail_config(&self) -> anyhow::Result<Option<crate::appointments::MailConfig>> {
+        Ok(self
+            .smtp_url
+            .as_ref()
+            .map(|url| crate::appointments::MailConfig {
+                smtp_url: url.clone(),
+                from: self.mail_from.clone(),
+            }))
+    }
+
     fn push_limits(&self) -> anyhow::Result<push::Limits> {
         let d = push::Limits::default();
         if self.push_max_clients == 0 {
@@ -148,6 +170,7 @@ async fn serve() -> anyhow::Result<()> {
         };
         (store, Some(wakeups), Some(relay))
     };
+    let mail = args.mail_config()?;
     let config = crate::Config {
         scenarios,
         store,
@@ -156,6 +179,7 @@ async fn serve() -> anyhow::Result<()> {
         timer_wakeups,
         push: push_limits,
         relay,
+        mail,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

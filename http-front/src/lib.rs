@@ -13,6 +13,7 @@
 //!
 //! Only this crate knows HTTP. [`run`] serves until the shutdown signal.
 
+pub mod appointments;
 pub mod cli;
 pub mod error;
 mod extract;
@@ -54,6 +55,8 @@ pub struct Config {
     pub push: push::Limits,
     /// The way to the other nodes' push clients, when there are other nodes.
     pub relay: Option<RelayLink>,
+    /// Where appointment e-mails go out (SMTP); none: e-mails are skipped.
+    pub mail: Option<appointments::MailConfig>,
 }
 
 /// Deliveries out to the other nodes, and theirs in.
@@ -103,13 +106,15 @@ pub async fn run(
         Some(link) => (Some(link.relay), Some(link.inbound)),
         None => (None, None),
     };
+    let notifier = Arc::new(appointments::Notifier::new(config.mail)?);
     let shell = Shell::new(
         config.store,
         config.scenarios,
         config.clock,
         config.push,
         relay,
-    );
+    )
+    .with_notifier(notifier);
     let state = Arc::new(AppState {
         shell: shell.clone(),
         public_url: config.public_url,

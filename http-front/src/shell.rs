@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use engine::clock::Clock;
+
+use crate::appointments::Notifier;
 use engine::machine::{self, Applied, Effect, Event, NewService, TransitionError};
 use engine::record::ServiceRecord;
 use engine::routing;
@@ -82,6 +84,8 @@ pub struct Shell {
     pushed: std::sync::Mutex<Option<mpsc::Receiver<Pushed>>>,
     route_wake: Notify,
     timer_wake: Notify,
+    /// Appointment e-mails and SMS.
+    notifier: Arc<Notifier>,
 }
 
 /// HTTP callbacks in flight at once, over every scenario.
@@ -109,7 +113,20 @@ impl Shell {
             pushed: std::sync::Mutex::new(Some(pushed)),
             route_wake: Notify::new(),
             timer_wake: Notify::new(),
+            notifier: Arc::new(Notifier::new(None).expect("a notifier without mail always builds")),
         })
+    }
+
+    /// The same shell, sending appointment notices through `notifier`.
+    /// Called before the shell is shared.
+    pub fn with_notifier(self: Arc<Self>, notifier: Arc<Notifier>) -> Arc<Shell> {
+        match Arc::try_unwrap(self) {
+            Ok(mut shell) => {
+                shell.notifier = notifier;
+                Arc::new(shell)
+            }
+            Err(shared) => shared,
+        }
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -228,9 +245,85 @@ impl Shell {
         }
     }
 
-    /// Tells the customer and the agents about a booked appointment, as
-    /// the scenario's notifications say (nothing yet: the notifier comes next).
-    async fn appointment(&self, _record: &ServiceRecord, _change: &machine::AppointmentChange) {}
+    /// Tells the customer and the agents about a booked appointment, as the
+    /// scenario's `_schedule.notifications` say. Sent in the background:
+    /// SMTP must not hold up the request. A node that dies between the write
+    /// and the send loses that message (see ARCHITECTURE, "Bookings").
+    async fn appointment(&self, record: &ServiceRecord, change: &machine::AppointmentChange) {
+        use crate::appointments::{AppointmentNotice, NoticeKind, SmsTarget};
+        use machine::AppointmentChange as C;
+        let (Some(booking), Some(schedule)) = (
+            record.booking.as_ref(),
+            self.scenarios
+                .get(&record.scenario)
+                .and_then(|s| s.schedule.as_ref()),
+        ) else {
+            return;
+        };
+        let n = &schedule.notifications;
+        let field = |name: &str| {
+            let value = if name == "_customer_number" {
+                Some(record.customer_number.clone())
+            } else {
+                record.user_data.get(name).cloned()
+            };
+            value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        };
+        let kind = match change {
+            C::Booked => NoticeKind::Booked,
+            C::Rescheduled { previous_start } => NoticeKind::Rescheduled {
+                previous_start: *previous_start,
+            },
+            C::Cancelled => NoticeKind::Cancelled,
+            C::Reminder => NoticeKind::Reminder,
+        };
+        let reminder = kind == NoticeKind::Reminder;
+        let customer_email = if (reminder && n.reminder_email) || (!reminder && n.customer_email) {
+            field(&n.email_field)
+        } else {
+            None
+        };
+        let agent_emails = if n.agent_email && !reminder {
+            match self.store.agents().await {
+                Ok(agents) => agents
+                    .into_iter()
+                    .filter(|a| a.profile.queues.contains(&record.ticket.queue))
+                    .filter_map(|a| a.profile.email)
+                    .collect(),
+                Err(e) => {
+                    warn!(service_id = %record.id, error = %e, "Agents for the invite could not be read.");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let sms = match (&n.sms_url, reminder && n.reminder_sms) {
+            (Some(url), true) => field(&n.phone_field).map(|to| SmsTarget {
+                url: url.clone(),
+                to,
+            }),
+            _ => None,
+        };
+        if customer_email.is_none() && agent_emails.is_empty() && sms.is_none() {
+            return;
+        }
+        let timezone = booking.timezone.parse().unwrap_or(schedule.timezone);
+        self.notifier.spawn(AppointmentNotice {
+            kind,
+            service_id: record.id.clone(),
+            title: schedule.title.clone(),
+            start: booking.slot,
+            end: booking.slot_end,
+            timezone,
+            sequence: booking.sequence,
+            join_url: booking.join_url.clone(),
+            customer_name: field(&n.name_field),
+            customer_email,
+            agent_emails,
+            sms,
+        });
+    }
 
     /// Sends a notification to the device that owns the service: by HTTP
     /// POST for `_device_os=httpcb`, else to its push clients on any node.

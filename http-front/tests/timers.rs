@@ -96,6 +96,7 @@ impl Harness {
             queues: ["support".to_owned()].into(),
             skills: Default::default(),
             max_concurrent: 1,
+            email: None,
         };
         self.shell.store.put_agent(profile).await.unwrap();
         self.shell.store.set_agent_ready(id, true).await.unwrap();

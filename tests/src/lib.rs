@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub mod node;
+pub mod smtp;
 
 /// The scenarios shipped in `scenarios/`.
 pub fn shipped_scenarios_dir() -> std::path::PathBuf {
@@ -29,7 +30,7 @@ pub struct TestApp {
 
 /// Starts a server with the shipped scenarios.
 pub async fn spawn_app() -> TestApp {
-    spawn_with_dir(shipped_scenarios_dir(), None, push::Limits::default()).await
+    spawn_with_dir(shipped_scenarios_dir(), None, push::Limits::default(), None).await
 }
 
 /// Starts a server with the shipped scenarios plus extra `(file name, TOML)` ones,
@@ -41,6 +42,15 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 /// Starts a server with the shipped scenarios, the extra ones, and these
 /// push limits (small queues, few clients, short timeouts for the limit paths).
 pub async fn spawn_app_full(extra: &[(&str, &str)], push: push::Limits) -> TestApp {
+    spawn_app_mail(extra, push, None).await
+}
+
+/// Like [`spawn_app_full`], with appointment e-mail going to `mail` (an [`smtp::SmtpSink`]).
+pub async fn spawn_app_mail(
+    extra: &[(&str, &str)],
+    push: push::Limits,
+    mail: Option<http_front::appointments::MailConfig>,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     for entry in std::fs::read_dir(shipped_scenarios_dir()).expect("scenarios dir") {
         let path = entry.expect("entry").path();
@@ -53,13 +63,14 @@ pub async fn spawn_app_full(extra: &[(&str, &str)], push: push::Limits) -> TestA
         std::fs::write(dir.path().join(name), text).expect("write scenario");
     }
     let path = dir.path().to_owned();
-    spawn_with_dir(path, Some(dir), push).await
+    spawn_with_dir(path, Some(dir), push, mail).await
 }
 
 async fn spawn_with_dir(
     dir: std::path::PathBuf,
     keep: Option<tempfile::TempDir>,
     push: push::Limits,
+    mail: Option<http_front::appointments::MailConfig>,
 ) -> TestApp {
     let scenarios = Scenarios::load_dir(&dir).unwrap_or_else(|e| panic!("scenarios: {e}"));
     let clock = Arc::new(SystemClock);
@@ -71,6 +82,7 @@ async fn spawn_with_dir(
         timer_wakeups: None,
         push,
         relay: None,
+        mail,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

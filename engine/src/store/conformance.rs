@@ -153,6 +153,7 @@ async fn add_agent(store: &dyn Store, id: &str, queues: &[&str], max: u32, ready
             queues: queues.iter().map(|q| q.to_string()).collect(),
             skills: BTreeMap::new(),
             max_concurrent: max,
+            email: None,
         })
         .await
         .unwrap();
@@ -508,6 +509,7 @@ pub async fn reservation_refusals(store: &dyn Store, _clock: &ManualClock) {
             queues: ["support".to_owned()].into(),
             skills: BTreeMap::new(),
             max_concurrent: 2,
+            email: None,
         })
         .await
         .unwrap();

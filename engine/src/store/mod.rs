@@ -46,6 +46,9 @@ pub struct AgentProfile {
     pub queues: BTreeSet<String>,
     pub skills: BTreeMap<String, u32>,
     pub max_concurrent: u32,
+    /// Where booked appointments' invites go, when the scenario sends them to agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// An agent with its live state.

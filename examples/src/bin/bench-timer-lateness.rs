@@ -231,6 +231,7 @@ async fn start_node(url: &str) -> anyhow::Result<Node> {
         timer_wakeups: Some(timer_wakeups),
         push: push::Limits::default(),
         relay: None,
+        mail: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

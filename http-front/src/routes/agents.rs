@@ -24,6 +24,9 @@ pub struct AgentBody {
     #[serde(default)]
     skills: BTreeMap<String, u32>,
     max_concurrent: u32,
+    /// Gets the calendar invites of booked appointments in the agent's queues.
+    #[serde(default)]
+    email: Option<String>,
 }
 
 const MAX_CONCURRENT: u32 = 100;
@@ -68,12 +71,30 @@ pub async fn upsert(
             format!("must be 1 to {MAX_CONCURRENT}"),
         ));
     }
+    let email = body
+        .email
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty());
+    if let Some(e) = &email {
+        let (local, domain) = e.split_once('@').unwrap_or(("", ""));
+        if e.len() > 254
+            || local.is_empty()
+            || !domain.contains('.')
+            || e.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(AppError::field(
+                "email",
+                format!("`{e}` is not an e-mail address"),
+            ));
+        }
+    }
     let profile = AgentProfile {
         id: agent_id,
         name: body.name.trim().to_owned(),
         queues: body.queues.into_iter().collect::<BTreeSet<_>>(),
         skills: body.skills,
         max_concurrent: body.max_concurrent,
+        email,
     };
     let agent = state
         .shell
@@ -169,6 +190,7 @@ async fn view(state: &AppState, agent: &AgentRecord) -> Result<Value, AppError> 
         "queues": agent.profile.queues,
         "skills": agent.profile.skills,
         "max_concurrent": agent.profile.max_concurrent,
+        "email": agent.profile.email,
         "state": if agent.ready { "ready" } else { "not_ready" },
         "services": services,
     }))

@@ -7,24 +7,25 @@ use crate::extract::{Path, Query};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use chrono::{DateTime, Utc};
 use engine::machine::{Event, NewService};
 use engine::record::{ServiceRecord, ServiceState};
 use engine::store::IndexKey;
 use serde_json::{json, Value};
 
 use super::check_id;
+use super::schedule::{self, parse_time};
 use crate::error::AppError;
 use crate::form::GmsForm;
 use crate::wire;
 use crate::AppState;
 
 /// Create fields that configure the service rather than being user data.
-const OWN_FIELDS: [&str; 4] = [
+const OWN_FIELDS: [&str; 5] = [
     "_customer_number",
     "_desired_time",
     "_device_notification_id",
     "_device_os",
+    "_timezone",
 ];
 
 #[tracing::instrument(skip_all, fields(scenario = %scenario))]
@@ -104,18 +105,54 @@ pub async fn create(
         .filter(|(k, _)| !OWN_FIELDS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    // Unguessable: a v4 UUID is 122 random bits.
+    let id = uuid::Uuid::new_v4().to_string();
+    // In a scenario with a schedule, a desired time books the slot holding it.
+    let booked = match (&scenario.schedule, desired_time) {
+        (Some(schedule), Some(t)) => {
+            let zone = schedule::customer_zone(&form, schedule)?;
+            let base = wire::base_url(state.public_url.as_deref(), &headers);
+            let booking = schedule::booking_for(
+                &state,
+                &scenario,
+                schedule,
+                "_desired_time",
+                t,
+                zone,
+                &id,
+                &base,
+            )
+            .await?;
+            Some((schedule, zone, booking))
+        }
+        _ => None,
+    };
     let new = NewService {
-        // Unguessable: a v4 UUID is 122 random bits.
-        id: uuid::Uuid::new_v4().to_string(),
+        id,
         customer_number,
-        // A desired time in the past means "as soon as possible".
-        desired_time: desired_time.map(|t| t.max(now)),
+        desired_time: match &booked {
+            // The appointment is the slot: its start is the desired time.
+            Some((_, _, booking)) => Some(booking.slot),
+            // A desired time in the past means "as soon as possible".
+            None => desired_time.map(|t| t.max(now)),
+        },
         device_notification_id,
         device_os,
         user_data,
-        booking: None,
+        booking: booked.as_ref().map(|(_, _, b)| b.clone()),
     };
-    let record = state.shell.create(&scenario, new).await?;
+    let record = match state.shell.create(&scenario, new).await {
+        Ok(record) => record,
+        Err(e) => {
+            return Err(match &booked {
+                Some((schedule, zone, _)) => {
+                    schedule::refused_seat(&state, &scenario, schedule, "_desired_time", e, *zone)
+                        .await
+                }
+                None => e.into(),
+            })
+        }
+    };
     let mut answer = serde_json::Map::new();
     if !scenario.wait_for_agent {
         // Chat-immediate: the customer can start the chat right away.
@@ -124,17 +161,13 @@ pub async fn create(
     }
     answer.insert("_id".into(), json!(record.id));
     answer.insert("_text".into(), json!(scenario.texts.created));
-    Ok(Json(Value::Object(answer)))
-}
-
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Some(t.with_timezone(&Utc));
+    if record.booking.is_some() {
+        return Ok(Json(schedule::booking_answer(
+            &record,
+            Value::Object(answer),
+        )));
     }
-    // GMS clients also send times without a zone; GMS reads them as UTC.
-    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|t| t.and_utc())
+    Ok(Json(Value::Object(answer)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

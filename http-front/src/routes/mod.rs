@@ -8,6 +8,7 @@ mod misc;
 mod notifications;
 mod push;
 mod queue_position;
+mod schedule;
 mod services;
 
 use std::sync::Arc;
@@ -26,8 +27,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(callback::create).get(callback::query),
         )
         .route(
+            "/genesys/1/service/callback/{scenario}/availability",
+            get(schedule::availability_v1),
+        )
+        .route(
+            "/genesys/2/service/callback/{scenario}/availability",
+            get(schedule::availability_v2),
+        )
+        .route(
             "/genesys/1/service/callback/{scenario}/{id}",
-            axum::routing::delete(callback::cancel),
+            axum::routing::delete(callback::cancel).put(schedule::reschedule),
         )
         .route("/genesys/1/service/{id}/connect", post(connect::connect))
         .route(
