@@ -293,8 +293,10 @@ impl Service {
                 kind: TimerKind::Reminder,
                 ..
             } => {
-                // Once the customer is with an agent, a reminder is noise.
-                if self.rec.connected_at.is_none() && self.rec.booking.is_some() {
+                // Once the customer is with an agent, or the slot has begun
+                // (every node was down at the reminder's time), it is noise.
+                let ahead = self.rec.booking.as_ref().is_some_and(|b| self.now < b.slot);
+                if self.rec.connected_at.is_none() && ahead {
                     self.remind(context);
                 }
                 Handled

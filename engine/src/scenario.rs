@@ -343,7 +343,20 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         && key
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-.\"".contains(c));
-    (plain && line.contains('=')).then(|| key.trim_matches('"').to_owned())
+    if !(plain && line.contains('=')) {
+        return None;
+    }
+    let key = key.trim_matches('"');
+    // Inside a `[table]`, name the key by its whole path (`_schedule.timezone`).
+    let table = text[..start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        (l.starts_with('[') && l.ends_with(']') && !l.starts_with("[["))
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+    });
+    Some(match table {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_owned(),
+    })
 }
 
 /// All scenarios, by name.

@@ -2518,6 +2518,21 @@ fn cancelling_a_booking_sends_a_cancelled_invite_but_not_after_the_call() {
     let after = machine::apply(&served, &delay(), &Event::Cancel, due).unwrap();
     assert!(appointments(&after.effects).is_empty());
 
+    // A reminder whose time passed while every node was down, found after
+    // the slot began, says nothing.
+    let late = machine::apply(
+        &rec,
+        &delay(),
+        &Event::TimerFired {
+            kind: TimerKind::Reminder,
+            due: rec.timers[&TimerKind::Reminder],
+        },
+        secs(3_600),
+    )
+    .unwrap();
+    assert!(appointments(&late.effects).is_empty());
+    assert!(!late.record.timers.contains_key(&TimerKind::Reminder));
+
     // A reminder that falls due after the call started says nothing.
     let mut rem = rec.clone();
     rem.timers.insert(TimerKind::Reminder, secs(100));

@@ -3,6 +3,7 @@
 //! its own redis-server on a free port (`REDIS_URL` is honoured where the
 //! test does not need to stop Redis) and real `callbackd-node` processes.
 
+mod booking;
 mod load;
 mod outage;
 mod push;

@@ -45,6 +45,11 @@ pub struct Site {
 impl Site {
     /// A Redis and `n` nodes named a, b, ... on it.
     pub async fn start(n: usize, redis: RedisServer) -> Site {
+        Site::start_with(n, redis, &[]).await
+    }
+
+    /// Like [`Site::start`], with extra `(file name, TOML)` scenarios.
+    pub async fn start_with(n: usize, redis: RedisServer, extra: &[(&str, &str)]) -> Site {
         let dir = tempfile::tempdir().expect("temp dir");
         let scenarios = dir.path().join("scenarios");
         std::fs::create_dir(&scenarios).unwrap();
@@ -54,6 +59,9 @@ impl Site {
         }
         std::fs::write(scenarios.join("load.toml"), LOAD_SCENARIO).unwrap();
         std::fs::write(scenarios.join("hurry.toml"), HURRY_SCENARIO).unwrap();
+        for (name, text) in extra {
+            std::fs::write(scenarios.join(name), text).unwrap();
+        }
         let mut nodes = Vec::new();
         for i in 0..n {
             let name = ((b'a' + i as u8) as char).to_string();

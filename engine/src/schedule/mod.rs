@@ -485,17 +485,17 @@ sms_url = "http://127.0.0.1:9999/sms"
     fn errors_name_the_key() {
         let head = "[_schedule]\ntimezone = \"Europe/London\"\nslot = \"15m\"\n";
         let cases: &[(&str, &str)] = &[
-            ("[_schedule]\ntimezone = \"Mars/Olympus\"\nslot = \"15m\"\n", "timezone"),
+            ("[_schedule]\ntimezone = \"Mars/Olympus\"\nslot = \"15m\"\n", "_schedule.timezone"),
             ("[_schedule]\ntimezone = \"UTC\"\nslot = \"3m\"\n", "_schedule.slot"),
             ("[_schedule]\ntimezone = \"UTC\"\nslot = \"150m\"\n", "_schedule.slot"),
             ("[_schedule]\ntimezone = \"UTC\"\nslot = \"90s\"\n", "_schedule.slot"),
-            ("[_schedule]\ntimezone = \"UTC\"\nslot = \"15m\"\ncolour = 1\n", "colour"),
+            ("[_schedule]\ntimezone = \"UTC\"\nslot = \"15m\"\ncolour = 1\n", "_schedule.colour"),
             ("[_schedule]\ntimezone = \"UTC\"\nslot = \"15m\"\nhorizon = \"367d\"\n", "_schedule.horizon"),
             ("[_schedule]\ntimezone = \"UTC\"\nslot = \"15m\"\nhorizon = \"1d\"\nmin_notice = \"2d\"\n", "_schedule.min_notice"),
             ("[_schedule]\ntimezone = \"UTC\"\nslot = \"15m\"\njoin_url = \"\"\n", "_schedule.join_url"),
             ("[_schedule]\ntimezone = \"UTC\"\nslot = \"15m\"\njoin_url = \"{base}/x\"\n", "_schedule.join_url"),
             ("[_schedule]\ntimezone = \"UTC\"\nslot = \"15m\"\njoin_url = \"/x/{service_id\"\n", "_schedule.join_url"),
-            ("[_schedule]\ntimezone = \"UTC\"\nslot = \"15m\"\nholidays = [\"2026-02-30\"]\n", "holidays"),
+            ("[_schedule]\ntimezone = \"UTC\"\nslot = \"15m\"\nholidays = [\"2026-02-30\"]\n", "_schedule.holidays"),
         ];
         for (toml, key) in cases {
             assert_eq!(&key_of(toml), key, "{toml}");
@@ -513,7 +513,10 @@ sms_url = "http://127.0.0.1:9999/sms"
                 "[_schedule.hours]\nsun = [\"09:60-10:00\"]\n",
                 "_schedule.hours.sun",
             ),
-            ("[_schedule.hours]\nmonday = [\"09:00-10:00\"]\n", "monday"),
+            (
+                "[_schedule.hours]\nmonday = [\"09:00-10:00\"]\n",
+                "_schedule.hours.monday",
+            ),
             (
                 "[_schedule.exceptions]\n\"2026-12-24\" = [\"9-12\"]\n",
                 "_schedule.exceptions.2026-12-24",
@@ -522,7 +525,10 @@ sms_url = "http://127.0.0.1:9999/sms"
                 "[_schedule.buffers]\nenter_queue = \"31d\"\n",
                 "_schedule.buffers.enter_queue",
             ),
-            ("[_schedule.buffers]\nlunch = \"1h\"\n", "lunch"),
+            (
+                "[_schedule.buffers]\nlunch = \"1h\"\n",
+                "_schedule.buffers.lunch",
+            ),
             (
                 "[_schedule.capacity]\ndefault = 100001\n",
                 "_schedule.capacity.default",
