@@ -1,6 +1,8 @@
 //! Black-box API tests: one binary, the real server on 127.0.0.1:0.
 
 mod bad_inputs;
+mod booking;
+mod booking_mail;
 mod chat_immediate;
 mod encodings;
 mod httpcb;

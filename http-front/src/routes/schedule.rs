@@ -417,6 +417,8 @@ pub async fn reschedule(
             scenario.name
         )));
     }
+    // The zone the customer sees times in, for the answer and a refusal.
+    let mut shown = None;
     let event = match &scenario.schedule {
         None => Event::Reschedule {
             desired_time: desired.max(now),
@@ -431,6 +433,7 @@ pub async fn reschedule(
                     .and_then(|b| b.timezone.parse::<Tz>().ok())
                     .unwrap_or(schedule.timezone),
             };
+            shown = Some(zone);
             let base = crate::wire::base_url(state.public_url.as_deref(), &headers);
             let booking = booking_for(
                 &state,
@@ -463,7 +466,7 @@ pub async fn reschedule(
         Err(e) => {
             return Err(match &scenario.schedule {
                 Some(schedule) => {
-                    let zone = schedule.timezone;
+                    let zone = shown.unwrap_or(schedule.timezone);
                     refused_seat(&state, &scenario, schedule, "_new_desired_time", e, zone).await
                 }
                 None => e.into(),
