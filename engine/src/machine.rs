@@ -566,6 +566,9 @@ impl Service {
         // The place in the queue is the new time's, as at creation.
         self.rec.ticket.since = desired_time.max(self.now);
         self.rec.booking = booking.map(|b| Booking { sequence, ..b });
+        if self.rec.booking.is_some() {
+            self.rec.schema = self.rec.schema.max(RECORD_SCHEMA);
+        }
         let expires = self.rec.expiration_time;
         self.arm(context, TimerKind::Ttl, expires);
         self.arm_schedule(context);
@@ -1003,7 +1006,11 @@ pub struct Applied {
 pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> Applied {
     let desired_time = new.desired_time.unwrap_or(now);
     let rec = ServiceRecord {
-        schema: RECORD_SCHEMA,
+        schema: if new.booking.is_some() {
+            RECORD_SCHEMA
+        } else {
+            RECORD_SCHEMA_PLAIN
+        },
         version: 0,
         id: new.id,
         scenario: scenario.name.clone(),

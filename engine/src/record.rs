@@ -10,7 +10,13 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when the record layout changes; readers refuse what they don't know.
-pub const RECORD_SCHEMA: u32 = 1;
+/// Schema 2 added bookings. Only a record with a booking is written as 2, so
+/// a node from before bookings (sharing a Redis during an upgrade) refuses it
+/// instead of writing it back without its booking and leaking its seat.
+pub const RECORD_SCHEMA: u32 = 2;
+
+/// The schema of records without a booking: still readable by older nodes.
+pub const RECORD_SCHEMA_PLAIN: u32 = 1;
 
 /// How long a record stays readable after its expiration or completion,
 /// whichever is later (so a client sees FAIL_TIMEOUT_TTL).

@@ -364,7 +364,11 @@ fn create_without_desired_time_enters_queue_at_once() {
     );
     let rec = &walk.record;
     assert_eq!(rec.version, 1);
-    assert_eq!(rec.schema, RECORD_SCHEMA);
+    assert_eq!(
+        rec.schema,
+        engine::record::RECORD_SCHEMA_PLAIN,
+        "readable by nodes from before bookings"
+    );
     assert_eq!(rec.id, ID);
     assert_eq!(rec.scenario, "chat-delay");
     assert_eq!(rec.customer_number, CUSTOMER);
@@ -2380,6 +2384,10 @@ fn a_booking_enters_the_queue_its_buffer_before_the_slot_in_its_booked_place() {
         rec.ticket.since,
         secs(3_600),
         "the queue place is the booked time"
+    );
+    assert_eq!(
+        rec.schema, RECORD_SCHEMA,
+        "older nodes must refuse a booked record"
     );
 
     // The reminder: an appointment effect and a device notification.

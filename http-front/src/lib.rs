@@ -41,6 +41,10 @@ pub struct AppState {
     pub shell: Arc<Shell>,
     /// Base URL put into dialogs (`_start_chat_url`, `_comet_url`); the request's Host when absent.
     pub public_url: Option<String>,
+    /// Base of links that leave the request (join links in e-mails and
+    /// invites): the public URL, else this server's listen address. Never a
+    /// request header, which anyone can set.
+    pub link_base: String,
 }
 
 pub struct Config {
@@ -115,9 +119,14 @@ pub async fn run(
         relay,
     )
     .with_notifier(notifier);
+    let link_base = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", listener.local_addr()?),
+    };
     let state = Arc::new(AppState {
         shell: shell.clone(),
         public_url: config.public_url,
+        link_base,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stopping = stop_rx.clone();

@@ -300,6 +300,9 @@ impl Schedule {
         if n.reminder.is_some_and(|r| r.is_zero()) {
             return err("notifications.reminder", "must be greater than zero".into());
         }
+        if n.reminder.is_some_and(|r| r > MAX_HORIZON) {
+            return err("notifications.reminder", "must be at most 366 days".into());
+        }
         if n.reminder.is_none() {
             for (key, on) in [
                 ("reminder_email", n.reminder_email),

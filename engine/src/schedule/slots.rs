@@ -3,6 +3,7 @@
 use chrono::{DateTime, NaiveDate, NaiveTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
+use std::fmt::Write as _;
 
 use super::Schedule;
 
@@ -17,14 +18,42 @@ pub struct Slot {
 /// `2026-11-23T09:00:00.000-05:00`: `t` in zone `tz`, millisecond precision,
 /// numeric offset.
 pub fn local_time(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz)
-        .format("%Y-%m-%dT%H:%M:%S%.3f%:z")
-        .to_string()
+    let local = t.with_timezone(&tz);
+    let offset = local.offset().fix().local_minus_utc();
+    let (sign, offset) = if offset < 0 {
+        ('-', -offset)
+    } else {
+        ('+', offset)
+    };
+    let mut out = wall(&local.naive_local());
+    // Availability formats thousands of these: no strftime parsing per call.
+    let _ = write!(out, "{sign}{:02}:{:02}", offset / 3600, offset % 3600 / 60);
+    out
 }
 
 /// `2026-11-23T14:00:00.000Z`
 pub fn utc_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    let mut out = wall(&t.naive_utc());
+    out.push('Z');
+    out
+}
+
+/// `2026-11-23T14:00:00.000`
+fn wall(t: &chrono::NaiveDateTime) -> String {
+    use chrono::{Datelike, Timelike};
+    let mut out = String::with_capacity(29);
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond() / 1_000_000 % 1000
+    );
+    out
 }
 
 const DAY: i64 = 86_400;

@@ -111,7 +111,7 @@ pub async fn create(
     let booked = match (&scenario.schedule, desired_time) {
         (Some(schedule), Some(t)) => {
             let zone = schedule::customer_zone(&form, schedule)?;
-            let base = wire::base_url(state.public_url.as_deref(), &headers);
+            let base = state.link_base.clone();
             let booking = schedule::booking_for(
                 &state,
                 &scenario,

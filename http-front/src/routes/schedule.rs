@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use engine::machine::Event;
@@ -45,13 +44,17 @@ fn schedule_of(scenario: &Scenario) -> Result<&Schedule, AppError> {
 }
 
 /// A time as GMS clients send it: ISO 8601 with a zone, or without one (UTC).
+/// Years outside 1970..=9999 are refused: nobody books them, and chrono's
+/// extended years would overflow the arithmetic that follows.
 pub(super) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Some(t.with_timezone(&Utc));
-    }
-    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|t| t.and_utc())
+    use chrono::Datelike;
+    let t = match DateTime::parse_from_rfc3339(text) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(_) => chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+            .ok()?
+            .and_utc(),
+    };
+    (1970..=9999).contains(&t.year()).then_some(t)
 }
 
 fn time_param(
@@ -200,7 +203,8 @@ pub async fn availability_v2(
     State(state): State<Arc<AppState>>,
     Path(scenario): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<axum::response::Response, AppError> {
+    use axum::response::IntoResponse;
     let scenario = state.shell.scenario(&scenario)?.clone();
     let schedule = schedule_of(&scenario)?;
     let max = count_param(&params, "max-time-slots", 1..=100_000)?.unwrap_or(i64::MAX) as usize;
@@ -220,24 +224,41 @@ pub async fn availability_v2(
         }
     };
     let open = open_slots(&state, &scenario, schedule, &params).await?;
-    let slots: Vec<Value> = open
+    // Typed rather than `json!`: thousands of slots, one map each, add up.
+    let slots: Vec<SlotV2> = open
         .into_iter()
         .filter(|o| busy || o.left > 0)
         .take(max)
-        .map(|o| {
-            json!({
-                "utcTime": utc_time(o.slot.start),
-                "localTime": local_time(o.slot.start, zone),
-                "capacity": o.left,
-                "total": o.slot.seats,
-            })
+        .map(|o| SlotV2 {
+            utc_time: utc_time(o.slot.start),
+            local_time: local_time(o.slot.start, zone),
+            capacity: o.left,
+            total: o.slot.seats,
         })
         .collect();
-    Ok(Json(json!({
-        "slots": slots,
-        "durationMin": schedule.slot_len().num_minutes(),
-        "timezone": zone.name(),
-    })))
+    Ok(Json(AvailabilityV2 {
+        slots,
+        duration_min: schedule.slot_len().num_minutes(),
+        timezone: zone.name(),
+    })
+    .into_response())
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SlotV2 {
+    utc_time: String,
+    local_time: String,
+    capacity: u32,
+    total: u32,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AvailabilityV2 {
+    slots: Vec<SlotV2>,
+    duration_min: i64,
+    timezone: &'static str,
 }
 
 /// The nearest slots that can still be booked, for a refusal's body.
@@ -343,6 +364,8 @@ pub(super) async fn booking_for(
         )
         .await);
     }
+    // The link goes out in e-mails: its base is the configured public URL
+    // (or the listen address), never a request's Host header.
     let join_url = schedule.render_join_url(base_url, service_id);
     Ok(Booking {
         slot: slot.start,
@@ -393,7 +416,6 @@ pub(super) fn customer_zone(form: &GmsForm, schedule: &Schedule) -> Result<Tz, A
 pub async fn reschedule(
     State(state): State<Arc<AppState>>,
     Path((scenario, id)): Path<(String, String)>,
-    headers: HeaderMap,
     form: GmsForm,
 ) -> Result<Json<Value>, AppError> {
     let scenario = state.shell.scenario(&scenario)?.clone();
@@ -434,7 +456,7 @@ pub async fn reschedule(
                     .unwrap_or(schedule.timezone),
             };
             shown = Some(zone);
-            let base = crate::wire::base_url(state.public_url.as_deref(), &headers);
+            let base = state.link_base.clone();
             let booking = booking_for(
                 &state,
                 &scenario,
