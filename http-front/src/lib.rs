@@ -117,8 +117,8 @@ pub async fn run(
         config.clock,
         config.push,
         relay,
-    )
-    .with_notifier(notifier);
+        notifier,
+    );
     let link_base = match &config.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => format!("http://{}", listener.local_addr()?),

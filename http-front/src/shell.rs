@@ -95,13 +95,15 @@ const HTTPCB_IN_FLIGHT: usize = 256;
 const PUSHED_BATCH: usize = 256;
 
 impl Shell {
-    /// `relay` carries deliveries to the other nodes (None: this is the only one).
+    /// `relay` carries deliveries to the other nodes (None: this is the only one);
+    /// `notifier` sends appointment e-mails and SMS.
     pub fn new(
         store: Arc<dyn Store>,
         scenarios: Scenarios,
         clock: Arc<dyn Clock>,
         limits: push::Limits,
         relay: Option<Arc<dyn Relay>>,
+        notifier: Arc<Notifier>,
     ) -> Arc<Shell> {
         let (registry, pushed) = Registry::new(limits);
         Arc::new(Shell {
@@ -113,20 +115,8 @@ impl Shell {
             pushed: std::sync::Mutex::new(Some(pushed)),
             route_wake: Notify::new(),
             timer_wake: Notify::new(),
-            notifier: Arc::new(Notifier::new(None).expect("a notifier without mail always builds")),
+            notifier,
         })
-    }
-
-    /// The same shell, sending appointment notices through `notifier`.
-    /// Called before the shell is shared.
-    pub fn with_notifier(self: Arc<Self>, notifier: Arc<Notifier>) -> Arc<Shell> {
-        match Arc::try_unwrap(self) {
-            Ok(mut shell) => {
-                shell.notifier = notifier;
-                Arc::new(shell)
-            }
-            Err(shared) => shared,
-        }
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

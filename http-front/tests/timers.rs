@@ -59,6 +59,7 @@ async fn start(s: Scenario) -> Harness {
         clock,
         push::Limits::default(),
         None,
+        Arc::new(http_front::appointments::Notifier::new(None).unwrap()),
     );
     let (stop, stopped) = watch::channel(false);
     shell.spawn_background(stopped, None);

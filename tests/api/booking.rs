@@ -41,10 +41,7 @@ created = "Your appointment is booked"
 /// Open every day all day in UTC, 5-minute slots of `seats` seats, no notice;
 /// `keys` go into `[_schedule]` (horizon, join_url, ...), `tables` after it.
 pub(crate) fn always_open(name: &str, queue: &str, keys: &str, seats: u32, tables: &str) -> String {
-    let days: String = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-        .iter()
-        .map(|d| format!("{d} = [\"00:00-24:00\"]\n"))
-        .collect();
+    let days = tests::open_every_day();
     booked_scenario(
         name,
         queue,
@@ -1309,24 +1306,13 @@ fn last_sunday(year: i32, month: u32) -> NaiveDate {
 
 #[tokio::test]
 async fn daylight_saving_days_skip_the_gap_and_offer_both_passes() {
-    let london = r#"timezone = "Europe/London"
-slot = "30m"
-horizon = "366d"
-
-[_schedule.hours]
-mon = ["00:00-24:00"]
-tue = ["00:00-24:00"]
-wed = ["00:00-24:00"]
-thu = ["00:00-24:00"]
-fri = ["00:00-24:00"]
-sat = ["00:00-24:00"]
-sun = ["00:00-24:00"]
-
-[_schedule.capacity]
-default = 1
-"#;
+    let london = format!(
+        "timezone = \"Europe/London\"\nslot = \"30m\"\nhorizon = \"366d\"\n\n\
+         [_schedule.hours]\n{}\n[_schedule.capacity]\ndefault = 1\n",
+        tests::open_every_day()
+    );
     let app =
-        spawn_app_with(&[("bk-dst.toml", &booked_scenario("bk-dst", "bk-dst", london))]).await;
+        spawn_app_with(&[("bk-dst.toml", &booked_scenario("bk-dst", "bk-dst", &london))]).await;
     let tz = chrono_tz::Europe::London;
     let soon = Utc::now().date_naive() + chrono::Days::new(2);
     let next = |month: u32| {

@@ -30,18 +30,12 @@ min_notice = "0s"
 horizon = "1d"
 
 [_schedule.hours]
-mon = ["00:00-24:00"]
-tue = ["00:00-24:00"]
-wed = ["00:00-24:00"]
-thu = ["00:00-24:00"]
-fri = ["00:00-24:00"]
-sat = ["00:00-24:00"]
-sun = ["00:00-24:00"]
-
+{days}
 [_schedule.capacity]
 default = {seats}
 {extra}
-"#
+"#,
+        days = tests::open_every_day(),
     )
 }
 

@@ -15,6 +15,14 @@ use tokio::sync::oneshot;
 pub mod node;
 pub mod smtp;
 
+/// The `[_schedule.hours]` lines of a schedule open all day, every day.
+pub fn open_every_day() -> String {
+    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .map(|d| format!("{d} = [\"00:00-24:00\"]\n"))
+        .collect()
+}
+
 /// The scenarios shipped in `scenarios/`.
 pub fn shipped_scenarios_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
