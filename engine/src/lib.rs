@@ -8,6 +8,7 @@
 //! - [`routing`]: skill expressions and the matching of services to agents.
 //! - [`stats`]: rolling queue statistics for the estimated wait time.
 //! - [`store`]: the `Store` trait and the embedded in-memory store.
+//! - [`video`]: video legs, rooms (call sessions) and the `[_video]` table.
 //! - [`clock`]: where "now" comes from.
 //!
 //! The engine does no I/O: no HTTP, no sockets, no files but the scenario
@@ -21,3 +22,4 @@ pub mod scenario;
 pub mod schedule;
 pub mod stats;
 pub mod store;
+pub mod video;

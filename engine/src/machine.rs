@@ -28,6 +28,9 @@ use statig::blocking::*;
 
 use crate::record::*;
 use crate::scenario::{OnUserConfirmTimeout, Scenario};
+use crate::video::{
+    Room, RoomEnd, RoomParticipant, RoutingData, SurveyAnswer, VideoLeg, VideoRoute,
+};
 
 /// What can happen to a service.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,9 +38,14 @@ pub enum Event {
     /// The service was created (internal: leaves the `fresh` pseudo-state).
     Created,
     /// A timer of the record fell due. [`apply`] checks it is still armed.
-    TimerFired { kind: TimerKind, due: DateTime<Utc> },
+    TimerFired {
+        kind: TimerKind,
+        due: DateTime<Utc>,
+    },
     /// The router reserved this agent for the service.
-    AgentReserved { agent: String },
+    AgentReserved {
+        agent: String,
+    },
     /// The customer confirmed (`connect`).
     UserConfirmed,
     /// The customer started the chat (`ixn/chat`).
@@ -48,9 +56,14 @@ pub enum Event {
     },
     /// A chat message; the machine knows who `from` is (the chat's
     /// nickname for the client, the reserved agent for the agent).
-    ChatMessage { from: Party, text: String },
+    ChatMessage {
+        from: Party,
+        text: String,
+    },
     /// One side left the chat.
-    ChatLeft { by: Party },
+    ChatLeft {
+        by: Party,
+    },
     /// The agent finished the interaction.
     Complete,
     /// The customer (or an admin) cancelled.
@@ -79,13 +92,58 @@ pub enum Event {
     },
     /// One side of the chat started or stopped typing. Nothing is stored:
     /// the other side is told, if it listens.
-    ChatTyping { by: Party, typing: bool },
+    ChatTyping {
+        by: Party,
+        typing: bool,
+    },
     /// The customer moved a scheduled service to another time; `booking` is
     /// the new slot (its seat is checked by the store), none in a scenario
     /// without a schedule.
     Reschedule {
         desired_time: DateTime<Utc>,
         booking: Option<Booking>,
+    },
+    /// The customer or the agent asked for video on this service (a live
+    /// chat escalating). `room` was made by the shell; `agent_free` says the
+    /// chat's agent is in no other room, so it can take the video itself.
+    StartVideo {
+        by: Party,
+        routing: RoutingData,
+        scenario: String,
+        conversation_id: Option<String>,
+        room: Box<Room>,
+        agent_free: bool,
+    },
+    /// A room for a video leg that has none live: the agent took a booked
+    /// video appointment, or asks for a new call after one ended.
+    OpenRoom {
+        room: Room,
+    },
+    /// The called side accepted or declined the ringing room.
+    RoomAnswered {
+        by: Party,
+        accept: bool,
+    },
+    RoomJoined {
+        party: Party,
+    },
+    RoomLeft {
+        party: Party,
+    },
+    /// WebRTC signalling (SDP offer or answer, ICE candidate) for the other
+    /// side. Nothing is stored.
+    RoomSignal {
+        from: Party,
+        signal: serde_json::Value,
+    },
+    /// The agent completes even though the room is live; the room ends.
+    ForceComplete,
+    /// The customer's answer to the one-question survey after the call.
+    SurveyAnswered {
+        question: String,
+        scale: u8,
+        score: u8,
+        comment: Option<String>,
     },
 }
 
@@ -98,6 +156,8 @@ impl Event {
                 TimerKind::FindAgent => "find_agent_timeout",
                 TimerKind::Ttl => "ttl_expired",
                 TimerKind::Reminder => "reminder_due",
+                TimerKind::RoomTtl => "room_expired",
+                TimerKind::PreferredAgent => "preferred_agent_timeout",
             },
             Event::Created => "created",
             Event::AgentReserved { .. } => "agent_reserved",
@@ -114,6 +174,15 @@ impl Event {
             Event::NotificationsPushed { .. } => "notifications_pushed",
             Event::ChatTyping { .. } => "chat_typing",
             Event::Reschedule { .. } => "reschedule",
+            Event::StartVideo { .. } => "video_requested",
+            Event::OpenRoom { .. } => "room_opened",
+            Event::RoomAnswered { accept: true, .. } => "room_accepted",
+            Event::RoomAnswered { accept: false, .. } => "room_declined",
+            Event::RoomJoined { .. } => "room_joined",
+            Event::RoomLeft { .. } => "room_left",
+            Event::RoomSignal { .. } => "room_signal",
+            Event::ForceComplete => "force_complete",
+            Event::SurveyAnswered { .. } => "survey_answered",
         }
     }
 }
@@ -184,6 +253,9 @@ pub enum Effect {
     Appointment {
         change: AppointmentChange,
     },
+    /// The video leg has an agent but no live room: the shell makes one
+    /// (code, tokens, links) and applies [`Event::OpenRoom`].
+    OpenRoom,
 }
 
 /// What happened to a booked appointment.
@@ -225,6 +297,10 @@ pub struct NewService {
     pub user_data: std::collections::BTreeMap<String, String>,
     /// The slot taken, when the scenario has a schedule and a time was asked for.
     pub booking: Option<Booking>,
+    /// Only this agent may take the service until `_preferred_agent_timeout`.
+    pub preferred_agent: Option<String>,
+    /// A video service's leg (with its first room, when it has one already).
+    pub video: Option<VideoLeg>,
 }
 
 /// The statig machine's shared storage: the record being worked on.
@@ -301,6 +377,24 @@ impl Service {
                 }
                 Handled
             }
+            Event::TimerFired {
+                kind: TimerKind::RoomTtl,
+                ..
+            } => {
+                self.room_expired(context);
+                Handled
+            }
+            Event::RoomAnswered { .. }
+            | Event::RoomJoined { .. }
+            | Event::RoomLeft { .. }
+            | Event::RoomSignal { .. } => {
+                self.room_event(context, event);
+                Handled
+            }
+            Event::SurveyAnswered { .. } => {
+                self.survey(context, event);
+                Handled
+            }
             // A timer this state does not handle is spent: `apply` already
             // removed it, and refusing would leave it due forever.
             Event::TimerFired { .. } => Handled,
@@ -315,6 +409,17 @@ impl Service {
     fn enter_active(&mut self, context: &mut Context) {
         let due = self.rec.expiration_time;
         self.arm(context, TimerKind::Ttl, due);
+        // A video service created with its room (the seed's create with
+        // desired_time=now): the code expires like any room's.
+        let room_expires = self
+            .rec
+            .video
+            .as_ref()
+            .and_then(|v| v.live_room())
+            .map(|r| r.expires_at);
+        if let Some(at) = room_expires {
+            self.arm(context, TimerKind::RoomTtl, at);
+        }
     }
 
     #[state(superstate = "active", entry_action = "enter_scheduled")]
@@ -347,6 +452,20 @@ impl Service {
     )]
     fn wait_for_agent(&mut self, context: &mut Context, event: &Event) -> Outcome<State> {
         match event {
+            Event::AgentReserved { agent }
+                if self
+                    .rec
+                    .ticket
+                    .preferred_agent
+                    .as_ref()
+                    .is_some_and(|p| p != agent) =>
+            {
+                let preferred = self.rec.ticket.preferred_agent.clone().unwrap_or_default();
+                context.refuse(self.in_state(&format!(
+                    "the service is kept for its preferred agent {preferred} for now"
+                )));
+                Handled
+            }
             Event::AgentReserved { agent } => {
                 self.rec.agent = Some(agent.clone());
                 context.effects.push(Effect::AgentReserved {
@@ -358,7 +477,8 @@ impl Service {
                     queue: self.rec.ticket.queue.clone(),
                     seconds: waited,
                 });
-                if self.scenario.wait_for_user_confirm {
+                // Video was asked for just now: nobody needs to confirm it.
+                if self.scenario.wait_for_user_confirm && self.rec.video.is_none() {
                     Transition(State::wait_for_user_confirm())
                 } else {
                     Transition(State::connected())
@@ -368,9 +488,44 @@ impl Service {
                 kind: TimerKind::FindAgent,
                 ..
             } => Transition(State::completed(CallbackReason::FailTargetNotFound)),
-            // Chat-immediate: the customer chats while waiting for an agent.
+            Event::TimerFired {
+                kind: TimerKind::PreferredAgent,
+                ..
+            } if self.rec.ticket.preferred_agent.is_some() => {
+                // The preferred agent did not take it in time: the queue may.
+                self.rec.ticket.preferred_agent = None;
+                let queue = self.rec.ticket.queue.clone();
+                context.effects.push(Effect::EnteredQueue { queue });
+                Handled
+            }
+            Event::StartVideo {
+                by,
+                routing,
+                scenario,
+                conversation_id,
+                room,
+                ..
+            } => {
+                if let Some(why) = self.video_refusal(*by, false) {
+                    context.refuse(why);
+                    return Handled;
+                }
+                self.start_video(*by, routing, scenario, conversation_id, room, context);
+                // Still waiting: the place in the queue is kept, the target is the video's.
+                self.retarget(routing, self.rec.ticket.since);
+                self.disarm(context, TimerKind::PreferredAgent);
+                self.arm_preferred(context);
+                let queue = self.rec.ticket.queue.clone();
+                context.effects.push(Effect::EnteredQueue { queue });
+                self.video_notice(context, "routing");
+                Handled
+            }
+            // Chat-immediate: the customer chats while waiting for an agent;
+            // and a chat waiting for its video agent goes on meanwhile.
             Event::ChatStarted { .. } | Event::ChatMessage { .. } | Event::ChatTyping { .. }
-                if !self.scenario.wait_for_agent =>
+                if !self.scenario.wait_for_agent
+                    || (self.rec.video.is_some()
+                        && !matches!(event, Event::ChatStarted { .. })) =>
             {
                 self.chat_event(context, event)
             }
@@ -391,6 +546,7 @@ impl Service {
             let due = after(self.now, timeout);
             self.arm(context, TimerKind::FindAgent, due);
         }
+        self.arm_preferred(context);
     }
 
     #[action]
@@ -398,6 +554,7 @@ impl Service {
         let queue = self.rec.ticket.queue.clone();
         context.effects.push(Effect::LeftQueue { queue });
         self.disarm(context, TimerKind::FindAgent);
+        self.disarm(context, TimerKind::PreferredAgent);
     }
 
     #[state(
@@ -450,11 +607,75 @@ impl Service {
             Event::ChatStarted { .. } | Event::ChatMessage { .. } | Event::ChatTyping { .. } => {
                 self.chat_event(context, event)
             }
+            // The chat may end while the video goes on.
+            Event::ChatLeft { .. } if self.rec.chat.is_some() && self.rec.live_room().is_some() => {
+                self.chat_event(context, event)
+            }
             Event::ChatLeft { .. } if self.rec.chat.is_some() => {
                 self.chat_event(context, event);
                 Transition(State::completed(CallbackReason::AgentConnected))
             }
-            Event::Complete => Transition(State::completed(CallbackReason::AgentConnected)),
+            Event::Complete => match self.rec.live_room().map(|r| r.code.clone()) {
+                Some(code) => {
+                    context.refuse(self.in_state(&format!(
+                        "video room {code} is live; leave the room first, or complete with force"
+                    )));
+                    Handled
+                }
+                None => Transition(State::completed(CallbackReason::AgentConnected)),
+            },
+            Event::ForceComplete => {
+                self.end_room(context, RoomEnd::Forced);
+                Transition(State::completed(CallbackReason::AgentConnected))
+            }
+            Event::StartVideo {
+                by,
+                routing,
+                scenario,
+                conversation_id,
+                room,
+                agent_free,
+            } => {
+                let same_agent = *agent_free && self.rec.agent.is_some();
+                if let Some(why) = self.video_refusal(*by, same_agent) {
+                    context.refuse(why);
+                    return Handled;
+                }
+                self.start_video(*by, routing, scenario, conversation_id, room, context);
+                if same_agent {
+                    let now = self.now;
+                    if let Some(leg) = self.rec.video.as_mut() {
+                        leg.agent = self.rec.agent.clone();
+                        leg.routed = Some(VideoRoute::SameAgent);
+                        leg.connected_at = Some(now);
+                    }
+                    self.ring(context);
+                    return Handled;
+                }
+                // The chat's agent cannot take it: route the video by its
+                // routingData, as a new request, and let the agent go.
+                self.retarget(routing, self.now);
+                self.agent_leaves_chat(context);
+                self.release_agent(context);
+                self.video_notice(context, "routing");
+                Transition(State::wait_for_agent())
+            }
+            Event::OpenRoom { room } => {
+                let has_agent = self.rec.video.as_ref().is_some_and(|v| v.agent.is_some());
+                if !has_agent || self.rec.live_room().is_some() {
+                    context.refuse(self.in_state(
+                        "a room opens only for a video leg with an agent and no live room",
+                    ));
+                    return Handled;
+                }
+                let expires = room.expires_at;
+                if let Some(leg) = self.rec.video.as_mut() {
+                    leg.push_room(room.clone());
+                }
+                self.arm(context, TimerKind::RoomTtl, expires);
+                self.ring(context);
+                Handled
+            }
             _ => Super,
         }
     }
@@ -469,10 +690,12 @@ impl Service {
         }
         self.offer_to_agent(context);
         self.agent_joins_chat(context);
+        self.video_connected(context);
     }
 
     #[state(entry_action = "enter_completed")]
     fn completed(
+        &mut self,
         context: &mut Context,
         reason: &mut CallbackReason,
         event: &Event,
@@ -482,6 +705,11 @@ impl Service {
             Event::NotificationsRetrieved
             | Event::AgentNotificationsRetrieved
             | Event::TimerFired { .. } => Handled,
+            // The survey comes after the call, often after the agent completed.
+            Event::SurveyAnswered { .. } => {
+                self.survey(context, event);
+                Handled
+            }
             _ => {
                 context.refuse(format!(
                     "service is COMPLETED ({}); it accepts no `{}`",
@@ -504,6 +732,7 @@ impl Service {
                 });
             }
         }
+        self.end_room(context, RoomEnd::ServiceEnded);
         self.rec.reason = Some(*reason);
         self.rec.completed_at = Some(self.now);
         for kind in self.rec.timers.keys().copied().collect::<Vec<_>>() {
@@ -533,6 +762,386 @@ impl Service {
 }
 
 impl Service {
+    // ---- video -----------------------------------------------------------
+
+    /// Why video cannot start now, if it cannot.
+    fn video_refusal(&self, by: Party, same_agent: bool) -> Option<String> {
+        if let Some(room) = self.rec.live_room() {
+            return Some(self.in_state(&format!(
+                "video room {} is already live for this service",
+                room.code
+            )));
+        }
+        if by == Party::Agent && !same_agent {
+            return Some(self.in_state(if self.rec.agent.is_none() {
+                "no agent has this service, so no agent can start its video"
+            } else {
+                "the agent is already in another video room; leave it first"
+            }));
+        }
+        None
+    }
+
+    /// Records the request and its room on the leg (made on the first request).
+    fn start_video(
+        &mut self,
+        by: Party,
+        routing: &RoutingData,
+        scenario: &str,
+        conversation_id: &Option<String>,
+        room: &Room,
+        context: &mut Context,
+    ) {
+        let now = self.now;
+        let leg = self.rec.video.get_or_insert_with(|| VideoLeg {
+            requested_at: now,
+            requested_by: by,
+            scenario: scenario.to_owned(),
+            routing: routing.clone(),
+            conversation_id: None,
+            agent: None,
+            routed: None,
+            connected_at: None,
+            rooms: Vec::new(),
+            survey: None,
+        });
+        leg.requested_at = now;
+        leg.requested_by = by;
+        leg.scenario = scenario.to_owned();
+        leg.routing = routing.clone();
+        if conversation_id.is_some() {
+            leg.conversation_id = conversation_id.clone();
+        }
+        leg.agent = None;
+        leg.routed = None;
+        leg.connected_at = None;
+        leg.push_room(room.clone());
+        self.arm(context, TimerKind::RoomTtl, room.expires_at);
+    }
+
+    /// The queue ticket becomes the video's routingData.
+    fn retarget(&mut self, routing: &RoutingData, since: DateTime<Utc>) {
+        self.rec.ticket = QueueTicket {
+            queue: routing.queue.clone(),
+            skills: routing.skills.clone(),
+            priority: routing.priority,
+            since,
+            preferred_agent: routing.preferred_agent.clone(),
+        };
+    }
+
+    fn arm_preferred(&mut self, context: &mut Context) {
+        if self.rec.ticket.preferred_agent.is_some() {
+            let due = after(self.now, self.scenario.preferred_agent_timeout);
+            self.arm(context, TimerKind::PreferredAgent, due);
+        }
+    }
+
+    /// The chat's agent hands the customer over to the video's agent.
+    fn agent_leaves_chat(&mut self, context: &mut Context) {
+        let now = self.now;
+        let agent = self.rec.agent.clone().unwrap_or_default();
+        let Some(chat) = self
+            .rec
+            .chat
+            .as_mut()
+            .filter(|c| c.is_open() && c.agent_joined)
+        else {
+            return;
+        };
+        chat.agent_joined = false;
+        let text = "has left the session: the video call goes to another agent";
+        let index = chat.push(ChatEntryKind::Left, Party::Agent, &agent, text, now);
+        let id = self.rec.id.clone();
+        let body = chat_body(&id, index, ChatEntryKind::Left, Party::Agent, &agent, text);
+        self.notify_device(context, format!("service.chat.{id}"), body);
+    }
+
+    /// Entering `connected` with a video leg: the new agent takes it.
+    fn video_connected(&mut self, context: &mut Context) {
+        let now = self.now;
+        let Some(agent) = self.rec.agent.clone() else {
+            return;
+        };
+        let preferred = self.rec.ticket.preferred_agent.as_deref() == Some(agent.as_str());
+        let Some(leg) = self.rec.video.as_mut() else {
+            return;
+        };
+        leg.agent = Some(agent);
+        leg.routed = Some(if preferred {
+            VideoRoute::PreferredAgent
+        } else {
+            VideoRoute::Queue
+        });
+        leg.connected_at = Some(now);
+        if leg.live_room().is_some() {
+            self.ring(context);
+        } else {
+            // A booked appointment, or a room that expired while waiting.
+            context.effects.push(Effect::OpenRoom);
+        }
+    }
+
+    /// The other side is asked to answer: both are told, each with its link.
+    fn ring(&mut self, context: &mut Context) {
+        let now = self.now;
+        if let Some(room) = self.rec.video.as_mut().and_then(|v| v.live_room_mut()) {
+            if room.ringing_at.is_none() {
+                room.ringing_at = Some(now);
+            }
+        }
+        self.video_notice(context, "ringing");
+    }
+
+    /// Tells the customer and the leg's agent what happened to the video.
+    fn video_notice(&mut self, context: &mut Context, what: &str) {
+        let id = self.rec.id.clone();
+        let Some(leg) = self.rec.video.as_ref() else {
+            return;
+        };
+        let room = leg.last_room();
+        let base = |url: Option<&str>| {
+            json!({
+                "_id": id,
+                "_action": "video",
+                "_event": what,
+                "_room_code": room.map(|r| r.code.clone()),
+                "_room_status": room.map(|r| r.status()),
+                "_meet_url": url,
+                "_expires_at": room.map(|r| r.expires_at),
+                "_ringing": match leg.requested_by { Party::Agent => "client", _ => "agent" },
+                "_routed": leg.routed,
+                "_agent_id": leg.agent,
+                "_survey": what == "ended" && room.is_some_and(|r| r.started_at.is_some()),
+            })
+        };
+        let device = base(room.map(|r| r.customer_url.as_str()));
+        let agent = base(room.map(|r| r.agent_url.as_str()));
+        let has_agent = leg.agent.is_some();
+        self.notify_device(context, format!("service.video.{id}"), device);
+        if has_agent {
+            self.notify_agent(context, format!("agent.video.{id}"), agent);
+        }
+    }
+
+    /// Ends the live room, if any: everyone still in it leaves.
+    fn end_room(&mut self, context: &mut Context, reason: RoomEnd) {
+        let now = self.now;
+        let Some(room) = self.rec.video.as_mut().and_then(|v| v.live_room_mut()) else {
+            return;
+        };
+        room.ended_at = Some(now);
+        room.end_reason = Some(reason);
+        for p in room.participants.iter_mut().filter(|p| p.left_at.is_none()) {
+            p.left_at = Some(now);
+        }
+        self.disarm(context, TimerKind::RoomTtl);
+        self.video_notice(context, "ended");
+    }
+
+    /// The code expired: a room nobody started closes; a call in progress goes on.
+    fn room_expired(&mut self, context: &mut Context) {
+        let unstarted = self
+            .rec
+            .video
+            .as_ref()
+            .and_then(|v| v.live_room())
+            .is_some_and(|r| r.started_at.is_none());
+        if unstarted {
+            self.end_room(context, RoomEnd::Expired);
+        }
+    }
+
+    fn room_event(&mut self, context: &mut Context, event: &Event) {
+        let now = self.now;
+        let has_agent = self.rec.video.as_ref().is_some_and(|v| v.agent.is_some());
+        let Some(room) = self.rec.video.as_ref().and_then(|v| v.live_room()).cloned() else {
+            context.refuse(self.in_state("this service has no live video room"));
+            return;
+        };
+        let party = match event {
+            Event::RoomAnswered { by, .. } => *by,
+            Event::RoomJoined { party } | Event::RoomLeft { party } => *party,
+            Event::RoomSignal { from, .. } => *from,
+            _ => return,
+        };
+        if party == Party::Agent && !has_agent {
+            context.refuse(self.in_state("no agent has taken this video call yet"));
+            return;
+        }
+        match event {
+            Event::RoomAnswered { by, accept } => {
+                if room.ringing_at.is_none()
+                    || room.answered_by.is_some()
+                    || room.started_at.is_some()
+                {
+                    context.refuse(self.in_state(&format!(
+                        "room {} is {}: only a ringing room can be answered",
+                        room.code,
+                        room.status()
+                    )));
+                    return;
+                }
+                if let Some(r) = self.rec.video.as_mut().and_then(|v| v.live_room_mut()) {
+                    r.answered_by = Some(*by);
+                    if *accept {
+                        r.accepted_at = Some(now);
+                    } else {
+                        r.declined_at = Some(now);
+                    }
+                }
+                if *accept {
+                    self.video_notice(context, "accepted");
+                } else {
+                    self.end_room(context, RoomEnd::Declined);
+                }
+            }
+            Event::RoomJoined { party } => {
+                if room.is_in(*party) {
+                    // Joined again from another tab: nothing changes.
+                    return;
+                }
+                if room.started_at.is_none() && now >= room.expires_at {
+                    context.refuse(self.in_state(&format!("room {} has expired", room.code)));
+                    return;
+                }
+                let name = match party {
+                    Party::Agent => self
+                        .rec
+                        .video
+                        .as_ref()
+                        .and_then(|v| v.agent.clone())
+                        .unwrap_or_default(),
+                    _ => self
+                        .rec
+                        .chat
+                        .as_ref()
+                        .map_or_else(|| self.rec.customer_number.clone(), |c| c.nickname.clone()),
+                };
+                let Some(r) = self.rec.video.as_mut().and_then(|v| v.live_room_mut()) else {
+                    return;
+                };
+                r.participants.push(RoomParticipant {
+                    party: *party,
+                    name,
+                    joined_at: now,
+                    left_at: None,
+                });
+                if r.ringing_at.is_some() && r.answered_by.is_none() {
+                    // Joining answers the ring.
+                    r.answered_by = Some(*party);
+                    r.accepted_at = Some(now);
+                }
+                let both = r.is_in(Party::Client) && r.is_in(Party::Agent);
+                if both && r.started_at.is_none() {
+                    r.started_at = Some(now);
+                    self.disarm(context, TimerKind::RoomTtl);
+                    self.video_notice(context, "started");
+                } else {
+                    self.video_notice(context, "joined");
+                }
+            }
+            Event::RoomLeft { party } => {
+                if !room.is_in(*party) {
+                    context.refuse(self.in_state(&format!(
+                        "the {} is not in room {}",
+                        party_name(*party),
+                        room.code
+                    )));
+                    return;
+                }
+                if room.started_at.is_some() {
+                    self.end_room(context, RoomEnd::Left);
+                    return;
+                }
+                if let Some(r) = self.rec.video.as_mut().and_then(|v| v.live_room_mut()) {
+                    for p in r.participants.iter_mut() {
+                        if p.party == *party && p.left_at.is_none() {
+                            p.left_at = Some(now);
+                        }
+                    }
+                }
+                self.video_notice(context, "left");
+            }
+            Event::RoomSignal { from, signal } => {
+                if room.provider != "relay" {
+                    context.refuse(self.in_state(&format!(
+                        "room {} is on the {} provider; only relay rooms carry signalling",
+                        room.code, room.provider
+                    )));
+                    return;
+                }
+                if !room.is_in(*from) {
+                    context.refuse(self.in_state(&format!(
+                        "the {} must join room {} before signalling",
+                        party_name(*from),
+                        room.code
+                    )));
+                    return;
+                }
+                let id = self.rec.id.clone();
+                let body = json!({"_id": id, "_room_code": room.code, "from": party_name(*from), "signal": signal});
+                match from {
+                    Party::Agent => context.effects.push(Effect::PushDevice {
+                        tag: format!("service.video.signal.{id}"),
+                        payload: body,
+                    }),
+                    _ => context.effects.push(Effect::PushAgent {
+                        agent: self.rec.video.as_ref().and_then(|v| v.agent.clone()),
+                        tag: format!("agent.video.signal.{id}"),
+                        payload: body,
+                    }),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn survey(&mut self, context: &mut Context, event: &Event) {
+        let Event::SurveyAnswered {
+            question,
+            scale,
+            score,
+            comment,
+        } = event
+        else {
+            return;
+        };
+        let state = self.rec.state.gms_name();
+        let refuse = |context: &mut Context, why: &str| {
+            context.refuse(format!("service is {state}: {why}"));
+        };
+        let Some(leg) = self.rec.video.as_mut() else {
+            refuse(context, "this service had no video call to rate");
+            return;
+        };
+        if !leg.had_call() {
+            refuse(
+                context,
+                "the survey opens once a video call has taken place and ended",
+            );
+            return;
+        }
+        if leg.survey.is_some() {
+            refuse(context, "the survey has already been answered");
+            return;
+        }
+        if *score == 0 || score > scale {
+            refuse(context, &format!("score must be 1 to {scale}"));
+            return;
+        }
+        leg.survey = Some(SurveyAnswer {
+            question: question.clone(),
+            score: *score,
+            scale: *scale,
+            comment: comment.clone(),
+            at: self.now,
+        });
+        let id = self.rec.id.clone();
+        let body = json!({"_id": id, "_action": "survey", "score": score, "scale": scale, "comment": comment});
+        self.notify_agent(context, format!("agent.survey.{id}"), body);
+    }
+
     /// Arms what `scheduled` waits for: entering the queue (at the desired
     /// time, or at the booked slot less its buffer) and the reminder.
     fn arm_schedule(&mut self, context: &mut Context) {
@@ -566,9 +1175,6 @@ impl Service {
         // The place in the queue is the new time's, as at creation.
         self.rec.ticket.since = desired_time.max(self.now);
         self.rec.booking = booking.map(|b| Booking { sequence, ..b });
-        if self.rec.booking.is_some() {
-            self.rec.schema = self.rec.schema.max(RECORD_SCHEMA);
-        }
         let expires = self.rec.expiration_time;
         self.arm(context, TimerKind::Ttl, expires);
         self.arm_schedule(context);
@@ -691,7 +1297,7 @@ impl Service {
 
     fn offer_to_agent(&mut self, context: &mut Context) {
         let id = self.rec.id.clone();
-        let message = json!({
+        let mut message = json!({
             "_id": id,
             "_action": "offer",
             "_service_name": self.rec.scenario,
@@ -699,6 +1305,16 @@ impl Service {
             "_media_type": self.scenario.media_type,
             "user_data": self.rec.user_data,
         });
+        if let Some(leg) = &self.rec.video {
+            // The agent sees one interaction: the chat, and now its video.
+            message["_media_type"] = json!("video");
+            message["_video"] = json!({
+                "requested_by": party_name(leg.requested_by),
+                "routing": leg.routing,
+                "conversation_id": leg.conversation_id,
+                "chat": self.rec.chat.is_some(),
+            });
+        }
         self.notify_agent(context, format!("agent.offer.{id}"), message);
     }
 
@@ -910,10 +1526,23 @@ impl Service {
                 "only a SCHEDULED service can be rescheduled; this one is already on its way to an agent".to_owned()
             }
             Event::AgentReserved { .. } => "the service is not waiting for an agent".to_owned(),
+            Event::StartVideo { .. } => {
+                "video starts from a live chat (PROCESSING) or while the service waits for an agent (QUEUED)".to_owned()
+            }
+            Event::OpenRoom { .. } => "a room opens only once an agent has the video leg".to_owned(),
+            Event::ForceComplete => "only a connected service (PROCESSING) can be completed".to_owned(),
             Event::TimerFired { kind, .. } => format!("timer {} does not apply", kind.as_str()),
             other => format!("`{}` does not apply", other.name()),
         };
         format!("service is {}: {}", state.gms_name(), what)
+    }
+}
+
+fn party_name(party: Party) -> &'static str {
+    match party {
+        Party::Client => "customer",
+        Party::Agent => "agent",
+        Party::External => "system",
     }
 }
 
@@ -1005,12 +1634,33 @@ pub struct Applied {
 /// actions), and enters the queue at once when the desired time has come.
 pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> Applied {
     let desired_time = new.desired_time.unwrap_or(now);
-    let rec = ServiceRecord {
-        schema: if new.booking.is_some() {
-            RECORD_SCHEMA
-        } else {
-            RECORD_SCHEMA_PLAIN
+    let since = desired_time.max(now);
+    // A video leg brings its own routingData; else the scenario's target.
+    let ticket = match &new.video {
+        Some(leg) => QueueTicket {
+            queue: leg.routing.queue.clone(),
+            skills: leg.routing.skills.clone(),
+            priority: leg.routing.priority,
+            since,
+            preferred_agent: new
+                .preferred_agent
+                .clone()
+                .or_else(|| leg.routing.preferred_agent.clone()),
         },
+        None => QueueTicket {
+            queue: scenario.target.queue.clone(),
+            skills: scenario
+                .target
+                .skills
+                .as_ref()
+                .map(|s| s.as_str().to_owned()),
+            priority: scenario.target.priority,
+            since,
+            preferred_agent: new.preferred_agent.clone(),
+        },
+    };
+    let mut rec = ServiceRecord {
+        schema: RECORD_SCHEMA_PLAIN,
         version: 0,
         id: new.id,
         scenario: scenario.name.clone(),
@@ -1025,16 +1675,8 @@ pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> 
         device_os: new.device_os,
         user_data: new.user_data,
         booking: new.booking,
-        ticket: QueueTicket {
-            queue: scenario.target.queue.clone(),
-            skills: scenario
-                .target
-                .skills
-                .as_ref()
-                .map(|s| s.as_str().to_owned()),
-            priority: scenario.target.priority,
-            since: desired_time.max(now),
-        },
+        ticket,
+        video: new.video,
         agent: None,
         served_by: None,
         connected_at: None,
@@ -1046,6 +1688,7 @@ pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> 
         seq: 0,
         history: Vec::new(),
     };
+    rec.schema = rec.required_schema();
     let mut machine = Service {
         rec,
         scenario: scenario.clone(),
@@ -1190,6 +1833,7 @@ pub fn apply(
     rec.state = to;
     rec.reason = reason;
     rec.version = record.version + 1;
+    rec.schema = rec.schema.max(rec.required_schema());
     if to != from {
         rec.history.push(HistoryEntry {
             at: now,

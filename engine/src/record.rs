@@ -13,7 +13,12 @@ use serde::{Deserialize, Serialize};
 /// Schema 2 added bookings. Only a record with a booking is written as 2, so
 /// a node from before bookings (sharing a Redis during an upgrade) refuses it
 /// instead of writing it back without its booking and leaking its seat.
-pub const RECORD_SCHEMA: u32 = 2;
+/// Schema 3 added video legs and preferred agents; like bookings, only a
+/// record that has one is written as 3.
+pub const RECORD_SCHEMA: u32 = 3;
+
+/// The schema of a booked record without video.
+pub const RECORD_SCHEMA_BOOKED: u32 = 2;
 
 /// The schema of records without a booking: still readable by older nodes.
 pub const RECORD_SCHEMA_PLAIN: u32 = 1;
@@ -105,6 +110,10 @@ pub enum TimerKind {
     Ttl,
     /// A booked service's reminder is due.
     Reminder,
+    /// The live room's code expires.
+    RoomTtl,
+    /// The preferred agent had its chance: the queue may have the service.
+    PreferredAgent,
 }
 
 impl TimerKind {
@@ -115,6 +124,8 @@ impl TimerKind {
             TimerKind::FindAgent => "find_agent",
             TimerKind::Ttl => "ttl",
             TimerKind::Reminder => "reminder",
+            TimerKind::RoomTtl => "room_ttl",
+            TimerKind::PreferredAgent => "preferred_agent",
         }
     }
 }
@@ -128,6 +139,10 @@ pub struct QueueTicket {
     pub skills: Option<String>,
     pub priority: i32,
     pub since: DateTime<Utc>,
+    /// Only this agent may take the service until the preferred-agent
+    /// timer clears it (Auvious's preferred-agent flow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_agent: Option<String>,
 }
 
 /// A booked slot. The store counts a seat for it while the service is not
@@ -291,6 +306,9 @@ pub struct ServiceRecord {
     /// scenario with a `_schedule`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booking: Option<Booking>,
+    /// The video leg: a chat escalated to video, or a video appointment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<crate::video::VideoLeg>,
     /// The agent that currently holds a reservation on this service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
@@ -342,6 +360,41 @@ impl ServiceRecord {
                 Some((self.scenario.as_str(), b.slot, b.seats))
             }
             _ => None,
+        }
+    }
+
+    /// The code the store indexes for this service: its latest room's,
+    /// while the record exists (so a survey can still find an ended room).
+    pub fn room_code(&self) -> Option<&str> {
+        self.video
+            .as_ref()
+            .and_then(|v| v.last_room())
+            .map(|r| r.code.as_str())
+    }
+
+    /// The room this service holds live, if any (none once completed).
+    pub fn live_room(&self) -> Option<&crate::video::Room> {
+        if self.state == ServiceState::Completed {
+            return None;
+        }
+        self.video.as_ref().and_then(|v| v.live_room())
+    }
+
+    /// The agent this service keeps in a live room: the store refuses a
+    /// write that would put one agent in two.
+    pub fn room_agent(&self) -> Option<&str> {
+        self.live_room()?;
+        self.video.as_ref().and_then(|v| v.agent.as_deref())
+    }
+
+    /// The lowest schema that holds everything in this record.
+    pub fn required_schema(&self) -> u32 {
+        if self.video.is_some() || self.ticket.preferred_agent.is_some() {
+            RECORD_SCHEMA
+        } else if self.booking.is_some() {
+            RECORD_SCHEMA_BOOKED
+        } else {
+            RECORD_SCHEMA_PLAIN
         }
     }
 

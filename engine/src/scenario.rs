@@ -174,6 +174,23 @@ pub struct Scenario {
     /// Booked callbacks: business hours and slots. Absent: no booking.
     #[serde(rename = "_schedule", default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<crate::schedule::Schedule>,
+    /// Video rooms: provider, codes, TTL, waiting room, survey. A scenario
+    /// with it can be the target of a chat's escalation to video, and its
+    /// services (media `video`) get a room when an agent takes them.
+    #[serde(rename = "_video", default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<crate::video::VideoConfig>,
+    /// How long only the preferred (assigned) agent may take a service
+    /// before the rest of its queue may.
+    #[serde(
+        rename = "_preferred_agent_timeout",
+        with = "duration_secs_or_text",
+        default = "default_preferred_agent_timeout"
+    )]
+    pub preferred_agent_timeout: Duration,
+}
+
+fn default_preferred_agent_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_httpcb_attempts() -> u32 {
@@ -194,6 +211,18 @@ fn default_on_timeout() -> OnUserConfirmTimeout {
 }
 fn default_attempts() -> u32 {
     3
+}
+
+impl Scenario {
+    /// How this scenario's rooms are made: its `[_video]` table, or the
+    /// defaults (the built-in relay) for a video scenario without one.
+    pub fn video_config(&self) -> Option<std::borrow::Cow<'_, crate::video::VideoConfig>> {
+        match (&self.video, self.media_type) {
+            (Some(v), _) => Some(std::borrow::Cow::Borrowed(v)),
+            (None, MediaType::Video) => Some(std::borrow::Cow::Owned(Default::default())),
+            (None, _) => None,
+        }
+    }
 }
 
 /// A scenario file that cannot be used, with the file, the key and why.
@@ -329,6 +358,17 @@ impl Scenario {
         }
         if let Some(schedule) = &self.schedule {
             schedule.validate().map_err(|(key, why)| err(&key, &why))?;
+        }
+        if let Some(video) = &self.video {
+            video.validate().map_err(|(key, why)| err(&key, &why))?;
+        }
+        if self.preferred_agent_timeout.is_zero()
+            || self.preferred_agent_timeout > Duration::from_secs(86_400)
+        {
+            return Err(err(
+                "_preferred_agent_timeout",
+                "must be more than 0s and at most 24h",
+            ));
         }
         Ok(())
     }

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use engine::machine::{self, Applied, Effect, Event, NewService, TransitionError};
 use engine::record::{
     CallbackReason, ChatEntryKind, Party, ServiceRecord, ServiceState, TimerKind, OUTBOX_LIMIT,
-    RECORD_SCHEMA,
+    RECORD_SCHEMA, RECORD_SCHEMA_BOOKED,
 };
 use engine::scenario::{OnUserConfirmTimeout, Scenario, ScenarioError, Scenarios};
 
@@ -144,6 +144,8 @@ fn new_service(desired: Option<i64>) -> NewService {
             ("usr_reason".to_owned(), "billing question".to_owned()),
         ]),
         booking: None,
+        preferred_agent: None,
+        video: None,
     }
 }
 
@@ -191,6 +193,7 @@ fn agent_note() -> Event {
 
 /// One step of a walk.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // a test table: size does not matter
 enum Step {
     /// This event, this many seconds after t0.
     At(i64, Event),
@@ -296,6 +299,7 @@ fn kind(effect: &Effect) -> String {
         Effect::PushDevice { tag, .. } => format!("PushDevice({})", tag_kind(tag)),
         Effect::PushAgent { tag, .. } => format!("PushAgent({})", tag_kind(tag)),
         Effect::Appointment { change } => format!("Appointment({change:?})"),
+        Effect::OpenRoom => "OpenRoom".into(),
     }
 }
 
@@ -1890,6 +1894,8 @@ fn armed_timers_a_state_does_not_handle_are_discarded() {
         TimerKind::UserConfirm => state == S::WaitForUserConfirm,
         // Without a booking there is nobody to remind.
         TimerKind::Reminder => false,
+        // Without a room or a preferred agent these change nothing.
+        TimerKind::RoomTtl | TimerKind::PreferredAgent => false,
     };
     let mut failures = Vec::new();
     for state in ServiceState::ALL {
@@ -1901,6 +1907,8 @@ fn armed_timers_a_state_does_not_handle_are_discarded() {
             TimerKind::FindAgent,
             TimerKind::Ttl,
             TimerKind::Reminder,
+            TimerKind::RoomTtl,
+            TimerKind::PreferredAgent,
         ] {
             if handled(state, kind) {
                 continue;
@@ -2386,7 +2394,7 @@ fn a_booking_enters_the_queue_its_buffer_before_the_slot_in_its_booked_place() {
         "the queue place is the booked time"
     );
     assert_eq!(
-        rec.schema, RECORD_SCHEMA,
+        rec.schema, RECORD_SCHEMA_BOOKED,
         "older nodes must refuse a booked record"
     );
 

@@ -99,7 +99,10 @@ impl From<ShellError> for AppError {
                 AppError::Unavailable(format!("store unavailable: {m}"))
             }
             ShellError::Store(
-                s @ (StoreError::Conflict(_) | StoreError::AgentUnavailable { .. }),
+                s @ (StoreError::Conflict(_)
+                | StoreError::AgentUnavailable { .. }
+                | StoreError::AgentInRoom { .. }
+                | StoreError::RoomTaken { .. }),
             ) => AppError::Conflict(s.to_string()),
             ShellError::Store(s @ StoreError::Exists(_)) => AppError::Conflict(s.to_string()),
             ShellError::Store(s @ StoreError::SlotFull { .. }) => AppError::SlotUnavailable {

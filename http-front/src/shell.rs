@@ -228,6 +228,7 @@ impl Shell {
                 } => self.to_agent(record, agent, tag, payload.clone(), None),
                 Effect::PushAgent { agent: None, .. } => {}
                 Effect::Appointment { change } => self.appointment(record, change).await,
+                Effect::OpenRoom => {}
                 Effect::LeftQueue { .. }
                 | Effect::AgentReserved { .. }
                 | Effect::TimerCancelled { .. } => {}

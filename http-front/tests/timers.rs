@@ -83,6 +83,8 @@ impl Harness {
                     device_os: None,
                     user_data: Default::default(),
                     booking: None,
+                    preferred_agent: None,
+                    video: None,
                 },
             )
             .await

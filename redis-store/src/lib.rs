@@ -275,6 +275,8 @@ fn parse_queue_member(member: &str) -> Option<QueueEntry> {
         since: from_ms(since),
         skills: (!skills.is_empty()).then(|| skills.to_owned()),
         device: (!device.is_empty()).then(|| device.to_owned()),
+        preferred_agent: None,
+        video: false,
     })
 }
 
@@ -452,6 +454,7 @@ impl RedisStore {
                 ready: ready.as_deref() == Some("1"),
                 services,
                 last_assigned_at: last.and_then(|l| l.parse().ok()).map(from_ms),
+                room: None,
             });
         }
         Ok(out)
@@ -559,6 +562,10 @@ async fn subscribe(
 
 #[async_trait]
 impl Store for RedisStore {
+    async fn room(&self, _code: &str) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
     async fn get(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError> {
         let key = self.keys.svc(id);
         let raw: Option<Vec<u8>> = self.call(|mut c| async move { c.get(key).await }).await?;
@@ -883,6 +890,8 @@ mod tests {
             since: at(since),
             skills: skills.map(Into::into),
             device: (priority > 0).then(|| "dev-1".into()),
+            preferred_agent: None,
+            video: false,
         };
         let entries = [
             entry("vip", 5, 30, None),
@@ -918,6 +927,8 @@ mod tests {
             device_os: None,
             user_data: Default::default(),
             booking: None,
+            preferred_agent: None,
+            video: None,
         };
         let rec = engine::machine::create(new, &Arc::new(scenario), Utc::now()).record;
         let value = encode_value(&rec);

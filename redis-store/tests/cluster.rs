@@ -68,6 +68,8 @@ async fn create(store: &RedisStore, id: &str) {
         device_os: None,
         user_data: BTreeMap::new(),
         booking: None,
+        preferred_agent: None,
+        video: None,
     };
     let rec = machine::create(new, &support(), t0()).record;
     store.put(&rec, None).await.unwrap();

@@ -78,6 +78,8 @@ fn new_service(id: &str, customer: &str, desired: Option<DateTime<Utc>>) -> NewS
         device_os: Some("comet".to_owned()),
         user_data: BTreeMap::new(),
         booking: None,
+        preferred_agent: None,
+        video: None,
     }
 }
 

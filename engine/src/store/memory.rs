@@ -401,6 +401,7 @@ impl Store for MemoryStore {
             .entry(profile.id.clone())
             .and_modify(|a| a.profile = profile.clone())
             .or_insert_with(|| AgentRecord {
+                room: None,
                 profile,
                 ready: false,
                 services: BTreeSet::new(),
@@ -469,6 +470,10 @@ impl Store for MemoryStore {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn room(&self, _code: &str) -> Result<Option<String>, StoreError> {
+        Ok(None)
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {

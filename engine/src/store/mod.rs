@@ -36,6 +36,12 @@ pub enum StoreError {
     /// The booked slot has no seat left (another booking took the last one).
     #[error("the slot at {slot} has no seat left")]
     SlotFull { slot: DateTime<Utc> },
+    /// Another stored service's room has this code.
+    #[error("room code {code} is taken")]
+    RoomTaken { code: String },
+    /// The agent is already in another service's live room.
+    #[error("agent {agent} is already in the video room of service {service}")]
+    AgentInRoom { agent: String, service: String },
 }
 
 /// What an admin says about an agent.
@@ -61,6 +67,9 @@ pub struct AgentRecord {
     pub services: BTreeSet<String>,
     /// When the agent last got a service; the longest idle goes first.
     pub last_assigned_at: Option<DateTime<Utc>>,
+    /// The service whose live video room the agent is in (one at a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
 }
 
 impl AgentRecord {
@@ -79,6 +88,12 @@ pub struct QueueEntry {
     /// The owning device (`_device_notification_id`), so a node can push
     /// queue positions to the devices connected to it.
     pub device: Option<String>,
+    /// Only this agent may take it (until the preferred-agent timer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_agent: Option<String>,
+    /// It has a video leg: an agent already in a room cannot take it.
+    #[serde(default)]
+    pub video: bool,
 }
 
 impl QueueEntry {
@@ -98,6 +113,8 @@ impl QueueEntry {
             since: record.ticket.since,
             skills: record.ticket.skills.clone(),
             device: record.device_notification_id.clone(),
+            preferred_agent: record.ticket.preferred_agent.clone(),
+            video: record.video.is_some(),
         }
     }
 }
@@ -200,6 +217,9 @@ pub trait Store: Send + Sync + 'static {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<BTreeMap<DateTime<Utc>, u32>, StoreError>;
+
+    /// The service whose latest room has `code`, while that service is stored.
+    async fn room(&self, code: &str) -> Result<Option<String>, StoreError>;
 
     /// Forgets records whose storage deadline has passed; returns how many.
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;

@@ -87,6 +87,8 @@ async fn main() -> anyhow::Result<()> {
                 ("usr_reason".to_owned(), "billing question".to_owned()),
             ]),
             booking: None,
+            preferred_agent: None,
+            video: None,
         };
         let applied = machine::create(new, &scenario, clock.now());
         record_bytes = applied.record.encode().len();

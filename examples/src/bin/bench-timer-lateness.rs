@@ -199,6 +199,10 @@ impl Store for Counting {
     ) -> Result<std::collections::BTreeMap<DateTime<Utc>, u32>, StoreError> {
         self.inner.seats_taken(scenario, from, to).await
     }
+
+    async fn room(&self, code: &str) -> Result<Option<String>, StoreError> {
+        self.inner.room(code).await
+    }
 }
 
 /// One callbackd node served from this process.

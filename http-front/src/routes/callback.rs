@@ -140,6 +140,8 @@ pub async fn create(
         device_os,
         user_data,
         booking: booked.as_ref().map(|(_, _, b)| b.clone()),
+        preferred_agent: None,
+        video: None,
     };
     let record = match state.shell.create(&scenario, new).await {
         Ok(record) => record,
