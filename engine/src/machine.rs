@@ -529,6 +529,12 @@ impl Service {
             {
                 self.chat_event(context, event)
             }
+            // Waiting for the video's agent, the customer may close the chat.
+            Event::ChatLeft { by: Party::Client }
+                if self.rec.chat.is_some() && self.rec.live_room().is_some() =>
+            {
+                self.chat_event(context, event)
+            }
             Event::ChatLeft { by: Party::Client } if self.rec.chat.is_some() => {
                 self.chat_event(context, event);
                 Transition(State::completed(CallbackReason::FailInteractionDeleted))
@@ -657,6 +663,9 @@ impl Service {
                 self.retarget(routing, self.now);
                 self.agent_leaves_chat(context);
                 self.release_agent(context);
+                // Until the video's agent connects, nobody handles it: chat
+                // messages must not go to the agent who let it go.
+                self.rec.served_by = None;
                 self.video_notice(context, "routing");
                 Transition(State::wait_for_agent())
             }
@@ -915,8 +924,12 @@ impl Service {
                 "_survey": what == "ended" && room.is_some_and(|r| r.started_at.is_some()),
             })
         };
-        let device = base(room.map(|r| r.customer_url.as_str()));
-        let agent = base(room.map(|r| r.agent_url.as_str()));
+        // Each side gets its own link and the token that proves its side
+        // to the room API (`/api/v1/rooms/{code}`).
+        let mut device = base(room.map(|r| r.customer_url.as_str()));
+        device["_room_token"] = json!(room.map(|r| r.customer_token.clone()));
+        let mut agent = base(room.map(|r| r.agent_url.as_str()));
+        agent["_room_token"] = json!(room.map(|r| r.agent_token.clone()));
         let has_agent = leg.agent.is_some();
         self.notify_device(context, format!("service.video.{id}"), device);
         if has_agent {

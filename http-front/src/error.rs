@@ -20,6 +20,9 @@ pub enum AppError {
     },
     #[error("{0}")]
     NotFound(String),
+    /// The request does not prove it may do this (a wrong room token).
+    #[error("{0}")]
+    Forbidden(String),
     /// An event the service's state does not allow.
     #[error("{0}")]
     Conflict(String),
@@ -69,6 +72,7 @@ impl AppError {
         match self {
             AppError::BadRequest { exception, .. } => (StatusCode::BAD_REQUEST, exception),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "INVALID_STATE"),
             AppError::SlotUnavailable { .. } => (StatusCode::CONFLICT, "SLOT_UNAVAILABLE"),
             AppError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE"),

@@ -176,6 +176,8 @@ fn parse_json(bytes: &[u8], form: &mut GmsForm) -> Result<(), AppError> {
             serde_json::Value::Number(n) => n.to_string(),
             serde_json::Value::Bool(b) => b.to_string(),
             serde_json::Value::Null => continue,
+            // The seed's escalation sends routingData as a nested object.
+            v @ serde_json::Value::Object(_) if k == "routingData" => v.to_string(),
             serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
                 return Err(AppError::field(&k, "must be a string, number or boolean"))
             }

@@ -9,6 +9,7 @@
 //! - [`error`]: the one `AppError`, answered as `{"message", "exception"}`.
 //!
 //! - [`positions`]: queue positions pushed to the devices connected here.
+//! - [`video`]: video providers: room codes, tokens, join links, signed tokens.
 //! - [`cli`]: the `callbackd` command line.
 //!
 //! Only this crate knows HTTP. [`run`] serves until the shutdown signal.
@@ -21,6 +22,7 @@ pub mod form;
 pub mod positions;
 mod routes;
 pub mod shell;
+pub mod video;
 pub mod wire;
 
 use std::future::Future;
@@ -111,6 +113,15 @@ pub async fn run(
         None => (None, None),
     };
     let notifier = Arc::new(appointments::Notifier::new(config.mail)?);
+    let link_base = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", listener.local_addr()?),
+    };
+    let rooms = Arc::new(video::RoomMaker::new(
+        &config.scenarios,
+        link_base.clone(),
+        |var| std::env::var(var).ok(),
+    )?);
     let shell = Shell::new(
         config.store,
         config.scenarios,
@@ -118,11 +129,8 @@ pub async fn run(
         config.push,
         relay,
         notifier,
+        rooms,
     );
-    let link_base = match &config.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => format!("http://{}", listener.local_addr()?),
-    };
     let state = Arc::new(AppState {
         shell: shell.clone(),
         public_url: config.public_url,

@@ -19,12 +19,15 @@ use chrono::{DateTime, Utc};
 use engine::clock::Clock;
 
 use crate::appointments::Notifier;
+use crate::video::RoomMaker;
 use engine::machine::{self, Applied, Effect, Event, NewService, TransitionError};
+use engine::record::Party;
 use engine::record::ServiceRecord;
 use engine::routing;
 use engine::scenario::{Scenario, Scenarios};
 use engine::stats::SampleKind;
 use engine::store::{Store, StoreError};
+use engine::video::{RoutingData, VideoConfig};
 use push::httpcb::{HttpCallbacks, Outcome, Policy};
 use push::{Audience, Delivery, Fanout, Pushed, Registry, Relay};
 use tokio::sync::{mpsc, watch, Notify};
@@ -86,7 +89,17 @@ pub struct Shell {
     timer_wake: Notify,
     /// Appointment e-mails and SMS.
     notifier: Arc<Notifier>,
+    /// Makes video rooms (codes, tokens, links).
+    pub rooms: Arc<RoomMaker>,
+    /// Services whose video leg needs a room (`Effect::OpenRoom`); the
+    /// background task opens them, so a transition never waits on another.
+    open_room_tx: mpsc::UnboundedSender<String>,
+    open_room_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
+
+/// How many fresh codes a room gets before giving up (a code is taken only
+/// if another stored service holds it: 25^7 codes make one retry rare).
+const ROOM_CODE_ATTEMPTS: usize = 5;
 
 /// HTTP callbacks in flight at once, over every scenario.
 const HTTPCB_IN_FLIGHT: usize = 256;
@@ -96,7 +109,7 @@ const PUSHED_BATCH: usize = 256;
 
 impl Shell {
     /// `relay` carries deliveries to the other nodes (None: this is the only one);
-    /// `notifier` sends appointment e-mails and SMS.
+    /// `notifier` sends appointment e-mails and SMS; `rooms` makes video rooms.
     pub fn new(
         store: Arc<dyn Store>,
         scenarios: Scenarios,
@@ -104,8 +117,10 @@ impl Shell {
         limits: push::Limits,
         relay: Option<Arc<dyn Relay>>,
         notifier: Arc<Notifier>,
+        rooms: Arc<RoomMaker>,
     ) -> Arc<Shell> {
         let (registry, pushed) = Registry::new(limits);
+        let (open_room_tx, open_room_rx) = mpsc::unbounded_channel();
         Arc::new(Shell {
             store,
             scenarios,
@@ -116,6 +131,9 @@ impl Shell {
             route_wake: Notify::new(),
             timer_wake: Notify::new(),
             notifier,
+            rooms,
+            open_room_tx,
+            open_room_rx: std::sync::Mutex::new(Some(open_room_rx)),
         })
     }
 
@@ -228,7 +246,9 @@ impl Shell {
                 } => self.to_agent(record, agent, tag, payload.clone(), None),
                 Effect::PushAgent { agent: None, .. } => {}
                 Effect::Appointment { change } => self.appointment(record, change).await,
-                Effect::OpenRoom => {}
+                Effect::OpenRoom => {
+                    let _ = self.open_room_tx.send(record.id.clone());
+                }
                 Effect::LeftQueue { .. }
                 | Effect::AgentReserved { .. }
                 | Effect::TimerCancelled { .. } => {}
@@ -432,6 +452,133 @@ impl Shell {
         }
     }
 
+    /// Opens the rooms that transitions asked for, one service at a time.
+    async fn open_room_task(
+        self: Arc<Self>,
+        mut ids: mpsc::UnboundedReceiver<String>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let id = tokio::select! {
+                id = ids.recv() => match id { Some(id) => id, None => return },
+                _ = shutdown.changed() => return,
+            };
+            match self.open_room(&id).await {
+                Ok(record) => {
+                    let code = record.room_code().unwrap_or_default().to_owned();
+                    info!(service_id = %id, room = %code, "Video room opened.");
+                }
+                // Opened meanwhile (the agent asked), or the service ended.
+                Err(ShellError::NotAllowed(_)) | Err(ShellError::UnknownService(_)) => {}
+                Err(e) => warn!(service_id = %id, error = %e, "Video room not opened."),
+            }
+        }
+    }
+
+    /// The `[_video]` config a service's rooms are made with: its leg's
+    /// scenario's, else its own scenario's, else the defaults.
+    pub fn video_config(&self, record: &ServiceRecord) -> VideoConfig {
+        let from = |name: &str| {
+            self.scenarios
+                .get(name)
+                .and_then(|s| s.video_config().map(|c| c.into_owned()))
+        };
+        record
+            .video
+            .as_ref()
+            .and_then(|v| from(&v.scenario))
+            .or_else(|| from(&record.scenario))
+            .unwrap_or_default()
+    }
+
+    /// Who the room's links name: the customer's chat nickname or number, and the agent.
+    fn room_names(record: &ServiceRecord) -> (String, Option<String>) {
+        let customer = record
+            .chat
+            .as_ref()
+            .map(|c| c.nickname.clone())
+            .or_else(|| record.user_data.get("name").cloned())
+            .unwrap_or_else(|| record.customer_number.clone());
+        let agent = record
+            .video
+            .as_ref()
+            .and_then(|v| v.agent.clone())
+            .or_else(|| record.agent.clone());
+        (customer, agent)
+    }
+
+    /// Opens a room for a service's video leg that has an agent and no live
+    /// room (a booked appointment was taken, or the agent calls again).
+    pub async fn open_room(&self, id: &str) -> Result<ServiceRecord, ShellError> {
+        let mut last = None;
+        for _ in 0..ROOM_CODE_ATTEMPTS {
+            let record = self.get(id).await?;
+            let config = self.video_config(&record);
+            let (customer, agent) = Self::room_names(&record);
+            let room = self
+                .rooms
+                .make(&config, &customer, agent.as_deref(), self.now());
+            let event = Event::OpenRoom { room };
+            match self.transition(id, &event).await {
+                Err(ShellError::Store(e @ StoreError::RoomTaken { .. })) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.map_or_else(|| ShellError::Contended(id.to_owned()), ShellError::from))
+    }
+
+    /// Starts video on a service: the room is made here, the machine
+    /// decides whether the chat's agent takes it or it is routed by `routing`.
+    pub async fn start_video(
+        &self,
+        id: &str,
+        by: Party,
+        video: &Scenario,
+        routing: RoutingData,
+        conversation_id: Option<String>,
+    ) -> Result<ServiceRecord, ShellError> {
+        let config = video
+            .video_config()
+            .map(|c| c.into_owned())
+            .unwrap_or_default();
+        let mut last = None;
+        for _ in 0..ROOM_CODE_ATTEMPTS {
+            let record = self.get(id).await?;
+            // The chat's agent can take the video unless it is in another room.
+            let agent_free = match &record.agent {
+                Some(agent) => match self.store.agent(agent).await? {
+                    Some(a) => a.room.as_deref().is_none_or(|r| r == id),
+                    None => false,
+                },
+                None => false,
+            };
+            let (customer, agent) = Self::room_names(&record);
+            let room = self.rooms.make(
+                &config,
+                &customer,
+                agent.filter(|_| agent_free).as_deref(),
+                self.now(),
+            );
+            let event = Event::StartVideo {
+                by,
+                routing: routing.clone(),
+                scenario: video.name.clone(),
+                conversation_id: conversation_id.clone(),
+                room: Box::new(room),
+                agent_free,
+            };
+            match self.transition(id, &event).await {
+                // A taken code gets a new one; an agent that entered another
+                // room meanwhile is seen as busy on the next read.
+                Err(ShellError::Store(
+                    e @ (StoreError::RoomTaken { .. } | StoreError::AgentInRoom { .. }),
+                )) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.map_or_else(|| ShellError::Contended(id.to_owned()), ShellError::from))
+    }
+
     async fn sample(&self, queue: &str, kind: SampleKind, seconds: f64) {
         // A lost sample only makes the EWT a little less precise.
         if let Err(e) = self.store.add_sample(queue, kind, seconds).await {
@@ -480,7 +627,8 @@ impl Shell {
                 // The plan was made from a snapshot; losing a race is expected.
                 Err(ShellError::NotAllowed(_))
                 | Err(ShellError::UnknownService(_))
-                | Err(ShellError::Store(StoreError::AgentUnavailable { .. })) => {}
+                | Err(ShellError::Store(StoreError::AgentUnavailable { .. }))
+                | Err(ShellError::Store(StoreError::AgentInRoom { .. })) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -547,6 +695,16 @@ impl Shell {
                 shutdown.clone(),
             )),
         ];
+        let open_rooms = self
+            .open_room_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(open_rooms) = open_rooms {
+            tasks.push(tokio::spawn(
+                self.clone().open_room_task(open_rooms, shutdown.clone()),
+            ));
+        }
         let pushed = self.pushed.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(pushed) = pushed {
             tasks.push(tokio::spawn(self.clone().pushed_task(pushed, shutdown)));

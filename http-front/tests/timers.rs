@@ -53,13 +53,17 @@ async fn start(s: Scenario) -> Harness {
         Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap(),
     ));
     let store = Arc::new(MemoryStore::new(clock.clone()));
+    let scenarios = Scenarios::new([s]);
+    let rooms =
+        http_front::video::RoomMaker::new(&scenarios, "http://127.0.0.1".into(), |_| None).unwrap();
     let shell = Shell::new(
         store,
-        Scenarios::new([s]),
+        scenarios,
         clock,
         push::Limits::default(),
         None,
         Arc::new(http_front::appointments::Notifier::new(None).unwrap()),
+        Arc::new(rooms),
     );
     let (stop, stopped) = watch::channel(false);
     shell.spawn_background(stopped, None);

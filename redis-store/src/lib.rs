@@ -163,8 +163,11 @@ struct IndexEntry<'a> {
     c: &'a str,
     s: &'static str,
     n: &'a str,
-    /// While queued: the queue, the member's order prefix, the skills and
-    /// the device (the member is `<prefix><id>\x1f<skills>\x1f<device>`).
+    /// While queued: the queue, the member's order prefix, the skills, the
+    /// device, the preferred agent and 1 for a video leg (the member is
+    /// `<prefix><id>\x1f<skills>\x1f<device>`, then
+    /// `\x1f<preferred agent>\x1f1` or `\x1f<preferred agent>\x1f` when
+    /// either of those two is set; see [`queue_member`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     q: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -173,6 +176,10 @@ struct IndexEntry<'a> {
     k: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     v: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pa: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vd: Option<u8>,
     /// Timers: [kind code, due ms]; the member is `<id>|<code>|<due ms>`, so
     /// a claim (which changes the score) never loses the due time.
     t: Vec<(usize, String)>,
@@ -187,6 +194,13 @@ struct IndexEntry<'a> {
     b: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bc: Option<u32>,
+    /// The room code held in `rooms` (the latest room's, while stored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r: Option<&'a str>,
+    /// The agent held in `roomagents` (the leg's agent while its room is
+    /// live and the service not completed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ra: Option<&'a str>,
 }
 
 fn state_name(s: ServiceState) -> &'static str {
@@ -210,17 +224,29 @@ fn from_ms(ms: i64) -> DateTime<Utc> {
 }
 
 /// Codes are stored in timer members: append new kinds, never reorder.
-const TIMER_KINDS: [TimerKind; 5] = [
+/// A kind's code is its index here.
+const TIMER_KINDS: [TimerKind; 7] = [
     TimerKind::DesiredTime,
     TimerKind::UserConfirm,
     TimerKind::FindAgent,
     TimerKind::Ttl,
     TimerKind::Reminder,
+    TimerKind::RoomTtl,
+    TimerKind::PreferredAgent,
 ];
 
-/// The kind's code keeps the engine's order of kinds.
+/// The kind's code: its index in [`TIMER_KINDS`]. An exhaustive match, so a
+/// new kind cannot be stored under another's code by mistake.
 fn timer_code(kind: TimerKind) -> usize {
-    TIMER_KINDS.iter().position(|k| *k == kind).unwrap_or(0)
+    match kind {
+        TimerKind::DesiredTime => 0,
+        TimerKind::UserConfirm => 1,
+        TimerKind::FindAgent => 2,
+        TimerKind::Ttl => 3,
+        TimerKind::Reminder => 4,
+        TimerKind::RoomTtl => 5,
+        TimerKind::PreferredAgent => 6,
+    }
 }
 
 /// `<id>|<kind code>|<due ms>` (built the same way by the scripts).
@@ -244,16 +270,31 @@ fn parse_timer_member(member: &str) -> Option<DueTimer> {
 /// A queue member sorts as the queue must be served: priority (highest
 /// first), then the place in the queue (`since`), then the id. All members
 /// have score 0, so ZRANGE gives this lexicographic order. (The scripts
-/// build it from the index entry's prefix, id and skills.)
+/// build it from the index entry's prefix, id, skills, device, preferred
+/// agent and video flag.)
+///
+/// `<prefix><id>\x1f<skills>\x1f<device>`, and only when the entry has a
+/// preferred agent or a video leg, `\x1f<preferred agent>\x1f<1 or empty>`:
+/// members without either are exactly what was written before these
+/// existed, so an old member is found and removed by the same recipe.
 #[cfg(test)]
 fn queue_member(entry: &QueueEntry) -> String {
-    format!(
+    let mut member = format!(
         "{}{}\u{1f}{}\u{1f}{}",
         queue_prefix(entry),
         entry.id,
         entry.skills.as_deref().unwrap_or(""),
         entry.device.as_deref().unwrap_or("")
-    )
+    );
+    if entry.preferred_agent.is_some() || entry.video {
+        member.push('\u{1f}');
+        member.push_str(entry.preferred_agent.as_deref().unwrap_or(""));
+        member.push('\u{1f}');
+        if entry.video {
+            member.push('1');
+        }
+    }
+    member
 }
 
 /// The fixed-width order part of a queue member: 10 + 15 digits.
@@ -267,16 +308,20 @@ fn parse_queue_member(member: &str) -> Option<QueueEntry> {
     let priority: i64 = member.get(0..10)?.parse().ok()?;
     let since: i64 = member.get(10..25)?.parse().ok()?;
     let (id, rest) = member.get(25..)?.split_once('\u{1f}')?;
-    // Members written before devices were kept have no second separator.
-    let (skills, device) = rest.split_once('\u{1f}').unwrap_or((rest, ""));
+    // Fields a member written before they existed does not have are empty:
+    // no device, no preferred agent, no video.
+    let mut fields = rest.split('\u{1f}');
+    let mut field = || fields.next().filter(|f| !f.is_empty()).map(str::to_owned);
+    let (skills, device, preferred_agent) = (field(), field(), field());
+    let video = field().as_deref() == Some("1");
     Some(QueueEntry {
         id: id.to_owned(),
         priority: (i32::MAX as i64 - priority) as i32,
         since: from_ms(since),
-        skills: (!skills.is_empty()).then(|| skills.to_owned()),
-        device: (!device.is_empty()).then(|| device.to_owned()),
-        preferred_agent: None,
-        video: false,
+        skills,
+        device,
+        preferred_agent,
+        video,
     })
 }
 
@@ -297,6 +342,12 @@ fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
             .device_notification_id
             .as_deref()
             .filter(|d| queued && !d.is_empty()),
+        pa: rec
+            .ticket
+            .preferred_agent
+            .as_deref()
+            .filter(|a| queued && !a.is_empty()),
+        vd: (queued && rec.video.is_some()).then_some(1),
         t: rec
             .timers
             .iter()
@@ -306,6 +357,8 @@ fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
         d: ms(rec.storage_deadline()).to_string(),
         b: rec.seat().map(|(_, slot, _)| ms(slot).to_string()),
         bc: rec.seat().map(|(_, _, seats)| seats),
+        r: rec.room_code(),
+        ra: rec.room_agent(),
     }
 }
 
@@ -434,12 +487,19 @@ impl RedisStore {
             pipe.hmget(&key, &["p", "ready", "last"])
                 .smembers(format!("{key}:svc"));
         }
+        // The live rooms they are in, in the same round trip.
+        pipe.cmd("HMGET").arg(self.keys.key("roomagents")).arg(ids);
         type Raw = (Option<String>, Option<String>, Option<String>);
-        let raw: Vec<redis::Value> = self
+        let mut raw: Vec<redis::Value> = self
             .call(|mut c| async move { pipe.query_async(&mut c).await })
             .await?;
+        let rooms: Vec<Option<String>> =
+            redis::from_redis_value(raw.pop().unwrap_or(redis::Value::Nil)).map_err(unavailable)?;
+        if rooms.len() != ids.len() {
+            return Err(unavailable("HMGET roomagents: wrong number of answers"));
+        }
         let mut out = Vec::new();
-        for pair in raw.chunks(2) {
+        for (pair, room) in raw.chunks(2).zip(rooms) {
             let (fields, services): (Raw, BTreeSet<String>) = (
                 redis::from_redis_value(pair[0].clone()).map_err(unavailable)?,
                 redis::from_redis_value(pair[1].clone()).map_err(unavailable)?,
@@ -454,7 +514,7 @@ impl RedisStore {
                 ready: ready.as_deref() == Some("1"),
                 services,
                 last_assigned_at: last.and_then(|l| l.parse().ok()).map(from_ms),
-                room: None,
+                room,
             });
         }
         Ok(out)
@@ -562,8 +622,13 @@ async fn subscribe(
 
 #[async_trait]
 impl Store for RedisStore {
-    async fn room(&self, _code: &str) -> Result<Option<String>, StoreError> {
-        Ok(None)
+    async fn room(&self, code: &str) -> Result<Option<String>, StoreError> {
+        let mut inv = self.scripts.room.key(self.keys.key("rooms"));
+        inv.arg(&self.keys.prefix)
+            .arg(code)
+            .arg(ms(self.clock.now()));
+        self.call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError> {
@@ -602,13 +667,24 @@ impl Store for RedisStore {
             "FULL" => Err(StoreError::SlotFull {
                 slot: record.seat().map(|(_, slot, _)| slot).unwrap_or(now),
             }),
-            other => match other.strip_prefix("AGENT:") {
-                Some(why) => Err(StoreError::AgentUnavailable {
-                    agent: record.agent.clone().unwrap_or_default(),
-                    why: why.to_owned(),
-                }),
-                None => Err(unavailable(format!("unexpected answer `{other}`"))),
-            },
+            "ROOM" => Err(StoreError::RoomTaken {
+                code: record.room_code().unwrap_or_default().to_owned(),
+            }),
+            other => {
+                if let Some(why) = other.strip_prefix("AGENT:") {
+                    Err(StoreError::AgentUnavailable {
+                        agent: record.agent.clone().unwrap_or_default(),
+                        why: why.to_owned(),
+                    })
+                } else if let Some(service) = other.strip_prefix("INROOM:") {
+                    Err(StoreError::AgentInRoom {
+                        agent: record.room_agent().unwrap_or_default().to_owned(),
+                        service: service.to_owned(),
+                    })
+                } else {
+                    Err(unavailable(format!("unexpected answer `{other}`")))
+                }
+            }
         }
     }
 
@@ -893,12 +969,19 @@ mod tests {
             preferred_agent: None,
             video: false,
         };
+        let preferring = |e: QueueEntry, agent: &str| QueueEntry {
+            preferred_agent: Some(agent.into()),
+            ..e
+        };
+        let video = |e: QueueEntry| QueueEntry { video: true, ..e };
         let entries = [
-            entry("vip", 5, 30, None),
+            video(preferring(entry("vip", 5, 30, None), "ag-1")),
             entry("old", 0, 0, Some("lang:en >= 3")),
+            video(entry("a", 0, 10, None)),
+            preferring(entry("ab", 0, 10, Some("x")), "ag-2"),
             entry("new", 0, 10, None),
             entry("low", -3, 0, None),
-            entry("min", i32::MIN, 0, None),
+            video(entry("min", i32::MIN, 0, None)),
         ];
         let mut members: Vec<String> = entries.iter().map(queue_member).collect();
         members.reverse();
@@ -910,6 +993,69 @@ mod tests {
         assert_eq!(back, entries);
         let max = entry("max", i32::MAX, 0, None);
         assert_eq!(parse_queue_member(&queue_member(&max)), Some(max));
+    }
+
+    #[test]
+    fn queue_members_stay_compatible() {
+        let at = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let plain = QueueEntry {
+            id: "a".into(),
+            priority: 2,
+            since: at,
+            skills: Some("English".into()),
+            device: Some("dev".into()),
+            preferred_agent: None,
+            video: false,
+        };
+        let prefix = queue_prefix(&plain);
+        // Without a preference or video, a member is what it always was.
+        assert_eq!(
+            queue_member(&plain),
+            format!("{prefix}a\u{1f}English\u{1f}dev")
+        );
+        // Members written before devices, and before preferences and video.
+        let no_device = QueueEntry {
+            device: None,
+            ..plain.clone()
+        };
+        assert_eq!(
+            parse_queue_member(&format!("{prefix}a\u{1f}English")),
+            Some(no_device)
+        );
+        assert_eq!(
+            parse_queue_member(&format!("{prefix}a\u{1f}English\u{1f}dev")),
+            Some(plain.clone())
+        );
+        // Preference and video: two more fields.
+        let both = QueueEntry {
+            preferred_agent: Some("ag".into()),
+            video: true,
+            ..plain.clone()
+        };
+        assert_eq!(
+            queue_member(&both),
+            format!("{prefix}a\u{1f}English\u{1f}dev\u{1f}ag\u{1f}1")
+        );
+        let video_only = QueueEntry {
+            video: true,
+            ..plain.clone()
+        };
+        assert_eq!(
+            queue_member(&video_only),
+            format!("{prefix}a\u{1f}English\u{1f}dev\u{1f}\u{1f}1")
+        );
+        for e in [both, video_only] {
+            assert_eq!(parse_queue_member(&queue_member(&e)), Some(e));
+        }
+        assert_eq!(parse_queue_member(&format!("{prefix}a")), None);
+        assert_eq!(parse_queue_member("garbage"), None);
+    }
+
+    #[test]
+    fn every_timer_kind_has_its_own_code() {
+        for (code, kind) in TIMER_KINDS.iter().enumerate() {
+            assert_eq!(timer_code(*kind), code, "{kind:?}");
+        }
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //!
 //! A service's *index entry* (field `<id>` of the `idx` hash) is what its last
 //! write derived: the sets it is in, its queue member, its timers, its
-//! agent, its storage deadline. The next write, or the purge, undoes exactly
-//! that, so no index can drift from the records, even after Redis expired a
+//! agent, its storage deadline, its seat, its room code and the agent it
+//! keeps in a live room. The next write, or the purge, undoes exactly that,
+//! so no index can drift from the records, even after Redis expired a
 //! record by itself.
 
 use redis::Script;
@@ -68,9 +69,15 @@ local function cust_remove(number, id)
   else redis.call('HSET', k, number, table.concat(left, ',')) end
 end
 
--- A queue member: order prefix, id, skills and the owning device.
+-- A queue member: order prefix, id, skills and the owning device; then,
+-- only when there is either, the preferred agent and the video flag (so a
+-- member without them is exactly what was written before they existed).
 local function queue_member(id, ix)
-  return ix.p .. id .. '\31' .. (ix.k or '') .. '\31' .. (ix.v or '')
+  local m = ix.p .. id .. '\31' .. (ix.k or '') .. '\31' .. (ix.v or '')
+  if ix.pa or ix.vd then
+    m = m .. '\31' .. (ix.pa or '') .. '\31' .. (ix.vd and '1' or '')
+  end
+  return m
 end
 
 -- The member as written before members carried the device.
@@ -80,6 +87,20 @@ end
 
 local function timer_member(id, t)
   return id .. '|' .. t[1] .. '|' .. t[2]
+end
+
+-- Removes field `field` of hash `key` if it still names service `id`.
+local function hdel_if(key, field, id)
+  if redis.call('HGET', key, field) == id then redis.call('HDEL', key, field) end
+end
+
+-- Whether service `id` is stored: it has an index entry, its deadline is
+-- after `now` and Redis has not expired its record.
+local function is_stored(id, now)
+  local raw = redis.call('HGET', P .. 'idx', id)
+  if not raw then return false end
+  if tonumber(cjson.decode(raw).d) <= now then return false end
+  return redis.call('EXISTS', P .. 'svc:' .. id) == 1
 end
 
 -- Removes everything `ix` put in the indexes for service `id`, except the
@@ -104,6 +125,9 @@ local function undo(id, ix, keep, keep_agent)
     local sk = P .. 'seats:' .. ix.n
     if redis.call('HINCRBY', sk, ix.b, -1) <= 0 then redis.call('HDEL', sk, ix.b) end
   end
+  -- Guarded: an expired holder's code or agent may have been taken over.
+  if ix.r then hdel_if(P .. 'rooms', ix.r, id) end
+  if ix.ra then hdel_if(P .. 'roomagents', ix.ra, id) end
   redis.call('HDEL', P .. 'idx', id)
 end
 
@@ -118,8 +142,9 @@ end
 ///
 /// KEYS[1] = the record's key. ARGV = prefix, id, expected version ('' when
 /// creating), the stored value ("<version>:<payload>"), index entry JSON, ms
-/// to keep the record, now in ms. Answers OK, EXISTS, MISSING, CONFLICT, FULL or
-/// `AGENT:<why>`.
+/// to keep the record, now in ms. Answers OK, EXISTS, MISSING, CONFLICT, FULL,
+/// `AGENT:<why>`, ROOM (another stored service has the room code) or
+/// `INROOM:<service>` (the agent is in that other service's live room).
 const PUT: &str = r#"
 local id, expected, value, ixraw = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local keep_ms, now = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -161,6 +186,19 @@ if new.b and not (old and old.b == new.b and old.n == new.n) then
   if taken >= tonumber(new.bc) then return 'FULL' end
 end
 
+-- A room code belongs to one stored service; a holder that is no longer
+-- stored (past its deadline, awaiting the purge) does not count.
+if new.r then
+  local holder = redis.call('HGET', P .. 'rooms', new.r)
+  if holder and holder ~= id and is_stored(holder, now) then return 'ROOM' end
+end
+
+-- An agent is in one live room at a time.
+if new.ra then
+  local holder = redis.call('HGET', P .. 'roomagents', new.ra)
+  if holder and holder ~= id and is_stored(holder, now) then return 'INROOM:' .. holder end
+end
+
 -- Timers both versions hold (same kind, same due time) keep their score:
 -- that may be a claim's lease, which a write must not cancel.
 local keep, armed = {}, false
@@ -190,6 +228,8 @@ for _, t in ipairs(new.t) do
 end
 redis.call('ZADD', P .. 'deadlines', new.d, id)
 if new.b then redis.call('HINCRBY', P .. 'seats:' .. new.n, new.b, 1) end
+if new.r then redis.call('HSET', P .. 'rooms', new.r, id) end
+if new.ra then redis.call('HSET', P .. 'roomagents', new.ra, id) end
 redis.call('HSET', P .. 'idx', id, ixraw)
 redis.call('SET', KEYS[1], value, 'PX', math.max(keep_ms, 1))
 if armed then redis.call('PUBLISH', P .. 'wake', 'timer') end
@@ -225,6 +265,14 @@ if not rank then return false end
 return {rank + 1, redis.call('ZCARD', qk)}
 "#;
 
+/// room(code, now): the service holding a room code, while it is stored.
+/// KEYS[1] = the rooms hash. ARGV = prefix, code, now in ms.
+const ROOM: &str = r#"
+local id = redis.call('HGET', KEYS[1], ARGV[2])
+if id and is_stored(id, tonumber(ARGV[3])) then return id end
+return false
+"#;
+
 /// claim(now, until, limit): due timers, postponed to `until` (the lease).
 /// KEYS[1] = the timers zset. ARGV = now ms, until ms, limit.
 const CLAIM: &str = r#"
@@ -254,6 +302,7 @@ pub struct Scripts {
     pub put: Script,
     pub purge: Script,
     pub position: Script,
+    pub room: Script,
     pub claim: Script,
     pub put_agent: Script,
     pub set_agent_ready: Script,
@@ -266,6 +315,7 @@ impl Scripts {
             put: with_prelude(PUT),
             purge: with_prelude(PURGE),
             position: with_prelude(POSITION),
+            room: with_prelude(ROOM),
             claim: Script::new(CLAIM),
             put_agent: with_prelude(PUT_AGENT),
             set_agent_ready: with_prelude(SET_AGENT_READY),

@@ -22,6 +22,13 @@ pub struct Assignment {
 /// Matches waiting services to agents: higher priority first, then oldest,
 /// across all queues; each goes to the eligible agent with the most spare
 /// room, then the one idle longest. No agent gets more than its limit.
+///
+/// An agent is eligible when it is ready, has room and serves the queue.
+/// A service with a preferred agent goes to that agent or to nobody (its
+/// skills are not checked: the agent was chosen by name). A video service
+/// does not go to an agent already in another service's video room, nor
+/// to one this plan already gave a video service (taking it puts the agent
+/// in its room, and the store would refuse the second).
 pub fn plan(queues: &[(String, Vec<QueueEntry>)], agents: &[AgentRecord]) -> Vec<Assignment> {
     let mut waiting: Vec<(&str, &QueueEntry)> = queues
         .iter()
@@ -33,6 +40,12 @@ pub fn plan(queues: &[(String, Vec<QueueEntry>)], agents: &[AgentRecord]) -> Vec
         .iter()
         .map(|a| (a.profile.id.as_str(), a.services.len()))
         .collect();
+    // Agent -> the service whose video room it is in (or will be, once
+    // this plan's video reservations are made).
+    let mut in_room: HashMap<&str, &str> = agents
+        .iter()
+        .filter_map(|a| Some((a.profile.id.as_str(), a.room.as_deref()?)))
+        .collect();
     let mut parsed: HashMap<&str, Option<SkillExpr>> = HashMap::new();
     let mut out = Vec::new();
     for (queue, entry) in waiting {
@@ -42,32 +55,50 @@ pub fn plan(queues: &[(String, Vec<QueueEntry>)], agents: &[AgentRecord]) -> Vec
         {
             break;
         }
-        let expr = match &entry.skills {
-            None => None,
-            Some(text) => match parsed
-                .entry(text.as_str())
-                .or_insert_with(|| SkillExpr::parse(text).ok())
-            {
-                Some(expr) => Some(&*expr),
-                // An expression that no longer parses matches nobody.
-                None => continue,
-            },
+        let eligible = |a: &&AgentRecord| {
+            let id = a.profile.id.as_str();
+            a.ready
+                && a.profile.queues.contains(queue)
+                && load[id] < a.profile.max_concurrent as usize
+                && !(entry.video && in_room.get(id).is_some_and(|s| *s != entry.id))
         };
-        let chosen = agents
-            .iter()
-            .filter(|a| a.ready && a.profile.queues.contains(queue))
-            .filter(|a| load[a.profile.id.as_str()] < a.profile.max_concurrent as usize)
-            .filter(|a| expr.is_none_or(|e| e.matches(&a.profile.skills)))
-            .min_by_key(|a| {
-                let used = load[a.profile.id.as_str()];
-                // Fraction of capacity in use, compared without floats.
-                let used_per_mille = used * 1000 / (a.profile.max_concurrent.max(1) as usize);
-                (used_per_mille, a.last_assigned_at, a.profile.id.clone())
-            });
+        let chosen = match &entry.preferred_agent {
+            Some(preferred) => agents
+                .iter()
+                .find(|a| a.profile.id == *preferred)
+                .filter(eligible),
+            None => {
+                let expr = match &entry.skills {
+                    None => None,
+                    Some(text) => match parsed
+                        .entry(text.as_str())
+                        .or_insert_with(|| SkillExpr::parse(text).ok())
+                    {
+                        Some(expr) => Some(&*expr),
+                        // An expression that no longer parses matches nobody.
+                        None => continue,
+                    },
+                };
+                agents
+                    .iter()
+                    .filter(eligible)
+                    .filter(|a| expr.is_none_or(|e| e.matches(&a.profile.skills)))
+                    .min_by_key(|a| {
+                        let used = load[a.profile.id.as_str()];
+                        // Fraction of capacity in use, compared without floats.
+                        let used_per_mille =
+                            used * 1000 / (a.profile.max_concurrent.max(1) as usize);
+                        (used_per_mille, a.last_assigned_at, a.profile.id.clone())
+                    })
+            }
+        };
         if let Some(agent) = chosen {
             *load
                 .get_mut(agent.profile.id.as_str())
                 .expect("every agent has a load") += 1;
+            if entry.video {
+                in_room.insert(agent.profile.id.as_str(), entry.id.as_str());
+            }
             out.push(Assignment {
                 service: entry.id.clone(),
                 agent: agent.profile.id.clone(),
@@ -75,4 +106,202 @@ pub fn plan(queues: &[(String, Vec<QueueEntry>)], agents: &[AgentRecord]) -> Vec
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use chrono::{DateTime, TimeZone, Utc};
+
+    use super::*;
+    use crate::store::AgentProfile;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn agent(id: &str, queues: &[&str], max: u32, skills: &[(&str, u32)]) -> AgentRecord {
+        AgentRecord {
+            profile: AgentProfile {
+                id: id.into(),
+                name: id.into(),
+                queues: queues.iter().map(|q| q.to_string()).collect(),
+                skills: skills.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                max_concurrent: max,
+                email: None,
+            },
+            ready: true,
+            services: BTreeSet::new(),
+            last_assigned_at: None,
+            room: None,
+        }
+    }
+
+    fn entry(id: &str, since: i64) -> QueueEntry {
+        QueueEntry {
+            id: id.into(),
+            priority: 0,
+            since: at(since),
+            skills: None,
+            device: None,
+            preferred_agent: None,
+            video: false,
+        }
+    }
+
+    fn preferring(id: &str, since: i64, agent: &str) -> QueueEntry {
+        QueueEntry {
+            preferred_agent: Some(agent.into()),
+            ..entry(id, since)
+        }
+    }
+
+    fn video(id: &str, since: i64) -> QueueEntry {
+        QueueEntry {
+            video: true,
+            ..entry(id, since)
+        }
+    }
+
+    fn support(entries: Vec<QueueEntry>) -> Vec<(String, Vec<QueueEntry>)> {
+        vec![("support".to_owned(), entries)]
+    }
+
+    fn pairs(plan: Vec<Assignment>) -> Vec<(String, String)> {
+        plan.into_iter().map(|a| (a.service, a.agent)).collect()
+    }
+
+    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(s, a)| (s.to_string(), a.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn plain_entries_go_to_the_least_loaded_agent() {
+        let mut busy = agent("busy", &["support"], 2, &[]);
+        busy.services.insert("x".into());
+        let agents = [busy, agent("free", &["support"], 2, &[])];
+        let plan = plan(&support(vec![entry("a", 0), entry("b", 1)]), &agents);
+        assert_eq!(pairs(plan), p(&[("a", "free"), ("b", "busy")]));
+    }
+
+    #[test]
+    fn a_preferred_agent_gets_its_service_and_nobody_else_does() {
+        // "free" would win on load and idle time; "pref" was chosen by name,
+        // and lacks the skill the entry asks for.
+        let mut pref = agent("pref", &["support"], 3, &[]);
+        pref.services.insert("x".into());
+        pref.last_assigned_at = Some(at(100));
+        let agents = [agent("free", &["support"], 3, &[("video", 5)]), pref];
+        let mut a = preferring("a", 0, "pref");
+        a.skills = Some("video >= 5".into());
+        let plan = plan(&support(vec![a, entry("b", 1)]), &agents);
+        assert_eq!(pairs(plan), p(&[("a", "pref"), ("b", "free")]));
+    }
+
+    #[test]
+    fn a_preferred_agent_that_cannot_take_it_leaves_it_waiting() {
+        let others = agent("other", &["support"], 5, &[]);
+        let waiting = |pref: AgentRecord| {
+            let agents = [others.clone(), pref];
+            let queues = support(vec![preferring("a", 0, "pref"), entry("b", 1)]);
+            // b, behind a, still goes to someone.
+            assert_eq!(pairs(plan(&queues, &agents)), p(&[("b", "other")]));
+        };
+        // Not ready.
+        let mut pref = agent("pref", &["support"], 1, &[]);
+        pref.ready = false;
+        waiting(pref);
+        // Full.
+        let mut pref = agent("pref", &["support"], 1, &[]);
+        pref.services.insert("x".into());
+        waiting(pref);
+        // Does not serve the queue.
+        waiting(agent("pref", &["sales"], 1, &[]));
+        // Unknown to the store.
+        waiting(agent("someone-else", &["sales"], 1, &[]));
+    }
+
+    #[test]
+    fn a_preferred_agent_takes_one_service_per_free_seat() {
+        let agents = [
+            agent("pref", &["support"], 1, &[]),
+            agent("other", &["support"], 1, &[]),
+        ];
+        let queues = support(vec![preferring("a", 0, "pref"), preferring("b", 1, "pref")]);
+        assert_eq!(pairs(plan(&queues, &agents)), p(&[("a", "pref")]));
+    }
+
+    #[test]
+    fn video_skips_agents_in_a_room() {
+        let mut roomed = agent("roomed", &["support"], 5, &[]);
+        roomed.room = Some("x".into());
+        roomed.services.insert("x".into());
+        let mut busy = agent("busy", &["support"], 5, &[]);
+        busy.services = ["y".to_owned(), "z".to_owned()].into();
+        let agents = [roomed, busy];
+        // The video goes to the busier agent that is not in a room; a chat
+        // may still go to the agent in a room.
+        let queues = support(vec![video("v", 0), entry("c", 1)]);
+        assert_eq!(
+            pairs(plan(&queues, &agents)),
+            p(&[("v", "busy"), ("c", "roomed")])
+        );
+    }
+
+    #[test]
+    fn video_waits_when_every_agent_is_in_a_room() {
+        let mut a1 = agent("a1", &["support"], 5, &[]);
+        a1.room = Some("x".into());
+        let mut a2 = agent("a2", &["support"], 5, &[]);
+        a2.room = Some("y".into());
+        let pv = QueueEntry {
+            video: true,
+            ..preferring("pv", 1, "a1")
+        };
+        let queues = support(vec![video("v", 0), pv]);
+        assert!(plan(&queues, &[a1, a2]).is_empty());
+    }
+
+    #[test]
+    fn one_plan_puts_an_agent_in_one_room() {
+        let agents = [
+            agent("a1", &["support"], 5, &[]),
+            agent("a2", &["support"], 5, &[]),
+        ];
+        let queues = support(vec![video("v1", 0), video("v2", 1), video("v3", 2)]);
+        assert_eq!(
+            pairs(plan(&queues, &agents)),
+            p(&[("v1", "a1"), ("v2", "a2")])
+        );
+    }
+
+    #[test]
+    fn an_agent_already_in_this_services_room_may_take_it() {
+        let mut a1 = agent("a1", &["support"], 5, &[]);
+        a1.room = Some("v".into());
+        assert_eq!(
+            pairs(plan(&support(vec![video("v", 0)]), &[a1])),
+            p(&[("v", "a1")])
+        );
+    }
+
+    #[test]
+    fn skills_still_decide_without_a_preference() {
+        let agents = [
+            agent("en", &["support"], 1, &[("English", 5)]),
+            agent("de", &["support"], 1, &[("German", 5)]),
+        ];
+        let mut a = entry("a", 0);
+        a.skills = Some("German >= 3".into());
+        let mut bad = entry("bad", 1);
+        bad.skills = Some("((".into());
+        assert_eq!(
+            pairs(plan(&support(vec![a, bad, entry("c", 2)]), &agents)),
+            p(&[("a", "de"), ("c", "en")])
+        );
+    }
 }

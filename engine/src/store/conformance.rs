@@ -18,11 +18,12 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use crate::clock::{Clock, ManualClock};
 use crate::machine::{self, Effect, Event, NewService};
 use crate::record::{
-    Booking, CallbackReason, ServiceRecord, ServiceState, TimerKind, COMPLETED_GRACE,
+    Booking, CallbackReason, Party, ServiceRecord, ServiceState, TimerKind, COMPLETED_GRACE,
 };
 use crate::scenario::Scenario;
 use crate::stats::SampleKind;
-use crate::store::{AgentProfile, DueTimer, IndexKey, Store, StoreError};
+use crate::store::{AgentProfile, AgentRecord, DueTimer, IndexKey, QueueEntry, Store, StoreError};
+use crate::video::{Room, RoutingData, VideoLeg};
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap()
@@ -1039,8 +1040,6 @@ pub async fn racing_writers(store: &dyn Store, _clock: &ManualClock) {
     assert!(writes.contains(&stored));
 }
 
-/// What a conformance test runs against: a fresh, empty store, the clock it
-/// reads "now" from (starting at [`t0`]), and whatever must live as long as
 fn booking(slot: DateTime<Utc>, seats: u32) -> Booking {
     Booking {
         slot,
@@ -1184,6 +1183,526 @@ pub async fn racing_bookings_take_exactly_the_seats_left(store: &dyn Store, _clo
     assert_eq!(stored.len(), 10);
 }
 
+// ---------------------------------------------------------------------------
+// Video rooms and preferred agents
+// ---------------------------------------------------------------------------
+
+/// A live room with `code`, opened at `at`, its code good for an hour.
+fn room(code: &str, at: DateTime<Utc>) -> Room {
+    Room {
+        code: code.to_owned(),
+        provider: "relay".into(),
+        opened_at: at,
+        expires_at: at + Duration::hours(1),
+        customer_url: format!("https://video.test/room/{code}?token=c-{code}"),
+        agent_url: format!("https://video.test/room/{code}?token=a-{code}"),
+        customer_token: format!("c-{code}"),
+        agent_token: format!("a-{code}"),
+        ringing_at: None,
+        accepted_at: None,
+        declined_at: None,
+        answered_by: None,
+        participants: Vec::new(),
+        started_at: None,
+        ended_at: None,
+        end_reason: None,
+    }
+}
+
+/// A video leg routed to "support", with one live room `code` and no agent yet.
+fn leg(code: &str, at: DateTime<Utc>) -> VideoLeg {
+    VideoLeg {
+        requested_at: at,
+        requested_by: Party::Client,
+        scenario: "chat-delay".into(),
+        routing: RoutingData {
+            queue: "support".into(),
+            skills: None,
+            priority: 0,
+            attributes: BTreeMap::new(),
+            preferred_agent: None,
+        },
+        conversation_id: None,
+        agent: None,
+        routed: None,
+        connected_at: None,
+        rooms: vec![room(code, at)],
+        survey: None,
+    }
+}
+
+/// A video service created at `at`, waiting in "support", its room `code` live.
+fn video_service(id: &str, customer: &str, code: &str, at: DateTime<Utc>) -> ServiceRecord {
+    let mut new = new_service(id, customer, None);
+    new.video = Some(leg(code, at));
+    machine::create(new, &standard(), at).record
+}
+
+/// Reads `id`, changes it by hand and writes it back with the version CAS:
+/// for record shapes no single event makes.
+async fn edit(
+    store: &dyn Store,
+    id: &str,
+    change: impl FnOnce(&mut ServiceRecord),
+) -> Result<ServiceRecord, StoreError> {
+    let rec = store
+        .get(id)
+        .await?
+        .ok_or_else(|| StoreError::Missing(id.to_owned()))?;
+    let mut next = rec.clone();
+    change(&mut next);
+    next.version = rec.version + 1;
+    next.schema = next.required_schema();
+    store.put(&next, Some(rec.version)).await?;
+    Ok(next)
+}
+
+/// Ends the service's live room at `at` (one side left).
+fn end_room(rec: &mut ServiceRecord, at: DateTime<Utc>) {
+    let room = rec
+        .video
+        .as_mut()
+        .and_then(|v| v.live_room_mut())
+        .expect("a live room");
+    room.ended_at = Some(at);
+    room.end_reason = Some(crate::video::RoomEnd::Left);
+}
+
+async fn room_of(store: &dyn Store, code: &str) -> Option<String> {
+    store.room(code).await.unwrap()
+}
+
+async fn agent_room(store: &dyn Store, agent: &str) -> Option<String> {
+    store
+        .agent(agent)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("agent {agent}"))
+        .room
+}
+
+/// Everything a refused write must leave as it was.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    records: Vec<ServiceRecord>,
+    by_state: Vec<Vec<String>>,
+    by_customer: Vec<Vec<String>>,
+    queue: Vec<QueueEntry>,
+    agents: Vec<AgentRecord>,
+    timers: Vec<DueTimer>,
+    rooms: Vec<Option<String>>,
+}
+
+async fn snapshot(store: &dyn Store, codes: &[&str]) -> Snapshot {
+    let mut records = store
+        .find(&IndexKey::Scenario("chat-delay".into()))
+        .await
+        .unwrap();
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut by_state = Vec::new();
+    for state in ServiceState::ALL {
+        by_state.push(ids(store, IndexKey::State(state)).await);
+    }
+    let mut by_customer = Vec::new();
+    for c in 1..10 {
+        by_customer.push(ids(store, IndexKey::Customer(format!("c{c}"))).await);
+    }
+    let mut rooms = Vec::new();
+    for code in codes {
+        rooms.push(room_of(store, code).await);
+    }
+    Snapshot {
+        records,
+        by_state,
+        by_customer,
+        queue: store.queue("support").await.unwrap(),
+        agents: store.agents().await.unwrap(),
+        timers: store.due_timers(secs(400 * DAY), 1000).await.unwrap(),
+        rooms,
+    }
+}
+
+fn room_taken(code: &str) -> Result<(), StoreError> {
+    Err(StoreError::RoomTaken {
+        code: code.to_owned(),
+    })
+}
+
+/// A room code belongs to one stored service: `put` refuses it to any
+/// other (and writes nothing); the holder may rewrite it, move to a new
+/// code, and gives it up when its record is gone.
+pub async fn room_codes_are_unique(store: &dyn Store, clock: &ManualClock) {
+    let scn = standard();
+    add_agent(store, "ag", &["support"], 5, true).await;
+    insert(store, &video_service("v1", "c1", "ROOM1", t0())).await;
+    insert(store, &video_service("v2", "c2", "ROOM2", secs(1))).await;
+    insert(store, &created(&scn, "p", "c3", secs(2))).await;
+    assert_eq!(room_of(store, "ROOM1").await, Some("v1".into()));
+    assert_eq!(room_of(store, "ROOM2").await, Some("v2".into()));
+    assert_eq!(room_of(store, "NOPE").await, None);
+    // The room's timer comes back as what it is.
+    assert!(store
+        .due_timers(secs(3600), 10)
+        .await
+        .unwrap()
+        .contains(&DueTimer {
+            id: "v1".into(),
+            kind: TimerKind::RoomTtl,
+            due: secs(3600),
+        }));
+
+    let codes = ["ROOM1", "ROOM2", "ROOM3"];
+    let before = snapshot(store, &codes).await;
+    // A new service with a taken code.
+    let dup = video_service("v3", "c4", "ROOM1", secs(3));
+    assert_eq!(store.put(&dup, None).await, room_taken("ROOM1"));
+    assert_eq!(store.get("v3").await.unwrap(), None);
+    assert_eq!(snapshot(store, &codes).await, before);
+    // A service reserving an agent while taking another's code: neither happens.
+    let v2 = store.get("v2").await.unwrap().unwrap();
+    let mut next = apply(&v2, &scn, reserved("ag"), secs(4));
+    next.video.as_mut().unwrap().rooms[0].code = "ROOM1".into();
+    assert_eq!(
+        store.put(&next, Some(v2.version)).await,
+        room_taken("ROOM1")
+    );
+    assert_eq!(snapshot(store, &codes).await, before);
+    assert!(services_of(store, "ag").await.is_empty());
+    // A service without video given a leg with a taken code.
+    assert_eq!(
+        edit(store, "p", |r| r.video = Some(leg("ROOM1", secs(5))))
+            .await
+            .map(|_| ()),
+        room_taken("ROOM1")
+    );
+    assert_eq!(snapshot(store, &codes).await, before);
+
+    // The holder rewriting its record keeps its code.
+    must(
+        store,
+        &scn,
+        "v1",
+        Event::InternalNotification {
+            display: "d".into(),
+            application: "x".into(),
+        },
+        secs(6),
+    )
+    .await;
+    edit(store, "v1", |r| {
+        r.user_data.insert("k".into(), "v".into());
+    })
+    .await
+    .unwrap();
+    assert_eq!(room_of(store, "ROOM1").await, Some("v1".into()));
+
+    // A new room moves the index to its code; the old code is free again.
+    edit(store, "v1", |r| {
+        end_room(r, secs(7));
+        r.video.as_mut().unwrap().push_room(room("ROOM3", secs(7)));
+    })
+    .await
+    .unwrap();
+    assert_eq!(room_of(store, "ROOM1").await, None);
+    assert_eq!(room_of(store, "ROOM3").await, Some("v1".into()));
+    edit(store, "p", |r| r.video = Some(leg("ROOM1", secs(8))))
+        .await
+        .unwrap();
+    assert_eq!(room_of(store, "ROOM1").await, Some("p".into()));
+
+    // Completed, the service keeps its code (a survey still finds the room).
+    let v1 = must(store, &scn, "v1", Event::Cancel, secs(9)).await;
+    assert_eq!(room_of(store, "ROOM3").await, Some("v1".into()));
+    let v4 = video_service("v4", "c4", "ROOM3", secs(10));
+    assert_eq!(store.put(&v4, None).await, room_taken("ROOM3"));
+
+    // At its storage deadline the record is gone, and its hold on the code
+    // with it, purged or not; the purge then leaves the new holder alone.
+    set_clock(clock, v1.storage_deadline());
+    assert_eq!(room_of(store, "ROOM3").await, None);
+    assert_eq!(room_of(store, "ROOM2").await, Some("v2".into()));
+    insert(store, &video_service("v4", "c4", "ROOM3", clock.now())).await;
+    assert_eq!(room_of(store, "ROOM3").await, Some("v4".into()));
+    // (The memory store purged it while writing v4; Redis purges it now.)
+    assert!(store.purge_expired(clock.now()).await.unwrap() <= 1);
+    assert_eq!(store.get("v1").await.unwrap(), None);
+    assert_eq!(room_of(store, "ROOM3").await, Some("v4".into()));
+
+    // Purged: every code is free, and can be used again.
+    assert_eq!(store.purge_expired(secs(400 * DAY)).await.unwrap(), 3);
+    for code in ["ROOM1", "ROOM2", "ROOM3"] {
+        assert_eq!(room_of(store, code).await, None, "{code}");
+    }
+    insert(store, &video_service("v5", "c5", "ROOM1", secs(400 * DAY))).await;
+    assert_eq!(room_of(store, "ROOM1").await, Some("v5".into()));
+}
+
+/// An agent is in one live room at a time: `put` refuses (and writes
+/// nothing) a record that would put it in a second; the agent's `room`
+/// follows, and is freed when the room ends, the service completes, or
+/// its record is purged.
+pub async fn an_agent_is_in_one_room(store: &dyn Store, _clock: &ManualClock) {
+    let scn = standard();
+    add_agent(store, "ag", &["support"], 5, true).await;
+    add_agent(store, "bg", &["support"], 5, true).await;
+    for (i, id) in ["v1", "v2", "v3"].into_iter().enumerate() {
+        let code = format!("A{}", i + 1);
+        insert(store, &video_service(id, "c1", &code, secs(i as i64))).await;
+    }
+    insert(store, &created(&scn, "p", "c2", secs(3))).await;
+    assert_eq!(agent_room(store, "ag").await, None);
+
+    // Taking a video service puts the agent in its live room.
+    let v1 = must(store, &scn, "v1", reserved("ag"), secs(10)).await;
+    assert_eq!(v1.room_agent(), Some("ag"));
+    assert_eq!(agent_room(store, "ag").await, Some("v1".into()));
+    let rooms: Vec<_> = store
+        .agents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.profile.id, a.room))
+        .collect();
+    assert_eq!(
+        rooms,
+        [
+            ("ag".to_owned(), Some("v1".to_owned())),
+            ("bg".into(), None)
+        ]
+    );
+
+    let in_room = Err(StoreError::AgentInRoom {
+        agent: "ag".into(),
+        service: "v1".into(),
+    });
+    let codes = ["A1", "A2", "A3", "A4", "P1"];
+    let before = snapshot(store, &codes).await;
+    // A second video service for the agent: refused, so it keeps its place
+    // in the queue and the agent's load stays as it was.
+    let refused = transition(store, &scn, "v2", reserved("ag"), secs(11)).await;
+    assert_eq!(refused.map(|_| ()), in_room);
+    assert_eq!(snapshot(store, &codes).await, before);
+    // A new service created with the agent in its room.
+    let mut v4 = video_service("v4", "c3", "A4", secs(12));
+    v4.video.as_mut().unwrap().agent = Some("ag".into());
+    assert_eq!(store.put(&v4, None).await, in_room);
+    assert_eq!(store.get("v4").await.unwrap(), None);
+    assert_eq!(snapshot(store, &codes).await, before);
+    // A service without video given a live room with the agent.
+    let refused = edit(store, "p", |r| {
+        let mut leg = leg("P1", secs(13));
+        leg.agent = Some("ag".into());
+        r.video = Some(leg);
+    })
+    .await;
+    assert_eq!(refused.map(|_| ()), in_room);
+    assert_eq!(snapshot(store, &codes).await, before);
+
+    // Another agent may take it.
+    must(store, &scn, "v2", reserved("bg"), secs(14)).await;
+    assert_eq!(agent_room(store, "bg").await, Some("v2".into()));
+    // The holder writing again stays in its room.
+    must(
+        store,
+        &scn,
+        "v1",
+        Event::InternalNotification {
+            display: "d".into(),
+            application: "x".into(),
+        },
+        secs(15),
+    )
+    .await;
+    assert_eq!(agent_room(store, "ag").await, Some("v1".into()));
+
+    // The room ends: the agent is out of it (the service is still its load).
+    edit(store, "v1", |r| end_room(r, secs(16))).await.unwrap();
+    assert_eq!(agent_room(store, "ag").await, None);
+    assert_eq!(services_of(store, "ag").await, v(&["v1"]));
+    // ... so it can go into another service's room.
+    must(store, &scn, "v3", reserved("ag"), secs(17)).await;
+    assert_eq!(agent_room(store, "ag").await, Some("v3".into()));
+    assert_eq!(services_of(store, "ag").await, v(&["v1", "v3"]));
+
+    // The service completes: the agent leaves the room with it.
+    must(store, &scn, "v3", Event::ForceComplete, secs(18)).await;
+    assert_eq!(agent_room(store, "ag").await, None);
+    // Even a completed record whose room was never marked ended holds no agent.
+    edit(store, "v2", |r| {
+        r.state = ServiceState::Completed;
+        r.reason = Some(CallbackReason::AgentConnected);
+        r.completed_at = Some(secs(19));
+        r.agent = None;
+        r.timers.clear();
+    })
+    .await
+    .unwrap();
+    assert!(store
+        .get("v2")
+        .await
+        .unwrap()
+        .unwrap()
+        .live_room()
+        .is_none());
+    assert_eq!(agent_room(store, "bg").await, None);
+
+    // A record purged while its room is live frees the agent.
+    let mut v4 = video_service("v4", "c3", "A4", secs(20));
+    v4.video.as_mut().unwrap().agent = Some("ag".into());
+    insert(store, &v4).await;
+    assert_eq!(agent_room(store, "ag").await, Some("v4".into()));
+    assert!(store.purge_expired(secs(400 * DAY)).await.unwrap() >= 5);
+    assert_eq!(agent_room(store, "ag").await, None);
+    assert!(store
+        .agents()
+        .await
+        .unwrap()
+        .iter()
+        .all(|a| a.room.is_none() && a.services.is_empty()));
+}
+
+/// Fifty services created at once with the same room code: one is stored.
+pub async fn racing_room_codes_one_wins(store: &dyn Store, _clock: &ManualClock) {
+    use futures::future::join_all;
+    let records: Vec<ServiceRecord> = (0..50)
+        .map(|i| video_service(&format!("r{i:02}"), "c1", "SAME", secs(i)))
+        .collect();
+    let results = join_all(records.iter().map(|r| store.put(r, None))).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(results
+        .iter()
+        .all(|r| r.is_ok() || *r == room_taken("SAME")));
+    let winner = records
+        .iter()
+        .zip(&results)
+        .find(|(_, r)| r.is_ok())
+        .map(|(rec, _)| rec.id.clone());
+    assert_eq!(room_of(store, "SAME").await, winner);
+    let stored = store
+        .find(&IndexKey::Scenario("chat-delay".into()))
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(queue_ids(store, "support").await.len(), 1);
+}
+
+/// Twenty video services reserve the same agent at once: it ends up in one room.
+pub async fn racing_agents_into_rooms_one_wins(store: &dyn Store, _clock: &ManualClock) {
+    use futures::future::join_all;
+    let scn = standard();
+    add_agent(store, "ag", &["support"], 50, true).await;
+    let ids: Vec<String> = (0..20).map(|i| format!("s{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let code = format!("CODE{i:02}");
+        insert(store, &video_service(id, "c1", &code, secs(i as i64))).await;
+    }
+    let results = join_all(
+        ids.iter()
+            .map(|id| transition(store, &scn, id, reserved("ag"), secs(30))),
+    )
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    let winner = ids
+        .iter()
+        .zip(&results)
+        .find(|(_, r)| r.is_ok())
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(
+            *r,
+            StoreError::AgentInRoom {
+                agent: "ag".into(),
+                service: winner.clone(),
+            }
+        );
+    }
+    let ag = store.agent("ag").await.unwrap().unwrap();
+    assert_eq!(ag.room, Some(winner.clone()));
+    assert_eq!(ag.services, BTreeSet::from([winner.clone()]));
+    assert_eq!(queue_ids(store, "support").await.len(), 19);
+}
+
+/// Queue entries carry the preferred agent and whether the service has
+/// video; the preference can go while the place in the queue stays.
+pub async fn queue_entries_carry_preference_and_video(store: &dyn Store, _clock: &ManualClock) {
+    let scn = standard();
+    let plain = created(&scn, "plain", "c1", t0());
+    let mut new = new_service("pref", "c2", None);
+    new.preferred_agent = Some("ag".into());
+    let pref = machine::create(new, &scn, secs(1)).record;
+    let vid = video_service("vid", "c3", "V1", secs(2));
+    let mut new = new_service("both", "c4", None);
+    new.video = Some(leg("V2", secs(3)));
+    new.preferred_agent = Some("bg".into());
+    let both = machine::create(new, &scn, secs(3)).record;
+    for rec in [&plain, &pref, &vid, &both] {
+        insert(store, rec).await;
+    }
+
+    let entries = store.queue("support").await.unwrap();
+    let shape: Vec<_> = entries
+        .iter()
+        .map(|e| (e.id.as_str(), e.preferred_agent.as_deref(), e.video))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("plain", None, false),
+            ("pref", Some("ag"), false),
+            ("vid", None, true),
+            ("both", Some("bg"), true),
+        ]
+    );
+    let expected: Vec<QueueEntry> = [&plain, &pref, &vid, &both]
+        .into_iter()
+        .map(QueueEntry::of)
+        .collect();
+    assert_eq!(entries, expected);
+    assert_eq!(
+        store.position("support", "both").await.unwrap(),
+        Some((4, 4))
+    );
+    assert_eq!(
+        store.position("support", "pref").await.unwrap(),
+        Some((2, 4))
+    );
+
+    // The preferred agent's time runs out: the preference goes, the place stays.
+    let (event, due) = fired(&pref, TimerKind::PreferredAgent);
+    assert!(store
+        .due_timers(due, 10)
+        .await
+        .unwrap()
+        .iter()
+        .any(|t| t.id == "pref" && t.kind == TimerKind::PreferredAgent));
+    let pref = must(store, &scn, "pref", event, due).await;
+    assert_eq!(pref.ticket.preferred_agent, None);
+    let entries = store.queue("support").await.unwrap();
+    assert_eq!(entries.len(), 4, "{entries:?}");
+    assert_eq!(entries[1], QueueEntry::of(&pref));
+    assert_eq!(
+        store.position("support", "pref").await.unwrap(),
+        Some((2, 4))
+    );
+
+    // Leaving the queue takes the entries with them.
+    must(store, &scn, "both", Event::Cancel, due).await;
+    must(store, &scn, "vid", Event::Cancel, due).await;
+    assert_eq!(queue_ids(store, "support").await, v(&["plain", "pref"]));
+    assert_eq!(store.position("support", "both").await.unwrap(), None);
+}
+
+/// What a conformance test runs against: a fresh, empty store, the clock it
+/// reads "now" from (starting at [`t0`]), and whatever must live as long as
 /// the store does (a Redis server, say).
 pub struct Subject {
     pub store: Arc<dyn Store>,
@@ -1214,6 +1733,11 @@ macro_rules! store_conformance_tests {
             racing_writers,
             seats_are_counted_and_freed,
             racing_bookings_take_exactly_the_seats_left,
+            room_codes_are_unique,
+            an_agent_is_in_one_room,
+            racing_room_codes_one_wins,
+            racing_agents_into_rooms_one_wins,
+            queue_entries_carry_preference_and_video,
         );
     };
     (@tests $make:path; $($check:ident),* $(,)?) => {

@@ -27,6 +27,10 @@ struct Inner {
     agents: HashMap<String, AgentRecord>,
     /// scenario → slot start → seats taken.
     seats: HashMap<String, BTreeMap<DateTime<Utc>, u32>>,
+    /// Room code → the service whose latest room has it.
+    rooms: HashMap<String, String>,
+    /// Agent → the service whose live room the agent is in.
+    room_agents: HashMap<String, String>,
     stats: HashMap<String, QueueStats>,
 }
 
@@ -82,6 +86,18 @@ impl Inner {
                 }
             }
         }
+        // Only what this record holds: a code or an agent is never indexed
+        // for two services, but a guard costs nothing.
+        if let Some(code) = rec.room_code() {
+            if self.rooms.get(code) == Some(&rec.id) {
+                self.rooms.remove(code);
+            }
+        }
+        if let Some(agent) = rec.room_agent() {
+            if self.room_agents.get(agent) == Some(&rec.id) {
+                self.room_agents.remove(agent);
+            }
+        }
     }
 
     fn index(&mut self, rec: &ServiceRecord) {
@@ -113,6 +129,40 @@ impl Inner {
                 .entry(slot)
                 .or_default() += 1;
         }
+        if let Some(code) = rec.room_code() {
+            self.rooms.insert(code.to_owned(), rec.id.clone());
+        }
+        if let Some(agent) = rec.room_agent() {
+            self.room_agents.insert(agent.to_owned(), rec.id.clone());
+        }
+    }
+
+    /// Refuses a room code another service holds, and putting an agent in
+    /// a live room while another service's live room has it.
+    fn check_rooms(&self, new: &ServiceRecord) -> Result<(), StoreError> {
+        if let Some(code) = new.room_code() {
+            if self.rooms.get(code).is_some_and(|holder| *holder != new.id) {
+                return Err(StoreError::RoomTaken {
+                    code: code.to_owned(),
+                });
+            }
+        }
+        if let Some(agent) = new.room_agent() {
+            if let Some(holder) = self.room_agents.get(agent).filter(|h| **h != new.id) {
+                return Err(StoreError::AgentInRoom {
+                    agent: agent.to_owned(),
+                    service: holder.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The agent as callers see it: with the live room it is in.
+    fn agent_record(&self, agent: &AgentRecord) -> AgentRecord {
+        let mut agent = agent.clone();
+        agent.room = self.room_agents.get(&agent.profile.id).cloned();
+        agent
     }
 
     /// Refuses a seat the slot no longer has. A record that keeps the seat it
@@ -301,6 +351,7 @@ impl Store for MemoryStore {
         }
         inner.check_reservation(old.as_ref(), record)?;
         inner.check_seat(old.as_ref(), record)?;
+        inner.check_rooms(record)?;
         let old_timers = old.as_ref().map(|o| o.timers.clone()).unwrap_or_default();
         if let Some(o) = &old {
             let mut o = o.clone();
@@ -406,8 +457,9 @@ impl Store for MemoryStore {
                 ready: false,
                 services: BTreeSet::new(),
                 last_assigned_at: None,
-            });
-        Ok(agent.clone())
+            })
+            .clone();
+        Ok(inner.agent_record(&agent))
     }
 
     async fn set_agent_ready(
@@ -416,18 +468,25 @@ impl Store for MemoryStore {
         ready: bool,
     ) -> Result<Option<AgentRecord>, StoreError> {
         let mut inner = self.lock();
-        Ok(inner.agents.get_mut(id).map(|a| {
+        let agent = inner.agents.get_mut(id).map(|a| {
             a.ready = ready;
             a.clone()
-        }))
+        });
+        Ok(agent.map(|a| inner.agent_record(&a)))
     }
 
     async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
-        Ok(self.lock().agents.get(id).cloned())
+        let inner = self.lock();
+        Ok(inner.agents.get(id).map(|a| inner.agent_record(a)))
     }
 
     async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        let mut agents: Vec<AgentRecord> = self.lock().agents.values().cloned().collect();
+        let inner = self.lock();
+        let mut agents: Vec<AgentRecord> = inner
+            .agents
+            .values()
+            .map(|a| inner.agent_record(a))
+            .collect();
         agents.sort_by(|a, b| a.profile.id.cmp(&b.profile.id));
         Ok(agents)
     }
@@ -472,8 +531,19 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn room(&self, _code: &str) -> Result<Option<String>, StoreError> {
-        Ok(None)
+    async fn room(&self, code: &str) -> Result<Option<String>, StoreError> {
+        let now = self.clock.now();
+        let inner = self.lock();
+        Ok(inner
+            .rooms
+            .get(code)
+            .filter(|id| {
+                inner
+                    .records
+                    .get(*id)
+                    .is_some_and(|r| r.storage_deadline() > now)
+            })
+            .cloned())
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {

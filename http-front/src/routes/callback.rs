@@ -14,18 +14,24 @@ use serde_json::{json, Value};
 
 use super::check_id;
 use super::schedule::{self, parse_time};
+use super::video;
 use crate::error::AppError;
 use crate::form::GmsForm;
 use crate::wire;
 use crate::AppState;
+use engine::record::Party;
+use engine::video::VideoLeg;
 
 /// Create fields that configure the service rather than being user data.
-const OWN_FIELDS: [&str; 5] = [
+const OWN_FIELDS: [&str; 8] = [
     "_customer_number",
     "_desired_time",
     "_device_notification_id",
     "_device_os",
     "_timezone",
+    "_preferred_agent",
+    "_video_scenario",
+    "routingData",
 ];
 
 #[tracing::instrument(skip_all, fields(scenario = %scenario))]
@@ -127,7 +133,50 @@ pub async fn create(
         }
         _ => None,
     };
-    let new = NewService {
+    let preferred_agent = match form.get("_preferred_agent").map(str::trim) {
+        None | Some("") => None,
+        Some(agent) => {
+            check_id("_preferred_agent", agent)?;
+            Some(agent.to_owned())
+        }
+    };
+    // A video scenario: the service is a video leg from the start.
+    let mut video = None;
+    if scenario.video_config().is_some() {
+        let mut routing = video::routing_data(form.get("routingData"), &scenario, "routingData")?;
+        if preferred_agent.is_some() {
+            routing.preferred_agent = preferred_agent.clone();
+        }
+        let conversation = video::conversation_id(&form)?;
+        if booked.is_none() {
+            // The seed's escalation: `desired_time=now` with the chat's
+            // conversationId. A chat of ours gains the video on its record.
+            if let Some(chat) = conversation.as_deref() {
+                if let Some(found) = live_chat(&state, chat).await? {
+                    let record = state
+                        .shell
+                        .start_video(&found.id, Party::Client, &scenario, routing, conversation)
+                        .await?;
+                    let mut answer = video::customer_view(&state, &record);
+                    answer["_text"] = json!(scenario.texts.created);
+                    return Ok(Json(answer));
+                }
+            }
+        }
+        video = Some(VideoLeg {
+            requested_at: now,
+            requested_by: Party::Client,
+            scenario: scenario.name.clone(),
+            routing,
+            conversation_id: conversation,
+            agent: None,
+            routed: None,
+            connected_at: None,
+            rooms: Vec::new(),
+            survey: None,
+        });
+    }
+    let mut new = NewService {
         id,
         customer_number,
         desired_time: match &booked {
@@ -140,10 +189,38 @@ pub async fn create(
         device_os,
         user_data,
         booking: booked.as_ref().map(|(_, _, b)| b.clone()),
-        preferred_agent: None,
-        video: None,
+        preferred_agent: preferred_agent.clone(),
+        video,
     };
-    let record = match state.shell.create(&scenario, new).await {
+    let video_now = new.video.is_some() && booked.is_none();
+    let mut attempts = 0;
+    let created = loop {
+        if video_now {
+            // Video now: the room is open from the start, so the answer holds
+            // the link. A code another service holds gets a fresh one.
+            let config = scenario
+                .video_config()
+                .map(|c| c.into_owned())
+                .unwrap_or_default();
+            let name = new
+                .user_data
+                .get("name")
+                .cloned()
+                .unwrap_or_else(|| new.customer_number.clone());
+            let room = state.shell.rooms.make(&config, &name, None, now);
+            if let Some(leg) = new.video.as_mut() {
+                leg.rooms = vec![room];
+            }
+        }
+        attempts += 1;
+        match state.shell.create(&scenario, new.clone()).await {
+            Err(crate::shell::ShellError::Store(engine::store::StoreError::RoomTaken {
+                ..
+            })) if attempts < 5 => {}
+            other => break other,
+        }
+    };
+    let record = match created {
         Ok(record) => record,
         Err(e) => {
             return Err(match &booked {
@@ -163,6 +240,11 @@ pub async fn create(
     }
     answer.insert("_id".into(), json!(record.id));
     answer.insert("_text".into(), json!(scenario.texts.created));
+    if record.video.is_some() && record.booking.is_none() {
+        if let Value::Object(v) = video::customer_view(&state, &record) {
+            answer.extend(v);
+        }
+    }
     if record.booking.is_some() {
         return Ok(Json(schedule::booking_answer(
             &record,
@@ -170,6 +252,20 @@ pub async fn create(
         )));
     }
     Ok(Json(Value::Object(answer)))
+}
+
+/// The live service a `conversationId` names, if it is one of ours.
+async fn live_chat(state: &AppState, id: &str) -> Result<Option<ServiceRecord>, AppError> {
+    if check_id("conversationId", id).is_err() {
+        return Ok(None);
+    }
+    let found = state
+        .shell
+        .store
+        .get(id)
+        .await
+        .map_err(crate::shell::ShellError::from)?;
+    Ok(found.filter(|r| r.state != ServiceState::Completed))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -10,6 +10,7 @@ mod push;
 mod queue_position;
 mod schedule;
 mod services;
+pub mod video;
 
 use std::sync::Arc;
 
@@ -90,6 +91,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/services/{id}/complete", post(services::complete))
         .route("/api/v1/services/{id}/chat", post(services::chat))
         .route("/api/v1/services/{id}/chat/typing", post(services::typing))
+        .route(
+            "/genesys/1/service/{id}/ixn/video",
+            post(video::start_by_customer).get(video::show_to_customer),
+        )
+        .route("/api/v1/services/{id}/video", post(video::start_by_agent))
+        .route("/api/v1/rooms/{code}", get(video::show_room))
+        .route("/api/v1/rooms/{code}/signal", post(video::signal))
+        .route("/api/v1/rooms/{code}/survey", post(video::survey))
+        .route("/api/v1/rooms/{code}/{action}", post(video::room_action))
         .route("/api/v1/scenarios", get(misc::scenarios))
         .route("/healthz", get(misc::healthz))
         .fallback(misc::not_found)

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::extract::Path;
+use crate::extract::{Path, Query};
 use axum::extract::State;
 use axum::Json;
 use engine::machine::Event;
@@ -35,16 +35,28 @@ pub async fn show(
     Ok(Json(full(&state.shell.get(&id).await?)))
 }
 
-/// POST /api/v1/services/{id}/complete
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// POST /api/v1/services/{id}/complete[?force=true]: refused while the
+/// service's video room is live, unless forced (the room then ends).
 #[tracing::instrument(skip_all, fields(service_id = %id))]
 pub async fn complete(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    Query(query): Query<CompleteQuery>,
 ) -> Result<Json<Value>, AppError> {
     check_id("id", &id)?;
-    Ok(Json(full(
-        &state.shell.transition(&id, &Event::Complete).await?,
-    )))
+    let event = if query.force {
+        Event::ForceComplete
+    } else {
+        Event::Complete
+    };
+    Ok(Json(full(&state.shell.transition(&id, &event).await?)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,629 @@
+//! Video: escalating a chat, the customer's view (waiting room, the call,
+//! the survey), the agent's commands, and the room API both sides use.
+//!
+//! | who | request | what |
+//! |---|---|---|
+//! | customer | `POST /genesys/1/service/{id}/ixn/video` | start video from the chat (`routingData`) |
+//! | customer | `GET /genesys/1/service/{id}/ixn/video` | waiting room before a booked time, else the room |
+//! | agent | `POST /api/v1/services/{id}/video` | start video from the chat, or call again |
+//! | either | `GET /api/v1/rooms/{code}` | the room, as that side sees it |
+//! | either | `POST /api/v1/rooms/{code}/{accept,decline,join,leave}` | the call session |
+//! | either | `POST /api/v1/rooms/{code}/signal` | SDP / ICE for the other side (relay rooms) |
+//! | customer | `POST /api/v1/rooms/{code}/survey` | the one-question survey after the call |
+//!
+//! Room requests prove their side with the room token from the links and
+//! notifications: `?token=…` or `Authorization: Bearer …`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use engine::machine::Event;
+use engine::record::{Party, ServiceRecord};
+use engine::scenario::Scenario;
+use engine::video::{looks_like_code, ProviderConfig, Room, RoutingData};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::check_id;
+use crate::error::AppError;
+use crate::extract::{Path, Query};
+use crate::form::{GmsForm, JsonBody};
+use crate::AppState;
+
+/// The scenario whose `[_video]` makes rooms when a request names none.
+pub const DEFAULT_VIDEO_SCENARIO: &str = "video-immediate";
+
+/// Parses the seed's `routingData` (`queueId`, `skills`, `priority`,
+/// `attributes`, `preferredAgentId`), defaulting to the scenario's target.
+/// `field` names the request field in errors.
+pub fn routing_data(
+    text: Option<&str>,
+    scenario: &Scenario,
+    field: &str,
+) -> Result<RoutingData, AppError> {
+    let mut routing = RoutingData {
+        queue: scenario.target.queue.clone(),
+        skills: scenario
+            .target
+            .skills
+            .as_ref()
+            .map(|s| s.as_str().to_owned()),
+        priority: scenario.target.priority,
+        attributes: BTreeMap::new(),
+        preferred_agent: None,
+    };
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(routing);
+    };
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| AppError::field(field, format!("is not a JSON object: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err(AppError::field(field, "must be a JSON object"));
+    };
+    let key = |k: &str| format!("{field}.{k}");
+    for (k, v) in map {
+        match k.as_str() {
+            "queueId" | "queue" => {
+                let q = v
+                    .as_str()
+                    .map(str::trim)
+                    .filter(|q| !q.is_empty() && q.len() <= 128)
+                    .ok_or_else(|| {
+                        AppError::field(&key(&k), "must be a queue name (1 to 128 characters)")
+                    })?;
+                routing.queue = q.to_owned();
+            }
+            "skills" => {
+                let expr = match &v {
+                    Value::String(s) => s.trim().to_owned(),
+                    Value::Array(list) => {
+                        let names: Option<Vec<&str>> = list.iter().map(Value::as_str).collect();
+                        names
+                            .ok_or_else(|| AppError::field(&key(&k), "must be skill names"))?
+                            .join(" & ")
+                    }
+                    Value::Null => String::new(),
+                    _ => {
+                        return Err(AppError::field(
+                            &key(&k),
+                            "must be a list of skill names or a skill expression",
+                        ))
+                    }
+                };
+                if expr.is_empty() {
+                    routing.skills = None;
+                } else {
+                    engine::routing::skills::SkillExpr::parse(&expr)
+                        .map_err(|e| AppError::field(&key(&k), e))?;
+                    routing.skills = Some(expr);
+                }
+            }
+            "priority" => {
+                routing.priority = v
+                    .as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                    .filter(|p| (-1_000_000..=1_000_000).contains(p))
+                    .ok_or_else(|| {
+                        AppError::field(&key(&k), "must be a whole number from -1000000 to 1000000")
+                    })? as i32;
+            }
+            "attributes" => {
+                let Value::Object(attrs) = v else {
+                    return Err(AppError::field(
+                        &key(&k),
+                        "must be an object of names to values",
+                    ));
+                };
+                if attrs.len() > 50 {
+                    return Err(AppError::field(&key(&k), "has more than 50 attributes"));
+                }
+                for (name, value) in attrs {
+                    let text = match value {
+                        Value::String(s) => s,
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        _ => {
+                            return Err(AppError::field(
+                                &format!("{field}.attributes.{name}"),
+                                "must be a string, number or boolean",
+                            ))
+                        }
+                    };
+                    if name.is_empty() || name.len() > 128 || text.len() > 1024 {
+                        return Err(AppError::field(
+                            &format!("{field}.attributes.{name}"),
+                            "names are 1 to 128 characters, values at most 1024",
+                        ));
+                    }
+                    routing.attributes.insert(name, text);
+                }
+            }
+            "preferredAgentId" | "preferredAgent" | "agentUserId" => match v {
+                Value::Null => routing.preferred_agent = None,
+                Value::String(a) => {
+                    check_id(&key(&k), &a)?;
+                    routing.preferred_agent = Some(a);
+                }
+                _ => return Err(AppError::field(&key(&k), "must be an agent id")),
+            },
+            other => {
+                return Err(AppError::field(
+                    &key(other),
+                    "is not one of queueId, skills, priority, attributes, preferredAgentId",
+                ))
+            }
+        }
+    }
+    Ok(routing)
+}
+
+/// The scenario whose rooms a request uses: the one it names, else
+/// `video-immediate`, else the service's own when it is a video scenario.
+pub fn video_scenario(
+    state: &AppState,
+    named: Option<&str>,
+    field: &str,
+    record: Option<&ServiceRecord>,
+) -> Result<Arc<Scenario>, AppError> {
+    let shell = &state.shell;
+    let usable = |s: &Arc<Scenario>| s.video_config().is_some();
+    if let Some(name) = named.map(str::trim).filter(|n| !n.is_empty()) {
+        let s = shell
+            .scenarios
+            .get(name)
+            .ok_or_else(|| AppError::field(field, format!("scenario `{name}` does not exist")))?;
+        if !usable(s) {
+            return Err(AppError::field(
+                field,
+                format!("scenario `{name}` has no [_video] table and is not a video scenario"),
+            ));
+        }
+        return Ok(s.clone());
+    }
+    let own = record
+        .and_then(|r| shell.scenarios.get(&r.scenario))
+        .filter(|s| usable(s));
+    let leg = record
+        .and_then(|r| r.video.as_ref())
+        .and_then(|v| shell.scenarios.get(&v.scenario))
+        .filter(|s| usable(s));
+    leg.or(own)
+        .or_else(|| {
+            shell
+                .scenarios
+                .get(DEFAULT_VIDEO_SCENARIO)
+                .filter(|s| usable(s))
+        })
+        .cloned()
+        .ok_or_else(|| {
+            AppError::field(
+                field,
+                format!(
+                    "is required: no `{DEFAULT_VIDEO_SCENARIO}` scenario is loaded to make rooms"
+                ),
+            )
+        })
+}
+
+/// What a customer sees of a service's video: the GMS-style answer of
+/// start-video and create, and of `GET .../ixn/video`.
+pub fn customer_view(state: &AppState, record: &ServiceRecord) -> Value {
+    let now = state.shell.now();
+    let mut v = json!({
+        "_id": record.id,
+        "_callback_state": record.state.gms_name(),
+    });
+    let leg = record.video.as_ref();
+    let room = leg.and_then(|l| l.last_room());
+    // A booked appointment opened early: the waiting room.
+    if let Some(booking) = record.booking.as_ref().filter(|b| now < b.slot) {
+        let config = state.shell.video_config(record);
+        v["status"] = json!("waiting");
+        v["_desired_time"] = json!(crate::wire::time(booking.slot));
+        v["_seconds_left"] = json!((booking.slot - now).num_seconds().max(0));
+        v["_join_url"] = json!(booking.join_url);
+        v["_waiting_room"] = json!(config.waiting_room);
+        return v;
+    }
+    v["status"] = json!(match room {
+        Some(r) => r.status(),
+        None if record.state == engine::record::ServiceState::Completed => "ended",
+        None => "routing",
+    });
+    if let Some(leg) = leg {
+        v["_routed"] = json!(leg.routed);
+        v["_agent_id"] = json!(leg.agent);
+        v["_routing"] = json!(leg.routing);
+        v["_conversation_id"] = json!(leg.conversation_id);
+    }
+    if let Some(r) = room {
+        v["_room_code"] = json!(r.code);
+        v["_meet_url"] = json!(r.customer_url);
+        v["_room_token"] = json!(r.customer_token);
+        v["_room_url"] = json!(format!("{}/api/v1/rooms/{}", state.link_base, r.code));
+        v["_expires_at"] = json!(crate::wire::time(r.expires_at));
+    }
+    if let Some(leg) = leg.filter(|l| l.had_call()) {
+        let config = state.shell.video_config(record);
+        v["_survey"] = json!({
+            "question": config.survey.question,
+            "scale": config.survey.scale,
+            "answer": leg.survey,
+        });
+    }
+    v
+}
+
+/// POST /genesys/1/service/{id}/ixn/video: the customer asks for video
+/// from the chat. Fields: `routingData` (JSON, the seed's shape),
+/// `_video_scenario`, `conversationId`.
+#[tracing::instrument(skip_all, fields(service_id = %id))]
+pub async fn start_by_customer(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    form: GmsForm,
+) -> Result<Json<Value>, AppError> {
+    check_id("id", &id)?;
+    let record = state.shell.get(&id).await?;
+    let video = video_scenario(
+        &state,
+        form.get("_video_scenario"),
+        "_video_scenario",
+        Some(&record),
+    )?;
+    let routing = routing_data(form.get("routingData"), &video, "routingData")?;
+    let conversation = conversation_id(&form)?;
+    let record = state
+        .shell
+        .start_video(&id, Party::Client, &video, routing, conversation)
+        .await?;
+    Ok(Json(customer_view(&state, &record)))
+}
+
+/// GET /genesys/1/service/{id}/ixn/video: the waiting room before a
+/// booked time, else the video as it stands (links, status, survey).
+#[tracing::instrument(skip_all, fields(service_id = %id))]
+pub async fn show_to_customer(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    check_id("id", &id)?;
+    let record = state.shell.get(&id).await?;
+    if record.video.is_none() && record.booking.is_none() {
+        return Err(AppError::NotFound(format!(
+            "service `{id}` has no video; start it with POST"
+        )));
+    }
+    Ok(Json(customer_view(&state, &record)))
+}
+
+pub fn conversation_id(form: &GmsForm) -> Result<Option<String>, AppError> {
+    match form.get("conversationId").map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(c) if c.len() > 128 || c.chars().any(char::is_control) => Err(AppError::field(
+            "conversationId",
+            "must be at most 128 printable characters",
+        )),
+        Some(c) => Ok(Some(c.to_owned())),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentVideoBody {
+    /// The seed's routingData; the video scenario's target when absent.
+    #[serde(default, rename = "routingData")]
+    routing_data: Option<Value>,
+    /// The scenario whose `[_video]` makes the room.
+    #[serde(default)]
+    scenario: Option<String>,
+}
+
+/// What the agent desktop sees of a service's video.
+fn agent_view(state: &AppState, record: &ServiceRecord) -> Value {
+    let leg = record.video.as_ref();
+    let room = leg.and_then(|l| l.last_room());
+    json!({
+        "_id": record.id,
+        "_callback_state": record.state.gms_name(),
+        "status": room.map_or("routing", Room::status),
+        "_routed": leg.and_then(|l| l.routed),
+        "_agent_id": leg.and_then(|l| l.agent.clone()),
+        "_room_code": room.map(|r| r.code.clone()),
+        "_meet_url": room.map(|r| r.agent_url.clone()),
+        "_room_token": room.map(|r| r.agent_token.clone()),
+        "_room_url": room.map(|r| format!("{}/api/v1/rooms/{}", state.link_base, r.code)),
+        "_expires_at": room.map(|r| crate::wire::time(r.expires_at)),
+    })
+}
+
+/// POST /api/v1/services/{id}/video: the agent starts video from the chat
+/// (Twilio's video button), or opens a new room after a call ended.
+#[tracing::instrument(skip_all, fields(service_id = %id))]
+pub async fn start_by_agent(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, AppError> {
+    check_id("id", &id)?;
+    // The body is optional: an empty one means "the video scenario's target".
+    let body: AgentVideoBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AgentVideoBody::default()
+    } else {
+        let de = &mut serde_json::Deserializer::from_slice(&body);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                AppError::body(format!("is not valid: {}", e.inner()))
+            } else {
+                AppError::field(&path, e.inner())
+            }
+        })?
+    };
+    let record = state.shell.get(&id).await?;
+    let has_leg_agent = record
+        .video
+        .as_ref()
+        .is_some_and(|v| v.agent.is_some() && v.agent == record.agent);
+    if has_leg_agent && record.live_room().is_none() && body.routing_data.is_none() {
+        // The agent already has the video: a new call in a new room.
+        let record = state.shell.open_room(&id).await?;
+        return Ok(Json(agent_view(&state, &record)));
+    }
+    let video = video_scenario(&state, body.scenario.as_deref(), "scenario", Some(&record))?;
+    let text = body.routing_data.as_ref().map(Value::to_string);
+    let routing = routing_data(text.as_deref(), &video, "routingData")?;
+    let record = state
+        .shell
+        .start_video(&id, Party::Agent, &video, routing, None)
+        .await?;
+    Ok(Json(agent_view(&state, &record)))
+}
+
+// ---- the room API --------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The room with `code` and the side `token` proves.
+async fn room_and_party(
+    state: &AppState,
+    code: &str,
+    query: &TokenQuery,
+    headers: &HeaderMap,
+) -> Result<(ServiceRecord, Party), AppError> {
+    if !looks_like_code(code) {
+        return Err(AppError::field("code", "is not a room code"));
+    }
+    let token = query
+        .token
+        .clone()
+        .or_else(|| {
+            headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(|t| t.trim().to_owned())
+        })
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| AppError::missing("token"))?;
+    let missing = || AppError::NotFound(format!("room `{code}` does not exist"));
+    let id = state
+        .shell
+        .store
+        .room(code)
+        .await
+        .map_err(crate::shell::ShellError::from)?
+        .ok_or_else(missing)?;
+    let record = state.shell.get(&id).await.map_err(|_| missing())?;
+    let room = record
+        .video
+        .as_ref()
+        .and_then(|v| v.last_room())
+        .filter(|r| r.code == code)
+        .ok_or_else(missing)?;
+    let party = room
+        .party_of(&token)
+        .ok_or_else(|| AppError::Forbidden("token: does not open this room".into()))?;
+    Ok((record, party))
+}
+
+fn side(party: Party) -> &'static str {
+    match party {
+        Party::Agent => "agent",
+        _ => "customer",
+    }
+}
+
+/// The room as one side sees it.
+fn room_view(state: &AppState, record: &ServiceRecord, party: Party) -> Value {
+    let leg = record.video.as_ref().expect("a room belongs to a leg");
+    let room = leg.last_room().expect("looked up by its code");
+    let config = state.shell.video_config(record);
+    let mut v = json!({
+        "code": room.code,
+        "side": side(party),
+        "status": room.status(),
+        "provider": room.provider,
+        "meet_url": room.url_for(party),
+        "opened_at": room.opened_at,
+        "expires_at": room.expires_at,
+        "ringing": match leg.requested_by { Party::Agent => "customer", _ => "agent" },
+        "ringing_at": room.ringing_at,
+        "accepted_at": room.accepted_at,
+        "declined_at": room.declined_at,
+        "answered_by": room.answered_by.map(side),
+        "started_at": room.started_at,
+        "ended_at": room.ended_at,
+        "end_reason": room.end_reason,
+        "participants": room.participants.iter().map(|p| json!({
+            "side": side(p.party), "name": p.name, "joined_at": p.joined_at, "left_at": p.left_at,
+        })).collect::<Vec<_>>(),
+        "agent_id": leg.agent,
+        "service_state": record.state.gms_name(),
+    });
+    if let ProviderConfig::Relay { ice_servers } = &config.provider {
+        v["ice_servers"] = json!(ice_servers);
+    }
+    if party == Party::Client {
+        v["survey"] = json!({
+            "question": config.survey.question,
+            "scale": config.survey.scale,
+            "open": leg.had_call() && leg.survey.is_none(),
+            "answer": leg.survey,
+        });
+    } else {
+        v["survey"] = json!({"answer": leg.survey});
+    }
+    v
+}
+
+/// GET /api/v1/rooms/{code}
+#[tracing::instrument(skip_all, fields(room = %code))]
+pub async fn show_room(
+    State(state): State<Arc<AppState>>,
+    Path(code): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, AppError> {
+    let (record, party) = room_and_party(&state, &code, &query, &headers).await?;
+    Ok(Json(room_view(&state, &record, party)))
+}
+
+/// POST /api/v1/rooms/{code}/{action}: accept, decline, join, leave.
+#[tracing::instrument(skip_all, fields(room = %code, action = %action))]
+pub async fn room_action(
+    State(state): State<Arc<AppState>>,
+    Path((code, action)): Path<(String, String)>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, AppError> {
+    let event = |party| {
+        match action.as_str() {
+        "accept" => Ok(Event::RoomAnswered { by: party, accept: true }),
+        "decline" => Ok(Event::RoomAnswered { by: party, accept: false }),
+        "join" => Ok(Event::RoomJoined { party }),
+        "leave" => Ok(Event::RoomLeft { party }),
+        other => Err(AppError::NotFound(format!(
+            "room action `{other}` does not exist; use accept, decline, join, leave, signal or survey"
+        ))),
+    }
+    };
+    if !["accept", "decline", "join", "leave"].contains(&action.as_str()) {
+        return Err(event(Party::Client).unwrap_err());
+    }
+    let (record, party) = room_and_party(&state, &code, &query, &headers).await?;
+    let record = state.shell.transition(&record.id, &event(party)?).await?;
+    Ok(Json(room_view(&state, &record, party)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalBody {
+    /// `offer`, `answer`, `candidate` or `bye`.
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    sdp: Option<String>,
+    #[serde(default)]
+    candidate: Option<Value>,
+}
+
+/// POST /api/v1/rooms/{code}/signal: SDP or ICE for the other side, passed
+/// on through the push channel (`service.video.signal.<id>` to the
+/// device, `agent.video.signal.<id>` to the agent). Nothing is stored.
+#[tracing::instrument(skip_all, fields(room = %code))]
+pub async fn signal(
+    State(state): State<Arc<AppState>>,
+    Path(code): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SignalBody>,
+) -> Result<Json<Value>, AppError> {
+    let signal = match body.kind.as_str() {
+        "offer" | "answer" => {
+            let sdp = body
+                .sdp
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| AppError::missing("sdp"))?;
+            json!({"type": body.kind, "sdp": sdp})
+        }
+        "candidate" => {
+            let candidate = body
+                .candidate
+                .filter(|c| c.is_object())
+                .ok_or_else(|| AppError::field("candidate", "must be an RTCIceCandidate object"))?;
+            json!({"type": "candidate", "candidate": candidate})
+        }
+        "bye" => json!({"type": "bye"}),
+        other => {
+            return Err(AppError::field(
+                "type",
+                format!("`{other}` is not one of offer, answer, candidate, bye"),
+            ))
+        }
+    };
+    let (record, party) = room_and_party(&state, &code, &query, &headers).await?;
+    let event = Event::RoomSignal {
+        from: party,
+        signal,
+    };
+    state.shell.signal(&record.id, &event).await?;
+    Ok(Json(json!({"code": code, "sent": true})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurveyBody {
+    score: u8,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// POST /api/v1/rooms/{code}/survey `{"score": 1..=scale, "comment"?}`:
+/// the customer's answer after the call, stored on the service.
+#[tracing::instrument(skip_all, fields(room = %code))]
+pub async fn survey(
+    State(state): State<Arc<AppState>>,
+    Path(code): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SurveyBody>,
+) -> Result<Json<Value>, AppError> {
+    let (record, party) = room_and_party(&state, &code, &query, &headers).await?;
+    if party != Party::Client {
+        return Err(AppError::Forbidden(
+            "token: only the customer answers the survey".into(),
+        ));
+    }
+    let config = state.shell.video_config(&record);
+    if body.score == 0 || body.score > config.survey.scale {
+        return Err(AppError::field(
+            "score",
+            format!("must be 1 to {}", config.survey.scale),
+        ));
+    }
+    let comment = body
+        .comment
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    if comment.as_ref().is_some_and(|c| c.chars().count() > 2000) {
+        return Err(AppError::field(
+            "comment",
+            "must be at most 2000 characters",
+        ));
+    }
+    let event = Event::SurveyAnswered {
+        question: config.survey.question.clone(),
+        scale: config.survey.scale,
+        score: body.score,
+        comment,
+    };
+    let record = state.shell.transition(&record.id, &event).await?;
+    Ok(Json(room_view(&state, &record, party)))
+}
