@@ -193,5 +193,7 @@ async fn view(state: &AppState, agent: &AgentRecord) -> Result<Value, AppError> 
         "email": agent.profile.email,
         "state": if agent.ready { "ready" } else { "not_ready" },
         "services": services,
+        // The service whose live video room the agent is in (one at a time).
+        "room": agent.room,
     }))
 }
