@@ -256,6 +256,10 @@ pub enum Effect {
     /// The video leg has an agent but no live room: the shell makes one
     /// (code, tokens, links) and applies [`Event::OpenRoom`].
     OpenRoom,
+    /// A live room ended: its agent may take another video, run the router.
+    RoomEnded {
+        agent: Option<String>,
+    },
 }
 
 /// What happened to a booked appointment.
@@ -918,7 +922,7 @@ impl Service {
                 "_room_status": room.map(|r| r.status()),
                 "_meet_url": url,
                 "_expires_at": room.map(|r| r.expires_at),
-                "_ringing": match leg.requested_by { Party::Agent => "client", _ => "agent" },
+                "_ringing": match leg.requested_by { Party::Agent => "customer", _ => "agent" },
                 "_routed": leg.routed,
                 "_agent_id": leg.agent,
                 "_survey": what == "ended" && room.is_some_and(|r| r.started_at.is_some()),
@@ -949,6 +953,8 @@ impl Service {
             p.left_at = Some(now);
         }
         self.disarm(context, TimerKind::RoomTtl);
+        let agent = self.rec.video.as_ref().and_then(|v| v.agent.clone());
+        context.effects.push(Effect::RoomEnded { agent });
         self.video_notice(context, "ended");
     }
 
@@ -984,6 +990,14 @@ impl Service {
         }
         match event {
             Event::RoomAnswered { by, accept } => {
+                if *by != self.rung_side() {
+                    context.refuse(self.in_state(&format!(
+                        "the {} asked for this call; only the {} answers it",
+                        party_name(self.caller()),
+                        party_name(self.rung_side())
+                    )));
+                    return;
+                }
                 if room.ringing_at.is_none()
                     || room.answered_by.is_some()
                     || room.started_at.is_some()
@@ -1031,6 +1045,7 @@ impl Service {
                         .as_ref()
                         .map_or_else(|| self.rec.customer_number.clone(), |c| c.nickname.clone()),
                 };
+                let rung = self.rung_side();
                 let Some(r) = self.rec.video.as_mut().and_then(|v| v.live_room_mut()) else {
                     return;
                 };
@@ -1040,8 +1055,8 @@ impl Service {
                     joined_at: now,
                     left_at: None,
                 });
-                if r.ringing_at.is_some() && r.answered_by.is_none() {
-                    // Joining answers the ring.
+                if r.ringing_at.is_some() && r.answered_by.is_none() && *party == rung {
+                    // The called side joining answers the ring.
                     r.answered_by = Some(*party);
                     r.accepted_at = Some(now);
                 }
@@ -1107,6 +1122,21 @@ impl Service {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Who asked for the video: the other side is the one rung.
+    fn caller(&self) -> Party {
+        self.rec
+            .video
+            .as_ref()
+            .map_or(Party::Client, |v| v.requested_by)
+    }
+
+    fn rung_side(&self) -> Party {
+        match self.caller() {
+            Party::Agent => Party::Client,
+            _ => Party::Agent,
         }
     }
 

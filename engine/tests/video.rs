@@ -429,11 +429,18 @@ fn kind(effect: &Effect) -> String {
         Effect::PushAgent { tag, .. } => format!("PushAgent({})", tag_kind(tag)),
         Effect::Appointment { change } => format!("Appointment({change:?})"),
         Effect::OpenRoom => "OpenRoom".into(),
+        Effect::RoomEnded { .. } => "RoomEnded".into(),
     }
 }
 
 fn kinds(effects: &[Effect]) -> Vec<String> {
-    let mut k: Vec<String> = effects.iter().map(kind).collect();
+    // Every room end wakes the router (`RoomEnded`); that is checked once,
+    // in `a_room_end_wakes_the_router_for_its_agent`, not in every table.
+    let mut k: Vec<String> = effects
+        .iter()
+        .map(kind)
+        .filter(|k| k != "RoomEnded")
+        .collect();
     k.sort();
     k
 }
@@ -1267,7 +1274,10 @@ fn a_ringing_room_is_answered_once_and_declining_ends_it() {
     let scn = c.scn();
     let notices = ["NotifyDevice(service.video)", "NotifyAgent(agent.video)"];
 
-    for by in [Party::Agent, Party::Client] {
+    // The customer asked, so the agent is rung (the caller answering is
+    // refused: `only_the_rung_side_answers_the_ring`).
+    #[allow(clippy::single_element_loop)] // one side may answer; kept as a table
+    for by in [Party::Agent] {
         let label = format!("accepted by {by:?}");
         let walk = check(
             &label,
@@ -1352,7 +1362,7 @@ fn joining_records_participants_and_both_sides_start_the_call() {
     let scn = c.scn();
     let notices = ["NotifyDevice(service.video)", "NotifyAgent(agent.video)"];
 
-    // The first side in answers the ring.
+    // The caller (the customer asked) joining does not answer its own ring.
     let walk = check(
         "client joins",
         &scn,
@@ -1368,8 +1378,8 @@ fn joining_records_participants_and_both_sides_start_the_call() {
         (p.party, p.name.as_str(), p.joined_at, p.left_at),
         (Party::Client, "John", secs(50), None)
     );
-    assert_eq!(r.answered_by, Some(Party::Client));
-    assert_eq!(r.accepted_at, Some(secs(50)));
+    assert_eq!(r.answered_by, None);
+    assert_eq!(r.accepted_at, None);
     assert_eq!(r.started_at, None);
     assert!(walk.record.timers.contains_key(&TimerKind::RoomTtl));
 
@@ -1394,8 +1404,8 @@ fn joining_records_participants_and_both_sides_start_the_call() {
     assert_eq!(r.started_at, Some(secs(60)));
     assert_eq!(
         r.answered_by,
-        Some(Party::Client),
-        "the first join answered"
+        Some(Party::Agent),
+        "the rung side's join answered"
     );
     assert_eq!(r.status(), "started");
     assert!(!walk.record.timers.contains_key(&TimerKind::RoomTtl));
@@ -2503,4 +2513,41 @@ fn creating_a_video_service_with_a_live_room_arms_its_ttl_and_routes_by_its_rout
     );
     assert_eq!(walk.room().end_reason, Some(RoomEnd::Expired));
     assert_eq!(walk.room().ended_at, Some(secs(ROOM_TTL)));
+}
+
+/// A room that ends (declined, left, expired, forced) tells the shell, so
+/// the router may give its agent the next video at once.
+#[test]
+fn a_room_end_wakes_the_router_for_its_agent() {
+    let c = Chat::Immediate;
+    let scn = c.scn();
+    let walk = run(
+        &scn,
+        svc(),
+        &then(ringing(c), [at(50, answered(Party::Agent, false))]),
+    );
+    assert!(
+        walk.last().iter().any(|e| matches!(
+            e,
+            Effect::RoomEnded { agent: Some(a) } if a == "agent-a"
+        )),
+        "{:?}",
+        walk.last()
+    );
+}
+
+/// Only the side being rung answers: the customer who asked cannot accept
+/// its own call.
+#[test]
+fn only_the_rung_side_answers_the_ring() {
+    let c = Chat::Immediate;
+    let scn = c.scn();
+    let rec = run(&scn, svc(), &ringing(c)).record;
+    let (_, _, message) = refused(
+        "caller accepts",
+        &rec,
+        &scn,
+        &at(50, answered(Party::Client, true)),
+    );
+    assert!(message.contains("only the agent answers"), "{message}");
 }

@@ -214,9 +214,9 @@ impl Shell {
     async fn carry_out(&self, record: &ServiceRecord, effects: &[Effect]) {
         for effect in effects {
             match effect {
-                Effect::EnteredQueue { .. } | Effect::AgentReleased { .. } => {
-                    self.route_wake.notify_one()
-                }
+                Effect::EnteredQueue { .. }
+                | Effect::AgentReleased { .. }
+                | Effect::RoomEnded { .. } => self.route_wake.notify_one(),
                 Effect::TimerArmed { .. } => self.timer_wake.notify_one(),
                 Effect::WaitSample { queue, seconds } => {
                     self.sample(queue, SampleKind::Wait, *seconds).await

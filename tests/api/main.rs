@@ -12,3 +12,4 @@ mod queue_positions;
 mod seed_flow;
 mod simulators;
 mod timeouts;
+mod video;

@@ -9,3 +9,4 @@ mod client;
 mod limits;
 mod outbox;
 mod plain_ws;
+mod video;

@@ -218,8 +218,9 @@ pub fn customer_view(state: &AppState, record: &ServiceRecord) -> Value {
     });
     let leg = record.video.as_ref();
     let room = leg.and_then(|l| l.last_room());
-    // A booked appointment opened early: the waiting room.
-    if let Some(booking) = record.booking.as_ref().filter(|b| now < b.slot) {
+    // A booked appointment opened early: the waiting room, until a room opens.
+    let early = record.booking.as_ref().filter(|b| now < b.slot);
+    if let Some(booking) = early.filter(|_| room.is_none()) {
         let config = state.shell.video_config(record);
         v["status"] = json!("waiting");
         v["_desired_time"] = json!(crate::wire::time(booking.slot));
