@@ -12,6 +12,7 @@
 //!
 //! Both stop on the one shutdown signal.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,9 +186,42 @@ impl Shell {
         id: &str,
         event: &Event,
     ) -> Result<(ServiceRecord, ServiceRecord), ShellError> {
+        self.transition_built(id, None, |_| Cow::Borrowed(event))
+            .await
+    }
+
+    /// Like [`Shell::transition`] on a record the caller has just read (the
+    /// room API finds the service by its room code): no second read unless
+    /// another writer got there first.
+    pub async fn transition_on(
+        &self,
+        record: ServiceRecord,
+        event: &Event,
+    ) -> Result<ServiceRecord, ShellError> {
+        let id = record.id.clone();
+        self.transition_built(&id, Some(record), |_| Cow::Borrowed(event))
+            .await
+            .map(|(_, after)| after)
+    }
+
+    /// Applies the event `make` builds from the record as read (a room is
+    /// made for the record it goes into). `read` is a record the caller
+    /// already holds: the first attempt uses it instead of reading again;
+    /// a conflict reads afresh and builds again.
+    async fn transition_built<'e>(
+        &self,
+        id: &str,
+        mut read: Option<ServiceRecord>,
+        make: impl Fn(&ServiceRecord) -> Cow<'e, Event>,
+    ) -> Result<(ServiceRecord, ServiceRecord), ShellError> {
         for _ in 0..CAS_RETRIES {
-            let record = self.get(id).await?;
+            let record = match read.take() {
+                Some(record) => record,
+                None => self.get(id).await?,
+            };
             let scenario = self.scenario(&record.scenario)?.clone();
+            let event = make(&record);
+            let event = event.as_ref();
             let Applied {
                 record: next,
                 effects,
@@ -409,9 +443,14 @@ impl Shell {
     /// record is read and checked, nothing is written.
     pub async fn signal(&self, id: &str, event: &Event) -> Result<(), ShellError> {
         let record = self.get(id).await?;
+        self.signal_on(&record, event).await
+    }
+
+    /// [`Shell::signal`] on a record the caller has just read.
+    pub async fn signal_on(&self, record: &ServiceRecord, event: &Event) -> Result<(), ShellError> {
         let scenario = self.scenario(&record.scenario)?.clone();
-        let applied = machine::apply(&record, &scenario, event, self.now())?;
-        self.carry_out(&record, &applied.effects).await;
+        let applied = machine::apply(record, &scenario, event, self.now())?;
+        self.carry_out(record, &applied.effects).await;
         Ok(())
     }
 
@@ -477,12 +516,8 @@ impl Shell {
 
     /// The `[_video]` config a service's rooms are made with: its leg's
     /// scenario's, else its own scenario's, else the defaults.
-    pub fn video_config(&self, record: &ServiceRecord) -> VideoConfig {
-        let from = |name: &str| {
-            self.scenarios
-                .get(name)
-                .and_then(|s| s.video_config().map(|c| c.into_owned()))
-        };
+    pub fn video_config(&self, record: &ServiceRecord) -> Cow<'_, VideoConfig> {
+        let from = |name: &str| self.scenarios.get(name).and_then(|s| s.video_config());
         record
             .video
             .as_ref()
@@ -512,38 +547,43 @@ impl Shell {
     pub async fn open_room(&self, id: &str) -> Result<ServiceRecord, ShellError> {
         let mut last = None;
         for _ in 0..ROOM_CODE_ATTEMPTS {
-            let record = self.get(id).await?;
-            let config = self.video_config(&record);
-            let (customer, agent) = Self::room_names(&record);
-            let room = self
-                .rooms
-                .make(&config, &customer, agent.as_deref(), self.now());
-            let event = Event::OpenRoom { room };
-            match self.transition(id, &event).await {
+            let made = self.transition_built(id, None, |record| {
+                let (customer, agent) = Self::room_names(record);
+                let config = self.video_config(record);
+                let room = self
+                    .rooms
+                    .make(&config, &customer, agent.as_deref(), self.now());
+                Cow::Owned(Event::OpenRoom { room })
+            });
+            match made.await {
                 Err(ShellError::Store(e @ StoreError::RoomTaken { .. })) => last = Some(e),
-                other => return other,
+                other => return other.map(|(_, after)| after),
             }
         }
         Err(last.map_or_else(|| ShellError::Contended(id.to_owned()), ShellError::from))
     }
 
-    /// Starts video on a service: the room is made here, the machine
-    /// decides whether the chat's agent takes it or it is routed by `routing`.
+    /// Starts video on `record` (as the caller read it): the room is made
+    /// here, the machine decides whether the chat's agent takes it or it is
+    /// routed by `routing`.
     pub async fn start_video(
         &self,
-        id: &str,
+        record: ServiceRecord,
         by: Party,
         video: &Scenario,
         routing: RoutingData,
         conversation_id: Option<String>,
     ) -> Result<ServiceRecord, ShellError> {
-        let config = video
-            .video_config()
-            .map(|c| c.into_owned())
-            .unwrap_or_default();
+        let config = video.video_config().unwrap_or_default();
+        let id = record.id.clone();
+        let id = id.as_str();
+        let mut read = Some(record);
         let mut last = None;
         for _ in 0..ROOM_CODE_ATTEMPTS {
-            let record = self.get(id).await?;
+            let record = match read.take() {
+                Some(record) => record,
+                None => self.get(id).await?,
+            };
             // The chat's agent can take the video unless it is in another room.
             let agent_free = match &record.agent {
                 Some(agent) => match self.store.agent(agent).await? {
@@ -552,28 +592,28 @@ impl Shell {
                 },
                 None => false,
             };
-            let (customer, agent) = Self::room_names(&record);
-            let room = self.rooms.make(
-                &config,
-                &customer,
-                agent.filter(|_| agent_free).as_deref(),
-                self.now(),
-            );
-            let event = Event::StartVideo {
-                by,
-                routing: routing.clone(),
-                scenario: video.name.clone(),
-                conversation_id: conversation_id.clone(),
-                room: Box::new(room),
-                agent_free,
-            };
-            match self.transition(id, &event).await {
+            let made = self.transition_built(id, Some(record), |record| {
+                let (customer, agent) = Self::room_names(record);
+                let agent = agent.filter(|_| agent_free);
+                let room = self
+                    .rooms
+                    .make(&config, &customer, agent.as_deref(), self.now());
+                Cow::Owned(Event::StartVideo {
+                    by,
+                    routing: routing.clone(),
+                    scenario: video.name.clone(),
+                    conversation_id: conversation_id.clone(),
+                    room: Box::new(room),
+                    agent_free,
+                })
+            });
+            match made.await {
                 // A taken code gets a new one; an agent that entered another
                 // room meanwhile is seen as busy on the next read.
                 Err(ShellError::Store(
                     e @ (StoreError::RoomTaken { .. } | StoreError::AgentInRoom { .. }),
                 )) => last = Some(e),
-                other => return other,
+                other => return other.map(|(_, after)| after),
             }
         }
         Err(last.map_or_else(|| ShellError::Contended(id.to_owned()), ShellError::from))

@@ -155,7 +155,7 @@ pub async fn create(
                 if let Some(found) = live_chat(&state, chat).await? {
                     let record = state
                         .shell
-                        .start_video(&found.id, Party::Client, &scenario, routing, conversation)
+                        .start_video(found, Party::Client, &scenario, routing, conversation)
                         .await?;
                     let mut answer = video::customer_view(&state, &record);
                     answer["_text"] = json!(scenario.texts.created);
@@ -198,10 +198,7 @@ pub async fn create(
         if video_now {
             // Video now: the room is open from the start, so the answer holds
             // the link. A code another service holds gets a fresh one.
-            let config = scenario
-                .video_config()
-                .map(|c| c.into_owned())
-                .unwrap_or_default();
+            let config = scenario.video_config().unwrap_or_default();
             let name = new
                 .user_data
                 .get("name")

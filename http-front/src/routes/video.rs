@@ -279,7 +279,7 @@ pub async fn start_by_customer(
     let conversation = conversation_id(&form)?;
     let record = state
         .shell
-        .start_video(&id, Party::Client, &video, routing, conversation)
+        .start_video(record, Party::Client, &video, routing, conversation)
         .await?;
     Ok(Json(customer_view(&state, &record)))
 }
@@ -379,7 +379,7 @@ pub async fn start_by_agent(
     let routing = routing_data(text.as_deref(), &video, "routingData")?;
     let record = state
         .shell
-        .start_video(&id, Party::Agent, &video, routing, None)
+        .start_video(record, Party::Agent, &video, routing, None)
         .await?;
     Ok(Json(agent_view(&state, &record)))
 }
@@ -504,22 +504,19 @@ pub async fn room_action(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
-    let event = |party| {
-        match action.as_str() {
-        "accept" => Ok(Event::RoomAnswered { by: party, accept: true }),
-        "decline" => Ok(Event::RoomAnswered { by: party, accept: false }),
-        "join" => Ok(Event::RoomJoined { party }),
-        "leave" => Ok(Event::RoomLeft { party }),
-        other => Err(AppError::NotFound(format!(
-            "room action `{other}` does not exist; use accept, decline, join, leave, signal or survey"
-        ))),
-    }
+    let event: fn(Party) -> Event = match action.as_str() {
+        "accept" => |by| Event::RoomAnswered { by, accept: true },
+        "decline" => |by| Event::RoomAnswered { by, accept: false },
+        "join" => |party| Event::RoomJoined { party },
+        "leave" => |party| Event::RoomLeft { party },
+        other => {
+            return Err(AppError::NotFound(format!(
+                "room action `{other}` does not exist; use accept, decline, join, leave, signal or survey"
+            )))
+        }
     };
-    if !["accept", "decline", "join", "leave"].contains(&action.as_str()) {
-        return Err(event(Party::Client).unwrap_err());
-    }
     let (record, party) = room_and_party(&state, &code, &query, &headers).await?;
-    let record = state.shell.transition(&record.id, &event(party)?).await?;
+    let record = state.shell.transition_on(record, &event(party)).await?;
     Ok(Json(room_view(&state, &record, party)))
 }
 
@@ -574,7 +571,7 @@ pub async fn signal(
         from: party,
         signal,
     };
-    state.shell.signal(&record.id, &event).await?;
+    state.shell.signal_on(&record, &event).await?;
     Ok(Json(json!({"code": code, "sent": true})))
 }
 
@@ -625,6 +622,6 @@ pub async fn survey(
         score: body.score,
         comment,
     };
-    let record = state.shell.transition(&record.id, &event).await?;
+    let record = state.shell.transition_on(record, &event).await?;
     Ok(Json(room_view(&state, &record, party)))
 }
