@@ -119,6 +119,13 @@ pub enum Event {
     OpenRoom {
         room: Room,
     },
+    /// The agent link of the live room, made for the leg's agent after the
+    /// room was made (a template room routed through the queue).
+    AgentLinked {
+        agent: String,
+        url: String,
+        token: String,
+    },
     /// The called side accepted or declined the ringing room.
     RoomAnswered {
         by: Party,
@@ -176,6 +183,7 @@ impl Event {
             Event::Reschedule { .. } => "reschedule",
             Event::StartVideo { .. } => "video_requested",
             Event::OpenRoom { .. } => "room_opened",
+            Event::AgentLinked { .. } => "agent_linked",
             Event::RoomAnswered { accept: true, .. } => "room_accepted",
             Event::RoomAnswered { accept: false, .. } => "room_declined",
             Event::RoomJoined { .. } => "room_joined",
@@ -256,6 +264,9 @@ pub enum Effect {
     /// The video leg has an agent but no live room: the shell makes one
     /// (code, tokens, links) and applies [`Event::OpenRoom`].
     OpenRoom,
+    /// The live room's agent link names another agent (or none): the shell
+    /// makes the leg agent's link and applies [`Event::AgentLinked`].
+    LinkAgent,
     /// A live room ended: its agent may take another video, run the router.
     RoomEnded {
         agent: Option<String>,
@@ -673,6 +684,26 @@ impl Service {
                 self.video_notice(context, "routing");
                 Transition(State::wait_for_agent())
             }
+            Event::AgentLinked { agent, url, token } => {
+                let ours = self.rec.video.as_ref().and_then(|v| v.agent.as_deref()) == Some(agent);
+                let Some(room) = self
+                    .rec
+                    .video
+                    .as_mut()
+                    .and_then(|v| v.live_room_mut())
+                    .filter(|_| ours)
+                else {
+                    context.refuse(self.in_state(&format!(
+                        "agent {agent} does not hold this service's live video room"
+                    )));
+                    return Handled;
+                };
+                room.agent_url = url.clone();
+                room.agent_token = token.clone();
+                room.named_agent = Some(agent.clone());
+                self.ring(context);
+                Handled
+            }
             Event::OpenRoom { room } => {
                 let has_agent = self.rec.video.as_ref().is_some_and(|v| v.agent.is_some());
                 if !has_agent || self.rec.live_room().is_some() {
@@ -887,7 +918,13 @@ impl Service {
             VideoRoute::Queue
         });
         leg.connected_at = Some(now);
-        if leg.live_room().is_some() {
+        let relink = leg
+            .live_room()
+            .map(|r| leg.agent.as_deref().is_some_and(|a| r.needs_agent_link(a)));
+        if relink == Some(true) {
+            // Ring once the link names this agent.
+            context.effects.push(Effect::LinkAgent);
+        } else if relink == Some(false) {
             self.ring(context);
         } else {
             // A booked appointment, or a room that expired while waiting.

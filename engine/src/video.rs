@@ -351,6 +351,11 @@ pub struct Room {
     /// Secrets that prove which side a room request comes from.
     pub customer_token: String,
     pub agent_token: String,
+    /// The agent a template room's agent link (and its signed token) names.
+    /// A room made before its agent was known names nobody; when an agent
+    /// takes it, the shell makes that agent's link ([`crate::machine::Event::AgentLinked`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub named_agent: Option<String>,
     /// When the other side was asked to answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ringing_at: Option<DateTime<Utc>>,
@@ -433,6 +438,12 @@ impl Room {
         } else {
             None
         }
+    }
+
+    /// Whether this room's agent link must be made again for `agent`:
+    /// template links carry the agent's name; relay links name nobody.
+    pub fn needs_agent_link(&self, agent: &str) -> bool {
+        self.provider == "template" && self.named_agent.as_deref() != Some(agent)
     }
 
     pub fn url_for(&self, party: Party) -> &str {

@@ -300,6 +300,7 @@ fn kind(effect: &Effect) -> String {
         Effect::PushAgent { tag, .. } => format!("PushAgent({})", tag_kind(tag)),
         Effect::Appointment { change } => format!("Appointment({change:?})"),
         Effect::OpenRoom => "OpenRoom".into(),
+        Effect::LinkAgent => "LinkAgent".into(),
         Effect::RoomEnded { .. } => "RoomEnded".into(),
     }
 }

@@ -185,6 +185,7 @@ fn agent_url(code: &str) -> String {
 /// A fresh room opened at second `opened`, its code good for [`ROOM_TTL`].
 fn room_with(code: &str, provider: &str, opened: i64) -> Room {
     Room {
+        named_agent: None,
         code: code.to_owned(),
         provider: provider.to_owned(),
         opened_at: secs(opened),
@@ -429,6 +430,7 @@ fn kind(effect: &Effect) -> String {
         Effect::PushAgent { tag, .. } => format!("PushAgent({})", tag_kind(tag)),
         Effect::Appointment { change } => format!("Appointment({change:?})"),
         Effect::OpenRoom => "OpenRoom".into(),
+        Effect::LinkAgent => "LinkAgent".into(),
         Effect::RoomEnded { .. } => "RoomEnded".into(),
     }
 }
@@ -2550,4 +2552,59 @@ fn only_the_rung_side_answers_the_ring() {
         &at(50, answered(Party::Client, true)),
     );
     assert!(message.contains("only the agent answers"), "{message}");
+}
+
+/// A template room made before its agent was known names nobody: when an
+/// agent takes the service, the shell is asked for that agent's link
+/// (`LinkAgent`), and the room rings once it is in (`AgentLinked`). A relay
+/// room, whose links name nobody, rings at once.
+#[test]
+fn a_template_room_rings_once_the_link_names_the_agent_who_took_it() {
+    let scn = video_scn();
+    let with_room = |provider: &str| NewService {
+        video: Some(leg(routing(None), vec![room_with(ROOM, provider, 0)])),
+        ..svc()
+    };
+    let walk = run(&scn, with_room("template"), &[at(10, reserved(A))]);
+    assert!(
+        walk.last().contains(&Effect::LinkAgent),
+        "{:?}",
+        walk.last()
+    );
+    assert_eq!(
+        walk.room().ringing_at,
+        None,
+        "not yet: the link names nobody"
+    );
+
+    let linked = |agent: &str| Event::AgentLinked {
+        agent: agent.to_owned(),
+        url: format!("https://meet.example/{ROOM}?jwt=for-{agent}"),
+        token: format!("token-{agent}"),
+    };
+    let (_, event, _) = refused(
+        "another agent's link",
+        &walk.record,
+        &scn,
+        &at(11, linked("b")),
+    );
+    assert_eq!(event, "agent_linked");
+    let walk = run(
+        &scn,
+        with_room("template"),
+        &[at(10, reserved(A)), at(11, linked(A))],
+    );
+    let r = walk.room();
+    assert_eq!(r.ringing_at, Some(secs(11)));
+    assert_eq!(r.named_agent.as_deref(), Some(A));
+    assert_eq!(
+        r.agent_url,
+        format!("https://meet.example/{ROOM}?jwt=for-{A}")
+    );
+    assert_eq!(r.agent_token, format!("token-{A}"));
+    assert!(kinds(walk.last()).contains(&"NotifyAgent(agent.video)".to_owned()));
+
+    let walk = run(&scn, with_room("relay"), &[at(10, reserved(A))]);
+    assert!(!walk.last().contains(&Effect::LinkAgent));
+    assert_eq!(walk.room().ringing_at, Some(secs(10)));
 }

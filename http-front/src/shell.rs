@@ -280,7 +280,7 @@ impl Shell {
                 } => self.to_agent(record, agent, tag, payload.clone(), None),
                 Effect::PushAgent { agent: None, .. } => {}
                 Effect::Appointment { change } => self.appointment(record, change).await,
-                Effect::OpenRoom => {
+                Effect::OpenRoom | Effect::LinkAgent => {
                     let _ = self.open_room_tx.send(record.id.clone());
                 }
                 Effect::LeftQueue { .. }
@@ -502,10 +502,10 @@ impl Shell {
                 id = ids.recv() => match id { Some(id) => id, None => return },
                 _ = shutdown.changed() => return,
             };
-            match self.open_room(&id).await {
+            match self.prepare_room(&id).await {
                 Ok(record) => {
                     let code = record.room_code().unwrap_or_default().to_owned();
-                    info!(service_id = %id, room = %code, "Video room opened.");
+                    info!(service_id = %id, room = %code, "Video room ready for its agent.");
                 }
                 // Opened meanwhile (the agent asked), or the service ended.
                 Err(ShellError::NotAllowed(_)) | Err(ShellError::UnknownService(_)) => {}
@@ -540,6 +540,36 @@ impl Shell {
             .and_then(|v| v.agent.clone())
             .or_else(|| record.agent.clone());
         (customer, agent)
+    }
+
+    /// Readies the room of a leg whose agent just connected: a new room when
+    /// it has none live (`Effect::OpenRoom`), else that agent's link in the
+    /// live one (`Effect::LinkAgent`).
+    async fn prepare_room(&self, id: &str) -> Result<ServiceRecord, ShellError> {
+        let record = self.get(id).await?;
+        let agent = record.video.as_ref().and_then(|v| v.agent.clone());
+        let Some((agent, room)) = agent.zip(record.live_room().cloned()) else {
+            return self.open_room(id).await;
+        };
+        if !room.needs_agent_link(&agent) {
+            return Ok(record);
+        }
+        let config = self.video_config(&record).into_owned();
+        let made = self.transition_built(id, Some(record), |_| {
+            let (url, token) = self.rooms.agent_link(
+                &config,
+                &room.code,
+                Some(&agent),
+                self.now(),
+                room.expires_at,
+            );
+            Cow::Owned(Event::AgentLinked {
+                agent: agent.clone(),
+                url,
+                token,
+            })
+        });
+        made.await.map(|(_, after)| after)
     }
 
     /// Opens a room for a service's video leg that has an agent and no live

@@ -102,26 +102,19 @@ impl RoomMaker {
         let expires_at =
             now + chrono::Duration::from_std(config.room_ttl).unwrap_or(chrono::Duration::hours(1));
         let customer_token = random_token();
-        let agent_token = random_token();
-        let agent_name = agent.unwrap_or("agent");
-        let (customer_url, agent_url) = match &config.provider {
-            ProviderConfig::Relay { .. } => (
-                format!("{}/room/{code}?token={customer_token}", self.link_base),
-                format!("{}/room/{code}?token={agent_token}", self.link_base),
-            ),
-            ProviderConfig::Template { url, jwt } => {
-                let link = |name: &str, role: &str| {
-                    let token = jwt
-                        .as_ref()
-                        .map(|j| self.sign(j, &code, name, role, now, expires_at))
-                        .unwrap_or_default();
-                    url.replace("{room}", &code)
-                        .replace("{name}", &encode(name))
-                        .replace("{role}", role)
-                        .replace("{jwt}", &token)
-                };
-                (link(customer, "customer"), link(agent_name, "agent"))
-            }
+        let customer_url = self.link(
+            config,
+            &code,
+            &customer_token,
+            customer,
+            "customer",
+            now,
+            expires_at,
+        );
+        let (agent_url, agent_token) = self.agent_link(config, &code, agent, now, expires_at);
+        let named_agent = match config.provider {
+            ProviderConfig::Template { .. } => agent.map(str::to_owned),
+            ProviderConfig::Relay { .. } => None,
         };
         Room {
             code,
@@ -132,6 +125,7 @@ impl RoomMaker {
             agent_url,
             customer_token,
             agent_token,
+            named_agent,
             ringing_at: None,
             accepted_at: None,
             declined_at: None,
@@ -140,6 +134,50 @@ impl RoomMaker {
             started_at: None,
             ended_at: None,
             end_reason: None,
+        }
+    }
+
+    /// A fresh agent link and token for room `code`, naming `agent` (a
+    /// room made before its agent was known names "agent").
+    pub fn agent_link(
+        &self,
+        config: &VideoConfig,
+        code: &str,
+        agent: Option<&str>,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> (String, String) {
+        let token = random_token();
+        let name = agent.unwrap_or("agent");
+        let url = self.link(config, code, &token, name, "agent", now, expires_at);
+        (url, token)
+    }
+
+    /// One side's link: to this server's room page (relay), or the
+    /// template filled in with the room, the name, the role and a token.
+    #[allow(clippy::too_many_arguments)]
+    fn link(
+        &self,
+        config: &VideoConfig,
+        code: &str,
+        token: &str,
+        name: &str,
+        role: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> String {
+        match &config.provider {
+            ProviderConfig::Relay { .. } => format!("{}/room/{code}?token={token}", self.link_base),
+            ProviderConfig::Template { url, jwt } => {
+                let signed = jwt
+                    .as_ref()
+                    .map(|j| self.sign(j, code, name, role, now, expires_at))
+                    .unwrap_or_default();
+                url.replace("{room}", code)
+                    .replace("{name}", &encode(name))
+                    .replace("{role}", role)
+                    .replace("{jwt}", &signed)
+            }
         }
     }
 

@@ -579,7 +579,6 @@ fn jitsi_secret() -> (String, &'static str) {
 /// escalated through the queue) still names, in the agent's link and
 /// token, the agent who takes it.
 #[tokio::test]
-#[ignore = "open: a room made before its agent is known keeps the link and token it was made with (name \"agent\"); see issue 6 notes"]
 async fn a_template_room_routed_through_the_queue_names_the_agent_who_takes_it() {
     let (var, secret) = jitsi_secret();
     let app = spawn_app_with(&[("video-jitsi.toml", &jitsi_scenario(&var))]).await;

@@ -1190,6 +1190,7 @@ pub async fn racing_bookings_take_exactly_the_seats_left(store: &dyn Store, _clo
 /// A live room with `code`, opened at `at`, its code good for an hour.
 fn room(code: &str, at: DateTime<Utc>) -> Room {
     Room {
+        named_agent: None,
         code: code.to_owned(),
         provider: "relay".into(),
         opened_at: at,
