@@ -1,20 +1,12 @@
-//! Where "now" comes from. The engine never reads the wall clock itself, so
-//! tests (and tokio's paused clock in the shell) decide what time it is.
+//! Where "now" comes from. The engine never reads the wall clock itself: it
+//! is handed a [`Clock`] (the runtime's `SystemClock` in production, a
+//! [`ManualClock`] or tokio's paused clock in tests), so tests decide what
+//! time it is.
 
 use chrono::{DateTime, Utc};
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
-}
-
-/// The wall clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
 }
 
 /// A clock the test moves by hand.

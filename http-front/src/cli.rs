@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
-use engine::clock::SystemClock;
 use engine::scenario::Scenarios;
 use engine::store::memory::MemoryStore;
 use engine::store::Store;
 use redis_store::{RedisConfig, RedisStore};
+use runtime::clock::SystemClock;
 
 /// callbackd: callback orchestration with the GMS Callback API.
 #[derive(Debug, Parser)]
@@ -62,11 +62,11 @@ struct Args {
 }
 
 impl Args {
-    fn mail_config(&self) -> anyhow::Result<Option<crate::appointments::MailConfig>> {
+    fn mail_config(&self) -> anyhow::Result<Option<runtime::notices::MailConfig>> {
         Ok(self
             .smtp_url
             .as_ref()
-            .map(|url| crate::appointments::MailConfig {
+            .map(|url| runtime::notices::MailConfig {
                 smtp_url: url.clone(),
                 from: self.mail_from.clone(),
             }))

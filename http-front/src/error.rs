@@ -8,7 +8,7 @@ use engine::machine::TransitionError;
 use engine::store::StoreError;
 use serde_json::json;
 
-use crate::shell::ShellError;
+use runtime::ShellError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

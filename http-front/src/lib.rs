@@ -1,28 +1,23 @@
-//! The callbackd HTTP front: the GMS Callback API and the agent API over axum.
+//! The callbackd HTTP front: the GMS Callback API and the agent API over
+//! axum, on top of the [`runtime`] crate.
 //!
-//! - [`shell`]: the async shell around the engine: transitions with
-//!   compare-and-set, effects, the router and the timer loop.
 //! - [`routes`]: one file per group of commands (callback, connect,
-//!   check-queue-position, chat, notifications, agents, services).
+//!   check-queue-position, chat, notifications, agents, services, video,
+//!   schedule, push).
 //! - [`form`]: GMS request bodies in multipart, form-urlencoded or JSON.
 //! - [`wire`]: GMS response shapes.
 //! - [`error`]: the one `AppError`, answered as `{"message", "exception"}`.
-//!
-//! - [`positions`]: queue positions pushed to the devices connected here.
-//! - [`video`]: video providers: room codes, tokens, join links, signed tokens.
+//! - [`outbound`]: the HTTP client the runtime posts httpcb and SMS through.
 //! - [`cli`]: the `callbackd` command line.
 //!
 //! Only this crate knows HTTP. [`run`] serves until the shutdown signal.
 
-pub mod appointments;
 pub mod cli;
 pub mod error;
 mod extract;
 pub mod form;
-pub mod positions;
+pub mod outbound;
 mod routes;
-pub mod shell;
-pub mod video;
 pub mod wire;
 
 use std::future::Future;
@@ -33,10 +28,12 @@ use axum::Router;
 use engine::clock::Clock;
 use engine::scenario::Scenarios;
 use engine::store::Store;
+use runtime::notices::{MailConfig, Notifier};
+use runtime::room_maker::RoomMaker;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use shell::Shell;
+pub use runtime::Shell;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -62,7 +59,7 @@ pub struct Config {
     /// The way to the other nodes' push clients, when there are other nodes.
     pub relay: Option<RelayLink>,
     /// Where appointment e-mails go out (SMTP); none: e-mails are skipped.
-    pub mail: Option<appointments::MailConfig>,
+    pub mail: Option<MailConfig>,
 }
 
 /// Deliveries out to the other nodes, and theirs in.
@@ -112,47 +109,34 @@ pub async fn run(
         Some(link) => (Some(link.relay), Some(link.inbound)),
         None => (None, None),
     };
-    let notifier = Arc::new(appointments::Notifier::new(config.mail)?);
+    let http = outbound::ReqwestPost::shared()?;
+    let notifier = Arc::new(Notifier::new(config.mail, http.clone())?);
     let link_base = match &config.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => format!("http://{}", listener.local_addr()?),
     };
-    let rooms = Arc::new(video::RoomMaker::new(
+    let rooms = Arc::new(RoomMaker::new(
         &config.scenarios,
         link_base.clone(),
         |var| std::env::var(var).ok(),
     )?);
-    let shell = Shell::new(
-        config.store,
-        config.scenarios,
-        config.clock,
-        config.push,
+    let shell = Shell::new(runtime::Parts {
+        store: config.store,
+        scenarios: config.scenarios,
+        clock: config.clock,
+        limits: config.push,
         relay,
         notifier,
         rooms,
-    );
+        http,
+    });
     let state = Arc::new(AppState {
         shell: shell.clone(),
         public_url: config.public_url,
         link_base,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut stopping = stop_rx.clone();
-    let mut tasks = shell.spawn_background(stop_rx, config.timer_wakeups);
-    if let Some(mut inbound) = inbound {
-        let fanout = shell.fanout.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    message = inbound.recv() => match message {
-                        Some(m) => fanout.relayed(&m),
-                        None => return,
-                    },
-                    _ = stopping.changed() => return,
-                }
-            }
-        }));
-    }
+    let tasks = shell.spawn_background(stop_rx, config.timer_wakeups, inbound);
     let registry = shell.registry().clone();
     let app = app(state);
     tracing::info!(addr = %listener.local_addr()?, "callbackd listening.");

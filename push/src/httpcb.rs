@@ -13,6 +13,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
+use crate::outbound::HttpPost;
 use crate::{Audience, Delivery};
 
 /// The `_device_os` of a device that takes its notifications by HTTP POST.
@@ -35,7 +36,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Posts callbacks, at most `max_in_flight` at once.
 #[derive(Clone)]
 pub struct HttpCallbacks {
-    client: reqwest::Client,
+    client: Arc<dyn HttpPost>,
     permits: Arc<Semaphore>,
 }
 
@@ -54,12 +55,11 @@ pub enum Outcome {
 }
 
 impl HttpCallbacks {
-    pub fn new(max_in_flight: usize) -> Self {
+    /// `client` must not follow redirects: the scenario names the one URL
+    /// a notification may go to.
+    pub fn new(client: Arc<dyn HttpPost>, max_in_flight: usize) -> Self {
         HttpCallbacks {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("an HTTP client without TLS options builds"),
+            client,
             permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
         }
     }
@@ -87,17 +87,14 @@ impl HttpCallbacks {
         for attempt in 1..=attempts {
             let sent = self
                 .client
-                .post(&policy.url)
-                .timeout(policy.timeout)
-                .json(&body)
-                .send()
+                .post_json(&policy.url, &body, policy.timeout)
                 .await;
             match sent {
-                Ok(r) if r.status().is_success() => {
+                Ok(status) if (200..300).contains(&status) => {
                     debug!(service_id = %delivery.service_id, tag = %delivery.tag, attempt, "HTTP callback delivered.");
                     return Outcome::Delivered { attempts: attempt };
                 }
-                Ok(r) => last_error = format!("answered {}", r.status()),
+                Ok(status) => last_error = format!("answered {status}"),
                 Err(e) => last_error = e.to_string(),
             }
             debug!(service_id = %delivery.service_id, attempt, error = %last_error, "HTTP callback failed.");

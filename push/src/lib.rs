@@ -14,6 +14,8 @@
 //!   several nodes share a store), so a client may be connected to any node.
 //! - [`httpcb`]: `_device_os=httpcb`: the notification is POSTed to the
 //!   scenario's URL, with retries.
+//! - [`outbound`]: the [`outbound::HttpPost`] trait those POSTs go through;
+//!   `http-front` supplies the HTTP client.
 //!
 //! A notification that matters (agent available, a chat message, an internal
 //! notification) is always in the service's outbox first. Once a transport
@@ -27,6 +29,7 @@
 pub mod bayeux;
 pub mod fanout;
 pub mod httpcb;
+pub mod outbound;
 pub mod plain;
 pub mod registry;
 

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration as Span, Utc};
-use http_front::appointments::MailConfig;
+use runtime::notices::MailConfig;
 use serde_json::{json, Value};
 use tests::smtp::{Received, SmtpSink};
 use tests::{spawn_app_mail, TestApp};

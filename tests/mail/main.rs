@@ -9,13 +9,18 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{TimeZone, Utc};
-use http_front::appointments::{
+use runtime::notices::{
     AppointmentNotice, MailConfig, NoticeKind, Notifier, NotifierStats, SmsTarget,
 };
 use serde_json::Value;
 use tests::smtp::{Received, SmtpSink};
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// The HTTP client `callbackd` posts SMS through.
+fn http() -> Arc<dyn push::outbound::HttpPost> {
+    http_front::outbound::ReqwestPost::shared().expect("HTTP client")
+}
 
 fn notice(kind: NoticeKind, sequence: u32) -> AppointmentNotice {
     AppointmentNotice {
@@ -36,10 +41,13 @@ fn notice(kind: NoticeKind, sequence: u32) -> AppointmentNotice {
 
 fn notifier(sink: &SmtpSink) -> Arc<Notifier> {
     Arc::new(
-        Notifier::new(Some(MailConfig {
-            smtp_url: sink.url(),
-            from: "callbackd <noreply@example.com>".into(),
-        }))
+        Notifier::new(
+            Some(MailConfig {
+                smtp_url: sink.url(),
+                from: "callbackd <noreply@example.com>".into(),
+            }),
+            http(),
+        )
         .expect("notifier")
         .with_backoff(Duration::from_millis(20)),
     )
@@ -283,7 +291,7 @@ async fn bad_addresses_are_skipped_and_the_rest_still_goes() {
 
 #[tokio::test]
 async fn without_a_mail_config_only_the_sms_goes() {
-    let notifier = Notifier::new(None)
+    let notifier = Notifier::new(None, http())
         .unwrap()
         .with_backoff(Duration::from_millis(20));
     let (url, posts) = sms_gateway(0).await;
@@ -311,10 +319,13 @@ async fn an_unreachable_relay_fails_quietly() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let notifier = Notifier::new(Some(MailConfig {
-        smtp_url: format!("smtp://127.0.0.1:{port}?tls=none"),
-        from: "noreply@example.com".into(),
-    }))
+    let notifier = Notifier::new(
+        Some(MailConfig {
+            smtp_url: format!("smtp://127.0.0.1:{port}?tls=none"),
+            from: "noreply@example.com".into(),
+        }),
+        http(),
+    )
     .unwrap()
     .with_backoff(Duration::from_millis(10));
     let mut booked = notice(NoticeKind::Booked, 0);

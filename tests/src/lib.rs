@@ -5,10 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine::clock::SystemClock;
 use engine::scenario::Scenarios;
 use engine::store::memory::MemoryStore;
 use reqwest::multipart::Form;
+use runtime::clock::SystemClock;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -57,7 +57,7 @@ pub async fn spawn_app_full(extra: &[(&str, &str)], push: push::Limits) -> TestA
 pub async fn spawn_app_mail(
     extra: &[(&str, &str)],
     push: push::Limits,
-    mail: Option<http_front::appointments::MailConfig>,
+    mail: Option<runtime::notices::MailConfig>,
 ) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     for entry in std::fs::read_dir(shipped_scenarios_dir()).expect("scenarios dir") {
@@ -78,7 +78,7 @@ async fn spawn_with_dir(
     dir: std::path::PathBuf,
     keep: Option<tempfile::TempDir>,
     push: push::Limits,
-    mail: Option<http_front::appointments::MailConfig>,
+    mail: Option<runtime::notices::MailConfig>,
 ) -> TestApp {
     let scenarios = Scenarios::load_dir(&dir).unwrap_or_else(|e| panic!("scenarios: {e}"));
     let clock = Arc::new(SystemClock);

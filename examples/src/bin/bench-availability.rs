@@ -44,13 +44,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use clap::Parser;
-use engine::clock::SystemClock;
 use engine::scenario::Scenarios;
 use engine::store::memory::MemoryStore;
 use engine::store::Store;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use redis_store::testing::RedisServer;
 use redis_store::{RedisConfig, RedisStore};
+use runtime::clock::SystemClock;
 use serde_json::Value;
 use tokio::sync::oneshot;
 

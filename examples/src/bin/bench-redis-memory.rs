@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use engine::clock::{Clock, SystemClock};
 use engine::machine::{self, NewService};
 use engine::scenario::Scenarios;
 use engine::store::Store;
 use redis_store::testing::RedisServer;
 use redis_store::{RedisConfig, RedisStore};
+use runtime::clock::{Clock, SystemClock};
 
 #[derive(Parser)]
 struct Args {

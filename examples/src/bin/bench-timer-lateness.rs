@@ -38,13 +38,13 @@ use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use clap::Parser;
-use engine::clock::{Clock, SystemClock};
 use engine::record::{ServiceRecord, ServiceState, TimerKind};
 use engine::scenario::Scenarios;
 use engine::stats::{QueueStats, SampleKind};
 use engine::store::{AgentProfile, AgentRecord, DueTimer, IndexKey, QueueEntry, Store, StoreError};
 use redis_store::testing::RedisServer;
 use redis_store::{RedisConfig, RedisStore};
+use runtime::clock::{Clock, SystemClock};
 use tokio::sync::oneshot;
 
 /// The event name of the desired-time timer firing (`Event::name`).

@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 use super::check_id;
 use crate::error::AppError;
 use crate::form::JsonBody;
-use crate::shell::ShellError;
 use crate::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -96,14 +95,7 @@ pub async fn upsert(
         max_concurrent: body.max_concurrent,
         email,
     };
-    let agent = state
-        .shell
-        .store
-        .put_agent(profile)
-        .await
-        .map_err(ShellError::from)?;
-    // A bigger limit or a new queue may let the agent take more.
-    state.shell.wake_router();
+    let agent = state.shell.save_agent(profile).await?;
     Ok(Json(view(&state, &agent).await?))
 }
 
@@ -144,36 +136,28 @@ async fn set_ready(
     check_id("agent_id", &agent_id)?;
     let agent = state
         .shell
-        .store
         .set_agent_ready(&agent_id, ready)
-        .await
-        .map_err(ShellError::from)?
+        .await?
         .ok_or_else(|| {
             AppError::NotFound(format!(
                 "agent `{agent_id}` does not exist; create it with PUT first"
             ))
         })?;
-    tracing::info!(agent_id = %agent_id, ready, "Agent readiness changed.");
-    if ready {
-        state.shell.wake_router();
-    }
     Ok(Json(view(&state, &agent).await?))
 }
 
 async fn find(state: &AppState, agent_id: &str) -> Result<AgentRecord, AppError> {
     state
         .shell
-        .store
         .agent(agent_id)
-        .await
-        .map_err(ShellError::from)?
+        .await?
         .ok_or_else(|| AppError::NotFound(format!("agent `{agent_id}` does not exist")))
 }
 
 async fn view(state: &AppState, agent: &AgentRecord) -> Result<Value, AppError> {
     let mut services = Vec::new();
     for id in &agent.services {
-        if let Some(rec) = state.shell.store.get(id).await.map_err(ShellError::from)? {
+        if let Some(rec) = state.shell.find_service(id).await? {
             services.push(json!({
                 "_id": rec.id,
                 "_service_name": rec.scenario,

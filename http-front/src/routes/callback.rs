@@ -176,7 +176,7 @@ pub async fn create(
             survey: None,
         });
     }
-    let mut new = NewService {
+    let new = NewService {
         id,
         customer_number,
         desired_time: match &booked {
@@ -192,30 +192,11 @@ pub async fn create(
         preferred_agent: preferred_agent.clone(),
         video,
     };
-    let video_now = new.video.is_some() && booked.is_none();
-    let mut attempts = 0;
-    let created = loop {
-        if video_now {
-            // Video now: the room is open from the start, so the answer holds
-            // the link. A code another service holds gets a fresh one.
-            let config = scenario.video_config().unwrap_or_default();
-            let name = new
-                .user_data
-                .get("name")
-                .cloned()
-                .unwrap_or_else(|| new.customer_number.clone());
-            let room = state.shell.rooms.make(&config, &name, None, now);
-            if let Some(leg) = new.video.as_mut() {
-                leg.rooms = vec![room];
-            }
-        }
-        attempts += 1;
-        match state.shell.create(&scenario, new.clone()).await {
-            Err(crate::shell::ShellError::Store(engine::store::StoreError::RoomTaken {
-                ..
-            })) if attempts < 5 => {}
-            other => break other,
-        }
+    // Video now: the room is open from the start, so the answer holds the link.
+    let created = if new.video.is_some() && booked.is_none() {
+        state.shell.create_with_room(&scenario, new).await
+    } else {
+        state.shell.create(&scenario, new).await
     };
     let record = match created {
         Ok(record) => record,
@@ -256,12 +237,7 @@ async fn live_chat(state: &AppState, id: &str) -> Result<Option<ServiceRecord>, 
     if check_id("conversationId", id).is_err() {
         return Ok(None);
     }
-    let found = state
-        .shell
-        .store
-        .get(id)
-        .await
-        .map_err(crate::shell::ShellError::from)?;
+    let found = state.shell.find_service(id).await?;
     Ok(found.filter(|r| r.state != ServiceState::Completed))
 }
 
@@ -360,12 +336,7 @@ pub async fn query(
         Some(c) if operand == Operand::And => IndexKey::Customer(c.value.clone()),
         _ => IndexKey::Scenario(scenario.clone()),
     };
-    let records = state
-        .shell
-        .store
-        .find(&key)
-        .await
-        .map_err(crate::shell::ShellError::from)?;
+    let records = state.shell.services_by(&key).await?;
     Ok(answer(
         records
             .into_iter()

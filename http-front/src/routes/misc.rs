@@ -12,7 +12,7 @@ use crate::AppState;
 pub async fn scenarios(State(state): State<Arc<AppState>>) -> Json<Value> {
     let list: Vec<Value> = state
         .shell
-        .scenarios
+        .scenarios()
         .iter()
         .map(|s| {
             let mut v = serde_json::to_value(&**s).unwrap_or(Value::Null);
@@ -27,7 +27,7 @@ pub async fn scenarios(State(state): State<Arc<AppState>>) -> Json<Value> {
 /// Redis is unreachable out of rotation (503) until it recovers.
 pub async fn healthz(State(state): State<Arc<AppState>>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match state.shell.store.ping().await {
+    match state.shell.store_reachable().await {
         Ok(()) => Json(json!({"status": "ok", "store": "ok"})).into_response(),
         Err(e) => (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

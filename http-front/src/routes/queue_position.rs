@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 
 use super::check_id;
 use crate::error::AppError;
-use crate::shell::ShellError;
 use crate::AppState;
 
 /// POST|GET /genesys/1/service/{id}/check-queue-position
@@ -22,36 +21,18 @@ pub async fn check(
     let record = shell.get(&id).await?;
     let scenario = shell.scenario(&record.scenario)?;
     let queue = &record.ticket.queue;
-    let store_err = |e| AppError::from(ShellError::Store(e));
     // Only a service outside the queue needs the queue's length read on its
     // own; a queued one gets it with its position.
-    let queue_len = || async {
-        shell
-            .store
-            .queue(queue)
-            .await
-            .map(|q| q.len())
-            .map_err(store_err)
-    };
+    let queue_len = || async { shell.waiting_in(queue).await.map(|q| q.len()) };
     let (position, waiting, eta) = match record.state {
         ServiceState::WaitForAgent => {
-            let Some((position, waiting)) =
-                shell.store.position(queue, &id).await.map_err(store_err)?
-            else {
+            let Some((position, waiting)) = shell.position(queue, &id).await? else {
                 // Left the queue between the two reads: an agent was just reserved.
                 let waiting = queue_len().await?;
                 return Ok(Json(answer(0, Some(0), waiting, true, "agent reserved")));
             };
-            let capacity: u32 = shell
-                .store
-                .agents()
-                .await
-                .map_err(store_err)?
-                .iter()
-                .filter(|a| a.ready && a.profile.queues.contains(queue))
-                .map(|a| a.profile.max_concurrent)
-                .sum();
-            let stats = shell.store.queue_stats(queue).await.map_err(store_err)?;
+            let capacity = shell.ready_capacity(queue).await?;
+            let stats = shell.queue_stats(queue).await?;
             (position, waiting, stats.eta(position, capacity))
         }
         ServiceState::Scheduled => {

@@ -24,8 +24,8 @@ use super::check_id;
 use crate::error::AppError;
 use crate::extract::{Path, Query};
 use crate::form::GmsForm;
-use crate::shell::ShellError;
 use crate::AppState;
+use runtime::ShellError;
 
 /// Longest window one availability request may ask for.
 const MAX_DAYS: i64 = 366;
@@ -161,12 +161,7 @@ async fn seats_taken(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<BTreeMap<DateTime<Utc>, u32>, AppError> {
-    Ok(state
-        .shell
-        .store
-        .seats_taken(scenario, from, to)
-        .await
-        .map_err(ShellError::from)?)
+    Ok(state.shell.seats_taken(scenario, from, to).await?)
 }
 
 /// GET /genesys/1/service/callback/{scenario}/availability
@@ -273,7 +268,6 @@ async fn nearest(
     let (earliest, latest) = schedule.bookable(now);
     let taken = state
         .shell
-        .store
         .seats_taken(&scenario.name, earliest, latest + Duration::milliseconds(1))
         .await
         .unwrap_or_default();

@@ -172,7 +172,7 @@ pub fn video_scenario(
     let usable = |s: &Arc<Scenario>| s.video_config().is_some();
     if let Some(name) = named.map(str::trim).filter(|n| !n.is_empty()) {
         let s = shell
-            .scenarios
+            .scenarios()
             .get(name)
             .ok_or_else(|| AppError::field(field, format!("scenario `{name}` does not exist")))?;
         if !usable(s) {
@@ -184,16 +184,16 @@ pub fn video_scenario(
         return Ok(s.clone());
     }
     let own = record
-        .and_then(|r| shell.scenarios.get(&r.scenario))
+        .and_then(|r| shell.scenarios().get(&r.scenario))
         .filter(|s| usable(s));
     let leg = record
         .and_then(|r| r.video.as_ref())
-        .and_then(|v| shell.scenarios.get(&v.scenario))
+        .and_then(|v| shell.scenarios().get(&v.scenario))
         .filter(|s| usable(s));
     leg.or(own)
         .or_else(|| {
             shell
-                .scenarios
+                .scenarios()
                 .get(DEFAULT_VIDEO_SCENARIO)
                 .filter(|s| usable(s))
         })
@@ -416,10 +416,8 @@ async fn room_and_party(
     let missing = || AppError::NotFound(format!("room `{code}` does not exist"));
     let id = state
         .shell
-        .store
-        .room(code)
-        .await
-        .map_err(crate::shell::ShellError::from)?
+        .service_in_room(code)
+        .await?
         .ok_or_else(missing)?;
     let record = state.shell.get(&id).await.map_err(|_| missing())?;
     let room = record

@@ -43,8 +43,8 @@ pub async fn push_positions(shell: &Shell, last: &Pushed) -> Result<Pushed, Shel
         return Ok(Pushed::new());
     }
     let mut now = Pushed::new();
-    for queue in shell.store.queues().await? {
-        let mut entries: Vec<QueueEntry> = shell.store.queue(&queue).await?;
+    for queue in shell.queue_names().await? {
+        let mut entries: Vec<QueueEntry> = shell.waiting_in(&queue).await?;
         entries.sort_by_key(QueueEntry::order_key);
         let waiting = entries.len();
         for (i, entry) in entries.into_iter().enumerate() {

@@ -24,6 +24,7 @@ use icalendar::{Alarm, Calendar, Component, EventLike, EventStatus, Property, Re
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use push::outbound::{HttpPost, PostError};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
@@ -113,9 +114,9 @@ enum SendError {
     #[error("SMTP: {0}")]
     Smtp(#[from] lettre::transport::smtp::Error),
     #[error("SMS gateway: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(#[from] PostError),
     #[error("SMS gateway answered {0}")]
-    Status(reqwest::StatusCode),
+    Status(u16),
 }
 
 impl SendError {
@@ -125,12 +126,10 @@ impl SendError {
             // the same way again; 4xx, dropped connections, TLS hiccups and
             // timeouts may not.
             SendError::Smtp(e) => !(e.is_permanent() || e.is_client()),
-            SendError::Http(e) => !e.is_builder(),
+            SendError::Http(e) => e.transient,
             // A gateway that is overloaded or restarting answers 408/429/5xx;
             // any other 4xx is about the request and repeats.
-            SendError::Status(s) => {
-                s.is_server_error() || *s == reqwest::StatusCode::TOO_MANY_REQUESTS || *s == 408
-            }
+            SendError::Status(s) => (500..600).contains(s) || *s == 429 || *s == 408,
         }
     }
 }
@@ -154,7 +153,8 @@ struct Mailer {
 /// Renders and sends appointment notices. Share it in an `Arc`.
 pub struct Notifier {
     mailer: Option<Mailer>,
-    http: reqwest::Client,
+    /// Posts SMS to the gateway (`http-front` supplies the HTTP client).
+    http: Arc<dyn HttpPost>,
     in_flight: Semaphore,
     backoff: Duration,
     sent: AtomicU64,
@@ -167,7 +167,8 @@ impl Notifier {
     /// Connects to nothing yet: the relay is reached at the first message.
     /// Call it inside a tokio runtime: lettre's connection pool spawns its
     /// reaper task when built (and would panic outside one).
-    pub fn new(mail: Option<MailConfig>) -> anyhow::Result<Notifier> {
+    /// `http` posts SMS to the gateway.
+    pub fn new(mail: Option<MailConfig>, http: Arc<dyn HttpPost>) -> anyhow::Result<Notifier> {
         if mail.is_some() {
             tokio::runtime::Handle::try_current()
                 .context("Notifier::new with a mail config needs a tokio runtime")?;
@@ -187,10 +188,6 @@ impl Notifier {
                 Some(Mailer { transport, from })
             }
         };
-        let http = reqwest::Client::builder()
-            .timeout(SMS_TIMEOUT)
-            .build()
-            .context("building the SMS HTTP client")?;
         Ok(Notifier {
             mailer,
             http,
@@ -282,11 +279,11 @@ impl Notifier {
                 let body = sms_body(&notice, target);
                 let delivered = self
                     .with_retries(&notice, "SMS", || async {
-                        let response = self.http.post(&target.url).json(&body).send().await?;
-                        if response.status().is_success() {
+                        let status = self.http.post_json(&target.url, &body, SMS_TIMEOUT).await?;
+                        if (200..300).contains(&status) {
                             Ok(())
                         } else {
-                            Err(SendError::Status(response.status()))
+                            Err(SendError::Status(status))
                         }
                     })
                     .await;
@@ -956,28 +953,40 @@ mod tests {
             plain_smtp_alias("smtp://h:587?tls=required"),
             "smtp://h:587?tls=required"
         );
-        assert!(Notifier::new(Some(MailConfig {
-            smtp_url: "smtp://127.0.0.1:2525?tls=none".into(),
-            from: ORGANIZER.into()
-        }))
+        assert!(Notifier::new(
+            Some(MailConfig {
+                smtp_url: "smtp://127.0.0.1:2525?tls=none".into(),
+                from: ORGANIZER.into()
+            }),
+            Arc::new(push::outbound::NoHttp),
+        )
         .is_ok());
-        assert!(Notifier::new(Some(MailConfig {
-            smtp_url: "smtps://user:p%40ss@smtp.example.com".into(),
-            from: ORGANIZER.into()
-        }))
+        assert!(Notifier::new(
+            Some(MailConfig {
+                smtp_url: "smtps://user:p%40ss@smtp.example.com".into(),
+                from: ORGANIZER.into()
+            }),
+            Arc::new(push::outbound::NoHttp),
+        )
         .is_ok());
-        let bad_url = Notifier::new(Some(MailConfig {
-            smtp_url: "ftp://user:secret@host".into(),
-            from: ORGANIZER.into(),
-        }))
+        let bad_url = Notifier::new(
+            Some(MailConfig {
+                smtp_url: "ftp://user:secret@host".into(),
+                from: ORGANIZER.into(),
+            }),
+            Arc::new(push::outbound::NoHttp),
+        )
         .err()
         .unwrap();
         assert!(format!("{bad_url:#}").contains("invalid SMTP URL"));
         assert!(!format!("{bad_url:#}").contains("secret"));
-        let bad_from = Notifier::new(Some(MailConfig {
-            smtp_url: "smtp://localhost".into(),
-            from: "not an address".into(),
-        }))
+        let bad_from = Notifier::new(
+            Some(MailConfig {
+                smtp_url: "smtp://localhost".into(),
+                from: "not an address".into(),
+            }),
+            Arc::new(push::outbound::NoHttp),
+        )
         .err()
         .unwrap();
         assert!(format!("{bad_from}").contains("invalid mail from address"));

@@ -12,7 +12,11 @@ use engine::record::{CallbackReason, ServiceState};
 use engine::scenario::{Scenario, Scenarios};
 use engine::store::memory::MemoryStore;
 use engine::store::AgentProfile;
-use http_front::shell::{Shell, TokioClock};
+use engine::store::Store;
+use runtime::clock::TokioClock;
+use runtime::notices::Notifier;
+use runtime::room_maker::RoomMaker;
+use runtime::{Parts, Shell};
 use tokio::sync::watch;
 
 const BASE: &str = r#"
@@ -45,6 +49,8 @@ fn scenario(overrides: &[(&str, &str)]) -> Scenario {
 
 struct Harness {
     shell: Arc<Shell>,
+    /// The shell's store, for what a test sets up or looks at beside it.
+    store: Arc<MemoryStore>,
     _stop: watch::Sender<bool>,
 }
 
@@ -54,20 +60,25 @@ async fn start(s: Scenario) -> Harness {
     ));
     let store = Arc::new(MemoryStore::new(clock.clone()));
     let scenarios = Scenarios::new([s]);
-    let rooms =
-        http_front::video::RoomMaker::new(&scenarios, "http://127.0.0.1".into(), |_| None).unwrap();
-    let shell = Shell::new(
-        store,
+    let rooms = RoomMaker::new(&scenarios, "http://127.0.0.1".into(), |_| None).unwrap();
+    let http: Arc<dyn push::outbound::HttpPost> = Arc::new(push::outbound::NoHttp);
+    let shell = Shell::new(Parts {
+        store: store.clone(),
         scenarios,
         clock,
-        push::Limits::default(),
-        None,
-        Arc::new(http_front::appointments::Notifier::new(None).unwrap()),
-        Arc::new(rooms),
-    );
+        limits: push::Limits::default(),
+        relay: None,
+        notifier: Arc::new(Notifier::new(None, http.clone()).unwrap()),
+        rooms: Arc::new(rooms),
+        http,
+    });
     let (stop, stopped) = watch::channel(false);
-    shell.spawn_background(stopped, None);
-    Harness { shell, _stop: stop }
+    shell.spawn_background(stopped, None, None);
+    Harness {
+        shell,
+        store,
+        _stop: stop,
+    }
 }
 
 impl Harness {
@@ -105,8 +116,8 @@ impl Harness {
             max_concurrent: 1,
             email: None,
         };
-        self.shell.store.put_agent(profile).await.unwrap();
-        self.shell.store.set_agent_ready(id, true).await.unwrap();
+        self.store.put_agent(profile).await.unwrap();
+        self.store.set_agent_ready(id, true).await.unwrap();
         self.shell.wake_router();
     }
 
@@ -194,20 +205,20 @@ async fn requeued_service_keeps_its_place_and_frees_the_agent() {
     assert_eq!(h.state(&first).await.0, ServiceState::WaitForUserConfirm);
     assert_eq!(h.state(&second).await.0, ServiceState::WaitForAgent);
     // Alice goes away while the first customer does not answer.
-    h.shell.store.set_agent_ready("alice", false).await.unwrap();
+    h.store.set_agent_ready("alice", false).await.unwrap();
     h.pass(secs(31)).await;
     assert_eq!(h.state(&first).await.0, ServiceState::WaitForAgent);
-    let agent = h.shell.store.agent("alice").await.unwrap().unwrap();
+    let agent = h.store.agent("alice").await.unwrap().unwrap();
     assert!(
         agent.services.is_empty(),
         "the reservation is released: {agent:?}"
     );
     assert_eq!(
-        h.shell.store.position("support", &first).await.unwrap(),
+        h.store.position("support", &first).await.unwrap(),
         Some((1, 2))
     );
     assert_eq!(
-        h.shell.store.position("support", &second).await.unwrap(),
+        h.store.position("support", &second).await.unwrap(),
         Some((2, 2))
     );
 }
@@ -226,7 +237,7 @@ async fn find_agent_timeout_fails_with_target_not_found() {
             Some(CallbackReason::FailTargetNotFound)
         )
     );
-    assert_eq!(h.shell.store.queue("support").await.unwrap(), vec![]);
+    assert_eq!(h.store.queue("support").await.unwrap(), vec![]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -256,7 +267,7 @@ async fn ttl_after_desired_time_fails_with_timeout_ttl() {
     h.pass(secs(3600)).await;
     assert!(matches!(
         h.shell.get(&id).await,
-        Err(http_front::shell::ShellError::UnknownService(_))
+        Err(runtime::ShellError::UnknownService(_))
     ));
 }
 
@@ -271,5 +282,5 @@ async fn timers_of_a_cancelled_service_never_fire() {
     if let Ok(record) = record {
         assert_eq!(record.reason, Some(CallbackReason::Cancelled));
     }
-    assert_eq!(h.shell.store.next_timer().await.unwrap(), None);
+    assert_eq!(h.store.next_timer().await.unwrap(), None);
 }

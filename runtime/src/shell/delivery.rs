@@ -1,0 +1,144 @@
+//! Notifications out to devices and agent desktops, and back out of the
+//! outboxes once a transport proved its client received them.
+
+use std::sync::Arc;
+
+use engine::machine::{self, Event};
+use engine::record::ServiceRecord;
+use push::httpcb::{Outcome, Policy};
+use push::{Audience, Delivery, Pushed};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+use super::{Shell, ShellError};
+
+/// HTTP callbacks in flight at once, over every scenario.
+pub(super) const HTTPCB_IN_FLIGHT: usize = 256;
+
+/// Pushed notifications taken out of the outboxes in one go.
+const PUSHED_BATCH: usize = 256;
+
+impl Shell {
+    /// Sends a notification to the device that owns the service: by HTTP
+    /// POST for `_device_os=httpcb`, else to its push clients on any node.
+    /// `kept` names the outbox notification it carries.
+    pub(super) fn to_device(
+        &self,
+        record: &ServiceRecord,
+        tag: &str,
+        data: serde_json::Value,
+        kept: Option<String>,
+    ) {
+        let Some(device) = record.device_notification_id.clone() else {
+            return;
+        };
+        let delivery = Delivery {
+            service_id: record.id.clone(),
+            audience: Audience::Device { device },
+            tag: tag.to_owned(),
+            data,
+            notification: kept,
+        };
+        if record.device_os.as_deref() != Some(push::httpcb::DEVICE_OS) {
+            self.fanout.deliver(delivery);
+            return;
+        }
+        let Some(policy) = self.scenarios.get(&record.scenario).and_then(|s| {
+            Some(Policy {
+                url: s.httpcb_url.clone()?,
+                attempts: s.httpcb_attempts,
+                backoff: s.httpcb_backoff,
+                timeout: s.httpcb_timeout,
+            })
+        }) else {
+            return;
+        };
+        let httpcb = self.httpcb.clone();
+        let registry = self.registry().clone();
+        tokio::spawn(async move {
+            if let Outcome::Delivered { .. } = httpcb.post(&policy, &delivery).await {
+                registry.acknowledge(&delivery);
+            }
+        });
+    }
+
+    pub(super) fn to_agent(
+        &self,
+        record: &ServiceRecord,
+        agent: &str,
+        tag: &str,
+        data: serde_json::Value,
+        kept: Option<String>,
+    ) {
+        self.fanout.deliver(Delivery {
+            service_id: record.id.clone(),
+            audience: Audience::Agent {
+                agent: agent.to_owned(),
+            },
+            tag: tag.to_owned(),
+            data,
+            notification: kept,
+        });
+    }
+
+    /// Tells the device the service's new state (and thereby that it owns it).
+    pub(super) fn tell_state(&self, record: &ServiceRecord) {
+        if let Some((tag, payload)) = machine::state_notice(record) {
+            self.to_device(record, &tag, payload, None);
+        }
+    }
+
+    /// Takes what the push clients received out of the outboxes, a batch
+    /// at a time, one write per service.
+    pub(super) async fn pushed_task(
+        self: Arc<Self>,
+        mut pushed: mpsc::Receiver<Pushed>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut batch = Vec::with_capacity(PUSHED_BATCH);
+        loop {
+            tokio::select! {
+                n = pushed.recv_many(&mut batch, PUSHED_BATCH) => if n == 0 { return },
+                _ = shutdown.changed() => return,
+            }
+            let mut by_service: std::collections::BTreeMap<String, (Vec<String>, Vec<String>)> =
+                Default::default();
+            for p in batch.drain(..) {
+                let entry = by_service.entry(p.service_id).or_default();
+                if p.to_agent {
+                    entry.1.push(p.notification);
+                } else {
+                    entry.0.push(p.notification);
+                }
+            }
+            for (id, (device, agent)) in by_service {
+                let event = Event::NotificationsPushed { device, agent };
+                match self.transition(&id, &event).await {
+                    Ok(_) => debug!(service_id = %id, "Pushed notifications left the outbox."),
+                    // Retrieved meanwhile, or the service is gone: nothing to do.
+                    Err(ShellError::NotAllowed(_)) | Err(ShellError::UnknownService(_)) => {}
+                    Err(e) => {
+                        warn!(service_id = %id, error = %e, "Pushed notifications stay in the outbox.")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands the other nodes' deliveries to this node's push clients.
+    pub(super) async fn relayed_task(
+        self: Arc<Self>,
+        mut inbound: mpsc::Receiver<Vec<u8>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                message = inbound.recv() => match message {
+                    Some(m) => self.fanout.relayed(&m),
+                    None => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

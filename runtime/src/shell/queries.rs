@@ -1,0 +1,116 @@
+//! What the API reads, and the agent profile changes it makes. Each method
+//! says what it is for, so no caller reaches into the store.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use engine::record::ServiceRecord;
+use engine::scenario::Scenarios;
+use engine::stats::QueueStats;
+use engine::store::{AgentProfile, AgentRecord, IndexKey, QueueEntry};
+use tracing::info;
+
+use super::{Shell, ShellError};
+
+impl Shell {
+    /// Every scenario this node loaded.
+    pub fn scenarios(&self) -> &Scenarios {
+        &self.scenarios
+    }
+
+    /// Whether the store answers (health checks).
+    pub async fn store_reachable(&self) -> Result<(), ShellError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// The service with this id, if it is stored (a missing one is no error).
+    pub async fn find_service(&self, id: &str) -> Result<Option<ServiceRecord>, ShellError> {
+        Ok(self.store.get(id).await?)
+    }
+
+    /// The services an index key names (a customer number, a scenario).
+    pub async fn services_by(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, ShellError> {
+        Ok(self.store.find(key).await?)
+    }
+
+    /// The id of the service whose latest room has this code.
+    pub async fn service_in_room(&self, code: &str) -> Result<Option<String>, ShellError> {
+        Ok(self.store.room(code).await?)
+    }
+
+    /// Seats taken per slot start of a scenario's bookings in `[from, to)`.
+    pub async fn seats_taken(
+        &self,
+        scenario: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<BTreeMap<DateTime<Utc>, u32>, ShellError> {
+        Ok(self.store.seats_taken(scenario, from, to).await?)
+    }
+
+    /// The names of the queues with waiting services.
+    pub async fn queue_names(&self) -> Result<Vec<String>, ShellError> {
+        Ok(self.store.queues().await?)
+    }
+
+    /// The services waiting in a queue, in no particular order.
+    pub async fn waiting_in(&self, queue: &str) -> Result<Vec<QueueEntry>, ShellError> {
+        Ok(self.store.queue(queue).await?)
+    }
+
+    /// A waiting service's place in its queue (1-based) and how many wait.
+    pub async fn position(
+        &self,
+        queue: &str,
+        id: &str,
+    ) -> Result<Option<(usize, usize)>, ShellError> {
+        Ok(self.store.position(queue, id).await?)
+    }
+
+    /// The queue's rolling wait and handle times, for the EWT.
+    pub async fn queue_stats(&self, queue: &str) -> Result<QueueStats, ShellError> {
+        Ok(self.store.queue_stats(queue).await?)
+    }
+
+    /// How many services the ready agents of a queue can handle at once.
+    pub async fn ready_capacity(&self, queue: &str) -> Result<u32, ShellError> {
+        Ok(self
+            .store
+            .agents()
+            .await?
+            .iter()
+            .filter(|a| a.ready && a.profile.queues.iter().any(|q| q == queue))
+            .map(|a| a.profile.max_concurrent)
+            .sum())
+    }
+
+    /// One agent, with its readiness, load and live room.
+    pub async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, ShellError> {
+        Ok(self.store.agent(id).await?)
+    }
+
+    /// Creates or replaces an agent's profile. A bigger limit or a new queue
+    /// may let the agent take more, so the router looks again.
+    pub async fn save_agent(&self, profile: AgentProfile) -> Result<AgentRecord, ShellError> {
+        let agent = self.store.put_agent(profile).await?;
+        self.wake_router();
+        Ok(agent)
+    }
+
+    /// Makes an agent ready or not ready; None when it does not exist. A
+    /// ready agent may take a waiting service at once.
+    pub async fn set_agent_ready(
+        &self,
+        id: &str,
+        ready: bool,
+    ) -> Result<Option<AgentRecord>, ShellError> {
+        let agent = self.store.set_agent_ready(id, ready).await?;
+        if agent.is_some() {
+            info!(agent_id = %id, ready, "Agent readiness changed.");
+            if ready {
+                self.wake_router();
+            }
+        }
+        Ok(agent)
+    }
+}

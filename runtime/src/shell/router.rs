@@ -1,0 +1,80 @@
+//! The router: plans reservations from a snapshot of the agents and the
+//! queues, and makes each one through the machine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::machine::Event;
+use engine::routing;
+use engine::store::StoreError;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::{Shell, ShellError};
+
+/// Backstop for the router: a pass runs at least this often, even if a wake-up was missed.
+const ROUTER_BACKSTOP: Duration = Duration::from_secs(5);
+
+impl Shell {
+    /// Asks the router to run a pass soon (an agent became ready, for example).
+    pub fn wake_router(&self) {
+        self.route_wake.notify_one();
+    }
+
+    /// One routing pass: plan reservations, then make each through the machine.
+    pub async fn route_once(&self) -> Result<usize, ShellError> {
+        // Agents first: with nobody free there is nothing to plan, and the
+        // queues (the bulk of the reading) need not be read at all.
+        let agents = self.store.agents().await?;
+        let open: std::collections::BTreeSet<&str> = agents
+            .iter()
+            .filter(|a| a.ready && a.has_room())
+            .flat_map(|a| a.profile.queues.iter().map(String::as_str))
+            .collect();
+        if open.is_empty() {
+            return Ok(0);
+        }
+        let mut queues = Vec::new();
+        for name in self.store.queues().await? {
+            if open.contains(name.as_str()) {
+                let entries = self.store.queue(&name).await?;
+                queues.push((name, entries));
+            }
+        }
+        if queues.is_empty() {
+            return Ok(0);
+        }
+        let mut reserved = 0;
+        for assignment in routing::plan(&queues, &agents) {
+            let event = Event::AgentReserved {
+                agent: assignment.agent.clone(),
+            };
+            match self.transition(&assignment.service, &event).await {
+                Ok(_) => {
+                    reserved += 1;
+                    info!(service_id = %assignment.service, agent_id = %assignment.agent, "Agent reserved.");
+                }
+                // The plan was made from a snapshot; losing a race is expected.
+                Err(ShellError::NotAllowed(_))
+                | Err(ShellError::UnknownService(_))
+                | Err(ShellError::Store(StoreError::AgentUnavailable { .. }))
+                | Err(ShellError::Store(StoreError::AgentInRoom { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(reserved)
+    }
+
+    pub(super) async fn router_task(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.route_once().await {
+                warn!(error = %e, "Routing pass failed.");
+            }
+            tokio::select! {
+                _ = self.route_wake.notified() => {}
+                _ = tokio::time::sleep(ROUTER_BACKSTOP) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

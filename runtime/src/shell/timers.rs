@@ -1,0 +1,134 @@
+//! The timer loop and the sweeper.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::machine::Event;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::{Shell, ShellError};
+
+/// How long a claimed timer is hidden from the other nodes. If this node
+/// dies before firing it, another node fires it when the lease ends.
+const TIMER_LEASE: chrono::Duration = chrono::Duration::seconds(10);
+
+/// How many due timers one node fires at once.
+const TIMER_CONCURRENCY: usize = 16;
+
+/// Longest the timer loop sleeps without looking at the store: a backstop
+/// for a wake-up lost while the wake channel was reconnecting.
+const TIMER_BACKSTOP: Duration = Duration::from_secs(60);
+
+/// How often records past their TTL are swept out of the embedded store.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+impl Shell {
+    /// Fires every timer that is due now, several at a time (a backlog after
+    /// an outage must not be worked off one round trip after another).
+    pub async fn fire_due_timers(&self) -> Result<usize, ShellError> {
+        use futures_util::stream::{self, StreamExt};
+        let mut fired = 0;
+        loop {
+            let due = self
+                .store
+                .claim_due_timers(self.now(), TIMER_LEASE, 256)
+                .await?;
+            if due.is_empty() {
+                return Ok(fired);
+            }
+            let results: Vec<Result<bool, ShellError>> = stream::iter(due)
+                .map(|timer| async move {
+                    let event = Event::TimerFired {
+                        kind: timer.kind,
+                        due: timer.due,
+                    };
+                    match self.transition(&timer.id, &event).await {
+                        Ok(_) => Ok(true),
+                        // Re-armed, cancelled or expired meanwhile: nothing to do.
+                        Err(ShellError::NotAllowed(_)) | Err(ShellError::UnknownService(_)) => {
+                            Ok(false)
+                        }
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffer_unordered(TIMER_CONCURRENCY)
+                .collect()
+                .await;
+            let before = fired;
+            for result in results {
+                // A timer that failed stays claimed; it comes due again after the lease.
+                fired += usize::from(result?);
+            }
+            if fired == before {
+                // Nothing in this batch could fire; asking again would spin.
+                return Ok(fired);
+            }
+        }
+    }
+
+    pub(super) async fn timer_task(
+        self: Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+        mut wakeups: Option<watch::Receiver<()>>,
+    ) {
+        let mut failing = false;
+        loop {
+            let result = self.fire_due_timers().await;
+            // Sleep until the next due timer; a newly armed earlier one (here,
+            // or on another node through `wakeups`) wakes us.
+            let next = match result {
+                Ok(_) => self.store.next_timer().await,
+                Err(e) => Err(e.into_store_error()),
+            };
+            let sleep_for = match next {
+                Ok(next) => {
+                    if std::mem::take(&mut failing) {
+                        info!("Timers are firing again.");
+                    }
+                    next.map_or(TIMER_BACKSTOP, |due| {
+                        (due - self.now()).to_std().unwrap_or(Duration::ZERO)
+                    })
+                    .min(TIMER_BACKSTOP)
+                }
+                Err(e) => {
+                    // One warning per outage, not one per retry.
+                    if !std::mem::replace(&mut failing, true) {
+                        warn!(error = %e, "Timers cannot be read; retrying every second.");
+                    }
+                    Duration::from_secs(1)
+                }
+            };
+            let other_node = async {
+                match wakeups.as_mut() {
+                    Some(rx) => {
+                        if rx.changed().await.is_err() {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.timer_wake.notified() => {}
+                _ = other_node => {}
+                _ = tokio::time::sleep(sleep_for) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    pub(super) async fn sweeper_task(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+            match self.store.purge_expired(self.now()).await {
+                Ok(0) => {}
+                Ok(n) => info!(purged = n, "Expired services removed."),
+                Err(e) => warn!(error = %e, "Sweeping expired services failed."),
+            }
+        }
+    }
+}
