@@ -16,6 +16,7 @@
 
 mod config;
 mod conn;
+mod keys;
 mod scripts;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -27,7 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use engine::clock::Clock;
-use engine::record::{ServiceRecord, ServiceState, TimerKind};
+use engine::record::{ServiceRecord, TimerKind};
 use engine::stats::{QueueStats, SampleKind, WINDOW};
 use engine::store::{AgentProfile, AgentRecord, DueTimer, IndexKey, QueueEntry, Store, StoreError};
 use redis::AsyncCommands;
@@ -36,42 +37,13 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use conn::Conn;
+use keys::{state_name, Keys};
 use scripts::Scripts;
 
 pub use config::{ConfigError, RedisConfig, DEFAULT_OP_TIMEOUT};
 
 /// How many expired records one purge call forgets at most.
 const PURGE_BATCH: usize = 500;
-
-/// Key names. Every key shares the `{namespace}` hash tag.
-#[derive(Debug, Clone)]
-struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    fn new(namespace: &str) -> Keys {
-        Keys {
-            prefix: format!("{{{namespace}}}:"),
-        }
-    }
-    fn svc(&self, id: &str) -> String {
-        format!("{}svc:{id}", self.prefix)
-    }
-    fn key(&self, rest: &str) -> String {
-        format!("{}{rest}", self.prefix)
-    }
-    fn agent(&self, id: &str) -> String {
-        format!("{}agent:{id}", self.prefix)
-    }
-    fn stats(&self, queue: &str, kind: SampleKind) -> String {
-        let kind = match kind {
-            SampleKind::Wait => "wait",
-            SampleKind::Handle => "handle",
-        };
-        format!("{}stats:{queue}:{kind}", self.prefix)
-    }
-}
 
 /// What a write derives from a record: its index entry (see `scripts`).
 /// Kept short: it is stored for every service.
@@ -119,16 +91,6 @@ struct IndexEntry<'a> {
     /// live and the service not completed).
     #[serde(skip_serializing_if = "Option::is_none")]
     ra: Option<&'a str>,
-}
-
-fn state_name(s: ServiceState) -> &'static str {
-    match s {
-        ServiceState::Scheduled => "scheduled",
-        ServiceState::WaitForAgent => "wait_for_agent",
-        ServiceState::WaitForUserConfirm => "wait_for_user_confirm",
-        ServiceState::Connected => "connected",
-        ServiceState::Completed => "completed",
-    }
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -401,12 +363,11 @@ impl RedisStore {
         }
         let mut pipe = redis::pipe();
         for id in ids {
-            let key = self.keys.agent(id);
-            pipe.hmget(&key, &["p", "ready", "last"])
-                .smembers(format!("{key}:svc"));
+            pipe.hmget(self.keys.agent(id), &["p", "ready", "last"])
+                .smembers(self.keys.agent_services(id));
         }
         // The live rooms they are in, in the same round trip.
-        pipe.cmd("HMGET").arg(self.keys.key("roomagents")).arg(ids);
+        pipe.cmd("HMGET").arg(self.keys.room_agents()).arg(ids);
         type Raw = (Option<String>, Option<String>, Option<String>);
         let mut raw: Vec<redis::Value> = self
             .call(|mut c| async move { pipe.query_async(&mut c).await })
@@ -445,7 +406,7 @@ impl RedisStore {
         let (tx, rx) = watch::channel(());
         let on_lost = tx.clone();
         self.listen(
-            "wake",
+            self.keys.wake(),
             move |_| tx.send(()).is_ok(),
             move || {
                 // Timers armed while we were away must be looked at.
@@ -458,7 +419,7 @@ impl RedisStore {
     /// Publishes `message` on the namespace's channel `name`, to every node
     /// that listens with [`RedisStore::messages`].
     pub async fn publish(&self, name: &str, message: Vec<u8>) -> Result<(), StoreError> {
-        let channel = self.keys.key(name);
+        let channel = self.keys.channel(name);
         self.call(|mut c| async move { c.publish::<_, _, ()>(channel, message).await })
             .await
     }
@@ -470,7 +431,7 @@ impl RedisStore {
         let (tx, rx) = tokio::sync::mpsc::channel(buffer.max(1));
         let closed = tx.clone();
         self.listen(
-            name,
+            self.keys.channel(name),
             move |payload| match tx.try_send(payload) {
                 Ok(()) => true,
                 Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
@@ -484,16 +445,15 @@ impl RedisStore {
         rx
     }
 
-    /// Subscribes to `{ns}:<name>` and calls `on_message` with each payload
+    /// Subscribes to `channel` and calls `on_message` with each payload
     /// until it answers false; after a lost connection calls `on_lost` (false
     /// ends it too) and subscribes again.
     fn listen(
         &self,
-        name: &str,
+        channel: String,
         mut on_message: impl FnMut(Vec<u8>) -> bool + Send + 'static,
         mut on_lost: impl FnMut() -> bool + Send + 'static,
     ) {
-        let channel = self.keys.key(name);
         let nodes = self.config.nodes.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
@@ -541,8 +501,8 @@ async fn subscribe(
 #[async_trait]
 impl Store for RedisStore {
     async fn room(&self, code: &str) -> Result<Option<String>, StoreError> {
-        let mut inv = self.scripts.room.key(self.keys.key("rooms"));
-        inv.arg(&self.keys.prefix)
+        let mut inv = self.scripts.room.key(self.keys.rooms());
+        inv.arg(self.keys.prefix())
             .arg(code)
             .arg(ms(self.clock.now()));
         self.call(|mut c| async move { inv.invoke_async(&mut c).await })
@@ -566,7 +526,7 @@ impl Store for RedisStore {
         let ix = serde_json::to_string(&index_entry(record)).map_err(unavailable)?;
         let keep_ms = (record.storage_deadline() - now).num_milliseconds().max(1);
         let mut inv = self.scripts.put.key(self.keys.svc(&record.id));
-        inv.arg(&self.keys.prefix)
+        inv.arg(self.keys.prefix())
             .arg(&record.id)
             .arg(expected_version.map(|v| v.to_string()).unwrap_or_default())
             .arg(encode_value(record))
@@ -609,7 +569,7 @@ impl Store for RedisStore {
     async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError> {
         let ids: Vec<String> = match key {
             IndexKey::Customer(number) => {
-                let (hash, field) = (self.keys.key("cust"), number.clone());
+                let (hash, field) = (self.keys.customers(), number.clone());
                 let ids: Option<String> = self
                     .call(|mut c| async move { c.hget(hash, field).await })
                     .await?;
@@ -617,7 +577,7 @@ impl Store for RedisStore {
                     None => Vec::new(),
                     // Many services: they moved to a set of their own.
                     Some("*") => {
-                        let set = self.keys.key(&format!("cust:{number}"));
+                        let set = self.keys.customer_set(number);
                         self.call(|mut c| async move { c.smembers(set).await })
                             .await?
                     }
@@ -625,12 +585,12 @@ impl Store for RedisStore {
                 }
             }
             IndexKey::State(s) => {
-                let set = self.keys.key(&format!("state:{}", state_name(*s)));
+                let set = self.keys.state(*s);
                 self.call(|mut c| async move { c.smembers(set).await })
                     .await?
             }
             IndexKey::Scenario(s) => {
-                let set = self.keys.key(&format!("scen:{s}"));
+                let set = self.keys.scenario(s);
                 self.call(|mut c| async move { c.smembers(set).await })
                     .await?
             }
@@ -639,7 +599,7 @@ impl Store for RedisStore {
     }
 
     async fn queue(&self, queue: &str) -> Result<Vec<QueueEntry>, StoreError> {
-        let key = self.keys.key(&format!("queue:{queue}"));
+        let key = self.keys.queue(queue);
         let members: Vec<String> = self
             .call(|mut c| async move { c.zrange(key, 0, -1).await })
             .await?;
@@ -650,7 +610,7 @@ impl Store for RedisStore {
     }
 
     async fn queues(&self) -> Result<Vec<String>, StoreError> {
-        let key = self.keys.key("queues");
+        let key = self.keys.queues();
         let mut names: Vec<String> = self
             .call(|mut c| async move { c.smembers(key).await })
             .await?;
@@ -659,8 +619,8 @@ impl Store for RedisStore {
     }
 
     async fn position(&self, queue: &str, id: &str) -> Result<Option<(usize, usize)>, StoreError> {
-        let mut inv = self.scripts.position.key(self.keys.key("idx"));
-        inv.arg(&self.keys.prefix).arg(queue).arg(id);
+        let mut inv = self.scripts.position.key(self.keys.idx());
+        inv.arg(self.keys.prefix()).arg(queue).arg(id);
         let answer: Option<(usize, usize)> = self
             .call(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
@@ -672,7 +632,7 @@ impl Store for RedisStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<DueTimer>, StoreError> {
-        let key = self.keys.key("timers");
+        let key = self.keys.timers();
         let members: Vec<String> = self
             .call(|mut c| async move {
                 c.zrangebyscore_limit(key, "-inf", ms(now), 0, limit as isize)
@@ -691,7 +651,7 @@ impl Store for RedisStore {
         lease: chrono::Duration,
         limit: usize,
     ) -> Result<Vec<DueTimer>, StoreError> {
-        let mut inv = self.scripts.claim.key(self.keys.key("timers"));
+        let mut inv = self.scripts.claim.key(self.keys.timers());
         inv.arg(ms(now)).arg(ms(now + lease)).arg(limit);
         let members: Vec<String> = self
             .call(|mut c| async move { inv.invoke_async(&mut c).await })
@@ -703,7 +663,7 @@ impl Store for RedisStore {
     }
 
     async fn next_timer(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let key = self.keys.key("timers");
+        let key = self.keys.timers();
         let first: Vec<(String, f64)> = self
             .call(|mut c| async move { c.zrange_withscores(key, 0, 0).await })
             .await?;
@@ -720,7 +680,7 @@ impl Store for RedisStore {
     async fn put_agent(&self, profile: AgentProfile) -> Result<AgentRecord, StoreError> {
         let json = serde_json::to_string(&profile).map_err(unavailable)?;
         let mut inv = self.scripts.put_agent.key(self.keys.agent(&profile.id));
-        inv.arg(&self.keys.prefix)
+        inv.arg(self.keys.prefix())
             .arg(&profile.id)
             .arg(json)
             .arg(profile.max_concurrent);
@@ -738,7 +698,7 @@ impl Store for RedisStore {
         ready: bool,
     ) -> Result<Option<AgentRecord>, StoreError> {
         let mut inv = self.scripts.set_agent_ready.key(self.keys.agent(id));
-        inv.arg(&self.keys.prefix)
+        inv.arg(self.keys.prefix())
             .arg(if ready { "1" } else { "0" });
         let found: i64 = self
             .call(|mut c| async move { inv.invoke_async(&mut c).await })
@@ -754,7 +714,7 @@ impl Store for RedisStore {
     }
 
     async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        let key = self.keys.key("agents");
+        let key = self.keys.agents();
         let mut ids: Vec<String> = self
             .call(|mut c| async move { c.smembers(key).await })
             .await?;
@@ -808,7 +768,7 @@ impl Store for RedisStore {
     ) -> Result<BTreeMap<DateTime<Utc>, u32>, StoreError> {
         // The hash holds only slots with a live booking (a freed seat's
         // field is deleted at zero), so reading it whole stays small.
-        let key = self.keys.key(&format!("seats:{scenario}"));
+        let key = self.keys.seats(scenario);
         let all: HashMap<String, u32> = self
             .call(|mut c| async move { c.hgetall(key).await })
             .await?;
@@ -825,8 +785,8 @@ impl Store for RedisStore {
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let mut inv = self.scripts.purge.key(self.keys.key("deadlines"));
-            inv.arg(&self.keys.prefix).arg(ms(now)).arg(PURGE_BATCH);
+            let mut inv = self.scripts.purge.key(self.keys.deadlines());
+            inv.arg(self.keys.prefix()).arg(ms(now)).arg(PURGE_BATCH);
             let n: usize = self
                 .call(|mut c| async move { inv.invoke_async(&mut c).await })
                 .await?;
