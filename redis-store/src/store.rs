@@ -89,6 +89,21 @@ impl RedisStore {
         }
     }
 
+    /// Runs one script (every write is one) with the operation timeout.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.call(|mut c| async move { script.invoke_async(&mut c).await })
+            .await
+    }
+
+    /// The members of the set `key`, in no order.
+    async fn set_members(&self, key: String) -> Result<Vec<String>, StoreError> {
+        self.call(|mut c| async move { c.smembers(key).await })
+            .await
+    }
+
     fn decode(&self, raw: &[u8]) -> Result<ServiceRecord, StoreError> {
         decode_value(raw).map_err(|e| StoreError::Unavailable(format!("stored record: {e}")))
     }
@@ -165,8 +180,7 @@ impl Store for RedisStore {
         inv.arg(self.keys.prefix())
             .arg(code)
             .arg(ms(self.clock.now()));
-        self.call(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await
+        self.run(inv).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError> {
@@ -193,9 +207,7 @@ impl Store for RedisStore {
             .arg(ix)
             .arg(keep_ms)
             .arg(ms(now));
-        let answer: String = self
-            .call(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let answer: String = self.run(inv).await?;
         let id = record.id.clone();
         match answer.as_str() {
             "OK" => Ok(()),
@@ -236,24 +248,12 @@ impl Store for RedisStore {
                 match ids.as_deref() {
                     None => Vec::new(),
                     // Many services: they moved to a set of their own.
-                    Some("*") => {
-                        let set = self.keys.customer_set(number);
-                        self.call(|mut c| async move { c.smembers(set).await })
-                            .await?
-                    }
+                    Some("*") => self.set_members(self.keys.customer_set(number)).await?,
                     Some(ids) => ids.split(',').map(str::to_owned).collect(),
                 }
             }
-            IndexKey::State(s) => {
-                let set = self.keys.state(*s);
-                self.call(|mut c| async move { c.smembers(set).await })
-                    .await?
-            }
-            IndexKey::Scenario(s) => {
-                let set = self.keys.scenario(s);
-                self.call(|mut c| async move { c.smembers(set).await })
-                    .await?
-            }
+            IndexKey::State(s) => self.set_members(self.keys.state(*s)).await?,
+            IndexKey::Scenario(s) => self.set_members(self.keys.scenario(s)).await?,
         };
         self.records(&ids).await
     }
@@ -270,10 +270,7 @@ impl Store for RedisStore {
     }
 
     async fn queues(&self) -> Result<Vec<String>, StoreError> {
-        let key = self.keys.queues();
-        let mut names: Vec<String> = self
-            .call(|mut c| async move { c.smembers(key).await })
-            .await?;
+        let mut names = self.set_members(self.keys.queues()).await?;
         names.sort();
         Ok(names)
     }
@@ -281,9 +278,7 @@ impl Store for RedisStore {
     async fn position(&self, queue: &str, id: &str) -> Result<Option<(usize, usize)>, StoreError> {
         let mut inv = self.scripts.position.key(self.keys.idx());
         inv.arg(self.keys.prefix()).arg(queue).arg(id);
-        let answer: Option<(usize, usize)> = self
-            .call(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let answer: Option<(usize, usize)> = self.run(inv).await?;
         Ok(answer)
     }
 
@@ -313,9 +308,7 @@ impl Store for RedisStore {
     ) -> Result<Vec<DueTimer>, StoreError> {
         let mut inv = self.scripts.claim.key(self.keys.timers());
         inv.arg(ms(now)).arg(ms(now + lease)).arg(limit);
-        let members: Vec<String> = self
-            .call(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let members: Vec<String> = self.run(inv).await?;
         Ok(members
             .iter()
             .filter_map(|m| parse_timer_member(m))
@@ -344,9 +337,7 @@ impl Store for RedisStore {
             .arg(&profile.id)
             .arg(json)
             .arg(profile.max_concurrent);
-        let _: String = self
-            .call(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let _: String = self.run(inv).await?;
         self.agent(&profile.id)
             .await?
             .ok_or_else(|| StoreError::Unavailable(format!("agent {} vanished", profile.id)))
@@ -360,9 +351,7 @@ impl Store for RedisStore {
         let mut inv = self.scripts.set_agent_ready.key(self.keys.agent(id));
         inv.arg(self.keys.prefix())
             .arg(if ready { "1" } else { "0" });
-        let found: i64 = self
-            .call(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let found: i64 = self.run(inv).await?;
         if found == 0 {
             return Ok(None);
         }
@@ -374,10 +363,7 @@ impl Store for RedisStore {
     }
 
     async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        let key = self.keys.agents();
-        let mut ids: Vec<String> = self
-            .call(|mut c| async move { c.smembers(key).await })
-            .await?;
+        let mut ids = self.set_members(self.keys.agents()).await?;
         ids.sort();
         self.agent_records(&ids).await
     }
@@ -447,9 +433,7 @@ impl Store for RedisStore {
         loop {
             let mut inv = self.scripts.purge.key(self.keys.deadlines());
             inv.arg(self.keys.prefix()).arg(ms(now)).arg(PURGE_BATCH);
-            let n: usize = self
-                .call(|mut c| async move { inv.invoke_async(&mut c).await })
-                .await?;
+            let n: usize = self.run(inv).await?;
             total += n;
             if n < PURGE_BATCH {
                 return Ok(total);
