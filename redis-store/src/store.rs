@@ -1,9 +1,11 @@
 //! [`RedisStore`]: the `engine::store::Store` on Redis.
 //!
-//! Reads are plain commands (pipelined where one call reads many keys);
-//! every write is one Lua script from `scripts.rs`, so a write and all it
-//! derives commit together. Every call goes through [`RedisStore::call`]
-//! and so is bounded by the operation timeout.
+//! Every write is one Lua script from `scripts.rs`, so a write and all it
+//! derives commit together. Reads are plain commands (pipelined where one
+//! call reads many keys), except `position` and `room`, scripts too because
+//! they read the index entry and then what it names, in one step. Every
+//! call goes through [`RedisStore::call`] and so is bounded by the
+//! operation timeout.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
