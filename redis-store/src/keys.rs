@@ -1,0 +1,191 @@
+//! Key names: every key and channel the Rust side reads or writes is built
+//! here, so the layout (ARCHITECTURE.md, "Redis key layout") can be checked
+//! against one file.
+//!
+//! Every name starts with the prefix `{<namespace>}:`. The braces are the
+//! Redis Cluster hash tag, so all of a deployment's keys share one slot and
+//! a script never crosses slots.
+//!
+//! The Lua scripts (`scripts.rs`) build the same names from the prefix they
+//! are handed (`P .. 'svc:' .. id`, …), because a script may only reach keys
+//! it can name. The two must agree; the test below pins the Rust side to the
+//! documented layout.
+
+use engine::record::ServiceState;
+use engine::stats::SampleKind;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(namespace: &str) -> Keys {
+        Keys {
+            prefix: format!("{{{namespace}}}:"),
+        }
+    }
+
+    /// `{ns}:`, handed to the scripts (their `P`) so they can name the
+    /// derived keys themselves.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    /// A service's record.
+    pub fn svc(&self, id: &str) -> String {
+        self.key(&format!("svc:{id}"))
+    }
+
+    /// Hash: id → what the service's last write derived.
+    pub fn idx(&self) -> String {
+        self.key("idx")
+    }
+
+    /// Hash: customer number → `id,id,…`, or `*` when they moved to
+    /// [`Keys::customer_set`].
+    pub fn customers(&self) -> String {
+        self.key("cust")
+    }
+
+    /// Set: the ids of a customer number with many services.
+    pub fn customer_set(&self, number: &str) -> String {
+        self.key(&format!("cust:{number}"))
+    }
+
+    /// Set: the ids in a state.
+    pub fn state(&self, state: ServiceState) -> String {
+        self.key(&format!("state:{}", state_name(state)))
+    }
+
+    /// Set: the ids of a scenario.
+    pub fn scenario(&self, scenario: &str) -> String {
+        self.key(&format!("scen:{scenario}"))
+    }
+
+    /// Set: the names of queues with waiting services.
+    pub fn queues(&self) -> String {
+        self.key("queues")
+    }
+
+    /// Zset (all scores 0): a queue's members in routing order.
+    pub fn queue(&self, queue: &str) -> String {
+        self.key(&format!("queue:{queue}"))
+    }
+
+    /// Zset: timer members scored by due time (or lease end while claimed).
+    pub fn timers(&self) -> String {
+        self.key("timers")
+    }
+
+    /// Zset: ids scored by storage deadline, for the purge.
+    pub fn deadlines(&self) -> String {
+        self.key("deadlines")
+    }
+
+    /// Set: agent ids.
+    pub fn agents(&self) -> String {
+        self.key("agents")
+    }
+
+    /// Hash: an agent's profile, limit, readiness and last assignment.
+    pub fn agent(&self, id: &str) -> String {
+        self.key(&format!("agent:{id}"))
+    }
+
+    /// Set: the services counted in an agent's load.
+    pub fn agent_services(&self, id: &str) -> String {
+        self.key(&format!("agent:{id}:svc"))
+    }
+
+    /// List: a queue's last samples of one kind, newest first.
+    pub fn stats(&self, queue: &str, kind: SampleKind) -> String {
+        let kind = match kind {
+            SampleKind::Wait => "wait",
+            SampleKind::Handle => "handle",
+        };
+        self.key(&format!("stats:{queue}:{kind}"))
+    }
+
+    /// Hash: a scenario's slot start ms → seats taken.
+    pub fn seats(&self, scenario: &str) -> String {
+        self.key(&format!("seats:{scenario}"))
+    }
+
+    /// Hash: room code → the service whose latest room has it.
+    pub fn rooms(&self) -> String {
+        self.key("rooms")
+    }
+
+    /// Hash: agent id → the service whose live room the agent is in.
+    pub fn room_agents(&self) -> String {
+        self.key("roomagents")
+    }
+
+    /// Pub/sub channel: "a timer was armed" (published by the `put` script).
+    pub fn wake(&self) -> String {
+        self.key("wake")
+    }
+
+    /// Pub/sub channel `name` of the namespace, for other crates' messages
+    /// (the push relay's `push`); the name is theirs, the prefix ours.
+    pub fn channel(&self, name: &str) -> String {
+        self.key(name)
+    }
+}
+
+/// A state's name in `state:<state>` keys. The index entry carries it too,
+/// so the scripts name the same set.
+pub(crate) fn state_name(s: ServiceState) -> &'static str {
+    match s {
+        ServiceState::Scheduled => "scheduled",
+        ServiceState::WaitForAgent => "wait_for_agent",
+        ServiceState::WaitForUserConfirm => "wait_for_user_confirm",
+        ServiceState::Connected => "connected",
+        ServiceState::Completed => "completed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names as ARCHITECTURE.md's key table and the scripts spell them.
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        let k = Keys::new("ns");
+        assert_eq!(k.prefix(), "{ns}:");
+        let names = [
+            (k.svc("a"), "{ns}:svc:a"),
+            (k.idx(), "{ns}:idx"),
+            (k.customers(), "{ns}:cust"),
+            (k.customer_set("0"), "{ns}:cust:0"),
+            (
+                k.state(ServiceState::WaitForAgent),
+                "{ns}:state:wait_for_agent",
+            ),
+            (k.scenario("s"), "{ns}:scen:s"),
+            (k.queues(), "{ns}:queues"),
+            (k.queue("q"), "{ns}:queue:q"),
+            (k.timers(), "{ns}:timers"),
+            (k.deadlines(), "{ns}:deadlines"),
+            (k.agents(), "{ns}:agents"),
+            (k.agent("g"), "{ns}:agent:g"),
+            (k.agent_services("g"), "{ns}:agent:g:svc"),
+            (k.stats("q", SampleKind::Wait), "{ns}:stats:q:wait"),
+            (k.stats("q", SampleKind::Handle), "{ns}:stats:q:handle"),
+            (k.seats("s"), "{ns}:seats:s"),
+            (k.rooms(), "{ns}:rooms"),
+            (k.room_agents(), "{ns}:roomagents"),
+            (k.wake(), "{ns}:wake"),
+            (k.channel("push"), "{ns}:push"),
+        ];
+        for (built, documented) in names {
+            assert_eq!(built, documented);
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! [`RedisStore`]: the `engine::store::Store` on Redis.
+//!
+//! Every write is one Lua script from `scripts.rs`, so a write and all it
+//! derives commit together. Reads are plain commands (pipelined where one
+//! call reads many keys), except `position` and `room`, scripts too because
+//! they read the index entry and then what it names, in one step. Every
+//! call goes through [`RedisStore::call`] and so is bounded by the
+//! operation timeout.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use engine::clock::Clock;
+use engine::record::ServiceRecord;
+use engine::stats::{QueueStats, SampleKind, WINDOW};
+use engine::store::{AgentProfile, AgentRecord, DueTimer, IndexKey, QueueEntry, Store, StoreError};
+use redis::AsyncCommands;
+
+use crate::config::{ConfigError, RedisConfig};
+use crate::conn::Conn;
+use crate::keys::Keys;
+use crate::scripts::Scripts;
+use crate::values::{
+    decode_value, encode_value, from_ms, index_entry, ms, parse_queue_member, parse_timer_member,
+};
+
+/// How many expired records one purge call forgets at most.
+const PURGE_BATCH: usize = 500;
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+/// The `engine::store::Store` on one Redis server or a Redis Cluster.
+pub struct RedisStore {
+    conn: Conn,
+    // `keys`, `config` and `call` are the crate's, not only this module's,
+    // because `pubsub.rs` adds the pub/sub methods to this type.
+    pub(crate) keys: Keys,
+    scripts: Scripts,
+    clock: Arc<dyn Clock>,
+    pub(crate) config: RedisConfig,
+}
+
+impl RedisStore {
+    /// Connects (and checks the connection with a PING). Afterwards a lost
+    /// connection is re-established by itself; calls made meanwhile fail
+    /// with `Unavailable` within the operation timeout.
+    pub async fn connect(
+        config: RedisConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<RedisStore, ConfigError> {
+        let url = config.nodes.join(",");
+        let unreachable = |why: String| ConfigError::Unreachable {
+            url: url.clone(),
+            why,
+        };
+        let conn = tokio::time::timeout(config.op_timeout * 3, Conn::open(&config))
+            .await
+            .map_err(|_| unreachable("no answer".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let store = RedisStore {
+            conn,
+            keys: Keys::new(&config.namespace),
+            scripts: Scripts::new(),
+            clock,
+            config,
+        };
+        store.ping().await.map_err(|e| unreachable(e.to_string()))?;
+        Ok(store)
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.config.namespace
+    }
+
+    /// Runs one Redis call with the operation timeout.
+    pub(crate) async fn call<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.config.op_timeout, f(self.conn.clone())).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(unavailable(format!(
+                "no answer within {} ms",
+                self.config.op_timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Runs one script (every write is one) with the operation timeout.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.call(|mut c| async move { script.invoke_async(&mut c).await })
+            .await
+    }
+
+    /// The members of the set `key`, in no order.
+    async fn set_members(&self, key: String) -> Result<Vec<String>, StoreError> {
+        self.call(|mut c| async move { c.smembers(key).await })
+            .await
+    }
+
+    fn decode(&self, raw: &[u8]) -> Result<ServiceRecord, StoreError> {
+        decode_value(raw).map_err(|e| StoreError::Unavailable(format!("stored record: {e}")))
+    }
+
+    async fn records(&self, ids: &[String]) -> Result<Vec<ServiceRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.get(self.keys.svc(id));
+        }
+        let raws: Vec<Option<Vec<u8>>> = self
+            .call(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        let now = self.clock.now();
+        let mut out = Vec::with_capacity(raws.len());
+        for raw in raws.into_iter().flatten() {
+            let rec = self.decode(&raw)?;
+            if rec.storage_deadline() > now {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn agent_records(&self, ids: &[String]) -> Result<Vec<AgentRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hmget(self.keys.agent(id), &["p", "ready", "last"])
+                .smembers(self.keys.agent_services(id));
+        }
+        // The live rooms they are in, in the same round trip.
+        pipe.cmd("HMGET").arg(self.keys.room_agents()).arg(ids);
+        type Raw = (Option<String>, Option<String>, Option<String>);
+        let mut raw: Vec<redis::Value> = self
+            .call(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        let rooms: Vec<Option<String>> =
+            redis::from_redis_value(raw.pop().unwrap_or(redis::Value::Nil)).map_err(unavailable)?;
+        if rooms.len() != ids.len() {
+            return Err(unavailable("HMGET roomagents: wrong number of answers"));
+        }
+        let mut out = Vec::new();
+        for (pair, room) in raw.chunks(2).zip(rooms) {
+            let (fields, services): (Raw, BTreeSet<String>) = (
+                redis::from_redis_value(pair[0].clone()).map_err(unavailable)?,
+                redis::from_redis_value(pair[1].clone()).map_err(unavailable)?,
+            );
+            let (Some(profile), ready, last) = fields else {
+                continue;
+            };
+            let profile: AgentProfile = serde_json::from_str(&profile)
+                .map_err(|e| StoreError::Unavailable(format!("stored agent: {e}")))?;
+            out.push(AgentRecord {
+                profile,
+                ready: ready.as_deref() == Some("1"),
+                services,
+                last_assigned_at: last.and_then(|l| l.parse().ok()).map(from_ms),
+                room,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn room(&self, code: &str) -> Result<Option<String>, StoreError> {
+        let mut inv = self.scripts.room.key(self.keys.rooms());
+        inv.arg(self.keys.prefix())
+            .arg(code)
+            .arg(ms(self.clock.now()));
+        self.run(inv).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError> {
+        let key = self.keys.svc(id);
+        let raw: Option<Vec<u8>> = self.call(|mut c| async move { c.get(key).await }).await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let rec = self.decode(&raw)?;
+        Ok((rec.storage_deadline() > self.clock.now()).then_some(rec))
+    }
+
+    async fn put(
+        &self,
+        record: &ServiceRecord,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let ix = serde_json::to_string(&index_entry(record)).map_err(unavailable)?;
+        let keep_ms = (record.storage_deadline() - now).num_milliseconds().max(1);
+        let mut inv = self.scripts.put.key(self.keys.svc(&record.id));
+        inv.arg(self.keys.prefix())
+            .arg(&record.id)
+            .arg(expected_version.map(|v| v.to_string()).unwrap_or_default())
+            .arg(encode_value(record))
+            .arg(ix)
+            .arg(keep_ms)
+            .arg(ms(now));
+        let answer: String = self.run(inv).await?;
+        let id = record.id.clone();
+        match answer.as_str() {
+            "OK" => Ok(()),
+            "EXISTS" => Err(StoreError::Exists(id)),
+            "MISSING" => Err(StoreError::Missing(id)),
+            "CONFLICT" => Err(StoreError::Conflict(id)),
+            "FULL" => Err(StoreError::SlotFull {
+                slot: record.seat().map(|(_, slot, _)| slot).unwrap_or(now),
+            }),
+            "ROOM" => Err(StoreError::RoomTaken {
+                code: record.room_code().unwrap_or_default().to_owned(),
+            }),
+            other => {
+                if let Some(why) = other.strip_prefix("AGENT:") {
+                    Err(StoreError::AgentUnavailable {
+                        agent: record.agent.clone().unwrap_or_default(),
+                        why: why.to_owned(),
+                    })
+                } else if let Some(service) = other.strip_prefix("INROOM:") {
+                    Err(StoreError::AgentInRoom {
+                        agent: record.room_agent().unwrap_or_default().to_owned(),
+                        service: service.to_owned(),
+                    })
+                } else {
+                    Err(unavailable(format!("unexpected answer `{other}`")))
+                }
+            }
+        }
+    }
+
+    async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError> {
+        let ids: Vec<String> = match key {
+            IndexKey::Customer(number) => {
+                let (hash, field) = (self.keys.customers(), number.clone());
+                let ids: Option<String> = self
+                    .call(|mut c| async move { c.hget(hash, field).await })
+                    .await?;
+                match ids.as_deref() {
+                    None => Vec::new(),
+                    // Many services: they moved to a set of their own.
+                    Some("*") => self.set_members(self.keys.customer_set(number)).await?,
+                    Some(ids) => ids.split(',').map(str::to_owned).collect(),
+                }
+            }
+            IndexKey::State(s) => self.set_members(self.keys.state(*s)).await?,
+            IndexKey::Scenario(s) => self.set_members(self.keys.scenario(s)).await?,
+        };
+        self.records(&ids).await
+    }
+
+    async fn queue(&self, queue: &str) -> Result<Vec<QueueEntry>, StoreError> {
+        let key = self.keys.queue(queue);
+        let members: Vec<String> = self
+            .call(|mut c| async move { c.zrange(key, 0, -1).await })
+            .await?;
+        Ok(members
+            .iter()
+            .filter_map(|m| parse_queue_member(m))
+            .collect())
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, StoreError> {
+        let mut names = self.set_members(self.keys.queues()).await?;
+        names.sort();
+        Ok(names)
+    }
+
+    async fn position(&self, queue: &str, id: &str) -> Result<Option<(usize, usize)>, StoreError> {
+        let mut inv = self.scripts.position.key(self.keys.idx());
+        inv.arg(self.keys.prefix()).arg(queue).arg(id);
+        let answer: Option<(usize, usize)> = self.run(inv).await?;
+        Ok(answer)
+    }
+
+    async fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        let key = self.keys.timers();
+        let members: Vec<String> = self
+            .call(|mut c| async move {
+                c.zrangebyscore_limit(key, "-inf", ms(now), 0, limit as isize)
+                    .await
+            })
+            .await?;
+        Ok(members
+            .iter()
+            .filter_map(|m| parse_timer_member(m))
+            .collect())
+    }
+
+    async fn claim_due_timers(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        let mut inv = self.scripts.claim.key(self.keys.timers());
+        inv.arg(ms(now)).arg(ms(now + lease)).arg(limit);
+        let members: Vec<String> = self.run(inv).await?;
+        Ok(members
+            .iter()
+            .filter_map(|m| parse_timer_member(m))
+            .collect())
+    }
+
+    async fn next_timer(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let key = self.keys.timers();
+        let first: Vec<(String, f64)> = self
+            .call(|mut c| async move { c.zrange_withscores(key, 0, 0).await })
+            .await?;
+        Ok(first.first().map(|(_, score)| from_ms(*score as i64)))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self
+            .call(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
+            .await?;
+        Ok(())
+    }
+
+    async fn put_agent(&self, profile: AgentProfile) -> Result<AgentRecord, StoreError> {
+        let json = serde_json::to_string(&profile).map_err(unavailable)?;
+        let mut inv = self.scripts.put_agent.key(self.keys.agent(&profile.id));
+        inv.arg(self.keys.prefix())
+            .arg(&profile.id)
+            .arg(json)
+            .arg(profile.max_concurrent);
+        let _: String = self.run(inv).await?;
+        self.agent(&profile.id)
+            .await?
+            .ok_or_else(|| StoreError::Unavailable(format!("agent {} vanished", profile.id)))
+    }
+
+    async fn set_agent_ready(
+        &self,
+        id: &str,
+        ready: bool,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        let mut inv = self.scripts.set_agent_ready.key(self.keys.agent(id));
+        inv.arg(self.keys.prefix())
+            .arg(if ready { "1" } else { "0" });
+        let found: i64 = self.run(inv).await?;
+        if found == 0 {
+            return Ok(None);
+        }
+        self.agent(id).await
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        Ok(self.agent_records(&[id.to_owned()]).await?.pop())
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let mut ids = self.set_members(self.keys.agents()).await?;
+        ids.sort();
+        self.agent_records(&ids).await
+    }
+
+    async fn add_sample(
+        &self,
+        queue: &str,
+        kind: SampleKind,
+        seconds: f64,
+    ) -> Result<(), StoreError> {
+        if !QueueStats::accepts(seconds) {
+            return Ok(());
+        }
+        let key = self.keys.stats(queue, kind);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .lpush(&key, seconds)
+            .ignore()
+            .ltrim(&key, 0, WINDOW as isize - 1)
+            .ignore();
+        self.call(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
+    }
+
+    async fn queue_stats(&self, queue: &str) -> Result<QueueStats, StoreError> {
+        let (wk, hk) = (
+            self.keys.stats(queue, SampleKind::Wait),
+            self.keys.stats(queue, SampleKind::Handle),
+        );
+        let mut pipe = redis::pipe();
+        pipe.lrange(wk, 0, -1).lrange(hk, 0, -1);
+        let (waits, handles): (Vec<f64>, Vec<f64>) = self
+            .call(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        // Newest first in Redis (LPUSH); oldest first in QueueStats.
+        let oldest_first = |v: Vec<f64>| v.into_iter().rev().collect::<VecDeque<f64>>();
+        Ok(QueueStats {
+            waits: oldest_first(waits),
+            handles: oldest_first(handles),
+        })
+    }
+
+    async fn seats_taken(
+        &self,
+        scenario: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<BTreeMap<DateTime<Utc>, u32>, StoreError> {
+        // The hash holds only slots with a live booking (a freed seat's
+        // field is deleted at zero), so reading it whole stays small.
+        let key = self.keys.seats(scenario);
+        let all: HashMap<String, u32> = self
+            .call(|mut c| async move { c.hgetall(key).await })
+            .await?;
+        let (from, to) = (ms(from), ms(to));
+        Ok(all
+            .into_iter()
+            .filter_map(|(slot, n)| {
+                let slot: i64 = slot.parse().ok()?;
+                (slot >= from && slot < to && n > 0).then(|| (from_ms(slot), n))
+            })
+            .collect())
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let mut inv = self.scripts.purge.key(self.keys.deadlines());
+            inv.arg(self.keys.prefix()).arg(ms(now)).arg(PURGE_BATCH);
+            let n: usize = self.run(inv).await?;
+            total += n;
+            if n < PURGE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! What the keys hold: the stored record, the index entry a write derives
+//! from it, and the queue and timer members.
+//!
+//! These are formats on disk: a node must read what an older node wrote
+//! (members without a device, plain-JSON values), and the scripts build the
+//! same members from the index entry (`queue_member`, `timer_member` in
+//! `scripts.rs`). So the Rust side of each format lives here, next to the
+//! tests that keep it compatible.
+
+use chrono::{DateTime, TimeZone, Utc};
+use engine::record::{ServiceRecord, TimerKind};
+use engine::store::{DueTimer, QueueEntry};
+use serde::Serialize;
+
+use crate::keys::state_name;
+
+/// What a write derives from a record: its index entry (see `scripts`).
+/// Kept short: it is stored for every service.
+#[derive(Debug, Serialize)]
+pub(crate) struct IndexEntry<'a> {
+    /// Customer number, state, scenario: the three indexes.
+    c: &'a str,
+    s: &'static str,
+    n: &'a str,
+    /// While queued: the queue, the member's order prefix, the skills, the
+    /// device, the preferred agent and 1 for a video leg (the member is
+    /// `<prefix><id>\x1f<skills>\x1f<device>`, then
+    /// `\x1f<preferred agent>\x1f1` or `\x1f<preferred agent>\x1f` when
+    /// either of those two is set; see [`queue_member`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    q: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    k: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    v: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pa: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vd: Option<u8>,
+    /// Timers: [kind code, due ms]; the member is `<id>|<code>|<due ms>`, so
+    /// a claim (which changes the score) never loses the due time.
+    t: Vec<(usize, String)>,
+    /// The agent whose load this service counts in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    a: Option<&'a str>,
+    /// Storage deadline, ms.
+    d: String,
+    /// The seat held in the scenario's slot starting at this ms, and the
+    /// slot's seats when booked (the limit the write is checked against).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    b: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bc: Option<u32>,
+    /// The room code held in `rooms` (the latest room's, while stored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r: Option<&'a str>,
+    /// The agent held in `roomagents` (the leg's agent while its room is
+    /// live and the service not completed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ra: Option<&'a str>,
+}
+
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Codes are stored in timer members: append new kinds, never reorder.
+/// A kind's code is its index here.
+const TIMER_KINDS: [TimerKind; 7] = [
+    TimerKind::DesiredTime,
+    TimerKind::UserConfirm,
+    TimerKind::FindAgent,
+    TimerKind::Ttl,
+    TimerKind::Reminder,
+    TimerKind::RoomTtl,
+    TimerKind::PreferredAgent,
+];
+
+/// The kind's code: its index in [`TIMER_KINDS`]. An exhaustive match, so a
+/// new kind cannot be stored under another's code by mistake.
+fn timer_code(kind: TimerKind) -> usize {
+    match kind {
+        TimerKind::DesiredTime => 0,
+        TimerKind::UserConfirm => 1,
+        TimerKind::FindAgent => 2,
+        TimerKind::Ttl => 3,
+        TimerKind::Reminder => 4,
+        TimerKind::RoomTtl => 5,
+        TimerKind::PreferredAgent => 6,
+    }
+}
+
+/// `<id>|<kind code>|<due ms>` (built the same way by the scripts).
+#[cfg(test)]
+fn timer_member(id: &str, kind: TimerKind, due: DateTime<Utc>) -> String {
+    format!("{id}|{}|{}", timer_code(kind), ms(due))
+}
+
+pub(crate) fn parse_timer_member(member: &str) -> Option<DueTimer> {
+    let mut parts = member.rsplitn(3, '|');
+    let due: i64 = parts.next()?.parse().ok()?;
+    let code: usize = parts.next()?.parse().ok()?;
+    let id = parts.next()?;
+    Some(DueTimer {
+        id: id.to_owned(),
+        kind: *TIMER_KINDS.get(code)?,
+        due: from_ms(due),
+    })
+}
+
+/// A queue member sorts as the queue must be served: priority (highest
+/// first), then the place in the queue (`since`), then the id. All members
+/// have score 0, so ZRANGE gives this lexicographic order. (The scripts
+/// build it from the index entry's prefix, id, skills, device, preferred
+/// agent and video flag.)
+///
+/// `<prefix><id>\x1f<skills>\x1f<device>`, and only when the entry has a
+/// preferred agent or a video leg, `\x1f<preferred agent>\x1f<1 or empty>`:
+/// members without either are exactly what was written before these
+/// existed, so an old member is found and removed by the same recipe.
+#[cfg(test)]
+fn queue_member(entry: &QueueEntry) -> String {
+    let mut member = format!(
+        "{}{}\u{1f}{}\u{1f}{}",
+        queue_prefix(entry),
+        entry.id,
+        entry.skills.as_deref().unwrap_or(""),
+        entry.device.as_deref().unwrap_or("")
+    );
+    if entry.preferred_agent.is_some() || entry.video {
+        member.push('\u{1f}');
+        member.push_str(entry.preferred_agent.as_deref().unwrap_or(""));
+        member.push('\u{1f}');
+        if entry.video {
+            member.push('1');
+        }
+    }
+    member
+}
+
+/// The fixed-width order part of a queue member: 10 + 15 digits.
+fn queue_prefix(entry: &QueueEntry) -> String {
+    let priority = (i32::MAX as i64 - entry.priority as i64) as u64; // 0 ..= 2^32-1
+    let since = ms(entry.since).max(0) as u64;
+    format!("{priority:010}{since:015}")
+}
+
+pub(crate) fn parse_queue_member(member: &str) -> Option<QueueEntry> {
+    let priority: i64 = member.get(0..10)?.parse().ok()?;
+    let since: i64 = member.get(10..25)?.parse().ok()?;
+    let (id, rest) = member.get(25..)?.split_once('\u{1f}')?;
+    // Fields a member written before they existed does not have are empty:
+    // no device, no preferred agent, no video.
+    let mut fields = rest.split('\u{1f}');
+    let mut field = || fields.next().filter(|f| !f.is_empty()).map(str::to_owned);
+    let (skills, device, preferred_agent) = (field(), field(), field());
+    let video = field().as_deref() == Some("1");
+    Some(QueueEntry {
+        id: id.to_owned(),
+        priority: (i32::MAX as i64 - priority) as i32,
+        since: from_ms(since),
+        skills,
+        device,
+        preferred_agent,
+        video,
+    })
+}
+
+pub(crate) fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
+    let queued = rec.is_queued();
+    IndexEntry {
+        c: &rec.customer_number,
+        s: state_name(rec.state),
+        n: &rec.scenario,
+        q: queued.then_some(rec.ticket.queue.as_str()),
+        p: queued.then(|| queue_prefix(&QueueEntry::of(rec))),
+        k: rec
+            .ticket
+            .skills
+            .as_deref()
+            .filter(|s| queued && !s.is_empty()),
+        v: rec
+            .device_notification_id
+            .as_deref()
+            .filter(|d| queued && !d.is_empty()),
+        pa: rec
+            .ticket
+            .preferred_agent
+            .as_deref()
+            .filter(|a| queued && !a.is_empty()),
+        vd: (queued && rec.video.is_some()).then_some(1),
+        t: rec
+            .timers
+            .iter()
+            .map(|(kind, due)| (timer_code(*kind), ms(*due).to_string()))
+            .collect(),
+        a: rec.agent.as_deref(),
+        d: ms(rec.storage_deadline()).to_string(),
+        b: rec.seat().map(|(_, slot, _)| ms(slot).to_string()),
+        bc: rec.seat().map(|(_, _, seats)| seats),
+        r: rec.room_code(),
+        ra: rec.room_agent(),
+    }
+}
+
+/// The stored value: `<version>:` then `z` and the record's JSON, deflated
+/// (about half the size: a waiting service must stay under 2 KB in Redis).
+pub(crate) fn encode_value(record: &ServiceRecord) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = format!("{}:z", record.version).into_bytes();
+    let mut z = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+    // Writing into a Vec cannot fail.
+    let _ = z.write_all(&record.encode());
+    out = z.finish().unwrap_or_default();
+    out
+}
+
+pub(crate) fn decode_value(raw: &[u8]) -> Result<ServiceRecord, String> {
+    use std::io::Read;
+    let colon = raw
+        .iter()
+        .position(|b| *b == b':')
+        .ok_or("no version prefix")?;
+    match &raw[colon + 1..] {
+        [b'z', deflated @ ..] => {
+            let mut json = Vec::with_capacity(deflated.len() * 3);
+            flate2::read::DeflateDecoder::new(deflated)
+                .read_to_end(&mut json)
+                .map_err(|e| format!("inflate: {e}"))?;
+            ServiceRecord::decode(&json)
+        }
+        json => ServiceRecord::decode(json),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn queue_members_sort_like_the_queue() {
+        let at = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap();
+        let entry = |id: &str, priority, since, skills: Option<&str>| QueueEntry {
+            id: id.into(),
+            priority,
+            since: at(since),
+            skills: skills.map(Into::into),
+            device: (priority > 0).then(|| "dev-1".into()),
+            preferred_agent: None,
+            video: false,
+        };
+        let preferring = |e: QueueEntry, agent: &str| QueueEntry {
+            preferred_agent: Some(agent.into()),
+            ..e
+        };
+        let video = |e: QueueEntry| QueueEntry { video: true, ..e };
+        let entries = [
+            video(preferring(entry("vip", 5, 30, None), "ag-1")),
+            entry("old", 0, 0, Some("lang:en >= 3")),
+            video(entry("a", 0, 10, None)),
+            preferring(entry("ab", 0, 10, Some("x")), "ag-2"),
+            entry("new", 0, 10, None),
+            entry("low", -3, 0, None),
+            video(entry("min", i32::MIN, 0, None)),
+        ];
+        let mut members: Vec<String> = entries.iter().map(queue_member).collect();
+        members.reverse();
+        members.sort();
+        let back: Vec<QueueEntry> = members
+            .iter()
+            .map(|m| parse_queue_member(m).unwrap())
+            .collect();
+        assert_eq!(back, entries);
+        let max = entry("max", i32::MAX, 0, None);
+        assert_eq!(parse_queue_member(&queue_member(&max)), Some(max));
+    }
+
+    #[test]
+    fn queue_members_stay_compatible() {
+        let at = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let plain = QueueEntry {
+            id: "a".into(),
+            priority: 2,
+            since: at,
+            skills: Some("English".into()),
+            device: Some("dev".into()),
+            preferred_agent: None,
+            video: false,
+        };
+        let prefix = queue_prefix(&plain);
+        // Without a preference or video, a member is what it always was.
+        assert_eq!(
+            queue_member(&plain),
+            format!("{prefix}a\u{1f}English\u{1f}dev")
+        );
+        // Members written before devices, and before preferences and video.
+        let no_device = QueueEntry {
+            device: None,
+            ..plain.clone()
+        };
+        assert_eq!(
+            parse_queue_member(&format!("{prefix}a\u{1f}English")),
+            Some(no_device)
+        );
+        assert_eq!(
+            parse_queue_member(&format!("{prefix}a\u{1f}English\u{1f}dev")),
+            Some(plain.clone())
+        );
+        // Preference and video: two more fields.
+        let both = QueueEntry {
+            preferred_agent: Some("ag".into()),
+            video: true,
+            ..plain.clone()
+        };
+        assert_eq!(
+            queue_member(&both),
+            format!("{prefix}a\u{1f}English\u{1f}dev\u{1f}ag\u{1f}1")
+        );
+        let video_only = QueueEntry {
+            video: true,
+            ..plain.clone()
+        };
+        assert_eq!(
+            queue_member(&video_only),
+            format!("{prefix}a\u{1f}English\u{1f}dev\u{1f}\u{1f}1")
+        );
+        for e in [both, video_only] {
+            assert_eq!(parse_queue_member(&queue_member(&e)), Some(e));
+        }
+        assert_eq!(parse_queue_member(&format!("{prefix}a")), None);
+        assert_eq!(parse_queue_member("garbage"), None);
+    }
+
+    #[test]
+    fn every_timer_kind_has_its_own_code() {
+        for (code, kind) in TIMER_KINDS.iter().enumerate() {
+            assert_eq!(timer_code(*kind), code, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn stored_values_round_trip() {
+        let scenario = engine::scenario::Scenario::from_toml(
+            std::path::Path::new("t.toml"),
+            "name = \"t\"\n_media_type = \"chat\"\n_wait_for_agent = true\n_wait_for_user_confirm = false\n_ttl = 60\n_target = { queue = \"q\" }\n",
+        )
+        .unwrap();
+        let new = engine::machine::NewService {
+            id: "a".into(),
+            customer_number: "1".into(),
+            desired_time: None,
+            device_notification_id: None,
+            device_os: None,
+            user_data: Default::default(),
+            booking: None,
+            preferred_agent: None,
+            video: None,
+        };
+        let rec = engine::machine::create(new, &Arc::new(scenario), Utc::now()).record;
+        let value = encode_value(&rec);
+        assert!(value.starts_with(b"1:z"));
+        assert_eq!(decode_value(&value), Ok(rec.clone()));
+        // A plain-JSON value (written by hand, say) reads too.
+        let mut plain = b"1:".to_vec();
+        plain.extend(rec.encode());
+        assert_eq!(decode_value(&plain), Ok(rec));
+        assert!(decode_value(b"garbage").is_err());
+    }
+
+    #[test]
+    fn timer_members_round_trip() {
+        let due = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
+        for kind in TIMER_KINDS {
+            let m = timer_member("a|b", kind, due);
+            assert_eq!(
+                parse_timer_member(&m),
+                Some(DueTimer {
+                    id: "a|b".into(),
+                    kind,
+                    due
+                })
+            );
+        }
+        assert_eq!(parse_timer_member("garbage"), None);
+    }
+}
