@@ -1,0 +1,142 @@
+//! Checking a presented credential, fast on the hot path.
+//!
+//! A file credential's secret is checked against its argon2 hash, which
+//! costs tens of milliseconds by design. Doing that on every request would
+//! cut throughput by orders of magnitude, so the verdict is remembered for
+//! `VERDICT_TTL`, keyed by a SHA-256 of what was presented (never the
+//! secret itself), in a cache of at most `VERDICT_CAPACITY` entries.
+//! Refusals are remembered too, so a client repeating a wrong secret costs
+//! one hash, not one per request. A minted key is checked against the
+//! entry the caller read from the store for each request (a fast hash: see
+//! `keys`), so a revoked key is refused at once on every node.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use argon2::Argon2;
+
+use crate::file::Credentials;
+use crate::keys::{sha256_hex, MintedKeyText, StoredKey};
+use crate::presented::Presented;
+use crate::role::{Principal, Role};
+use crate::AuthError;
+
+pub const VERDICT_TTL: Duration = Duration::from_secs(300);
+pub const VERDICT_CAPACITY: usize = 10_000;
+
+/// What checking a credential needs next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    /// The credential is good: the request acts as this principal.
+    Principal(Principal),
+    /// A minted key: read its entry from the store (by `id`) and call
+    /// [`Verifier::check_minted`].
+    NeedsStoredKey(MintedKeyText),
+}
+
+impl std::fmt::Debug for MintedKeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MintedKeyText({:?})", self.id)
+    }
+}
+
+/// A check's outcome and when it was made.
+type Verdict = (Result<Principal, AuthError>, Instant);
+
+pub struct Verifier {
+    credentials: Credentials,
+    verdicts: Mutex<HashMap<String, Verdict>>,
+}
+
+impl Verifier {
+    pub fn new(credentials: Credentials) -> Verifier {
+        Verifier {
+            credentials,
+            verdicts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// No credentials configured: the server runs open (loopback only).
+    pub fn is_open(&self) -> bool {
+        self.credentials.is_empty()
+    }
+
+    pub fn check(&self, presented: &Presented) -> Result<Checked, AuthError> {
+        match presented {
+            Presented::Minted(key) => Ok(Checked::NeedsStoredKey(key.clone())),
+            Presented::Jwt(token) => {
+                let jwt = self.credentials.jwt.as_ref().ok_or(AuthError::NoJwt)?;
+                jwt.verify(token).map(Checked::Principal)
+            }
+            Presented::File { name, secret } => {
+                self.check_file(name, secret).map(Checked::Principal)
+            }
+        }
+    }
+
+    /// A minted key against its stored entry (`None`: there is none, e.g.
+    /// it was revoked).
+    pub fn check_minted(
+        &self,
+        key: &MintedKeyText,
+        stored: Option<&StoredKey>,
+    ) -> Result<Principal, AuthError> {
+        match stored {
+            Some(s) if s.matches(key) => Ok(Principal {
+                name: format!("{}/{}", s.agent, s.name),
+                role: Role::Agent,
+                agent: Some(s.agent.clone()),
+            }),
+            _ => Err(AuthError::Refused),
+        }
+    }
+
+    fn check_file(&self, name: &str, secret: &str) -> Result<Principal, AuthError> {
+        let Some(cred) = self.credentials.by_name.get(name) else {
+            // An unknown name costs what a wrong secret costs, so timing
+            // does not tell which names exist.
+            let _ = Argon2::default().verify_password(secret.as_bytes(), &dummy_hash());
+            return Err(AuthError::Refused);
+        };
+        let fingerprint = sha256_hex(&format!("{name}\u{0}{secret}\u{0}{}", cred.secret_hash));
+        let now = Instant::now();
+        if let Some((verdict, at)) = self.verdicts.lock().expect("verdicts").get(&fingerprint) {
+            if now.duration_since(*at) < VERDICT_TTL {
+                return verdict.clone();
+            }
+        }
+        let verdict = PasswordHash::new(&cred.secret_hash)
+            .ok()
+            .filter(|hash| {
+                Argon2::default()
+                    .verify_password(secret.as_bytes(), hash)
+                    .is_ok()
+            })
+            .map(|_| Principal {
+                name: cred.name.clone(),
+                role: cred.role,
+                agent: cred.agent.clone(),
+            })
+            .ok_or(AuthError::Refused);
+        let mut verdicts = self.verdicts.lock().expect("verdicts");
+        if verdicts.len() >= VERDICT_CAPACITY {
+            // Dropping expired verdicts first keeps the bound without an
+            // LRU; if all are fresh, start over (a few hashes recomputed).
+            verdicts.retain(|_, (_, at)| now.duration_since(*at) < VERDICT_TTL);
+            if verdicts.len() >= VERDICT_CAPACITY {
+                verdicts.clear();
+            }
+        }
+        verdicts.insert(fingerprint, (verdict.clone(), now));
+        verdict
+    }
+}
+
+fn dummy_hash() -> PasswordHash<'static> {
+    use std::sync::OnceLock;
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    let text = DUMMY.get_or_init(|| crate::hash_secret("callbackd: no such credential"));
+    PasswordHash::new(text).expect("our own hash parses")
+}
