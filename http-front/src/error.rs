@@ -106,7 +106,8 @@ impl From<ShellError> for AppError {
                 s @ (StoreError::Conflict(_)
                 | StoreError::AgentUnavailable { .. }
                 | StoreError::AgentInRoom { .. }
-                | StoreError::RoomTaken { .. }),
+                | StoreError::RoomTaken { .. }
+                | StoreError::KeyExists { .. }),
             ) => AppError::Conflict(s.to_string()),
             ShellError::Store(s @ StoreError::Exists(_)) => AppError::Conflict(s.to_string()),
             ShellError::Store(s @ StoreError::SlotFull { .. }) => AppError::SlotUnavailable {

@@ -126,6 +126,26 @@ impl Keys {
         self.key("roomagents")
     }
 
+    /// String: a minted agent key's entry (JSON), by key id.
+    pub fn agent_key(&self, id: &str) -> String {
+        self.key(&format!("key:{id}"))
+    }
+
+    /// Hash: an agent's key names → key ids.
+    pub fn agent_keys(&self, agent: &str) -> String {
+        self.key(&format!("agentkeys:{agent}"))
+    }
+
+    /// Hash: a quota's count (`c`) and window end (`e`, ms).
+    pub fn quota(&self, key: &str) -> String {
+        self.key(&format!("quota:{key}"))
+    }
+
+    /// String: an idempotency key's claim or answer.
+    pub fn idempotency(&self, key: &str) -> String {
+        self.key(&format!("idem:{key}"))
+    }
+
     /// Pub/sub channel: "a timer was armed" (published by the `put` script).
     pub fn wake(&self) -> String {
         self.key("wake")
@@ -182,6 +202,10 @@ mod tests {
             (k.rooms(), "{ns}:rooms"),
             (k.room_agents(), "{ns}:roomagents"),
             (k.wake(), "{ns}:wake"),
+            (k.agent_key("i"), "{ns}:key:i"),
+            (k.agent_keys("g"), "{ns}:agentkeys:g"),
+            (k.quota("q"), "{ns}:quota:q"),
+            (k.idempotency("k"), "{ns}:idem:k"),
             (k.channel("push"), "{ns}:push"),
         ];
         for (built, documented) in names {

@@ -298,6 +298,74 @@ redis.call('HSET', KEYS[1], 'ready', ARGV[2])
 return 1
 "#;
 
+/// put_agent_key: KEYS[1] = the agent's key names, KEYS[2] = the key's
+/// entry. ARGV = name, id, entry JSON. Answers 0 when the name is taken.
+const PUT_AGENT_KEY: &str = r#"
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[3])
+return 1
+"#;
+
+/// revoke_agent_key: KEYS[1] = the agent's key names. ARGV = prefix, name.
+/// Answers 1 when there was such a key.
+const REVOKE_AGENT_KEY: &str = r#"
+local id = redis.call('HGET', KEYS[1], ARGV[2])
+if not id then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[2])
+redis.call('DEL', ARGV[1] .. 'key:' .. id)
+return 1
+"#;
+
+/// count_quotas: KEYS = the quotas' hashes. ARGV = now ms, then limit and
+/// window ms per key. All or nothing: answers {-1, 0} when every quota had
+/// room and was counted, else {index, window end ms} of the first full one.
+/// A window starts with the first request counted in it; the key's expiry
+/// only collects what nobody counts against any more.
+const COUNT_QUOTAS: &str = r#"
+local now = tonumber(ARGV[1])
+for i, k in ipairs(KEYS) do
+  local v = redis.call('HMGET', k, 'c', 'e')
+  local c, e = tonumber(v[1]), tonumber(v[2])
+  if c and e and e > now and c >= tonumber(ARGV[2 * i]) then return {i - 1, e} end
+end
+for i, k in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 * i + 1])
+  local e = tonumber(redis.call('HGET', k, 'e'))
+  if not e or e <= now then
+    redis.call('HSET', k, 'c', 1, 'e', now + window)
+    redis.call('PEXPIRE', k, window)
+  else
+    redis.call('HINCRBY', k, 'c', 1)
+  end
+end
+return {-1, 0}
+"#;
+
+/// claim_idempotency: KEYS[1] = the key. ARGV = now ms, lease ms. The value
+/// is `c|<until ms>` (claimed) or `a|<until ms>|<answer>` (answered).
+/// Answers {'claimed'}, {'busy'} or {'answered', answer}.
+const CLAIM_IDEMPOTENCY: &str = r#"
+local now = tonumber(ARGV[1])
+local v = redis.call('GET', KEYS[1])
+if v then
+  local kind, untl, rest = string.match(v, '^(%a)|(%d+)|?(.*)$')
+  if kind and tonumber(untl) > now then
+    if kind == 'a' then return {'answered', rest} end
+    return {'busy'}
+  end
+end
+redis.call('SET', KEYS[1], 'c|' .. (now + tonumber(ARGV[2])), 'PX', ARGV[2])
+return {'claimed'}
+"#;
+
+/// release_idempotency: KEYS[1] = the key; deletes it only while claimed,
+/// so an answer is never forgotten early.
+const RELEASE_IDEMPOTENCY: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 2) == 'c|' then redis.call('DEL', KEYS[1]) end
+return 1
+"#;
+
 pub struct Scripts {
     pub put: Script,
     pub purge: Script,
@@ -306,6 +374,11 @@ pub struct Scripts {
     pub claim: Script,
     pub put_agent: Script,
     pub set_agent_ready: Script,
+    pub put_agent_key: Script,
+    pub revoke_agent_key: Script,
+    pub count_quotas: Script,
+    pub claim_idempotency: Script,
+    pub release_idempotency: Script,
 }
 
 impl Scripts {
@@ -319,6 +392,11 @@ impl Scripts {
             claim: Script::new(CLAIM),
             put_agent: with_prelude(PUT_AGENT),
             set_agent_ready: with_prelude(SET_AGENT_READY),
+            put_agent_key: Script::new(PUT_AGENT_KEY),
+            revoke_agent_key: Script::new(REVOKE_AGENT_KEY),
+            count_quotas: Script::new(COUNT_QUOTAS),
+            claim_idempotency: Script::new(CLAIM_IDEMPOTENCY),
+            release_idempotency: Script::new(RELEASE_IDEMPOTENCY),
         }
     }
 }

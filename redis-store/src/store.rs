@@ -15,7 +15,10 @@ use chrono::{DateTime, Utc};
 use engine::clock::Clock;
 use engine::record::ServiceRecord;
 use engine::stats::{QueueStats, SampleKind, WINDOW};
-use engine::store::{AgentProfile, AgentRecord, DueTimer, IndexKey, QueueEntry, Store, StoreError};
+use engine::store::{
+    AgentKey, AgentProfile, AgentRecord, DueTimer, IdempotencyClaim, IndexKey, QueueEntry, Quota,
+    QuotaVerdict, Store, StoreError,
+};
 use redis::AsyncCommands;
 
 use crate::config::{ConfigError, RedisConfig};
@@ -441,5 +444,129 @@ impl Store for RedisStore {
                 return Ok(total);
             }
         }
+    }
+
+    async fn put_agent_key(&self, key: &AgentKey) -> Result<(), StoreError> {
+        let json = serde_json::to_string(key).map_err(unavailable)?;
+        let mut inv = self
+            .scripts
+            .put_agent_key
+            .key(self.keys.agent_keys(&key.agent));
+        inv.key(self.keys.agent_key(&key.id))
+            .arg(&key.name)
+            .arg(&key.id)
+            .arg(json);
+        let stored: i64 = self.run(inv).await?;
+        if stored == 0 {
+            return Err(StoreError::KeyExists {
+                agent: key.agent.clone(),
+                name: key.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn agent_key(&self, id: &str) -> Result<Option<AgentKey>, StoreError> {
+        let k = self.keys.agent_key(id);
+        let raw: Option<String> = self.call(|mut c| async move { c.get(k).await }).await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(unavailable))
+            .transpose()
+    }
+
+    async fn agent_keys(&self, agent: &str) -> Result<Vec<AgentKey>, StoreError> {
+        let k = self.keys.agent_keys(agent);
+        let names: BTreeMap<String, String> =
+            self.call(|mut c| async move { c.hgetall(k).await }).await?;
+        let mut keys = Vec::with_capacity(names.len());
+        // By name (the map's order); an entry revoked meanwhile is skipped.
+        for id in names.values() {
+            if let Some(key) = self.agent_key(id).await? {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn revoke_agent_key(&self, agent: &str, name: &str) -> Result<bool, StoreError> {
+        let mut inv = self
+            .scripts
+            .revoke_agent_key
+            .key(self.keys.agent_keys(agent));
+        inv.arg(self.keys.prefix()).arg(name);
+        let revoked: i64 = self.run(inv).await?;
+        Ok(revoked == 1)
+    }
+
+    async fn count_quotas(&self, quotas: &[Quota]) -> Result<QuotaVerdict, StoreError> {
+        if quotas.is_empty() {
+            return Ok(QuotaVerdict::Counted);
+        }
+        let mut inv = self.scripts.count_quotas.prepare_invoke();
+        inv.arg(ms(self.clock.now()));
+        for q in quotas {
+            inv.key(self.keys.quota(&q.key))
+                .arg(q.limit)
+                .arg(q.window.num_milliseconds().max(1));
+        }
+        let (index, end): (i64, i64) = self.run(inv).await?;
+        if index < 0 {
+            return Ok(QuotaVerdict::Counted);
+        }
+        Ok(QuotaVerdict::Exceeded {
+            quota: index as usize,
+            retry_at: DateTime::from_timestamp_millis(end).unwrap_or_else(|| self.clock.now()),
+        })
+    }
+
+    async fn claim_idempotency(
+        &self,
+        key: &str,
+        lease: chrono::Duration,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let mut inv = self
+            .scripts
+            .claim_idempotency
+            .key(self.keys.idempotency(key));
+        inv.arg(ms(self.clock.now()))
+            .arg(lease.num_milliseconds().max(1));
+        let answer: Vec<String> = self.run(inv).await?;
+        match answer.first().map(String::as_str) {
+            Some("claimed") => Ok(IdempotencyClaim::Claimed),
+            Some("busy") => Ok(IdempotencyClaim::InProgress),
+            Some("answered") => Ok(IdempotencyClaim::Answered(
+                answer.get(1).cloned().unwrap_or_default(),
+            )),
+            other => Err(unavailable(format!("claim_idempotency answered {other:?}"))),
+        }
+    }
+
+    async fn answer_idempotency(
+        &self,
+        key: &str,
+        answer: &str,
+        keep: chrono::Duration,
+    ) -> Result<(), StoreError> {
+        let k = self.keys.idempotency(key);
+        let keep_ms = keep.num_milliseconds().max(1);
+        let value = format!("a|{}|{answer}", ms(self.clock.now()) + keep_ms);
+        self.call(|mut c| async move {
+            redis::cmd("SET")
+                .arg(k)
+                .arg(value)
+                .arg("PX")
+                .arg(keep_ms)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn release_idempotency(&self, key: &str) -> Result<(), StoreError> {
+        let inv = self
+            .scripts
+            .release_idempotency
+            .key(self.keys.idempotency(key));
+        let _: i64 = self.run(inv).await?;
+        Ok(())
     }
 }

@@ -22,7 +22,10 @@ use crate::record::{
 };
 use crate::scenario::Scenario;
 use crate::stats::SampleKind;
-use crate::store::{AgentProfile, AgentRecord, DueTimer, IndexKey, QueueEntry, Store, StoreError};
+use crate::store::{
+    AgentKey, AgentProfile, AgentRecord, DueTimer, IdempotencyClaim, IndexKey, QueueEntry, Quota,
+    QuotaVerdict, Store, StoreError,
+};
 use crate::video::{Room, RoutingData, VideoLeg};
 
 pub fn t0() -> DateTime<Utc> {
@@ -1711,6 +1714,210 @@ pub struct Subject {
     pub guard: Box<dyn std::any::Any + Send>,
 }
 
+// ---------------------------------------------------------------------------
+// Access control: minted keys, quotas, idempotency keys
+// ---------------------------------------------------------------------------
+
+fn agent_key(id: &str, agent: &str, name: &str) -> AgentKey {
+    AgentKey {
+        id: id.to_owned(),
+        agent: agent.to_owned(),
+        name: name.to_owned(),
+        secret_sha256: format!("hash-of-{id}"),
+        created_at: t0(),
+    }
+}
+
+pub async fn agent_keys_are_found_listed_and_revoked(store: &dyn Store, _clock: &ManualClock) {
+    for (id, agent, name) in [
+        ("k1", "ann", "desk"),
+        ("k2", "ann", "phone"),
+        ("k3", "annette", "desk"),
+    ] {
+        store
+            .put_agent_key(&agent_key(id, agent, name))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.put_agent_key(&agent_key("k4", "ann", "desk")).await,
+        Err(StoreError::KeyExists {
+            agent: "ann".into(),
+            name: "desk".into()
+        })
+    );
+    assert_eq!(
+        store.agent_key("k4").await.unwrap(),
+        None,
+        "a refused key is not stored"
+    );
+    assert_eq!(
+        store.agent_key("k2").await.unwrap(),
+        Some(agent_key("k2", "ann", "phone"))
+    );
+    let names = |keys: Vec<AgentKey>| keys.into_iter().map(|k| k.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.agent_keys("ann").await.unwrap()),
+        ["desk", "phone"]
+    );
+    assert_eq!(names(store.agent_keys("annette").await.unwrap()), ["desk"]);
+    assert!(store.agent_keys("bob").await.unwrap().is_empty());
+
+    assert!(store.revoke_agent_key("ann", "desk").await.unwrap());
+    assert!(!store.revoke_agent_key("ann", "desk").await.unwrap());
+    assert!(!store.revoke_agent_key("bob", "phone").await.unwrap());
+    assert_eq!(store.agent_key("k1").await.unwrap(), None);
+    assert_eq!(names(store.agent_keys("ann").await.unwrap()), ["phone"]);
+    // The name is free again.
+    store
+        .put_agent_key(&agent_key("k5", "ann", "desk"))
+        .await
+        .unwrap();
+}
+
+fn quota(key: &str, limit: u32, window_secs: i64) -> Quota {
+    Quota {
+        key: key.to_owned(),
+        limit,
+        window: Duration::seconds(window_secs),
+    }
+}
+
+pub async fn quotas_count_all_or_nothing_and_reopen(store: &dyn Store, clock: &ManualClock) {
+    let start = clock.now();
+    let per_number = quota("cust:chat:555", 2, 60);
+    let per_scenario = quota("scn:chat", 3, 300);
+    let both = [per_number.clone(), per_scenario.clone()];
+    assert_eq!(
+        store.count_quotas(&both).await.unwrap(),
+        QuotaVerdict::Counted
+    );
+    clock.advance(Duration::seconds(10));
+    assert_eq!(
+        store.count_quotas(&both).await.unwrap(),
+        QuotaVerdict::Counted
+    );
+    // The number's quota is used up until its window (from the first
+    // request) ends; the refused request counts against neither.
+    assert_eq!(
+        store.count_quotas(&both).await.unwrap(),
+        QuotaVerdict::Exceeded {
+            quota: 0,
+            retry_at: start + Duration::seconds(60)
+        }
+    );
+    let other_number = [quota("cust:chat:777", 2, 60), per_scenario.clone()];
+    assert_eq!(
+        store.count_quotas(&other_number).await.unwrap(),
+        QuotaVerdict::Counted
+    );
+    assert_eq!(
+        store
+            .count_quotas(&[quota("cust:chat:888", 2, 60), per_scenario.clone()])
+            .await
+            .unwrap(),
+        QuotaVerdict::Exceeded {
+            quota: 1,
+            retry_at: start + Duration::seconds(300)
+        }
+    );
+    clock.advance(Duration::seconds(51));
+    assert_eq!(
+        store
+            .count_quotas(std::slice::from_ref(&per_number))
+            .await
+            .unwrap(),
+        QuotaVerdict::Counted,
+        "a new window opens when the last one ended"
+    );
+    clock.advance(Duration::seconds(240));
+    assert_eq!(
+        store.count_quotas(&both).await.unwrap(),
+        QuotaVerdict::Counted
+    );
+}
+
+pub async fn racing_quotas_let_through_exactly_the_limit(store: &dyn Store, _clock: &ManualClock) {
+    use futures::future::join_all;
+    let quotas = [
+        quota("cust:race:1", 10, 3600),
+        quota("scn:race", 1000, 3600),
+    ];
+    let verdicts = join_all((0..200).map(|_| store.count_quotas(&quotas))).await;
+    let counted = verdicts
+        .iter()
+        .filter(|v| matches!(v, Ok(QuotaVerdict::Counted)))
+        .count();
+    assert_eq!(counted, 10, "{verdicts:?}");
+    // Only the counted requests count against the second quota.
+    let rest = [quota("scn:race", 10, 3600)];
+    assert!(matches!(
+        store.count_quotas(&rest).await.unwrap(),
+        QuotaVerdict::Exceeded { quota: 0, .. }
+    ));
+}
+
+pub async fn idempotency_claims_answers_and_releases(store: &dyn Store, clock: &ManualClock) {
+    let lease = Duration::seconds(30);
+    let keep = Duration::hours(24);
+    assert_eq!(
+        store.claim_idempotency("k-a", lease).await.unwrap(),
+        IdempotencyClaim::Claimed
+    );
+    assert_eq!(
+        store.claim_idempotency("k-a", lease).await.unwrap(),
+        IdempotencyClaim::InProgress
+    );
+    store
+        .answer_idempotency("k-a", r#"{"_id":"s1"}"#, keep)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_idempotency("k-a", lease).await.unwrap(),
+        IdempotencyClaim::Answered(r#"{"_id":"s1"}"#.into())
+    );
+    // A failed request gives its claim up, so the retry runs.
+    assert_eq!(
+        store.claim_idempotency("k-b", lease).await.unwrap(),
+        IdempotencyClaim::Claimed
+    );
+    store.release_idempotency("k-b").await.unwrap();
+    assert_eq!(
+        store.claim_idempotency("k-b", lease).await.unwrap(),
+        IdempotencyClaim::Claimed
+    );
+    // Releasing never forgets an answer.
+    store.release_idempotency("k-a").await.unwrap();
+    assert!(matches!(
+        store.claim_idempotency("k-a", lease).await.unwrap(),
+        IdempotencyClaim::Answered(_)
+    ));
+    // A claim whose holder died runs out with its lease; an answer is kept
+    // for `keep`, then forgotten.
+    clock.advance(lease + Duration::seconds(1));
+    assert_eq!(
+        store.claim_idempotency("k-b", lease).await.unwrap(),
+        IdempotencyClaim::Claimed
+    );
+    clock.advance(keep);
+    assert_eq!(
+        store.claim_idempotency("k-a", lease).await.unwrap(),
+        IdempotencyClaim::Claimed
+    );
+}
+
+pub async fn racing_idempotency_claims_one(store: &dyn Store, _clock: &ManualClock) {
+    use futures::future::join_all;
+    let claims =
+        join_all((0..50).map(|_| store.claim_idempotency("k-race", Duration::seconds(30)))).await;
+    let won = claims
+        .iter()
+        .filter(|c| matches!(c, Ok(IdempotencyClaim::Claimed)))
+        .count();
+    assert_eq!(won, 1, "{claims:?}");
+    assert!(claims.iter().all(|c| c.is_ok()));
+}
+
 /// Expands to one `#[tokio::test]` per check. `$make` is an async fn
 /// returning a [`Subject`]; each test gets a fresh one.
 #[macro_export]
@@ -1739,6 +1946,11 @@ macro_rules! store_conformance_tests {
             racing_room_codes_one_wins,
             racing_agents_into_rooms_one_wins,
             queue_entries_carry_preference_and_video,
+            agent_keys_are_found_listed_and_revoked,
+            quotas_count_all_or_nothing_and_reopen,
+            racing_quotas_let_through_exactly_the_limit,
+            idempotency_claims_answers_and_releases,
+            racing_idempotency_claims_one,
         );
     };
     (@tests $make:path; $($check:ident),* $(,)?) => {

@@ -34,8 +34,27 @@ struct Inner {
     stats: HashMap<String, QueueStats>,
 }
 
+/// What access control keeps: apart from the records, so a burst of
+/// credential checks never waits on the record lock.
+#[derive(Default)]
+struct Access {
+    /// key id → entry.
+    keys: HashMap<String, AgentKey>,
+    /// (agent, name) → key id.
+    key_names: BTreeMap<(String, String), String>,
+    /// quota key → (count, window end).
+    quotas: HashMap<String, (u32, DateTime<Utc>)>,
+    idempotency: HashMap<String, (Idempotency, DateTime<Utc>)>,
+}
+
+enum Idempotency {
+    Claimed,
+    Answered(String),
+}
+
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    access: Mutex<Access>,
     clock: Arc<dyn Clock>,
 }
 
@@ -43,6 +62,7 @@ impl MemoryStore {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         MemoryStore {
             inner: Mutex::new(Inner::default()),
+            access: Mutex::new(Access::default()),
             clock,
         }
     }
@@ -50,6 +70,10 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere must not take the whole store down with it.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn access(&self) -> MutexGuard<'_, Access> {
+        self.access.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -548,5 +572,119 @@ impl Store for MemoryStore {
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         Ok(self.lock().purge(now))
+    }
+
+    async fn put_agent_key(&self, key: &AgentKey) -> Result<(), StoreError> {
+        let mut access = self.access();
+        let name = (key.agent.clone(), key.name.clone());
+        if access.key_names.contains_key(&name) {
+            return Err(StoreError::KeyExists {
+                agent: key.agent.clone(),
+                name: key.name.clone(),
+            });
+        }
+        access.key_names.insert(name, key.id.clone());
+        access.keys.insert(key.id.clone(), key.clone());
+        Ok(())
+    }
+
+    async fn agent_key(&self, id: &str) -> Result<Option<AgentKey>, StoreError> {
+        Ok(self.access().keys.get(id).cloned())
+    }
+
+    async fn agent_keys(&self, agent: &str) -> Result<Vec<AgentKey>, StoreError> {
+        let access = self.access();
+        let from = (agent.to_owned(), String::new());
+        Ok(access
+            .key_names
+            .range(from..)
+            .take_while(|((a, _), _)| a == agent)
+            .filter_map(|(_, id)| access.keys.get(id).cloned())
+            .collect())
+    }
+
+    async fn revoke_agent_key(&self, agent: &str, name: &str) -> Result<bool, StoreError> {
+        let mut access = self.access();
+        match access
+            .key_names
+            .remove(&(agent.to_owned(), name.to_owned()))
+        {
+            Some(id) => Ok(access.keys.remove(&id).is_some()),
+            None => Ok(false),
+        }
+    }
+
+    async fn count_quotas(&self, quotas: &[Quota]) -> Result<QuotaVerdict, StoreError> {
+        let now = self.clock.now();
+        let mut access = self.access();
+        for (i, q) in quotas.iter().enumerate() {
+            if let Some(&(count, end)) = access.quotas.get(&q.key) {
+                if end > now && count >= q.limit {
+                    return Ok(QuotaVerdict::Exceeded {
+                        quota: i,
+                        retry_at: end,
+                    });
+                }
+            }
+        }
+        for q in quotas {
+            let entry = access.quotas.entry(q.key.clone()).or_insert((0, now));
+            if entry.1 <= now {
+                *entry = (0, now + q.window);
+            }
+            entry.0 += 1;
+        }
+        // Forget windows that ended, a few at a time, so the map does not
+        // grow with every number ever seen.
+        if access.quotas.len() > 1024 {
+            access.quotas.retain(|_, (_, end)| *end > now);
+        }
+        Ok(QuotaVerdict::Counted)
+    }
+
+    async fn claim_idempotency(
+        &self,
+        key: &str,
+        lease: chrono::Duration,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let now = self.clock.now();
+        let mut access = self.access();
+        if access.idempotency.len() > 1024 {
+            access.idempotency.retain(|_, (_, until)| *until > now);
+        }
+        match access.idempotency.get(key) {
+            Some((Idempotency::Answered(a), until)) if *until > now => {
+                Ok(IdempotencyClaim::Answered(a.clone()))
+            }
+            Some((Idempotency::Claimed, until)) if *until > now => Ok(IdempotencyClaim::InProgress),
+            _ => {
+                access
+                    .idempotency
+                    .insert(key.to_owned(), (Idempotency::Claimed, now + lease));
+                Ok(IdempotencyClaim::Claimed)
+            }
+        }
+    }
+
+    async fn answer_idempotency(
+        &self,
+        key: &str,
+        answer: &str,
+        keep: chrono::Duration,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        self.access().idempotency.insert(
+            key.to_owned(),
+            (Idempotency::Answered(answer.to_owned()), now + keep),
+        );
+        Ok(())
+    }
+
+    async fn release_idempotency(&self, key: &str) -> Result<(), StoreError> {
+        let mut access = self.access();
+        if matches!(access.idempotency.get(key), Some((Idempotency::Claimed, _))) {
+            access.idempotency.remove(key);
+        }
+        Ok(())
     }
 }

@@ -42,6 +42,58 @@ pub enum StoreError {
     /// The agent is already in another service's live room.
     #[error("agent {agent} is already in the video room of service {service}")]
     AgentInRoom { agent: String, service: String },
+    /// The agent already has a key with this name.
+    #[error("agent {agent} already has a key named {name}")]
+    KeyExists { agent: String, name: String },
+}
+
+/// What the store keeps of a key an admin minted for an agent: never the
+/// key, only a hash of its secret (`access::keys` makes and checks them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentKey {
+    /// What the key carries to find this entry.
+    pub id: String,
+    pub agent: String,
+    /// Unique per agent.
+    pub name: String,
+    pub secret_sha256: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One counter a request counts against: at most `limit` in a window of
+/// `window` that starts with the first request counted (GMS's throttle
+/// TTLs work this way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quota {
+    /// What is counted, e.g. `cust:<scenario>:<number>`; the store prefixes it.
+    pub key: String,
+    pub limit: u32,
+    pub window: chrono::Duration,
+}
+
+/// The answer to counting a request against its quotas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuotaVerdict {
+    /// Every quota had room; the request was counted against each.
+    Counted,
+    /// `quota` (an index into the request) is used up until `retry_at`;
+    /// nothing was counted.
+    Exceeded {
+        quota: usize,
+        retry_at: DateTime<Utc>,
+    },
+}
+
+/// Where an idempotency key stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// First use: the caller holds the key until it finishes or abandons
+    /// it, or the claim's lease runs out.
+    Claimed,
+    /// Another request with this key is being answered right now.
+    InProgress,
+    /// Answered before: the answer the first request stored.
+    Answered(String),
 }
 
 /// What an admin says about an agent.
@@ -223,4 +275,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets records whose storage deadline has passed; returns how many.
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// Stores a minted key; `KeyExists` if the agent has one of that name.
+    async fn put_agent_key(&self, key: &AgentKey) -> Result<(), StoreError>;
+
+    /// The key entry with this id (what a presented key carries).
+    async fn agent_key(&self, id: &str) -> Result<Option<AgentKey>, StoreError>;
+
+    /// An agent's keys, by name.
+    async fn agent_keys(&self, agent: &str) -> Result<Vec<AgentKey>, StoreError>;
+
+    /// Forgets the agent's key `name`; whether there was one. Every node
+    /// refuses the key from then on: nothing caches it.
+    async fn revoke_agent_key(&self, agent: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// Counts one request against every quota, all or nothing, atomically
+    /// across every node sharing the store.
+    async fn count_quotas(&self, quotas: &[Quota]) -> Result<QuotaVerdict, StoreError>;
+
+    /// Claims `key` for a request (the claim lasts `lease`), or says who
+    /// has it or what it answered.
+    async fn claim_idempotency(
+        &self,
+        key: &str,
+        lease: chrono::Duration,
+    ) -> Result<IdempotencyClaim, StoreError>;
+
+    /// Stores the claimed key's answer, kept for `keep`.
+    async fn answer_idempotency(
+        &self,
+        key: &str,
+        answer: &str,
+        keep: chrono::Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Gives up a claim (the request failed), so a retry may run.
+    async fn release_idempotency(&self, key: &str) -> Result<(), StoreError>;
 }

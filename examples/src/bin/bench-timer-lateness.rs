@@ -41,7 +41,10 @@ use clap::Parser;
 use engine::record::{ServiceRecord, ServiceState, TimerKind};
 use engine::scenario::Scenarios;
 use engine::stats::{QueueStats, SampleKind};
-use engine::store::{AgentProfile, AgentRecord, DueTimer, IndexKey, QueueEntry, Store, StoreError};
+use engine::store::{
+    AgentKey, AgentProfile, AgentRecord, DueTimer, IdempotencyClaim, IndexKey, QueueEntry, Quota,
+    QuotaVerdict, Store, StoreError,
+};
 use redis_store::testing::RedisServer;
 use redis_store::{RedisConfig, RedisStore};
 use runtime::clock::{Clock, SystemClock};
@@ -189,6 +192,47 @@ impl Store for Counting {
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         self.inner.purge_expired(now).await
+    }
+
+    async fn put_agent_key(&self, key: &AgentKey) -> Result<(), StoreError> {
+        self.inner.put_agent_key(key).await
+    }
+
+    async fn agent_key(&self, id: &str) -> Result<Option<AgentKey>, StoreError> {
+        self.inner.agent_key(id).await
+    }
+
+    async fn agent_keys(&self, agent: &str) -> Result<Vec<AgentKey>, StoreError> {
+        self.inner.agent_keys(agent).await
+    }
+
+    async fn revoke_agent_key(&self, agent: &str, name: &str) -> Result<bool, StoreError> {
+        self.inner.revoke_agent_key(agent, name).await
+    }
+
+    async fn count_quotas(&self, quotas: &[Quota]) -> Result<QuotaVerdict, StoreError> {
+        self.inner.count_quotas(quotas).await
+    }
+
+    async fn claim_idempotency(
+        &self,
+        key: &str,
+        lease: chrono::Duration,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        self.inner.claim_idempotency(key, lease).await
+    }
+
+    async fn answer_idempotency(
+        &self,
+        key: &str,
+        answer: &str,
+        keep: chrono::Duration,
+    ) -> Result<(), StoreError> {
+        self.inner.answer_idempotency(key, answer, keep).await
+    }
+
+    async fn release_idempotency(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.release_idempotency(key).await
     }
 
     async fn seats_taken(
