@@ -10,12 +10,14 @@
 //! - [`store`]: the `Store` trait and the embedded in-memory store.
 //! - [`video`]: video legs, rooms (call sessions) and the `[_video]` table.
 //! - [`clock`]: where "now" comes from.
+//! - [`pii`]: personal data masked for logs.
 //!
 //! The engine does no I/O: no HTTP, no sockets, no files but the scenario
 //! directory it is asked to read at start-up.
 
 pub mod clock;
 pub mod machine;
+pub mod pii;
 pub mod record;
 pub mod routing;
 pub mod scenario;

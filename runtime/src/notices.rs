@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use engine::pii::masked;
 use icalendar::{Alarm, Calendar, Component, EventLike, EventStatus, Property, Related};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
@@ -270,7 +271,7 @@ impl Notifier {
                     })
                     .await;
                 if delivered {
-                    debug!(service_id = %notice.service_id, kind = notice.kind.name(), role, to = %to, "Appointment e-mail sent.");
+                    debug!(service_id = %notice.service_id, kind = notice.kind.name(), role, to = %masked(&to), "Appointment e-mail sent.");
                 }
             }
         });
@@ -353,7 +354,9 @@ impl Notifier {
                 Ok(to) => to,
                 Err(e) => {
                     self.skipped.fetch_add(1, Ordering::Relaxed);
-                    warn!(service_id = %notice.service_id, role, address = %address, error = %e, "Appointment e-mail skipped: bad address.");
+                    // The parser's error may quote the address: log neither whole.
+                    let _ = e;
+                    warn!(service_id = %notice.service_id, role, address = %masked(address), "Appointment e-mail skipped: bad address.");
                     continue;
                 }
             };
