@@ -3,23 +3,26 @@
 //! signal, expire, end), preferred agents, booked video, the survey and the
 //! record schema. Pure: no sockets, no sleeps, times as `secs(n)` after t0.
 //!
+//! On the harness of `engine::testing`:
 //! - [`run`] walks a new record through steps (event, seconds after t0).
 //! - [`check`] compares the final state/reason and the effect kinds of the last step.
 //! - [`refused`] applies one more step and expects it refused.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
 
-use engine::machine::{self, Applied, Effect, Event, NewService, TransitionError};
+use engine::machine::{self, Effect, Event, NewService, TransitionError};
 use engine::record::{
     CallbackReason, ChatEntryKind, Party, QueueTicket, ServiceRecord, ServiceState, TimerKind,
     RECORD_SCHEMA, RECORD_SCHEMA_PLAIN,
 };
 use engine::scenario::{MediaType, Scenario};
+use engine::testing::{
+    agent_url, apply_step, assert_walk, at, chat_left, chat_started, customer_url, effect_kinds,
+    fire, new_service as svc, refused, reserved, room, room_with, routing, run, secs, sorted, t0,
+    then, ScenarioBuilder, Step, Walk, CUSTOMER, ID, ROOM_TTL,
+};
 use engine::video::{
     ProviderConfig, Room, RoomEnd, RoutingData, SurveyAnswer, VideoLeg, VideoRoute,
 };
@@ -27,8 +30,6 @@ use engine::video::{
 use CallbackReason as R;
 use ServiceState as S;
 
-const ID: &str = "369-166652d2-aed6-443c-9781-6bdff370f9a9";
-const CUSTOMER: &str = "4082652649";
 /// The chat's agent.
 const A: &str = "agent-a";
 /// Another agent of the video queue.
@@ -38,89 +39,21 @@ const P: &str = "agent-p";
 const ROOM: &str = "KM3TQ7X";
 const ROOM2: &str = "HJ4PRW9";
 const CONVERSATION: &str = "conv-00017";
-/// Seconds a test room's code lasts.
-const ROOM_TTL: i64 = 600;
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap()
-}
-
-fn secs(s: i64) -> DateTime<Utc> {
-    t0() + Duration::seconds(s)
-}
 
 // ---------------------------------------------------------------------------
 // Scenarios
 // ---------------------------------------------------------------------------
 
-/// GMS "Chat Delayed", as in scenarios/chat-delay.toml.
-const DELAY: &str = r#"
-name = "chat-delay"
-_media_type = "chat"
-_wait_for_agent = true
-_wait_for_user_confirm = true
-_ttl = 86400
-_user_confirm_timeout = "60s"
-_on_user_confirm_timeout = "requeue"
-_max_user_confirm_attempts = 3
-_find_agent_timeout = "2h"
-_target = { queue = "support", priority = 0 }
-_mandatory_fields = ["_customer_number"]
-_chat_parameters = { subject = "None" }
-"#;
-
-/// GMS "Chat Immediate", as in scenarios/chat-immediate.toml.
-const IMMEDIATE: &str = r#"
-name = "chat-immediate"
-_media_type = "chat"
-_wait_for_agent = false
-_wait_for_user_confirm = false
-_ttl = "24h"
-_find_agent_timeout = "1h"
-_target = { queue = "support", priority = 0 }
-"#;
-
-/// A video scenario: what a chat escalates to, and booked video calls.
-const VIDEO: &str = r#"
-name = "video-call"
-_media_type = "video"
-_wait_for_agent = true
-_wait_for_user_confirm = false
-_ttl = "2h"
-_find_agent_timeout = "30m"
-_target = { queue = "video", priority = 5 }
-
-[_video]
-code_length = 7
-room_ttl = "10m"
-
-[_video.provider]
-kind = "relay"
-
-[_video.survey]
-question = "How was your call?"
-scale = 5
-"#;
-
-/// `base` with top-level `extra` lines (before any table).
-fn scenario_with(base: &str, extra: &str) -> Arc<Scenario> {
-    let text = format!("{extra}\n{base}");
-    Arc::new(
-        Scenario::from_toml(Path::new("test.toml"), &text)
-            .unwrap_or_else(|e| panic!("scenario does not parse: {e}\n{text}")),
-    )
-}
-
 fn delay() -> Arc<Scenario> {
-    scenario_with(DELAY, "")
+    ScenarioBuilder::chat_delay().build()
 }
 
 fn immediate() -> Arc<Scenario> {
-    scenario_with(IMMEDIATE, "")
+    ScenarioBuilder::chat_immediate().build()
 }
 
 fn video_scn() -> Arc<Scenario> {
-    scenario_with(VIDEO, "")
+    ScenarioBuilder::video_call().build()
 }
 
 /// The two chat scenarios a video can escalate from.
@@ -151,71 +84,10 @@ impl Chat {
 // Services, rooms, events
 // ---------------------------------------------------------------------------
 
-fn svc() -> NewService {
-    NewService {
-        id: ID.to_owned(),
-        customer_number: CUSTOMER.to_owned(),
-        desired_time: None,
-        device_notification_id: Some(
-            "b16416334828b1d26ef14f329628b55b5a8c631d8928a371a5584722dd7fb673".to_owned(),
-        ),
-        device_os: Some("comet".to_owned()),
-        user_data: BTreeMap::from([("usr_customer_name".to_owned(), "Bob Markel".to_owned())]),
-        booking: None,
-        preferred_agent: None,
-        video: None,
-    }
-}
-
 fn preferring(agent: &str) -> NewService {
     NewService {
         preferred_agent: Some(agent.to_owned()),
         ..svc()
-    }
-}
-
-fn customer_url(code: &str) -> String {
-    format!("https://callbackd.example/room/{code}?token=cust-{code}")
-}
-
-fn agent_url(code: &str) -> String {
-    format!("https://callbackd.example/room/{code}?token=agent-{code}")
-}
-
-/// A fresh room opened at second `opened`, its code good for [`ROOM_TTL`].
-fn room_with(code: &str, provider: &str, opened: i64) -> Room {
-    Room {
-        named_agent: None,
-        code: code.to_owned(),
-        provider: provider.to_owned(),
-        opened_at: secs(opened),
-        expires_at: secs(opened + ROOM_TTL),
-        customer_url: customer_url(code),
-        agent_url: agent_url(code),
-        customer_token: format!("cust-{code}"),
-        agent_token: format!("agent-{code}"),
-        ringing_at: None,
-        accepted_at: None,
-        declined_at: None,
-        answered_by: None,
-        participants: Vec::new(),
-        started_at: None,
-        ended_at: None,
-        end_reason: None,
-    }
-}
-
-fn room(code: &str, opened: i64) -> Room {
-    room_with(code, "relay", opened)
-}
-
-fn routing(preferred: Option<&str>) -> RoutingData {
-    RoutingData {
-        queue: "video".to_owned(),
-        skills: Some("video".to_owned()),
-        priority: 7,
-        attributes: BTreeMap::from([("lang".to_owned(), "en".to_owned())]),
-        preferred_agent: preferred.map(str::to_owned),
     }
 }
 
@@ -261,24 +133,6 @@ fn video(by: Party, agent_free: bool, room: Room) -> Event {
     video_routed(by, agent_free, room, routing(None))
 }
 
-fn reserved(agent: &str) -> Event {
-    Event::AgentReserved {
-        agent: agent.to_owned(),
-    }
-}
-
-fn chat_started() -> Event {
-    Event::ChatStarted {
-        nickname: "John".to_owned(),
-        subject: "testing".to_owned(),
-        parameters: BTreeMap::new(),
-    }
-}
-
-fn chat_left(by: Party) -> Event {
-    Event::ChatLeft { by }
-}
-
 fn joined(party: Party) -> Event {
     Event::RoomJoined { party }
 }
@@ -319,142 +173,18 @@ fn open_room(room: Room) -> Event {
 // Walks
 // ---------------------------------------------------------------------------
 
-#[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)] // a test table: size does not matter
-enum Step {
-    /// This event, this many seconds after t0.
-    At(i64, Event),
-    /// The record's armed timer of this kind fires, at its due time.
-    Fire(TimerKind),
-}
+/// Every room end wakes the router (`RoomEnded`); that is checked once, in
+/// `a_room_end_wakes_the_router_for_its_agent`, not in every table.
+const UNCHECKED: &[&str] = &["RoomEnded"];
 
-fn at(s: i64, event: Event) -> Step {
-    Step::At(s, event)
-}
-
-fn fire(kind: TimerKind) -> Step {
-    Step::Fire(kind)
-}
-
-/// `a` then `b`.
-fn then(mut a: Vec<Step>, b: impl IntoIterator<Item = Step>) -> Vec<Step> {
-    a.extend(b);
-    a
-}
-
-fn resolve(rec: &ServiceRecord, step: &Step) -> (Event, DateTime<Utc>) {
-    match step {
-        Step::At(s, event) => (event.clone(), secs(*s)),
-        Step::Fire(kind) => {
-            let due = *rec.timers.get(kind).unwrap_or_else(|| {
-                panic!(
-                    "timer {kind:?} is not armed in {:?}: {:?}",
-                    rec.state, rec.timers
-                )
-            });
-            (Event::TimerFired { kind: *kind, due }, due)
-        }
-    }
-}
-
-fn apply_step(
-    rec: &ServiceRecord,
-    scn: &Arc<Scenario>,
-    step: &Step,
-) -> Result<Applied, TransitionError> {
-    let (event, now) = resolve(rec, step);
-    machine::apply(rec, scn, &event, now)
-}
-
-struct Walk {
-    record: ServiceRecord,
-    created: Vec<Effect>,
-    steps: Vec<Vec<Effect>>,
-}
-
-impl Walk {
-    fn last(&self) -> &[Effect] {
-        self.steps.last().unwrap_or(&self.created)
-    }
-
-    fn leg(&self) -> &VideoLeg {
-        self.record
-            .video
-            .as_ref()
-            .expect("the record has a video leg")
-    }
-
-    fn room(&self) -> &Room {
-        self.leg().rooms.last().expect("the leg has a room")
-    }
-}
-
-/// Creates the service at t0 and applies every step; a refused step panics.
-fn run(scn: &Arc<Scenario>, new: NewService, steps: &[Step]) -> Walk {
-    let created = machine::create(new, scn, t0());
-    let mut walk = Walk {
-        record: created.record,
-        created: created.effects,
-        steps: Vec::new(),
-    };
-    for (i, step) in steps.iter().enumerate() {
-        let applied = apply_step(&walk.record, scn, step).unwrap_or_else(|e| {
-            panic!("step {i} {step:?} refused in {:?}: {e}", walk.record.state)
-        });
-        walk.record = applied.record;
-        walk.steps.push(applied.effects);
-    }
-    walk
-}
-
-/// A compact name for an effect: its kind, plus the timer kind or the tag
-/// without the service id.
-fn kind(effect: &Effect) -> String {
-    let tag_kind = |tag: &str| {
-        tag.strip_suffix(&format!(".{ID}"))
-            .unwrap_or(tag)
-            .to_owned()
-    };
-    match effect {
-        Effect::EnteredQueue { .. } => "EnteredQueue".into(),
-        Effect::LeftQueue { .. } => "LeftQueue".into(),
-        Effect::AgentReserved { .. } => "AgentReserved".into(),
-        Effect::AgentReleased { .. } => "AgentReleased".into(),
-        Effect::NotifyDevice { tag, .. } => format!("NotifyDevice({})", tag_kind(tag)),
-        Effect::NotifyAgent { tag, .. } => format!("NotifyAgent({})", tag_kind(tag)),
-        Effect::TimerArmed { kind, .. } => format!("TimerArmed({})", kind.as_str()),
-        Effect::TimerCancelled { kind } => format!("TimerCancelled({})", kind.as_str()),
-        Effect::WaitSample { .. } => "WaitSample".into(),
-        Effect::HandleSample { .. } => "HandleSample".into(),
-        Effect::PushDevice { tag, .. } => format!("PushDevice({})", tag_kind(tag)),
-        Effect::PushAgent { tag, .. } => format!("PushAgent({})", tag_kind(tag)),
-        Effect::Appointment { change } => format!("Appointment({change:?})"),
-        Effect::OpenRoom => "OpenRoom".into(),
-        Effect::LinkAgent => "LinkAgent".into(),
-        Effect::RoomEnded { .. } => "RoomEnded".into(),
-    }
-}
-
+/// The compact effect kinds, without [`UNCHECKED`].
 fn kinds(effects: &[Effect]) -> Vec<String> {
-    // Every room end wakes the router (`RoomEnded`); that is checked once,
-    // in `a_room_end_wakes_the_router_for_its_agent`, not in every table.
-    let mut k: Vec<String> = effects
-        .iter()
-        .map(kind)
-        .filter(|k| k != "RoomEnded")
-        .collect();
-    k.sort();
+    let mut k = effect_kinds(effects);
+    k.retain(|k| !UNCHECKED.contains(&k.as_str()));
     k
 }
 
-fn sorted(expected: &[&str]) -> Vec<String> {
-    let mut k: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
-    k.sort();
-    k
-}
-
-/// Walks `steps` and checks the final state, reason and the effects of the
-/// last step (as a multiset of compact kinds).
+/// `engine::testing::check`, without the [`UNCHECKED`] effects.
 fn check(
     label: &str,
     scn: &Arc<Scenario>,
@@ -464,40 +194,8 @@ fn check(
     effects: &[&str],
 ) -> Walk {
     let walk = run(scn, new, steps);
-    assert_eq!(
-        (walk.record.state, walk.record.reason),
-        want,
-        "{label}: final state"
-    );
-    assert_eq!(
-        kinds(walk.last()),
-        sorted(effects),
-        "{label}: effects of the last step ({:?})",
-        walk.last()
-    );
+    assert_walk(label, &walk, want, effects, UNCHECKED);
     walk
-}
-
-/// Applies `step` to `rec` and expects it refused: (state, event, message).
-fn refused(
-    label: &str,
-    rec: &ServiceRecord,
-    scn: &Arc<Scenario>,
-    step: &Step,
-) -> (ServiceState, &'static str, String) {
-    match apply_step(rec, scn, step) {
-        Err(TransitionError::NotAllowed {
-            state,
-            event,
-            message,
-        }) => (state, event, message),
-        Ok(applied) => panic!(
-            "{label}: {step:?} was accepted in {:?}; effects {:?}",
-            rec.state,
-            kinds(&applied.effects)
-        ),
-        Err(other) => panic!("{label}: expected NotAllowed, got {other:?}"),
-    }
 }
 
 /// The last device notification with this tag prefix (`service.video`).
@@ -1128,9 +826,13 @@ fn video_is_refused_while_scheduled_or_waiting_for_the_customer_to_confirm() {
 
 #[test]
 fn a_preferred_agent_holds_the_queue_until_its_timeout() {
-    for (extra, timeout) in [("", 60), ("_preferred_agent_timeout = \"90s\"", 90)] {
+    for (extra, timeout) in [(None, 60), (Some(r#""90s""#), 90)] {
         let label = format!("timeout {timeout}s");
-        let scn = scenario_with(DELAY, extra);
+        let scn = match extra {
+            Some(value) => ScenarioBuilder::chat_delay().key("_preferred_agent_timeout", value),
+            None => ScenarioBuilder::chat_delay(),
+        }
+        .build();
         let walk = check(
             &label,
             &scn,
