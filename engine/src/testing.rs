@@ -651,12 +651,22 @@ pub fn run_table<const N: usize>(
     rows: &[(&str, ServiceRecord); N],
     lines: &[TableLine<N>],
 ) -> Vec<String> {
-    let now = secs(50_000);
+    run_table_at(50_000, scn, rows, lines)
+}
+
+/// [`run_table`] at t0 + `at` seconds (while the rows' rooms are still open).
+pub fn run_table_at<const N: usize>(
+    at: i64,
+    scn: &Arc<Scenario>,
+    rows: &[(&str, ServiceRecord); N],
+    lines: &[TableLine<N>],
+) -> Vec<String> {
+    let now = secs(at);
     let mut failures = Vec::new();
     for line in lines {
         for ((row, rec), want) in rows.iter().zip(line.outs) {
             let where_ = format!("{} in {row}", line.label);
-            let (event, at) = match &line.probe {
+            let (event, when) = match &line.probe {
                 Probe::Send(e) => (e.clone(), now),
                 Probe::Fire(kind) => {
                     let due = rec.timers.get(kind).copied().unwrap_or(now);
@@ -667,7 +677,7 @@ pub fn run_table<const N: usize>(
                 failures.push(format!("{where_}: the probe is not the line's pattern"));
                 continue;
             }
-            let result = catch_unwind(AssertUnwindSafe(|| machine::apply(rec, scn, &event, at)));
+            let result = catch_unwind(AssertUnwindSafe(|| machine::apply(rec, scn, &event, when)));
             let Ok(result) = result else {
                 failures.push(format!("{where_}: PANIC"));
                 continue;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use engine::event_table;
 use engine::machine::{self, Effect, Event, NewService, TransitionError};
 use engine::record::{
     CallbackReason, ChatEntryKind, Party, QueueTicket, ServiceRecord, ServiceState, TimerKind,
@@ -20,14 +21,16 @@ use engine::record::{
 use engine::scenario::{MediaType, Scenario};
 use engine::testing::{
     agent_url, apply_step, assert_walk, at, chat_left, chat_started, customer_url, effect_kinds,
-    fire, new_service as svc, refused, reserved, room, room_with, routing, run, secs, sorted, t0,
-    then, ScenarioBuilder, Step, Walk, CUSTOMER, ID, ROOM_TTL,
+    fire, new_service as svc, refused, reschedule_to, reserved, room, room_with, routing, run,
+    run_table_at, say, secs, sorted, t0, then, typing, Out, ScenarioBuilder, Step, Walk, CUSTOMER,
+    ID, ROOM_TTL,
 };
 use engine::video::{
     ProviderConfig, Room, RoomEnd, RoutingData, SurveyAnswer, VideoLeg, VideoRoute,
 };
 
 use CallbackReason as R;
+use Out::{Done, No, Same, Stale, To, Unchanged};
 use ServiceState as S;
 
 /// The chat's agent.
@@ -2309,4 +2312,116 @@ fn a_template_room_rings_once_the_link_names_the_agent_who_took_it() {
     let walk = run(&scn, with_room("relay"), &[at(10, reserved(A))]);
     assert!(!walk.last().contains(&Effect::LinkAgent));
     assert_eq!(walk.room().ringing_at, Some(secs(10)));
+}
+
+// ---------------------------------------------------------------------------
+// The (state, event) table with a video leg
+// ---------------------------------------------------------------------------
+
+fn internal() -> Event {
+    Event::InternalNotification {
+        display: "Message to be displayed to user".to_owned(),
+        application: "MESSAGE_FOR_MOBILE_APP_INTERNAL_USE".to_owned(),
+    }
+}
+
+fn agent_notification() -> Event {
+    Event::AgentNotification {
+        display: "Message to be displayed to agent".to_owned(),
+        application: "MESSAGE_FOR_AGENT_DESKTOP_INTERNAL_USE".to_owned(),
+    }
+}
+
+/// Pushed notifications that no outbox holds.
+fn pushed_unknown() -> Event {
+    Event::NotificationsPushed {
+        device: vec!["n-unknown".to_owned()],
+        agent: vec!["a-unknown".to_owned()],
+    }
+}
+
+/// The first room's agent link, made for `agent`.
+fn linked(agent: &str) -> Event {
+    Event::AgentLinked {
+        agent: agent.to_owned(),
+        url: agent_url(ROOM),
+        token: format!("agent-{ROOM}"),
+    }
+}
+
+/// Every event (and timer kind) in the states a video leg adds to a chat-delay
+/// service, at second 300 (the first room's code is good until 640). Like the
+/// tables of `transitions.rs`, a new event does not compile without its line.
+#[test]
+fn state_event_table_with_a_video_leg() {
+    let scn = delay();
+    let rec = |steps: Vec<Step>| run(&scn, svc(), &steps).record;
+    let done = then(after_call(Chat::Delay), [at(150, Event::Complete)]);
+    let rows = [
+        ("ringing", rec(ringing(Chat::Delay))),
+        ("in call", rec(in_call(Chat::Delay))),
+        ("after call", rec(after_call(Chat::Delay))),
+        ("requeued", rec(requeued(Chat::Delay, None))),
+        ("requeued for P", rec(requeued(Chat::Delay, Some(P)))),
+        ("done after call", rec(done)),
+    ];
+    let now = 300;
+    let (ttl, cxl, ac) = (
+        Done(R::FailTimeoutTtl),
+        Done(R::Cancelled),
+        Done(R::AgentConnected),
+    );
+    let (connected, tnf) = (To(S::Connected), Done(R::FailTargetNotFound));
+    use TimerKind as T;
+    let lines = event_table! {
+        //                                                    RINGING IN_CALL AFTER REQUEUED REQ_P DONE
+        Event::Created => Event::Created,                     [No,    No,    No,    No,    No,    No   ];
+        Event::TimerFired { kind: T::DesiredTime, .. } => T::DesiredTime, [Stale, Stale, Stale, Stale, Stale, Stale];
+        // Re-armed when the video went back to the queue.
+        Event::TimerFired { kind: T::FindAgent, .. } => T::FindAgent, [Stale, Stale, Stale, tnf, tnf, Stale];
+        Event::TimerFired { kind: T::UserConfirm, .. } => T::UserConfirm, [Stale, Stale, Stale, Stale, Stale, Stale];
+        Event::TimerFired { kind: T::Ttl, .. } => T::Ttl,     [ttl,   ttl,   ttl,   ttl,   ttl,   Stale];
+        Event::TimerFired { kind: T::Reminder, .. } => T::Reminder, [Stale, Stale, Stale, Stale, Stale, Stale];
+        // A started call outlives its code.
+        Event::TimerFired { kind: T::RoomTtl, .. } => T::RoomTtl, [Same, Stale, Stale, Same, Same, Stale];
+        Event::TimerFired { kind: T::PreferredAgent, .. } => T::PreferredAgent, [Stale, Stale, Stale, Stale, Same, Stale];
+        // Only P may take the service until its timeout.
+        Event::AgentReserved { .. } => reserved(B),           [No,    No,    No,    connected, No, No ];
+        Event::UserConfirmed => Event::UserConfirmed,         [Same,  Same,  Same,  No,    No,    No   ];
+        Event::ChatStarted { .. } => chat_started(),          [No,    No,    No,    No,    No,    No   ];
+        // The chat goes on while the video waits; its agent no longer serves it.
+        Event::ChatMessage { .. } => say(Party::Client, "hi"), [Same, Same,  Same,  Same,  Same,  No   ];
+        Event::ChatMessage { .. } => say(Party::Agent, "hi"), [Same,  Same,  Same,  No,    No,    No   ];
+        // The chat ends; the service completes only when no room is live.
+        Event::ChatLeft { .. } => chat_left(Party::Client),   [Same,  Same,  ac,    Same,  Same,  No   ];
+        Event::ChatLeft { .. } => chat_left(Party::Agent),    [Same,  Same,  ac,    No,    No,    No   ];
+        Event::ChatTyping { .. } => typing(Party::Client),    [Same,  Same,  Same,  Same,  Same,  No   ];
+        Event::ChatTyping { .. } => typing(Party::Agent),     [Same,  Same,  Same,  No,    No,    No   ];
+        // Not while a room is live: force it.
+        Event::Complete => Event::Complete,                   [No,    No,    ac,    No,    No,    No   ];
+        Event::ForceComplete => Event::ForceComplete,         [ac,    ac,    ac,    No,    No,    No   ];
+        Event::Cancel => Event::Cancel,                       [cxl,   cxl,   cxl,   cxl,   cxl,   No   ];
+        Event::InternalNotification { .. } => internal(),     [Same,  Same,  Same,  Same,  Same,  No   ];
+        Event::AgentNotification { .. } => agent_notification(), [Same, Same, Same, Same,  Same,  No   ];
+        Event::NotificationsRetrieved => Event::NotificationsRetrieved, [Same, Same, Same, Same, Same, Same];
+        Event::AgentNotificationsRetrieved => Event::AgentNotificationsRetrieved, [Same, Same, Same, Same, Same, Same];
+        Event::NotificationsPushed { .. } => pushed_unknown(), [Unchanged, Unchanged, Unchanged, Unchanged, Unchanged, Unchanged];
+        Event::Reschedule { .. } => reschedule_to(9_000),     [No,    No,    No,    No,    No,    No   ];
+        // One live room at a time; after the call, a new one.
+        Event::StartVideo { .. } => video(Party::Client, true, room(ROOM2, now)), [No, No, Same, No, No, No];
+        Event::StartVideo { .. } => video(Party::Agent, true, room(ROOM2, now)), [No, No, Same, No, No, No];
+        Event::OpenRoom { .. } => open_room(room(ROOM2, now)), [No,   No,    Same,  No,    No,    No   ];
+        Event::AgentLinked { .. } => linked(A),               [Same,  Same,  No,    No,    No,    No   ];
+        Event::RoomAnswered { accept: true, .. } => answered(Party::Agent, true), [Same, No, No, No, No, No];
+        Event::RoomAnswered { accept: false, .. } => answered(Party::Agent, false), [Same, No, No, No, No, No];
+        // The customer may wait in the room for the agent the queue finds.
+        Event::RoomJoined { .. } => joined(Party::Client),    [Same,  Same,  No,    Same,  Same,  No   ];
+        Event::RoomJoined { .. } => joined(Party::Agent),     [Same,  Same,  No,    No,    No,    No   ];
+        Event::RoomLeft { .. } => room_left(Party::Client),   [No,    Same,  No,    No,    No,    No   ];
+        Event::RoomSignal { .. } => signal(Party::Client),    [No,    Same,  No,    No,    No,    No   ];
+        // Once a call took place, even after completion.
+        Event::SurveyAnswered { .. } => survey(4, 5),         [No,    No,    Same,  No,    No,    Same ];
+    };
+    let failures = run_table_at(now, &scn, &rows, &lines);
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
