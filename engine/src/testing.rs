@@ -9,7 +9,7 @@
 //! - Walks: a service is created at t0 and taken through [`Step`]s
 //!   ([`at`] a second, or [`fire`] an armed timer) by [`run`]; [`check`]
 //!   compares where it ended and the effects of the last step, as compact
-//!   kinds ([`effect_kind`]).
+//!   kinds ([`effect_kind`]); [`check_ignoring`] leaves some kinds out.
 //! - The state × event table: [`event_table!`](crate::event_table) lists one
 //!   line per event (and per timer kind) with its outcome in each row state;
 //!   an event without a line does not compile ([`run_table`] runs it).
@@ -280,6 +280,30 @@ pub fn reschedule_to(s: i64) -> Event {
     }
 }
 
+/// The agent desktop's notification to the device.
+pub fn internal_notification() -> Event {
+    Event::InternalNotification {
+        display: "Message to be displayed to user".to_owned(),
+        application: "MESSAGE_FOR_MOBILE_APP_INTERNAL_USE".to_owned(),
+    }
+}
+
+/// The device's notification to the agent desktop.
+pub fn agent_notification() -> Event {
+    Event::AgentNotification {
+        display: "Message to be displayed to agent".to_owned(),
+        application: "MESSAGE_FOR_AGENT_DESKTOP_INTERNAL_USE".to_owned(),
+    }
+}
+
+/// Pushed notifications that no outbox holds.
+pub fn pushed_unknown() -> Event {
+    Event::NotificationsPushed {
+        device: vec!["n-unknown".to_owned()],
+        agent: vec!["a-unknown".to_owned()],
+    }
+}
+
 pub fn customer_url(code: &str) -> String {
     format!("https://callbackd.example/room/{code}?token=cust-{code}")
 }
@@ -446,33 +470,33 @@ pub fn check(
     want: (ServiceState, Option<CallbackReason>),
     effects: &[&str],
 ) -> Walk {
-    let walk = run(scn, new, steps);
-    assert_walk(label, &walk, want, effects, &[]);
-    walk
+    check_ignoring(&[], label, scn, new, steps, want, effects)
 }
 
-/// Checks where a walk ended and the effects of its last step, leaving out
-/// the effect kinds in `ignore` (a kind checked once elsewhere).
-pub fn assert_walk(
+/// [`check`], leaving the effect kinds in `ignore` out of the comparison
+/// (a kind a test file checks once, not in every walk).
+pub fn check_ignoring(
+    ignore: &[&str],
     label: &str,
-    walk: &Walk,
+    scn: &Arc<Scenario>,
+    new: NewService,
+    steps: &[Step],
     want: (ServiceState, Option<CallbackReason>),
     effects: &[&str],
-    ignore: &[&str],
-) {
+) -> Walk {
+    let walk = run(scn, new, steps);
     assert_eq!(
         (walk.record.state, walk.record.reason),
         want,
         "{label}: final state"
     );
-    let mut got = effect_kinds(walk.last());
-    got.retain(|k| !ignore.contains(&k.as_str()));
     assert_eq!(
-        got,
+        effect_kinds_ignoring(walk.last(), ignore),
         sorted(effects),
         "{label}: effects of the last step ({:?})",
         walk.last()
     );
+    walk
 }
 
 /// The refusal of a `NotAllowed` result: (state, event, message).
@@ -545,7 +569,16 @@ pub fn effect_kind(effect: &Effect) -> String {
 
 /// The compact kinds of these effects, sorted (a multiset).
 pub fn effect_kinds(effects: &[Effect]) -> Vec<String> {
-    let mut k: Vec<String> = effects.iter().map(effect_kind).collect();
+    effect_kinds_ignoring(effects, &[])
+}
+
+/// [`effect_kinds`] without the kinds in `ignore`.
+pub fn effect_kinds_ignoring(effects: &[Effect], ignore: &[&str]) -> Vec<String> {
+    let mut k: Vec<String> = effects
+        .iter()
+        .map(effect_kind)
+        .filter(|k| !ignore.contains(&k.as_str()))
+        .collect();
     k.sort();
     k
 }

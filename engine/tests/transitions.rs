@@ -21,8 +21,9 @@ use engine::record::{
 };
 use engine::scenario::{OnUserConfirmTimeout, Scenario, Scenarios};
 use engine::testing::{
-    self, at, chat_left as left, effect_kinds as kinds, fire, not_allowed, reschedule_to, reserved,
-    run_table, say, secs, step_to, t0, typing, Out, ScenarioBuilder, Step, Walk, CUSTOMER, ID,
+    self, agent_notification, at, chat_left as left, effect_kinds as kinds, fire,
+    internal_notification, not_allowed, pushed_unknown, reschedule_to, reserved, run_table, say,
+    secs, step_to, t0, typing, Out, ScenarioBuilder, Step, Walk, CUSTOMER, ID,
 };
 
 use CallbackReason as R;
@@ -56,20 +57,6 @@ fn new_service(desired: Option<i64>) -> NewService {
 
 fn chat_started() -> Event {
     testing::chat_started_with(&[("firstName", "John"), ("email", "j.h@gmail.com")])
-}
-
-fn internal() -> Event {
-    Event::InternalNotification {
-        display: "Message to be displayed to user".to_owned(),
-        application: "MESSAGE_FOR_MOBILE_APP_INTERNAL_USE".to_owned(),
-    }
-}
-
-fn agent_note() -> Event {
-    Event::AgentNotification {
-        display: "Message to be displayed to agent".to_owned(),
-        application: "MESSAGE_FOR_AGENT_DESKTOP_INTERNAL_USE".to_owned(),
-    }
 }
 
 fn create(scn: &Arc<Scenario>, desired: Option<i64>) -> Applied {
@@ -215,7 +202,7 @@ fn create_with_future_desired_time_is_scheduled() {
 fn version_is_one_after_create_and_grows_by_one_per_apply() {
     let scn = delay();
     let steps = [
-        at(10, internal()),
+        at(10, internal_notification()),
         at(20, reserved("agent-1")),
         at(25, Event::NotificationsRetrieved),
         at(30, Event::UserConfirmed),
@@ -1022,7 +1009,7 @@ fn internal_and_agent_notifications_in_every_active_state() {
         let (desired, steps) = to_state(state);
         let rec = run(&scn, desired, &steps).record;
 
-        let applied = machine::apply(&rec, &scn, &internal(), secs(300)).unwrap();
+        let applied = machine::apply(&rec, &scn, &internal_notification(), secs(300)).unwrap();
         let n = applied.record.outbox.last().unwrap();
         assert_eq!(
             n.payload,
@@ -1044,7 +1031,7 @@ fn internal_and_agent_notifications_in_every_active_state() {
         assert!(n.tag.ends_with(ID), "{state:?}: {}", n.tag);
         assert_eq!(applied.record.state, state);
 
-        let applied = machine::apply(&rec, &scn, &agent_note(), secs(300)).unwrap();
+        let applied = machine::apply(&rec, &scn, &agent_notification(), secs(300)).unwrap();
         let n = applied.record.agent_outbox.last().unwrap();
         assert_eq!(n.tag, format!("agent.message.{ID}"), "{state:?}");
         let message: Value = serde_json::from_str(&n.message).expect("message is JSON text");
@@ -1069,10 +1056,10 @@ fn retrieved_notifications_leave_the_outbox_in_any_state() {
         &scn,
         None,
         &[
-            at(10, internal()),
-            at(11, internal()),
-            at(12, agent_note()),
-            at(13, agent_note()),
+            at(10, internal_notification()),
+            at(11, internal_notification()),
+            at(12, agent_notification()),
+            at(13, agent_notification()),
             at(14, Event::Cancel),
         ],
     )
@@ -1106,10 +1093,10 @@ fn outboxes_keep_the_newest_notifications() {
     let scn = delay();
     let mut rec = create(&scn, None).record;
     for i in 0..OUTBOX_LIMIT + 5 {
-        rec = machine::apply(&rec, &scn, &internal(), secs(i as i64))
+        rec = machine::apply(&rec, &scn, &internal_notification(), secs(i as i64))
             .unwrap()
             .record;
-        rec = machine::apply(&rec, &scn, &agent_note(), secs(i as i64))
+        rec = machine::apply(&rec, &scn, &agent_notification(), secs(i as i64))
             .unwrap()
             .record;
     }
@@ -1137,7 +1124,7 @@ fn restoring_a_record_does_not_rerun_entry_actions() {
     ] {
         let (desired, steps) = to_state(state);
         let before = run(&scn, desired, &steps).record;
-        for event in [internal(), agent_note()] {
+        for event in [internal_notification(), agent_notification()] {
             let applied = machine::apply(&before, &scn, &event, secs(300)).unwrap();
             let mut after = applied.record.clone();
             assert_eq!(after.state, state);
@@ -1188,7 +1175,7 @@ fn every_state_change_is_in_the_history() {
             at(30, reserved("agent-1")),
             fire(TimerKind::UserConfirm), // at 90: requeue
             at(100, reserved("agent-2")),
-            at(110, internal()), // no state change
+            at(110, internal_notification()), // no state change
             at(120, Event::UserConfirmed),
             at(130, chat_started()), // no state change
             at(200, Event::Complete),
@@ -1283,7 +1270,7 @@ fn records_round_trip_through_encode_and_decode() {
                 at(40, Event::UserConfirmed),
                 at(50, chat_started()),
                 at(60, say(Party::Client, "héllo \"quoted\" ✓")),
-                at(70, agent_note()),
+                at(70, agent_notification()),
             ],
         )
         .record,
@@ -1345,14 +1332,6 @@ fn decode_refuses_a_newer_schema_and_garbage() {
 // matched without a wildcard, so a new `Event` variant or `TimerKind` does
 // not compile until both tables say what it does in every row. Timers fire
 // at their due time when the row's record holds them, else as stale timers.
-
-/// Pushed notifications that no outbox holds.
-fn pushed_unknown() -> Event {
-    Event::NotificationsPushed {
-        device: vec!["n-unknown".to_owned()],
-        agent: vec!["a-unknown".to_owned()],
-    }
-}
 
 /// Video asked for by `by`, the chat's agent free, with a room made at the
 /// table's time.
@@ -1439,8 +1418,8 @@ fn state_event_table_chat_delay() {
         Event::ChatLeft { .. } => left(Party::Agent),         [No,    No,    No,    No,    ac,    No   ];
         Event::Complete => Event::Complete,                   [No,    No,    No,    ac,    ac,    No   ];
         Event::Cancel => Event::Cancel,                       [cxl,   cxl,   cxl,   cxl,   cxl,   No   ];
-        Event::InternalNotification { .. } => internal(),     [Same,  Same,  Same,  Same,  Same,  No   ];
-        Event::AgentNotification { .. } => agent_note(),      [Same,  Same,  Same,  Same,  Same,  No   ];
+        Event::InternalNotification { .. } => internal_notification(),     [Same,  Same,  Same,  Same,  Same,  No   ];
+        Event::AgentNotification { .. } => agent_notification(),      [Same,  Same,  Same,  Same,  Same,  No   ];
         Event::NotificationsRetrieved => Event::NotificationsRetrieved, [Same, Same, Same, Same, Same, Same];
         Event::AgentNotificationsRetrieved => Event::AgentNotificationsRetrieved, [Same, Same, Same, Same, Same, Same];
         Event::ChatTyping { .. } => typing(Party::Client),    [No,    No,    No,    No,    Same,  No   ];
@@ -1512,8 +1491,8 @@ fn state_event_table_chat_immediate() {
         Event::ChatLeft { .. } => left(Party::Agent),         [No,    No,    No,    No,    ac,    No   ];
         Event::Complete => Event::Complete,                   [No,    No,    No,    ac,    ac,    No   ];
         Event::Cancel => Event::Cancel,                       [cxl,   cxl,   cxl,   cxl,   cxl,   No   ];
-        Event::InternalNotification { .. } => internal(),     [Same,  Same,  Same,  Same,  Same,  No   ];
-        Event::AgentNotification { .. } => agent_note(),      [Same,  Same,  Same,  Same,  Same,  No   ];
+        Event::InternalNotification { .. } => internal_notification(),     [Same,  Same,  Same,  Same,  Same,  No   ];
+        Event::AgentNotification { .. } => agent_notification(),      [Same,  Same,  Same,  Same,  Same,  No   ];
         Event::NotificationsRetrieved => Event::NotificationsRetrieved, [Same, Same, Same, Same, Same, Same];
         Event::AgentNotificationsRetrieved => Event::AgentNotificationsRetrieved, [Same, Same, Same, Same, Same, Same];
         Event::ChatTyping { .. } => typing(Party::Client),    [No,    No,    Same,  No,    Same,  No   ];
@@ -1918,9 +1897,9 @@ fn pushed_notifications_leave_the_outboxes_and_only_those() {
     let steps = [
         at(30, reserved("agent-1")),
         at(40, Event::UserConfirmed),
-        at(41, internal()),
-        at(42, agent_note()),
-        at(43, internal()),
+        at(41, internal_notification()),
+        at(42, agent_notification()),
+        at(43, internal_notification()),
     ];
     let rec = run(&scn, None, &steps).record;
     let device: Vec<String> = rec.outbox.iter().map(|n| n.id.clone()).collect();

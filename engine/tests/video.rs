@@ -20,10 +20,10 @@ use engine::record::{
 };
 use engine::scenario::{MediaType, Scenario};
 use engine::testing::{
-    agent_url, apply_step, assert_walk, at, chat_left, chat_started, customer_url, effect_kinds,
-    fire, new_service as svc, refused, reschedule_to, reserved, room, room_with, routing, run,
-    run_table_at, say, secs, sorted, t0, then, typing, Out, ScenarioBuilder, Step, Walk, CUSTOMER,
-    ID, ROOM_TTL,
+    agent_notification, agent_url, apply_step, at, chat_left, chat_started, check_ignoring,
+    customer_url, effect_kinds_ignoring, fire, internal_notification, new_service as svc,
+    pushed_unknown, refused, reschedule_to, reserved, room, room_with, routing, run, run_table_at,
+    say, secs, sorted, t0, then, typing, Out, ScenarioBuilder, Step, CUSTOMER, ID, ROOM_TTL,
 };
 use engine::video::{
     ProviderConfig, Room, RoomEnd, RoutingData, SurveyAnswer, VideoLeg, VideoRoute,
@@ -180,27 +180,6 @@ fn open_room(room: Room) -> Event {
 /// `a_room_end_wakes_the_router_for_its_agent`, not in every table.
 const UNCHECKED: &[&str] = &["RoomEnded"];
 
-/// The compact effect kinds, without [`UNCHECKED`].
-fn kinds(effects: &[Effect]) -> Vec<String> {
-    let mut k = effect_kinds(effects);
-    k.retain(|k| !UNCHECKED.contains(&k.as_str()));
-    k
-}
-
-/// `engine::testing::check`, without the [`UNCHECKED`] effects.
-fn check(
-    label: &str,
-    scn: &Arc<Scenario>,
-    new: NewService,
-    steps: &[Step],
-    want: (ServiceState, Option<CallbackReason>),
-    effects: &[&str],
-) -> Walk {
-    let walk = run(scn, new, steps);
-    assert_walk(label, &walk, want, effects, UNCHECKED);
-    walk
-}
-
 /// The last device notification with this tag prefix (`service.video`).
 fn device_note<'a>(rec: &'a ServiceRecord, prefix: &str) -> &'a Value {
     let tag = format!("{prefix}.{ID}");
@@ -331,7 +310,8 @@ fn video_with_a_free_chat_agent_rings_the_same_agent_and_stays_connected() {
             let label = format!("{c:?} by {by:?}");
             let steps = then(chatting(c), [at(40, video(by, true, room(ROOM, 40)))]);
             let before = run(&c.scn(), svc(), &chatting(c)).record;
-            let walk = check(
+            let walk = check_ignoring(
+                UNCHECKED,
                 &label,
                 &c.scn(),
                 svc(),
@@ -471,7 +451,8 @@ fn video_with_a_busy_chat_agent_requeues_by_routing_data_and_the_next_agent_conn
         if preferred.is_some() {
             want.push("TimerArmed(preferred_agent)");
         }
-        let walk = check(
+        let walk = check_ignoring(
+            UNCHECKED,
             &format!("{label}: requeued"),
             &scn,
             svc(),
@@ -544,7 +525,8 @@ fn video_with_a_busy_chat_agent_requeues_by_routing_data_and_the_next_agent_conn
         if preferred.is_some() && !preference_expires {
             want.push("TimerCancelled(preferred_agent)");
         }
-        let walk = check(
+        let walk = check_ignoring(
+            UNCHECKED,
             &format!("{label}: taken"),
             &scn,
             svc(),
@@ -684,7 +666,8 @@ fn video_while_queued_keeps_the_place_and_retargets_the_ticket() {
         if preferred.is_some() {
             want.push("TimerArmed(preferred_agent)");
         }
-        let walk = check(
+        let walk = check_ignoring(
+            UNCHECKED,
             &label,
             &scn,
             svc(),
@@ -729,7 +712,8 @@ fn video_while_queued_keeps_the_place_and_retargets_the_ticket() {
                 },
             )],
         );
-        check(
+        check_ignoring(
+            UNCHECKED,
             &format!("{label}: chat"),
             &scn,
             svc(),
@@ -754,7 +738,8 @@ fn video_while_queued_keeps_the_place_and_retargets_the_ticket() {
         if preferred.is_some() {
             want.push("TimerCancelled(preferred_agent)");
         }
-        let walk = check(
+        let walk = check_ignoring(
+            UNCHECKED,
             &format!("{label}: taken"),
             &scn,
             svc(),
@@ -836,7 +821,8 @@ fn a_preferred_agent_holds_the_queue_until_its_timeout() {
             None => ScenarioBuilder::chat_delay(),
         }
         .build();
-        let walk = check(
+        let walk = check_ignoring(
+            UNCHECKED,
             &label,
             &scn,
             preferring(P),
@@ -869,7 +855,8 @@ fn a_preferred_agent_holds_the_queue_until_its_timeout() {
         assert_eq!(walk.record.agent.as_deref(), Some(P), "{label}");
 
         // Its time runs out: the queue may have it.
-        let walk = check(
+        let walk = check_ignoring(
+            UNCHECKED,
             &format!("{label}: timeout"),
             &scn,
             preferring(P),
@@ -962,7 +949,15 @@ fn leaving_the_queue_disarms_the_preferred_agent_timer() {
         ),
     ];
     for (label, scn, steps, want, effects) in cases {
-        let walk = check(label, &scn, preferring(P), &steps, want, &effects);
+        let walk = check_ignoring(
+            UNCHECKED,
+            label,
+            &scn,
+            preferring(P),
+            &steps,
+            want,
+            &effects,
+        );
         assert!(
             !walk.record.timers.contains_key(&TimerKind::PreferredAgent),
             "{label}: {:?}",
@@ -986,7 +981,8 @@ fn a_ringing_room_is_answered_once_and_declining_ends_it() {
     #[allow(clippy::single_element_loop)] // one side may answer; kept as a table
     for by in [Party::Agent] {
         let label = format!("accepted by {by:?}");
-        let walk = check(
+        let walk = check_ignoring(
+            UNCHECKED,
             &label,
             &scn,
             svc(),
@@ -1005,7 +1001,8 @@ fn a_ringing_room_is_answered_once_and_declining_ends_it() {
         let label = format!("declined by {by:?}");
         let mut want = notices.to_vec();
         want.push("TimerCancelled(room_ttl)");
-        let walk = check(
+        let walk = check_ignoring(
+            UNCHECKED,
             &label,
             &scn,
             svc(),
@@ -1070,7 +1067,8 @@ fn joining_records_participants_and_both_sides_start_the_call() {
     let notices = ["NotifyDevice(service.video)", "NotifyAgent(agent.video)"];
 
     // The caller (the customer asked) joining does not answer its own ring.
-    let walk = check(
+    let walk = check_ignoring(
+        UNCHECKED,
         "client joins",
         &scn,
         svc(),
@@ -1093,7 +1091,8 @@ fn joining_records_participants_and_both_sides_start_the_call() {
     // Both in: the call starts, the code no longer needs to expire.
     let mut want = notices.to_vec();
     want.push("TimerCancelled(room_ttl)");
-    let walk = check(
+    let walk = check_ignoring(
+        UNCHECKED,
         "agent joins",
         &scn,
         svc(),
@@ -1221,7 +1220,8 @@ fn leaving_a_started_call_ends_the_room_for_everyone_and_before_the_start_only_t
     for c in [Chat::Delay, Chat::Immediate] {
         for party in [Party::Client, Party::Agent] {
             let label = format!("{c:?}: {party:?} leaves the call");
-            let walk = check(
+            let walk = check_ignoring(
+                UNCHECKED,
                 &label,
                 &c.scn(),
                 svc(),
@@ -1246,7 +1246,8 @@ fn leaving_a_started_call_ends_the_room_for_everyone_and_before_the_start_only_t
 
     // Before the start: only the leaver's entry closes, the room stays.
     let c = Chat::Immediate;
-    let walk = check(
+    let walk = check_ignoring(
+        UNCHECKED,
         "client leaves before the start",
         &c.scn(),
         svc(),
@@ -1377,7 +1378,11 @@ fn signals_go_to_the_other_side_only_in_relay_rooms_after_joining_and_nothing_is
             Some(push) => {
                 let applied = apply_step(&rec, &scn, &step)
                     .unwrap_or_else(|e| panic!("{label}: refused: {e}"));
-                assert_eq!(kinds(&applied.effects), sorted(&[push]), "{label}");
+                assert_eq!(
+                    effect_kinds_ignoring(&applied.effects, UNCHECKED),
+                    sorted(&[push]),
+                    "{label}"
+                );
                 let payload = match &applied.effects[0] {
                     Effect::PushAgent { agent, payload, .. } => {
                         assert_eq!(agent.as_deref(), Some(A), "{label}");
@@ -1410,7 +1415,8 @@ fn an_unstarted_room_expires_and_a_started_call_outlives_its_code() {
             then(ringing(c), [at(45, answered(Party::Agent, true))]),
         ] {
             let label = format!("{c:?} after {} steps", steps.len());
-            let walk = check(
+            let walk = check_ignoring(
+                UNCHECKED,
                 &label,
                 &c.scn(),
                 svc(),
@@ -1554,7 +1560,8 @@ fn complete_is_refused_while_a_room_is_live_and_force_complete_ends_it() {
             if what != "in call" {
                 want.push("TimerCancelled(room_ttl)");
             }
-            let walk = check(
+            let walk = check_ignoring(
+                UNCHECKED,
                 &format!("{label}: forced"),
                 &c.scn(),
                 svc(),
@@ -1610,7 +1617,8 @@ fn cancel_and_ttl_end_a_live_room_as_service_ended() {
             assert!(walk.record.timers.is_empty(), "{label}");
             assert_eq!(walk.record.room_agent(), None, "{label}");
             assert!(
-                kinds(walk.last()).contains(&"NotifyDevice(service.video)".to_owned()),
+                effect_kinds_ignoring(walk.last(), UNCHECKED)
+                    .contains(&"NotifyDevice(service.video)".to_owned()),
                 "{label}: the device hears the room ended"
             );
         }
@@ -1627,7 +1635,8 @@ fn the_chat_can_end_while_the_video_goes_on() {
             for (what, steps) in [("ringing", ringing(c)), ("in call", in_call(c))] {
                 let label = format!("{c:?}, {what}, {by:?} leaves the chat");
                 let steps = then(steps, [at(80, chat_left(by))]);
-                let walk = check(
+                let walk = check_ignoring(
+                    UNCHECKED,
                     &label,
                     &c.scn(),
                     svc(),
@@ -1759,7 +1768,8 @@ fn open_room_rings_a_new_room_for_a_leg_with_an_agent_and_no_live_room() {
             ),
         ] {
             let label = format!("{c:?}, {what}");
-            let walk = check(
+            let walk = check_ignoring(
+                UNCHECKED,
                 &label,
                 &c.scn(),
                 svc(),
@@ -1851,7 +1861,8 @@ fn a_booked_video_service_asks_for_a_room_when_it_connects() {
     assert_eq!(walk.record.schema, RECORD_SCHEMA);
 
     let steps = [fire(TimerKind::DesiredTime), at(3700, reserved(B))];
-    let walk = check(
+    let walk = check_ignoring(
+        UNCHECKED,
         "taken",
         &scn,
         booked(),
@@ -1883,7 +1894,8 @@ fn a_booked_video_service_asks_for_a_room_when_it_connects() {
         at(3700, reserved(B)),
         at(3705, open_room(room(ROOM, 3705))),
     ];
-    let walk = check(
+    let walk = check_ignoring(
+        UNCHECKED,
         "room opened",
         &scn,
         booked(),
@@ -1902,7 +1914,8 @@ fn a_booked_video_service_asks_for_a_room_when_it_connects() {
     // A requeued chat video whose room expired in the queue asks for a new one.
     let c = Chat::Delay;
     let steps = then(requeued(c, None), [fire(TimerKind::RoomTtl)]);
-    let walk = check(
+    let walk = check_ignoring(
+        UNCHECKED,
         "expired in the queue",
         &c.scn(),
         svc(),
@@ -1911,7 +1924,8 @@ fn a_booked_video_service_asks_for_a_room_when_it_connects() {
         &["NotifyDevice(service.video)"],
     );
     assert_eq!(walk.room().end_reason, Some(RoomEnd::Expired));
-    check(
+    check_ignoring(
+        UNCHECKED,
         "taken after the expiry",
         &c.scn(),
         svc(),
@@ -1975,7 +1989,8 @@ fn the_survey_is_answered_once_after_a_call_with_a_score_in_its_scale() {
         ),
     ];
     for (label, steps, score, scale, want) in accepted {
-        let walk = check(
+        let walk = check_ignoring(
+            UNCHECKED,
             label,
             &scn,
             svc(),
@@ -2113,7 +2128,8 @@ fn creating_a_video_service_with_a_live_room_arms_its_ttl_and_routes_by_its_rout
         ..svc()
     };
 
-    let walk = check(
+    let walk = check_ignoring(
+        UNCHECKED,
         "now",
         &scn,
         with_room(None, None),
@@ -2134,7 +2150,8 @@ fn creating_a_video_service_with_a_live_room_arms_its_ttl_and_routes_by_its_rout
         queue: "video".to_owned()
     }));
 
-    let walk = check(
+    let walk = check_ignoring(
+        UNCHECKED,
         "now, preferred",
         &scn,
         with_room(None, Some(P)),
@@ -2154,7 +2171,8 @@ fn creating_a_video_service_with_a_live_room_arms_its_ttl_and_routes_by_its_rout
         Some(&secs(60))
     );
 
-    let walk = check(
+    let walk = check_ignoring(
+        UNCHECKED,
         "scheduled",
         &scn,
         with_room(Some(3600), None),
@@ -2187,7 +2205,8 @@ fn creating_a_video_service_with_a_live_room_arms_its_ttl_and_routes_by_its_rout
     );
 
     // The preferred agent takes it: the room rings, no new room is asked for.
-    let walk = check(
+    let walk = check_ignoring(
+        UNCHECKED,
         "taken by the preferred agent",
         &scn,
         with_room(None, Some(P)),
@@ -2210,7 +2229,8 @@ fn creating_a_video_service_with_a_live_room_arms_its_ttl_and_routes_by_its_rout
     assert_eq!(walk.record.room_agent(), Some(P));
 
     // Its room expires before anyone takes it.
-    let walk = check(
+    let walk = check_ignoring(
+        UNCHECKED,
         "expired before an agent",
         &scn,
         with_room(None, None),
@@ -2307,7 +2327,8 @@ fn a_template_room_rings_once_the_link_names_the_agent_who_took_it() {
         format!("https://meet.example/{ROOM}?jwt=for-{A}")
     );
     assert_eq!(r.agent_token, format!("token-{A}"));
-    assert!(kinds(walk.last()).contains(&"NotifyAgent(agent.video)".to_owned()));
+    assert!(effect_kinds_ignoring(walk.last(), UNCHECKED)
+        .contains(&"NotifyAgent(agent.video)".to_owned()));
 
     let walk = run(&scn, with_room("relay"), &[at(10, reserved(A))]);
     assert!(!walk.last().contains(&Effect::LinkAgent));
@@ -2317,28 +2338,6 @@ fn a_template_room_rings_once_the_link_names_the_agent_who_took_it() {
 // ---------------------------------------------------------------------------
 // The (state, event) table with a video leg
 // ---------------------------------------------------------------------------
-
-fn internal() -> Event {
-    Event::InternalNotification {
-        display: "Message to be displayed to user".to_owned(),
-        application: "MESSAGE_FOR_MOBILE_APP_INTERNAL_USE".to_owned(),
-    }
-}
-
-fn agent_notification() -> Event {
-    Event::AgentNotification {
-        display: "Message to be displayed to agent".to_owned(),
-        application: "MESSAGE_FOR_AGENT_DESKTOP_INTERNAL_USE".to_owned(),
-    }
-}
-
-/// Pushed notifications that no outbox holds.
-fn pushed_unknown() -> Event {
-    Event::NotificationsPushed {
-        device: vec!["n-unknown".to_owned()],
-        agent: vec!["a-unknown".to_owned()],
-    }
-}
 
 /// The first room's agent link, made for `agent`.
 fn linked(agent: &str) -> Event {
@@ -2401,7 +2400,7 @@ fn state_event_table_with_a_video_leg() {
         Event::Complete => Event::Complete,                   [No,    No,    ac,    No,    No,    No   ];
         Event::ForceComplete => Event::ForceComplete,         [ac,    ac,    ac,    No,    No,    No   ];
         Event::Cancel => Event::Cancel,                       [cxl,   cxl,   cxl,   cxl,   cxl,   No   ];
-        Event::InternalNotification { .. } => internal(),     [Same,  Same,  Same,  Same,  Same,  No   ];
+        Event::InternalNotification { .. } => internal_notification(),     [Same,  Same,  Same,  Same,  Same,  No   ];
         Event::AgentNotification { .. } => agent_notification(), [Same, Same, Same, Same,  Same,  No   ];
         Event::NotificationsRetrieved => Event::NotificationsRetrieved, [Same, Same, Same, Same, Same, Same];
         Event::AgentNotificationsRetrieved => Event::AgentNotificationsRetrieved, [Same, Same, Same, Same, Same, Same];
