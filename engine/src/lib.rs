@@ -24,4 +24,6 @@ pub mod scenario;
 pub mod schedule;
 pub mod stats;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod video;

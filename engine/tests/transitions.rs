@@ -1,6 +1,6 @@
-//! Transition tests for `engine::machine`, data-driven where possible.
+//! Transition tests for `engine::machine`, data-driven where possible, on
+//! the harness of `engine::testing`.
 //!
-//! - [`Toml`] builds scenarios from a TOML text with keys overridden.
 //! - [`run`] walks a new record through a list of steps (event, seconds after t0).
 //! - [`check`] compares the final state/reason and the effect kinds of the last step.
 //! - `state_event_table_*` covers every event in every state.
@@ -10,315 +10,65 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::Duration;
 use serde_json::{json, Value};
 
+use engine::event_table;
 use engine::machine::{self, Applied, Effect, Event, NewService, TransitionError};
 use engine::record::{
     CallbackReason, ChatEntryKind, Party, ServiceRecord, ServiceState, TimerKind, OUTBOX_LIMIT,
     RECORD_SCHEMA, RECORD_SCHEMA_BOOKED,
 };
-use engine::scenario::{OnUserConfirmTimeout, Scenario, ScenarioError, Scenarios};
+use engine::scenario::{OnUserConfirmTimeout, Scenario, Scenarios};
+use engine::testing::{
+    self, agent_notification, at, chat_left as left, effect_kinds as kinds, fire,
+    internal_notification, not_allowed, pushed_unknown, reschedule_to, reserved, run_table, say,
+    secs, step_to, t0, typing, Out, ScenarioBuilder, Step, Walk, CUSTOMER, ID,
+};
 
 use CallbackReason as R;
+use Out::{Done, No, Same, Stale, To, Unchanged};
 use ServiceState as S;
 
-/// The seed's service id.
-const ID: &str = "369-166652d2-aed6-443c-9781-6bdff370f9a9";
-const CUSTOMER: &str = "4082652649";
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap()
-}
-
-fn secs(s: i64) -> DateTime<Utc> {
-    t0() + Duration::seconds(s)
-}
-
-// ---------------------------------------------------------------------------
-// Scenario builder
-// ---------------------------------------------------------------------------
-
-/// A scenario file as an ordered list of top-level `key = value` lines.
-#[derive(Clone)]
-struct Toml(Vec<(String, String)>);
-
-impl Toml {
-    fn new(lines: &[(&str, &str)]) -> Toml {
-        Toml(
-            lines
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-
-    /// GMS "Chat Delayed", as in scenarios/chat-delay.toml.
-    fn delay() -> Toml {
-        Toml::new(&[
-            ("name", r#""chat-delay""#),
-            ("_media_type", r#""chat""#),
-            ("_wait_for_agent", "true"),
-            ("_wait_for_user_confirm", "true"),
-            ("_ttl", "86400"),
-            ("_user_confirm_timeout", r#""60s""#),
-            ("_on_user_confirm_timeout", r#""requeue""#),
-            ("_max_user_confirm_attempts", "3"),
-            ("_find_agent_timeout", r#""2h""#),
-            ("_target", r#"{ queue = "support", priority = 0 }"#),
-            ("_mandatory_fields", r#"["_customer_number"]"#),
-            ("_chat_parameters", r#"{ subject = "None" }"#),
-        ])
-    }
-
-    /// GMS "Chat Immediate", as in scenarios/chat-immediate.toml.
-    fn immediate() -> Toml {
-        Toml::new(&[
-            ("name", r#""chat-immediate""#),
-            ("_media_type", r#""chat""#),
-            ("_wait_for_agent", "false"),
-            ("_wait_for_user_confirm", "false"),
-            ("_ttl", r#""24h""#),
-            ("_find_agent_timeout", r#""1h""#),
-            ("_target", r#"{ queue = "support", priority = 0 }"#),
-        ])
-    }
-
-    /// Sets (or adds) a key; `value` is TOML text.
-    fn set(mut self, key: &str, value: &str) -> Toml {
-        match self.0.iter_mut().find(|(k, _)| k == key) {
-            Some(line) => line.1 = value.to_owned(),
-            None => self.0.push((key.to_owned(), value.to_owned())),
-        }
-        self
-    }
-
-    fn unset(mut self, key: &str) -> Toml {
-        self.0.retain(|(k, _)| k != key);
-        self
-    }
-
-    fn text(&self) -> String {
-        self.0.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
-    }
-
-    fn parse(&self) -> Result<Scenario, ScenarioError> {
-        Scenario::from_toml(Path::new("test.toml"), &self.text())
-    }
-
-    fn build(&self) -> Arc<Scenario> {
-        Arc::new(
-            self.parse()
-                .unwrap_or_else(|e| panic!("scenario does not parse: {e}\n{}", self.text())),
-        )
-    }
-}
-
 fn delay() -> Arc<Scenario> {
-    Toml::delay().build()
+    ScenarioBuilder::chat_delay().build()
 }
 
 fn delay_with(key: &str, value: &str) -> Arc<Scenario> {
-    Toml::delay().set(key, value).build()
+    ScenarioBuilder::chat_delay().key(key, value).build()
 }
 
 fn immediate() -> Arc<Scenario> {
-    Toml::immediate().build()
+    ScenarioBuilder::chat_immediate().build()
 }
 
 // ---------------------------------------------------------------------------
 // Events and walks
 // ---------------------------------------------------------------------------
 
+/// The harness's service, with a reason and `desired` seconds after t0.
 fn new_service(desired: Option<i64>) -> NewService {
-    NewService {
-        id: ID.to_owned(),
-        customer_number: CUSTOMER.to_owned(),
-        desired_time: desired.map(secs),
-        device_notification_id: Some(
-            "b16416334828b1d26ef14f329628b55b5a8c631d8928a371a5584722dd7fb673".to_owned(),
-        ),
-        device_os: Some("comet".to_owned()),
-        user_data: BTreeMap::from([
-            ("usr_customer_name".to_owned(), "Bob Markel".to_owned()),
-            ("usr_reason".to_owned(), "billing question".to_owned()),
-        ]),
-        booking: None,
-        preferred_agent: None,
-        video: None,
-    }
-}
-
-fn reserved(agent: &str) -> Event {
-    Event::AgentReserved {
-        agent: agent.to_owned(),
-    }
+    let mut new = testing::new_service();
+    new.desired_time = desired.map(secs);
+    new.user_data
+        .insert("usr_reason".to_owned(), "billing question".to_owned());
+    new
 }
 
 fn chat_started() -> Event {
-    Event::ChatStarted {
-        nickname: "John".to_owned(),
-        subject: "testing".to_owned(),
-        parameters: BTreeMap::from([
-            ("firstName".to_owned(), "John".to_owned()),
-            ("email".to_owned(), "j.h@gmail.com".to_owned()),
-        ]),
-    }
-}
-
-fn say(from: Party, text: &str) -> Event {
-    Event::ChatMessage {
-        from,
-        text: text.to_owned(),
-    }
-}
-
-fn left(by: Party) -> Event {
-    Event::ChatLeft { by }
-}
-
-fn internal() -> Event {
-    Event::InternalNotification {
-        display: "Message to be displayed to user".to_owned(),
-        application: "MESSAGE_FOR_MOBILE_APP_INTERNAL_USE".to_owned(),
-    }
-}
-
-fn agent_note() -> Event {
-    Event::AgentNotification {
-        display: "Message to be displayed to agent".to_owned(),
-        application: "MESSAGE_FOR_AGENT_DESKTOP_INTERNAL_USE".to_owned(),
-    }
-}
-
-/// One step of a walk.
-#[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)] // a test table: size does not matter
-enum Step {
-    /// This event, this many seconds after t0.
-    At(i64, Event),
-    /// The record's armed timer of this kind fires, at its due time.
-    Fire(TimerKind),
-}
-
-fn at(s: i64, event: Event) -> Step {
-    Step::At(s, event)
-}
-
-fn fire(kind: TimerKind) -> Step {
-    Step::Fire(kind)
-}
-
-fn resolve(rec: &ServiceRecord, step: &Step) -> (Event, DateTime<Utc>) {
-    match step {
-        Step::At(s, event) => (event.clone(), secs(*s)),
-        Step::Fire(kind) => {
-            let due = *rec.timers.get(kind).unwrap_or_else(|| {
-                panic!(
-                    "timer {kind:?} is not armed in {:?}: {:?}",
-                    rec.state, rec.timers
-                )
-            });
-            (Event::TimerFired { kind: *kind, due }, due)
-        }
-    }
-}
-
-struct Walk {
-    record: ServiceRecord,
-    /// Effects of create.
-    created: Vec<Effect>,
-    /// Effects of each step.
-    steps: Vec<Vec<Effect>>,
-}
-
-impl Walk {
-    fn last(&self) -> &[Effect] {
-        self.steps.last().unwrap_or(&self.created)
-    }
+    testing::chat_started_with(&[("firstName", "John"), ("email", "j.h@gmail.com")])
 }
 
 fn create(scn: &Arc<Scenario>, desired: Option<i64>) -> Applied {
     machine::create(new_service(desired), scn, t0())
 }
 
-/// Creates the service at t0 and applies every step; a refused step panics.
+/// Creates the service at t0 (or for `desired`) and applies every step.
 fn run(scn: &Arc<Scenario>, desired: Option<i64>, steps: &[Step]) -> Walk {
-    let created = create(scn, desired);
-    let mut walk = Walk {
-        record: created.record,
-        created: created.effects,
-        steps: Vec::new(),
-    };
-    for (i, step) in steps.iter().enumerate() {
-        let applied = apply_step(&walk.record, scn, step).unwrap_or_else(|e| {
-            panic!("step {i} {step:?} refused in {:?}: {e}", walk.record.state)
-        });
-        walk.record = applied.record;
-        walk.steps.push(applied.effects);
-    }
-    walk
+    testing::run(scn, new_service(desired), steps)
 }
 
-/// Applies one step to a record.
-fn apply_step(
-    rec: &ServiceRecord,
-    scn: &Arc<Scenario>,
-    step: &Step,
-) -> Result<Applied, TransitionError> {
-    let (event, now) = resolve(rec, step);
-    machine::apply(rec, scn, &event, now)
-}
-
-/// Applies one step and keeps only the record.
-fn step_to(rec: &ServiceRecord, scn: &Arc<Scenario>, step: &Step) -> ServiceRecord {
-    apply_step(rec, scn, step)
-        .unwrap_or_else(|e| panic!("{step:?} refused in {:?}: {e}", rec.state))
-        .record
-}
-
-/// A compact name for an effect: its kind, plus the timer kind or the tag
-/// without the service id.
-fn kind(effect: &Effect) -> String {
-    let tag_kind = |tag: &str| {
-        tag.strip_suffix(&format!(".{ID}"))
-            .unwrap_or(tag)
-            .to_owned()
-    };
-    match effect {
-        Effect::EnteredQueue { .. } => "EnteredQueue".into(),
-        Effect::LeftQueue { .. } => "LeftQueue".into(),
-        Effect::AgentReserved { .. } => "AgentReserved".into(),
-        Effect::AgentReleased { .. } => "AgentReleased".into(),
-        Effect::NotifyDevice { tag, .. } => format!("NotifyDevice({})", tag_kind(tag)),
-        Effect::NotifyAgent { tag, .. } => format!("NotifyAgent({})", tag_kind(tag)),
-        Effect::TimerArmed { kind, .. } => format!("TimerArmed({})", kind.as_str()),
-        Effect::TimerCancelled { kind } => format!("TimerCancelled({})", kind.as_str()),
-        Effect::WaitSample { .. } => "WaitSample".into(),
-        Effect::HandleSample { .. } => "HandleSample".into(),
-        Effect::PushDevice { tag, .. } => format!("PushDevice({})", tag_kind(tag)),
-        Effect::PushAgent { tag, .. } => format!("PushAgent({})", tag_kind(tag)),
-        Effect::Appointment { change } => format!("Appointment({change:?})"),
-        Effect::OpenRoom => "OpenRoom".into(),
-        Effect::LinkAgent => "LinkAgent".into(),
-        Effect::RoomEnded { .. } => "RoomEnded".into(),
-    }
-}
-
-fn kinds(effects: &[Effect]) -> Vec<String> {
-    let mut k: Vec<String> = effects.iter().map(kind).collect();
-    k.sort();
-    k
-}
-
-fn sorted(expected: &[&str]) -> Vec<String> {
-    let mut k: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
-    k.sort();
-    k
-}
-
-/// Walks `steps` and checks the final state, reason and the effects of the
-/// last step (as a multiset of compact kinds).
+/// [`testing::check`] for the service [`new_service`] makes.
 fn check(
     label: &str,
     scn: &Arc<Scenario>,
@@ -327,30 +77,7 @@ fn check(
     want: (ServiceState, Option<CallbackReason>),
     effects: &[&str],
 ) -> Walk {
-    let walk = run(scn, desired, steps);
-    assert_eq!(
-        (walk.record.state, walk.record.reason),
-        want,
-        "{label}: final state"
-    );
-    assert_eq!(
-        kinds(walk.last()),
-        sorted(effects),
-        "{label}: effects of the last step ({:?})",
-        walk.last()
-    );
-    walk
-}
-
-fn not_allowed(result: Result<Applied, TransitionError>) -> (ServiceState, &'static str, String) {
-    match result {
-        Err(TransitionError::NotAllowed {
-            state,
-            event,
-            message,
-        }) => (state, event, message),
-        other => panic!("expected NotAllowed, got {other:?}"),
-    }
+    testing::check(label, scn, new_service(desired), steps, want, effects)
 }
 
 // ---------------------------------------------------------------------------
@@ -475,7 +202,7 @@ fn create_with_future_desired_time_is_scheduled() {
 fn version_is_one_after_create_and_grows_by_one_per_apply() {
     let scn = delay();
     let steps = [
-        at(10, internal()),
+        at(10, internal_notification()),
         at(20, reserved("agent-1")),
         at(25, Event::NotificationsRetrieved),
         at(30, Event::UserConfirmed),
@@ -857,7 +584,9 @@ fn find_agent_timeout_fails_the_service() {
     assert!(walk.record.timers.is_empty());
 
     // Without _find_agent_timeout the service waits until its TTL.
-    let scn = Toml::delay().unset("_find_agent_timeout").build();
+    let scn = ScenarioBuilder::chat_delay()
+        .unset("_find_agent_timeout")
+        .build();
     let rec = create(&scn, None).record;
     assert_eq!(rec.timers, BTreeMap::from([(TimerKind::Ttl, secs(86400))]));
 }
@@ -1280,7 +1009,7 @@ fn internal_and_agent_notifications_in_every_active_state() {
         let (desired, steps) = to_state(state);
         let rec = run(&scn, desired, &steps).record;
 
-        let applied = machine::apply(&rec, &scn, &internal(), secs(300)).unwrap();
+        let applied = machine::apply(&rec, &scn, &internal_notification(), secs(300)).unwrap();
         let n = applied.record.outbox.last().unwrap();
         assert_eq!(
             n.payload,
@@ -1302,7 +1031,7 @@ fn internal_and_agent_notifications_in_every_active_state() {
         assert!(n.tag.ends_with(ID), "{state:?}: {}", n.tag);
         assert_eq!(applied.record.state, state);
 
-        let applied = machine::apply(&rec, &scn, &agent_note(), secs(300)).unwrap();
+        let applied = machine::apply(&rec, &scn, &agent_notification(), secs(300)).unwrap();
         let n = applied.record.agent_outbox.last().unwrap();
         assert_eq!(n.tag, format!("agent.message.{ID}"), "{state:?}");
         let message: Value = serde_json::from_str(&n.message).expect("message is JSON text");
@@ -1327,10 +1056,10 @@ fn retrieved_notifications_leave_the_outbox_in_any_state() {
         &scn,
         None,
         &[
-            at(10, internal()),
-            at(11, internal()),
-            at(12, agent_note()),
-            at(13, agent_note()),
+            at(10, internal_notification()),
+            at(11, internal_notification()),
+            at(12, agent_notification()),
+            at(13, agent_notification()),
             at(14, Event::Cancel),
         ],
     )
@@ -1364,10 +1093,10 @@ fn outboxes_keep_the_newest_notifications() {
     let scn = delay();
     let mut rec = create(&scn, None).record;
     for i in 0..OUTBOX_LIMIT + 5 {
-        rec = machine::apply(&rec, &scn, &internal(), secs(i as i64))
+        rec = machine::apply(&rec, &scn, &internal_notification(), secs(i as i64))
             .unwrap()
             .record;
-        rec = machine::apply(&rec, &scn, &agent_note(), secs(i as i64))
+        rec = machine::apply(&rec, &scn, &agent_notification(), secs(i as i64))
             .unwrap()
             .record;
     }
@@ -1395,7 +1124,7 @@ fn restoring_a_record_does_not_rerun_entry_actions() {
     ] {
         let (desired, steps) = to_state(state);
         let before = run(&scn, desired, &steps).record;
-        for event in [internal(), agent_note()] {
+        for event in [internal_notification(), agent_notification()] {
             let applied = machine::apply(&before, &scn, &event, secs(300)).unwrap();
             let mut after = applied.record.clone();
             assert_eq!(after.state, state);
@@ -1446,7 +1175,7 @@ fn every_state_change_is_in_the_history() {
             at(30, reserved("agent-1")),
             fire(TimerKind::UserConfirm), // at 90: requeue
             at(100, reserved("agent-2")),
-            at(110, internal()), // no state change
+            at(110, internal_notification()), // no state change
             at(120, Event::UserConfirmed),
             at(130, chat_started()), // no state change
             at(200, Event::Complete),
@@ -1541,7 +1270,7 @@ fn records_round_trip_through_encode_and_decode() {
                 at(40, Event::UserConfirmed),
                 at(50, chat_started()),
                 at(60, say(Party::Client, "héllo \"quoted\" ✓")),
-                at(70, agent_note()),
+                at(70, agent_notification()),
             ],
         )
         .record,
@@ -1599,177 +1328,44 @@ fn decode_refuses_a_newer_schema_and_garbage() {
 // The (state, event) table
 // ---------------------------------------------------------------------------
 
-/// The outcome of one event in one state.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Out {
-    /// Accepted; the state does not change.
-    Same,
-    /// Accepted; the service moves to this state.
-    To(ServiceState),
-    /// Accepted; the service completes with this reason.
-    Done(CallbackReason),
-    /// Refused with NotAllowed.
-    No,
-    /// Refused with StaleTimer (the timer is not armed in this state).
-    Stale,
-}
+// Each table is an `event_table!`: one line per event (and per timer kind),
+// matched without a wildcard, so a new `Event` variant or `TimerKind` does
+// not compile until both tables say what it does in every row. Timers fire
+// at their due time when the row's record holds them, else as stale timers.
 
-use Out::{Done, No, Same, Stale, To};
-
-/// The events of the table, with a label; `Err(kind)` fires that timer (at its
-/// due time when the row's record holds it, else as a stale timer).
-fn table_events() -> Vec<(&'static str, Result<Event, TimerKind>)> {
-    vec![
-        ("created", Ok(Event::Created)),
-        ("fire desired_time", Err(TimerKind::DesiredTime)),
-        ("fire find_agent", Err(TimerKind::FindAgent)),
-        ("fire user_confirm", Err(TimerKind::UserConfirm)),
-        ("fire ttl", Err(TimerKind::Ttl)),
-        ("agent_reserved", Ok(reserved("agent-9"))),
-        ("user_confirmed", Ok(Event::UserConfirmed)),
-        ("chat_started", Ok(chat_started())),
-        ("chat_message client", Ok(say(Party::Client, "hi"))),
-        ("chat_message agent", Ok(say(Party::Agent, "hi"))),
-        ("chat_left client", Ok(left(Party::Client))),
-        ("chat_left agent", Ok(left(Party::Agent))),
-        ("complete", Ok(Event::Complete)),
-        ("cancel", Ok(Event::Cancel)),
-        ("internal_notification", Ok(internal())),
-        ("agent_notification", Ok(agent_note())),
-        ("notifications_retrieved", Ok(Event::NotificationsRetrieved)),
-        (
-            "agent_notifications_retrieved",
-            Ok(Event::AgentNotificationsRetrieved),
-        ),
-        ("chat_typing client", Ok(typing(Party::Client))),
-        ("chat_typing agent", Ok(typing(Party::Agent))),
-        ("reschedule", Ok(reschedule_to(9_000))),
-        ("fire reminder", Err(TimerKind::Reminder)),
-    ]
-}
-
-/// A reschedule without a booking (a scenario without `_schedule`).
-fn reschedule_to(s: i64) -> Event {
-    Event::Reschedule {
-        desired_time: secs(s),
-        booking: None,
+/// Video asked for by `by`, the chat's agent free, with a room made at the
+/// table's time.
+fn start_video(by: Party) -> Event {
+    Event::StartVideo {
+        by,
+        routing: testing::routing(None),
+        scenario: "video-call".to_owned(),
+        conversation_id: None,
+        room: Box::new(testing::room("KM3TQ7X", 49_990)),
+        agent_free: true,
     }
 }
 
-fn typing(by: Party) -> Event {
-    Event::ChatTyping { by, typing: true }
-}
-
-/// Runs every event of [`table_events`] against every row; `expected[e][r]`
-/// is the outcome of event `e` in row `r`. Collects every mismatch (and
-/// every panic) before failing.
-fn run_table(
-    scn: &Arc<Scenario>,
-    rows: &[(&str, ServiceRecord)],
-    expected: &[[Out; 6]],
-) -> Vec<String> {
-    let events = table_events();
-    assert_eq!(events.len(), expected.len(), "one table line per event");
-    let now = secs(50_000);
-    let mut failures = Vec::new();
-    for ((label, event), line) in events.iter().zip(expected) {
-        for ((row, rec), want) in rows.iter().zip(line) {
-            let where_ = format!("{label} in {row}");
-            let (event, at) = match event {
-                Ok(e) => (e.clone(), now),
-                Err(kind) => match rec.timers.get(kind) {
-                    Some(due) => (
-                        Event::TimerFired {
-                            kind: *kind,
-                            due: *due,
-                        },
-                        *due,
-                    ),
-                    None => (
-                        Event::TimerFired {
-                            kind: *kind,
-                            due: now,
-                        },
-                        now,
-                    ),
-                },
-            };
-            let result = catch_unwind(AssertUnwindSafe(|| machine::apply(rec, scn, &event, at)));
-            let result = match result {
-                Ok(r) => r,
-                Err(_) => {
-                    failures.push(format!("{where_}: PANIC"));
-                    continue;
-                }
-            };
-            if let Err(why) = check_outcome(rec, &event, &result, *want) {
-                failures.push(format!("{where_}: expected {want:?}, {why}"));
-            }
-        }
+fn open_room() -> Event {
+    Event::OpenRoom {
+        room: testing::room("HJ4PRW9", 49_990),
     }
-    failures
 }
 
-fn check_outcome(
-    rec: &ServiceRecord,
-    event: &Event,
-    result: &Result<Applied, TransitionError>,
-    want: Out,
-) -> Result<(), String> {
-    match (result, want) {
-        (Err(TransitionError::StaleTimer { .. }), Stale) => Ok(()),
-        (
-            Err(TransitionError::NotAllowed {
-                state,
-                event: name,
-                message,
-            }),
-            No,
-        ) => {
-            let display = result.as_ref().unwrap_err().to_string();
-            if *state != rec.state {
-                Err(format!("NotAllowed names state {state:?}"))
-            } else if *name != event.name() {
-                Err(format!("NotAllowed names event {name}"))
-            } else if !message.contains(rec.state.gms_name())
-                || !display.contains(rec.state.gms_name())
-            {
-                Err(format!(
-                    "message does not name {}: {message}",
-                    rec.state.gms_name()
-                ))
-            } else {
-                Ok(())
-            }
-        }
-        (Ok(applied), Same | To(_) | Done(_)) => {
-            let got = &applied.record;
-            if got.version != rec.version + 1 {
-                return Err(format!("version {} after {}", got.version, rec.version));
-            }
-            let ok = match want {
-                Same => got.state == rec.state && got.reason == rec.reason,
-                To(state) => got.state == state && got.reason.is_none(),
-                Done(reason) => got.state == S::Completed && got.reason == Some(reason),
-                _ => unreachable!(),
-            };
-            if !ok {
-                return Err(format!("got {:?} {:?}", got.state, got.reason));
-            }
-            let grew = got.history.len() - rec.history.len();
-            let changed = got.state != rec.state;
-            if grew != usize::from(changed) {
-                return Err(format!("history grew by {grew} (state changed: {changed})"));
-            }
-            if changed {
-                let h = got.history.last().unwrap();
-                if h.from != Some(rec.state) || h.to != got.state || h.event != event.name() {
-                    return Err(format!("bad history entry {h:?}"));
-                }
-            }
-            Ok(())
-        }
-        (other, _) => Err(format!("got {other:?}")),
+fn agent_linked() -> Event {
+    Event::AgentLinked {
+        agent: "agent-1".to_owned(),
+        url: testing::agent_url("HJ4PRW9"),
+        token: "agent-HJ4PRW9".to_owned(),
+    }
+}
+
+fn survey() -> Event {
+    Event::SurveyAnswered {
+        question: "How was your call?".to_owned(),
+        scale: 5,
+        score: 4,
+        comment: None,
     }
 }
 
@@ -1804,33 +1400,55 @@ fn state_event_table_chat_delay() {
     );
     let (tnf, ttl) = (Done(R::FailTargetNotFound), Done(R::FailTimeoutTtl));
     let (cxl, ac) = (Done(R::Cancelled), Done(R::AgentConnected));
-    #[rustfmt::skip]
-    let expected: [[Out; 6]; 22] = [
-        // SCHED  QUEUED ROUTING PROC   PROC+chat DONE
-        [No,     No,    No,    No,    No,    No   ], // created
-        [q,      Stale, Stale, Stale, Stale, Stale], // fire desired_time
-        [Stale,  tnf,   Stale, Stale, Stale, Stale], // fire find_agent
-        [Stale,  Stale, q,     Stale, Stale, Stale], // fire user_confirm (requeue)
-        [ttl,    ttl,   ttl,   ttl,   ttl,   Stale], // fire ttl
-        [No,     rt,    No,    No,    No,    No   ], // agent_reserved
-        [No,     No,    pr,    Same,  Same,  No   ], // user_confirmed
-        [No,     No,    No,    Same,  No,    No   ], // chat_started
-        [No,     No,    No,    No,    Same,  No   ], // chat_message client
-        [No,     No,    No,    No,    Same,  No   ], // chat_message agent
-        [No,     No,    No,    No,    ac,    No   ], // chat_left client
-        [No,     No,    No,    No,    ac,    No   ], // chat_left agent
-        [No,     No,    No,    ac,    ac,    No   ], // complete
-        [cxl,    cxl,   cxl,   cxl,   cxl,   No   ], // cancel
-        [Same,   Same,  Same,  Same,  Same,  No   ], // internal_notification
-        [Same,   Same,  Same,  Same,  Same,  No   ], // agent_notification
-        [Same,   Same,  Same,  Same,  Same,  Same ], // notifications_retrieved
-        [Same,   Same,  Same,  Same,  Same,  Same ], // agent_notifications_retrieved
-        [No,     No,    No,    No,    Same,  No   ], // chat_typing client
-        [No,     No,    No,    No,    Same,  No   ], // chat_typing agent
-        [Same,   No,    No,    No,    No,    No   ], // reschedule
-        [Stale,  Stale, Stale, Stale, Stale, Stale], // fire reminder (never armed)
-    ];
-    let failures = run_table(&scn, &rows, &expected);
+    use TimerKind as T;
+    let lines = event_table! {
+        //                                                    SCHED  QUEUED ROUTING PROC  PROC+chat DONE
+        Event::Created => Event::Created,                     [No,    No,    No,    No,    No,    No   ];
+        Event::TimerFired { kind: T::DesiredTime, .. } => T::DesiredTime, [q, Stale, Stale, Stale, Stale, Stale];
+        Event::TimerFired { kind: T::FindAgent, .. } => T::FindAgent, [Stale, tnf, Stale, Stale, Stale, Stale];
+        // The confirmation timed out: requeue.
+        Event::TimerFired { kind: T::UserConfirm, .. } => T::UserConfirm, [Stale, Stale, q, Stale, Stale, Stale];
+        Event::TimerFired { kind: T::Ttl, .. } => T::Ttl,     [ttl,   ttl,   ttl,   ttl,   ttl,   Stale];
+        Event::AgentReserved { .. } => reserved("agent-9"),   [No,    rt,    No,    No,    No,    No   ];
+        Event::UserConfirmed => Event::UserConfirmed,         [No,    No,    pr,    Same,  Same,  No   ];
+        Event::ChatStarted { .. } => chat_started(),          [No,    No,    No,    Same,  No,    No   ];
+        Event::ChatMessage { .. } => say(Party::Client, "hi"), [No,   No,    No,    No,    Same,  No   ];
+        Event::ChatMessage { .. } => say(Party::Agent, "hi"), [No,    No,    No,    No,    Same,  No   ];
+        Event::ChatLeft { .. } => left(Party::Client),        [No,    No,    No,    No,    ac,    No   ];
+        Event::ChatLeft { .. } => left(Party::Agent),         [No,    No,    No,    No,    ac,    No   ];
+        Event::Complete => Event::Complete,                   [No,    No,    No,    ac,    ac,    No   ];
+        Event::Cancel => Event::Cancel,                       [cxl,   cxl,   cxl,   cxl,   cxl,   No   ];
+        Event::InternalNotification { .. } => internal_notification(),     [Same,  Same,  Same,  Same,  Same,  No   ];
+        Event::AgentNotification { .. } => agent_notification(),      [Same,  Same,  Same,  Same,  Same,  No   ];
+        Event::NotificationsRetrieved => Event::NotificationsRetrieved, [Same, Same, Same, Same, Same, Same];
+        Event::AgentNotificationsRetrieved => Event::AgentNotificationsRetrieved, [Same, Same, Same, Same, Same, Same];
+        Event::ChatTyping { .. } => typing(Party::Client),    [No,    No,    No,    No,    Same,  No   ];
+        Event::ChatTyping { .. } => typing(Party::Agent),     [No,    No,    No,    No,    Same,  No   ];
+        Event::Reschedule { .. } => reschedule_to(9_000),     [Same,  No,    No,    No,    No,    No   ];
+        // Never armed without a booking.
+        Event::TimerFired { kind: T::Reminder, .. } => T::Reminder, [Stale, Stale, Stale, Stale, Stale, Stale];
+        // Nothing to take out of the outboxes.
+        Event::NotificationsPushed { .. } => pushed_unknown(), [Unchanged, Unchanged, Unchanged, Unchanged, Unchanged, Unchanged];
+        // Never armed without a room or a preferred agent.
+        Event::TimerFired { kind: T::RoomTtl, .. } => T::RoomTtl, [Stale, Stale, Stale, Stale, Stale, Stale];
+        Event::TimerFired { kind: T::PreferredAgent, .. } => T::PreferredAgent, [Stale, Stale, Stale, Stale, Stale, Stale];
+        // Queued, the ticket is retargeted; connected, the chat's agent rings.
+        Event::StartVideo { .. } => start_video(Party::Client), [No,  Same,  No,    Same,  Same,  No   ];
+        // No agent before the service is connected.
+        Event::StartVideo { .. } => start_video(Party::Agent), [No,   No,    No,    Same,  Same,  No   ];
+        // Without a video leg, no room event is allowed.
+        Event::OpenRoom { .. } => open_room(),                [No,    No,    No,    No,    No,    No   ];
+        Event::AgentLinked { .. } => agent_linked(),          [No,    No,    No,    No,    No,    No   ];
+        Event::RoomAnswered { accept: true, .. } => Event::RoomAnswered { by: Party::Client, accept: true }, [No, No, No, No, No, No];
+        Event::RoomAnswered { accept: false, .. } => Event::RoomAnswered { by: Party::Client, accept: false }, [No, No, No, No, No, No];
+        Event::RoomJoined { .. } => Event::RoomJoined { party: Party::Client }, [No, No, No, No, No, No];
+        Event::RoomLeft { .. } => Event::RoomLeft { party: Party::Client }, [No, No, No, No, No, No];
+        Event::RoomSignal { .. } => Event::RoomSignal { from: Party::Client, signal: json!({}) }, [No, No, No, No, No, No];
+        // Without a live room, the same as complete.
+        Event::ForceComplete => Event::ForceComplete,         [No,    No,    No,    ac,    ac,    No   ];
+        Event::SurveyAnswered { .. } => survey(),             [No,    No,    No,    No,    No,    No   ];
+    };
+    let failures = run_table(&scn, &rows, &lines);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
@@ -1854,38 +1472,60 @@ fn state_event_table_chat_immediate() {
     let (tnf, ttl) = (Done(R::FailTargetNotFound), Done(R::FailTimeoutTtl));
     let (cxl, ac) = (Done(R::Cancelled), Done(R::AgentConnected));
     let fid = Done(R::FailInteractionDeleted);
-    #[rustfmt::skip]
-    let expected: [[Out; 6]; 22] = [
-        // SCHED  QUEUED QUEUED+chat PROC PROC+chat DONE
-        [No,     No,    No,    No,    No,    No   ], // created
-        [q,      Stale, Stale, Stale, Stale, Stale], // fire desired_time
-        [Stale,  tnf,   tnf,   Stale, Stale, Stale], // fire find_agent
-        [Stale,  Stale, Stale, Stale, Stale, Stale], // fire user_confirm (never armed)
-        [ttl,    ttl,   ttl,   ttl,   ttl,   Stale], // fire ttl
-        [No,     pr,    pr,    No,    No,    No   ], // agent_reserved
-        [No,     No,    No,    Same,  Same,  No   ], // user_confirmed
-        [No,     Same,  No,    Same,  No,    No   ], // chat_started
-        [No,     No,    Same,  No,    Same,  No   ], // chat_message client
-        [No,     No,    No,    No,    Same,  No   ], // chat_message agent (must have joined)
-        [No,     No,    fid,   No,    ac,    No   ], // chat_left client
-        [No,     No,    No,    No,    ac,    No   ], // chat_left agent
-        [No,     No,    No,    ac,    ac,    No   ], // complete
-        [cxl,    cxl,   cxl,   cxl,   cxl,   No   ], // cancel
-        [Same,   Same,  Same,  Same,  Same,  No   ], // internal_notification
-        [Same,   Same,  Same,  Same,  Same,  No   ], // agent_notification
-        [Same,   Same,  Same,  Same,  Same,  Same ], // notifications_retrieved
-        [Same,   Same,  Same,  Same,  Same,  Same ], // agent_notifications_retrieved
-        [No,     No,    Same,  No,    Same,  No   ], // chat_typing client
-        [No,     No,    No,    No,    Same,  No   ], // chat_typing agent (must have joined)
-        [Same,   No,    No,    No,    No,    No   ], // reschedule
-        [Stale,  Stale, Stale, Stale, Stale, Stale], // fire reminder (never armed)
-    ];
-    let failures = run_table(&scn, &rows, &expected);
+    use TimerKind as T;
+    let lines = event_table! {
+        //                                                    SCHED  QUEUED QUEUED+chat PROC PROC+chat DONE
+        Event::Created => Event::Created,                     [No,    No,    No,    No,    No,    No   ];
+        Event::TimerFired { kind: T::DesiredTime, .. } => T::DesiredTime, [q, Stale, Stale, Stale, Stale, Stale];
+        Event::TimerFired { kind: T::FindAgent, .. } => T::FindAgent, [Stale, tnf, tnf, Stale, Stale, Stale];
+        // Never armed: nobody is asked to confirm.
+        Event::TimerFired { kind: T::UserConfirm, .. } => T::UserConfirm, [Stale, Stale, Stale, Stale, Stale, Stale];
+        Event::TimerFired { kind: T::Ttl, .. } => T::Ttl,     [ttl,   ttl,   ttl,   ttl,   ttl,   Stale];
+        Event::AgentReserved { .. } => reserved("agent-9"),   [No,    pr,    pr,    No,    No,    No   ];
+        Event::UserConfirmed => Event::UserConfirmed,         [No,    No,    No,    Same,  Same,  No   ];
+        Event::ChatStarted { .. } => chat_started(),          [No,    Same,  No,    Same,  No,    No   ];
+        Event::ChatMessage { .. } => say(Party::Client, "hi"), [No,   No,    Same,  No,    Same,  No   ];
+        // The agent must have joined.
+        Event::ChatMessage { .. } => say(Party::Agent, "hi"), [No,    No,    No,    No,    Same,  No   ];
+        Event::ChatLeft { .. } => left(Party::Client),        [No,    No,    fid,   No,    ac,    No   ];
+        Event::ChatLeft { .. } => left(Party::Agent),         [No,    No,    No,    No,    ac,    No   ];
+        Event::Complete => Event::Complete,                   [No,    No,    No,    ac,    ac,    No   ];
+        Event::Cancel => Event::Cancel,                       [cxl,   cxl,   cxl,   cxl,   cxl,   No   ];
+        Event::InternalNotification { .. } => internal_notification(),     [Same,  Same,  Same,  Same,  Same,  No   ];
+        Event::AgentNotification { .. } => agent_notification(),      [Same,  Same,  Same,  Same,  Same,  No   ];
+        Event::NotificationsRetrieved => Event::NotificationsRetrieved, [Same, Same, Same, Same, Same, Same];
+        Event::AgentNotificationsRetrieved => Event::AgentNotificationsRetrieved, [Same, Same, Same, Same, Same, Same];
+        Event::ChatTyping { .. } => typing(Party::Client),    [No,    No,    Same,  No,    Same,  No   ];
+        // The agent must have joined.
+        Event::ChatTyping { .. } => typing(Party::Agent),     [No,    No,    No,    No,    Same,  No   ];
+        Event::Reschedule { .. } => reschedule_to(9_000),     [Same,  No,    No,    No,    No,    No   ];
+        // Never armed without a booking.
+        Event::TimerFired { kind: T::Reminder, .. } => T::Reminder, [Stale, Stale, Stale, Stale, Stale, Stale];
+        // Nothing to take out of the outboxes.
+        Event::NotificationsPushed { .. } => pushed_unknown(), [Unchanged, Unchanged, Unchanged, Unchanged, Unchanged, Unchanged];
+        // Never armed without a room or a preferred agent.
+        Event::TimerFired { kind: T::RoomTtl, .. } => T::RoomTtl, [Stale, Stale, Stale, Stale, Stale, Stale];
+        Event::TimerFired { kind: T::PreferredAgent, .. } => T::PreferredAgent, [Stale, Stale, Stale, Stale, Stale, Stale];
+        // Queued, the ticket is retargeted; connected, the chat's agent rings.
+        Event::StartVideo { .. } => start_video(Party::Client), [No,  Same,  Same,  Same,  Same,  No   ];
+        // No agent before the service is connected.
+        Event::StartVideo { .. } => start_video(Party::Agent), [No,   No,    No,    Same,  Same,  No   ];
+        // Without a video leg, no room event is allowed.
+        Event::OpenRoom { .. } => open_room(),                [No,    No,    No,    No,    No,    No   ];
+        Event::AgentLinked { .. } => agent_linked(),          [No,    No,    No,    No,    No,    No   ];
+        Event::RoomAnswered { accept: true, .. } => Event::RoomAnswered { by: Party::Client, accept: true }, [No, No, No, No, No, No];
+        Event::RoomAnswered { accept: false, .. } => Event::RoomAnswered { by: Party::Client, accept: false }, [No, No, No, No, No, No];
+        Event::RoomJoined { .. } => Event::RoomJoined { party: Party::Client }, [No, No, No, No, No, No];
+        Event::RoomLeft { .. } => Event::RoomLeft { party: Party::Client }, [No, No, No, No, No, No];
+        Event::RoomSignal { .. } => Event::RoomSignal { from: Party::Client, signal: json!({}) }, [No, No, No, No, No, No];
+        // Without a live room, the same as complete.
+        Event::ForceComplete => Event::ForceComplete,         [No,    No,    No,    ac,    ac,    No   ];
+        Event::SurveyAnswered { .. } => survey(),             [No,    No,    No,    No,    No,    No   ];
+    };
+    let failures = run_table(&scn, &rows, &lines);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
-/// A timer the record holds but the state does not handle is refused with
-/// NotAllowed (after the stale check), never a panic.
 #[test]
 fn armed_timers_a_state_does_not_handle_are_discarded() {
     let scn = delay();
@@ -1952,7 +1592,7 @@ fn huge_accepted_timeouts_do_not_panic() {
     ];
     let mut failures = Vec::new();
     for (key, value) in cases {
-        let toml = Toml::delay().set(key, value);
+        let toml = ScenarioBuilder::chat_delay().key(key, value);
         let Ok(scn) = toml.parse() else {
             continue; // refusing it up front is fine too
         };
@@ -1978,7 +1618,7 @@ fn huge_accepted_timeouts_do_not_panic() {
 
 #[test]
 fn scenario_defaults_and_spellings() {
-    let scn = Toml::delay()
+    let scn = ScenarioBuilder::chat_delay()
         .unset("_user_confirm_timeout")
         .unset("_on_user_confirm_timeout")
         .unset("_max_user_confirm_attempts")
@@ -2073,7 +1713,7 @@ fn scenario_refusals_name_the_key_or_the_problem() {
     ];
     let mut failures = Vec::new();
     for (key, value, needles, want_key) in cases {
-        let toml = Toml::delay().set(key, value);
+        let toml = ScenarioBuilder::chat_delay().key(key, value);
         match toml.parse() {
             Ok(_) => failures.push(format!("{key} = {value}: accepted")),
             Err(e) => {
@@ -2096,8 +1736,8 @@ fn scenario_refusals_name_the_key_or_the_problem() {
     }
 
     // A customer can only confirm once an agent waits.
-    let err = Toml::immediate()
-        .set("_wait_for_user_confirm", "true")
+    let err = ScenarioBuilder::chat_immediate()
+        .key("_wait_for_user_confirm", "true")
         .parse()
         .unwrap_err();
     assert_eq!(err.key.as_deref(), Some("_wait_for_user_confirm"));
@@ -2109,7 +1749,7 @@ fn scenario_refusals_name_the_key_or_the_problem() {
 
     // Missing mandatory keys.
     for key in ["_ttl", "_target", "_wait_for_agent", "_media_type", "name"] {
-        match Toml::delay().unset(key).parse() {
+        match ScenarioBuilder::chat_delay().unset(key).parse() {
             Ok(_) => failures.push(format!("without {key}: accepted")),
             Err(e) if !e.to_string().contains(key) => {
                 failures.push(format!("without {key}: `{e}` does not name it"))
@@ -2173,15 +1813,19 @@ fn scratch(name: &str) -> PathBuf {
 #[test]
 fn load_dir_refuses_duplicates_bad_files_and_empty_dirs() {
     let dir = scratch("dup");
-    std::fs::write(dir.join("a.toml"), Toml::delay().text()).unwrap();
-    std::fs::write(dir.join("b.toml"), Toml::delay().text()).unwrap();
+    std::fs::write(dir.join("a.toml"), ScenarioBuilder::chat_delay().toml()).unwrap();
+    std::fs::write(dir.join("b.toml"), ScenarioBuilder::chat_delay().toml()).unwrap();
     let err = Scenarios::load_dir(&dir).unwrap_err();
     assert_eq!(err.key.as_deref(), Some("name"));
     assert!(err.to_string().contains("chat-delay"), "{err}");
 
     let dir = scratch("bad");
-    std::fs::write(dir.join("ok.toml"), Toml::delay().text()).unwrap();
-    std::fs::write(dir.join("bad.toml"), Toml::delay().set("_ttl", "-5").text()).unwrap();
+    std::fs::write(dir.join("ok.toml"), ScenarioBuilder::chat_delay().toml()).unwrap();
+    std::fs::write(
+        dir.join("bad.toml"),
+        ScenarioBuilder::chat_delay().key("_ttl", "-5").toml(),
+    )
+    .unwrap();
     std::fs::write(dir.join("notes.txt"), "not a scenario").unwrap();
     let err = Scenarios::load_dir(&dir).unwrap_err();
     assert!(err.to_string().contains("bad.toml"), "{err}");
@@ -2253,9 +1897,9 @@ fn pushed_notifications_leave_the_outboxes_and_only_those() {
     let steps = [
         at(30, reserved("agent-1")),
         at(40, Event::UserConfirmed),
-        at(41, internal()),
-        at(42, agent_note()),
-        at(43, internal()),
+        at(41, internal_notification()),
+        at(42, agent_notification()),
+        at(43, internal_notification()),
     ];
     let rec = run(&scn, None, &steps).record;
     let device: Vec<String> = rec.outbox.iter().map(|n| n.id.clone()).collect();
