@@ -302,11 +302,18 @@ fn kind(effect: &Effect) -> String {
         Effect::OpenRoom => "OpenRoom".into(),
         Effect::LinkAgent => "LinkAgent".into(),
         Effect::RoomEnded { .. } => "RoomEnded".into(),
+        Effect::StateNotice { .. } => "StateNotice".into(),
     }
 }
 
 fn kinds(effects: &[Effect]) -> Vec<String> {
-    let mut k: Vec<String> = effects.iter().map(kind).collect();
+    // Every change of state ends with the state push; that is checked once,
+    // in `state_notices_*` and `*_pushes_the_state*`, not in every table.
+    let mut k: Vec<String> = effects
+        .iter()
+        .map(kind)
+        .filter(|k| k != "StateNotice")
+        .collect();
     k.sort();
     k
 }
@@ -2325,15 +2332,15 @@ fn pushed_notifications_leave_the_outboxes_and_only_those() {
 #[test]
 fn state_notices_carry_the_gms_state_until_completion() {
     let scn = delay();
-    let queued = run(&scn, None, &[]).record;
-    let routing = step_to(&queued, &scn, &at(30, reserved("agent-1")));
-    let done = step_to(&routing, &scn, &at(31, Event::Cancel));
-    for (rec, want) in [
+    let queued = create(&scn, None);
+    let routing = apply_step(&queued.record, &scn, &at(30, reserved("agent-1"))).unwrap();
+    let done = apply_step(&routing.record, &scn, &at(31, Event::Cancel)).unwrap();
+    for (applied, want) in [
         (&queued, Some(("QUEUED", Value::Null))),
         (&routing, Some(("ROUTING", json!("agent-1")))),
         (&done, None),
     ] {
-        let notice = machine::state_notice(rec);
+        let notice = state_notice(&applied.effects);
         match (notice, want) {
             (Some((tag, payload)), Some((state, agent))) => {
                 assert_eq!(tag, format!("service.state.{ID}"));
@@ -2343,8 +2350,56 @@ fn state_notices_carry_the_gms_state_until_completion() {
                 assert_eq!(payload["message"]["_agent_id"], agent);
             }
             (None, None) => {}
-            (got, want) => panic!("{:?}: got {got:?}, want {want:?}", rec.state),
+            (got, want) => panic!("{:?}: got {got:?}, want {want:?}", applied.record.state),
         }
+    }
+}
+
+/// The state push among `effects`: there is at most one, and it comes last.
+fn state_notice(effects: &[Effect]) -> Option<(String, Value)> {
+    let notices: Vec<usize> = (0..effects.len())
+        .filter(|&i| matches!(effects[i], Effect::StateNotice { .. }))
+        .collect();
+    match notices.as_slice() {
+        [] => None,
+        [i] if *i == effects.len() - 1 => match &effects[*i] {
+            Effect::StateNotice { tag, payload } => Some((tag.clone(), payload.clone())),
+            _ => unreachable!(),
+        },
+        _ => panic!("the state notice comes once and last: {effects:?}"),
+    }
+}
+
+#[test]
+fn create_pushes_the_new_state_last() {
+    // Queued at once, or scheduled for later: the device hears either.
+    for (desired, state) in [(None, "QUEUED"), (Some(600), "SCHEDULED")] {
+        let created = create(&delay(), desired);
+        let (_, payload) = state_notice(&created.effects).expect("a state notice");
+        assert_eq!(payload["message"]["_callback_state"], state);
+        // The record's version as stored: 1, not the queue entry's.
+        assert_eq!(payload["id"], format!("{ID}-v1"));
+    }
+}
+
+#[test]
+fn only_a_change_of_state_pushes_the_state() {
+    let scn = delay();
+    let queued = create(&scn, None).record;
+    let reserved = apply_step(&queued, &scn, &at(30, reserved("agent-1"))).unwrap();
+    let (_, payload) = state_notice(&reserved.effects).expect("a state notice");
+    assert_eq!(payload["id"], format!("{ID}-v{}", reserved.record.version));
+    // Events that leave the state as it was push nothing.
+    for event in [
+        Event::InternalNotification {
+            display: "hi".into(),
+            application: "app".into(),
+        },
+        Event::NotificationsRetrieved,
+    ] {
+        let same = machine::apply(&reserved.record, &scn, &event, secs(31)).unwrap();
+        assert_eq!(same.record.state, reserved.record.state);
+        assert_eq!(state_notice(&same.effects), None, "{event:?}");
     }
 }
 

@@ -432,16 +432,19 @@ fn kind(effect: &Effect) -> String {
         Effect::OpenRoom => "OpenRoom".into(),
         Effect::LinkAgent => "LinkAgent".into(),
         Effect::RoomEnded { .. } => "RoomEnded".into(),
+        Effect::StateNotice { .. } => "StateNotice".into(),
     }
 }
 
 fn kinds(effects: &[Effect]) -> Vec<String> {
     // Every room end wakes the router (`RoomEnded`); that is checked once,
     // in `a_room_end_wakes_the_router_for_its_agent`, not in every table.
+    // The same for the state push after every change of state, checked in
+    // transitions.rs.
     let mut k: Vec<String> = effects
         .iter()
         .map(kind)
-        .filter(|k| k != "RoomEnded")
+        .filter(|k| k != "RoomEnded" && k != "StateNotice")
         .collect();
     k.sort();
     k

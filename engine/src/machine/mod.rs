@@ -41,8 +41,6 @@ mod chat;
 mod notify;
 mod video;
 
-pub use notify::state_notice;
-
 /// What can happen to a service.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -281,6 +279,14 @@ pub enum Effect {
     /// A live room ended: its agent may take another video, run the router.
     RoomEnded {
         agent: Option<String>,
+    },
+    /// Tell the device the service's new state (and thereby that it owns
+    /// it); not kept, like [`Effect::PushDevice`]. [`create`] always ends
+    /// with one, [`apply`] when the state changed: last, after everything
+    /// else the transition did.
+    StateNotice {
+        tag: String,
+        payload: serde_json::Value,
     },
 }
 
@@ -1033,7 +1039,7 @@ pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> 
             kind: TimerKind::DesiredTime,
             due,
         };
-        let next = apply(&applied.record, scenario, &fired, now)
+        let next = transition(&applied.record, scenario, &fired, now)
             .expect("a new service accepts its own desired time");
         // The desired-time timer never outlives create: drop its arm/fire pair.
         applied.effects.retain(|e| {
@@ -1049,11 +1055,35 @@ pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> 
         applied.record = next.record;
     }
     applied.record.version = 1;
+    tell_state(&mut applied);
     applied
 }
 
 /// Applies one event to a stored record: (record, event, now) → (record, effects).
 pub fn apply(
+    record: &ServiceRecord,
+    scenario: &Arc<Scenario>,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> Result<Applied, TransitionError> {
+    let mut applied = transition(record, scenario, event, now)?;
+    if applied.record.state != record.state {
+        tell_state(&mut applied);
+    }
+    Ok(applied)
+}
+
+/// Appends the state push, last: the shell carries out the effects in
+/// order, and the device hears of the new state after everything else.
+fn tell_state(applied: &mut Applied) {
+    if let Some((tag, payload)) = notify::state_notice(&applied.record) {
+        applied.effects.push(Effect::StateNotice { tag, payload });
+    }
+}
+
+/// [`apply`] without the state push: `create` runs it for a service whose
+/// time has come, and pushes the state once, for the record it returns.
+fn transition(
     record: &ServiceRecord,
     scenario: &Arc<Scenario>,
     event: &Event,

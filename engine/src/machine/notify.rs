@@ -148,7 +148,7 @@ pub(super) fn chat_body(
 /// The push that tells the device its service changed state: pushed after
 /// every state change but the last (completion has its own notification in
 /// the outbox). Not kept: the state can always be read again.
-pub fn state_notice(rec: &ServiceRecord) -> Option<(String, serde_json::Value)> {
+pub(super) fn state_notice(rec: &ServiceRecord) -> Option<(String, serde_json::Value)> {
     if rec.state == ServiceState::Completed {
         return None;
     }
