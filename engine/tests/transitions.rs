@@ -2471,6 +2471,8 @@ fn a_booking_enters_the_queue_its_buffer_before_the_slot_in_its_booked_place() {
     assert_eq!(reminded.record.state, S::Scheduled);
     let note = reminded.record.outbox.last().unwrap();
     assert_eq!(note.tag, format!("service.reminder.{ID}"));
+    // The slot, with milliseconds like every other time on the wire.
+    assert_eq!(note.payload["_desired_time"], "2024-05-01T11:00:00.000Z");
     assert_eq!(
         note.payload["_join_url"],
         format!("https://meet.example/{ID}")

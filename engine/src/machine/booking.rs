@@ -1,7 +1,7 @@
 //! Scheduled services: the timers `scheduled` waits for (queue entry and
 //! reminder), rescheduling, and the appointment reminder.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
 use super::{after, AppointmentChange, Context, Effect, Service};
@@ -60,6 +60,9 @@ impl Service {
         let booking = self.rec.booking.clone();
         let start = booking.as_ref().map_or(self.rec.desired_time, |b| b.slot);
         let join_url = booking.and_then(|b| b.join_url);
+        // With milliseconds, as every other time on the wire: DateTime's own
+        // serialization leaves them out of a whole second.
+        let start = start.to_rfc3339_opts(SecondsFormat::Millis, true);
         self.notify_device(
             context,
             format!("service.reminder.{id}"),
