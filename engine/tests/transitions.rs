@@ -21,7 +21,7 @@ use engine::record::{
 };
 use engine::scenario::{OnUserConfirmTimeout, Scenario, Scenarios};
 use engine::testing::{
-    self, agent_notification, at, chat_left as left, effect_kinds as kinds, fire,
+    self, agent_notification, apply_step, at, chat_left as left, effect_kinds as kinds, fire,
     internal_notification, not_allowed, pushed_unknown, reschedule_to, reserved, run_table, say,
     secs, step_to, t0, typing, Out, ScenarioBuilder, Step, Walk, CUSTOMER, ID,
 };
@@ -1969,15 +1969,15 @@ fn pushed_notifications_leave_the_outboxes_and_only_those() {
 #[test]
 fn state_notices_carry_the_gms_state_until_completion() {
     let scn = delay();
-    let queued = run(&scn, None, &[]).record;
-    let routing = step_to(&queued, &scn, &at(30, reserved("agent-1")));
-    let done = step_to(&routing, &scn, &at(31, Event::Cancel));
-    for (rec, want) in [
+    let queued = create(&scn, None);
+    let routing = apply_step(&queued.record, &scn, &at(30, reserved("agent-1"))).unwrap();
+    let done = apply_step(&routing.record, &scn, &at(31, Event::Cancel)).unwrap();
+    for (applied, want) in [
         (&queued, Some(("QUEUED", Value::Null))),
         (&routing, Some(("ROUTING", json!("agent-1")))),
         (&done, None),
     ] {
-        let notice = machine::state_notice(rec);
+        let notice = state_notice(&applied.effects);
         match (notice, want) {
             (Some((tag, payload)), Some((state, agent))) => {
                 assert_eq!(tag, format!("service.state.{ID}"));
@@ -1987,8 +1987,56 @@ fn state_notices_carry_the_gms_state_until_completion() {
                 assert_eq!(payload["message"]["_agent_id"], agent);
             }
             (None, None) => {}
-            (got, want) => panic!("{:?}: got {got:?}, want {want:?}", rec.state),
+            (got, want) => panic!("{:?}: got {got:?}, want {want:?}", applied.record.state),
         }
+    }
+}
+
+/// The state push among `effects`: there is at most one, and it comes last.
+fn state_notice(effects: &[Effect]) -> Option<(String, Value)> {
+    let notices: Vec<usize> = (0..effects.len())
+        .filter(|&i| matches!(effects[i], Effect::StateNotice { .. }))
+        .collect();
+    match notices.as_slice() {
+        [] => None,
+        [i] if *i == effects.len() - 1 => match &effects[*i] {
+            Effect::StateNotice { tag, payload } => Some((tag.clone(), payload.clone())),
+            _ => unreachable!(),
+        },
+        _ => panic!("the state notice comes once and last: {effects:?}"),
+    }
+}
+
+#[test]
+fn create_pushes_the_new_state_last() {
+    // Queued at once, or scheduled for later: the device hears either.
+    for (desired, state) in [(None, "QUEUED"), (Some(600), "SCHEDULED")] {
+        let created = create(&delay(), desired);
+        let (_, payload) = state_notice(&created.effects).expect("a state notice");
+        assert_eq!(payload["message"]["_callback_state"], state);
+        // The record's version as stored: 1, not the queue entry's.
+        assert_eq!(payload["id"], format!("{ID}-v1"));
+    }
+}
+
+#[test]
+fn only_a_change_of_state_pushes_the_state() {
+    let scn = delay();
+    let queued = create(&scn, None).record;
+    let reserved = apply_step(&queued, &scn, &at(30, reserved("agent-1"))).unwrap();
+    let (_, payload) = state_notice(&reserved.effects).expect("a state notice");
+    assert_eq!(payload["id"], format!("{ID}-v{}", reserved.record.version));
+    // Events that leave the state as it was push nothing.
+    for event in [
+        Event::InternalNotification {
+            display: "hi".into(),
+            application: "app".into(),
+        },
+        Event::NotificationsRetrieved,
+    ] {
+        let same = machine::apply(&reserved.record, &scn, &event, secs(31)).unwrap();
+        assert_eq!(same.record.state, reserved.record.state);
+        assert_eq!(state_notice(&same.effects), None, "{event:?}");
     }
 }
 
@@ -2060,6 +2108,8 @@ fn a_booking_enters_the_queue_its_buffer_before_the_slot_in_its_booked_place() {
     assert_eq!(reminded.record.state, S::Scheduled);
     let note = reminded.record.outbox.last().unwrap();
     assert_eq!(note.tag, format!("service.reminder.{ID}"));
+    // The slot, with milliseconds like every other time on the wire.
+    assert_eq!(note.payload["_desired_time"], "2024-05-01T11:00:00.000Z");
     assert_eq!(
         note.payload["_join_url"],
         format!("https://meet.example/{ID}")

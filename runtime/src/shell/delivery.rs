@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use engine::machine::{self, Event};
+use engine::machine::Event;
 use engine::record::ServiceRecord;
 use push::httpcb::{Outcome, Policy};
 use push::{Audience, Delivery, Pushed};
@@ -79,13 +79,6 @@ impl Shell {
             data,
             notification: kept,
         });
-    }
-
-    /// Tells the device the service's new state (and thereby that it owns it).
-    pub(super) fn tell_state(&self, record: &ServiceRecord) {
-        if let Some((tag, payload)) = machine::state_notice(record) {
-            self.to_device(record, &tag, payload, None);
-        }
     }
 
     /// Takes what the push clients received out of the outboxes, a batch

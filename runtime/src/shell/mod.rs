@@ -171,7 +171,6 @@ impl Shell {
         self.store.put(&applied.record, None).await?;
         info!(service_id = %applied.record.id, scenario = %scenario.name, state = ?applied.record.state, "Service created.");
         self.carry_out(&applied.record, &applied.effects).await;
-        self.tell_state(&applied.record);
         Ok(applied.record)
     }
 
@@ -233,7 +232,6 @@ impl Shell {
                     self.carry_out(&next, &effects).await;
                     if next.state != record.state {
                         info!(service_id = %id, from = ?record.state, to = ?next.state, event = event.name(), "Service changed state.");
-                        self.tell_state(&next);
                     }
                     return Ok((record, next));
                 }
@@ -272,7 +270,8 @@ impl Shell {
                         self.to_agent(record, agent, tag, payload, Some(id.clone()));
                     }
                 }
-                Effect::PushDevice { tag, payload } => {
+                // The state push is not kept either: the state can be read again.
+                Effect::PushDevice { tag, payload } | Effect::StateNotice { tag, payload } => {
                     self.to_device(record, tag, payload.clone(), None);
                 }
                 Effect::PushAgent {

@@ -18,6 +18,12 @@
 //! Restoring a record puts the machine straight into the stored state without
 //! running entry actions: entering a state arms timers and notifies the
 //! customer, which must happen once, not on every load.
+//!
+//! This module holds the events, effects and errors, the statig states and
+//! the entry points [`create`] and [`apply`]; the rest of `Service`'s
+//! behaviour lives beside it: `chat`, `booking` (schedule, reminder,
+//! appointments), `video` (the video leg and its rooms) and `notify`
+//! (outboxes and notice payloads).
 
 use std::sync::Arc;
 
@@ -28,9 +34,12 @@ use statig::blocking::*;
 
 use crate::record::*;
 use crate::scenario::{OnUserConfirmTimeout, Scenario};
-use crate::video::{
-    Room, RoomEnd, RoomParticipant, RoutingData, SurveyAnswer, VideoLeg, VideoRoute,
-};
+use crate::video::{Room, RoomEnd, RoutingData, VideoLeg, VideoRoute};
+
+mod booking;
+mod chat;
+mod notify;
+mod video;
 
 /// What can happen to a service.
 #[derive(Debug, Clone, PartialEq)]
@@ -270,6 +279,14 @@ pub enum Effect {
     /// A live room ended: its agent may take another video, run the router.
     RoomEnded {
         agent: Option<String>,
+    },
+    /// Tell the device the service's new state (and thereby that it owns
+    /// it); not kept, like [`Effect::PushDevice`]. [`create`] always ends
+    /// with one, [`apply`] when the state changed: last, after everything
+    /// else the transition did.
+    StateNotice {
+        tag: String,
+        payload: serde_json::Value,
     },
 }
 
@@ -806,482 +823,11 @@ impl Service {
 }
 
 impl Service {
-    // ---- video -----------------------------------------------------------
-
-    /// Why video cannot start now, if it cannot.
-    fn video_refusal(&self, by: Party, same_agent: bool) -> Option<String> {
-        if let Some(room) = self.rec.live_room() {
-            return Some(self.in_state(&format!(
-                "video room {} is already live for this service",
-                room.code
-            )));
-        }
-        if by == Party::Agent && !same_agent {
-            return Some(self.in_state(if self.rec.agent.is_none() {
-                "no agent has this service, so no agent can start its video"
-            } else {
-                "the agent is already in another video room; leave it first"
-            }));
-        }
-        None
-    }
-
-    /// Records the request and its room on the leg (made on the first request).
-    fn start_video(
-        &mut self,
-        by: Party,
-        routing: &RoutingData,
-        scenario: &str,
-        conversation_id: &Option<String>,
-        room: &Room,
-        context: &mut Context,
-    ) {
-        let now = self.now;
-        let leg = self.rec.video.get_or_insert_with(|| VideoLeg {
-            requested_at: now,
-            requested_by: by,
-            scenario: scenario.to_owned(),
-            routing: routing.clone(),
-            conversation_id: None,
-            agent: None,
-            routed: None,
-            connected_at: None,
-            rooms: Vec::new(),
-            survey: None,
-        });
-        leg.requested_at = now;
-        leg.requested_by = by;
-        leg.scenario = scenario.to_owned();
-        leg.routing = routing.clone();
-        if conversation_id.is_some() {
-            leg.conversation_id = conversation_id.clone();
-        }
-        leg.agent = None;
-        leg.routed = None;
-        leg.connected_at = None;
-        leg.push_room(room.clone());
-        self.arm(context, TimerKind::RoomTtl, room.expires_at);
-    }
-
-    /// The queue ticket becomes the video's routingData.
-    fn retarget(&mut self, routing: &RoutingData, since: DateTime<Utc>) {
-        self.rec.ticket = QueueTicket {
-            queue: routing.queue.clone(),
-            skills: routing.skills.clone(),
-            priority: routing.priority,
-            since,
-            preferred_agent: routing.preferred_agent.clone(),
-        };
-    }
-
     fn arm_preferred(&mut self, context: &mut Context) {
         if self.rec.ticket.preferred_agent.is_some() {
             let due = after(self.now, self.scenario.preferred_agent_timeout);
             self.arm(context, TimerKind::PreferredAgent, due);
         }
-    }
-
-    /// The chat's agent hands the customer over to the video's agent.
-    fn agent_leaves_chat(&mut self, context: &mut Context) {
-        let now = self.now;
-        let agent = self.rec.agent.clone().unwrap_or_default();
-        let Some(chat) = self
-            .rec
-            .chat
-            .as_mut()
-            .filter(|c| c.is_open() && c.agent_joined)
-        else {
-            return;
-        };
-        chat.agent_joined = false;
-        let text = "has left the session: the video call goes to another agent";
-        let index = chat.push(ChatEntryKind::Left, Party::Agent, &agent, text, now);
-        let id = self.rec.id.clone();
-        let body = chat_body(&id, index, ChatEntryKind::Left, Party::Agent, &agent, text);
-        self.notify_device(context, format!("service.chat.{id}"), body);
-    }
-
-    /// Entering `connected` with a video leg: the new agent takes it.
-    fn video_connected(&mut self, context: &mut Context) {
-        let now = self.now;
-        let Some(agent) = self.rec.agent.clone() else {
-            return;
-        };
-        let preferred = self.rec.ticket.preferred_agent.as_deref() == Some(agent.as_str());
-        let Some(leg) = self.rec.video.as_mut() else {
-            return;
-        };
-        leg.agent = Some(agent);
-        leg.routed = Some(if preferred {
-            VideoRoute::PreferredAgent
-        } else {
-            VideoRoute::Queue
-        });
-        leg.connected_at = Some(now);
-        let relink = leg
-            .live_room()
-            .map(|r| leg.agent.as_deref().is_some_and(|a| r.needs_agent_link(a)));
-        if relink == Some(true) {
-            // Ring once the link names this agent.
-            context.effects.push(Effect::LinkAgent);
-        } else if relink == Some(false) {
-            self.ring(context);
-        } else {
-            // A booked appointment, or a room that expired while waiting.
-            context.effects.push(Effect::OpenRoom);
-        }
-    }
-
-    /// The other side is asked to answer: both are told, each with its link.
-    fn ring(&mut self, context: &mut Context) {
-        let now = self.now;
-        if let Some(room) = self.rec.video.as_mut().and_then(|v| v.live_room_mut()) {
-            if room.ringing_at.is_none() {
-                room.ringing_at = Some(now);
-            }
-        }
-        self.video_notice(context, "ringing");
-    }
-
-    /// Tells the customer and the leg's agent what happened to the video.
-    fn video_notice(&mut self, context: &mut Context, what: &str) {
-        let id = self.rec.id.clone();
-        let Some(leg) = self.rec.video.as_ref() else {
-            return;
-        };
-        let room = leg.last_room();
-        let base = |url: Option<&str>| {
-            json!({
-                "_id": id,
-                "_action": "video",
-                "_event": what,
-                "_room_code": room.map(|r| r.code.clone()),
-                "_room_status": room.map(|r| r.status()),
-                "_meet_url": url,
-                "_expires_at": room.map(|r| r.expires_at),
-                "_ringing": match leg.requested_by { Party::Agent => "customer", _ => "agent" },
-                "_routed": leg.routed,
-                "_agent_id": leg.agent,
-                "_survey": what == "ended" && room.is_some_and(|r| r.started_at.is_some()),
-            })
-        };
-        // Each side gets its own link and the token that proves its side
-        // to the room API (`/api/v1/rooms/{code}`).
-        let mut device = base(room.map(|r| r.customer_url.as_str()));
-        device["_room_token"] = json!(room.map(|r| r.customer_token.clone()));
-        let mut agent = base(room.map(|r| r.agent_url.as_str()));
-        agent["_room_token"] = json!(room.map(|r| r.agent_token.clone()));
-        let has_agent = leg.agent.is_some();
-        self.notify_device(context, format!("service.video.{id}"), device);
-        if has_agent {
-            self.notify_agent(context, format!("agent.video.{id}"), agent);
-        }
-    }
-
-    /// Ends the live room, if any: everyone still in it leaves.
-    fn end_room(&mut self, context: &mut Context, reason: RoomEnd) {
-        let now = self.now;
-        let Some(room) = self.rec.video.as_mut().and_then(|v| v.live_room_mut()) else {
-            return;
-        };
-        room.ended_at = Some(now);
-        room.end_reason = Some(reason);
-        for p in room.participants.iter_mut().filter(|p| p.left_at.is_none()) {
-            p.left_at = Some(now);
-        }
-        self.disarm(context, TimerKind::RoomTtl);
-        let agent = self.rec.video.as_ref().and_then(|v| v.agent.clone());
-        context.effects.push(Effect::RoomEnded { agent });
-        self.video_notice(context, "ended");
-    }
-
-    /// The code expired: a room nobody started closes; a call in progress goes on.
-    fn room_expired(&mut self, context: &mut Context) {
-        let unstarted = self
-            .rec
-            .video
-            .as_ref()
-            .and_then(|v| v.live_room())
-            .is_some_and(|r| r.started_at.is_none());
-        if unstarted {
-            self.end_room(context, RoomEnd::Expired);
-        }
-    }
-
-    fn room_event(&mut self, context: &mut Context, event: &Event) {
-        let now = self.now;
-        let has_agent = self.rec.video.as_ref().is_some_and(|v| v.agent.is_some());
-        let Some(room) = self.rec.video.as_ref().and_then(|v| v.live_room()).cloned() else {
-            context.refuse(self.in_state("this service has no live video room"));
-            return;
-        };
-        let party = match event {
-            Event::RoomAnswered { by, .. } => *by,
-            Event::RoomJoined { party } | Event::RoomLeft { party } => *party,
-            Event::RoomSignal { from, .. } => *from,
-            _ => return,
-        };
-        if party == Party::Agent && !has_agent {
-            context.refuse(self.in_state("no agent has taken this video call yet"));
-            return;
-        }
-        match event {
-            Event::RoomAnswered { by, accept } => {
-                if *by != self.rung_side() {
-                    context.refuse(self.in_state(&format!(
-                        "the {} asked for this call; only the {} answers it",
-                        party_name(self.caller()),
-                        party_name(self.rung_side())
-                    )));
-                    return;
-                }
-                if room.ringing_at.is_none()
-                    || room.answered_by.is_some()
-                    || room.started_at.is_some()
-                {
-                    context.refuse(self.in_state(&format!(
-                        "room {} is {}: only a ringing room can be answered",
-                        room.code,
-                        room.status()
-                    )));
-                    return;
-                }
-                if let Some(r) = self.rec.video.as_mut().and_then(|v| v.live_room_mut()) {
-                    r.answered_by = Some(*by);
-                    if *accept {
-                        r.accepted_at = Some(now);
-                    } else {
-                        r.declined_at = Some(now);
-                    }
-                }
-                if *accept {
-                    self.video_notice(context, "accepted");
-                } else {
-                    self.end_room(context, RoomEnd::Declined);
-                }
-            }
-            Event::RoomJoined { party } => {
-                if room.is_in(*party) {
-                    // Joined again from another tab: nothing changes.
-                    return;
-                }
-                if room.started_at.is_none() && now >= room.expires_at {
-                    context.refuse(self.in_state(&format!("room {} has expired", room.code)));
-                    return;
-                }
-                let name = match party {
-                    Party::Agent => self
-                        .rec
-                        .video
-                        .as_ref()
-                        .and_then(|v| v.agent.clone())
-                        .unwrap_or_default(),
-                    _ => self
-                        .rec
-                        .chat
-                        .as_ref()
-                        .map_or_else(|| self.rec.customer_number.clone(), |c| c.nickname.clone()),
-                };
-                let rung = self.rung_side();
-                let Some(r) = self.rec.video.as_mut().and_then(|v| v.live_room_mut()) else {
-                    return;
-                };
-                r.participants.push(RoomParticipant {
-                    party: *party,
-                    name,
-                    joined_at: now,
-                    left_at: None,
-                });
-                if r.ringing_at.is_some() && r.answered_by.is_none() && *party == rung {
-                    // The called side joining answers the ring.
-                    r.answered_by = Some(*party);
-                    r.accepted_at = Some(now);
-                }
-                let both = r.is_in(Party::Client) && r.is_in(Party::Agent);
-                if both && r.started_at.is_none() {
-                    r.started_at = Some(now);
-                    self.disarm(context, TimerKind::RoomTtl);
-                    self.video_notice(context, "started");
-                } else {
-                    self.video_notice(context, "joined");
-                }
-            }
-            Event::RoomLeft { party } => {
-                if !room.is_in(*party) {
-                    context.refuse(self.in_state(&format!(
-                        "the {} is not in room {}",
-                        party_name(*party),
-                        room.code
-                    )));
-                    return;
-                }
-                if room.started_at.is_some() {
-                    self.end_room(context, RoomEnd::Left);
-                    return;
-                }
-                if let Some(r) = self.rec.video.as_mut().and_then(|v| v.live_room_mut()) {
-                    for p in r.participants.iter_mut() {
-                        if p.party == *party && p.left_at.is_none() {
-                            p.left_at = Some(now);
-                        }
-                    }
-                }
-                self.video_notice(context, "left");
-            }
-            Event::RoomSignal { from, signal } => {
-                if room.provider != "relay" {
-                    context.refuse(self.in_state(&format!(
-                        "room {} is on the {} provider; only relay rooms carry signalling",
-                        room.code, room.provider
-                    )));
-                    return;
-                }
-                if !room.is_in(*from) {
-                    context.refuse(self.in_state(&format!(
-                        "the {} must join room {} before signalling",
-                        party_name(*from),
-                        room.code
-                    )));
-                    return;
-                }
-                let id = self.rec.id.clone();
-                let body = json!({"_id": id, "_room_code": room.code, "from": party_name(*from), "signal": signal});
-                match from {
-                    Party::Agent => context.effects.push(Effect::PushDevice {
-                        tag: format!("service.video.signal.{id}"),
-                        payload: body,
-                    }),
-                    _ => context.effects.push(Effect::PushAgent {
-                        agent: self.rec.video.as_ref().and_then(|v| v.agent.clone()),
-                        tag: format!("agent.video.signal.{id}"),
-                        payload: body,
-                    }),
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Who asked for the video: the other side is the one rung.
-    fn caller(&self) -> Party {
-        self.rec
-            .video
-            .as_ref()
-            .map_or(Party::Client, |v| v.requested_by)
-    }
-
-    fn rung_side(&self) -> Party {
-        match self.caller() {
-            Party::Agent => Party::Client,
-            _ => Party::Agent,
-        }
-    }
-
-    fn survey(&mut self, context: &mut Context, event: &Event) {
-        let Event::SurveyAnswered {
-            question,
-            scale,
-            score,
-            comment,
-        } = event
-        else {
-            return;
-        };
-        let state = self.rec.state.gms_name();
-        let refuse = |context: &mut Context, why: &str| {
-            context.refuse(format!("service is {state}: {why}"));
-        };
-        let Some(leg) = self.rec.video.as_mut() else {
-            refuse(context, "this service had no video call to rate");
-            return;
-        };
-        if !leg.had_call() {
-            refuse(
-                context,
-                "the survey opens once a video call has taken place and ended",
-            );
-            return;
-        }
-        if leg.survey.is_some() {
-            refuse(context, "the survey has already been answered");
-            return;
-        }
-        if *score == 0 || score > scale {
-            refuse(context, &format!("score must be 1 to {scale}"));
-            return;
-        }
-        leg.survey = Some(SurveyAnswer {
-            question: question.clone(),
-            score: *score,
-            scale: *scale,
-            comment: comment.clone(),
-            at: self.now,
-        });
-        let id = self.rec.id.clone();
-        let body = json!({"_id": id, "_action": "survey", "score": score, "scale": scale, "comment": comment});
-        self.notify_agent(context, format!("agent.survey.{id}"), body);
-    }
-
-    /// Arms what `scheduled` waits for: entering the queue (at the desired
-    /// time, or at the booked slot less its buffer) and the reminder.
-    fn arm_schedule(&mut self, context: &mut Context) {
-        let entry = self
-            .rec
-            .booking
-            .as_ref()
-            .map_or(self.rec.desired_time, |b| b.enter_queue_at);
-        self.arm(context, TimerKind::DesiredTime, entry);
-        self.disarm(context, TimerKind::Reminder);
-        let reminder = self.rec.booking.as_ref().and_then(|b| b.reminder_at);
-        if let Some(at) = reminder.filter(|at| *at > self.now) {
-            self.arm(context, TimerKind::Reminder, at);
-        }
-    }
-
-    fn reschedule(
-        &mut self,
-        context: &mut Context,
-        desired_time: DateTime<Utc>,
-        booking: Option<Booking>,
-    ) {
-        let previous = self
-            .rec
-            .booking
-            .as_ref()
-            .map_or(self.rec.desired_time, |b| b.slot);
-        let sequence = self.rec.booking.as_ref().map_or(0, |b| b.sequence + 1);
-        self.rec.desired_time = desired_time;
-        self.rec.expiration_time = after(desired_time, self.scenario.ttl);
-        // The place in the queue is the new time's, as at creation.
-        self.rec.ticket.since = desired_time.max(self.now);
-        self.rec.booking = booking.map(|b| Booking { sequence, ..b });
-        let expires = self.rec.expiration_time;
-        self.arm(context, TimerKind::Ttl, expires);
-        self.arm_schedule(context);
-        if self.rec.booking.is_some() {
-            context.effects.push(Effect::Appointment {
-                change: AppointmentChange::Rescheduled {
-                    previous_start: previous,
-                },
-            });
-        }
-    }
-
-    /// The reminder: an e-mail or SMS by the shell, and a notification in
-    /// the device's outbox for an app that listens.
-    fn remind(&mut self, context: &mut Context) {
-        let id = self.rec.id.clone();
-        let booking = self.rec.booking.clone();
-        let start = booking.as_ref().map_or(self.rec.desired_time, |b| b.slot);
-        let join_url = booking.and_then(|b| b.join_url);
-        self.notify_device(
-            context,
-            format!("service.reminder.{id}"),
-            json!({"_id": id, "_action": "reminder", "_desired_time": start, "_join_url": join_url}),
-        );
-        context.effects.push(Effect::Appointment {
-            change: AppointmentChange::Reminder,
-        });
     }
 
     fn arm(&mut self, context: &mut Context, kind: TimerKind, due: DateTime<Utc>) {
@@ -1299,284 +845,6 @@ impl Service {
     fn release_agent(&mut self, context: &mut Context) {
         if let Some(agent) = self.rec.agent.take() {
             context.effects.push(Effect::AgentReleased { agent });
-        }
-    }
-
-    fn notification_id(&mut self) -> String {
-        // Unique within the service and stable in the record; the service id is unguessable.
-        let seq = self.rec.next_seq();
-        format!("{}-{:04}", self.rec.id, seq)
-    }
-
-    fn notify_device(&mut self, context: &mut Context, tag: String, payload: serde_json::Value) {
-        self.notify_device_with(context, tag, |_| payload);
-    }
-
-    /// Adds a device notification whose payload may carry its own id.
-    fn notify_device_with(
-        &mut self,
-        context: &mut Context,
-        tag: String,
-        payload: impl FnOnce(&str) -> serde_json::Value,
-    ) {
-        let id = self.notification_id();
-        self.rec.push_outbox(DeviceNotification {
-            id: id.clone(),
-            tag: tag.clone(),
-            payload: payload(&id),
-            at: self.now,
-        });
-        context.effects.push(Effect::NotifyDevice { id, tag });
-    }
-
-    fn notify_agent(&mut self, context: &mut Context, tag: String, message: serde_json::Value) {
-        let id = self.notification_id();
-        self.rec.push_agent_outbox(AgentNotification {
-            id: id.clone(),
-            message: message.to_string(),
-            tag: tag.clone(),
-            at: self.now,
-        });
-        let agent = self.rec.handling_agent().map(str::to_owned);
-        context.effects.push(Effect::NotifyAgent { agent, id, tag });
-    }
-
-    /// The seed's agent-available push.
-    fn agent_available(&mut self, context: &mut Context) {
-        let id = self.rec.id.clone();
-        let tag = format!("service.agentavailable.{id}");
-        self.notify_device_with(context, tag.clone(), |notification_id| {
-            json!({
-                "id": notification_id,
-                "message": {
-                    "_action": "get-dialog-user-confirmation-provide_code-false",
-                    "_id": id,
-                },
-                "tag": tag,
-            })
-        });
-    }
-
-    fn internal_notification(&mut self, context: &mut Context, display: &str, application: &str) {
-        let id = self.rec.id.clone();
-        self.notify_device(
-            context,
-            format!("service.internal.{id}"),
-            json!({"_internal_message": application, "_id": id, "_display_message": display}),
-        );
-    }
-
-    fn agent_notification(&mut self, context: &mut Context, display: &str, application: &str) {
-        let id = self.rec.id.clone();
-        self.notify_agent(
-            context,
-            format!("agent.message.{id}"),
-            json!({"_id": id, "_internal_message": application, "_display_message": display}),
-        );
-    }
-
-    fn offer_to_agent(&mut self, context: &mut Context) {
-        let id = self.rec.id.clone();
-        let mut message = json!({
-            "_id": id,
-            "_action": "offer",
-            "_service_name": self.rec.scenario,
-            "_customer_number": self.rec.customer_number,
-            "_media_type": self.scenario.media_type,
-            "user_data": self.rec.user_data,
-        });
-        if let Some(leg) = &self.rec.video {
-            // The agent sees one interaction: the chat, and now its video.
-            message["_media_type"] = json!("video");
-            message["_video"] = json!({
-                "requested_by": party_name(leg.requested_by),
-                "routing": leg.routing,
-                "conversation_id": leg.conversation_id,
-                "chat": self.rec.chat.is_some(),
-            });
-        }
-        self.notify_agent(context, format!("agent.offer.{id}"), message);
-    }
-
-    /// Appends a chat event to the transcript and tells the other side.
-    fn chat_event(&mut self, context: &mut Context, event: &Event) -> Outcome<State> {
-        let now = self.now;
-        let agent_name = self.rec.handling_agent().unwrap_or_default().to_owned();
-        match event {
-            Event::ChatStarted {
-                nickname,
-                subject,
-                parameters,
-            } => {
-                if self.rec.chat.is_some() {
-                    context.refuse(
-                        self.in_state("the chat has already been started for this service"),
-                    );
-                    return Handled;
-                }
-                let mut chat = Chat {
-                    started_at: now,
-                    ended_at: None,
-                    nickname: nickname.clone(),
-                    subject: subject.clone(),
-                    parameters: parameters.clone(),
-                    transcript: Vec::new(),
-                    agent_joined: false,
-                };
-                chat.push(
-                    ChatEntryKind::Joined,
-                    Party::Client,
-                    nickname,
-                    "has joined the session",
-                    now,
-                );
-                self.rec.chat = Some(chat);
-                if self.agent_is_connected() {
-                    let id = self.rec.id.clone();
-                    let body = chat_body(
-                        &id,
-                        1,
-                        ChatEntryKind::Joined,
-                        Party::Client,
-                        nickname,
-                        "has joined the session",
-                    );
-                    self.notify_agent(context, format!("agent.chat.{id}"), body);
-                }
-                self.agent_joins_chat(context);
-            }
-            Event::ChatMessage { from, text } => {
-                let Some(chat) = self.rec.chat.as_mut().filter(|c| c.is_open()) else {
-                    context.refuse(
-                        self.in_state("no chat is open for this service; start it with ixn/chat"),
-                    );
-                    return Handled;
-                };
-                if *from == Party::Agent && !chat.agent_joined {
-                    context.refuse(self.in_state("the agent has not joined this chat"));
-                    return Handled;
-                }
-                let nickname = match from {
-                    Party::Client => chat.nickname.clone(),
-                    Party::Agent => agent_name,
-                    Party::External => "system".to_owned(),
-                };
-                let index = chat.push(ChatEntryKind::Text, *from, &nickname, text, now);
-                let id = self.rec.id.clone();
-                let body = chat_body(&id, index, ChatEntryKind::Text, *from, &nickname, text);
-                if *from == Party::Client {
-                    self.notify_agent(context, format!("agent.chat.{id}"), body);
-                } else {
-                    self.notify_device(context, format!("service.chat.{id}"), body);
-                }
-            }
-            Event::ChatLeft { by } => {
-                let Some(chat) = self.rec.chat.as_mut().filter(|c| c.is_open()) else {
-                    context.refuse(self.in_state("no chat is open for this service"));
-                    return Handled;
-                };
-                let nickname = match by {
-                    Party::Client => chat.nickname.clone(),
-                    _ => agent_name,
-                };
-                let index = chat.push(
-                    ChatEntryKind::Left,
-                    *by,
-                    &nickname,
-                    "has left the session",
-                    now,
-                );
-                chat.ended_at = Some(now);
-                let agent_joined = chat.agent_joined;
-                let id = self.rec.id.clone();
-                let body = chat_body(
-                    &id,
-                    index,
-                    ChatEntryKind::Left,
-                    *by,
-                    &nickname,
-                    "has left the session",
-                );
-                match by {
-                    // The agent hears of it only if it was in the chat.
-                    Party::Client if agent_joined => {
-                        self.notify_agent(context, format!("agent.chat.{id}"), body)
-                    }
-                    Party::Client => {}
-                    _ => self.notify_device(context, format!("service.chat.{id}"), body),
-                }
-            }
-            Event::ChatTyping { by, typing } => {
-                let Some(chat) = self.rec.chat.as_ref().filter(|c| c.is_open()) else {
-                    context.refuse(self.in_state("no chat is open for this service"));
-                    return Handled;
-                };
-                if *by == Party::Agent && !chat.agent_joined {
-                    context.refuse(self.in_state("the agent has not joined this chat"));
-                    return Handled;
-                }
-                let id = self.rec.id.clone();
-                let (kind, text) = if *typing {
-                    ("Notice.TypingStarted", "is typing")
-                } else {
-                    ("Notice.TypingStopped", "stopped typing")
-                };
-                let nickname = match by {
-                    Party::Client => chat.nickname.clone(),
-                    _ => agent_name,
-                };
-                let body = json!({"_id": id, "type": kind, "from": by, "nickname": nickname, "text": text});
-                match by {
-                    Party::Client => context.effects.push(Effect::PushAgent {
-                        agent: self.rec.handling_agent().map(str::to_owned),
-                        tag: format!("agent.chat.typing.{id}"),
-                        payload: body,
-                    }),
-                    _ => context.effects.push(Effect::PushDevice {
-                        tag: format!("service.chat.typing.{id}"),
-                        payload: body,
-                    }),
-                }
-            }
-            _ => {}
-        }
-        Handled
-    }
-
-    /// Whether the machine is in (or entering) `connected`: the record's
-    /// `state` field is only updated after dispatch, so ask what entering
-    /// `connected` sets instead.
-    fn agent_is_connected(&self) -> bool {
-        self.rec.agent.is_some() && self.rec.connected_at.is_some()
-    }
-
-    /// The reserved agent joins once both it and the chat are there.
-    fn agent_joins_chat(&mut self, context: &mut Context) {
-        if self.agent_is_connected() {
-            let agent = self.rec.agent.clone();
-            let now = self.now;
-            if let (Some(agent), Some(chat)) = (agent, self.rec.chat.as_mut()) {
-                if chat.is_open() && !chat.agent_joined {
-                    chat.agent_joined = true;
-                    let index = chat.push(
-                        ChatEntryKind::Joined,
-                        Party::Agent,
-                        &agent,
-                        "has joined the session",
-                        now,
-                    );
-                    let id = self.rec.id.clone();
-                    let body = chat_body(
-                        &id,
-                        index,
-                        ChatEntryKind::Joined,
-                        Party::Agent,
-                        &agent,
-                        "has joined the session",
-                    );
-                    self.notify_device(context, format!("service.chat.{id}"), body);
-                }
-            }
         }
     }
 
@@ -1616,48 +884,6 @@ impl Service {
         };
         format!("service is {}: {}", state.gms_name(), what)
     }
-}
-
-fn party_name(party: Party) -> &'static str {
-    match party {
-        Party::Client => "customer",
-        Party::Agent => "agent",
-        Party::External => "system",
-    }
-}
-
-/// A chat notification: what was said or what happened, with its place in the transcript.
-fn chat_body(
-    id: &str,
-    index: u32,
-    kind: ChatEntryKind,
-    from: Party,
-    nickname: &str,
-    text: &str,
-) -> serde_json::Value {
-    json!({"_id": id, "index": index, "type": kind, "from": from, "nickname": nickname, "text": text})
-}
-
-/// The push that tells the device its service changed state: pushed after
-/// every state change but the last (completion has its own notification in
-/// the outbox). Not kept: the state can always be read again.
-pub fn state_notice(rec: &ServiceRecord) -> Option<(String, serde_json::Value)> {
-    if rec.state == ServiceState::Completed {
-        return None;
-    }
-    let id = &rec.id;
-    let tag = format!("service.state.{id}");
-    let payload = json!({
-        "id": format!("{id}-v{}", rec.version),
-        "message": {
-            "_id": id,
-            "_action": "state",
-            "_callback_state": rec.state.gms_name(),
-            "_agent_id": rec.agent,
-        },
-        "tag": tag,
-    });
-    Some((tag, payload))
 }
 
 /// `at + d`, saturating: an admin's absurd timeout means "never", not a panic.
@@ -1813,7 +1039,7 @@ pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> 
             kind: TimerKind::DesiredTime,
             due,
         };
-        let next = apply(&applied.record, scenario, &fired, now)
+        let next = transition(&applied.record, scenario, &fired, now)
             .expect("a new service accepts its own desired time");
         // The desired-time timer never outlives create: drop its arm/fire pair.
         applied.effects.retain(|e| {
@@ -1829,11 +1055,35 @@ pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> 
         applied.record = next.record;
     }
     applied.record.version = 1;
+    tell_state(&mut applied);
     applied
 }
 
 /// Applies one event to a stored record: (record, event, now) → (record, effects).
 pub fn apply(
+    record: &ServiceRecord,
+    scenario: &Arc<Scenario>,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> Result<Applied, TransitionError> {
+    let mut applied = transition(record, scenario, event, now)?;
+    if applied.record.state != record.state {
+        tell_state(&mut applied);
+    }
+    Ok(applied)
+}
+
+/// Appends the state push, last: the shell carries out the effects in
+/// order, and the device hears of the new state after everything else.
+fn tell_state(applied: &mut Applied) {
+    if let Some((tag, payload)) = notify::state_notice(&applied.record) {
+        applied.effects.push(Effect::StateNotice { tag, payload });
+    }
+}
+
+/// [`apply`] without the state push: `create` runs it for a service whose
+/// time has come, and pushes the state once, for the record it returns.
+fn transition(
     record: &ServiceRecord,
     scenario: &Arc<Scenario>,
     event: &Event,
