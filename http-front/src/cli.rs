@@ -15,6 +15,8 @@ use runtime::clock::SystemClock;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "CALLBACKD_LISTEN")]
     listen: SocketAddr,
@@ -59,6 +61,13 @@ struct Args {
         env = "CALLBACKD_MAIL_FROM"
     )]
     mail_from: String,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Reads a secret on stdin (its first line) and prints its argon2id
+    /// hash, for a `secret_hash` in the credentials file.
+    HashSecret,
 }
 
 impl Args {
@@ -120,6 +129,10 @@ const RELAY_INBOUND: usize = 10_000;
 
 /// Runs callbackd with the process's arguments and environment.
 pub fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    if let Some(Command::HashSecret) = args.command {
+        return hash_secret(std::io::stdin().lock());
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -127,7 +140,7 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve()) {
+    match runtime.block_on(serve(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One clear line (or the TOML excerpt), not a backtrace.
@@ -137,14 +150,31 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve() -> anyhow::Result<()> {
+/// `callbackd hash-secret`: the secret comes on stdin, never as an
+/// argument, so it stays out of the shell's history and the process list.
+fn hash_secret(input: impl std::io::BufRead) -> std::process::ExitCode {
+    let mut line = String::new();
+    let mut input = input;
+    if let Err(e) = input.read_line(&mut line) {
+        eprintln!("callbackd: hash-secret: cannot read stdin: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    let secret = line.trim_end_matches(['\n', '\r']);
+    if secret.chars().count() < 12 {
+        eprintln!("callbackd: hash-secret: the secret on stdin must be at least 12 characters");
+        return std::process::ExitCode::FAILURE;
+    }
+    println!("{}", access::hash_secret(secret));
+    std::process::ExitCode::SUCCESS
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,tower_http=warn".into()),
         )
         .init();
-    let args = Args::parse();
     let scenarios =
         Scenarios::load_dir(&args.scenarios).map_err(|e| anyhow::anyhow!("scenario error: {e}"))?;
     for s in scenarios.iter() {

@@ -92,3 +92,51 @@ fn bad_store_flags_stop_start_up() {
         }
     }
 }
+
+/// `callbackd hash-secret` reads the secret on stdin and prints a hash the
+/// credentials file takes; a short secret is refused with one line.
+#[test]
+fn hash_secret_prints_an_argon2id_hash_of_stdin() {
+    use std::io::Write;
+    let run = |stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_callbackd"))
+            .arg("hash-secret")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run("correct horse battery\n");
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap();
+    let hash = hash.trim();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("correct horse"));
+    // The file takes it, and the secret (without its newline) checks.
+    let file =
+        format!("[[credential]]\nname = \"app\"\nrole = \"client\"\nsecret_hash = \"{hash}\"\n");
+    let creds = access::Credentials::parse(&file, std::path::Path::new("auth.toml"), |_| None)
+        .expect("the printed hash is accepted");
+    let verifier = access::Verifier::new(creds);
+    let presented = access::from_headers(None, Some("app:correct horse battery"))
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        verifier.check(&presented),
+        Ok(access::Checked::Principal(_))
+    ));
+
+    let short = run("hunter2\n");
+    assert!(!short.status.success());
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert!(stderr.contains("at least 12 characters"), "{stderr}");
+    assert!(!stderr.contains("hunter2"));
+}
