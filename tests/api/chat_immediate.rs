@@ -1,12 +1,9 @@
 //! GMS "Chat Immediate": the create answer holds the StartChat dialog and the
 //! customer chats while the service waits for an agent.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
-use tests::{spawn_app, TestApp};
+use tests::{spawn_app, TestApp, WAIT};
 
-const WAIT: Duration = Duration::from_secs(10);
 const DEVICE: &str = "b16416334828b1d26ef14f329628b55b5a8c631d8928a371a5584722dd7fb673";
 
 /// Creates a chat-immediate service as the seed's browser would; returns the answer.
