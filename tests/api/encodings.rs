@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 use tests::{spawn_app, urlencoded, WAIT};
 
-const DEVICE: &str = "b16416334828b1d26ef14f329628b55b5a8c631d8928a371a5584722dd7fb673";
+use tests::seed::DEVICE;
 const CREATE: &str = "/genesys/1/service/callback/chat-delay";
 
 /// The seed's create fields.
@@ -204,17 +204,7 @@ async fn the_seed_requests_byte_for_byte() {
 
     // Create the chat interaction with the seed's body.
     let boundary = "----WebKitFormBoundaryteXJ8ZpAGGDTAMFN";
-    let chat = tests::raw_multipart(
-        boundary,
-        &[
-            ("notify_by", "comet"),
-            ("firstName", "John"),
-            ("lastName", "Harry"),
-            ("_verbose", "false"),
-            ("subject", "testing"),
-            ("email", "j.h@gmail.com"),
-        ],
-    );
+    let chat = tests::raw_multipart(boundary, &tests::seed::START_CHAT);
     assert_eq!(chat.len(), 651, "the seed's Content-Length");
     let (status, started) = app
         .raw(

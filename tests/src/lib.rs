@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub mod node;
+pub mod seed;
 pub mod smtp;
 pub mod time;
 pub mod video;
