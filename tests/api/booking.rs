@@ -6,15 +6,11 @@
 //! the tests: open around the clock in UTC with 5-minute slots (a slot
 //! starts at every multiple of 5 minutes) unless a test is about hours.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Datelike, Duration as Span, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 use serde_json::Value;
-use tests::{multipart, spawn_app_with, TestApp};
-
-const WAIT: Duration = Duration::from_secs(10);
-const FIVE_MIN: i64 = 5 * 60 * 1000;
+use tests::time::{ceil5, iso, parse};
+use tests::{multipart, TestApp, WAIT};
 
 /// A booked scenario in queue `queue`; `schedule` is the body of `[_schedule]`
 /// (keys, then its sub-tables).
@@ -50,25 +46,6 @@ pub(crate) fn always_open(name: &str, queue: &str, keys: &str, seats: u32, table
              [_schedule.capacity]\ndefault = {seats}\n\n{tables}"
         ),
     )
-}
-
-/// `2026-11-23T14:00:00.000Z`, as the server writes UTC times.
-pub(crate) fn iso(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
-pub(crate) fn parse(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap_or_else(|e| panic!("`{text}` is not a time: {e}"))
-        .with_timezone(&Utc)
-}
-
-/// The first multiple of 5 minutes at or after `t`: a slot start of an
-/// always-open UTC schedule.
-pub(crate) fn ceil5(t: DateTime<Utc>) -> DateTime<Utc> {
-    let ms = t.timestamp_millis();
-    let up = (ms + FIVE_MIN - 1).div_euclid(FIVE_MIN) * FIVE_MIN;
-    Utc.timestamp_millis_opt(up).unwrap()
 }
 
 /// Slot starts of an always-open 5-minute UTC schedule in `[from, to)`.
@@ -207,24 +184,6 @@ pub(crate) async fn reschedule(app: &TestApp, scenario: &str, id: &str, to: &str
     .await
 }
 
-/// GMS query by id: the one record.
-async fn query_by_id(app: &TestApp, id: &str) -> Value {
-    let (status, body) = app
-        .get(&format!("/genesys/1/service/callback?_id={id}"))
-        .await;
-    assert_eq!(status, 200, "query {id}: {body}");
-    body.as_array()
-        .and_then(|a| a.first())
-        .cloned()
-        .unwrap_or_else(|| panic!("query {id}: {body}"))
-}
-
-async fn record(app: &TestApp, id: &str) -> Value {
-    let (status, body) = app.get(&format!("/api/v1/services/{id}")).await;
-    assert_eq!(status, 200, "service {id}: {body}");
-    body
-}
-
 /// A 4xx with this exception whose message starts with `field:`.
 fn assert_refused(status: u16, body: &Value, want: u16, exception: &str, field: &str, what: &str) {
     assert_eq!(status, want, "{what}: {body}");
@@ -286,7 +245,10 @@ async fn assert_unavailable(
 #[tokio::test]
 async fn availability_v1_and_v2_list_the_open_slots() {
     let open = always_open("bk-open", "bk-open", "horizon = \"366d\"", 3, "");
-    let app = spawn_app_with(&[("bk-open.toml", &open)]).await;
+    let app = TestApp::builder()
+        .scenario("bk-open.toml", &open)
+        .spawn()
+        .await;
     let start = Utc::now() + Span::hours(1);
     let end = start + Span::hours(1);
     let window = format!("start={}&end={}", iso(start), iso(end));
@@ -351,7 +313,10 @@ async fn availability_v1_and_v2_list_the_open_slots() {
 #[tokio::test]
 async fn availability_v2_shows_local_times_in_the_asked_zone() {
     let open = always_open("bk-zones", "bk-zones", "horizon = \"366d\"", 1, "");
-    let app = spawn_app_with(&[("bk-zones.toml", &open)]).await;
+    let app = TestApp::builder()
+        .scenario("bk-zones.toml", &open)
+        .spawn()
+        .await;
     let today = Utc::now().date_naive();
     // The next 15 January (winter in New York) and 15 July (summer), within the horizon.
     // The first day of `month` at least two days ahead: always within the horizon.
@@ -425,11 +390,13 @@ default = 2
 sat = 1
 "#
     );
-    let app = spawn_app_with(&[(
-        "bk-week.toml",
-        &booked_scenario("bk-week", "bk-week", &week),
-    )])
-    .await;
+    let app = TestApp::builder()
+        .scenario(
+            "bk-week.toml",
+            &booked_scenario("bk-week", "bk-week", &week),
+        )
+        .spawn()
+        .await;
 
     let at = |date: NaiveDate, hm: &str| -> DateTime<Utc> {
         let time = NaiveTime::parse_from_str(hm, "%H:%M").unwrap();
@@ -532,7 +499,10 @@ async fn availability_is_clipped_to_notice_and_horizon() {
         1,
         "",
     );
-    let app = spawn_app_with(&[("bk-window.toml", &window)]).await;
+    let app = TestApp::builder()
+        .scenario("bk-window.toml", &window)
+        .spawn()
+        .await;
     let before = Utc::now();
     let body = v2(
         &app,
@@ -633,7 +603,10 @@ async fn check_bad_param(app: &TestApp, version: u8, query: &str, param: &str) {
 #[tokio::test]
 async fn bad_availability_parameters_are_400_naming_the_parameter() {
     let bad = always_open("bk-bad", "bk-bad", "", 1, "");
-    let app = spawn_app_with(&[("bk-bad.toml", &bad)]).await;
+    let app = TestApp::builder()
+        .scenario("bk-bad.toml", &bad)
+        .spawn()
+        .await;
     let t = iso(Utc::now() + Span::hours(1));
     let earlier = iso(Utc::now());
     let far = iso(Utc::now() + Span::days(400));
@@ -700,7 +673,10 @@ async fn booking_takes_a_seat_and_a_full_slot_is_refused_with_the_nearest() {
         2,
         "",
     );
-    let app = spawn_app_with(&[("bk-seats.toml", &seats)]).await;
+    let app = TestApp::builder()
+        .scenario("bk-seats.toml", &seats)
+        .spawn()
+        .await;
     let slot = open_slot(&app, "bk-seats", Span::minutes(20)).await;
     assert_eq!(left(&app, "bk-seats", slot).await, 2);
 
@@ -737,10 +713,10 @@ async fn booking_takes_a_seat_and_a_full_slot_is_refused_with_the_nearest() {
     // The neighbours keep theirs.
     assert_eq!(left(&app, "bk-seats", slot + Span::minutes(5)).await, 2);
 
-    let gms = query_by_id(&app, &id).await;
+    let gms = app.query_by_id(&id).await;
     assert_eq!(gms["_callback_state"], "SCHEDULED", "{gms}");
     assert_eq!(gms["_desired_time"], iso(slot), "{gms}");
-    let full = record(&app, &id).await;
+    let full = app.record(&id).await;
     let booking = &full["booking"];
     assert_eq!(parse(booking["slot"].as_str().unwrap()), slot, "{full}");
     assert_eq!(
@@ -854,7 +830,10 @@ async fn booking_takes_a_seat_and_a_full_slot_is_refused_with_the_nearest() {
 #[tokio::test]
 async fn a_thousand_creates_race_for_ten_seats() {
     let race = always_open("bk-race", "bk-race", "horizon = \"1d\"", 10, "");
-    let app = spawn_app_with(&[("bk-race.toml", &race)]).await;
+    let app = TestApp::builder()
+        .scenario("bk-race.toml", &race)
+        .spawn()
+        .await;
     let slot = open_slot(&app, "bk-race", Span::minutes(20)).await;
     assert_eq!(left(&app, "bk-race", slot).await, 10);
     let url = app.url(&create_path("bk-race"));
@@ -929,7 +908,10 @@ async fn rescheduling_moves_the_seat_and_cancelling_frees_it() {
         2,
         "",
     );
-    let app = spawn_app_with(&[("bk-move.toml", &moving)]).await;
+    let app = TestApp::builder()
+        .scenario("bk-move.toml", &moving)
+        .spawn()
+        .await;
     let s1 = open_slot(&app, "bk-move", Span::minutes(20)).await;
     let (s2, s3) = (s1 + Span::minutes(10), s1 + Span::minutes(20));
     let (status, created) = book(&app, "bk-move", "5550300", &iso(s1), &[]).await;
@@ -947,8 +929,8 @@ async fn rescheduling_moves_the_seat_and_cancelling_frees_it() {
     assert_eq!(moved["_join_url"], created["_join_url"], "the link stays");
     assert_eq!(left(&app, "bk-move", s1).await, 2);
     assert_eq!(left(&app, "bk-move", s2).await, 1);
-    assert_eq!(query_by_id(&app, &a).await["_desired_time"], iso(s2));
-    let full = record(&app, &a).await;
+    assert_eq!(app.query_by_id(&a).await["_desired_time"], iso(s2));
+    let full = app.record(&a).await;
     assert_eq!(full["booking"]["sequence"], 1, "{full}");
     assert_eq!(parse(full["timers"]["desired_time"].as_str().unwrap()), s2);
 
@@ -965,8 +947,8 @@ async fn rescheduling_moves_the_seat_and_cancelling_frees_it() {
         Some(s3),
     )
     .await;
-    assert_eq!(query_by_id(&app, &a).await["_desired_time"], iso(s2));
-    let after = record(&app, &a).await;
+    assert_eq!(app.query_by_id(&a).await["_desired_time"], iso(s2));
+    let after = app.record(&a).await;
     assert_eq!(after["booking"], full["booking"], "booking unchanged");
     assert_eq!(left(&app, "bk-move", s2).await, 1);
     assert_eq!(left(&app, "bk-move", s3).await, 0);
@@ -992,7 +974,7 @@ async fn rescheduling_moves_the_seat_and_cancelling_frees_it() {
         None,
     )
     .await;
-    assert_eq!(query_by_id(&app, &a).await["_desired_time"], iso(s2));
+    assert_eq!(app.query_by_id(&a).await["_desired_time"], iso(s2));
 
     // Bad requests.
     let path = format!("/genesys/1/service/callback/bk-move/{a}");
@@ -1021,7 +1003,7 @@ async fn rescheduling_moves_the_seat_and_cancelling_frees_it() {
     assert_eq!(status, 404, "another scenario's service: {body}");
     let (status, body) = reschedule(&app, "no-such-scenario", &a, &iso(s1)).await;
     assert_eq!(status, 404, "unknown scenario: {body}");
-    assert_eq!(query_by_id(&app, &a).await["_desired_time"], iso(s2));
+    assert_eq!(app.query_by_id(&a).await["_desired_time"], iso(s2));
 
     // Cancelling frees the seat.
     let (status, body) = app.delete(&path).await;
@@ -1050,7 +1032,10 @@ async fn a_queued_booking_cannot_be_rescheduled() {
         2,
         "[_schedule.buffers]\nenter_queue = \"1h\"\n",
     );
-    let app = spawn_app_with(&[("bk-early.toml", &early)]).await;
+    let app = TestApp::builder()
+        .scenario("bk-early.toml", &early)
+        .spawn()
+        .await;
     let slot = open_slot(&app, "bk-early", Span::minutes(20)).await;
     let id = book_ok(&app, "bk-early", "5550400", slot).await;
     app.wait_for_state(&id, "QUEUED", WAIT).await;
@@ -1060,7 +1045,7 @@ async fn a_queued_booking_cannot_be_rescheduled() {
     assert_eq!(body["exception"], "INVALID_STATE", "{body}");
     let message = body["message"].as_str().unwrap_or_default();
     assert!(message.contains("SCHEDULED"), "{body}");
-    let gms = query_by_id(&app, &id).await;
+    let gms = app.query_by_id(&id).await;
     assert_eq!(gms["_desired_time"], iso(slot), "{gms}");
     assert_eq!(gms["_callback_state"], "QUEUED", "{gms}");
     assert_eq!(left(&app, "bk-early", slot).await, 1);
@@ -1083,9 +1068,12 @@ async fn a_booking_enters_the_queue_at_its_buffer_and_queues_by_its_slot() {
         2,
         &format!("[_schedule.buffers]\nenter_queue = \"{buffer}s\"\n"),
     );
-    let app = spawn_app_with(&[("bk-enter.toml", &scenario)]).await;
+    let app = TestApp::builder()
+        .scenario("bk-enter.toml", &scenario)
+        .spawn()
+        .await;
     let booked = book_ok(&app, "bk-enter", "5550500", slot).await;
-    let full = record(&app, &booked).await;
+    let full = app.record(&booked).await;
     assert_eq!(full["_callback_state"], "SCHEDULED", "{full}");
     let enter_at = parse(full["booking"]["enter_queue_at"].as_str().unwrap());
     assert_eq!(enter_at, slot - Span::seconds(buffer));
@@ -1129,7 +1117,10 @@ async fn a_booking_enters_the_queue_at_its_buffer_and_queues_by_its_slot() {
 #[tokio::test]
 async fn a_move_within_its_own_full_slot_keeps_the_seat() {
     let single = always_open("bk-single", "bk-single", "", 1, "");
-    let app = spawn_app_with(&[("bk-single.toml", &single)]).await;
+    let app = TestApp::builder()
+        .scenario("bk-single.toml", &single)
+        .spawn()
+        .await;
     let slot = open_slot(&app, "bk-single", Span::minutes(20)).await;
     let id = book_ok(&app, "bk-single", "5550900", slot).await;
     assert_eq!(left(&app, "bk-single", slot).await, 0);
@@ -1151,7 +1142,10 @@ async fn a_move_within_its_own_full_slot_keeps_the_seat() {
 #[tokio::test]
 async fn concurrent_moves_into_one_slot_take_only_its_seats() {
     let moves = always_open("bk-moves", "bk-moves", "", 3, "");
-    let app = spawn_app_with(&[("bk-moves.toml", &moves)]).await;
+    let app = TestApp::builder()
+        .scenario("bk-moves.toml", &moves)
+        .spawn()
+        .await;
     let first = open_slot(&app, "bk-moves", Span::minutes(20)).await;
     // 21 services filling 7 slots, all moving at once to an empty slot of 3 seats.
     let olds: Vec<DateTime<Utc>> = (0..7).map(|i| first + Span::minutes(5 * i)).collect();
@@ -1187,7 +1181,7 @@ async fn concurrent_moves_into_one_slot_take_only_its_seats() {
     for ((id, old), moved) in ids.iter().zip(&moved) {
         let want = if *moved { target } else { *old };
         assert_eq!(
-            query_by_id(&app, id).await["_desired_time"],
+            app.query_by_id(id).await["_desired_time"],
             iso(want),
             "{id}"
         );
@@ -1245,7 +1239,10 @@ fn check_kolkata(what: &str, body: &Value) {
 #[tokio::test]
 async fn a_move_keeps_the_customers_zone() {
     let zoned = always_open("bk-zoned", "bk-zoned", "", 1, "");
-    let app = spawn_app_with(&[("bk-zoned.toml", &zoned)]).await;
+    let app = TestApp::builder()
+        .scenario("bk-zoned.toml", &zoned)
+        .spawn()
+        .await;
     let (id, _, _) = kolkata_booking(&app).await;
     let (_, too_soon) = reschedule(&app, "bk-zoned", &id, &iso(Utc::now())).await;
     check_kolkata("too soon", &too_soon);
@@ -1289,7 +1286,10 @@ async fn a_move_keeps_the_customers_zone() {
 #[tokio::test]
 async fn a_move_refused_for_a_full_slot_shows_times_in_the_customers_zone() {
     let zoned = always_open("bk-zoned", "bk-zoned", "", 1, "");
-    let app = spawn_app_with(&[("bk-zoned.toml", &zoned)]).await;
+    let app = TestApp::builder()
+        .scenario("bk-zoned.toml", &zoned)
+        .spawn()
+        .await;
     let (id, _, full) = kolkata_booking(&app).await;
     let (_, refused) = reschedule(&app, "bk-zoned", &id, &iso(full)).await;
     check_kolkata("full", &refused);
@@ -1311,8 +1311,10 @@ async fn daylight_saving_days_skip_the_gap_and_offer_both_passes() {
          [_schedule.hours]\n{}\n[_schedule.capacity]\ndefault = 1\n",
         tests::open_every_day()
     );
-    let app =
-        spawn_app_with(&[("bk-dst.toml", &booked_scenario("bk-dst", "bk-dst", &london))]).await;
+    let app = TestApp::builder()
+        .scenario("bk-dst.toml", &booked_scenario("bk-dst", "bk-dst", &london))
+        .spawn()
+        .await;
     let tz = chrono_tz::Europe::London;
     let soon = Utc::now().date_naive() + chrono::Days::new(2);
     let next = |month: u32| {

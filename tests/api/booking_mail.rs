@@ -12,24 +12,23 @@ use chrono::{DateTime, Duration as Span, Utc};
 use runtime::notices::MailConfig;
 use serde_json::{json, Value};
 use tests::smtp::{Received, SmtpSink};
-use tests::{spawn_app_mail, TestApp};
+use tests::time::{ceil5, iso};
+use tests::{TestApp, WAIT};
 
-use crate::booking::{always_open, book, ceil5, iso, open_slot, reschedule};
+use crate::booking::{always_open, book, open_slot, reschedule};
 
-const WAIT: Duration = Duration::from_secs(10);
 /// How long to wait for a message that must not come.
 const QUIET: Duration = Duration::from_millis(700);
 
 async fn app_with_mail(sink: &SmtpSink, scenarios: &[(&str, &str)]) -> TestApp {
-    spawn_app_mail(
-        scenarios,
-        push::Limits::default(),
-        Some(MailConfig {
+    TestApp::builder()
+        .scenarios(scenarios)
+        .mail(MailConfig {
             smtp_url: sink.url(),
             from: "callbackd <noreply@example.com>".into(),
-        }),
-    )
-    .await
+        })
+        .spawn()
+        .await
 }
 
 async fn agent(app: &TestApp, id: &str, queues: &[&str], email: Option<&str>) {
@@ -251,16 +250,14 @@ async fn the_reminder_goes_by_email_and_sms_before_the_slot() {
     assert_eq!(status, 200, "{booked}");
     let id = booked["_id"].as_str().unwrap().to_owned();
     let (_, full) = app.get(&format!("/api/v1/services/{id}")).await;
-    let remind_at = crate::booking::parse(
+    let remind_at = tests::time::parse(
         full["booking"]["reminder_at"]
             .as_str()
             .expect("reminder_at"),
     );
     assert_eq!(remind_at, slot - Span::seconds(before), "{full}");
     assert_eq!(
-        full["timers"]["reminder"]
-            .as_str()
-            .map(crate::booking::parse),
+        full["timers"]["reminder"].as_str().map(tests::time::parse),
         Some(remind_at),
         "{full}"
     );

@@ -1,13 +1,10 @@
 //! GMS "Chat Immediate": the create answer holds the StartChat dialog and the
 //! customer chats while the service waits for an agent.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
-use tests::{spawn_app, TestApp};
+use tests::{spawn_app, TestApp, WAIT};
 
-const WAIT: Duration = Duration::from_secs(10);
-const DEVICE: &str = "b16416334828b1d26ef14f329628b55b5a8c631d8928a371a5584722dd7fb673";
+use tests::seed::DEVICE;
 
 /// Creates a chat-immediate service as the seed's browser would; returns the answer.
 async fn create(app: &TestApp, customer: &str) -> Value {
@@ -97,19 +94,7 @@ async fn create_answers_the_start_chat_dialog_and_the_chat_waits_for_an_agent() 
 
     // The customer starts the chat at once, through the URL it was given.
     let start = path_of(&app, created["_start_chat_url"].as_str().unwrap()).to_owned();
-    let (status, chat) = app
-        .post_form(
-            &start,
-            &[
-                ("notify_by", "comet"),
-                ("firstName", "John"),
-                ("lastName", "Harry"),
-                ("_verbose", "false"),
-                ("subject", "testing"),
-                ("email", "j.h@gmail.com"),
-            ],
-        )
-        .await;
+    let (status, chat) = app.post_form(&start, &tests::seed::START_CHAT).await;
     assert_eq!(status, 200, "{chat}");
     assert_eq!(chat, json!({"_id": id, "comet_channel": "/_genesys"}));
 

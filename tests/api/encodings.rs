@@ -1,13 +1,11 @@
 //! One request, three body encodings; and the seed's multipart bodies byte for byte.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::{spawn_app, urlencoded, TestApp};
+use tests::{spawn_app, urlencoded, WAIT};
 
-const WAIT: Duration = Duration::from_secs(10);
-const DEVICE: &str = "b16416334828b1d26ef14f329628b55b5a8c631d8928a371a5584722dd7fb673";
+use tests::seed::DEVICE;
 const CREATE: &str = "/genesys/1/service/callback/chat-delay";
 
 /// The seed's create fields.
@@ -21,20 +19,6 @@ const FIELDS: [(&str, &str); 5] = [
 
 fn multipart_type(boundary: &str) -> String {
     format!("multipart/form-data; boundary={boundary}")
-}
-
-async fn by_id(app: &TestApp, id: &str) -> Value {
-    let (status, found) = app
-        .get(&format!("/genesys/1/service/callback?_id={id}"))
-        .await;
-    assert_eq!(status, 200, "{found}");
-    found[0].clone()
-}
-
-async fn record(app: &TestApp, id: &str) -> Value {
-    let (status, rec) = app.get(&format!("/api/v1/services/{id}")).await;
-    assert_eq!(status, 200, "{rec}");
-    rec
 }
 
 fn id_of(created: &Value) -> String {
@@ -64,7 +48,7 @@ async fn create_works_the_same_in_multipart_urlencoded_and_json() {
             "{encoding}"
         );
         let id = id_of(&created);
-        let found = by_id(&app, &id).await;
+        let found = app.query_by_id(&id).await;
         assert_eq!(found["_customer_number"], "4082652649", "{encoding}");
         assert_eq!(found["usr_customer_name"], "Bob Markel", "{encoding}");
         assert_eq!(found["usr_reason"], "billing question", "{encoding}");
@@ -78,7 +62,7 @@ async fn create_works_the_same_in_multipart_urlencoded_and_json() {
             !keys.contains("_device_os") && !keys.contains("_device_notification_id"),
             "{encoding}: device fields are not user data: {found}"
         );
-        let rec = record(&app, &id).await;
+        let rec = app.record(&id).await;
         assert_eq!(rec["device_os"], "comet", "{encoding}");
         assert_eq!(rec["device_notification_id"], DEVICE, "{encoding}");
         assert_eq!(rec["_callback_state"], "QUEUED", "{encoding}");
@@ -98,13 +82,13 @@ async fn values_survive_each_encoding() {
         .post_form(CREATE, &[("_customer_number", "1"), ("usr_note", note)])
         .await;
     assert_eq!(status, 200, "{created}");
-    assert_eq!(by_id(&app, &id_of(&created)).await["usr_note"], note);
+    assert_eq!(app.query_by_id(&id_of(&created)).await["usr_note"], note);
 
     let (status, created) = app
         .post_urlencoded(CREATE, &[("_customer_number", "2"), ("usr_note", note)])
         .await;
     assert_eq!(status, 200, "{created}");
-    assert_eq!(by_id(&app, &id_of(&created)).await["usr_note"], note);
+    assert_eq!(app.query_by_id(&id_of(&created)).await["usr_note"], note);
 
     // JSON numbers and booleans become text; null means "not given".
     let (status, created) = app
@@ -115,7 +99,7 @@ async fn values_survive_each_encoding() {
         )
         .await;
     assert_eq!(status, 200, "{created}");
-    let found = by_id(&app, &id_of(&created)).await;
+    let found = app.query_by_id(&id_of(&created)).await;
     assert_eq!(found["_customer_number"], "4082652649");
     assert_eq!(found["usr_note"], note);
     assert_eq!(found["usr_vip"], "true");
@@ -132,7 +116,7 @@ async fn values_survive_each_encoding() {
         )
         .await;
     assert_eq!(status, 200, "{created}");
-    assert_eq!(by_id(&app, &id_of(&created)).await["usr_note"], note);
+    assert_eq!(app.query_by_id(&id_of(&created)).await["usr_note"], note);
     let (status, created) = app
         .raw(
             "POST",
@@ -182,7 +166,7 @@ async fn the_seed_requests_byte_for_byte() {
         "We will notify you when agent is available"
     );
     let id = id_of(&created);
-    let found = by_id(&app, &id).await;
+    let found = app.query_by_id(&id).await;
     assert_eq!(found["usr_customer_name"], "Bob Markel");
     assert_eq!(found["usr_reason"], "billing question");
 
@@ -220,17 +204,7 @@ async fn the_seed_requests_byte_for_byte() {
 
     // Create the chat interaction with the seed's body.
     let boundary = "----WebKitFormBoundaryteXJ8ZpAGGDTAMFN";
-    let chat = tests::raw_multipart(
-        boundary,
-        &[
-            ("notify_by", "comet"),
-            ("firstName", "John"),
-            ("lastName", "Harry"),
-            ("_verbose", "false"),
-            ("subject", "testing"),
-            ("email", "j.h@gmail.com"),
-        ],
-    );
+    let chat = tests::raw_multipart(boundary, &tests::seed::START_CHAT);
     assert_eq!(chat.len(), 651, "the seed's Content-Length");
     let (status, started) = app
         .raw(
@@ -242,7 +216,7 @@ async fn the_seed_requests_byte_for_byte() {
         .await;
     assert_eq!(status, 200, "{started}");
     assert_eq!(started, json!({"_id": id, "comet_channel": "/_genesys"}));
-    let rec = record(&app, &id).await;
+    let rec = app.record(&id).await;
     assert_eq!(rec["chat"]["nickname"], "John Harry", "{rec}");
     assert_eq!(rec["chat"]["subject"], "testing", "{rec}");
     assert_eq!(rec["chat"]["parameters"]["email"], "j.h@gmail.com", "{rec}");

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
-use tests::{spawn_app_with, TestApp};
+use tests::TestApp;
 
 /// A local endpoint that records every POST and fails the first `fail` ones
 /// whose tag starts with `failing`.
@@ -120,7 +120,10 @@ async fn outbox_tags(app: &TestApp, id: &str) -> Vec<String> {
 async fn httpcb_posts_after_failures_and_the_notification_leaves_the_outbox() {
     // Two failures, then success: the third attempt gets through.
     let (url, sink) = start_sink("service.agentavailable.", 2).await;
-    let app = spawn_app_with(&[("cd-httpcb.toml", &scenario(&url))]).await;
+    let app = TestApp::builder()
+        .scenario("cd-httpcb.toml", &scenario(&url))
+        .spawn()
+        .await;
     let id = create_httpcb(&app, "device-http-1").await;
     app.ready_agent("hook-agent", &["hooks"], 1).await;
 
@@ -169,7 +172,10 @@ async fn httpcb_posts_after_failures_and_the_notification_leaves_the_outbox() {
 #[tokio::test]
 async fn httpcb_gives_up_after_its_attempts_and_the_outbox_keeps_it() {
     let (url, sink) = start_sink("", usize::MAX).await;
-    let app = spawn_app_with(&[("cd-httpcb.toml", &scenario(&url))]).await;
+    let app = TestApp::builder()
+        .scenario("cd-httpcb.toml", &scenario(&url))
+        .spawn()
+        .await;
     let id = create_httpcb(&app, "device-http-2").await;
     let (status, _) = app
         .post_form(
@@ -202,7 +208,10 @@ async fn httpcb_gives_up_after_its_attempts_and_the_outbox_keeps_it() {
 #[tokio::test]
 async fn httpcb_needs_a_url_in_the_scenario() {
     let (url, _sink) = start_sink("", 0).await;
-    let app = spawn_app_with(&[("cd-httpcb.toml", &scenario(&url))]).await;
+    let app = TestApp::builder()
+        .scenario("cd-httpcb.toml", &scenario(&url))
+        .spawn()
+        .await;
     let (status, body) = app
         .post_form(
             "/genesys/1/service/callback/chat-delay",

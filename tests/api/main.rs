@@ -6,6 +6,7 @@ mod booking_mail;
 mod chat_immediate;
 mod encodings;
 mod httpcb;
+mod on_redis;
 mod positions;
 mod queries;
 mod queue_positions;

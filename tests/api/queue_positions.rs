@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::{spawn_app, spawn_app_with, TestApp};
-
-const WAIT: Duration = Duration::from_secs(10);
+use tests::{spawn_app, TestApp, WAIT};
 
 /// The shipped chat-delay scenario under another name, with another `_target`.
 fn chat_delay_copy(name: &str, target: &str) -> String {
@@ -144,7 +142,10 @@ async fn positions_follow_arrival_and_close_up_after_a_cancel() {
 #[tokio::test]
 async fn a_higher_priority_scenario_jumps_the_queue_and_is_served_first() {
     let vip = chat_delay_copy("chat-delay-vip", r#"{ queue = "support", priority = 5 }"#);
-    let app = spawn_app_with(&[("chat-delay-vip.toml", &vip)]).await;
+    let app = TestApp::builder()
+        .scenario("chat-delay-vip.toml", &vip)
+        .spawn()
+        .await;
     let normal = create_many(&app, "chat-delay", 3).await;
     let vip_id = app.create("chat-delay-vip", "5550001").await;
     let later = app.create("chat-delay", "5550002").await;
@@ -332,7 +333,10 @@ async fn a_skill_expression_routes_only_to_matching_agents() {
         "chat-delay-english",
         r#"{ queue = "support", priority = 0, skills = "English >= 5" }"#,
     );
-    let app = spawn_app_with(&[("chat-delay-english.toml", &english)]).await;
+    let app = TestApp::builder()
+        .scenario("chat-delay-english.toml", &english)
+        .spawn()
+        .await;
     app.put_agent("novice", &["support"], &[("English", 3), ("Spanish", 9)], 5)
         .await;
     app.set_ready("novice", true).await;

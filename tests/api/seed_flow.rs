@@ -15,10 +15,7 @@ async fn chat_delay_seed_flow_from_create_to_completion() {
                 ("_customer_number", "4082652649"),
                 ("usr_customer_name", "Bob Markel"),
                 ("usr_reason", "billing question"),
-                (
-                    "_device_notification_id",
-                    "b16416334828b1d26ef14f329628b55b5a8c631d8928a371a5584722dd7fb673",
-                ),
+                ("_device_notification_id", tests::seed::DEVICE),
                 ("_device_os", "comet"),
             ],
         )
@@ -89,14 +86,7 @@ async fn chat_delay_seed_flow_from_create_to_completion() {
     let (status, chat) = app
         .post_form(
             &format!("/genesys/1/service/{id}/ixn/chat"),
-            &[
-                ("notify_by", "comet"),
-                ("firstName", "John"),
-                ("lastName", "Harry"),
-                ("_verbose", "false"),
-                ("subject", "testing"),
-                ("email", "j.h@gmail.com"),
-            ],
+            &tests::seed::START_CHAT,
         )
         .await;
     assert_eq!(status, 200, "{chat}");
@@ -133,13 +123,7 @@ async fn chat_delay_seed_flow_from_create_to_completion() {
     let (_, sent) = app
         .post_form(
             &format!("/genesys/1/service/{id}/internal-notification"),
-            &[
-                ("_display_message", "Message to be displayed to user"),
-                (
-                    "_application_message",
-                    "MESSAGE_FOR_MOBILE_APP_INTERNAL_USE",
-                ),
-            ],
+            &tests::seed::INTERNAL_NOTIFICATION,
         )
         .await;
     assert_eq!(sent, json!({"message": "Notification Sent"}));

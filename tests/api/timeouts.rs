@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::{iso_utc_in, spawn_app, spawn_app_with, TestApp};
-
-const WAIT: Duration = Duration::from_secs(10);
+use tests::{iso_utc_in, spawn_app, TestApp, WAIT};
 
 /// A chat-delay scenario routed to `queue`, with these extra keys (which must
 /// include `_ttl`).
@@ -22,12 +20,6 @@ _mandatory_fields = ["_customer_number"]
     )
 }
 
-async fn record(app: &TestApp, id: &str) -> Value {
-    let (status, body) = app.get(&format!("/api/v1/services/{id}")).await;
-    assert_eq!(status, 200, "service {id}: {body}");
-    body
-}
-
 /// How many times the history shows the service entering `state` (snake_case).
 fn entered(rec: &Value, state: &str) -> usize {
     rec["history"]
@@ -36,14 +28,6 @@ fn entered(rec: &Value, state: &str) -> usize {
         .iter()
         .filter(|h| h["to"] == state)
         .count()
-}
-
-async fn query_by_id(app: &TestApp, id: &str) -> Value {
-    let (status, found) = app
-        .get(&format!("/genesys/1/service/callback?_id={id}"))
-        .await;
-    assert_eq!(status, 200, "query {id}: {found}");
-    found[0].clone()
 }
 
 #[tokio::test]
@@ -55,7 +39,10 @@ async fn user_confirm_timeout_with_fail_completes_and_frees_the_agent() {
 _user_confirm_timeout = "300ms"
 _on_user_confirm_timeout = "fail""#,
     );
-    let app = spawn_app_with(&[("cd-fail.toml", &fail)]).await;
+    let app = TestApp::builder()
+        .scenario("cd-fail.toml", &fail)
+        .spawn()
+        .await;
     let id = app.create("cd-fail", "3001").await;
     app.ready_agent("alice", &["support"], 1).await;
 
@@ -64,7 +51,7 @@ _on_user_confirm_timeout = "fail""#,
     assert_eq!(entered(&done, "wait_for_user_confirm"), 1, "{done}");
     assert_eq!(entered(&done, "connected"), 0, "{done}");
     assert_eq!(app.agent_services("alice").await, Vec::<String>::new());
-    let found = query_by_id(&app, &id).await;
+    let found = app.query_by_id(&id).await;
     assert_eq!(found["_callback_state"], "COMPLETED");
     assert_eq!(found["_callback_reason"], "FAIL_USER_NO_CONFIRM");
 
@@ -89,7 +76,10 @@ async fn user_confirm_timeout_with_connect_anyway_connects() {
 _user_confirm_timeout = "300ms"
 _on_user_confirm_timeout = "connect-anyway""#,
     );
-    let app = spawn_app_with(&[("cd-anyway.toml", &anyway)]).await;
+    let app = TestApp::builder()
+        .scenario("cd-anyway.toml", &anyway)
+        .spawn()
+        .await;
     let id = app.create("cd-anyway", "3101").await;
     app.ready_agent("alice", &["support"], 1).await;
 
@@ -110,7 +100,7 @@ _on_user_confirm_timeout = "connect-anyway""#,
         .post_json(&format!("/api/v1/services/{id}/complete"), &json!({}))
         .await;
     assert_eq!(status, 200);
-    let done = record(&app, &id).await;
+    let done = app.record(&id).await;
     assert_eq!(done["_callback_reason"], "AGENT_CONNECTED");
 }
 
@@ -124,7 +114,10 @@ _user_confirm_timeout = "1s"
 _on_user_confirm_timeout = "requeue"
 _max_user_confirm_attempts = 3"#,
     );
-    let app = spawn_app_with(&[("cd-requeue.toml", &requeue)]).await;
+    let app = TestApp::builder()
+        .scenario("cd-requeue.toml", &requeue)
+        .spawn()
+        .await;
     let first = app.create("cd-requeue", "3201").await;
     app.ready_agent("alice", &["rq"], 1).await;
     app.wait_for_state(&first, "ROUTING", WAIT).await;
@@ -186,7 +179,10 @@ async fn find_agent_timeout_fails_with_target_not_found() {
         r#"_ttl = 86400
 _find_agent_timeout = "300ms""#,
     );
-    let app = spawn_app_with(&[("cd-find.toml", &find)]).await;
+    let app = TestApp::builder()
+        .scenario("cd-find.toml", &find)
+        .spawn()
+        .await;
     // An agent exists, but not for this queue.
     app.ready_agent("alice", &["support"], 5).await;
     let id = app.create("cd-find", "3301").await;
@@ -194,7 +190,7 @@ _find_agent_timeout = "300ms""#,
     let done = app.wait_for_state(&id, "COMPLETED", WAIT).await;
     assert_eq!(done["_callback_reason"], "FAIL_TARGET_NOT_FOUND", "{done}");
     assert_eq!(entered(&done, "wait_for_user_confirm"), 0, "{done}");
-    let found = query_by_id(&app, &id).await;
+    let found = app.query_by_id(&id).await;
     assert_eq!(found["_callback_reason"], "FAIL_TARGET_NOT_FOUND");
     let (_, pushed) = app
         .post_form(
@@ -229,7 +225,7 @@ where
         .enable_all()
         .build()
         .expect("server runtime");
-    let app = server.block_on(spawn_app_with(extra));
+    let app = server.block_on(TestApp::builder().scenarios(extra).spawn());
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -268,7 +264,7 @@ fn ttl_expiry_of_a_queued_service_fails_with_timeout_ttl() {
 
             let done = app.wait_for_state(&id, "COMPLETED", WAIT).await;
             assert_eq!(done["_callback_reason"], "FAIL_TIMEOUT_TTL", "{done}");
-            let found = query_by_id(&app, &id).await;
+            let found = app.query_by_id(&id).await;
             assert_eq!(found["_callback_reason"], "FAIL_TIMEOUT_TTL");
             // The server still answers and its timer loop still works.
             let (status, _) = app.get("/healthz").await;
@@ -315,11 +311,11 @@ async fn a_service_for_later_is_scheduled_then_queued() {
     let id = created["_id"].as_str().unwrap().to_owned();
     let now_queued = app.create("chat-delay", "3502").await;
 
-    let found = query_by_id(&app, &id).await;
+    let found = app.query_by_id(&id).await;
     assert_eq!(found["_desired_time"], desired.as_str());
     // Polled quickly after create: well before the desired time on any machine
     // that answers a request in under a second.
-    let rec = record(&app, &id).await;
+    let rec = app.record(&id).await;
     if rec["_callback_state"] == "SCHEDULED" {
         let answer = app.queue_position(&id).await;
         assert_eq!(answer["_position"], 0, "{answer}");

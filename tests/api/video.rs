@@ -12,221 +12,16 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Duration as Span, TimeZone, Utc};
+use chrono::{Duration as Span, Utc};
 use serde_json::{json, Value};
-use tests::{spawn_app, spawn_app_with, TestApp};
+use tests::time::{ceil5, iso, time_of};
+use tests::video::{assert_code, events, last_room, Auth, ROUTING};
+use tests::{spawn_app, text, TestApp, WAIT};
 use tokio::time::Instant;
 
-const WAIT: Duration = Duration::from_secs(10);
 const DEVICE: &str = "video-device-0d1f6c2e";
-/// The routingData the seed sends with its video escalation.
-const ROUTING: &str = r#"{"queueId":"video","skills":["Arabic","Video"],"priority":5,"attributes":{"productLine":"Post-paid"}}"#;
-/// Room codes are drawn from letters and digits that cannot be misread.
-const CODE_ALPHABET: &str = "ACDEFGHJKMNPQRTUVWXY34679";
 
 // ---------------------------------------------------------------- helpers
-
-fn s(v: &Value) -> String {
-    v.as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {v}"))
-        .to_owned()
-}
-
-fn time(v: &Value) -> DateTime<Utc> {
-    let text = v
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a time, got {v}"));
-    DateTime::parse_from_rfc3339(text)
-        .unwrap_or_else(|e| panic!("`{text}` is not a time: {e}"))
-        .with_timezone(&Utc)
-}
-
-/// A chat-immediate service, its chat opened by "Bob" with one message,
-/// taken by `agent` (the caller makes sure only that agent can take it).
-async fn chat_with(app: &TestApp, agent: &str, customer: &str) -> String {
-    let (status, created) = app
-        .post_form(
-            "/genesys/1/service/callback/chat-immediate",
-            &[
-                ("_customer_number", customer),
-                ("usr_customer_name", "Bob Markel"),
-                ("usr_segment", "gold"),
-                ("_device_notification_id", DEVICE),
-                ("_device_os", "comet"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 200, "create: {created}");
-    let id = s(&created["_id"]);
-    let (status, chat) = app
-        .post_form(
-            &format!("/genesys/1/service/{id}/ixn/chat"),
-            &[("nickname", "Bob"), ("subject", "my contract")],
-        )
-        .await;
-    assert_eq!(status, 200, "ixn/chat: {chat}");
-    let (status, sent) = app
-        .post_form(
-            &format!("/genesys/1/service/{id}/ixn/chat/send"),
-            &[("message", "can we talk on video?")],
-        )
-        .await;
-    assert_eq!(status, 200, "ixn/chat/send: {sent}");
-    let rec = app.wait_for_state(&id, "PROCESSING", WAIT).await;
-    assert_eq!(rec["agent"], agent, "the chat went to another agent: {rec}");
-    id
-}
-
-/// POST .../ixn/video as the seed's page sends it (multipart).
-async fn customer_video(app: &TestApp, id: &str, fields: &[(&str, &str)]) -> (u16, Value) {
-    app.post_form(&format!("/genesys/1/service/{id}/ixn/video"), fields)
-        .await
-}
-
-/// POST /api/v1/services/{id}/video as the agent desktop sends it (JSON).
-async fn agent_video(app: &TestApp, id: &str, body: &Value) -> (u16, Value) {
-    app.post_json(&format!("/api/v1/services/{id}/video"), body)
-        .await
-}
-
-async fn record(app: &TestApp, id: &str) -> Value {
-    let (status, body) = app.get(&format!("/api/v1/services/{id}")).await;
-    assert_eq!(status, 200, "service {id}: {body}");
-    body
-}
-
-/// Polls the full record until `done` holds.
-async fn wait_for_record(
-    app: &TestApp,
-    id: &str,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let rec = record(app, id).await;
-        if done(&rec) {
-            return rec;
-        }
-        if Instant::now() > deadline {
-            panic!("{what}: not within {WAIT:?}; the record is {rec}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The last room of the record's video leg.
-fn last_room(rec: &Value) -> Value {
-    rec["video"]["rooms"]
-        .as_array()
-        .and_then(|r| r.last())
-        .cloned()
-        .unwrap_or_else(|| panic!("no room in {rec}"))
-}
-
-/// How a room request proves its side.
-#[derive(Clone, Copy)]
-enum Auth<'a> {
-    Query(&'a str),
-    Bearer(&'a str),
-}
-
-async fn room_request(
-    app: &TestApp,
-    method: reqwest::Method,
-    code: &str,
-    action: &str,
-    auth: Auth<'_>,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let path = if action.is_empty() {
-        format!("/api/v1/rooms/{code}")
-    } else {
-        format!("/api/v1/rooms/{code}/{action}")
-    };
-    let mut url = reqwest::Url::parse(&app.url(&path)).expect("url");
-    if let Auth::Query(token) = auth {
-        url.query_pairs_mut().append_pair("token", token);
-    }
-    let mut request = app.client.request(method, url);
-    if let Auth::Bearer(token) = auth {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let resp = request.send().await.expect("room request");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-/// POST /api/v1/rooms/{code}/{action}, asserting 200; the room as that side sees it.
-async fn room_ok(app: &TestApp, code: &str, action: &str, auth: Auth<'_>) -> Value {
-    let (status, body) = room_request(app, reqwest::Method::POST, code, action, auth, None).await;
-    assert_eq!(status, 200, "room {action}: {body}");
-    body
-}
-
-async fn room_view(app: &TestApp, code: &str, auth: Auth<'_>) -> Value {
-    let (status, body) = room_request(app, reqwest::Method::GET, code, "", auth, None).await;
-    assert_eq!(status, 200, "room view: {body}");
-    body
-}
-
-/// The device's video notifications (payloads), taken out of its outbox.
-async fn device_video_notes(app: &TestApp, id: &str) -> Vec<Value> {
-    let (status, body) = app
-        .post_form(
-            &format!("/genesys/1/service/{id}/retrieve-notifications"),
-            &[],
-        )
-        .await;
-    assert_eq!(status, 200, "retrieve-notifications: {body}");
-    body.as_array()
-        .unwrap_or_else(|| panic!("an array: {body}"))
-        .iter()
-        .filter(|n| n["_action"] == "video")
-        .cloned()
-        .collect()
-}
-
-/// The agent desktop's `agent.video.<id>` notifications (parsed), taken
-/// out of the agent outbox.
-async fn agent_video_notes(app: &TestApp, id: &str) -> Vec<Value> {
-    let (status, body) = app
-        .post_form(
-            &format!("/genesys/1/service/{id}/retrieve-agent-notifications"),
-            &[],
-        )
-        .await;
-    assert_eq!(status, 200, "retrieve-agent-notifications: {body}");
-    let tag = format!("agent.video.{id}");
-    body.as_array()
-        .unwrap_or_else(|| panic!("an array: {body}"))
-        .iter()
-        .filter(|n| n["tag"] == tag.as_str())
-        .map(|n| {
-            let text = n["message"].as_str().expect("message is JSON text");
-            serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-        })
-        .collect()
-}
-
-fn events(notes: &[Value]) -> Vec<String> {
-    notes.iter().map(|n| s(&n["_event"])).collect()
-}
-
-fn assert_code(code: &str) {
-    assert_eq!(code.chars().count(), 7, "{code}");
-    assert!(
-        code.chars().all(|c| CODE_ALPHABET.contains(c)),
-        "{code} uses a character outside {CODE_ALPHABET}"
-    );
-}
 
 /// A 4xx whose exception is `exception` and whose message starts with `field:`.
 fn assert_refused(status: u16, body: &Value, want: u16, exception: &str, field: &str) {
@@ -239,21 +34,9 @@ fn assert_refused(status: u16, body: &Value, want: u16, exception: &str, field: 
     );
 }
 
-/// The shipped `video-immediate` scenario, renamed, with `changes` applied
-/// (`(from, to)` text replacements that must each match).
+/// The shipped `video-immediate` scenario, renamed, with `changes` applied.
 fn video_immediate_copy(name: &str, changes: &[(&str, &str)]) -> String {
-    let path = tests::shipped_scenarios_dir().join("video-immediate.toml");
-    let mut text = std::fs::read_to_string(path).expect("video-immediate.toml");
-    let mut all = vec![("name = \"video-immediate\"", format!("name = \"{name}\""))];
-    all.extend(changes.iter().map(|(a, b)| (*a, b.to_string())));
-    for (from, to) in all {
-        assert!(
-            text.contains(from),
-            "`{from}` is not in video-immediate.toml"
-        );
-        text = text.replacen(from, &to, 1);
-    }
-    text
+    tests::shipped_scenario_copy("video-immediate", name, changes)
 }
 
 // ------------------------------------------------- escalation, same agent
@@ -262,14 +45,14 @@ fn video_immediate_copy(name: &str, changes: &[(&str, &str)]) -> String {
 async fn a_customer_escalates_a_chat_to_video_with_the_same_agent_through_a_whole_call() {
     let app = spawn_app().await;
     app.ready_agent("alice", &["support"], 2).await;
-    let id = chat_with(&app, "alice", "5550001").await;
+    let id = app.chat_with("alice", "5550001", DEVICE).await;
 
-    let (status, video) = customer_video(
-        &app,
-        &id,
-        &[("routingData", ROUTING), ("conversationId", id.as_str())],
-    )
-    .await;
+    let (status, video) = app
+        .customer_video(
+            &id,
+            &[("routingData", ROUTING), ("conversationId", id.as_str())],
+        )
+        .await;
     assert_eq!(status, 200, "{video}");
     assert_eq!(video["_id"], id.as_str(), "{video}");
     assert_eq!(video["_callback_state"], "PROCESSING", "{video}");
@@ -283,9 +66,9 @@ async fn a_customer_escalates_a_chat_to_video_with_the_same_agent_through_a_whol
                "attributes": {"productLine": "Post-paid"}}),
         "{video}"
     );
-    let code = s(&video["_room_code"]);
+    let code = text(&video["_room_code"]);
     assert_code(&code);
-    let customer_token = s(&video["_room_token"]);
+    let customer_token = text(&video["_room_token"]);
     assert_eq!(
         video["_meet_url"],
         format!("{}/room/{code}?token={customer_token}", app.base)
@@ -294,7 +77,7 @@ async fn a_customer_escalates_a_chat_to_video_with_the_same_agent_through_a_whol
         video["_room_url"],
         app.url(&format!("/api/v1/rooms/{code}"))
     );
-    let expires = time(&video["_expires_at"]);
+    let expires = time_of(&video["_expires_at"]);
     let ttl = expires - Utc::now();
     assert!(
         ttl > Span::minutes(59) && ttl <= Span::minutes(60),
@@ -302,10 +85,10 @@ async fn a_customer_escalates_a_chat_to_video_with_the_same_agent_through_a_whol
     );
 
     // The agent is told on its channel, with its own link and token.
-    let to_agent = agent_video_notes(&app, &id).await;
+    let to_agent = app.agent_video_notes(&id).await;
     assert_eq!(events(&to_agent), ["ringing"], "{to_agent:?}");
     let ring = &to_agent[0];
-    let agent_token = s(&ring["_room_token"]);
+    let agent_token = text(&ring["_room_token"]);
     assert_ne!(agent_token, customer_token);
     assert_eq!(
         ring["_meet_url"],
@@ -315,13 +98,13 @@ async fn a_customer_escalates_a_chat_to_video_with_the_same_agent_through_a_whol
     assert_eq!(ring["_ringing"], "agent");
     assert_eq!(ring["_routed"], "same_agent");
     // The device too, with the customer's.
-    let to_device = device_video_notes(&app, &id).await;
+    let to_device = app.device_video_notes(&id).await;
     assert_eq!(events(&to_device), ["ringing"], "{to_device:?}");
     assert_eq!(to_device[0]["_meet_url"], video["_meet_url"]);
     assert_eq!(to_device[0]["_room_token"], customer_token.as_str());
 
     // Each side sees the room, the token in the query or as a bearer.
-    let seen = room_view(&app, &code, Auth::Query(&customer_token)).await;
+    let seen = app.room_view(&code, Auth::Query(&customer_token)).await;
     assert_eq!(seen["side"], "customer", "{seen}");
     assert_eq!(seen["status"], "ringing", "{seen}");
     assert_eq!(seen["ringing"], "agent", "{seen}");
@@ -331,7 +114,7 @@ async fn a_customer_escalates_a_chat_to_video_with_the_same_agent_through_a_whol
     assert_eq!(seen["agent_id"], "alice");
     assert_eq!(seen["service_state"], "PROCESSING");
     assert_eq!(seen["survey"]["open"], false, "{seen}");
-    let seen = room_view(&app, &code, Auth::Bearer(&agent_token)).await;
+    let seen = app.room_view(&code, Auth::Bearer(&agent_token)).await;
     assert_eq!(seen["side"], "agent", "{seen}");
     assert_eq!(seen["meet_url"], ring["_meet_url"]);
     let (_, agent) = app.get("/api/v1/agents/alice").await;
@@ -342,19 +125,25 @@ async fn a_customer_escalates_a_chat_to_video_with_the_same_agent_through_a_whol
     );
 
     // The agent answers, the customer joins, then the agent: the call starts.
-    let accepted = room_ok(&app, &code, "accept", Auth::Bearer(&agent_token)).await;
+    let accepted = app
+        .room_ok(&code, "accept", Auth::Bearer(&agent_token))
+        .await;
     assert_eq!(accepted["status"], "accepted", "{accepted}");
     assert_eq!(accepted["answered_by"], "agent", "{accepted}");
-    let joined = room_ok(&app, &code, "join", Auth::Query(&customer_token)).await;
+    let joined = app
+        .room_ok(&code, "join", Auth::Query(&customer_token))
+        .await;
     assert_eq!(joined["status"], "accepted", "{joined}");
     assert_eq!(joined["participants"][0]["side"], "customer", "{joined}");
     assert_eq!(joined["participants"][0]["name"], "Bob", "{joined}");
-    let started = room_ok(&app, &code, "join", Auth::Bearer(&agent_token)).await;
+    let started = app.room_ok(&code, "join", Auth::Bearer(&agent_token)).await;
     assert_eq!(started["status"], "started", "{started}");
     assert_eq!(started["participants"][1]["side"], "agent", "{started}");
     assert_eq!(started["participants"][1]["name"], "alice", "{started}");
     // Joining again (another tab) changes nothing.
-    let again = room_ok(&app, &code, "join", Auth::Query(&customer_token)).await;
+    let again = app
+        .room_ok(&code, "join", Auth::Query(&customer_token))
+        .await;
     assert_eq!(
         again["participants"].as_array().unwrap().len(),
         2,
@@ -362,65 +151,67 @@ async fn a_customer_escalates_a_chat_to_video_with_the_same_agent_through_a_whol
     );
 
     // The survey opens only once the call has ended.
-    let (status, early) = room_request(
-        &app,
-        reqwest::Method::POST,
-        &code,
-        "survey",
-        Auth::Query(&customer_token),
-        Some(&json!({"score": 4})),
-    )
-    .await;
+    let (status, early) = app
+        .room_request(
+            reqwest::Method::POST,
+            &code,
+            "survey",
+            Auth::Query(&customer_token),
+            Some(&json!({"score": 4})),
+        )
+        .await;
     assert_eq!(status, 409, "{early}");
 
-    let ended = room_ok(&app, &code, "leave", Auth::Query(&customer_token)).await;
+    let ended = app
+        .room_ok(&code, "leave", Auth::Query(&customer_token))
+        .await;
     assert_eq!(ended["status"], "ended", "{ended}");
     assert_eq!(ended["end_reason"], "left", "{ended}");
     assert_eq!(ended["survey"]["open"], true, "{ended}");
     let (_, agent) = app.get("/api/v1/agents/alice").await;
     assert_eq!(agent["room"], Value::Null, "{agent}");
 
-    let (status, long) = room_request(
-        &app,
-        reqwest::Method::POST,
-        &code,
-        "survey",
-        Auth::Query(&customer_token),
-        Some(&json!({"score": 4, "comment": "x".repeat(2001)})),
-    )
-    .await;
+    let (status, long) = app
+        .room_request(
+            reqwest::Method::POST,
+            &code,
+            "survey",
+            Auth::Query(&customer_token),
+            Some(&json!({"score": 4, "comment": "x".repeat(2001)})),
+        )
+        .await;
     assert_refused(status, &long, 400, "INVALID_PARAMETER", "comment");
-    let (status, answered) = room_request(
-        &app,
-        reqwest::Method::POST,
-        &code,
-        "survey",
-        Auth::Query(&customer_token),
-        Some(&json!({"score": 4, "comment": "  clear picture  "})),
-    )
-    .await;
+    let (status, answered) = app
+        .room_request(
+            reqwest::Method::POST,
+            &code,
+            "survey",
+            Auth::Query(&customer_token),
+            Some(&json!({"score": 4, "comment": "  clear picture  "})),
+        )
+        .await;
     assert_eq!(status, 200, "{answered}");
     assert_eq!(answered["survey"]["open"], false, "{answered}");
     assert_eq!(answered["survey"]["answer"]["score"], 4, "{answered}");
-    let (status, twice) = room_request(
-        &app,
-        reqwest::Method::POST,
-        &code,
-        "survey",
-        Auth::Query(&customer_token),
-        Some(&json!({"score": 5})),
-    )
-    .await;
+    let (status, twice) = app
+        .room_request(
+            reqwest::Method::POST,
+            &code,
+            "survey",
+            Auth::Query(&customer_token),
+            Some(&json!({"score": 5})),
+        )
+        .await;
     assert_eq!(status, 409, "the survey is answered once: {twice}");
 
-    let to_device = device_video_notes(&app, &id).await;
+    let to_device = app.device_video_notes(&id).await;
     assert_eq!(
         events(&to_device),
         ["accepted", "joined", "started", "ended"],
         "{to_device:?}"
     );
     assert_eq!(to_device[3]["_survey"], true, "{to_device:?}");
-    let to_agent = agent_video_notes(&app, &id).await;
+    let to_agent = app.agent_video_notes(&id).await;
     assert_eq!(
         events(&to_agent),
         ["accepted", "joined", "started", "ended"],
@@ -436,7 +227,7 @@ async fn a_customer_escalates_a_chat_to_video_with_the_same_agent_through_a_whol
         .post_json(&format!("/api/v1/services/{id}/complete"), &Value::Null)
         .await;
     assert_eq!(status, 200, "no live room, so complete is fine: {done}");
-    let rec = record(&app, &id).await;
+    let rec = app.record(&id).await;
     assert_eq!(rec["_callback_state"], "COMPLETED", "{rec}");
     assert_eq!(rec["scenario"], "chat-immediate");
     assert_eq!(rec["user_data"]["usr_customer_name"], "Bob Markel", "{rec}");
@@ -445,7 +236,7 @@ async fn a_customer_escalates_a_chat_to_video_with_the_same_agent_through_a_whol
         .as_array()
         .expect("transcript")
         .iter()
-        .map(|e| (s(&e["kind"]), s(&e["party"]), s(&e["text"])))
+        .map(|e| (text(&e["kind"]), text(&e["party"]), text(&e["text"])))
         .collect();
     texts.truncate(3);
     texts.sort();
@@ -482,16 +273,16 @@ async fn a_customer_escalates_a_chat_to_video_with_the_same_agent_through_a_whol
         assert!(room[key].is_string(), "{key} in {room}");
     }
     assert!(room.get("declined_at").is_none(), "{room}");
-    assert!(time(&room["ringing_at"]) <= time(&room["accepted_at"]));
-    assert!(time(&room["accepted_at"]) <= time(&room["started_at"]));
-    assert!(time(&room["started_at"]) <= time(&room["ended_at"]));
+    assert!(time_of(&room["ringing_at"]) <= time_of(&room["accepted_at"]));
+    assert!(time_of(&room["accepted_at"]) <= time_of(&room["started_at"]));
+    assert!(time_of(&room["started_at"]) <= time_of(&room["ended_at"]));
     assert_eq!(room["end_reason"], "left");
     assert_eq!(room["answered_by"], "AGENT");
     let parties: Vec<String> = room["participants"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| s(&p["party"]))
+        .map(|p| text(&p["party"]))
         .collect();
     assert_eq!(parties, ["CLIENT", "AGENT"], "{room}");
     for p in room["participants"].as_array().unwrap() {
@@ -506,32 +297,32 @@ async fn a_customer_escalates_a_chat_to_video_with_the_same_agent_through_a_whol
 async fn an_agent_escalates_its_chat_to_video_and_calls_again_after_the_call() {
     let app = spawn_app().await;
     app.ready_agent("alice", &["support"], 1).await;
-    let id = chat_with(&app, "alice", "5550002").await;
+    let id = app.chat_with("alice", "5550002", DEVICE).await;
 
     // The agent has no video leg yet and no agent can start video for a
     // service it does not hold: first, the chat's own agent does.
-    let (status, video) = agent_video(&app, &id, &json!({})).await;
+    let (status, video) = app.agent_video(&id, &json!({})).await;
     assert_eq!(status, 200, "{video}");
     assert_eq!(video["_id"], id.as_str());
     assert_eq!(video["status"], "ringing", "{video}");
     assert_eq!(video["_routed"], "same_agent", "{video}");
     assert_eq!(video["_agent_id"], "alice", "{video}");
-    let code = s(&video["_room_code"]);
-    let agent_token = s(&video["_room_token"]);
+    let code = text(&video["_room_code"]);
+    let agent_token = text(&video["_room_token"]);
     assert_eq!(
         video["_meet_url"],
         format!("{}/room/{code}?token={agent_token}", app.base),
         "the agent gets its own link: {video}"
     );
-    let to_agent = agent_video_notes(&app, &id).await;
+    let to_agent = app.agent_video_notes(&id).await;
     assert_eq!(events(&to_agent), ["ringing"], "{to_agent:?}");
     assert_eq!(to_agent[0]["_meet_url"], video["_meet_url"]);
 
     // The customer's phone rings, with the customer's link.
-    let to_device = device_video_notes(&app, &id).await;
+    let to_device = app.device_video_notes(&id).await;
     assert_eq!(events(&to_device), ["ringing"], "{to_device:?}");
     assert_eq!(to_device[0]["_ringing"], "customer");
-    let customer_token = s(&to_device[0]["_room_token"]);
+    let customer_token = text(&to_device[0]["_room_token"]);
     assert_ne!(customer_token, agent_token);
     assert_eq!(
         to_device[0]["_meet_url"],
@@ -541,53 +332,61 @@ async fn an_agent_escalates_its_chat_to_video_and_calls_again_after_the_call() {
     assert_eq!(status, 200, "{shown}");
     assert_eq!(shown["_meet_url"], to_device[0]["_meet_url"], "{shown}");
 
-    let accepted = room_ok(&app, &code, "accept", Auth::Query(&customer_token)).await;
+    let accepted = app
+        .room_ok(&code, "accept", Auth::Query(&customer_token))
+        .await;
     assert_eq!(accepted["answered_by"], "customer", "{accepted}");
-    room_ok(&app, &code, "join", Auth::Bearer(&agent_token)).await;
-    let started = room_ok(&app, &code, "join", Auth::Bearer(&customer_token)).await;
+    app.room_ok(&code, "join", Auth::Bearer(&agent_token)).await;
+    let started = app
+        .room_ok(&code, "join", Auth::Bearer(&customer_token))
+        .await;
     assert_eq!(started["status"], "started", "{started}");
-    let ended = room_ok(&app, &code, "leave", Auth::Bearer(&agent_token)).await;
+    let ended = app
+        .room_ok(&code, "leave", Auth::Bearer(&agent_token))
+        .await;
     assert_eq!(ended["status"], "ended", "{ended}");
     assert_eq!(ended["end_reason"], "left", "{ended}");
 
     // The agent calls again: a new room, a new code; the customer declines.
-    let (status, again) = agent_video(&app, &id, &json!({})).await;
+    let (status, again) = app.agent_video(&id, &json!({})).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["status"], "ringing", "{again}");
-    let code2 = s(&again["_room_code"]);
+    let code2 = text(&again["_room_code"]);
     assert_ne!(code2, code);
-    let (status, old) = room_request(
-        &app,
-        reqwest::Method::GET,
-        &code,
-        "",
-        Auth::Query(&customer_token),
-        None,
-    )
-    .await;
+    let (status, old) = app
+        .room_request(
+            reqwest::Method::GET,
+            &code,
+            "",
+            Auth::Query(&customer_token),
+            None,
+        )
+        .await;
     assert_eq!(status, 404, "only the latest room is reachable: {old}");
-    let to_device = device_video_notes(&app, &id).await;
+    let to_device = app.device_video_notes(&id).await;
     let ring2 = to_device.last().expect("a ring");
     assert_eq!(ring2["_event"], "ringing", "{to_device:?}");
     assert_eq!(ring2["_room_code"], code2.as_str());
-    let customer_token2 = s(&ring2["_room_token"]);
-    let declined = room_ok(&app, &code2, "decline", Auth::Query(&customer_token2)).await;
+    let customer_token2 = text(&ring2["_room_token"]);
+    let declined = app
+        .room_ok(&code2, "decline", Auth::Query(&customer_token2))
+        .await;
     assert_eq!(declined["status"], "ended", "{declined}");
     assert_eq!(declined["end_reason"], "declined", "{declined}");
     // The first call took place: the survey is open in the latest room.
     assert_eq!(declined["survey"]["open"], true, "{declined}");
-    let (status, answered) = room_request(
-        &app,
-        reqwest::Method::POST,
-        &code2,
-        "survey",
-        Auth::Query(&customer_token2),
-        Some(&json!({"score": 2})),
-    )
-    .await;
+    let (status, answered) = app
+        .room_request(
+            reqwest::Method::POST,
+            &code2,
+            "survey",
+            Auth::Query(&customer_token2),
+            Some(&json!({"score": 2})),
+        )
+        .await;
     assert_eq!(status, 200, "{answered}");
 
-    let rec = record(&app, &id).await;
+    let rec = app.record(&id).await;
     let leg = &rec["video"];
     assert_eq!(leg["requested_by"], "AGENT", "{leg}");
     assert_eq!(leg["routed"], "same_agent", "{leg}");
@@ -607,28 +406,28 @@ async fn an_agent_escalates_its_chat_to_video_and_calls_again_after_the_call() {
 async fn only_the_called_side_answers_the_ring() {
     let app = spawn_app().await;
     app.ready_agent("alice", &["support"], 1).await;
-    let id = chat_with(&app, "alice", "5550003").await;
-    let (status, video) = customer_video(&app, &id, &[("routingData", ROUTING)]).await;
+    let id = app.chat_with("alice", "5550003", DEVICE).await;
+    let (status, video) = app.customer_video(&id, &[("routingData", ROUTING)]).await;
     assert_eq!(status, 200, "{video}");
-    let code = s(&video["_room_code"]);
-    let token = s(&video["_room_token"]);
+    let code = text(&video["_room_code"]);
+    let token = text(&video["_room_token"]);
 
     for action in ["accept", "decline"] {
-        let (status, body) = room_request(
-            &app,
-            reqwest::Method::POST,
-            &code,
-            action,
-            Auth::Query(&token),
-            None,
-        )
-        .await;
+        let (status, body) = app
+            .room_request(
+                reqwest::Method::POST,
+                &code,
+                action,
+                Auth::Query(&token),
+                None,
+            )
+            .await;
         assert!(
             status == 409 || status == 403,
             "the customer rang the agent; the customer's {action} must be refused, got {status}: {body}"
         );
     }
-    let joined = room_ok(&app, &code, "join", Auth::Query(&token)).await;
+    let joined = app.room_ok(&code, "join", Auth::Query(&token)).await;
     assert_eq!(
         joined["status"], "ringing",
         "the agent has not answered yet: {joined}"
@@ -652,26 +451,28 @@ async fn escalation_goes_by_routing_data_to_a_skilled_agent_when_the_chats_agent
     app.set_ready("bob", true).await;
 
     // Alice is in the room of her first chat.
-    let first = chat_with(&app, "alice", "5550010").await;
-    let (status, video) = customer_video(&app, &first, &[("routingData", ROUTING)]).await;
+    let first = app.chat_with("alice", "5550010", DEVICE).await;
+    let (status, video) = app
+        .customer_video(&first, &[("routingData", ROUTING)])
+        .await;
     assert_eq!(status, 200, "{video}");
     assert_eq!(video["_routed"], "same_agent", "{video}");
 
     // Her second chat escalates: it goes to the queue of routingData.
-    let second = chat_with(&app, "alice", "5550011").await;
-    let (status, video) = customer_video(
-        &app,
-        &second,
-        &[
-            ("routingData", ROUTING),
-            ("conversationId", second.as_str()),
-        ],
-    )
-    .await;
+    let second = app.chat_with("alice", "5550011", DEVICE).await;
+    let (status, video) = app
+        .customer_video(
+            &second,
+            &[
+                ("routingData", ROUTING),
+                ("conversationId", second.as_str()),
+            ],
+        )
+        .await;
     assert_eq!(status, 200, "{video}");
     assert_eq!(video["_id"], second.as_str());
     assert!(video["_meet_url"].is_string(), "{video}");
-    let code = s(&video["_room_code"]);
+    let code = text(&video["_room_code"]);
     let rec = app.wait_for_state(&second, "PROCESSING", WAIT).await;
     assert_eq!(rec["agent"], "bob", "{rec}");
     assert_eq!(rec["served_by"], "bob", "{rec}");
@@ -697,7 +498,7 @@ async fn escalation_goes_by_routing_data_to_a_skilled_agent_when_the_chats_agent
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (s(&e["kind"]), s(&e["party"]), s(&e["nickname"])))
+        .map(|e| (text(&e["kind"]), text(&e["party"]), text(&e["nickname"])))
         .collect();
     let at = |kind: &str, nick: &str| {
         rows.iter()
@@ -714,7 +515,7 @@ async fn escalation_goes_by_routing_data_to_a_skilled_agent_when_the_chats_agent
     assert_eq!(shown["_routed"], "queue", "{shown}");
     assert_eq!(shown["_agent_id"], "bob", "{shown}");
     assert_eq!(shown["status"], "ringing", "{shown}");
-    let to_bob = agent_video_notes(&app, &second).await;
+    let to_bob = app.agent_video_notes(&second).await;
     let ring = to_bob
         .iter()
         .find(|n| n["_event"] == "ringing")
@@ -722,7 +523,7 @@ async fn escalation_goes_by_routing_data_to_a_skilled_agent_when_the_chats_agent
     assert_eq!(ring["_agent_id"], "bob");
     assert_eq!(ring["_routed"], "queue");
 
-    let to_device = device_video_notes(&app, &second).await;
+    let to_device = app.device_video_notes(&second).await;
     assert_eq!(events(&to_device), ["routing", "ringing"], "{to_device:?}");
     assert_eq!(to_device[1]["_agent_id"], "bob", "{to_device:?}");
 
@@ -742,7 +543,7 @@ async fn escalation_goes_by_routing_data_to_a_skilled_agent_when_the_chats_agent
 async fn the_seeds_create_with_a_live_chats_conversation_id_adds_video_to_that_chat() {
     let app = spawn_app().await;
     app.ready_agent("alice", &["support"], 1).await;
-    let chat = chat_with(&app, "alice", "5550020").await;
+    let chat = app.chat_with("alice", "5550020", DEVICE).await;
     let (status, created) = app
         .post_form(
             "/genesys/1/service/callback/video-immediate",
@@ -767,7 +568,7 @@ async fn the_seeds_create_with_a_live_chats_conversation_id_adds_video_to_that_c
     );
     let (_, listed) = app.get("/genesys/1/service/callback/video-immediate").await;
     assert_eq!(listed, json!([]), "no second service: {listed}");
-    let rec = record(&app, &chat).await;
+    let rec = app.record(&chat).await;
     assert_eq!(rec["scenario"], "chat-immediate");
     assert_eq!(rec["video"]["scenario"], "video-immediate");
     assert_eq!(rec["video"]["conversation_id"], chat.as_str());
@@ -803,16 +604,16 @@ async fn the_seeds_create_for_an_unknown_conversation_makes_a_video_service_rout
         )
         .await;
     assert_eq!(status, 200, "{created}");
-    let id = s(&created["_id"]);
+    let id = text(&created["_id"]);
     assert_ne!(id, "genesys-conv-8c1e77");
     assert_eq!(created["_text"], "Your video call is being set up");
     assert_eq!(
         created["_conversation_id"], "genesys-conv-8c1e77",
         "{created}"
     );
-    let code = s(&created["_room_code"]);
+    let code = text(&created["_room_code"]);
     assert_code(&code);
-    let customer_token = s(&created["_room_token"]);
+    let customer_token = text(&created["_room_token"]);
     assert_eq!(
         created["_meet_url"],
         format!("{}/room/{code}?token={customer_token}", app.base),
@@ -830,12 +631,11 @@ async fn the_seeds_create_for_an_unknown_conversation_makes_a_video_service_rout
     let rooms = rec["video"]["rooms"].as_array().unwrap();
     assert_eq!(rooms.len(), 1, "{rec}");
     assert_eq!(rooms[0]["code"], code.as_str());
-    let rec = wait_for_record(&app, &id, "ringing", |r| {
-        last_room(r)["ringing_at"].is_string()
-    })
-    .await;
+    let rec = app
+        .wait_for_record(&id, "ringing", |r| last_room(r)["ringing_at"].is_string())
+        .await;
     assert_eq!(last_room(&rec)["code"], code.as_str());
-    let to_bob = agent_video_notes(&app, &id).await;
+    let to_bob = app.agent_video_notes(&id).await;
     let ring = to_bob
         .iter()
         .find(|n| n["_event"] == "ringing")
@@ -844,9 +644,10 @@ async fn the_seeds_create_for_an_unknown_conversation_makes_a_video_service_rout
     assert_ne!(ring["_room_token"], customer_token.as_str());
 
     // Both join: the call starts.
-    let agent_token = s(&ring["_room_token"]);
-    room_ok(&app, &code, "join", Auth::Query(&customer_token)).await;
-    let started = room_ok(&app, &code, "join", Auth::Query(&agent_token)).await;
+    let agent_token = text(&ring["_room_token"]);
+    app.room_ok(&code, "join", Auth::Query(&customer_token))
+        .await;
+    let started = app.room_ok(&code, "join", Auth::Query(&agent_token)).await;
     assert_eq!(started["status"], "started", "{started}");
     let (_, agent) = app.get("/api/v1/agents/bob").await;
     assert_eq!(agent["room"], id.as_str(), "{agent}");
@@ -872,7 +673,10 @@ fn preferred_scenario() -> String {
 
 #[tokio::test]
 async fn a_preferred_agent_who_is_not_ready_loses_the_service_to_the_queue_after_its_timeout() {
-    let app = spawn_app_with(&[("video-pref.toml", &preferred_scenario())]).await;
+    let app = TestApp::builder()
+        .scenario("video-pref.toml", &preferred_scenario())
+        .spawn()
+        .await;
     app.put_agent("pat", &["vpref"], &[], 2).await;
     app.ready_agent("bob", &["vpref"], 2).await;
     let asked = Instant::now();
@@ -887,12 +691,12 @@ async fn a_preferred_agent_who_is_not_ready_loses_the_service_to_the_queue_after
         )
         .await;
     assert_eq!(status, 200, "{created}");
-    let id = s(&created["_id"]);
+    let id = text(&created["_id"]);
     assert_eq!(created["_routing"]["preferred_agent"], "pat", "{created}");
 
     // Bob is ready, but the service is kept for pat for 2 s.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let rec = record(&app, &id).await;
+    let rec = app.record(&id).await;
     assert_eq!(rec["_callback_state"], "QUEUED", "{rec}");
     assert_eq!(rec["ticket"]["preferred_agent"], "pat", "{rec}");
     assert!(rec["timers"]["preferred_agent"].is_string(), "{rec}");
@@ -910,7 +714,10 @@ async fn a_preferred_agent_who_is_not_ready_loses_the_service_to_the_queue_after
 
 #[tokio::test]
 async fn a_preferred_agent_who_is_ready_takes_the_service_first() {
-    let app = spawn_app_with(&[("video-pref.toml", &preferred_scenario())]).await;
+    let app = TestApp::builder()
+        .scenario("video-pref.toml", &preferred_scenario())
+        .spawn()
+        .await;
     // Bob would win without the preference (same load, first by id).
     app.ready_agent("bob", &["vpref"], 2).await;
     app.ready_agent("pat", &["vpref"], 2).await;
@@ -926,7 +733,7 @@ async fn a_preferred_agent_who_is_ready_takes_the_service_first() {
         )
         .await;
     assert_eq!(status, 200, "{created}");
-    let id = s(&created["_id"]);
+    let id = text(&created["_id"]);
     assert_eq!(created["_routing"]["queue"], "vpref", "{created}");
     assert_eq!(created["_routing"]["priority"], 7, "{created}");
     let rec = app.wait_for_state(&id, "PROCESSING", WAIT).await;
@@ -944,18 +751,6 @@ async fn a_preferred_agent_who_is_ready_takes_the_service_first() {
 }
 
 // ------------------------------------------------- booked appointments
-
-/// The first multiple of 5 minutes at or after `t`.
-fn ceil5(t: DateTime<Utc>) -> DateTime<Utc> {
-    let five = 5 * 60 * 1000;
-    let ms = t.timestamp_millis();
-    Utc.timestamp_millis_opt((ms + five - 1).div_euclid(five) * five)
-        .unwrap()
-}
-
-fn iso(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
 
 /// A booked video scenario open around the clock in UTC, 5-minute slots;
 /// it enters the queue `enter_queue_secs` before the slot.
@@ -1001,7 +796,10 @@ async fn a_booked_video_appointment_shows_the_waiting_room_then_the_room_once_an
     let now = Utc::now();
     let slot = ceil5(now + Span::minutes(6));
     let buffer = (slot - now - Span::seconds(3)).num_seconds();
-    let app = spawn_app_with(&[("video-booked.toml", &booked_video_scenario(buffer))]).await;
+    let app = TestApp::builder()
+        .scenario("video-booked.toml", &booked_video_scenario(buffer))
+        .spawn()
+        .await;
     app.put_agent("pat", &["vbooked"], &[], 1).await;
     app.ready_agent("bob", &["vbooked"], 1).await;
 
@@ -1019,7 +817,7 @@ async fn a_booked_video_appointment_shows_the_waiting_room_then_the_room_once_an
         )
         .await;
     assert_eq!(status, 200, "{booked}");
-    let id = s(&booked["_id"]);
+    let id = text(&booked["_id"]);
     assert_eq!(booked["_desired_time"], iso(slot), "{booked}");
     assert_eq!(
         booked["_join_url"],
@@ -1057,34 +855,35 @@ async fn a_booked_video_appointment_shows_the_waiting_room_then_the_room_once_an
     app.wait_for_state(&id, "QUEUED", WAIT).await;
     let rec = app.wait_for_state(&id, "PROCESSING", WAIT).await;
     assert_eq!(rec["agent"], "bob", "{rec}");
-    let rec = wait_for_record(&app, &id, "a room", |r| {
-        r["video"]["rooms"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    })
-    .await;
+    let rec = app
+        .wait_for_record(&id, "a room", |r| {
+            r["video"]["rooms"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        })
+        .await;
     assert_eq!(rec["video"]["routed"], "queue", "{rec}");
     assert_eq!(rec["video"]["agent"], "bob", "{rec}");
     let room = last_room(&rec);
-    let code = s(&room["code"]);
+    let code = text(&room["code"]);
     assert!(room["ringing_at"].is_string(), "{room}");
     let tags: Vec<String> = rec["outbox"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| s(&n["tag"]))
+        .map(|n| text(&n["tag"]))
         .collect();
     assert!(
         tags.contains(&format!("service.video.{id}")),
         "the device is told: {tags:?}"
     );
-    let to_device = device_video_notes(&app, &id).await;
+    let to_device = app.device_video_notes(&id).await;
     let ring = to_device
         .iter()
         .find(|n| n["_event"] == "ringing")
         .unwrap_or_else(|| panic!("no ringing for the device: {to_device:?}"));
     assert_eq!(ring["_room_code"], code.as_str());
-    let meet_url = s(&ring["_meet_url"]);
+    let meet_url = text(&ring["_meet_url"]);
     assert!(meet_url.starts_with(&format!("{}/room/{code}?token=", app.base)));
 
     // The link now shows the room, not the waiting room, though the slot
@@ -1107,62 +906,69 @@ async fn a_room_nobody_started_expires_with_its_ttl_and_a_started_call_goes_on()
         "video-short",
         &[("room_ttl = \"1h\"", "room_ttl = \"10s\"")],
     );
-    let app = spawn_app_with(&[("video-short.toml", &short)]).await;
+    let app = TestApp::builder()
+        .scenario("video-short.toml", &short)
+        .spawn()
+        .await;
     app.ready_agent("alice", &["support"], 1).await;
-    let idle = chat_with(&app, "alice", "5550050").await;
+    let idle = app.chat_with("alice", "5550050", DEVICE).await;
     app.ready_agent("bob", &["support"], 1).await;
-    let busy = chat_with(&app, "bob", "5550051").await;
+    let busy = app.chat_with("bob", "5550051", DEVICE).await;
 
     let fields = [("routingData", ROUTING), ("_video_scenario", "video-short")];
-    let (status, idle_video) = customer_video(&app, &idle, &fields).await;
+    let (status, idle_video) = app.customer_video(&idle, &fields).await;
     assert_eq!(status, 200, "{idle_video}");
-    let (status, busy_video) = customer_video(&app, &busy, &fields).await;
+    let (status, busy_video) = app.customer_video(&busy, &fields).await;
     assert_eq!(status, 200, "{busy_video}");
-    let expires = time(&idle_video["_expires_at"]);
+    let expires = time_of(&idle_video["_expires_at"]);
     let ttl = expires - Utc::now();
     assert!(
         ttl > Span::seconds(8) && ttl <= Span::seconds(10),
         "{idle_video}"
     );
-    let rec = record(&app, &idle).await;
+    let rec = app.record(&idle).await;
     assert_eq!(rec["video"]["scenario"], "video-short", "{rec}");
 
     // The busy one starts; the idle one nobody joins.
-    let busy_code = s(&busy_video["_room_code"]);
-    let busy_token = s(&busy_video["_room_token"]);
-    let to_bob = agent_video_notes(&app, &busy).await;
-    let bob_token = s(&to_bob[0]["_room_token"]);
-    room_ok(&app, &busy_code, "join", Auth::Query(&busy_token)).await;
-    let started = room_ok(&app, &busy_code, "join", Auth::Query(&bob_token)).await;
+    let busy_code = text(&busy_video["_room_code"]);
+    let busy_token = text(&busy_video["_room_token"]);
+    let to_bob = app.agent_video_notes(&busy).await;
+    let bob_token = text(&to_bob[0]["_room_token"]);
+    app.room_ok(&busy_code, "join", Auth::Query(&busy_token))
+        .await;
+    let started = app
+        .room_ok(&busy_code, "join", Auth::Query(&bob_token))
+        .await;
     assert_eq!(started["status"], "started");
 
-    let idle_code = s(&idle_video["_room_code"]);
-    let idle_token = s(&idle_video["_room_token"]);
+    let idle_code = text(&idle_video["_room_code"]);
+    let idle_token = text(&idle_video["_room_token"]);
     let wait = (expires - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(300);
     tokio::time::sleep(wait).await;
-    let rec = wait_for_record(&app, &idle, "the room expired", |r| {
-        last_room(r)["ended_at"].is_string()
-    })
-    .await;
+    let rec = app
+        .wait_for_record(&idle, "the room expired", |r| {
+            last_room(r)["ended_at"].is_string()
+        })
+        .await;
     let room = last_room(&rec);
     assert_eq!(room["end_reason"], "expired", "{room}");
-    assert!(time(&room["ended_at"]) >= expires, "{room}");
+    assert!(time_of(&room["ended_at"]) >= expires, "{room}");
     assert_eq!(
         rec["_callback_state"], "PROCESSING",
         "the chat goes on: {rec}"
     );
-    let (status, late) = room_request(
-        &app,
-        reqwest::Method::POST,
-        &idle_code,
-        "join",
-        Auth::Query(&idle_token),
-        None,
-    )
-    .await;
+    let (status, late) = app
+        .room_request(
+            reqwest::Method::POST,
+            &idle_code,
+            "join",
+            Auth::Query(&idle_token),
+            None,
+        )
+        .await;
     assert_eq!(status, 409, "joining an expired room: {late}");
     assert_eq!(late["exception"], "INVALID_STATE", "{late}");
-    let to_device = device_video_notes(&app, &idle).await;
+    let to_device = app.device_video_notes(&idle).await;
     assert_eq!(events(&to_device).last().map(String::as_str), Some("ended"));
     let (_, agent) = app.get("/api/v1/agents/alice").await;
     assert_eq!(agent["room"], Value::Null, "{agent}");
@@ -1172,10 +978,10 @@ async fn a_room_nobody_started_expires_with_its_ttl_and_a_started_call_goes_on()
     assert_eq!(shown["status"], "ended", "{shown}");
 
     // The started call is not cut by the code's expiry.
-    let rec = record(&app, &busy).await;
+    let rec = app.record(&busy).await;
     let room = last_room(&rec);
     assert_eq!(room["ended_at"], Value::Null, "{room}");
-    let seen = room_view(&app, &busy_code, Auth::Query(&busy_token)).await;
+    let seen = app.room_view(&busy_code, Auth::Query(&busy_token)).await;
     assert_eq!(seen["status"], "started", "{seen}");
 }
 
@@ -1192,17 +998,19 @@ async fn an_agent_in_a_live_room_gets_no_other_video_until_it_ends() {
     )
     .await;
     app.set_ready("alice", true).await;
-    let first = chat_with(&app, "alice", "5550060").await;
-    let (status, video) = customer_video(&app, &first, &[("routingData", ROUTING)]).await;
+    let first = app.chat_with("alice", "5550060", DEVICE).await;
+    let (status, video) = app
+        .customer_video(&first, &[("routingData", ROUTING)])
+        .await;
     assert_eq!(status, 200, "{video}");
     assert_eq!(video["_routed"], "same_agent");
     let (_, agent) = app.get("/api/v1/agents/alice").await;
     assert_eq!(agent["room"], first.as_str(), "{agent}");
 
     // A second chat still reaches her: chats are not held by a room.
-    let second = chat_with(&app, "alice", "5550061").await;
+    let second = app.chat_with("alice", "5550061", DEVICE).await;
     // She cannot start video on it herself...
-    let (status, refused) = agent_video(&app, &second, &json!({})).await;
+    let (status, refused) = app.agent_video(&second, &json!({})).await;
     assert_eq!(status, 409, "{refused}");
     assert_eq!(refused["exception"], "INVALID_STATE", "{refused}");
     assert!(
@@ -1213,13 +1021,15 @@ async fn an_agent_in_a_live_room_gets_no_other_video_until_it_ends() {
         "{refused}"
     );
     // ...and the customer's request goes to the queue, where it waits.
-    let (status, video2) = customer_video(&app, &second, &[("routingData", ROUTING)]).await;
+    let (status, video2) = app
+        .customer_video(&second, &[("routingData", ROUTING)])
+        .await;
     assert_eq!(status, 200, "{video2}");
     assert_eq!(video2["_routed"], Value::Null, "{video2}");
     assert_eq!(video2["status"], "open", "{video2}");
     assert_eq!(video2["_callback_state"], "QUEUED", "{video2}");
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let rec = record(&app, &second).await;
+    let rec = app.record(&second).await;
     assert_eq!(
         rec["_callback_state"], "QUEUED",
         "alice is in a room: {rec}"
@@ -1230,10 +1040,10 @@ async fn an_agent_in_a_live_room_gets_no_other_video_until_it_ends() {
     assert_eq!(agent["room"], first.as_str(), "{agent}");
 
     // She declines the first room: free again, she gets the second video.
-    let to_alice = agent_video_notes(&app, &first).await;
-    let token = s(&to_alice[0]["_room_token"]);
-    let code = s(&video["_room_code"]);
-    let declined = room_ok(&app, &code, "decline", Auth::Query(&token)).await;
+    let to_alice = app.agent_video_notes(&first).await;
+    let token = text(&to_alice[0]["_room_token"]);
+    let code = text(&video["_room_code"]);
+    let declined = app.room_ok(&code, "decline", Auth::Query(&token)).await;
     assert_eq!(declined["end_reason"], "declined", "{declined}");
     let freed = Instant::now();
     let rec = app.wait_for_state(&second, "PROCESSING", WAIT).await;
@@ -1256,13 +1066,14 @@ async fn an_agent_in_a_live_room_gets_no_other_video_until_it_ends() {
 async fn complete_is_refused_while_the_room_is_live_and_force_ends_the_room() {
     let app = spawn_app().await;
     app.ready_agent("alice", &["support"], 1).await;
-    let id = chat_with(&app, "alice", "5550070").await;
-    let (_, video) = customer_video(&app, &id, &[("routingData", ROUTING)]).await;
-    let code = s(&video["_room_code"]);
-    let customer_token = s(&video["_room_token"]);
-    let agent_token = s(&agent_video_notes(&app, &id).await[0]["_room_token"]);
-    room_ok(&app, &code, "join", Auth::Query(&customer_token)).await;
-    room_ok(&app, &code, "join", Auth::Query(&agent_token)).await;
+    let id = app.chat_with("alice", "5550070", DEVICE).await;
+    let (_, video) = app.customer_video(&id, &[("routingData", ROUTING)]).await;
+    let code = text(&video["_room_code"]);
+    let customer_token = text(&video["_room_token"]);
+    let agent_token = text(&app.agent_video_notes(&id).await[0]["_room_token"]);
+    app.room_ok(&code, "join", Auth::Query(&customer_token))
+        .await;
+    app.room_ok(&code, "join", Auth::Query(&agent_token)).await;
 
     for path in ["complete", "complete?force=false"] {
         let (status, refused) = app
@@ -1296,34 +1107,34 @@ async fn complete_is_refused_while_the_room_is_live_and_force_ends_the_room() {
     assert_eq!(app.agent_services("alice").await, Vec::<String>::new());
     let (_, agent) = app.get("/api/v1/agents/alice").await;
     assert_eq!(agent["room"], Value::Null, "{agent}");
-    let to_device = device_video_notes(&app, &id).await;
+    let to_device = app.device_video_notes(&id).await;
     assert_eq!(events(&to_device).last().map(String::as_str), Some("ended"));
 
     // The room is over; the survey still comes after the completion.
-    let seen = room_view(&app, &code, Auth::Query(&customer_token)).await;
+    let seen = app.room_view(&code, Auth::Query(&customer_token)).await;
     assert_eq!(seen["status"], "ended", "{seen}");
     assert_eq!(seen["service_state"], "COMPLETED", "{seen}");
-    let (status, late) = room_request(
-        &app,
-        reqwest::Method::POST,
-        &code,
-        "join",
-        Auth::Query(&customer_token),
-        None,
-    )
-    .await;
+    let (status, late) = app
+        .room_request(
+            reqwest::Method::POST,
+            &code,
+            "join",
+            Auth::Query(&customer_token),
+            None,
+        )
+        .await;
     assert_eq!(status, 409, "{late}");
-    let (status, answered) = room_request(
-        &app,
-        reqwest::Method::POST,
-        &code,
-        "survey",
-        Auth::Query(&customer_token),
-        Some(&json!({"score": 5})),
-    )
-    .await;
+    let (status, answered) = app
+        .room_request(
+            reqwest::Method::POST,
+            &code,
+            "survey",
+            Auth::Query(&customer_token),
+            Some(&json!({"score": 5})),
+        )
+        .await;
     assert_eq!(status, 200, "{answered}");
-    assert_eq!(record(&app, &id).await["video"]["survey"]["score"], 5);
+    assert_eq!(app.record(&id).await["video"]["survey"]["score"], 5);
 }
 
 #[tokio::test]
@@ -1343,11 +1154,11 @@ async fn cancelling_a_video_service_ends_its_live_room_and_frees_the_agent() {
         )
         .await;
     assert_eq!(status, 200, "{created}");
-    let id = s(&created["_id"]);
-    let code = s(&created["_room_code"]);
-    let token = s(&created["_room_token"]);
+    let id = text(&created["_id"]);
+    let code = text(&created["_room_code"]);
+    let token = text(&created["_room_token"]);
     app.wait_for_state(&id, "PROCESSING", WAIT).await;
-    room_ok(&app, &code, "join", Auth::Query(&token)).await;
+    app.room_ok(&code, "join", Auth::Query(&token)).await;
     let (_, agent) = app.get("/api/v1/agents/bob").await;
     assert_eq!(agent["room"], id.as_str(), "{agent}");
 
@@ -1356,14 +1167,14 @@ async fn cancelling_a_video_service_ends_its_live_room_and_frees_the_agent() {
         .await;
     assert_eq!(status, 200, "{cancelled}");
     assert_eq!(cancelled["_callback_reason"], "CANCELLED", "{cancelled}");
-    let rec = record(&app, &id).await;
+    let rec = app.record(&id).await;
     let room = last_room(&rec);
     assert_eq!(room["end_reason"], "service_ended", "{room}");
     assert!(room["participants"][0]["left_at"].is_string(), "{room}");
     let (_, agent) = app.get("/api/v1/agents/bob").await;
     assert_eq!(agent["room"], Value::Null, "{agent}");
     assert_eq!(agent["services"], json!([]), "{agent}");
-    let seen = room_view(&app, &code, Auth::Query(&token)).await;
+    let seen = app.room_view(&code, Auth::Query(&token)).await;
     assert_eq!(seen["status"], "ended", "{seen}");
     let (status, shown) = app.get(&format!("/genesys/1/service/{id}/ixn/video")).await;
     assert_eq!(status, 200, "{shown}");
@@ -1377,7 +1188,7 @@ async fn cancelling_a_video_service_ends_its_live_room_and_frees_the_agent() {
 async fn bad_video_input_is_refused_naming_the_field() {
     let app = spawn_app().await;
     app.ready_agent("alice", &["support"], 1).await;
-    let id = chat_with(&app, "alice", "5550080").await;
+    let id = app.chat_with("alice", "5550080", DEVICE).await;
 
     // routingData, as the customer sends it and in the seed's create.
     let cases = [
@@ -1398,7 +1209,7 @@ async fn bad_video_input_is_refused_naming_the_field() {
         (r#"{"preferredAgentId":5}"#, "routingData.preferredAgentId"),
     ];
     for (routing, field) in cases {
-        let (status, body) = customer_video(&app, &id, &[("routingData", routing)]).await;
+        let (status, body) = app.customer_video(&id, &[("routingData", routing)]).await;
         assert_refused(status, &body, 400, "INVALID_PARAMETER", field);
         let (status, body) = app
             .post_form(
@@ -1413,8 +1224,9 @@ async fn bad_video_input_is_refused_naming_the_field() {
         assert_refused(status, &body, 400, "INVALID_PARAMETER", field);
     }
     // The agent's JSON body.
-    let (status, body) =
-        agent_video(&app, &id, &json!({"routingData": {"priority": -1000001}})).await;
+    let (status, body) = app
+        .agent_video(&id, &json!({"routingData": {"priority": -1000001}}))
+        .await;
     assert_refused(
         status,
         &body,
@@ -1422,7 +1234,7 @@ async fn bad_video_input_is_refused_naming_the_field() {
         "INVALID_PARAMETER",
         "routingData.priority",
     );
-    let (status, body) = agent_video(&app, &id, &json!({"routing": {}})).await;
+    let (status, body) = app.agent_video(&id, &json!({"routing": {}})).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["message"]
@@ -1436,36 +1248,38 @@ async fn bad_video_input_is_refused_naming_the_field() {
         ("no-such-scenario", "does not exist"),
         ("chat-immediate", "[_video]"),
     ] {
-        let (status, body) = customer_video(&app, &id, &[("_video_scenario", scenario)]).await;
+        let (status, body) = app
+            .customer_video(&id, &[("_video_scenario", scenario)])
+            .await;
         assert_refused(status, &body, 400, "INVALID_PARAMETER", "_video_scenario");
         assert!(body["message"].as_str().unwrap().contains(why), "{body}");
     }
     let long = "c".repeat(129);
-    let (status, body) = customer_video(&app, &id, &[("conversationId", &long)]).await;
+    let (status, body) = app.customer_video(&id, &[("conversationId", &long)]).await;
     assert_refused(status, &body, 400, "INVALID_PARAMETER", "conversationId");
     // Nothing of that changed the service.
-    let rec = record(&app, &id).await;
+    let rec = app.record(&id).await;
     assert!(rec.get("video").is_none(), "{rec}");
     let (status, body) = app.get(&format!("/genesys/1/service/{id}/ixn/video")).await;
     assert_eq!(status, 404, "no video yet: {body}");
 
-    let (_, video) = customer_video(&app, &id, &[("routingData", ROUTING)]).await;
-    let code = s(&video["_room_code"]);
-    let token = s(&video["_room_token"]);
+    let (_, video) = app.customer_video(&id, &[("routingData", ROUTING)]).await;
+    let code = text(&video["_room_code"]);
+    let token = text(&video["_room_token"]);
     // A second request while the room is live.
-    let (status, body) = customer_video(&app, &id, &[]).await;
+    let (status, body) = app.customer_video(&id, &[]).await;
     assert_eq!(status, 409, "{body}");
 
     // Rooms: unknown code, wrong or missing token, not a code.
-    let (status, body) = room_request(
-        &app,
-        reqwest::Method::GET,
-        "QQQQQQQ",
-        "",
-        Auth::Query(&token),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .room_request(
+            reqwest::Method::GET,
+            "QQQQQQQ",
+            "",
+            Auth::Query(&token),
+            None,
+        )
+        .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["exception"], "NOT_FOUND", "{body}");
     for action in ["", "join", "accept"] {
@@ -1474,15 +1288,9 @@ async fn bad_video_input_is_refused_naming_the_field() {
         } else {
             reqwest::Method::POST
         };
-        let (status, body) = room_request(
-            &app,
-            method,
-            &code,
-            action,
-            Auth::Bearer("not-the-token"),
-            None,
-        )
-        .await;
+        let (status, body) = app
+            .room_request(method, &code, action, Auth::Bearer("not-the-token"), None)
+            .await;
         assert_eq!(status, 403, "{action}: {body}");
         assert_eq!(body["exception"], "FORBIDDEN", "{body}");
     }
@@ -1490,40 +1298,40 @@ async fn bad_video_input_is_refused_naming_the_field() {
     assert_refused(status, &body, 400, "MISSING_PARAMETER", "token");
     let (status, body) = app.get("/api/v1/rooms/no%20code?token=x").await;
     assert_eq!(status, 400, "{body}");
-    let (status, body) = room_request(
-        &app,
-        reqwest::Method::POST,
-        &code,
-        "dance",
-        Auth::Query(&token),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .room_request(
+            reqwest::Method::POST,
+            &code,
+            "dance",
+            Auth::Query(&token),
+            None,
+        )
+        .await;
     assert_eq!(status, 404, "{body}");
 
     // The survey: not before a call, scores in 1..=5, the customer only.
     let survey = |score: Value| json!({"score": score});
-    let (status, body) = room_request(
-        &app,
-        reqwest::Method::POST,
-        &code,
-        "survey",
-        Auth::Query(&token),
-        Some(&survey(json!(4))),
-    )
-    .await;
-    assert_eq!(status, 409, "no call yet: {body}");
-    assert_eq!(body["exception"], "INVALID_STATE", "{body}");
-    for score in [json!(0), json!(6), json!(300), json!("four")] {
-        let (status, body) = room_request(
-            &app,
+    let (status, body) = app
+        .room_request(
             reqwest::Method::POST,
             &code,
             "survey",
             Auth::Query(&token),
-            Some(&survey(score.clone())),
+            Some(&survey(json!(4))),
         )
         .await;
+    assert_eq!(status, 409, "no call yet: {body}");
+    assert_eq!(body["exception"], "INVALID_STATE", "{body}");
+    for score in [json!(0), json!(6), json!(300), json!("four")] {
+        let (status, body) = app
+            .room_request(
+                reqwest::Method::POST,
+                &code,
+                "survey",
+                Auth::Query(&token),
+                Some(&survey(score.clone())),
+            )
+            .await;
         assert_eq!(status, 400, "score {score}: {body}");
         assert!(
             body["message"]
@@ -1533,16 +1341,16 @@ async fn bad_video_input_is_refused_naming_the_field() {
             "score {score}: {body}"
         );
     }
-    let agent_token = s(&agent_video_notes(&app, &id).await[0]["_room_token"]);
-    let (status, body) = room_request(
-        &app,
-        reqwest::Method::POST,
-        &code,
-        "survey",
-        Auth::Query(&agent_token),
-        Some(&survey(json!(5))),
-    )
-    .await;
+    let agent_token = text(&app.agent_video_notes(&id).await[0]["_room_token"]);
+    let (status, body) = app
+        .room_request(
+            reqwest::Method::POST,
+            &code,
+            "survey",
+            Auth::Query(&agent_token),
+            Some(&survey(json!(5))),
+        )
+        .await;
     assert_eq!(status, 403, "the agent does not answer the survey: {body}");
 
     // Signals: a type that is not one, an offer without SDP, a bad candidate.
@@ -1556,15 +1364,15 @@ async fn bad_video_input_is_refused_naming_the_field() {
         ),
     ];
     for (body, field) in signal_cases {
-        let (status, answer) = room_request(
-            &app,
-            reqwest::Method::POST,
-            &code,
-            "signal",
-            Auth::Query(&token),
-            Some(&body),
-        )
-        .await;
+        let (status, answer) = app
+            .room_request(
+                reqwest::Method::POST,
+                &code,
+                "signal",
+                Auth::Query(&token),
+                Some(&body),
+            )
+            .await;
         assert_eq!(status, 400, "{body}: {answer}");
         assert!(
             answer["message"]
@@ -1574,27 +1382,27 @@ async fn bad_video_input_is_refused_naming_the_field() {
             "{body}: {answer}"
         );
     }
-    let (status, body) = room_request(
-        &app,
-        reqwest::Method::POST,
-        &code,
-        "signal",
-        Auth::Query(&token),
-        Some(&json!({"type": "offer", "sdp": "v=0", "extra": 1})),
-    )
-    .await;
+    let (status, body) = app
+        .room_request(
+            reqwest::Method::POST,
+            &code,
+            "signal",
+            Auth::Query(&token),
+            Some(&json!({"type": "offer", "sdp": "v=0", "extra": 1})),
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
 
     // Leaving a room one is not in.
-    let (status, body) = room_request(
-        &app,
-        reqwest::Method::POST,
-        &code,
-        "leave",
-        Auth::Query(&token),
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .room_request(
+            reqwest::Method::POST,
+            &code,
+            "leave",
+            Auth::Query(&token),
+            None,
+        )
+        .await;
     assert_eq!(status, 409, "{body}");
 
     // The agent cannot start video on a service no agent holds.
@@ -1605,12 +1413,12 @@ async fn bad_video_input_is_refused_naming_the_field() {
         )
         .await;
     assert_eq!(status, 200, "{created}");
-    let queued = s(&created["_id"]);
-    let (status, body) = agent_video(&app, &queued, &json!({})).await;
+    let queued = text(&created["_id"]);
+    let (status, body) = app.agent_video(&queued, &json!({})).await;
     assert_eq!(status, 409, "{body}");
     // Unknown services.
-    let (status, body) = customer_video(&app, "no-such-service", &[]).await;
+    let (status, body) = app.customer_video("no-such-service", &[]).await;
     assert_eq!(status, 404, "{body}");
-    let (status, body) = agent_video(&app, "no-such-service", &json!({})).await;
+    let (status, body) = app.agent_video("no-such-service", &json!({})).await;
     assert_eq!(status, 404, "{body}");
 }

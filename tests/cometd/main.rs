@@ -134,13 +134,7 @@ async fn device_flow(transport: &'static str) {
     let sent = post_ok(
         &app,
         &format!("/genesys/1/service/{id}/internal-notification"),
-        &[
-            ("_display_message", "Message to be displayed to user"),
-            (
-                "_application_message",
-                "MESSAGE_FOR_MOBILE_APP_INTERNAL_USE",
-            ),
-        ],
+        &tests::seed::INTERNAL_NOTIFICATION,
     )
     .await;
     assert_eq!(sent, json!({"message": "Notification Sent"}));

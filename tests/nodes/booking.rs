@@ -10,6 +10,7 @@ use chrono::{DateTime, DurationRound, Utc};
 use futures_util::future::join_all;
 use redis_store::testing::RedisServer;
 use serde_json::Value;
+use tests::time::iso;
 
 use crate::support::Site;
 
@@ -37,10 +38,6 @@ default = {seats}
 "#,
         days = tests::open_every_day(),
     )
-}
-
-fn iso(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// The first 5-minute slot starting at least `ahead` from now.

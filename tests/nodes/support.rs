@@ -53,15 +53,9 @@ impl Site {
         let dir = tempfile::tempdir().expect("temp dir");
         let scenarios = dir.path().join("scenarios");
         std::fs::create_dir(&scenarios).unwrap();
-        for entry in std::fs::read_dir(tests::shipped_scenarios_dir()).unwrap() {
-            let path = entry.unwrap().path();
-            std::fs::copy(&path, scenarios.join(path.file_name().unwrap())).unwrap();
-        }
-        std::fs::write(scenarios.join("load.toml"), LOAD_SCENARIO).unwrap();
-        std::fs::write(scenarios.join("hurry.toml"), HURRY_SCENARIO).unwrap();
-        for (name, text) in extra {
-            std::fs::write(scenarios.join(name), text).unwrap();
-        }
+        let mut all = vec![("load.toml", LOAD_SCENARIO), ("hurry.toml", HURRY_SCENARIO)];
+        all.extend_from_slice(extra);
+        tests::write_scenarios(&scenarios, &all);
         let mut nodes = Vec::new();
         for i in 0..n {
             let name = ((b'a' + i as u8) as char).to_string();

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::{spawn_app, spawn_app_full};
+use tests::{spawn_app, TestApp};
 use tokio::time::Instant;
 
 use crate::client::{
     confirm, create_for, create_scheduled, error_of, internal_notification, is_internal, is_state,
-    outbox_tags, record, reply_on, LongPoll, Who,
+    outbox_tags, reply_on, LongPoll, Who,
 };
 
 /// The keys of a JSON object, sorted.
@@ -27,15 +27,14 @@ fn keys(v: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn a_handshake_answers_in_bayeux_1_0_form() {
-    let app = spawn_app_full(
-        &[],
-        push::Limits {
+    let app = TestApp::builder()
+        .push_limits(push::Limits {
             connect_timeout: Duration::from_secs(7),
             max_interval: Duration::from_secs(9),
             ..push::Limits::default()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let mut lp = LongPoll::new(&app, Who::Header("device-1".into()));
     let answer = lp
         .send(vec![json!({
@@ -261,7 +260,7 @@ async fn state_changes_are_pushed_queued_then_routing_then_processing() {
         .collect();
     assert_eq!(order, ["QUEUED", "ROUTING", "PROCESSING"]);
     // State changes are told, not kept: the state can be read any time.
-    let rec = record(&app, &id).await;
+    let rec = app.record(&id).await;
     let tags = outbox_tags(&rec, "outbox");
     assert!(
         tags.iter().all(|t| !t.starts_with("service.state.")),
@@ -309,14 +308,13 @@ async fn a_held_connect_answers_as_soon_as_a_message_comes() {
 
 #[tokio::test]
 async fn a_held_connect_with_nothing_to_say_answers_at_the_connect_timeout() {
-    let app = spawn_app_full(
-        &[],
-        push::Limits {
+    let app = TestApp::builder()
+        .push_limits(push::Limits {
             connect_timeout: Duration::from_millis(800),
             ..push::Limits::default()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let mut lp = LongPoll::device(&app, "device-1").await;
     let start = Instant::now();
     let answer = lp.connect().await;
@@ -437,15 +435,14 @@ async fn a_disconnected_client_is_gone_and_its_held_connect_answers() {
 #[tokio::test]
 async fn a_client_id_expires_after_max_interval_without_a_connect() {
     let max_interval = Duration::from_millis(300);
-    let app = spawn_app_full(
-        &[],
-        push::Limits {
+    let app = TestApp::builder()
+        .push_limits(push::Limits {
             max_clients: 1,
             max_interval,
             ..push::Limits::default()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     // Taken before the handshake, so the client cannot rightly be gone
     // sooner than max_interval after it.
     let since = Instant::now();
@@ -484,16 +481,15 @@ async fn a_client_id_expires_after_max_interval_without_a_connect() {
 /// connect timeout would have answered it (as CometD does).
 #[tokio::test]
 async fn a_client_whose_held_connect_was_abandoned_still_expires() {
-    let app = spawn_app_full(
-        &[],
-        push::Limits {
+    let app = TestApp::builder()
+        .push_limits(push::Limits {
             max_clients: 1,
             connect_timeout: Duration::from_secs(1),
             max_interval: Duration::from_millis(300),
             ..push::Limits::default()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let mut gone = LongPoll::device(&app, "device-1").await;
     let mut held = tokio::spawn(async move { gone.connect().await });
     assert!(
@@ -574,14 +570,15 @@ async fn an_unsubscribed_device_hears_nothing_and_that_stays_in_the_outbox() {
     );
     // Acks are applied in order: once the later one has left the outbox,
     // the earlier one would have too, had it been handed over.
-    let rec = crate::client::wait_for_record(&app, &id, "the heard one leaves", |r| {
-        !r["outbox"]
-            .as_array()
-            .expect("outbox")
-            .iter()
-            .any(|n| n["payload"]["_display_message"] == "subscribed again")
-    })
-    .await;
+    let rec = app
+        .wait_for_record(&id, "the heard one leaves", |r| {
+            !r["outbox"]
+                .as_array()
+                .expect("outbox")
+                .iter()
+                .any(|n| n["payload"]["_display_message"] == "subscribed again")
+        })
+        .await;
     let left: Vec<&Value> = rec["outbox"]
         .as_array()
         .expect("outbox")

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tests::{spawn_app, spawn_app_full};
+use tests::{spawn_app, TestApp};
 use tokio::time::Instant;
 
 use crate::client::{
@@ -72,14 +72,13 @@ async fn the_seed_flow_reaches_a_websocket_client() {
 #[tokio::test]
 async fn messages_arrive_while_a_connect_is_held() {
     let connect_timeout = Duration::from_millis(1500);
-    let app = spawn_app_full(
-        &[],
-        push::Limits {
+    let app = TestApp::builder()
+        .push_limits(push::Limits {
             connect_timeout,
             ..push::Limits::default()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let mut ws = BayeuxWs::open(&app, Who::Ext("device-1".into()), "/_genesys").await;
     let id = create_scheduled(&app, "device-1").await;
     ws.wait_for("SCHEDULED", |m| is_state(m, &id, "SCHEDULED"))

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use tests::spawn_app;
 
 use crate::client::{
-    agent_message, confirm, create_for, customer, outbox_tags, record, BayeuxWs, LongPoll, Who,
+    agent_message, confirm, create_for, customer, outbox_tags, BayeuxWs, LongPoll, Who,
 };
 
 /// A device chat delivery of this type from this side.
@@ -148,7 +148,7 @@ async fn chat_messages_typing_joined_and_left_reach_the_other_side() {
     );
 
     // Typing is told, never kept.
-    let rec = record(&app, &id).await;
+    let rec = app.record(&id).await;
     for outbox in ["outbox", "agent_outbox"] {
         let tags = outbox_tags(&rec, outbox);
         assert!(tags.iter().all(|t| !t.contains("typing")), "{tags:?}");

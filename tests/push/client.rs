@@ -22,7 +22,8 @@ use tokio_tungstenite::WebSocketStream;
 use tests::TestApp;
 
 /// How long one expected step (a delivery, a state change, an ack) may take.
-pub const WAIT: Duration = Duration::from_secs(10);
+/// The support crate's, so push and API tests wait alike.
+pub use tests::WAIT;
 
 pub type Socket = WebSocketStream<Wire>;
 
@@ -743,13 +744,6 @@ pub async fn customer(app: &TestApp, id: &str, action: &str, fields: &[(&str, &s
     body
 }
 
-/// The full record, outboxes included, without emptying them.
-pub async fn record(app: &TestApp, id: &str) -> Value {
-    let (status, body) = app.get(&format!("/api/v1/services/{id}")).await;
-    assert_eq!(status, 200, "service {id}: {body}");
-    body
-}
-
 /// The tags in one of the record's outboxes (`outbox`, `agent_outbox`).
 pub fn outbox_tags(record: &Value, outbox: &str) -> Vec<String> {
     record[outbox]
@@ -758,30 +752,6 @@ pub fn outbox_tags(record: &Value, outbox: &str) -> Vec<String> {
         .iter()
         .map(|n| n["tag"].as_str().unwrap_or("").to_owned())
         .collect()
-}
-
-/// Polls the record until `done` holds for it; answers it.
-pub async fn wait_for_record(
-    app: &TestApp,
-    id: &str,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let rec = record(app, id).await;
-        if done(&rec) {
-            return rec;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "{what}: not within {WAIT:?}; outbox {:?}, agent outbox {:?}",
-                outbox_tags(&rec, "outbox"),
-                outbox_tags(&rec, "agent_outbox")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A device delivery (the Bayeux message's data) that is this internal notification.

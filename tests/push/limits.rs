@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tests::{spawn_app, spawn_app_full};
+use tests::{spawn_app, TestApp};
 use tokio::time::Instant;
 
 use crate::client::{
@@ -19,14 +19,13 @@ use crate::client::{
 #[tokio::test]
 async fn a_slow_consumer_is_dropped_and_told_why() {
     let queue_limit = 3;
-    let app = spawn_app_full(
-        &[],
-        push::Limits {
+    let app = TestApp::builder()
+        .push_limits(push::Limits {
             queue_limit,
             ..push::Limits::default()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     // The service first, so its state change is not queued for the client,
     // and in no queue, so no queue positions are.
     let id = create_scheduled(&app, "device-1").await;
@@ -78,14 +77,13 @@ async fn a_slow_consumer_is_dropped_and_told_why() {
 
 #[tokio::test]
 async fn a_full_node_refuses_handshakes_until_a_client_leaves() {
-    let app = spawn_app_full(
-        &[],
-        push::Limits {
+    let app = TestApp::builder()
+        .push_limits(push::Limits {
             max_clients: 2,
             ..push::Limits::default()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     // Both transports count against the same limit.
     let mut first = LongPoll::device(&app, "device-1").await;
     let _second = BayeuxWs::open(&app, Who::Query("device-2".into()), "/_genesys").await;
@@ -114,15 +112,14 @@ async fn a_full_node_refuses_handshakes_until_a_client_leaves() {
 #[tokio::test]
 async fn a_silent_websocket_is_closed_as_idle_and_a_live_one_is_not() {
     let ws_idle = Duration::from_millis(600);
-    let app = spawn_app_full(
-        &[],
-        push::Limits {
+    let app = TestApp::builder()
+        .push_limits(push::Limits {
             ws_ping: Duration::from_millis(100),
             ws_idle,
             ..push::Limits::default()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     // Before anything was sent, so no close can rightly come earlier than
     // ws_idle after it.
     let since = Instant::now();

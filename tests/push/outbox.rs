@@ -10,7 +10,7 @@ use tests::{spawn_app, TestApp};
 
 use crate::client::{
     agent_notification, confirm, create_for, create_scheduled, internal_notification, is_internal,
-    outbox_tags, wait_for_record, BayeuxWs, LongPoll, PlainWs, Who, WAIT,
+    outbox_tags, BayeuxWs, LongPoll, PlainWs, Who, WAIT,
 };
 
 /// Whether the device outbox holds the internal notification with this
@@ -52,13 +52,11 @@ async fn a_pushed_notification_leaves_the_outbox_and_an_unheard_one_stays() {
         "{:?}",
         lp.log
     );
-    let rec = wait_for_record(
-        &app,
-        &id,
-        "the pushed notification leaves the outbox",
-        |r| !holds_internal(r, "heard"),
-    )
-    .await;
+    let rec = app
+        .wait_for_record(&id, "the pushed notification leaves the outbox", |r| {
+            !holds_internal(r, "heard")
+        })
+        .await;
     assert!(holds_internal(&rec, "unheard"), "{}", rec["outbox"]);
 
     let retrieved = retrieve(&app, &id, "retrieve-notifications").await;
@@ -84,7 +82,7 @@ async fn a_pushed_agent_available_is_not_retrieved_again_an_unpushed_one_is() {
         .wait_for("agent-available", |m| m["data"]["tag"] == tag)
         .await;
     listening.settle().await;
-    wait_for_record(&app, &heard, "the pushed agent-available leaves", |r| {
+    app.wait_for_record(&heard, "the pushed agent-available leaves", |r| {
         !outbox_tags(r, "outbox").contains(&tag)
     })
     .await;
@@ -121,7 +119,7 @@ async fn a_pushed_agent_notification_leaves_the_agent_outbox_and_an_unheard_one_
     let offer = format!("agent.offer.{id}");
     agent.wait_for("offer", |m| m["data"]["tag"] == offer).await;
     agent.settle().await;
-    wait_for_record(&app, &id, "the pushed offer leaves the agent outbox", |r| {
+    app.wait_for_record(&id, "the pushed offer leaves the agent outbox", |r| {
         !outbox_tags(r, "agent_outbox").contains(&offer)
     })
     .await;
@@ -168,7 +166,7 @@ async fn every_transport_acknowledges_what_it_handed_over() {
     bayeux_ws.settle().await;
     plain.settle().await;
     for id in [&lp_id, &ws_id, &plain_id] {
-        wait_for_record(&app, id, "the delivery leaves the outbox", |r| {
+        app.wait_for_record(id, "the delivery leaves the outbox", |r| {
             !holds_internal(r, "pushed")
         })
         .await;
@@ -190,10 +188,9 @@ async fn an_answer_the_client_never_acknowledged_leaves_the_notification_in_the_
     // The phone went away without connecting again.
     drop(lp);
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    let rec = crate::client::wait_for_record(&app, &id, "still kept", |r| {
-        holds_internal(r, "maybe lost")
-    })
-    .await;
+    let rec = app
+        .wait_for_record(&id, "still kept", |r| holds_internal(r, "maybe lost"))
+        .await;
     assert!(holds_internal(&rec, "maybe lost"));
     let retrieved = retrieve(&app, &id, "retrieve-notifications").await;
     assert_eq!(retrieved.len(), 1, "{retrieved:?}");

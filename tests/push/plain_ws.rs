@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::{spawn_app, spawn_app_full};
+use tests::{spawn_app, TestApp};
 use tokio::time::Instant;
 
 use crate::client::{
@@ -123,14 +123,13 @@ async fn without_an_owner_the_upgrade_is_refused_with_400() {
 /// one has gone.
 #[tokio::test]
 async fn a_full_node_refuses_the_upgrade_with_503_until_a_client_leaves() {
-    let app = spawn_app_full(
-        &[],
-        push::Limits {
+    let app = TestApp::builder()
+        .push_limits(push::Limits {
             max_clients: 1,
             ..push::Limits::default()
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let (first, _) = PlainWs::open(&app, "gms_user=device-1").await;
     let (status, body) = refusal(open_socket(&app, "/api/v1/push/ws?gms_user=device-2").await);
     assert_eq!(status, 503, "{body}");

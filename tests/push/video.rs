@@ -4,23 +4,17 @@
 //! through the push channels; template (Jitsi-style) rooms hand each side
 //! a link holding a token signed with the scenario's secret.
 
+use reqwest::Method;
 use serde_json::{json, Value};
-use tests::{spawn_app, spawn_app_with, TestApp};
+use tests::video::{Auth, ROUTING};
+use tests::{spawn_app, text, TestApp};
 
 use crate::client::{
-    agent_message, create_for, customer, outbox_tags, record, BayeuxWs, LongPoll, PlainWs, Who,
-    WAIT,
+    agent_message, create_for, customer, outbox_tags, BayeuxWs, LongPoll, PlainWs, Who, WAIT,
 };
 
 const DEVICE: &str = "video-push-device-5e0b";
-const ROUTING: &str = r#"{"queueId":"video","skills":["Arabic","Video"],"priority":5,"attributes":{"productLine":"Post-paid"}}"#;
 const SDP: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
-
-fn s(v: &Value) -> String {
-    v.as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {v}"))
-        .to_owned()
-}
 
 /// A device delivery of this video event of this service.
 fn device_video(m: &Value, id: &str, event: &str) -> bool {
@@ -54,42 +48,6 @@ async fn chat_taken_by_alice(app: &TestApp) -> String {
     id
 }
 
-/// POST to the room with the token in the query; (status, body).
-async fn room_post(
-    app: &TestApp,
-    code: &str,
-    action: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut url =
-        reqwest::Url::parse(&app.url(&format!("/api/v1/rooms/{code}/{action}"))).expect("url");
-    url.query_pairs_mut().append_pair("token", token);
-    let mut request = app.client.post(url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let resp = request.send().await.expect("room request");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-async fn room_ok(
-    app: &TestApp,
-    code: &str,
-    action: &str,
-    token: &str,
-    body: Option<Value>,
-) -> Value {
-    let (status, answer) = room_post(app, code, action, token, body).await;
-    assert_eq!(status, 200, "room {action}: {answer}");
-    answer
-}
-
 #[tokio::test]
 async fn room_events_and_relayed_signals_reach_each_side_over_push() {
     let app = spawn_app().await;
@@ -99,8 +57,8 @@ async fn room_events_and_relayed_signals_reach_each_side_over_push() {
     let id = chat_taken_by_alice(&app).await;
 
     let video = customer(&app, &id, "ixn/video", &[("routingData", ROUTING)]).await;
-    let code = s(&video["_room_code"]);
-    let customer_token = s(&video["_room_token"]);
+    let code = text(&video["_room_code"]);
+    let customer_token = text(&video["_room_token"]);
 
     // Ringing: each side with its own link and token.
     let ring = device
@@ -116,7 +74,7 @@ async fn room_events_and_relayed_signals_reach_each_side_over_push() {
         .await;
     assert_eq!(ring["channel"], "/agents/alice");
     let to_agent = agent_message(&ring);
-    let agent_token = s(&to_agent["_room_token"]);
+    let agent_token = text(&to_agent["_room_token"]);
     assert_ne!(agent_token, customer_token);
     assert_eq!(
         to_agent["_meet_url"],
@@ -138,7 +96,15 @@ async fn room_events_and_relayed_signals_reach_each_side_over_push() {
     // No signalling before joining.
     for token in [&customer_token, &agent_token] {
         let offer = json!({"type": "offer", "sdp": SDP});
-        let (status, body) = room_post(&app, &code, "signal", token, Some(offer)).await;
+        let (status, body) = app
+            .room_request(
+                Method::POST,
+                &code,
+                "signal",
+                Auth::Query(token),
+                Some(&offer),
+            )
+            .await;
         assert_eq!(status, 409, "{body}");
         assert_eq!(body["exception"], "INVALID_STATE", "{body}");
         assert!(
@@ -151,9 +117,11 @@ async fn room_events_and_relayed_signals_reach_each_side_over_push() {
     }
 
     // The agent answers, both join: the call starts, both are told each step.
-    room_ok(&app, &code, "accept", &agent_token, None).await;
-    room_ok(&app, &code, "join", &customer_token, None).await;
-    room_ok(&app, &code, "join", &agent_token, None).await;
+    app.room_ok(&code, "accept", Auth::Query(&agent_token))
+        .await;
+    app.room_ok(&code, "join", Auth::Query(&customer_token))
+        .await;
+    app.room_ok(&code, "join", Auth::Query(&agent_token)).await;
     for event in ["accepted", "joined", "started"] {
         device
             .wait_for(event, |m| device_video(m, &id, event))
@@ -162,14 +130,14 @@ async fn room_events_and_relayed_signals_reach_each_side_over_push() {
     }
 
     // Customer → agent: the offer, on the agent's channel only.
-    let sent = room_ok(
-        &app,
-        &code,
-        "signal",
-        &customer_token,
-        Some(json!({"type": "offer", "sdp": SDP})),
-    )
-    .await;
+    let sent = app
+        .room_send(
+            &code,
+            "signal",
+            Auth::Query(&customer_token),
+            &json!({"type": "offer", "sdp": SDP}),
+        )
+        .await;
     assert_eq!(sent, json!({"code": code, "sent": true}));
     let offer = agent.wait_for("offer", |m| signal_of(m, "offer")).await;
     assert_eq!(offer["channel"], "/agents/alice");
@@ -184,22 +152,20 @@ async fn room_events_and_relayed_signals_reach_each_side_over_push() {
         .await;
 
     // Agent → customer: the answer and an ICE candidate, on the device's channel.
-    room_ok(
-        &app,
+    app.room_send(
         &code,
         "signal",
-        &agent_token,
-        Some(json!({"type": "answer", "sdp": SDP})),
+        Auth::Query(&agent_token),
+        &json!({"type": "answer", "sdp": SDP}),
     )
     .await;
     let candidate = json!({"candidate": "candidate:1 1 UDP 2122252543 192.0.2.7 54400 typ host",
                            "sdpMid": "0", "sdpMLineIndex": 0});
-    room_ok(
-        &app,
+    app.room_send(
         &code,
         "signal",
-        &agent_token,
-        Some(json!({"type": "candidate", "candidate": candidate})),
+        Auth::Query(&agent_token),
+        &json!({"type": "candidate", "candidate": candidate}),
     )
     .await;
     let answer = device.wait_for("answer", |m| signal_of(m, "answer")).await;
@@ -221,20 +187,18 @@ async fn room_events_and_relayed_signals_reach_each_side_over_push() {
         })
         .await;
     // The customer's candidate and bye go to the agent.
-    room_ok(
-        &app,
+    app.room_send(
         &code,
         "signal",
-        &customer_token,
-        Some(json!({"type": "candidate", "candidate": candidate})),
+        Auth::Query(&customer_token),
+        &json!({"type": "candidate", "candidate": candidate}),
     )
     .await;
-    room_ok(
-        &app,
+    app.room_send(
         &code,
         "signal",
-        &customer_token,
-        Some(json!({"type": "bye"})),
+        Auth::Query(&customer_token),
+        &json!({"type": "bye"}),
     )
     .await;
     let ice = agent
@@ -254,7 +218,7 @@ async fn room_events_and_relayed_signals_reach_each_side_over_push() {
         agent.log
     );
     // Signals are passed on, never kept.
-    let rec = record(&app, &id).await;
+    let rec = app.record(&id).await;
     for outbox in ["outbox", "agent_outbox"] {
         let tags = outbox_tags(&rec, outbox);
         assert!(
@@ -264,7 +228,8 @@ async fn room_events_and_relayed_signals_reach_each_side_over_push() {
     }
 
     // The customer leaves: the call ended, the survey is open.
-    room_ok(&app, &code, "leave", &customer_token, None).await;
+    app.room_ok(&code, "leave", Auth::Query(&customer_token))
+        .await;
     let ended = device
         .wait_for("device ended", |m| device_video(m, &id, "ended"))
         .await;
@@ -275,7 +240,15 @@ async fn room_events_and_relayed_signals_reach_each_side_over_push() {
         .await;
     assert_eq!(agent_message(&ended)["_survey"], true);
     let offer = json!({"type": "offer", "sdp": SDP});
-    let (status, body) = room_post(&app, &code, "signal", &agent_token, Some(offer)).await;
+    let (status, body) = app
+        .room_request(
+            Method::POST,
+            &code,
+            "signal",
+            Auth::Query(&agent_token),
+            Some(&offer),
+        )
+        .await;
     assert_eq!(status, 409, "no signalling after the call: {body}");
 }
 
@@ -480,7 +453,10 @@ async fn template_rooms_give_each_side_a_link_with_a_token_signed_by_the_secret(
     // The secret comes from the environment at start-up, never from the file.
     let (var, secret) = jitsi_secret();
     let scenario = jitsi_scenario(&var);
-    let app = spawn_app_with(&[("video-jitsi.toml", &scenario)]).await;
+    let app = TestApp::builder()
+        .scenario("video-jitsi.toml", &scenario)
+        .spawn()
+        .await;
     let mut device = LongPoll::device(&app, DEVICE).await;
     let mut agent = BayeuxWs::open(&app, Who::AgentExt("alice".into()), "/agents/alice").await;
     let id = chat_taken_by_alice(&app).await;
@@ -492,8 +468,8 @@ async fn template_rooms_give_each_side_a_link_with_a_token_signed_by_the_secret(
         &[("routingData", ROUTING), ("_video_scenario", "video-jitsi")],
     )
     .await;
-    let code = s(&video["_room_code"]);
-    let customer_url = s(&video["_meet_url"]);
+    let code = text(&video["_room_code"]);
+    let customer_url = text(&video["_meet_url"]);
     let jwt = jwt_of(&customer_url);
     assert_eq!(
         customer_url,
@@ -528,7 +504,7 @@ async fn template_rooms_give_each_side_a_link_with_a_token_signed_by_the_secret(
         .wait_for("agent ringing", |m| agent_video(m, &id, "ringing"))
         .await;
     let to_agent = agent_message(&ring);
-    let agent_url = s(&to_agent["_meet_url"]);
+    let agent_url = text(&to_agent["_meet_url"]);
     let agent_jwt = jwt_of(&agent_url);
     assert_ne!(agent_jwt, jwt);
     assert_eq!(
@@ -544,16 +520,25 @@ async fn template_rooms_give_each_side_a_link_with_a_token_signed_by_the_secret(
     );
 
     // The room API works the same; only the signalling is the meeting system's.
-    let customer_token = s(&video["_room_token"]);
-    let agent_token = s(&to_agent["_room_token"]);
-    room_ok(&app, &code, "join", &customer_token, None).await;
-    let started = room_ok(&app, &code, "join", &agent_token, None).await;
+    let customer_token = text(&video["_room_token"]);
+    let agent_token = text(&to_agent["_room_token"]);
+    app.room_ok(&code, "join", Auth::Query(&customer_token))
+        .await;
+    let started = app.room_ok(&code, "join", Auth::Query(&agent_token)).await;
     assert_eq!(started["status"], "started", "{started}");
     assert_eq!(started["provider"], "template", "{started}");
     assert_eq!(started["meet_url"], agent_url.as_str(), "{started}");
     assert!(started.get("ice_servers").is_none(), "{started}");
     let offer = json!({"type": "offer", "sdp": SDP});
-    let (status, body) = room_post(&app, &code, "signal", &customer_token, Some(offer)).await;
+    let (status, body) = app
+        .room_request(
+            Method::POST,
+            &code,
+            "signal",
+            Auth::Query(&customer_token),
+            Some(&offer),
+        )
+        .await;
     assert_eq!(status, 409, "{body}");
     assert!(
         body["message"]
@@ -581,7 +566,10 @@ fn jitsi_secret() -> (String, &'static str) {
 #[tokio::test]
 async fn a_template_room_routed_through_the_queue_names_the_agent_who_takes_it() {
     let (var, secret) = jitsi_secret();
-    let app = spawn_app_with(&[("video-jitsi.toml", &jitsi_scenario(&var))]).await;
+    let app = TestApp::builder()
+        .scenario("video-jitsi.toml", &jitsi_scenario(&var))
+        .spawn()
+        .await;
     let mut agent = BayeuxWs::open(&app, Who::AgentExt("bob".into()), "/agents/bob").await;
     app.put_agent("bob", &["video"], &[("Arabic", 5), ("Video", 3)], 1)
         .await;
@@ -599,9 +587,9 @@ async fn a_template_room_routed_through_the_queue_names_the_agent_who_takes_it()
         )
         .await;
     assert_eq!(status, 200, "{created}");
-    let id = s(&created["_id"]);
-    let code = s(&created["_room_code"]);
-    let customer_url = s(&created["_meet_url"]);
+    let id = text(&created["_id"]);
+    let code = text(&created["_room_code"]);
+    let customer_url = text(&created["_meet_url"]);
     let claims = verified_claims(&jwt_of(&customer_url), secret).expect("signed");
     assert_eq!(claims["context"]["user"]["name"], "Dana", "{claims}");
     assert_eq!(claims["room"], code.as_str(), "{claims}");
@@ -611,7 +599,7 @@ async fn a_template_room_routed_through_the_queue_names_the_agent_who_takes_it()
         .await;
     let to_bob = agent_message(&ring);
     assert_eq!(to_bob["_agent_id"], "bob", "{to_bob}");
-    let agent_url = s(&to_bob["_meet_url"]);
+    let agent_url = text(&to_bob["_meet_url"]);
     let claims = verified_claims(&jwt_of(&agent_url), secret).expect("signed");
     assert_eq!(claims["context"]["user"]["moderator"], true, "{claims}");
     assert_eq!(

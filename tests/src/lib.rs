@@ -7,13 +7,32 @@ use std::time::Duration;
 
 use engine::scenario::Scenarios;
 use engine::store::memory::MemoryStore;
+use engine::store::Store;
+use redis_store::testing::RedisServer;
+use redis_store::{RedisConfig, RedisStore};
 use reqwest::multipart::Form;
 use runtime::clock::SystemClock;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub mod node;
+pub mod seed;
 pub mod smtp;
+pub mod time;
+pub mod video;
+
+pub use time::iso_utc_in;
+
+/// How long a test waits for what the server does by itself (a state, a
+/// delivery, a timer) before it gives up.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The string a JSON value holds; panics on anything else.
+pub fn text(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {v}"))
+        .to_owned()
+}
 
 /// The `[_schedule.hours]` lines of a schedule open all day, every day.
 pub fn open_every_day() -> String {
@@ -28,84 +47,165 @@ pub fn shipped_scenarios_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
 }
 
+/// The shipped scenario `shipped` (`video-immediate`), renamed `name`, with
+/// `changes` applied (`(from, to)` text replacements that must each match).
+pub fn shipped_scenario_copy(shipped: &str, name: &str, changes: &[(&str, &str)]) -> String {
+    let file = format!("{shipped}.toml");
+    let mut text = std::fs::read_to_string(shipped_scenarios_dir().join(&file))
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let mut all = vec![(
+        format!("name = \"{shipped}\""),
+        format!("name = \"{name}\""),
+    )];
+    all.extend(changes.iter().map(|(a, b)| (a.to_string(), b.to_string())));
+    for (from, to) in all {
+        assert!(text.contains(&from), "`{from}` is not in {file}");
+        text = text.replacen(&from, &to, 1);
+    }
+    text
+}
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
+    /// The throw-away Redis the server stores in (with `.redis()`); held so
+    /// it lives exactly as long as the app.
+    _redis: Option<RedisServer>,
 }
 
-/// Starts a server with the shipped scenarios.
+/// Starts a server with the shipped scenarios, in memory: shorthand for
+/// `TestApp::builder().spawn()`.
 pub async fn spawn_app() -> TestApp {
-    spawn_with_dir(shipped_scenarios_dir(), None, push::Limits::default(), None).await
+    TestApp::builder().spawn().await
 }
 
-/// Starts a server with the shipped scenarios plus extra `(file name, TOML)` ones,
-/// e.g. copies with short timeouts for the timeout paths.
-pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
-    spawn_app_full(extra, push::Limits::default()).await
-}
-
-/// Starts a server with the shipped scenarios, the extra ones, and these
-/// push limits (small queues, few clients, short timeouts for the limit paths).
-pub async fn spawn_app_full(extra: &[(&str, &str)], push: push::Limits) -> TestApp {
-    spawn_app_mail(extra, push, None).await
-}
-
-/// Like [`spawn_app_full`], with appointment e-mail going to `mail` (an [`smtp::SmtpSink`]).
-pub async fn spawn_app_mail(
-    extra: &[(&str, &str)],
+/// How a [`TestApp`] is started: which scenarios besides the shipped ones,
+/// which push limits, where e-mail goes, and which store.
+#[must_use = "a builder does nothing until `.spawn()`"]
+pub struct TestAppBuilder {
+    scenarios: Vec<(String, String)>,
     push: push::Limits,
     mail: Option<runtime::notices::MailConfig>,
-) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
+    redis: bool,
+}
+
+impl TestApp {
+    /// A server with the shipped scenarios, default push limits, no e-mail,
+    /// and the in-memory store, until told otherwise.
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            scenarios: Vec::new(),
+            push: push::Limits::default(),
+            mail: None,
+            redis: false,
+        }
+    }
+}
+
+impl TestAppBuilder {
+    /// One more scenario file `name` with this TOML, besides the shipped
+    /// ones (e.g. a copy with short timeouts for the timeout paths).
+    pub fn scenario(mut self, name: &str, toml: &str) -> Self {
+        self.scenarios.push((name.to_owned(), toml.to_owned()));
+        self
+    }
+
+    /// Several `(file name, TOML)` scenarios, as [`TestAppBuilder::scenario`].
+    pub fn scenarios(self, extra: &[(&str, &str)]) -> Self {
+        extra
+            .iter()
+            .fold(self, |builder, (name, toml)| builder.scenario(name, toml))
+    }
+
+    /// These push limits (small queues, few clients, short timeouts for the
+    /// limit paths) instead of the defaults.
+    pub fn push_limits(mut self, limits: push::Limits) -> Self {
+        self.push = limits;
+        self
+    }
+
+    /// Appointment e-mail goes to `mail` (e.g. an [`smtp::SmtpSink`]).
+    pub fn mail(mut self, mail: runtime::notices::MailConfig) -> Self {
+        self.mail = Some(mail);
+        self
+    }
+
+    /// Stores in a fresh throw-away Redis ([`RedisServer::start`]: its own
+    /// `redis-server`, or a namespace of its own on `REDIS_URL`), kept alive
+    /// as long as the app, instead of in memory.
+    pub fn redis(mut self) -> Self {
+        self.redis = true;
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        // Without extra scenarios the shipped directory serves as it is.
+        let (dir, keep) = if self.scenarios.is_empty() {
+            (shipped_scenarios_dir(), None)
+        } else {
+            let dir = tempfile::tempdir().expect("temp dir");
+            write_scenarios(dir.path(), &self.scenarios);
+            (dir.path().to_owned(), Some(dir))
+        };
+        let scenarios = Scenarios::load_dir(&dir).unwrap_or_else(|e| panic!("scenarios: {e}"));
+        let clock = Arc::new(SystemClock);
+        let (store, timer_wakeups, redis): (Arc<dyn Store>, _, _) = if self.redis {
+            let redis = RedisServer::start();
+            let config = RedisConfig::parse(&redis.url)
+                .unwrap_or_else(|e| panic!("redis url {}: {e}", redis.url));
+            let store = RedisStore::connect(config, clock.clone())
+                .await
+                .unwrap_or_else(|e| panic!("redis store at {}: {e}", redis.url));
+            let wakeups = store.timer_wakeups();
+            (Arc::new(store), Some(wakeups), Some(redis))
+        } else {
+            (Arc::new(MemoryStore::new(clock.clone())), None, None)
+        };
+        let config = http_front::Config {
+            scenarios,
+            store,
+            clock,
+            public_url: None,
+            timer_wakeups,
+            push: self.push,
+            // One node: no other node's push clients to relay to.
+            relay: None,
+            mail: self.mail,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(http_front::run(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            server: Some(server),
+            _dir: keep,
+            _redis: redis,
+        }
+    }
+}
+
+/// Writes the shipped scenarios and the `(file name, TOML)` extra ones
+/// into `dir`, for a server (or a node process) to load.
+pub fn write_scenarios(dir: &Path, extra: &[(impl AsRef<str>, impl AsRef<str>)]) {
     for entry in std::fs::read_dir(shipped_scenarios_dir()).expect("scenarios dir") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|x| x == "toml") {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap()))
+            std::fs::copy(&path, dir.join(path.file_name().expect("file name")))
                 .expect("copy scenario");
         }
     }
     for (name, text) in extra {
-        std::fs::write(dir.path().join(name), text).expect("write scenario");
-    }
-    let path = dir.path().to_owned();
-    spawn_with_dir(path, Some(dir), push, mail).await
-}
-
-async fn spawn_with_dir(
-    dir: std::path::PathBuf,
-    keep: Option<tempfile::TempDir>,
-    push: push::Limits,
-    mail: Option<runtime::notices::MailConfig>,
-) -> TestApp {
-    let scenarios = Scenarios::load_dir(&dir).unwrap_or_else(|e| panic!("scenarios: {e}"));
-    let clock = Arc::new(SystemClock);
-    let config = http_front::Config {
-        scenarios,
-        store: Arc::new(MemoryStore::new(clock.clone())),
-        clock,
-        public_url: None,
-        timer_wakeups: None,
-        push,
-        relay: None,
-        mail,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(http_front::run(listener, config, async move {
-        let _ = stopped.await;
-    }));
-    TestApp {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
-        stop: Some(stop),
-        server: Some(server),
-        _dir: keep,
+        std::fs::write(dir.join(name.as_ref()), text.as_ref()).expect("write scenario");
     }
 }
 
@@ -121,6 +221,7 @@ impl TestApp {
             stop: None,
             server: None,
             _dir: None,
+            _redis: None,
         }
     }
 }
@@ -236,6 +337,47 @@ impl TestApp {
             .to_owned()
     }
 
+    /// The full record (`/api/v1/services/{id}`), outboxes included,
+    /// without emptying them.
+    pub async fn record(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/services/{id}")).await;
+        assert_eq!(status, 200, "service {id}: {body}");
+        body
+    }
+
+    /// The service as GMS's query by `_id` answers it (the one record).
+    pub async fn query_by_id(&self, id: &str) -> Value {
+        let (status, body) = self
+            .get(&format!("/genesys/1/service/callback?_id={id}"))
+            .await;
+        assert_eq!(status, 200, "query {id}: {body}");
+        body.as_array()
+            .and_then(|a| a.first())
+            .cloned()
+            .unwrap_or_else(|| panic!("query {id}: {body}"))
+    }
+
+    /// Polls the full record until `done` holds for it, or panics after
+    /// [`WAIT`] saying `what` did not happen; answers the record.
+    pub async fn wait_for_record(
+        &self,
+        id: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let rec = self.record(id).await;
+            if done(&rec) {
+                return rec;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("{what}: not within {WAIT:?}; the record is {rec}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Polls until the service reaches `state`, or panics after `within`.
     pub async fn wait_for_state(&self, id: &str, state: &str, within: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + within;
@@ -252,7 +394,7 @@ impl TestApp {
     }
 }
 
-async fn status_json(resp: reqwest::Response) -> (u16, Value) {
+pub(crate) async fn status_json(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -281,14 +423,6 @@ impl Drop for TestApp {
             server.abort();
         }
     }
-}
-
-/// An ISO-8601 UTC time (`2026-11-21T10:00:00.000Z`) `ahead` of now, from the
-/// engine's wall clock (`chrono::Utc::now()`).
-pub fn iso_utc_in(ahead: Duration) -> String {
-    use engine::clock::Clock;
-    let at = SystemClock.now() + ahead;
-    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 impl TestApp {
