@@ -5,6 +5,8 @@
 //!   check-queue-position, chat, notifications, agents, services, video,
 //!   schedule, push).
 //! - [`form`]: GMS request bodies in multipart, form-urlencoded or JSON.
+//! - `requests`: the bodies with rules, each parsed once into a type.
+//! - `request_id`: the `X-Request-Id` of every request and its span.
 //! - [`wire`]: GMS response shapes.
 //! - [`error`]: the one `AppError`, answered as `{"message", "exception"}`.
 //! - [`outbound`]: the HTTP client the runtime posts httpcb and SMS through.
@@ -17,6 +19,8 @@ pub mod error;
 mod extract;
 pub mod form;
 pub mod outbound;
+mod request_id;
+mod requests;
 mod routes;
 pub mod wire;
 
@@ -90,7 +94,9 @@ pub fn app(state: Arc<AppState>) -> Router {
                     .into_response_owned()
             },
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_id::span))
+        // Outermost: the timeout's and the panic's answers carry the id too.
+        .layer(axum::middleware::from_fn(request_id::layer))
 }
 
 impl error::AppError {
