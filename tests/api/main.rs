@@ -9,6 +9,7 @@ mod httpcb;
 mod positions;
 mod queries;
 mod queue_positions;
+mod request_id;
 mod seed_flow;
 mod simulators;
 mod timeouts;
