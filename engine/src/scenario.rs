@@ -93,6 +93,26 @@ pub struct AgentReadyThreshold {
     pub position: usize,
 }
 
+impl AgentReadyThreshold {
+    /// Whether a queued service at `position` with this `eta` (seconds)
+    /// passes, and why, in GMS's words (`eta <= 60 and position <= 3`).
+    pub fn check(&self, position: usize, eta: Option<u64>) -> (bool, String) {
+        let Some(eta) = eta else {
+            return (true, "eta n/a".to_owned());
+        };
+        let max_eta = self.eta.as_secs();
+        let eta_ok = eta <= max_eta;
+        let position_ok = position <= self.position;
+        let reason = match (eta_ok, position_ok) {
+            (true, true) => format!("eta <= {max_eta} and position <= {}", self.position),
+            (false, true) => format!("eta > {max_eta}"),
+            (true, false) => format!("position > {}", self.position),
+            (false, false) => format!("eta > {max_eta} and position > {}", self.position),
+        };
+        (eta_ok && position_ok, reason)
+    }
+}
+
 impl Default for AgentReadyThreshold {
     fn default() -> Self {
         AgentReadyThreshold {

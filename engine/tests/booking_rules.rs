@@ -373,3 +373,79 @@ fn the_video_scenario_is_the_named_one_else_the_legs_else_the_services_else_the_
         "is required: no `video-immediate` scenario is loaded to make rooms"
     );
 }
+
+// ------------------------------------------- a reschedule's zone and link
+
+#[test]
+fn a_moved_booking_keeps_its_link_and_zone_unless_another_zone_is_asked_for() {
+    let s = london();
+    let paris: Tz = "Europe/Paris".parse().unwrap();
+    let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
+    let now = at("2026-11-23T08:00:00Z");
+    let old = s
+        .book(
+            at("2026-11-23T10:00:00Z"),
+            now,
+            paris,
+            "svc-1",
+            "https://old.example",
+        )
+        .unwrap();
+    // (zone asked for, the old booking, zone shown)
+    let cases = [
+        (None, None, "Europe/London"),
+        (None, Some(&old), "Europe/Paris"),
+        (Some(tokyo), Some(&old), "Asia/Tokyo"),
+        (Some(tokyo), None, "Asia/Tokyo"),
+    ];
+    for (asked, booked, expected) in cases {
+        assert_eq!(s.zone_for(asked, booked).name(), expected, "{asked:?}");
+    }
+    let new = s
+        .book(
+            at("2026-11-23T11:00:00Z"),
+            now,
+            paris,
+            "svc-1",
+            "https://new.example",
+        )
+        .unwrap();
+    let link = |b: &engine::record::Booking| b.join_url.clone().unwrap_or_default();
+    assert_eq!(
+        link(&new.clone().moved_from(Some(&old))),
+        "https://old.example/video/svc-1"
+    );
+    assert_eq!(
+        link(&new.clone().moved_from(None)),
+        "https://new.example/video/svc-1"
+    );
+    let moved = new.moved_from(Some(&old));
+    assert_eq!(
+        utc_time(moved.slot),
+        "2026-11-23T11:00:00.000Z",
+        "the new slot"
+    );
+}
+
+// ------------------------------------------------- the agent-ready threshold
+
+#[test]
+fn the_agent_ready_threshold_passes_within_its_eta_and_position() {
+    let s = scenario(&format!(
+        "{}_agent_ready_threshold = {{ eta = 60, position = 3 }}\n",
+        minimal("s", "chat", r#"{ queue = "q" }"#)
+    ));
+    let cases = [
+        // (position, eta, passed, reason)
+        (1, None, true, "eta n/a"),
+        (9, None, true, "eta n/a"),
+        (3, Some(60), true, "eta <= 60 and position <= 3"),
+        (3, Some(61), false, "eta > 60"),
+        (4, Some(60), false, "position > 3"),
+        (4, Some(61), false, "eta > 60 and position > 3"),
+    ];
+    for (position, eta, passed, reason) in cases {
+        let got = s.agent_ready_threshold.check(position, eta);
+        assert_eq!(got, (passed, reason.to_owned()), "{position} {eta:?}");
+    }
+}

@@ -51,4 +51,23 @@ impl Schedule {
             timezone: zone.name().to_owned(),
         })
     }
+
+    /// The zone a customer sees times in: the one asked for, else the one
+    /// their booking was made in, else the schedule's own.
+    pub fn zone_for(&self, asked: Option<Tz>, booked: Option<&Booking>) -> Tz {
+        asked
+            .or_else(|| booked.and_then(|b| b.timezone.parse::<Tz>().ok()))
+            .unwrap_or(self.timezone)
+    }
+}
+
+impl Booking {
+    /// This booking as the move of `old`: the link the customer already
+    /// has (in e-mails and invites) stays valid.
+    pub fn moved_from(self, old: Option<&Booking>) -> Booking {
+        Booking {
+            join_url: old.and_then(|b| b.join_url.clone()).or(self.join_url),
+            ..self
+        }
+    }
 }

@@ -357,25 +357,10 @@ pub async fn reschedule(
         let record = state.shell.transition(&id, &event).await?;
         return Ok(Json(rescheduled(&record)));
     };
-    // The zone the customer sees times in: the one asked for, else the booking's.
-    let zone = request.zone.unwrap_or_else(|| {
-        record
-            .booking
-            .as_ref()
-            .and_then(|b| b.timezone.parse::<Tz>().ok())
-            .unwrap_or(schedule.timezone)
-    });
+    let zone = schedule.zone_for(request.zone, record.booking.as_ref());
     let field = "_new_desired_time";
     let booking = book(&state, &scenario, schedule, field, desired, zone, &id).await?;
-    let booking = Booking {
-        // The link the customer already has stays valid.
-        join_url: record
-            .booking
-            .as_ref()
-            .and_then(|b| b.join_url.clone())
-            .or(booking.join_url),
-        ..booking
-    };
+    let booking = booking.moved_from(record.booking.as_ref());
     let event = Event::Reschedule {
         desired_time: booking.slot,
         booking: Some(booking),
