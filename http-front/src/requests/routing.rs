@@ -273,3 +273,110 @@ impl<'de> de::DeserializeSeed<'de> for AttributeSeed<'_> {
         Ok(AttributeValue(text))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn target() -> Target {
+        Target {
+            queue: "video".into(),
+            skills: None,
+            priority: 5,
+        }
+    }
+
+    /// `routingData` as the form field `text` gives `expected`: the routing
+    /// as JSON, or the error message.
+    fn check(text: &str, expected: Result<Value, &str>) {
+        let got = RoutingRequest::from_text("routingData", Some(text))
+            .map(|r| json!(r.over(&target())))
+            .map_err(|e| e.to_string());
+        assert_eq!(got, expected.map_err(str::to_owned), "{text}");
+    }
+
+    #[test]
+    fn keys_override_the_target_under_every_alias() {
+        let base = |changes: Value| {
+            let mut v = json!({"queue": "video", "priority": 5, "attributes": {}});
+            v.as_object_mut()
+                .unwrap()
+                .extend(changes.as_object().unwrap().clone());
+            Ok(v)
+        };
+        check("", base(json!({})));
+        check("  {}  ", base(json!({})));
+        check(r#"{"queueId":" sales "}"#, base(json!({"queue": "sales"})));
+        check(r#"{"queue":"sales"}"#, base(json!({"queue": "sales"})));
+        check(
+            r#"{"skills":["Arabic","billing"]}"#,
+            base(json!({"skills": "Arabic & billing"})),
+        );
+        check(
+            r#"{"skills":"Arabic | French"}"#,
+            base(json!({"skills": "Arabic | French"})),
+        );
+        check(r#"{"skills":null}"#, base(json!({})));
+        check(r#"{"priority":"-7"}"#, base(json!({"priority": -7})));
+        check(
+            r#"{"priority":1000000}"#,
+            base(json!({"priority": 1_000_000})),
+        );
+        check(
+            r#"{"attributes":{"lang":"ar","vip":true,"n":3}}"#,
+            base(json!({"attributes": {"lang": "ar", "n": "3", "vip": "true"}})),
+        );
+        for key in ["preferredAgentId", "preferredAgent", "agentUserId"] {
+            let text = format!(r#"{{"{key}":"pat"}}"#);
+            check(&text, base(json!({"preferred_agent": "pat"})));
+        }
+        check(r#"{"preferredAgentId":null}"#, base(json!({})));
+        // Lengths count characters: 128 Arabic letters are a queue name.
+        let long = "ع".repeat(128);
+        check(
+            &format!(r#"{{"queueId":"{long}"}}"#),
+            base(json!({"queue": long})),
+        );
+    }
+
+    #[test]
+    fn each_error_names_its_key() {
+        let queue = "routingData.queueId: must be a queue name (1 to 128 characters)";
+        let attr = "routingData.attributes.a: names are 1 to 128 characters, values at most 1024";
+        let too_many: serde_json::Map<String, Value> =
+            (0..51).map(|i| (format!("a{i}"), json!("x"))).collect();
+        let too_many = json!({"attributes": too_many}).to_string();
+        let cases = [
+            ("[1]", "routingData: must be a JSON object"),
+            (r#"{"queue_id":"x"}"#, "routingData.queue_id: is not one of queueId, skills, priority, attributes, preferredAgentId"),
+            (r#"{"queueId":""}"#, queue),
+            (r#"{"queueId":5}"#, queue),
+            (r#"{"queue":"  "}"#, "routingData.queue: must be a queue name (1 to 128 characters)"),
+            (r#"{"skills":["Arabic",3]}"#, "routingData.skills: must be skill names"),
+            (r#"{"skills":{"a":1}}"#, "routingData.skills: must be a list of skill names or a skill expression"),
+            (r#"{"priority":1000001}"#, "routingData.priority: must be a whole number from -1000000 to 1000000"),
+            (r#"{"priority":"high"}"#, "routingData.priority: must be a whole number from -1000000 to 1000000"),
+            (r#"{"attributes":["x"]}"#, "routingData.attributes: must be an object of names to values"),
+            (&too_many, "routingData.attributes: has more than 50 attributes"),
+            (r#"{"attributes":{"a":[1]}}"#, "routingData.attributes.a: must be a string, number or boolean"),
+            (r#"{"attributes":{"a":null}}"#, "routingData.attributes.a: must be a string, number or boolean"),
+            (&format!(r#"{{"attributes":{{"a":"{}"}}}}"#, "x".repeat(1025)), attr),
+            (r#"{"preferredAgentId":5}"#, "routingData.preferredAgentId: must be an agent id"),
+            (r#"{"agentUserId":"a b"}"#, "routingData.agentUserId: is not a valid id (letters, digits, '-' and '_', at most 128)"),
+        ];
+        for (text, expected) in cases {
+            check(text, Err(expected));
+        }
+        // 1024 two-byte characters are within the value's limit.
+        let value = "é".repeat(1024);
+        let text = format!(r#"{{"attributes":{{"a":"{value}"}}}}"#);
+        assert!(RoutingRequest::from_text("routingData", Some(&text)).is_ok());
+        let got = RoutingRequest::from_text("routingData", Some("{not json")).unwrap_err();
+        assert!(
+            got.to_string()
+                .starts_with("routingData: is not a JSON object: "),
+            "{got}"
+        );
+    }
+}
