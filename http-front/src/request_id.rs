@@ -52,3 +52,57 @@ pub fn span(req: &Request) -> Span {
         version = ?req.version(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::routing::get;
+    use axum::Router;
+
+    /// A server with the real layers around routes that panic and that
+    /// outlive a 100 ms timeout.
+    async fn serve() -> String {
+        let api = Router::new()
+            .route(
+                "/panic",
+                get(|| async { panic!("a handler's bug") as &'static str }),
+            )
+            .route(
+                "/slow",
+                get(|| async { tokio::time::sleep(Duration::from_secs(30)).await }),
+            );
+        let app = crate::layered(api, Router::new(), Duration::from_millis(100));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    #[tokio::test]
+    async fn the_timeouts_and_the_panics_answers_carry_the_id() {
+        let base = serve().await;
+        let client = reqwest::Client::new();
+        // (path, caller's id, status)
+        let cases = [
+            ("/panic", Some("mine-1"), 500),
+            ("/panic", None, 500),
+            ("/slow", Some("mine-2"), 503),
+            ("/slow", None, 503),
+        ];
+        for (path, sent, status) in cases {
+            let mut req = client.get(format!("{base}{path}"));
+            if let Some(id) = sent {
+                req = req.header("x-request-id", id);
+            }
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status().as_u16(), status, "{path}");
+            let id = res.headers().get("x-request-id").expect("an id");
+            let id = id.to_str().unwrap();
+            match sent {
+                Some(sent) => assert_eq!(id, sent, "{path}"),
+                None => assert!(uuid::Uuid::parse_str(id).is_ok(), "{path}: {id}"),
+            }
+        }
+    }
+}
