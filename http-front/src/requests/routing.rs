@@ -67,9 +67,11 @@ impl RoutingRequest {
         let Some(value) = value else {
             return Ok(RoutingRequest::default());
         };
-        if !value.is_object() {
+        let Value::Object(mut map) = value else {
             return Err(AppError::field(field, "must be a JSON object"));
-        }
+        };
+        later_alias_wins(&mut map);
+        let value = Value::Object(map);
         let request: RoutingRequest = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             if path == "." {
@@ -110,6 +112,25 @@ impl RoutingRequest {
     /// The routing of a leg under `target` with these overrides.
     pub fn over(self, target: &Target) -> RoutingData {
         self.apply(RoutingData::from_target(target))
+    }
+}
+
+/// Keeps only the last of a key's aliases, as the seed's clients have
+/// always been answered (serde would refuse the pair as a duplicate).
+fn later_alias_wins(map: &mut serde_json::Map<String, Value>) {
+    const ALIASES: [&[&str]; 2] = [
+        &["queueId", "queue"],
+        &["preferredAgentId", "preferredAgent", "agentUserId"],
+    ];
+    for names in ALIASES {
+        let given: Vec<String> = map
+            .keys()
+            .filter(|k| names.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        for earlier in given.iter().rev().skip(1) {
+            map.shift_remove(earlier);
+        }
     }
 }
 
@@ -332,6 +353,19 @@ mod tests {
             check(&text, base(json!({"preferred_agent": "pat"})));
         }
         check(r#"{"preferredAgentId":null}"#, base(json!({})));
+        // Two aliases of one key: the later one counts.
+        check(
+            r#"{"queue":"a","queueId":"b"}"#,
+            base(json!({"queue": "b"})),
+        );
+        check(
+            r#"{"queueId":"b","queue":"a"}"#,
+            base(json!({"queue": "a"})),
+        );
+        check(
+            r#"{"agentUserId":"pat","preferredAgent":"kim"}"#,
+            base(json!({"preferred_agent": "kim"})),
+        );
         // Lengths count characters: 128 Arabic letters are a queue name.
         let long = "ع".repeat(128);
         check(
