@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::record::ServiceRecord;
 use crate::routing::skills::SkillExpr;
 
 /// Media of the interaction the scenario hands to an agent.
@@ -90,6 +91,26 @@ pub struct AgentReadyThreshold {
     #[serde(with = "duration_secs_or_text")]
     pub eta: Duration,
     pub position: usize,
+}
+
+impl AgentReadyThreshold {
+    /// Whether a queued service at `position` with this `eta` (seconds)
+    /// passes, and why, in GMS's words (`eta <= 60 and position <= 3`).
+    pub fn check(&self, position: usize, eta: Option<u64>) -> (bool, String) {
+        let Some(eta) = eta else {
+            return (true, "eta n/a".to_owned());
+        };
+        let max_eta = self.eta.as_secs();
+        let eta_ok = eta <= max_eta;
+        let position_ok = position <= self.position;
+        let reason = match (eta_ok, position_ok) {
+            (true, true) => format!("eta <= {max_eta} and position <= {}", self.position),
+            (false, true) => format!("eta > {max_eta}"),
+            (true, false) => format!("position > {}", self.position),
+            (false, false) => format!("eta > {max_eta} and position > {}", self.position),
+        };
+        (eta_ok && position_ok, reason)
+    }
 }
 
 impl Default for AgentReadyThreshold {
@@ -399,6 +420,20 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     })
 }
 
+/// The scenario whose `[_video]` makes rooms when a request names none.
+pub const DEFAULT_VIDEO_SCENARIO: &str = "video-immediate";
+
+/// Why no scenario can make a request's rooms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VideoScenarioError {
+    #[error("scenario `{0}` does not exist")]
+    Unknown(String),
+    #[error("scenario `{0}` has no [_video] table and is not a video scenario")]
+    NotVideo(String),
+    #[error("is required: no `{DEFAULT_VIDEO_SCENARIO}` scenario is loaded to make rooms")]
+    NoDefault,
+}
+
 /// All scenarios, by name.
 #[derive(Debug, Clone, Default)]
 pub struct Scenarios {
@@ -421,6 +456,36 @@ impl Scenarios {
 
     pub fn iter(&self) -> impl Iterator<Item = &std::sync::Arc<Scenario>> {
         self.by_name.values()
+    }
+
+    /// The scenario whose `[_video]` makes a service's rooms: the one
+    /// `named` (when not blank), else the video scenario of `record`'s leg,
+    /// else `record`'s own when it is a video scenario, else
+    /// [`DEFAULT_VIDEO_SCENARIO`].
+    pub fn video_for(
+        &self,
+        named: Option<&str>,
+        record: Option<&ServiceRecord>,
+    ) -> Result<std::sync::Arc<Scenario>, VideoScenarioError> {
+        let usable = |s: &&std::sync::Arc<Scenario>| s.video_config().is_some();
+        if let Some(name) = named.map(str::trim).filter(|n| !n.is_empty()) {
+            let s = self
+                .get(name)
+                .ok_or_else(|| VideoScenarioError::Unknown(name.to_owned()))?;
+            if !usable(&s) {
+                return Err(VideoScenarioError::NotVideo(name.to_owned()));
+            }
+            return Ok(s.clone());
+        }
+        let leg = record
+            .and_then(|r| r.video.as_ref())
+            .and_then(|v| self.get(&v.scenario))
+            .filter(usable);
+        let own = record.and_then(|r| self.get(&r.scenario)).filter(usable);
+        leg.or(own)
+            .or_else(|| self.get(DEFAULT_VIDEO_SCENARIO).filter(usable))
+            .cloned()
+            .ok_or(VideoScenarioError::NoDefault)
     }
 
     /// Reads every `*.toml` of `dir`. Refuses a bad file, or two files with one name.

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::record::Party;
-use crate::scenario::{duration_secs_or_text, opt_duration_secs_or_text};
+use crate::scenario::{duration_secs_or_text, opt_duration_secs_or_text, Target};
 
 /// Letters and digits that cannot be mistaken for each other when read
 /// aloud or off a screen: no 0/O, 1/I/L, 2/Z, 5/S, 8/B.
@@ -272,6 +272,12 @@ impl VideoConfig {
         Ok(())
     }
 
+    /// When a room opened at `opened_at` can no longer be joined.
+    pub fn room_expiry(&self, opened_at: DateTime<Utc>) -> DateTime<Utc> {
+        // `validate` keeps room_ttl within a day; the hour is a fallback only.
+        opened_at + chrono::Duration::from_std(self.room_ttl).unwrap_or(chrono::Duration::hours(1))
+    }
+
     /// Whether `code` could have been made by this config (a cheap check
     /// before a lookup).
     pub fn is_code(&self, code: &str) -> bool {
@@ -297,6 +303,20 @@ pub struct RoutingData {
     pub attributes: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_agent: Option<String>,
+}
+
+impl RoutingData {
+    /// A scenario's `_target` as routing data: where a service goes when
+    /// its request brings no routingData of its own.
+    pub fn from_target(target: &Target) -> RoutingData {
+        RoutingData {
+            queue: target.queue.clone(),
+            skills: target.skills.as_ref().map(|s| s.as_str().to_owned()),
+            priority: target.priority,
+            attributes: BTreeMap::new(),
+            preferred_agent: None,
+        }
+    }
 }
 
 /// How the video leg found its agent.
@@ -402,7 +422,50 @@ pub enum RoomEnd {
     ServiceEnded,
 }
 
+/// One side's way into a room: its link and the token that proves the side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomLink {
+    pub url: String,
+    pub token: String,
+}
+
 impl Room {
+    /// A room just opened with `code` under `config`, nobody asked or in it
+    /// yet. `agent` is the agent the agent link was made for, if any: only
+    /// a template link names its agent (a relay link names nobody).
+    pub fn new(
+        config: &VideoConfig,
+        code: String,
+        opened_at: DateTime<Utc>,
+        customer: RoomLink,
+        agent_link: RoomLink,
+        agent: Option<&str>,
+    ) -> Room {
+        let named_agent = match config.provider {
+            ProviderConfig::Template { .. } => agent.map(str::to_owned),
+            ProviderConfig::Relay { .. } => None,
+        };
+        Room {
+            code,
+            provider: config.provider.name().to_owned(),
+            opened_at,
+            expires_at: config.room_expiry(opened_at),
+            customer_url: customer.url,
+            agent_url: agent_link.url,
+            customer_token: customer.token,
+            agent_token: agent_link.token,
+            named_agent,
+            ringing_at: None,
+            accepted_at: None,
+            declined_at: None,
+            answered_by: None,
+            participants: Vec::new(),
+            started_at: None,
+            ended_at: None,
+            end_reason: None,
+        }
+    }
+
     pub fn is_live(&self) -> bool {
         self.ended_at.is_none()
     }

@@ -5,6 +5,8 @@
 //!   check-queue-position, chat, notifications, agents, services, video,
 //!   schedule, push).
 //! - [`form`]: GMS request bodies in multipart, form-urlencoded or JSON.
+//! - `requests`: the bodies with rules, each parsed once into a type.
+//! - `request_id`: the `X-Request-Id` of every request and its span.
 //! - [`wire`]: GMS response shapes.
 //! - [`error`]: the one `AppError`, answered as `{"message", "exception"}`.
 //! - [`outbound`]: the HTTP client the runtime posts httpcb and SMS through.
@@ -17,6 +19,8 @@ pub mod error;
 mod extract;
 pub mod form;
 pub mod outbound;
+mod request_id;
+mod requests;
 mod routes;
 pub mod wire;
 
@@ -77,20 +81,31 @@ const PUSH_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn app(state: Arc<AppState>) -> Router {
+    layered(
+        routes::router(state.clone()),
+        routes::push_router(state),
+        REQUEST_TIMEOUT,
+    )
+}
+
+/// The API (answered 503 after `timeout`) and the push endpoints under the
+/// layers every request passes: panics answered 500, a span, a request id.
+fn layered(api: Router, push: Router, timeout: Duration) -> Router {
     use tower_http::catch_panic::CatchPanicLayer;
-    routes::router(state.clone())
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
-        .merge(routes::push_router(state))
-        .layer(CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                error::AppError::Internal("the request could not be handled".into())
-                    .into_response_owned()
-            },
-        ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+    api.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        timeout,
+    ))
+    .merge(push)
+    .layer(CatchPanicLayer::custom(
+        |_: Box<dyn std::any::Any + Send>| {
+            error::AppError::Internal("the request could not be handled".into())
+                .into_response_owned()
+        },
+    ))
+    .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_id::span))
+    // Outermost: the timeout's and the panic's answers carry the id too.
+    .layer(axum::middleware::from_fn(request_id::layer))
 }
 
 impl error::AppError {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use engine::scenario::Scenarios;
-use engine::video::{JwtConfig, ProviderConfig, Room, VideoConfig};
+use engine::video::{JwtConfig, ProviderConfig, Room, RoomLink, VideoConfig};
 use serde::Serialize;
 
 /// Makes rooms for every scenario; holds the providers' secrets.
@@ -99,8 +99,7 @@ impl RoomMaker {
         now: DateTime<Utc>,
     ) -> Room {
         let code = random_code(config.code_length, &config.code_alphabet);
-        let expires_at =
-            now + chrono::Duration::from_std(config.room_ttl).unwrap_or(chrono::Duration::hours(1));
+        let expires_at = config.room_expiry(now);
         let customer_token = random_token();
         let customer_url = self.link(
             config,
@@ -112,29 +111,15 @@ impl RoomMaker {
             expires_at,
         );
         let (agent_url, agent_token) = self.agent_link(config, &code, agent, now, expires_at);
-        let named_agent = match config.provider {
-            ProviderConfig::Template { .. } => agent.map(str::to_owned),
-            ProviderConfig::Relay { .. } => None,
+        let customer = RoomLink {
+            url: customer_url,
+            token: customer_token,
         };
-        Room {
-            code,
-            provider: config.provider.name().to_owned(),
-            opened_at: now,
-            expires_at,
-            customer_url,
-            agent_url,
-            customer_token,
-            agent_token,
-            named_agent,
-            ringing_at: None,
-            accepted_at: None,
-            declined_at: None,
-            answered_by: None,
-            participants: Vec::new(),
-            started_at: None,
-            ended_at: None,
-            end_reason: None,
-        }
+        let agent_link = RoomLink {
+            url: agent_url,
+            token: agent_token,
+        };
+        Room::new(config, code, now, customer, agent_link, agent)
     }
 
     /// A fresh agent link and token for room `code`, naming `agent` (a

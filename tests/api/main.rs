@@ -10,6 +10,7 @@ mod on_redis;
 mod positions;
 mod queries;
 mod queue_positions;
+mod request_id;
 mod seed_flow;
 mod simulators;
 mod timeouts;

@@ -58,6 +58,7 @@
 //! This assumes no zone changes offset twice within such a ~56 h window
 //! (true of every zone's rules in the tz database since the 1940s).
 
+mod booking;
 mod capacity;
 mod hours;
 mod slots;
@@ -70,6 +71,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenario::{duration_secs_or_text, opt_duration_secs_or_text};
 
+pub use booking::BookingRefused;
 pub use capacity::{Capacity, HourSeats, Seats, MAX_SEATS};
 pub use chrono_tz::Tz;
 pub use hours::{DayHours, WeekHours};

@@ -1,34 +1,18 @@
 //! The agent API: profiles, readiness, and what an agent is handling.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::extract::Path;
 use axum::extract::State;
 use axum::Json;
-use engine::store::{AgentProfile, AgentRecord};
-use serde::Deserialize;
+use engine::store::AgentRecord;
 use serde_json::{json, Value};
 
 use super::check_id;
 use crate::error::AppError;
 use crate::form::JsonBody;
+use crate::requests::agent::AgentBody;
 use crate::AppState;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentBody {
-    name: String,
-    queues: Vec<String>,
-    #[serde(default)]
-    skills: BTreeMap<String, u32>,
-    max_concurrent: u32,
-    /// Gets the calendar invites of booked appointments in the agent's queues.
-    #[serde(default)]
-    email: Option<String>,
-}
-
-const MAX_CONCURRENT: u32 = 100;
 
 /// PUT /api/v1/agents/{agent_id}
 #[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
@@ -38,63 +22,7 @@ pub async fn upsert(
     JsonBody(body): JsonBody<AgentBody>,
 ) -> Result<Json<Value>, AppError> {
     check_id("agent_id", &agent_id)?;
-    if body.name.trim().is_empty() || body.name.chars().count() > 128 {
-        return Err(AppError::field("name", "must be 1 to 128 characters"));
-    }
-    if body.queues.is_empty() {
-        return Err(AppError::field("queues", "must name at least one queue"));
-    }
-    if let Some(bad) = body
-        .queues
-        .iter()
-        .find(|q| q.trim().is_empty() || q.len() > 128)
-    {
-        return Err(AppError::field(
-            "queues",
-            format!("`{bad}` is not a queue name (1 to 128 characters)"),
-        ));
-    }
-    if let Some(bad) = body
-        .skills
-        .keys()
-        .find(|k| engine::routing::skills::SkillExpr::parse(k).is_err() || k.contains(' '))
-    {
-        return Err(AppError::field(
-            "skills",
-            format!("`{bad}` is not a skill name (letters, digits, '_', '.', '-')"),
-        ));
-    }
-    if body.max_concurrent == 0 || body.max_concurrent > MAX_CONCURRENT {
-        return Err(AppError::field(
-            "max_concurrent",
-            format!("must be 1 to {MAX_CONCURRENT}"),
-        ));
-    }
-    let email = body
-        .email
-        .map(|e| e.trim().to_owned())
-        .filter(|e| !e.is_empty());
-    if let Some(e) = &email {
-        let (local, domain) = e.split_once('@').unwrap_or(("", ""));
-        if e.len() > 254
-            || local.is_empty()
-            || !domain.contains('.')
-            || e.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(AppError::field(
-                "email",
-                format!("`{e}` is not an e-mail address"),
-            ));
-        }
-    }
-    let profile = AgentProfile {
-        id: agent_id,
-        name: body.name.trim().to_owned(),
-        queues: body.queues.into_iter().collect::<BTreeSet<_>>(),
-        skills: body.skills,
-        max_concurrent: body.max_concurrent,
-        email,
-    };
+    let profile = body.into_profile(agent_id)?;
     let agent = state.shell.save_agent(profile).await?;
     Ok(Json(view(&state, &agent).await?))
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::routing::{get, post, put};
 use axum::Router;
 
-use crate::error::AppError;
+use crate::requests::fields::check_id;
 use crate::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -122,20 +122,4 @@ pub fn push_router(state: Arc<AppState>) -> Router {
         .route("/api/v1/push/ws", get(push::plain_socket))
         .method_not_allowed_fallback(misc::method_not_allowed)
         .with_state(state)
-}
-
-/// Ids are ours (`<scenario-free uuid>`); anything else is refused before a lookup.
-fn check_id(field: &str, id: &str) -> Result<(), AppError> {
-    if id.is_empty()
-        || id.len() > 128
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(AppError::field(
-            field,
-            "is not a valid id (letters, digits, '-' and '_', at most 128)",
-        ));
-    }
-    Ok(())
 }

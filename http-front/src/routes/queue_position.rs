@@ -55,31 +55,13 @@ pub async fn check(
             )));
         }
         ServiceState::Completed => {
+            let reason = record.reason.map_or("NOT_AVAILABLE", |r| r.gms_name());
             return Err(AppError::Conflict(format!(
-                "service is COMPLETED ({}); it is no longer in a queue",
-                record
-                    .reason
-                    .map(|r| r.gms_name())
-                    .unwrap_or("NOT_AVAILABLE")
-            )))
+                "service is COMPLETED ({reason}); it is no longer in a queue"
+            )));
         }
     };
-    let threshold = &scenario.agent_ready_threshold;
-    let max_eta = threshold.eta.as_secs();
-    let (passed, reason) = match eta {
-        None => (true, "eta n/a".to_owned()),
-        Some(eta) => {
-            let eta_ok = eta <= max_eta;
-            let position_ok = position <= threshold.position;
-            let reason = match (eta_ok, position_ok) {
-                (true, true) => format!("eta <= {max_eta} and position <= {}", threshold.position),
-                (false, true) => format!("eta > {max_eta}"),
-                (true, false) => format!("position > {}", threshold.position),
-                (false, false) => format!("eta > {max_eta} and position > {}", threshold.position),
-            };
-            (eta_ok && position_ok, reason)
-        }
-    };
+    let (passed, reason) = scenario.agent_ready_threshold.check(position, eta);
     Ok(Json(answer(position, eta, waiting, passed, &reason)))
 }
 

@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use engine::machine::Event;
 use engine::record::Booking;
 use engine::scenario::Scenario;
-use engine::schedule::{local_time, utc_time, Schedule, Slot, Tz};
+use engine::schedule::{local_time, utc_time, BookingRefused, Schedule, Slot, Tz};
 use engine::store::StoreError;
 use serde_json::{json, Value};
 
@@ -24,6 +24,8 @@ use super::check_id;
 use crate::error::AppError;
 use crate::extract::{Path, Query};
 use crate::form::GmsForm;
+use crate::requests::callback::Reschedule;
+use crate::requests::fields;
 use crate::AppState;
 use runtime::ShellError;
 
@@ -43,32 +45,13 @@ fn schedule_of(scenario: &Scenario) -> Result<&Schedule, AppError> {
     })
 }
 
-/// A time as GMS clients send it: ISO 8601 with a zone, or without one (UTC).
-/// Years outside 1970..=9999 are refused: nobody books them, and chrono's
-/// extended years would overflow the arithmetic that follows.
-pub(super) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    use chrono::Datelike;
-    let t = match DateTime::parse_from_rfc3339(text) {
-        Ok(t) => t.with_timezone(&Utc),
-        Err(_) => chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-            .ok()?
-            .and_utc(),
-    };
-    (1970..=9999).contains(&t.year()).then_some(t)
-}
-
 fn time_param(
     params: &HashMap<String, String>,
     name: &str,
 ) -> Result<Option<DateTime<Utc>>, AppError> {
     match params.get(name).map(|s| s.trim()) {
         None | Some("") => Ok(None),
-        Some(text) => parse_time(text).map(Some).ok_or_else(|| {
-            AppError::field(
-                name,
-                format!("`{text}` is not an ISO-8601 time such as 2026-11-23T14:00:00.000Z"),
-            )
-        }),
+        Some(text) => fields::time(name, text, "time such as 2026-11-23T14:00:00.000Z").map(Some),
     }
 }
 
@@ -96,12 +79,7 @@ fn count_param(
 fn zone_param(params: &HashMap<String, String>, name: &str) -> Result<Option<Tz>, AppError> {
     match params.get(name).map(|s| s.trim()) {
         None | Some("") => Ok(None),
-        Some(text) => text.parse::<Tz>().map(Some).map_err(|_| {
-            AppError::field(
-                name,
-                format!("`{text}` is not an IANA time zone such as Europe/London"),
-            )
-        }),
+        Some(text) => fields::zone(name, text).map(Some),
     }
 }
 
@@ -307,10 +285,10 @@ async fn unavailable(
     }
 }
 
-/// What a booking asks for, checked against the schedule: the slot holding
-/// `t`, bookable now. The seat itself is taken by the store's write.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn booking_for(
+/// The booking of the slot holding `t` (the engine's rules), or the 409
+/// naming `field` with the nearest open slots. The seat itself is taken by
+/// the store's write.
+pub(super) async fn book(
     state: &AppState,
     scenario: &Scenario,
     schedule: &Schedule,
@@ -318,59 +296,19 @@ pub(super) async fn booking_for(
     t: DateTime<Utc>,
     zone: Tz,
     service_id: &str,
-    base_url: &str,
 ) -> Result<Booking, AppError> {
     let now = state.shell.now();
-    let Some(slot) = schedule.slot_at(t) else {
-        return Err(unavailable(
-            state,
-            scenario,
-            schedule,
-            field,
-            t,
-            zone,
-            "is not in an open slot",
-        )
-        .await);
-    };
-    let (earliest, latest) = schedule.bookable(now);
-    if slot.start < earliest {
-        return Err(unavailable(
-            state,
-            scenario,
-            schedule,
-            field,
-            t,
-            zone,
-            "is too soon to book",
-        )
-        .await);
+    match schedule.book(t, now, zone, service_id, &state.link_base) {
+        Ok(booking) => Ok(booking),
+        Err(refused) => {
+            let why = match refused {
+                BookingRefused::Closed => "is not in an open slot",
+                BookingRefused::TooSoon => "is too soon to book",
+                BookingRefused::TooFar => "is beyond the booking horizon",
+            };
+            Err(unavailable(state, scenario, schedule, field, t, zone, why).await)
+        }
     }
-    if slot.start > latest {
-        return Err(unavailable(
-            state,
-            scenario,
-            schedule,
-            field,
-            t,
-            zone,
-            "is beyond the booking horizon",
-        )
-        .await);
-    }
-    // The link goes out in e-mails: its base is the configured public URL
-    // (or the listen address), never a request's Host header.
-    let join_url = schedule.render_join_url(base_url, service_id);
-    Ok(Booking {
-        slot: slot.start,
-        slot_end: slot.end,
-        seats: slot.seats,
-        sequence: 0,
-        enter_queue_at: slot.start - schedule.enter_queue(),
-        reminder_at: schedule.reminder().map(|r| slot.start - r),
-        join_url,
-        timezone: zone.name().to_owned(),
-    })
 }
 
 /// Maps a lost race for the last seat to the 409 with the nearest slots.
@@ -390,19 +328,6 @@ pub(super) async fn refused_seat(
     }
 }
 
-/// The customer's zone for showing times: `_timezone`, else the schedule's.
-pub(super) fn customer_zone(form: &GmsForm, schedule: &Schedule) -> Result<Tz, AppError> {
-    match form.get("_timezone").map(str::trim) {
-        None | Some("") => Ok(schedule.timezone),
-        Some(text) => text.parse::<Tz>().map_err(|_| {
-            AppError::field(
-                "_timezone",
-                format!("`{text}` is not an IANA time zone such as Europe/London"),
-            )
-        }),
-    }
-}
-
 /// PUT /genesys/1/service/callback/{scenario}/{id} with `_new_desired_time`:
 /// moves a SCHEDULED service to another time (and another slot: the old
 /// seat is freed and the new one taken in the same write).
@@ -414,18 +339,9 @@ pub async fn reschedule(
 ) -> Result<Json<Value>, AppError> {
     let scenario = state.shell.scenario(&scenario)?.clone();
     check_id("id", &id)?;
-    let text = form.require("_new_desired_time")?.trim().to_owned();
+    let request = Reschedule::parse(&form, &scenario)?;
     let now = state.shell.now();
-    let desired = if text.eq_ignore_ascii_case("now") {
-        now
-    } else {
-        parse_time(&text).ok_or_else(|| {
-            AppError::field(
-                "_new_desired_time",
-                format!("`{text}` is not an ISO-8601 time such as 2026-11-23T14:00:00.000Z"),
-            )
-        })?
-    };
+    let desired = request.desired_time.unwrap_or(now);
     let record = state.shell.get(&id).await?;
     if record.scenario != scenario.name {
         return Err(AppError::NotFound(format!(
@@ -433,69 +349,36 @@ pub async fn reschedule(
             scenario.name
         )));
     }
-    // The zone the customer sees times in, for the answer and a refusal.
-    let mut shown = None;
-    let event = match &scenario.schedule {
-        None => Event::Reschedule {
+    let Some(schedule) = &scenario.schedule else {
+        let event = Event::Reschedule {
             desired_time: desired.max(now),
             booking: None,
-        },
-        Some(schedule) => {
-            let zone = match form.get("_timezone") {
-                Some(_) => customer_zone(&form, schedule)?,
-                None => record
-                    .booking
-                    .as_ref()
-                    .and_then(|b| b.timezone.parse::<Tz>().ok())
-                    .unwrap_or(schedule.timezone),
-            };
-            shown = Some(zone);
-            let base = state.link_base.clone();
-            let booking = booking_for(
-                &state,
-                &scenario,
-                schedule,
-                "_new_desired_time",
-                desired,
-                zone,
-                &id,
-                &base,
-            )
-            .await?;
-            let booking = Booking {
-                // The link the customer already has stays valid.
-                join_url: record
-                    .booking
-                    .as_ref()
-                    .and_then(|b| b.join_url.clone())
-                    .or(booking.join_url),
-                ..booking
-            };
-            Event::Reschedule {
-                desired_time: booking.slot,
-                booking: Some(booking),
-            }
-        }
+        };
+        let record = state.shell.transition(&id, &event).await?;
+        return Ok(Json(rescheduled(&record)));
     };
-    let record = match state.shell.transition(&id, &event).await {
-        Ok(r) => r,
-        Err(e) => {
-            return Err(match &scenario.schedule {
-                Some(schedule) => {
-                    let zone = shown.unwrap_or(schedule.timezone);
-                    refused_seat(&state, &scenario, schedule, "_new_desired_time", e, zone).await
-                }
-                None => e.into(),
-            })
-        }
+    let zone = schedule.zone_for(request.zone, record.booking.as_ref());
+    let field = "_new_desired_time";
+    let booking = book(&state, &scenario, schedule, field, desired, zone, &id).await?;
+    let booking = booking.moved_from(record.booking.as_ref());
+    let event = Event::Reschedule {
+        desired_time: booking.slot,
+        booking: Some(booking),
     };
-    Ok(Json(booking_answer(
-        &record,
+    match state.shell.transition(&id, &event).await {
+        Ok(record) => Ok(Json(rescheduled(&record))),
+        Err(e) => Err(refused_seat(&state, &scenario, schedule, field, e, zone).await),
+    }
+}
+
+fn rescheduled(record: &engine::record::ServiceRecord) -> Value {
+    booking_answer(
+        record,
         json!({
             "_id": record.id,
             "_callback_state": record.state.gms_name(),
         }),
-    )))
+    )
 }
 
 /// Adds the booking's fields to an answer.

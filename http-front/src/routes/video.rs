@@ -14,198 +14,41 @@
 //! Room requests prove their side with the room token from the links and
 //! notifications: `?token=…` or `Authorization: Bearer …`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::Json;
 use engine::machine::Event;
 use engine::record::{Party, ServiceRecord};
 use engine::scenario::Scenario;
-use engine::video::{looks_like_code, ProviderConfig, Room, RoutingData};
+use engine::video::{looks_like_code, ProviderConfig, Room};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::check_id;
 use crate::error::AppError;
-use crate::extract::{Path, Query};
+use crate::extract::Path;
 use crate::form::{GmsForm, JsonBody};
+use crate::requests::callback::conversation_id;
+use crate::requests::room::RoomToken;
+use crate::requests::routing::RoutingRequest;
 use crate::AppState;
 
-/// The scenario whose `[_video]` makes rooms when a request names none.
-pub const DEFAULT_VIDEO_SCENARIO: &str = "video-immediate";
-
-/// Parses the seed's `routingData` (`queueId`, `skills`, `priority`,
-/// `attributes`, `preferredAgentId`), defaulting to the scenario's target.
-/// `field` names the request field in errors.
-pub fn routing_data(
-    text: Option<&str>,
-    scenario: &Scenario,
-    field: &str,
-) -> Result<RoutingData, AppError> {
-    let mut routing = RoutingData {
-        queue: scenario.target.queue.clone(),
-        skills: scenario
-            .target
-            .skills
-            .as_ref()
-            .map(|s| s.as_str().to_owned()),
-        priority: scenario.target.priority,
-        attributes: BTreeMap::new(),
-        preferred_agent: None,
-    };
-    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
-        return Ok(routing);
-    };
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| AppError::field(field, format!("is not a JSON object: {e}")))?;
-    let Value::Object(map) = value else {
-        return Err(AppError::field(field, "must be a JSON object"));
-    };
-    let key = |k: &str| format!("{field}.{k}");
-    for (k, v) in map {
-        match k.as_str() {
-            "queueId" | "queue" => {
-                let q = v
-                    .as_str()
-                    .map(str::trim)
-                    .filter(|q| !q.is_empty() && q.len() <= 128)
-                    .ok_or_else(|| {
-                        AppError::field(&key(&k), "must be a queue name (1 to 128 characters)")
-                    })?;
-                routing.queue = q.to_owned();
-            }
-            "skills" => {
-                let expr = match &v {
-                    Value::String(s) => s.trim().to_owned(),
-                    Value::Array(list) => {
-                        let names: Option<Vec<&str>> = list.iter().map(Value::as_str).collect();
-                        names
-                            .ok_or_else(|| AppError::field(&key(&k), "must be skill names"))?
-                            .join(" & ")
-                    }
-                    Value::Null => String::new(),
-                    _ => {
-                        return Err(AppError::field(
-                            &key(&k),
-                            "must be a list of skill names or a skill expression",
-                        ))
-                    }
-                };
-                if expr.is_empty() {
-                    routing.skills = None;
-                } else {
-                    engine::routing::skills::SkillExpr::parse(&expr)
-                        .map_err(|e| AppError::field(&key(&k), e))?;
-                    routing.skills = Some(expr);
-                }
-            }
-            "priority" => {
-                routing.priority = v
-                    .as_i64()
-                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                    .filter(|p| (-1_000_000..=1_000_000).contains(p))
-                    .ok_or_else(|| {
-                        AppError::field(&key(&k), "must be a whole number from -1000000 to 1000000")
-                    })? as i32;
-            }
-            "attributes" => {
-                let Value::Object(attrs) = v else {
-                    return Err(AppError::field(
-                        &key(&k),
-                        "must be an object of names to values",
-                    ));
-                };
-                if attrs.len() > 50 {
-                    return Err(AppError::field(&key(&k), "has more than 50 attributes"));
-                }
-                for (name, value) in attrs {
-                    let text = match value {
-                        Value::String(s) => s,
-                        Value::Number(n) => n.to_string(),
-                        Value::Bool(b) => b.to_string(),
-                        _ => {
-                            return Err(AppError::field(
-                                &format!("{field}.attributes.{name}"),
-                                "must be a string, number or boolean",
-                            ))
-                        }
-                    };
-                    if name.is_empty() || name.len() > 128 || text.len() > 1024 {
-                        return Err(AppError::field(
-                            &format!("{field}.attributes.{name}"),
-                            "names are 1 to 128 characters, values at most 1024",
-                        ));
-                    }
-                    routing.attributes.insert(name, text);
-                }
-            }
-            "preferredAgentId" | "preferredAgent" | "agentUserId" => match v {
-                Value::Null => routing.preferred_agent = None,
-                Value::String(a) => {
-                    check_id(&key(&k), &a)?;
-                    routing.preferred_agent = Some(a);
-                }
-                _ => return Err(AppError::field(&key(&k), "must be an agent id")),
-            },
-            other => {
-                return Err(AppError::field(
-                    &key(other),
-                    "is not one of queueId, skills, priority, attributes, preferredAgentId",
-                ))
-            }
-        }
-    }
-    Ok(routing)
-}
-
-/// The scenario whose rooms a request uses: the one it names, else
-/// `video-immediate`, else the service's own when it is a video scenario.
-pub fn video_scenario(
+/// The scenario whose rooms a request uses (see [`Scenarios::video_for`]);
+/// `field` names the request field that may name it.
+///
+/// [`Scenarios::video_for`]: engine::scenario::Scenarios::video_for
+fn video_scenario(
     state: &AppState,
     named: Option<&str>,
     field: &str,
-    record: Option<&ServiceRecord>,
+    record: &ServiceRecord,
 ) -> Result<Arc<Scenario>, AppError> {
-    let shell = &state.shell;
-    let usable = |s: &Arc<Scenario>| s.video_config().is_some();
-    if let Some(name) = named.map(str::trim).filter(|n| !n.is_empty()) {
-        let s = shell
-            .scenarios()
-            .get(name)
-            .ok_or_else(|| AppError::field(field, format!("scenario `{name}` does not exist")))?;
-        if !usable(s) {
-            return Err(AppError::field(
-                field,
-                format!("scenario `{name}` has no [_video] table and is not a video scenario"),
-            ));
-        }
-        return Ok(s.clone());
-    }
-    let own = record
-        .and_then(|r| shell.scenarios().get(&r.scenario))
-        .filter(|s| usable(s));
-    let leg = record
-        .and_then(|r| r.video.as_ref())
-        .and_then(|v| shell.scenarios().get(&v.scenario))
-        .filter(|s| usable(s));
-    leg.or(own)
-        .or_else(|| {
-            shell
-                .scenarios()
-                .get(DEFAULT_VIDEO_SCENARIO)
-                .filter(|s| usable(s))
-        })
-        .cloned()
-        .ok_or_else(|| {
-            AppError::field(
-                field,
-                format!(
-                    "is required: no `{DEFAULT_VIDEO_SCENARIO}` scenario is loaded to make rooms"
-                ),
-            )
-        })
+    state
+        .shell
+        .scenarios()
+        .video_for(named, Some(record))
+        .map_err(|e| AppError::field(field, e))
 }
 
 /// What a customer sees of a service's video: the GMS-style answer of
@@ -269,13 +112,10 @@ pub async fn start_by_customer(
 ) -> Result<Json<Value>, AppError> {
     check_id("id", &id)?;
     let record = state.shell.get(&id).await?;
-    let video = video_scenario(
-        &state,
-        form.get("_video_scenario"),
-        "_video_scenario",
-        Some(&record),
-    )?;
-    let routing = routing_data(form.get("routingData"), &video, "routingData")?;
+    let named = form.get("_video_scenario");
+    let video = video_scenario(&state, named, "_video_scenario", &record)?;
+    let routing =
+        RoutingRequest::from_text("routingData", form.get("routingData"))?.over(&video.target);
     let conversation = conversation_id(&form)?;
     let record = state
         .shell
@@ -299,17 +139,6 @@ pub async fn show_to_customer(
         )));
     }
     Ok(Json(customer_view(&state, &record)))
-}
-
-pub fn conversation_id(form: &GmsForm) -> Result<Option<String>, AppError> {
-    match form.get("conversationId").map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(c) if c.len() > 128 || c.chars().any(char::is_control) => Err(AppError::field(
-            "conversationId",
-            "must be at most 128 printable characters",
-        )),
-        Some(c) => Ok(Some(c.to_owned())),
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -374,9 +203,8 @@ pub async fn start_by_agent(
         let record = state.shell.open_room(&id).await?;
         return Ok(Json(agent_view(&state, &record)));
     }
-    let video = video_scenario(&state, body.scenario.as_deref(), "scenario", Some(&record))?;
-    let text = body.routing_data.as_ref().map(Value::to_string);
-    let routing = routing_data(text.as_deref(), &video, "routingData")?;
+    let video = video_scenario(&state, body.scenario.as_deref(), "scenario", &record)?;
+    let routing = RoutingRequest::from_value("routingData", body.routing_data)?.over(&video.target);
     let record = state
         .shell
         .start_video(record, Party::Agent, &video, routing, None)
@@ -386,33 +214,16 @@ pub async fn start_by_agent(
 
 // ---- the room API --------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
-pub struct TokenQuery {
-    token: Option<String>,
-}
-
 /// The room with `code` and the side `token` proves.
 async fn room_and_party(
     state: &AppState,
     code: &str,
-    query: &TokenQuery,
-    headers: &HeaderMap,
+    token: RoomToken,
 ) -> Result<(ServiceRecord, Party), AppError> {
     if !looks_like_code(code) {
         return Err(AppError::field("code", "is not a room code"));
     }
-    let token = query
-        .token
-        .clone()
-        .or_else(|| {
-            headers
-                .get(axum::http::header::AUTHORIZATION)
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .map(|t| t.trim().to_owned())
-        })
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| AppError::missing("token"))?;
+    let token = token.require()?;
     let missing = || AppError::NotFound(format!("room `{code}` does not exist"));
     let id = state
         .shell
@@ -487,10 +298,9 @@ fn room_view(state: &AppState, record: &ServiceRecord, party: Party) -> Value {
 pub async fn show_room(
     State(state): State<Arc<AppState>>,
     Path(code): Path<String>,
-    Query(query): Query<TokenQuery>,
-    headers: HeaderMap,
+    token: RoomToken,
 ) -> Result<Json<Value>, AppError> {
-    let (record, party) = room_and_party(&state, &code, &query, &headers).await?;
+    let (record, party) = room_and_party(&state, &code, token).await?;
     Ok(Json(room_view(&state, &record, party)))
 }
 
@@ -499,8 +309,7 @@ pub async fn show_room(
 pub async fn room_action(
     State(state): State<Arc<AppState>>,
     Path((code, action)): Path<(String, String)>,
-    Query(query): Query<TokenQuery>,
-    headers: HeaderMap,
+    token: RoomToken,
 ) -> Result<Json<Value>, AppError> {
     let event: fn(Party) -> Event = match action.as_str() {
         "accept" => |by| Event::RoomAnswered { by, accept: true },
@@ -513,7 +322,7 @@ pub async fn room_action(
             )))
         }
     };
-    let (record, party) = room_and_party(&state, &code, &query, &headers).await?;
+    let (record, party) = room_and_party(&state, &code, token).await?;
     let record = state.shell.transition_on(record, &event(party)).await?;
     Ok(Json(room_view(&state, &record, party)))
 }
@@ -537,8 +346,7 @@ pub struct SignalBody {
 pub async fn signal(
     State(state): State<Arc<AppState>>,
     Path(code): Path<String>,
-    Query(query): Query<TokenQuery>,
-    headers: HeaderMap,
+    token: RoomToken,
     JsonBody(body): JsonBody<SignalBody>,
 ) -> Result<Json<Value>, AppError> {
     let signal = match body.kind.as_str() {
@@ -564,7 +372,7 @@ pub async fn signal(
             ))
         }
     };
-    let (record, party) = room_and_party(&state, &code, &query, &headers).await?;
+    let (record, party) = room_and_party(&state, &code, token).await?;
     let event = Event::RoomSignal {
         from: party,
         signal,
@@ -587,11 +395,10 @@ pub struct SurveyBody {
 pub async fn survey(
     State(state): State<Arc<AppState>>,
     Path(code): Path<String>,
-    Query(query): Query<TokenQuery>,
-    headers: HeaderMap,
+    token: RoomToken,
     JsonBody(body): JsonBody<SurveyBody>,
 ) -> Result<Json<Value>, AppError> {
-    let (record, party) = room_and_party(&state, &code, &query, &headers).await?;
+    let (record, party) = room_and_party(&state, &code, token).await?;
     if party != Party::Client {
         return Err(AppError::Forbidden(
             "token: only the customer answers the survey".into(),

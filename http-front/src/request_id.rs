@@ -1,0 +1,108 @@
+//! Every request's id: in its tracing span (so each log line of a request
+//! can be found by it) and in the `X-Request-Id` answer header (so a caller
+//! can quote it). A caller's own id is kept when it is 1 to 128 visible
+//! ASCII characters; anything else is replaced by a fresh UUID v4.
+//!
+//! The layer is the outermost, so the answers of the timeout and panic
+//! layers inside it carry the header too.
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Span;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest caller id kept.
+const MAX_LEN: usize = 128;
+
+/// Whether a caller's id is kept: 1 to 128 visible ASCII characters.
+fn acceptable(id: &HeaderValue) -> bool {
+    let bytes = id.as_bytes();
+    (1..=MAX_LEN).contains(&bytes.len()) && bytes.iter().all(u8::is_ascii_graphic)
+}
+
+/// The middleware: settles the id before the inner layers see the request
+/// (the trace layer puts it in the span), and echoes it on the answer.
+pub async fn layer(mut req: Request, next: Next) -> Response {
+    let id = match req.headers().get(&X_REQUEST_ID) {
+        Some(id) if acceptable(id) => id.clone(),
+        _ => HeaderValue::try_from(uuid::Uuid::new_v4().to_string())
+            .expect("a UUID is a valid header value"),
+    };
+    req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+    let mut res = next.run(req).await;
+    res.headers_mut().insert(X_REQUEST_ID.clone(), id);
+    res
+}
+
+/// The span of one request, as tower-http's default with the request id.
+pub fn span(req: &Request) -> Span {
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        uri = %req.uri(),
+        version = ?req.version(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::routing::get;
+    use axum::Router;
+
+    /// A server with the real layers around routes that panic and that
+    /// outlive a 100 ms timeout.
+    async fn serve() -> String {
+        let api = Router::new()
+            .route(
+                "/panic",
+                get(|| async { panic!("a handler's bug") as &'static str }),
+            )
+            .route(
+                "/slow",
+                get(|| async { tokio::time::sleep(Duration::from_secs(30)).await }),
+            );
+        let app = crate::layered(api, Router::new(), Duration::from_millis(100));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    #[tokio::test]
+    async fn the_timeouts_and_the_panics_answers_carry_the_id() {
+        let base = serve().await;
+        let client = reqwest::Client::new();
+        // (path, caller's id, status)
+        let cases = [
+            ("/panic", Some("mine-1"), 500),
+            ("/panic", None, 500),
+            ("/slow", Some("mine-2"), 503),
+            ("/slow", None, 503),
+        ];
+        for (path, sent, status) in cases {
+            let mut req = client.get(format!("{base}{path}"));
+            if let Some(id) = sent {
+                req = req.header("x-request-id", id);
+            }
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status().as_u16(), status, "{path}");
+            let id = res.headers().get("x-request-id").expect("an id");
+            let id = id.to_str().unwrap();
+            match sent {
+                Some(sent) => assert_eq!(id, sent, "{path}"),
+                None => assert!(uuid::Uuid::parse_str(id).is_ok(), "{path}: {id}"),
+            }
+        }
+    }
+}
