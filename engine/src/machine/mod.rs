@@ -938,33 +938,29 @@ pub struct Applied {
 
 /// Creates a service: leaves `fresh` for `scheduled` (running its entry
 /// actions), and enters the queue at once when the desired time has come.
+/// The queue ticket that routes by `routing`, holding its place from `since`.
+pub(crate) fn ticket_for(routing: &RoutingData, since: DateTime<Utc>) -> QueueTicket {
+    QueueTicket {
+        queue: routing.queue.clone(),
+        skills: routing.skills.clone(),
+        priority: routing.priority,
+        since,
+        preferred_agent: routing.preferred_agent.clone(),
+    }
+}
+
 pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> Applied {
     let desired_time = new.desired_time.unwrap_or(now);
     let since = desired_time.max(now);
     // A video leg brings its own routingData; else the scenario's target.
-    let ticket = match &new.video {
-        Some(leg) => QueueTicket {
-            queue: leg.routing.queue.clone(),
-            skills: leg.routing.skills.clone(),
-            priority: leg.routing.priority,
-            since,
-            preferred_agent: new
-                .preferred_agent
-                .clone()
-                .or_else(|| leg.routing.preferred_agent.clone()),
-        },
-        None => QueueTicket {
-            queue: scenario.target.queue.clone(),
-            skills: scenario
-                .target
-                .skills
-                .as_ref()
-                .map(|s| s.as_str().to_owned()),
-            priority: scenario.target.priority,
-            since,
-            preferred_agent: new.preferred_agent.clone(),
-        },
+    let routing = match &new.video {
+        Some(leg) => leg.routing.clone(),
+        None => RoutingData::from_target(&scenario.target),
     };
+    let mut ticket = ticket_for(&routing, since);
+    if new.preferred_agent.is_some() {
+        ticket.preferred_agent = new.preferred_agent.clone();
+    }
     let mut rec = ServiceRecord {
         schema: RECORD_SCHEMA_PLAIN,
         version: 0,

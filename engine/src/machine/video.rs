@@ -70,13 +70,7 @@ impl Service {
 
     /// The queue ticket becomes the video's routingData.
     pub(super) fn retarget(&mut self, routing: &RoutingData, since: DateTime<Utc>) {
-        self.rec.ticket = QueueTicket {
-            queue: routing.queue.clone(),
-            skills: routing.skills.clone(),
-            priority: routing.priority,
-            since,
-            preferred_agent: routing.preferred_agent.clone(),
-        };
+        self.rec.ticket = super::ticket_for(routing, since);
     }
 
     /// Entering `connected` with a video leg: the new agent takes it.
