@@ -1,5 +1,5 @@
 //! Key names: every key and channel the Rust side reads or writes is built
-//! here, so the layout (ARCHITECTURE.md, "Redis key layout") can be checked
+//! here, so the layout (docs/storage.md, "Redis key layout") can be checked
 //! against one file.
 //!
 //! Every name starts with the prefix `{<namespace>}:`. The braces are the
@@ -174,7 +174,7 @@ pub(crate) fn state_name(s: ServiceState) -> &'static str {
 mod tests {
     use super::*;
 
-    /// The names as ARCHITECTURE.md's key table and the scripts spell them.
+    /// The names as docs/storage.md's key table and the scripts spell them.
     #[test]
     fn keys_follow_the_documented_layout() {
         let k = Keys::new("ns");

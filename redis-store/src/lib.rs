@@ -23,7 +23,7 @@
 //! - [`testing`] (feature `testing`): throw-away `redis-server` processes
 //!   (one server, or a cluster) on free ports for tests.
 //!
-//! The key layout is in ARCHITECTURE.md ("Redis key layout"). In short,
+//! The key layout is in docs/storage.md ("Redis key layout"). In short,
 //! every key starts with `{<namespace>}:`, so one deployment's data shares a
 //! hash slot and each script stays in one slot on Redis Cluster.
 

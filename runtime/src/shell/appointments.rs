@@ -11,7 +11,7 @@ impl Shell {
     /// Tells the customer and the agents about a booked appointment, as the
     /// scenario's `_schedule.notifications` say. Sent in the background:
     /// SMTP must not hold up the request. A node that dies between the write
-    /// and the send loses that message (see ARCHITECTURE, "Bookings").
+    /// and the send loses that message (see docs/bookings.md).
     pub(super) async fn appointment(
         &self,
         record: &ServiceRecord,
