@@ -7,7 +7,7 @@
 //! availability answered here is advice, and a booking can still lose the
 //! race for the last seat: it is answered 409 with the nearest open slots.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -120,7 +120,7 @@ async fn open_slots(
     if from >= to {
         return Ok(Vec::new());
     }
-    let taken = seats_taken(state, &scenario.name, from, to).await?;
+    let taken = state.shell.seats_taken(&scenario.name, from, to).await?;
     Ok(schedule
         .slots(from, to)
         .into_iter()
@@ -131,15 +131,6 @@ async fn open_slots(
                 .saturating_sub(taken.get(&slot.start).copied().unwrap_or(0)),
         })
         .collect())
-}
-
-async fn seats_taken(
-    state: &AppState,
-    scenario: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<BTreeMap<DateTime<Utc>, u32>, AppError> {
-    Ok(state.shell.seats_taken(scenario, from, to).await?)
 }
 
 /// GET /genesys/1/service/callback/{scenario}/availability
