@@ -26,7 +26,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use crate::machine::{self, Applied, Effect, Event, NewService, TransitionError};
 use crate::record::{CallbackReason, Party, ServiceRecord, ServiceState, TimerKind};
 use crate::scenario::{Scenario, ScenarioError};
-use crate::video::{Room, RoutingData, VideoLeg};
+use crate::video::{ProviderConfig, Room, RoomLink, RoutingData, VideoConfig, VideoLeg};
 
 /// The service id of GMS's own example.
 pub const ID: &str = "369-166652d2-aed6-443c-9781-6bdff370f9a9";
@@ -315,25 +315,28 @@ pub fn agent_url(code: &str) -> String {
 /// A fresh room of this provider opened at second `opened`, its code good
 /// for [`ROOM_TTL`].
 pub fn room_with(code: &str, provider: &str, opened: i64) -> Room {
-    Room {
-        named_agent: None,
-        code: code.to_owned(),
-        provider: provider.to_owned(),
-        opened_at: secs(opened),
-        expires_at: secs(opened + ROOM_TTL),
-        customer_url: customer_url(code),
-        agent_url: agent_url(code),
-        customer_token: format!("cust-{code}"),
-        agent_token: format!("agent-{code}"),
-        ringing_at: None,
-        accepted_at: None,
-        declined_at: None,
-        answered_by: None,
-        participants: Vec::new(),
-        started_at: None,
-        ended_at: None,
-        end_reason: None,
-    }
+    let provider = match provider {
+        "relay" => ProviderConfig::default(),
+        "template" => ProviderConfig::Template {
+            url: "https://meet.example/{room}".to_owned(),
+            jwt: None,
+        },
+        other => panic!("no provider {other:?}: relay or template"),
+    };
+    let config = VideoConfig {
+        provider,
+        room_ttl: std::time::Duration::from_secs(ROOM_TTL as u64),
+        ..VideoConfig::default()
+    };
+    let link = |url: String, token: String| RoomLink { url, token };
+    Room::new(
+        &config,
+        code.to_owned(),
+        secs(opened),
+        link(customer_url(code), format!("cust-{code}")),
+        link(agent_url(code), format!("agent-{code}")),
+        None,
+    )
 }
 
 /// A fresh relay room opened at second `opened`.

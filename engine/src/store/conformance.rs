@@ -26,7 +26,7 @@ use crate::store::{
     AgentKey, AgentProfile, AgentRecord, DueTimer, IdempotencyClaim, IndexKey, QueueEntry, Quota,
     QuotaVerdict, Store, StoreError,
 };
-use crate::video::{Room, RoutingData, VideoLeg};
+use crate::video::{Room, RoomLink, RoutingData, VideoConfig, VideoLeg};
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap()
@@ -1192,25 +1192,19 @@ pub async fn racing_bookings_take_exactly_the_seats_left(store: &dyn Store, _clo
 
 /// A live room with `code`, opened at `at`, its code good for an hour.
 fn room(code: &str, at: DateTime<Utc>) -> Room {
-    Room {
-        named_agent: None,
-        code: code.to_owned(),
-        provider: "relay".into(),
-        opened_at: at,
-        expires_at: at + Duration::hours(1),
-        customer_url: format!("https://video.test/room/{code}?token=c-{code}"),
-        agent_url: format!("https://video.test/room/{code}?token=a-{code}"),
-        customer_token: format!("c-{code}"),
-        agent_token: format!("a-{code}"),
-        ringing_at: None,
-        accepted_at: None,
-        declined_at: None,
-        answered_by: None,
-        participants: Vec::new(),
-        started_at: None,
-        ended_at: None,
-        end_reason: None,
-    }
+    let link = |side: &str| RoomLink {
+        url: format!("https://video.test/room/{code}?token={side}-{code}"),
+        token: format!("{side}-{code}"),
+    };
+    // The default `[_video]`: relay rooms whose code is good for an hour.
+    Room::new(
+        &VideoConfig::default(),
+        code.to_owned(),
+        at,
+        link("c"),
+        link("a"),
+        None,
+    )
 }
 
 /// A video leg routed to "support", with one live room `code` and no agent yet.
