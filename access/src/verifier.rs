@@ -93,6 +93,24 @@ impl Verifier {
         }
     }
 
+    /// The verdict on `presented` if it is remembered, so a caller on an
+    /// async runtime knows whether [`Verifier::check`] will run the slow
+    /// hash (and can move it off the runtime's threads).
+    pub fn remembered(&self, presented: &Presented) -> Option<Result<Principal, AuthError>> {
+        let Presented::File { name, secret } = presented else {
+            return None;
+        };
+        let cred = self.credentials.by_name.get(name)?;
+        let verdicts = self.verdicts.lock().expect("verdicts");
+        let (verdict, at) = verdicts.get(&fingerprint(name, secret, &cred.secret_hash))?;
+        (at.elapsed() < VERDICT_TTL).then(|| verdict.clone())
+    }
+
+    /// Whether checking `presented` is fast (no password hash to run).
+    pub fn is_quick(&self, presented: &Presented) -> bool {
+        !matches!(presented, Presented::File { .. }) || self.remembered(presented).is_some()
+    }
+
     fn check_file(&self, name: &str, secret: &str) -> Result<Principal, AuthError> {
         let Some(cred) = self.credentials.by_name.get(name) else {
             // An unknown name costs what a wrong secret costs, so timing
@@ -100,9 +118,9 @@ impl Verifier {
             let _ = Argon2::default().verify_password(secret.as_bytes(), &dummy_hash());
             return Err(AuthError::Refused);
         };
-        let fingerprint = sha256_hex(&format!("{name}\u{0}{secret}\u{0}{}", cred.secret_hash));
+        let key = fingerprint(name, secret, &cred.secret_hash);
         let now = Instant::now();
-        if let Some((verdict, at)) = self.verdicts.lock().expect("verdicts").get(&fingerprint) {
+        if let Some((verdict, at)) = self.verdicts.lock().expect("verdicts").get(&key) {
             if now.duration_since(*at) < VERDICT_TTL {
                 return verdict.clone();
             }
@@ -129,9 +147,15 @@ impl Verifier {
                 verdicts.clear();
             }
         }
-        verdicts.insert(fingerprint, (verdict.clone(), now));
+        verdicts.insert(key, (verdict.clone(), now));
         verdict
     }
+}
+
+/// What a verdict is remembered under: a hash of what was presented and of
+/// the hash it was checked against, never the secret itself.
+fn fingerprint(name: &str, secret: &str, secret_hash: &str) -> String {
+    sha256_hex(&format!("{name}\u{0}{secret}\u{0}{secret_hash}"))
 }
 
 fn dummy_hash() -> PasswordHash<'static> {

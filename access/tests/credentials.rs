@@ -311,3 +311,23 @@ fn a_token_cannot_choose_its_algorithm() {
         Err(AuthError::BadToken(_))
     ));
 }
+
+/// A caller on an async runtime can tell whether a check runs the slow hash.
+#[test]
+fn a_check_says_whether_it_is_quick() {
+    let verifier = Verifier::new(parse(&file("")).unwrap());
+    let presented = from_headers(None, Some("ios-app:s3cret")).unwrap().unwrap();
+    assert!(!verifier.is_quick(&presented));
+    assert_eq!(verifier.remembered(&presented), None);
+    let who = verifier.check(&presented).unwrap();
+    assert!(verifier.is_quick(&presented));
+    assert_eq!(
+        verifier.remembered(&presented),
+        Some(Ok(match who {
+            Checked::Principal(p) => p,
+            other => panic!("{other:?}"),
+        }))
+    );
+    let (key, _) = mint("ann", "k");
+    assert!(verifier.is_quick(&from_headers(None, Some(&key)).unwrap().unwrap()));
+}

@@ -54,6 +54,14 @@ struct Args {
     /// Without it, e-mails are skipped (SMS still goes).
     #[arg(long, env = "CALLBACKD_SMTP_URL")]
     smtp_url: Option<String>,
+    /// The credentials file: who may call, with which role (see the README,
+    /// "Running it exposed"). Without it callbackd runs open, on loopback only.
+    #[arg(long, env = "CALLBACKD_AUTH")]
+    auth: Option<PathBuf>,
+    /// Allow running open (no credentials) on an address other than
+    /// loopback: anyone who reaches it may do anything.
+    #[arg(long, env = "CALLBACKD_INSECURE_OPEN")]
+    insecure_open: bool,
     /// The From of appointment e-mails.
     #[arg(
         long,
@@ -71,6 +79,34 @@ enum Command {
 }
 
 impl Args {
+    /// Who may call: the credentials file's, or open where that is safe.
+    fn access(&self) -> anyhow::Result<crate::auth::Access> {
+        if let Some(path) = &self.auth {
+            let credentials = access::Credentials::load(path, |var| std::env::var(var).ok())
+                .map_err(|e| anyhow::anyhow!("--auth: {e}"))?;
+            if credentials.is_empty() {
+                anyhow::bail!(
+                    "--auth: {} holds no credential and no [jwt]",
+                    path.display()
+                );
+            }
+            tracing::info!(
+                credentials = credentials.by_name.len(),
+                jwt = credentials.jwt.is_some(),
+                "Callers must present a credential."
+            );
+            return Ok(crate::auth::Access::with(credentials));
+        }
+        if !self.listen.ip().is_loopback() && !self.insecure_open {
+            anyhow::bail!(
+                "--listen {}: with no --auth file callbackd runs open, so it listens on loopback only; give --auth FILE, or --insecure-open to run open anyway",
+                self.listen
+            );
+        }
+        tracing::warn!(listen = %self.listen, "No credentials configured: callbackd is open; anyone who can reach it may do anything.");
+        Ok(crate::auth::Access::open())
+    }
+
     fn mail_config(&self) -> anyhow::Result<Option<runtime::notices::MailConfig>> {
         Ok(self
             .smtp_url
@@ -201,6 +237,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         (store, Some(wakeups), Some(relay))
     };
     let mail = args.mail_config()?;
+    let access = args.access()?;
     let config = crate::Config {
         scenarios,
         store,
@@ -210,6 +247,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         push: push_limits,
         relay,
         mail,
+        access,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

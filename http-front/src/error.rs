@@ -20,7 +20,12 @@ pub enum AppError {
     },
     #[error("{0}")]
     NotFound(String),
-    /// The request does not prove it may do this (a wrong room token).
+    /// No credential, or one that does not check; the message says which
+    /// header and why, never what was sent.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The request does not prove it may do this (a wrong room token, a
+    /// role or agent that may not act on this).
     #[error("{0}")]
     Forbidden(String),
     /// An event the service's state does not allow.
@@ -72,6 +77,7 @@ impl AppError {
         match self {
             AppError::BadRequest { exception, .. } => (StatusCode::BAD_REQUEST, exception),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "INVALID_STATE"),
             AppError::SlotUnavailable { .. } => (StatusCode::CONFLICT, "SLOT_UNAVAILABLE"),
@@ -129,6 +135,14 @@ impl IntoResponse for AppError {
         if let AppError::SlotUnavailable { nearest, .. } = &self {
             body["_available_slots"] = nearest.clone();
         }
-        (status, Json(body)).into_response()
+        let mut res = (status, Json(body)).into_response();
+        if let AppError::Unauthorized(_) = self {
+            // The schemes a client may answer with (RFC 9110, 11.6.1).
+            res.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(r#"Basic realm="callbackd", Bearer"#),
+            );
+        }
+        res
     }
 }

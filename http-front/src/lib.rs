@@ -1,6 +1,7 @@
 //! The callbackd HTTP front: the GMS Callback API and the agent API over
 //! axum, on top of the [`runtime`] crate.
 //!
+//! - [`auth`]: who calls (the credential, checked once) and whether they may.
 //! - [`routes`]: one file per group of commands (callback, connect,
 //!   check-queue-position, chat, notifications, agents, services, video,
 //!   schedule, push).
@@ -14,6 +15,7 @@
 //!
 //! Only this crate knows HTTP. [`run`] serves until the shutdown signal.
 
+pub mod auth;
 pub mod cli;
 pub mod error;
 mod extract;
@@ -48,6 +50,8 @@ pub struct AppState {
     /// invites): the public URL, else this server's listen address. Never a
     /// request header, which anyone can set.
     pub link_base: String,
+    /// How callers are checked (open, or credentials).
+    pub access: auth::Access,
 }
 
 pub struct Config {
@@ -64,6 +68,26 @@ pub struct Config {
     pub relay: Option<RelayLink>,
     /// Where appointment e-mails go out (SMTP); none: e-mails are skipped.
     pub mail: Option<MailConfig>,
+    /// Who may call: open (no credentials), or the credentials file's.
+    pub access: auth::Access,
+}
+
+impl Config {
+    /// One node on `store` with the defaults for everything else: open
+    /// access, no public URL, default push limits, no relay, no mail.
+    pub fn new(scenarios: Scenarios, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Config {
+        Config {
+            scenarios,
+            store,
+            clock,
+            public_url: None,
+            timer_wakeups: None,
+            push: push::Limits::default(),
+            relay: None,
+            mail: None,
+            access: auth::Access::open(),
+        }
+    }
 }
 
 /// Deliveries out to the other nodes, and theirs in.
@@ -149,6 +173,7 @@ pub async fn run(
         shell: shell.clone(),
         public_url: config.public_url,
         link_base,
+        access: config.access,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let tasks = shell.spawn_background(stop_rx, config.timer_wakeups, inbound);

@@ -37,7 +37,9 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     res
 }
 
-/// The span of one request, as tower-http's default with the request id.
+/// The span of one request, as tower-http's default with the request id,
+/// the path without its query (queries carry customer numbers, which never
+/// go to the log whole), and the credential once it is checked.
 pub fn span(req: &Request) -> Span {
     let id = req
         .headers()
@@ -48,8 +50,9 @@ pub fn span(req: &Request) -> Span {
         "request",
         request_id = %id,
         method = %req.method(),
-        uri = %req.uri(),
+        path = %req.uri().path(),
         version = ?req.version(),
+        credential = tracing::field::Empty,
     )
 }
 

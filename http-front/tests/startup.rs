@@ -59,8 +59,15 @@ fn bad_scenarios_stop_start_up() {
 /// Runs `callbackd` with the shipped scenarios and these extra arguments.
 fn start_with_args(args: &[&str]) -> (bool, String) {
     let scenarios = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios");
+    // Loopback unless the arguments name another address.
+    let listen: &[&str] = if args.contains(&"--listen") {
+        &[]
+    } else {
+        &["--listen", "127.0.0.1:0"]
+    };
     let out = Command::new(env!("CARGO_BIN_EXE_callbackd"))
-        .args(["--listen", "127.0.0.1:0", "--scenarios", scenarios])
+        .args(listen)
+        .args(["--scenarios", scenarios])
         .args(args)
         .output()
         .unwrap();
@@ -139,4 +146,43 @@ fn hash_secret_prints_an_argon2id_hash_of_stdin() {
     let stderr = String::from_utf8_lossy(&short.stderr);
     assert!(stderr.contains("at least 12 characters"), "{stderr}");
     assert!(!stderr.contains("hunter2"));
+}
+
+/// Open (no credentials) is for loopback: on any other address callbackd
+/// refuses to start, in one line naming the flag that allows it; a bad
+/// credentials file names its entry and the problem.
+#[test]
+fn exposed_without_credentials_or_with_a_bad_file_stops_start_up() {
+    let (ok, stderr) = start_with_args(&["--listen", "0.0.0.0:0"]);
+    assert!(!ok);
+    assert!(stderr.contains("--insecure-open"), "{stderr}");
+    assert!(stderr.contains("--auth"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("auth.toml");
+    let hash = access::hash_secret("a-long-enough-secret");
+    std::fs::write(
+        &file,
+        format!(
+            "[[credential]]\nname = \"ann-desktop\"\nrole = \"agent\"\nsecret_hash = \"{hash}\"\n"
+        ),
+    )
+    .unwrap();
+    let (ok, stderr) =
+        start_with_args(&["--listen", "0.0.0.0:0", "--auth", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("credential[1] (ann-desktop): agent is required for role agent"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("auth.toml"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+
+    let (ok, stderr) = start_with_args(&["--auth", "/nonexistent/auth.toml"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("/nonexistent/auth.toml: cannot be read"),
+        "{stderr}"
+    );
 }

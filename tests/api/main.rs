@@ -1,5 +1,6 @@
 //! Black-box API tests: one binary, the real server on 127.0.0.1:0.
 
+mod access;
 mod bad_inputs;
 mod booking;
 mod booking_mail;

@@ -90,6 +90,7 @@ pub struct TestAppBuilder {
     push: push::Limits,
     mail: Option<runtime::notices::MailConfig>,
     redis: bool,
+    auth: Option<String>,
 }
 
 impl TestApp {
@@ -101,6 +102,7 @@ impl TestApp {
             push: push::Limits::default(),
             mail: None,
             redis: false,
+            auth: None,
         }
     }
 }
@@ -141,6 +143,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// Checks callers against this credentials file (its TOML text) instead
+    /// of running open.
+    pub fn auth(mut self, credentials_toml: &str) -> Self {
+        self.auth = Some(credentials_toml.to_owned());
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         // Without extra scenarios the shipped directory serves as it is.
         let (dir, keep) = if self.scenarios.is_empty() {
@@ -164,16 +173,21 @@ impl TestAppBuilder {
         } else {
             (Arc::new(MemoryStore::new(clock.clone())), None, None)
         };
+        // One node: no other node's push clients to relay to.
         let config = http_front::Config {
-            scenarios,
-            store,
-            clock,
-            public_url: None,
             timer_wakeups,
             push: self.push,
-            // One node: no other node's push clients to relay to.
-            relay: None,
             mail: self.mail,
+            access: match &self.auth {
+                None => http_front::auth::Access::open(),
+                Some(text) => http_front::auth::Access::with(
+                    access::Credentials::parse(text, Path::new("auth.toml"), |var| {
+                        std::env::var(var).ok()
+                    })
+                    .unwrap_or_else(|e| panic!("credentials: {e}")),
+                ),
+            },
+            ..http_front::Config::new(scenarios, store, clock)
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -123,14 +123,8 @@ impl Node {
     ) -> anyhow::Result<Node> {
         let scenarios = Scenarios::load_dir(scenarios).map_err(|e| anyhow::anyhow!("{e}"))?;
         let config = http_front::Config {
-            scenarios,
-            store,
-            clock: Arc::new(SystemClock),
-            public_url: None,
             timer_wakeups,
-            push: push::Limits::default(),
-            relay: None,
-            mail: None,
+            ..http_front::Config::new(scenarios, store, Arc::new(SystemClock))
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);

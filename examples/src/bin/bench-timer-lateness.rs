@@ -272,14 +272,8 @@ async fn start_node(url: &str) -> anyhow::Result<Node> {
         fired: AtomicUsize::new(0),
     });
     let config = http_front::Config {
-        scenarios,
-        store: store.clone(),
-        clock,
-        public_url: None,
         timer_wakeups: Some(timer_wakeups),
-        push: push::Limits::default(),
-        relay: None,
-        mail: None,
+        ..http_front::Config::new(scenarios, store.clone(), clock)
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

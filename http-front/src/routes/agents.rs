@@ -31,9 +31,11 @@ pub async fn upsert(
 #[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
 pub async fn show(
     State(state): State<Arc<AppState>>,
+    caller: crate::auth::Caller,
     Path(agent_id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     check_id("agent_id", &agent_id)?;
+    caller.for_agent(&agent_id)?;
     let agent = find(&state, &agent_id).await?;
     Ok(Json(view(&state, &agent).await?))
 }
@@ -42,8 +44,10 @@ pub async fn show(
 #[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
 pub async fn ready(
     State(state): State<Arc<AppState>>,
+    caller: crate::auth::Caller,
     Path(agent_id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
+    caller.for_agent(&agent_id)?;
     set_ready(state, agent_id, true).await
 }
 
@@ -51,8 +55,10 @@ pub async fn ready(
 #[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
 pub async fn not_ready(
     State(state): State<Arc<AppState>>,
+    caller: crate::auth::Caller,
     Path(agent_id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
+    caller.for_agent(&agent_id)?;
     set_ready(state, agent_id, false).await
 }
 

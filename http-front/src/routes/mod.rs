@@ -4,6 +4,7 @@ mod agents;
 mod callback;
 mod chat;
 mod connect;
+mod keys;
 mod misc;
 mod notifications;
 mod push;
@@ -14,93 +15,142 @@ pub mod video;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post, put};
+use access::Role;
+use axum::routing::{get, post, put, MethodRouter};
 use axum::Router;
 
+use crate::auth::{self, Need};
 use crate::requests::fields::check_id;
 use crate::AppState;
 
+/// Every API route, grouped by what it needs of its caller (see
+/// [`crate::auth`]): the GMS customer calls need a `client` (or better),
+/// the queries by properties a `backend`, the agent API an agent acting on
+/// its own things or a supervisor, profiles a supervisor, keys an admin.
+/// The room API proves each side with its room token instead, and
+/// `/healthz` is for load balancers.
 pub fn router(state: Arc<AppState>) -> Router {
+    let gate = |need: Need| axum::middleware::from_fn_with_state((state.clone(), need), auth::gate);
+    let client =
+        |mr: MethodRouter<Arc<AppState>>| mr.route_layer(gate(Need::AtLeast(Role::Client)));
+    let backend =
+        |mr: MethodRouter<Arc<AppState>>| mr.route_layer(gate(Need::AtLeast(Role::Backend)));
+    let staff = |mr: MethodRouter<Arc<AppState>>| mr.route_layer(gate(Need::Staff));
+    let supervisor =
+        |mr: MethodRouter<Arc<AppState>>| mr.route_layer(gate(Need::AtLeast(Role::Supervisor)));
+    let admin = |mr: MethodRouter<Arc<AppState>>| mr.route_layer(gate(Need::AtLeast(Role::Admin)));
     Router::new()
-        .route("/genesys/1/service/callback", get(callback::query_by_id))
+        .route(
+            "/genesys/1/service/callback",
+            client(get(callback::query_by_id)),
+        )
         .route(
             "/genesys/1/service/callback/{scenario}",
-            post(callback::create).get(callback::query),
+            client(post(callback::create)).merge(backend(get(callback::query))),
         )
         .route(
             "/genesys/1/service/callback/{scenario}/availability",
-            get(schedule::availability_v1),
+            client(get(schedule::availability_v1)),
         )
         .route(
             "/genesys/2/service/callback/{scenario}/availability",
-            get(schedule::availability_v2),
+            client(get(schedule::availability_v2)),
         )
         .route(
             "/genesys/1/service/callback/{scenario}/{id}",
-            axum::routing::delete(callback::cancel).put(schedule::reschedule),
+            client(axum::routing::delete(callback::cancel).put(schedule::reschedule)),
         )
-        .route("/genesys/1/service/{id}/connect", post(connect::connect))
+        .route(
+            "/genesys/1/service/{id}/connect",
+            client(post(connect::connect)),
+        )
         .route(
             "/genesys/1/service/{id}/check-queue-position",
-            post(queue_position::check).get(queue_position::check),
+            client(post(queue_position::check).get(queue_position::check)),
         )
-        .route("/genesys/1/service/{id}/ixn/chat", post(chat::start))
-        .route("/genesys/1/service/{id}/ixn/chat/send", post(chat::send))
+        .route(
+            "/genesys/1/service/{id}/ixn/chat",
+            client(post(chat::start)),
+        )
+        .route(
+            "/genesys/1/service/{id}/ixn/chat/send",
+            client(post(chat::send)),
+        )
         .route(
             "/genesys/1/service/{id}/ixn/chat/refresh",
-            post(chat::refresh).get(chat::refresh),
+            client(post(chat::refresh).get(chat::refresh)),
         )
         .route(
             "/genesys/1/service/{id}/ixn/chat/disconnect",
-            post(chat::disconnect),
+            client(post(chat::disconnect)),
         )
         .route(
             "/genesys/1/service/{id}/ixn/chat/startTyping",
-            post(chat::start_typing),
+            client(post(chat::start_typing)),
         )
         .route(
             "/genesys/1/service/{id}/ixn/chat/stopTyping",
-            post(chat::stop_typing),
+            client(post(chat::stop_typing)),
         )
         .route(
             "/genesys/1/service/{id}/internal-notification",
-            post(notifications::internal),
+            client(post(notifications::internal)),
         )
         .route(
             "/genesys/1/service/{id}/retrieve-notifications",
-            post(notifications::retrieve).get(notifications::retrieve),
+            client(post(notifications::retrieve).get(notifications::retrieve)),
         )
         .route(
             "/genesys/1/service/{id}/agent-notification",
-            post(notifications::to_agent),
+            client(post(notifications::to_agent)),
         )
         .route(
             "/genesys/1/service/{id}/retrieve-agent-notifications",
-            post(notifications::retrieve_agent).get(notifications::retrieve_agent),
+            staff(post(notifications::retrieve_agent).get(notifications::retrieve_agent)),
+        )
+        .route(
+            "/genesys/1/service/{id}/ixn/video",
+            client(post(video::start_by_customer).get(video::show_to_customer)),
         )
         .route(
             "/api/v1/agents/{agent_id}",
-            put(agents::upsert).get(agents::show),
+            supervisor(put(agents::upsert)).merge(staff(get(agents::show))),
         )
-        .route("/api/v1/agents/{agent_id}/ready", post(agents::ready))
+        .route(
+            "/api/v1/agents/{agent_id}/ready",
+            staff(post(agents::ready)),
+        )
         .route(
             "/api/v1/agents/{agent_id}/not-ready",
-            post(agents::not_ready),
+            staff(post(agents::not_ready)),
         )
-        .route("/api/v1/services/{id}", get(services::show))
-        .route("/api/v1/services/{id}/complete", post(services::complete))
-        .route("/api/v1/services/{id}/chat", post(services::chat))
-        .route("/api/v1/services/{id}/chat/typing", post(services::typing))
         .route(
-            "/genesys/1/service/{id}/ixn/video",
-            post(video::start_by_customer).get(video::show_to_customer),
+            "/api/v1/agents/{agent_id}/keys",
+            admin(post(keys::mint).get(keys::list)),
         )
-        .route("/api/v1/services/{id}/video", post(video::start_by_agent))
+        .route(
+            "/api/v1/agents/{agent_id}/keys/{name}",
+            admin(axum::routing::delete(keys::revoke)),
+        )
+        .route("/api/v1/services/{id}", staff(get(services::show)))
+        .route(
+            "/api/v1/services/{id}/complete",
+            staff(post(services::complete)),
+        )
+        .route("/api/v1/services/{id}/chat", staff(post(services::chat)))
+        .route(
+            "/api/v1/services/{id}/chat/typing",
+            staff(post(services::typing)),
+        )
+        .route(
+            "/api/v1/services/{id}/video",
+            staff(post(video::start_by_agent)),
+        )
         .route("/api/v1/rooms/{code}", get(video::show_room))
         .route("/api/v1/rooms/{code}/signal", post(video::signal))
         .route("/api/v1/rooms/{code}/survey", post(video::survey))
         .route("/api/v1/rooms/{code}/{action}", post(video::room_action))
-        .route("/api/v1/scenarios", get(misc::scenarios))
+        .route("/api/v1/scenarios", client(get(misc::scenarios)))
         .route("/healthz", get(misc::healthz))
         .fallback(misc::not_found)
         .method_not_allowed_fallback(misc::method_not_allowed)

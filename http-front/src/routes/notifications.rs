@@ -86,10 +86,13 @@ pub async fn retrieve(
 #[tracing::instrument(skip_all, fields(service_id = %id))]
 pub async fn retrieve_agent(
     State(state): State<Arc<AppState>>,
+    caller: crate::auth::Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     check_id("id", &id)?;
-    if state.shell.get(&id).await?.agent_outbox.is_empty() {
+    let record = state.shell.get(&id).await?;
+    caller.for_service(&record)?;
+    if record.agent_outbox.is_empty() {
         return Ok(Json(Value::Array(Vec::new())));
     }
     let (before, _) = state

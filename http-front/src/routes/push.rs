@@ -50,6 +50,25 @@ fn origin(headers: &HeaderMap, who: Who) -> Result<Origin, AppError> {
     Ok(origin)
 }
 
+/// The origin a push request claims, checked: an agent's channel needs that
+/// agent's credential (or a supervisor's) when callbackd checks callers; a
+/// device's channel needs only its `gms_user` (the service's
+/// `_device_notification_id`, which only the app knows).
+async fn checked_origin(
+    state: &AppState,
+    headers: &HeaderMap,
+    who: Who,
+) -> Result<Origin, AppError> {
+    let origin = origin(headers, who)?;
+    if let Some(agent) = &origin.agent_id {
+        if !state.access.is_open() {
+            let caller = crate::auth::Caller(crate::auth::identify(state, headers).await?);
+            caller.for_agent(agent)?;
+        }
+    }
+    Ok(origin)
+}
+
 /// An optional WebSocket upgrade: the same path serves long-polling POSTs.
 pub struct MaybeUpgrade(Option<WebSocketUpgrade>);
 
@@ -72,7 +91,7 @@ pub async fn long_poll(
     Query(who): Query<Who>,
     body: axum::body::Body,
 ) -> Result<Response, AppError> {
-    let origin = origin(&headers, who)?;
+    let origin = checked_origin(&state, &headers, who).await?;
     // Outside the API's request timeout, so a body that never ends is cut here.
     let body = tokio::time::timeout(BODY_WITHIN, crate::form::read_body(body))
         .await
@@ -113,7 +132,7 @@ pub async fn cometd_socket(
             exception: "INVALID_REQUEST",
         });
     };
-    let origin = origin(&headers, who)?;
+    let origin = checked_origin(&state, &headers, who).await?;
     room_for_a_socket(&state)?;
     let bayeux = Bayeux::new(state.shell.registry().clone());
     Ok(tuned(upgrade).on_upgrade(move |socket| async move {
@@ -136,7 +155,7 @@ pub async fn plain_socket(
             exception: "INVALID_REQUEST",
         });
     };
-    let origin = origin(&headers, who)?;
+    let origin = checked_origin(&state, &headers, who).await?;
     room_for_a_socket(&state)?;
     let plain = Plain::new(state.shell.registry().clone());
     let opened = match plain.open(origin.gms_user, origin.agent_id) {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::check_id;
+use crate::auth::Caller;
 use crate::error::AppError;
 use crate::form::JsonBody;
 use crate::AppState;
@@ -29,10 +30,13 @@ fn full(record: &ServiceRecord) -> Value {
 #[tracing::instrument(skip_all, fields(service_id = %id))]
 pub async fn show(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     check_id("id", &id)?;
-    Ok(Json(full(&state.shell.get(&id).await?)))
+    let record = state.shell.get(&id).await?;
+    caller.for_service(&record)?;
+    Ok(Json(full(&record)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,10 +51,12 @@ pub struct CompleteQuery {
 #[tracing::instrument(skip_all, fields(service_id = %id))]
 pub async fn complete(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<CompleteQuery>,
 ) -> Result<Json<Value>, AppError> {
     check_id("id", &id)?;
+    caller.for_service_id(&state, &id).await?;
     let event = if query.force {
         Event::ForceComplete
     } else {
@@ -76,10 +82,12 @@ pub struct TypingBody {
 #[tracing::instrument(skip_all, fields(service_id = %id))]
 pub async fn typing(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<TypingBody>,
 ) -> Result<Json<Value>, AppError> {
     check_id("id", &id)?;
+    caller.for_service_id(&state, &id).await?;
     let event = Event::ChatTyping {
         by: Party::Agent,
         typing: body.typing,
@@ -92,10 +100,12 @@ pub async fn typing(
 #[tracing::instrument(skip_all, fields(service_id = %id))]
 pub async fn chat(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ChatBody>,
 ) -> Result<Json<Value>, AppError> {
     check_id("id", &id)?;
+    caller.for_service_id(&state, &id).await?;
     if body.text.trim().is_empty() {
         return Err(AppError::field("text", "must not be empty"));
     }

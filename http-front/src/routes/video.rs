@@ -175,6 +175,7 @@ fn agent_view(state: &AppState, record: &ServiceRecord) -> Value {
 #[tracing::instrument(skip_all, fields(service_id = %id))]
 pub async fn start_by_agent(
     State(state): State<Arc<AppState>>,
+    caller: crate::auth::Caller,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, AppError> {
@@ -194,6 +195,7 @@ pub async fn start_by_agent(
         })?
     };
     let record = state.shell.get(&id).await?;
+    caller.for_service(&record)?;
     let has_leg_agent = record
         .video
         .as_ref()

@@ -20,6 +20,7 @@
 
 mod appointments;
 mod delivery;
+mod keys;
 mod queries;
 mod rooms;
 mod router;

@@ -1,0 +1,434 @@
+//! Access control over real HTTP: every route with each kind of caller.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use tests::{TestApp, WAIT};
+
+/// The credentials file every test here runs with: one credential per role,
+/// two agents. Each secret is `<name>-secret-1`.
+fn credentials() -> &'static str {
+    static FILE: OnceLock<String> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let mut file = String::new();
+        for (name, role, agent) in [
+            ("ios-app", "client", None),
+            ("crm", "backend", None),
+            ("ann-desktop", "agent", Some("ann")),
+            ("bob-desktop", "agent", Some("bob")),
+            ("floor", "supervisor", None),
+            ("root", "admin", None),
+        ] {
+            let hash = access::hash_secret(&format!("{name}-secret-1"));
+            file += &format!(
+                "[[credential]]\nname = \"{name}\"\nrole = \"{role}\"\nsecret_hash = \"{hash}\"\n"
+            );
+            if let Some(agent) = agent {
+                file += &format!("agent = \"{agent}\"\n");
+            }
+        }
+        file
+    })
+}
+
+/// How a request presents itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum As {
+    Nobody,
+    WrongSecret,
+    /// A file credential by name, over Basic.
+    Basic(&'static str),
+    /// A file credential as `name:secret` in `x-api-key`.
+    ApiKey(&'static str),
+}
+
+fn secret(name: &str) -> String {
+    format!("{name}-secret-1")
+}
+
+async fn call(
+    app: &TestApp,
+    who: As,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut req = client.request(method, app.url(path));
+    req = match who {
+        As::Nobody => req,
+        As::WrongSecret => req.basic_auth("root", Some("not-the-secret")),
+        As::Basic(name) => req.basic_auth(name, Some(secret(name))),
+        As::ApiKey(name) => req.header("x-api-key", format!("{name}:{}", secret(name))),
+    };
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status().as_u16();
+    if status == 401 {
+        assert!(
+            res.headers().contains_key("www-authenticate"),
+            "a 401 says which schemes to use"
+        );
+    }
+    let body = res.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// A seed-style create by `who`; the id.
+async fn create(app: &TestApp, who: As, customer: &str) -> String {
+    let client = reqwest::Client::new();
+    let form = tests::multipart(&[
+        ("_customer_number", customer),
+        (
+            "_device_notification_id",
+            "b16416334828b1d26ef14f329628b55b",
+        ),
+        ("_device_os", "comet"),
+    ]);
+    let As::Basic(name) = who else {
+        panic!("create as a named credential")
+    };
+    let res = client
+        .post(app.url("/genesys/1/service/callback/chat-delay"))
+        .basic_auth(name, Some(secret(name)))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    body["_id"].as_str().unwrap().to_owned()
+}
+
+/// A server with the credentials, agents ann and bob on `support`, and a
+/// service reserved for ann.
+async fn world() -> (TestApp, String) {
+    let app = TestApp::builder().auth(credentials()).spawn().await;
+    let root = As::Basic("root");
+    for agent in ["ann", "bob"] {
+        let profile = json!({"name": agent, "queues": ["support"], "max_concurrent": 1});
+        let (status, body) = call(
+            &app,
+            root,
+            Method::PUT,
+            &format!("/api/v1/agents/{agent}"),
+            Some(&profile),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let id = create(&app, As::Basic("ios-app"), "4082652649").await;
+    let (status, _) = call(
+        &app,
+        As::Basic("ann-desktop"),
+        Method::POST,
+        "/api/v1/agents/ann/ready",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The router reserves ann for the service.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, rec) = call(
+            &app,
+            root,
+            Method::GET,
+            &format!("/api/v1/services/{id}"),
+            None,
+        )
+        .await;
+        if rec["agent"] == "ann" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ann was never reserved: {rec}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (app, id)
+}
+
+const ROLES: [(&str, &str); 6] = [
+    ("client", "ios-app"),
+    ("backend", "crm"),
+    ("agent", "ann-desktop"),
+    ("other-agent", "bob-desktop"),
+    ("supervisor", "floor"),
+    ("admin", "root"),
+];
+
+/// Every route, with who may call it (by the names in `ROLES`; `agent`
+/// is ann, who holds the service, `other-agent` is bob, who does not).
+#[tokio::test]
+async fn every_route_with_every_kind_of_caller() {
+    let (app, id) = world().await;
+    let customer = "client backend supervisor admin";
+    let staff_on_service = "agent supervisor admin";
+    let ann_or_staff = "agent supervisor admin";
+    let table: Vec<(Method, String, Option<Value>, &str)> = vec![
+        (
+            Method::GET,
+            format!("/genesys/1/service/callback?_id={id}"),
+            None,
+            customer,
+        ),
+        (
+            Method::GET,
+            "/genesys/1/service/callback/chat-delay?_customer_number=4082652649".into(),
+            None,
+            "backend supervisor admin",
+        ),
+        (
+            Method::GET,
+            "/genesys/2/service/callback/video-scheduled/availability".into(),
+            None,
+            customer,
+        ),
+        (
+            Method::POST,
+            format!("/genesys/1/service/{id}/check-queue-position"),
+            None,
+            customer,
+        ),
+        (
+            Method::GET,
+            format!("/genesys/1/service/{id}/retrieve-notifications"),
+            None,
+            customer,
+        ),
+        (
+            Method::GET,
+            format!("/genesys/1/service/{id}/ixn/video"),
+            None,
+            customer,
+        ),
+        (
+            Method::GET,
+            format!("/genesys/1/service/{id}/retrieve-agent-notifications"),
+            None,
+            staff_on_service,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/services/{id}"),
+            None,
+            staff_on_service,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/services/{id}/chat/typing"),
+            Some(json!({"typing": true})),
+            staff_on_service,
+        ),
+        (Method::GET, "/api/v1/agents/ann".into(), None, ann_or_staff),
+        (
+            Method::POST,
+            "/api/v1/agents/ann/ready".into(),
+            None,
+            ann_or_staff,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/agents/carl".into(),
+            Some(json!({"name": "Carl", "queues": ["support"], "max_concurrent": 1})),
+            "supervisor admin",
+        ),
+        (Method::GET, "/api/v1/agents/ann/keys".into(), None, "admin"),
+        (Method::GET, "/api/v1/scenarios".into(), None, customer),
+    ];
+    for (method, path, body, allowed) in &table {
+        for who in [As::Nobody, As::WrongSecret] {
+            let (status, answer) = call(&app, who, method.clone(), path, body.as_ref()).await;
+            assert_eq!(status, 401, "{method} {path} as {who:?}: {answer}");
+            assert_eq!(answer["exception"], "UNAUTHORIZED");
+        }
+        for (role, name) in ROLES {
+            let (status, answer) =
+                call(&app, As::Basic(name), method.clone(), path, body.as_ref()).await;
+            let may = allowed.split(' ').any(|r| r == role);
+            if may {
+                assert!(
+                    status != 401 && status != 403,
+                    "{method} {path} as {role}: refused {status} {answer}"
+                );
+            } else {
+                assert_eq!(status, 403, "{method} {path} as {role}: {answer}");
+                assert_eq!(answer["exception"], "FORBIDDEN");
+            }
+        }
+    }
+    // The same credential works as `x-api-key: name:secret`.
+    let (status, _) = call(
+        &app,
+        As::ApiKey("crm"),
+        Method::GET,
+        "/genesys/1/service/callback/chat-delay?_customer_number=4082652649",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The room API proves its side with room tokens, and health checks need nothing.
+    let (status, _) = call(&app, As::Nobody, Method::GET, "/healthz", None).await;
+    assert_eq!(status, 200);
+    let (status, answer) = call(&app, As::Nobody, Method::GET, "/api/v1/rooms/ACDEFGH", None).await;
+    assert_ne!(status, 401, "{answer}");
+}
+
+/// Acting routes: an agent acts on the service it holds, not another's;
+/// agents may not create or cancel.
+#[tokio::test]
+async fn agents_act_only_on_their_own_services() {
+    let (app, id) = world().await;
+    let bob = As::Basic("bob-desktop");
+    let ann = As::Basic("ann-desktop");
+    let (status, answer) = call(
+        &app,
+        bob,
+        Method::POST,
+        &format!("/api/v1/services/{id}/complete"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("bob-desktop"),
+        "{answer}"
+    );
+    let (status, _) = call(
+        &app,
+        bob,
+        Method::POST,
+        "/api/v1/agents/ann/not-ready",
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        &app,
+        ann,
+        Method::DELETE,
+        &format!("/genesys/1/service/callback/chat-delay/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "an agent may not cancel");
+    let (status, _) = call(
+        &app,
+        ann,
+        Method::POST,
+        "/api/v1/agents/ann/keys",
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(status, 403, "only an admin mints keys");
+    // Ann, who holds it, may act on it.
+    let (status, answer) = call(
+        &app,
+        ann,
+        Method::GET,
+        &format!("/api/v1/services/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    // A client cancels by id, as GMS apps do.
+    let (status, answer) = call(
+        &app,
+        As::Basic("ios-app"),
+        Method::DELETE,
+        &format!("/genesys/1/service/callback/chat-delay/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// An admin mints a key for an agent; the key works at once (as
+/// `x-api-key` and Bearer), says who it is, and stops working when revoked.
+#[tokio::test]
+async fn minted_keys_work_until_revoked() {
+    let app = TestApp::builder().auth(credentials()).spawn().await;
+    let root = As::Basic("root");
+    let (status, minted) = call(
+        &app,
+        root,
+        Method::POST,
+        "/api/v1/agents/ann/keys",
+        Some(&json!({"name": "laptop"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{minted}");
+    assert_eq!(minted["name"], "laptop");
+    let key = minted["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("cbk_"), "{key}");
+    let (status, again) = call(
+        &app,
+        root,
+        Method::POST,
+        "/api/v1/agents/ann/keys",
+        Some(&json!({"name": "laptop"})),
+    )
+    .await;
+    assert_eq!(status, 409, "one name per agent: {again}");
+    let (status, listed) = call(&app, root, Method::GET, "/api/v1/agents/ann/keys", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["keys"][0]["name"], "laptop");
+    assert!(
+        !listed.to_string().contains(&key),
+        "a listing never shows a key"
+    );
+
+    let client = reqwest::Client::new();
+    let with_key = |path: &str, header: (&str, String)| {
+        client.post(app.url(path)).header(header.0, header.1).send()
+    };
+    for header in [
+        ("x-api-key", key.clone()),
+        ("authorization", format!("Bearer {key}")),
+    ] {
+        let res = with_key("/api/v1/agents/ann/ready", header.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            404,
+            "ann has no profile yet, but the key is accepted"
+        );
+        let res = with_key("/api/v1/agents/bob/ready", header).await.unwrap();
+        assert_eq!(res.status(), 403, "ann's key is not bob's");
+    }
+    let (status, revoked) = call(
+        &app,
+        root,
+        Method::DELETE,
+        "/api/v1/agents/ann/keys/laptop",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{revoked}");
+    let res = with_key("/api/v1/agents/ann/ready", ("x-api-key", key.clone()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "a revoked key is refused at once");
+    let (status, _) = call(
+        &app,
+        root,
+        Method::DELETE,
+        "/api/v1/agents/ann/keys/laptop",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    // A malformed key is a 401 that does not repeat it.
+    let res = with_key("/api/v1/agents/ann/ready", ("x-api-key", "hunter2".into()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(!res.text().await.unwrap().contains("hunter2"));
+}
