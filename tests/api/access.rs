@@ -432,3 +432,60 @@ async fn minted_keys_work_until_revoked() {
     assert_eq!(res.status(), 401);
     assert!(!res.text().await.unwrap().contains("hunter2"));
 }
+
+/// An agent desktop with single sign-on: a JWT from the identity provider
+/// (RS256 here) acts as the agent its `sub` names; an expired one, or one
+/// for another audience, is refused with a 401 that says why.
+#[tokio::test]
+async fn jwts_from_the_identity_provider() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../access/tests/fixtures");
+    let file = format!(
+        "{}[jwt]\nissuer = \"https://idp.example\"\naudience = \"callbackd\"\npublic_key_file = \"{fixtures}/rsa_public.pem\"\n",
+        credentials()
+    );
+    let app = TestApp::builder().auth(&file).spawn().await;
+    let key =
+        EncodingKey::from_rsa_pem(&std::fs::read(format!("{fixtures}/rsa_private.pem")).unwrap())
+            .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = |sub: &str, role: &str, exp: u64, aud: &str| {
+        let claims =
+            json!({"sub": sub, "role": role, "iss": "https://idp.example", "aud": aud, "exp": exp});
+        encode(&Header::new(Algorithm::RS256), &claims, &key).unwrap()
+    };
+    let client = reqwest::Client::new();
+    let ready = |agent: &str, token: String| {
+        client
+            .post(app.url(&format!("/api/v1/agents/{agent}/not-ready")))
+            .bearer_auth(token)
+            .send()
+    };
+    let res = ready("ann", token("ann", "agent", now + 300, "callbackd"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404, "accepted: ann has no profile yet");
+    let res = ready("bob", token("ann", "agent", now + 300, "callbackd"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = ready("bob", token("lead", "supervisor", now + 300, "callbackd"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404, "a supervisor's token acts for any agent");
+    for (bad, why) in [
+        (token("ann", "agent", now - 600, "callbackd"), "has expired"),
+        (
+            token("ann", "agent", now + 300, "elsewhere"),
+            "is for another audience",
+        ),
+    ] {
+        let res = ready("ann", bad).await.unwrap();
+        assert_eq!(res.status(), 401);
+        let body: Value = res.json().await.unwrap();
+        assert!(body["message"].as_str().unwrap().contains(why), "{body}");
+    }
+}
