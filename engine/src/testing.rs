@@ -139,6 +139,11 @@ impl ScenarioBuilder {
         self
     }
 
+    /// Sets each `(key, value)` in turn, as [`key`](Self::key).
+    pub fn keys(self, keys: &[(&str, &str)]) -> ScenarioBuilder {
+        keys.iter().fold(self, |b, (k, v)| b.key(k, v))
+    }
+
     /// Removes a top-level key.
     pub fn unset(mut self, key: &str) -> ScenarioBuilder {
         self.keys.retain(|(k, _)| k != key);
@@ -159,9 +164,27 @@ impl ScenarioBuilder {
         self.table("_video", body)
     }
 
+    /// Removes table `[name]`.
+    pub fn unset_table(mut self, name: &str) -> ScenarioBuilder {
+        self.tables.retain(|(t, _)| t != name);
+        self
+    }
+
     /// Sets `[_schedule]`.
     pub fn schedule(self, body: &str) -> ScenarioBuilder {
         self.table("_schedule", body)
+    }
+
+    /// Sets `[_schedule]` to `keys` (`timezone`, `slot`, ...), open
+    /// 00:00-24:00 every day ([`open_every_day`]) with `seats` seats a slot,
+    /// then `tables` (more `[_schedule.*]` sub-tables, or nothing).
+    pub fn always_open(self, keys: &str, seats: u32, tables: &str) -> ScenarioBuilder {
+        self.schedule(&format!(
+            "{}\n\n[_schedule.hours]\n{}\n[_schedule.capacity]\ndefault = {seats}\n\n{}",
+            keys.trim_end(),
+            open_every_day(),
+            tables.trim()
+        ))
     }
 
     /// The scenario's `name`, as set.
@@ -213,6 +236,14 @@ impl ScenarioBuilder {
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         path
     }
+}
+
+/// The `[_schedule.hours]` lines of a schedule open all day, every day.
+pub fn open_every_day() -> String {
+    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .map(|d| format!("{d} = [\"00:00-24:00\"]\n"))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -824,5 +855,11 @@ mod tests {
         }
         let scn = ScenarioBuilder::video_call().build();
         assert!(scn.video_config().is_some());
+        let booked = ScenarioBuilder::video_call()
+            .unset_table("_video")
+            .always_open("timezone = \"UTC\"\nslot = \"5m\"", 2, "")
+            .build();
+        assert!(booked.video.is_none());
+        assert!(booked.schedule.is_some());
     }
 }

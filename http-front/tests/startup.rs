@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use engine::testing::ScenarioBuilder;
+
 /// Runs `callbackd` on a directory holding one scenario file; returns (success, stderr).
 fn start_with(toml: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -17,17 +19,18 @@ fn start_with(toml: &str) -> (bool, String) {
     )
 }
 
-const GOOD: &str = r#"name = "x"
-_media_type = "chat"
-_wait_for_agent = true
-_wait_for_user_confirm = true
-_ttl = 60
-_target = { queue = "support" }
-"#;
+/// A good scenario; each check breaks it with one text replacement.
+fn good() -> String {
+    ScenarioBuilder::new("x")
+        .key("_ttl", "60")
+        .key("_target", r#"{ queue = "support" }"#)
+        .toml()
+}
 
 fn check(replace: (&str, &str), expected: &[&str]) {
-    let toml = GOOD.replace(replace.0, replace.1);
-    assert_ne!(toml, GOOD, "the replacement must change the file");
+    let good = good();
+    let toml = good.replace(replace.0, replace.1);
+    assert_ne!(toml, good, "the replacement must change the file");
     let (ok, stderr) = start_with(&toml);
     assert!(!ok, "start-up must fail for {replace:?}");
     for needle in expected.iter().chain(&["broken.toml"]) {

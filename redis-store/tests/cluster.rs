@@ -8,7 +8,6 @@
 //! test process exits (see `RedisCluster`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use engine::machine::{self, NewService};
 use engine::scenario::Scenario;
 use engine::store::conformance::{t0, Subject};
 use engine::store::Store;
+use engine::testing::ScenarioBuilder;
 use redis::AsyncCommands;
 use redis_store::testing::RedisCluster;
 use redis_store::{RedisConfig, RedisStore};
@@ -44,18 +44,7 @@ engine::store_conformance_tests!(cluster);
 
 /// A scenario whose services wait in queue "support" with timers armed.
 fn support() -> Arc<Scenario> {
-    let text = r#"
-name = "chat-delay"
-_media_type = "chat"
-_wait_for_agent = true
-_wait_for_user_confirm = true
-_ttl = 86400
-_user_confirm_timeout = "60s"
-_on_user_confirm_timeout = "requeue"
-_find_agent_timeout = "2h"
-_target = { queue = "support", priority = 0 }
-"#;
-    Arc::new(Scenario::from_toml(Path::new("test.toml"), text).unwrap())
+    ScenarioBuilder::chat_delay().build()
 }
 
 /// Writes service `id` through the store, as the shell would create it.

@@ -2,7 +2,6 @@
 //! clock: time jumps straight to the next due timer, so a 24 h TTL takes no
 //! real time and nothing here sleeps for real.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,38 +12,25 @@ use engine::scenario::{Scenario, Scenarios};
 use engine::store::memory::MemoryStore;
 use engine::store::AgentProfile;
 use engine::store::Store;
+use engine::testing::ScenarioBuilder;
 use runtime::clock::TokioClock;
 use runtime::notices::Notifier;
 use runtime::room_maker::RoomMaker;
 use runtime::{Parts, Shell};
 use tokio::sync::watch;
 
-const BASE: &str = r#"
-name = "t"
-_media_type = "chat"
-_wait_for_agent = true
-_wait_for_user_confirm = true
-_ttl = "24h"
-_user_confirm_timeout = "30s"
-_on_user_confirm_timeout = "fail"
-_max_user_confirm_attempts = 2
-_target = { queue = "support" }
-"#;
-
-/// A scenario: the base with some keys replaced.
+/// A scenario: a chat that fails after two missed confirmations, with
+/// some keys replaced (or added).
 fn scenario(overrides: &[(&str, &str)]) -> Scenario {
-    let mut text = String::new();
-    for line in BASE.lines() {
-        let key = line.split('=').next().unwrap_or("").trim();
-        if !overrides.iter().any(|(k, _)| *k == key) {
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    for (k, v) in overrides {
-        text.push_str(&format!("{k} = {v}\n"));
-    }
-    Scenario::from_toml(Path::new("t.toml"), &text).expect("test scenario")
+    ScenarioBuilder::new("t")
+        .key("_ttl", r#""24h""#)
+        .key("_user_confirm_timeout", r#""30s""#)
+        .key("_on_user_confirm_timeout", r#""fail""#)
+        .key("_max_user_confirm_attempts", "2")
+        .key("_target", r#"{ queue = "support" }"#)
+        .keys(overrides)
+        .parse()
+        .expect("test scenario")
 }
 
 struct Harness {

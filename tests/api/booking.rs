@@ -8,43 +8,34 @@
 
 use chrono::{DateTime, Datelike, Duration as Span, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
+use engine::testing::ScenarioBuilder;
 use serde_json::Value;
 use tests::time::{ceil5, iso, parse};
 use tests::{multipart, TestApp, WAIT};
 
-/// A booked scenario in queue `queue`; `schedule` is the body of `[_schedule]`
-/// (keys, then its sub-tables).
-pub(crate) fn booked_scenario(name: &str, queue: &str, schedule: &str) -> String {
-    format!(
-        r#"name = "{name}"
-_media_type = "video"
-_wait_for_agent = true
-_wait_for_user_confirm = false
-_ttl = "2h"
-_find_agent_timeout = "30m"
-_target = {{ queue = "{queue}", priority = 5 }}
-_mandatory_fields = ["_customer_number"]
-
-[_texts]
-created = "Your appointment is booked"
-
-[_schedule]
-{schedule}
-"#
-    )
+/// A booked video scenario in queue `queue`, without its `[_schedule]`.
+pub(crate) fn booked(name: &str, queue: &str) -> ScenarioBuilder {
+    ScenarioBuilder::video_call()
+        .name(name)
+        .unset_table("_video")
+        .key("_target", &format!("{{ queue = {queue:?}, priority = 5 }}"))
+        .key("_mandatory_fields", r#"["_customer_number"]"#)
+        .table("_texts", r#"created = "Your appointment is booked""#)
 }
 
 /// Open every day all day in UTC, 5-minute slots of `seats` seats, no notice;
 /// `keys` go into `[_schedule]` (horizon, join_url, ...), `tables` after it.
-pub(crate) fn always_open(name: &str, queue: &str, keys: &str, seats: u32, tables: &str) -> String {
-    let days = tests::open_every_day();
-    booked_scenario(
-        name,
-        queue,
-        &format!(
-            "timezone = \"UTC\"\nslot = \"5m\"\n{keys}\n\n[_schedule.hours]\n{days}\n\
-             [_schedule.capacity]\ndefault = {seats}\n\n{tables}"
-        ),
+pub(crate) fn always_open(
+    name: &str,
+    queue: &str,
+    keys: &str,
+    seats: u32,
+    tables: &str,
+) -> ScenarioBuilder {
+    booked(name, queue).always_open(
+        &format!("timezone = \"UTC\"\nslot = \"5m\"\n{keys}"),
+        seats,
+        tables,
     )
 }
 
@@ -245,10 +236,7 @@ async fn assert_unavailable(
 #[tokio::test]
 async fn availability_v1_and_v2_list_the_open_slots() {
     let open = always_open("bk-open", "bk-open", "horizon = \"366d\"", 3, "");
-    let app = TestApp::builder()
-        .scenario("bk-open.toml", &open)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&open).spawn().await;
     let start = Utc::now() + Span::hours(1);
     let end = start + Span::hours(1);
     let window = format!("start={}&end={}", iso(start), iso(end));
@@ -313,10 +301,7 @@ async fn availability_v1_and_v2_list_the_open_slots() {
 #[tokio::test]
 async fn availability_v2_shows_local_times_in_the_asked_zone() {
     let open = always_open("bk-zones", "bk-zones", "horizon = \"366d\"", 1, "");
-    let app = TestApp::builder()
-        .scenario("bk-zones.toml", &open)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&open).spawn().await;
     let today = Utc::now().date_naive();
     // The next 15 January (winter in New York) and 15 July (summer), within the horizon.
     // The first day of `month` at least two days ahead: always within the horizon.
@@ -391,10 +376,7 @@ sat = 1
 "#
     );
     let app = TestApp::builder()
-        .scenario(
-            "bk-week.toml",
-            &booked_scenario("bk-week", "bk-week", &week),
-        )
+        .with_scenario(&booked("bk-week", "bk-week").schedule(&week))
         .spawn()
         .await;
 
@@ -499,10 +481,7 @@ async fn availability_is_clipped_to_notice_and_horizon() {
         1,
         "",
     );
-    let app = TestApp::builder()
-        .scenario("bk-window.toml", &window)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&window).spawn().await;
     let before = Utc::now();
     let body = v2(
         &app,
@@ -603,10 +582,7 @@ async fn check_bad_param(app: &TestApp, version: u8, query: &str, param: &str) {
 #[tokio::test]
 async fn bad_availability_parameters_are_400_naming_the_parameter() {
     let bad = always_open("bk-bad", "bk-bad", "", 1, "");
-    let app = TestApp::builder()
-        .scenario("bk-bad.toml", &bad)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&bad).spawn().await;
     let t = iso(Utc::now() + Span::hours(1));
     let earlier = iso(Utc::now());
     let far = iso(Utc::now() + Span::days(400));
@@ -673,10 +649,7 @@ async fn booking_takes_a_seat_and_a_full_slot_is_refused_with_the_nearest() {
         2,
         "",
     );
-    let app = TestApp::builder()
-        .scenario("bk-seats.toml", &seats)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&seats).spawn().await;
     let slot = open_slot(&app, "bk-seats", Span::minutes(20)).await;
     assert_eq!(left(&app, "bk-seats", slot).await, 2);
 
@@ -830,10 +803,7 @@ async fn booking_takes_a_seat_and_a_full_slot_is_refused_with_the_nearest() {
 #[tokio::test]
 async fn a_thousand_creates_race_for_ten_seats() {
     let race = always_open("bk-race", "bk-race", "horizon = \"1d\"", 10, "");
-    let app = TestApp::builder()
-        .scenario("bk-race.toml", &race)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&race).spawn().await;
     let slot = open_slot(&app, "bk-race", Span::minutes(20)).await;
     assert_eq!(left(&app, "bk-race", slot).await, 10);
     let url = app.url(&create_path("bk-race"));
@@ -908,10 +878,7 @@ async fn rescheduling_moves_the_seat_and_cancelling_frees_it() {
         2,
         "",
     );
-    let app = TestApp::builder()
-        .scenario("bk-move.toml", &moving)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&moving).spawn().await;
     let s1 = open_slot(&app, "bk-move", Span::minutes(20)).await;
     let (s2, s3) = (s1 + Span::minutes(10), s1 + Span::minutes(20));
     let (status, created) = book(&app, "bk-move", "5550300", &iso(s1), &[]).await;
@@ -1032,10 +999,7 @@ async fn a_queued_booking_cannot_be_rescheduled() {
         2,
         "[_schedule.buffers]\nenter_queue = \"1h\"\n",
     );
-    let app = TestApp::builder()
-        .scenario("bk-early.toml", &early)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&early).spawn().await;
     let slot = open_slot(&app, "bk-early", Span::minutes(20)).await;
     let id = book_ok(&app, "bk-early", "5550400", slot).await;
     app.wait_for_state(&id, "QUEUED", WAIT).await;
@@ -1068,10 +1032,7 @@ async fn a_booking_enters_the_queue_at_its_buffer_and_queues_by_its_slot() {
         2,
         &format!("[_schedule.buffers]\nenter_queue = \"{buffer}s\"\n"),
     );
-    let app = TestApp::builder()
-        .scenario("bk-enter.toml", &scenario)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&scenario).spawn().await;
     let booked = book_ok(&app, "bk-enter", "5550500", slot).await;
     let full = app.record(&booked).await;
     assert_eq!(full["_callback_state"], "SCHEDULED", "{full}");
@@ -1117,10 +1078,7 @@ async fn a_booking_enters_the_queue_at_its_buffer_and_queues_by_its_slot() {
 #[tokio::test]
 async fn a_move_within_its_own_full_slot_keeps_the_seat() {
     let single = always_open("bk-single", "bk-single", "", 1, "");
-    let app = TestApp::builder()
-        .scenario("bk-single.toml", &single)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&single).spawn().await;
     let slot = open_slot(&app, "bk-single", Span::minutes(20)).await;
     let id = book_ok(&app, "bk-single", "5550900", slot).await;
     assert_eq!(left(&app, "bk-single", slot).await, 0);
@@ -1142,10 +1100,7 @@ async fn a_move_within_its_own_full_slot_keeps_the_seat() {
 #[tokio::test]
 async fn concurrent_moves_into_one_slot_take_only_its_seats() {
     let moves = always_open("bk-moves", "bk-moves", "", 3, "");
-    let app = TestApp::builder()
-        .scenario("bk-moves.toml", &moves)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&moves).spawn().await;
     let first = open_slot(&app, "bk-moves", Span::minutes(20)).await;
     // 21 services filling 7 slots, all moving at once to an empty slot of 3 seats.
     let olds: Vec<DateTime<Utc>> = (0..7).map(|i| first + Span::minutes(5 * i)).collect();
@@ -1239,10 +1194,7 @@ fn check_kolkata(what: &str, body: &Value) {
 #[tokio::test]
 async fn a_move_keeps_the_customers_zone() {
     let zoned = always_open("bk-zoned", "bk-zoned", "", 1, "");
-    let app = TestApp::builder()
-        .scenario("bk-zoned.toml", &zoned)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&zoned).spawn().await;
     let (id, _, _) = kolkata_booking(&app).await;
     let (_, too_soon) = reschedule(&app, "bk-zoned", &id, &iso(Utc::now())).await;
     check_kolkata("too soon", &too_soon);
@@ -1286,10 +1238,7 @@ async fn a_move_keeps_the_customers_zone() {
 #[tokio::test]
 async fn a_move_refused_for_a_full_slot_shows_times_in_the_customers_zone() {
     let zoned = always_open("bk-zoned", "bk-zoned", "", 1, "");
-    let app = TestApp::builder()
-        .scenario("bk-zoned.toml", &zoned)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&zoned).spawn().await;
     let (id, _, full) = kolkata_booking(&app).await;
     let (_, refused) = reschedule(&app, "bk-zoned", &id, &iso(full)).await;
     check_kolkata("full", &refused);
@@ -1306,15 +1255,12 @@ fn last_sunday(year: i32, month: u32) -> NaiveDate {
 
 #[tokio::test]
 async fn daylight_saving_days_skip_the_gap_and_offer_both_passes() {
-    let london = format!(
-        "timezone = \"Europe/London\"\nslot = \"30m\"\nhorizon = \"366d\"\n\n\
-         [_schedule.hours]\n{}\n[_schedule.capacity]\ndefault = 1\n",
-        tests::open_every_day()
+    let london = booked("bk-dst", "bk-dst").always_open(
+        "timezone = \"Europe/London\"\nslot = \"30m\"\nhorizon = \"366d\"",
+        1,
+        "",
     );
-    let app = TestApp::builder()
-        .scenario("bk-dst.toml", &booked_scenario("bk-dst", "bk-dst", &london))
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&london).spawn().await;
     let tz = chrono_tz::Europe::London;
     let soon = Utc::now().date_naive() + chrono::Days::new(2);
     let next = |month: u32| {

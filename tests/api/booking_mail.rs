@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration as Span, Utc};
+use engine::testing::ScenarioBuilder;
 use runtime::notices::MailConfig;
 use serde_json::{json, Value};
 use tests::smtp::{Received, SmtpSink};
@@ -20,9 +21,9 @@ use crate::booking::{always_open, book, open_slot, reschedule};
 /// How long to wait for a message that must not come.
 const QUIET: Duration = Duration::from_millis(700);
 
-async fn app_with_mail(sink: &SmtpSink, scenarios: &[(&str, &str)]) -> TestApp {
+async fn app_with_mail(sink: &SmtpSink, scenario: &ScenarioBuilder) -> TestApp {
     TestApp::builder()
-        .scenarios(scenarios)
+        .with_scenario(scenario)
         .mail(MailConfig {
             smtp_url: sink.url(),
             from: "callbackd <noreply@example.com>".into(),
@@ -126,7 +127,7 @@ async fn invites_go_to_the_customer_and_the_queue_agents_and_follow_the_booking(
         2,
         "[_schedule.notifications]\ncustomer_email = true\nagent_email = true\n",
     );
-    let app = app_with_mail(&sink, &[("bkm-invite.toml", &scenario)]).await;
+    let app = app_with_mail(&sink, &scenario).await;
     agent(&app, "ann", &["bkm-q"], Some(AGENTS[0])).await;
     agent(&app, "carl", &["other-q", "bkm-q"], Some(AGENTS[1])).await;
     agent(&app, "dora", &["bkm-q"], None).await;
@@ -237,7 +238,7 @@ async fn the_reminder_goes_by_email_and_sms_before_the_slot() {
              reminder_sms = true\nsms_url = \"{sms_url}\"\n"
         ),
     );
-    let app = app_with_mail(&sink, &[("bkm-remind.toml", &scenario)]).await;
+    let app = app_with_mail(&sink, &scenario).await;
     agent(&app, "ann", &["bkm-remind"], Some(AGENTS[0])).await;
     let (status, booked) = book(
         &app,
@@ -317,7 +318,7 @@ async fn with_notifications_off_a_booking_sends_nothing() {
         2,
         "",
     );
-    let app = app_with_mail(&sink, &[("bkm-quiet.toml", &scenario)]).await;
+    let app = app_with_mail(&sink, &scenario).await;
     agent(&app, "ann", &["bkm-quiet"], Some(AGENTS[0])).await;
     let slot = open_slot(&app, "bkm-quiet", Span::minutes(20)).await;
     let (status, booked) = book(

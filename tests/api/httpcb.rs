@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use engine::testing::ScenarioBuilder;
 use serde_json::Value;
 use tests::TestApp;
 
@@ -48,20 +49,13 @@ async fn start_sink(failing: &'static str, fail: usize) -> (String, Sink) {
     (url, sink)
 }
 
-fn scenario(url: &str) -> String {
-    format!(
-        r#"name = "cd-httpcb"
-_media_type = "chat"
-_wait_for_agent = true
-_wait_for_user_confirm = true
-_ttl = 86400
-_target = {{ queue = "hooks", priority = 0 }}
-_httpcb_url = "{url}"
-_httpcb_attempts = 3
-_httpcb_backoff = "50ms"
-_httpcb_timeout = "2s"
-"#
-    )
+fn scenario(url: &str) -> ScenarioBuilder {
+    ScenarioBuilder::new("cd-httpcb")
+        .key("_target", r#"{ queue = "hooks", priority = 0 }"#)
+        .key("_httpcb_url", &format!("{url:?}"))
+        .key("_httpcb_attempts", "3")
+        .key("_httpcb_backoff", r#""50ms""#)
+        .key("_httpcb_timeout", r#""2s""#)
 }
 
 async fn create_httpcb(app: &TestApp, device: &str) -> String {
@@ -121,7 +115,7 @@ async fn httpcb_posts_after_failures_and_the_notification_leaves_the_outbox() {
     // Two failures, then success: the third attempt gets through.
     let (url, sink) = start_sink("service.agentavailable.", 2).await;
     let app = TestApp::builder()
-        .scenario("cd-httpcb.toml", &scenario(&url))
+        .with_scenario(&scenario(&url))
         .spawn()
         .await;
     let id = create_httpcb(&app, "device-http-1").await;
@@ -173,7 +167,7 @@ async fn httpcb_posts_after_failures_and_the_notification_leaves_the_outbox() {
 async fn httpcb_gives_up_after_its_attempts_and_the_outbox_keeps_it() {
     let (url, sink) = start_sink("", usize::MAX).await;
     let app = TestApp::builder()
-        .scenario("cd-httpcb.toml", &scenario(&url))
+        .with_scenario(&scenario(&url))
         .spawn()
         .await;
     let id = create_httpcb(&app, "device-http-2").await;
@@ -209,7 +203,7 @@ async fn httpcb_gives_up_after_its_attempts_and_the_outbox_keeps_it() {
 async fn httpcb_needs_a_url_in_the_scenario() {
     let (url, _sink) = start_sink("", 0).await;
     let app = TestApp::builder()
-        .scenario("cd-httpcb.toml", &scenario(&url))
+        .with_scenario(&scenario(&url))
         .spawn()
         .await;
     let (status, body) = app

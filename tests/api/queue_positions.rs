@@ -2,24 +2,18 @@
 
 use std::time::Duration;
 
+use engine::testing::ScenarioBuilder;
 use serde_json::{json, Value};
 use tests::{spawn_app, TestApp, WAIT};
 
-/// The shipped chat-delay scenario under another name, with another `_target`.
-fn chat_delay_copy(name: &str, target: &str) -> String {
-    format!(
-        r#"name = "{name}"
-_media_type = "chat"
-_wait_for_agent = true
-_wait_for_user_confirm = true
-_ttl = 86400
-_user_confirm_timeout = "60s"
-_on_user_confirm_timeout = "requeue"
-_max_user_confirm_attempts = 3
-_target = {target}
-_mandatory_fields = ["_customer_number"]
-"#
-    )
+/// The shipped chat-delay scenario (its keys, no texts) under another name,
+/// with another `_target`.
+fn chat_delay_copy(name: &str, target: &str) -> ScenarioBuilder {
+    ScenarioBuilder::chat_delay()
+        .name(name)
+        .key("_target", target)
+        .unset("_find_agent_timeout")
+        .unset("_chat_parameters")
 }
 
 /// POST (empty multipart) and GET must agree; returns (position, total waiting).
@@ -142,10 +136,7 @@ async fn positions_follow_arrival_and_close_up_after_a_cancel() {
 #[tokio::test]
 async fn a_higher_priority_scenario_jumps_the_queue_and_is_served_first() {
     let vip = chat_delay_copy("chat-delay-vip", r#"{ queue = "support", priority = 5 }"#);
-    let app = TestApp::builder()
-        .scenario("chat-delay-vip.toml", &vip)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&vip).spawn().await;
     let normal = create_many(&app, "chat-delay", 3).await;
     let vip_id = app.create("chat-delay-vip", "5550001").await;
     let later = app.create("chat-delay", "5550002").await;
@@ -333,10 +324,7 @@ async fn a_skill_expression_routes_only_to_matching_agents() {
         "chat-delay-english",
         r#"{ queue = "support", priority = 0, skills = "English >= 5" }"#,
     );
-    let app = TestApp::builder()
-        .scenario("chat-delay-english.toml", &english)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&english).spawn().await;
     app.put_agent("novice", &["support"], &[("English", 3), ("Spanish", 9)], 5)
         .await;
     app.set_ready("novice", true).await;

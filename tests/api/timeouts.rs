@@ -2,22 +2,17 @@
 
 use std::time::Duration;
 
+use engine::testing::ScenarioBuilder;
 use serde_json::{json, Value};
 use tests::{iso_utc_in, spawn_app, TestApp, WAIT};
 
-/// A chat-delay scenario routed to `queue`, with these extra keys (which must
-/// include `_ttl`).
-fn scenario(name: &str, queue: &str, keys: &str) -> String {
-    format!(
-        r#"name = "{name}"
-_media_type = "chat"
-_wait_for_agent = true
-_wait_for_user_confirm = true
-_target = {{ queue = "{queue}", priority = 0 }}
-_mandatory_fields = ["_customer_number"]
-{keys}
-"#
-    )
+/// A chat-delay scenario (keys, no texts) routed to `queue`, with `keys`
+/// `(key, TOML value)` set; it is kept a day unless `_ttl` is set.
+fn scenario(name: &str, queue: &str, keys: &[(&str, &str)]) -> ScenarioBuilder {
+    ScenarioBuilder::new(name)
+        .key("_target", &format!("{{ queue = {queue:?}, priority = 0 }}"))
+        .key("_mandatory_fields", r#"["_customer_number"]"#)
+        .keys(keys)
 }
 
 /// How many times the history shows the service entering `state` (snake_case).
@@ -35,14 +30,12 @@ async fn user_confirm_timeout_with_fail_completes_and_frees_the_agent() {
     let fail = scenario(
         "cd-fail",
         "support",
-        r#"_ttl = 86400
-_user_confirm_timeout = "300ms"
-_on_user_confirm_timeout = "fail""#,
+        &[
+            ("_user_confirm_timeout", r#""300ms""#),
+            ("_on_user_confirm_timeout", r#""fail""#),
+        ],
     );
-    let app = TestApp::builder()
-        .scenario("cd-fail.toml", &fail)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&fail).spawn().await;
     let id = app.create("cd-fail", "3001").await;
     app.ready_agent("alice", &["support"], 1).await;
 
@@ -72,14 +65,12 @@ async fn user_confirm_timeout_with_connect_anyway_connects() {
     let anyway = scenario(
         "cd-anyway",
         "support",
-        r#"_ttl = 86400
-_user_confirm_timeout = "300ms"
-_on_user_confirm_timeout = "connect-anyway""#,
+        &[
+            ("_user_confirm_timeout", r#""300ms""#),
+            ("_on_user_confirm_timeout", r#""connect-anyway""#),
+        ],
     );
-    let app = TestApp::builder()
-        .scenario("cd-anyway.toml", &anyway)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&anyway).spawn().await;
     let id = app.create("cd-anyway", "3101").await;
     app.ready_agent("alice", &["support"], 1).await;
 
@@ -109,15 +100,13 @@ async fn user_confirm_timeout_with_requeue_keeps_the_place_then_fails_after_max_
     let requeue = scenario(
         "cd-requeue",
         "rq",
-        r#"_ttl = 86400
-_user_confirm_timeout = "1s"
-_on_user_confirm_timeout = "requeue"
-_max_user_confirm_attempts = 3"#,
+        &[
+            ("_user_confirm_timeout", r#""1s""#),
+            ("_on_user_confirm_timeout", r#""requeue""#),
+            ("_max_user_confirm_attempts", "3"),
+        ],
     );
-    let app = TestApp::builder()
-        .scenario("cd-requeue.toml", &requeue)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&requeue).spawn().await;
     let first = app.create("cd-requeue", "3201").await;
     app.ready_agent("alice", &["rq"], 1).await;
     app.wait_for_state(&first, "ROUTING", WAIT).await;
@@ -176,13 +165,9 @@ async fn find_agent_timeout_fails_with_target_not_found() {
     let find = scenario(
         "cd-find",
         "nobody-serves-this",
-        r#"_ttl = 86400
-_find_agent_timeout = "300ms""#,
+        &[("_find_agent_timeout", r#""300ms""#)],
     );
-    let app = TestApp::builder()
-        .scenario("cd-find.toml", &find)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&find).spawn().await;
     // An agent exists, but not for this queue.
     app.ready_agent("alice", &["support"], 5).await;
     let id = app.create("cd-find", "3301").await;
@@ -208,14 +193,14 @@ _find_agent_timeout = "300ms""#,
     );
 }
 
-fn ttl_scenario() -> String {
-    scenario("cd-ttl", "nobody-serves-this", r#"_ttl = "1s""#)
+fn ttl_scenario() -> ScenarioBuilder {
+    scenario("cd-ttl", "nobody-serves-this", &[("_ttl", r#""1s""#)])
 }
 
 /// Runs `test` against a server on its own runtime, and gives up after
 /// `limit`. A timer loop that never yields would otherwise starve the test's
 /// runtime and hang the whole suite instead of failing this test.
-fn isolated<F, Fut>(extra: &[(&str, &str)], limit: Duration, test: F)
+fn isolated<F, Fut>(extra: &ScenarioBuilder, limit: Duration, test: F)
 where
     F: FnOnce(TestApp) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -225,7 +210,7 @@ where
         .enable_all()
         .build()
         .expect("server runtime");
-    let app = server.block_on(TestApp::builder().scenarios(extra).spawn());
+    let app = server.block_on(TestApp::builder().with_scenario(extra).spawn());
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -248,53 +233,45 @@ where
 #[test]
 fn ttl_expiry_of_a_queued_service_fails_with_timeout_ttl() {
     let ttl = ttl_scenario();
-    isolated(
-        &[("cd-ttl.toml", &ttl)],
-        WAIT + Duration::from_secs(5),
-        |app| async move {
-            let (status, created) = app
-                .post_form(
-                    "/genesys/1/service/callback/cd-ttl",
-                    &[("_customer_number", "3401"), ("_desired_time", "now")],
-                )
-                .await;
-            assert_eq!(status, 200, "{created}");
-            let id = created["_id"].as_str().unwrap().to_owned();
-            assert_eq!(app.state_of(&id).await, "QUEUED");
+    isolated(&ttl, WAIT + Duration::from_secs(5), |app| async move {
+        let (status, created) = app
+            .post_form(
+                "/genesys/1/service/callback/cd-ttl",
+                &[("_customer_number", "3401"), ("_desired_time", "now")],
+            )
+            .await;
+        assert_eq!(status, 200, "{created}");
+        let id = created["_id"].as_str().unwrap().to_owned();
+        assert_eq!(app.state_of(&id).await, "QUEUED");
 
-            let done = app.wait_for_state(&id, "COMPLETED", WAIT).await;
-            assert_eq!(done["_callback_reason"], "FAIL_TIMEOUT_TTL", "{done}");
-            let found = app.query_by_id(&id).await;
-            assert_eq!(found["_callback_reason"], "FAIL_TIMEOUT_TTL");
-            // The server still answers and its timer loop still works.
-            let (status, _) = app.get("/healthz").await;
-            assert_eq!(status, 200);
-        },
-    );
+        let done = app.wait_for_state(&id, "COMPLETED", WAIT).await;
+        assert_eq!(done["_callback_reason"], "FAIL_TIMEOUT_TTL", "{done}");
+        let found = app.query_by_id(&id).await;
+        assert_eq!(found["_callback_reason"], "FAIL_TIMEOUT_TTL");
+        // The server still answers and its timer loop still works.
+        let (status, _) = app.get("/healthz").await;
+        assert_eq!(status, 200);
+    });
 }
 
 #[test]
 fn ttl_expiry_of_a_service_scheduled_just_ahead_fails_with_timeout_ttl() {
     let ttl = ttl_scenario();
-    isolated(
-        &[("cd-ttl.toml", &ttl)],
-        WAIT + Duration::from_secs(5),
-        |app| async move {
-            let desired = iso_utc_in(Duration::from_millis(500));
-            let (status, created) = app
-                .post_form(
-                    "/genesys/1/service/callback/cd-ttl",
-                    &[("_customer_number", "3402"), ("_desired_time", &desired)],
-                )
-                .await;
-            assert_eq!(status, 200, "{created}");
-            let id = created["_id"].as_str().unwrap().to_owned();
+    isolated(&ttl, WAIT + Duration::from_secs(5), |app| async move {
+        let desired = iso_utc_in(Duration::from_millis(500));
+        let (status, created) = app
+            .post_form(
+                "/genesys/1/service/callback/cd-ttl",
+                &[("_customer_number", "3402"), ("_desired_time", &desired)],
+            )
+            .await;
+        assert_eq!(status, 200, "{created}");
+        let id = created["_id"].as_str().unwrap().to_owned();
 
-            let done = app.wait_for_state(&id, "COMPLETED", WAIT).await;
-            assert_eq!(done["_callback_reason"], "FAIL_TIMEOUT_TTL", "{done}");
-            assert_eq!(entered(&done, "wait_for_agent"), 1, "{done}");
-        },
-    );
+        let done = app.wait_for_state(&id, "COMPLETED", WAIT).await;
+        assert_eq!(done["_callback_reason"], "FAIL_TIMEOUT_TTL", "{done}");
+        assert_eq!(entered(&done, "wait_for_agent"), 1, "{done}");
+    });
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use chrono::{Duration as Span, Utc};
+use engine::testing::ScenarioBuilder;
 use serde_json::{json, Value};
 use tests::time::{ceil5, iso, time_of};
 use tests::video::{assert_code, events, last_room, Auth, ROUTING};
@@ -754,40 +755,22 @@ async fn a_preferred_agent_who_is_ready_takes_the_service_first() {
 
 /// A booked video scenario open around the clock in UTC, 5-minute slots;
 /// it enters the queue `enter_queue_secs` before the slot.
-fn booked_video_scenario(enter_queue_secs: i64) -> String {
-    let days = tests::open_every_day();
-    format!(
-        r#"name = "video-booked"
-_media_type = "video"
-_wait_for_agent = true
-_wait_for_user_confirm = false
-_ttl = "2h"
-_find_agent_timeout = "30m"
-_preferred_agent_timeout = "2s"
-_target = {{ queue = "vbooked", priority = 5 }}
-_mandatory_fields = ["_customer_number"]
-
-[_texts]
-created = "Your video appointment is booked"
-
-[_video]
-room_ttl = "1h"
-waiting_room = {{ image = "/static/waiting-room.jpg", message = "Your advisor will be with you at your appointment time." }}
-
-[_schedule]
-timezone = "UTC"
-slot = "5m"
-join_url = "{{base_url}}/video/{{service_id}}"
-
-[_schedule.buffers]
-enter_queue = "{enter_queue_secs}s"
-
-[_schedule.hours]
-{days}
-[_schedule.capacity]
-default = 2
-"#
-    )
+fn booked_video_scenario(enter_queue_secs: i64) -> ScenarioBuilder {
+    ScenarioBuilder::video_call()
+        .name("video-booked")
+        .key("_preferred_agent_timeout", r#""2s""#)
+        .key("_target", r#"{ queue = "vbooked", priority = 5 }"#)
+        .key("_mandatory_fields", r#"["_customer_number"]"#)
+        .table("_texts", r#"created = "Your video appointment is booked""#)
+        .video(
+            r#"room_ttl = "1h"
+waiting_room = { image = "/static/waiting-room.jpg", message = "Your advisor will be with you at your appointment time." }"#,
+        )
+        .always_open(
+            "timezone = \"UTC\"\nslot = \"5m\"\njoin_url = \"{base_url}/video/{service_id}\"",
+            2,
+            &format!("[_schedule.buffers]\nenter_queue = \"{enter_queue_secs}s\""),
+        )
 }
 
 #[tokio::test]
@@ -797,7 +780,7 @@ async fn a_booked_video_appointment_shows_the_waiting_room_then_the_room_once_an
     let slot = ceil5(now + Span::minutes(6));
     let buffer = (slot - now - Span::seconds(3)).num_seconds();
     let app = TestApp::builder()
-        .scenario("video-booked.toml", &booked_video_scenario(buffer))
+        .with_scenario(&booked_video_scenario(buffer))
         .spawn()
         .await;
     app.put_agent("pat", &["vbooked"], &[], 1).await;

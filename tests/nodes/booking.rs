@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, Utc};
+use engine::testing::ScenarioBuilder;
 use futures_util::future::join_all;
 use redis_store::testing::RedisServer;
 use serde_json::Value;
@@ -14,30 +15,22 @@ use tests::time::iso;
 
 use crate::support::Site;
 
-/// Open around the clock in UTC, 5-minute slots of `seats` seats.
-fn booking_scenario(name: &str, seats: u32, extra: &str) -> String {
-    format!(
-        r#"
-name = "{name}"
-_media_type = "video"
-_wait_for_agent = true
-_ttl = "1h"
-_target = {{ queue = "nobody-{name}", priority = 0 }}
-
-[_schedule]
-timezone = "UTC"
-slot = "5m"
-min_notice = "0s"
-horizon = "1d"
-
-[_schedule.hours]
-{days}
-[_schedule.capacity]
-default = {seats}
-{extra}
-"#,
-        days = tests::open_every_day(),
-    )
+/// Open around the clock in UTC, 5-minute slots of `seats` seats; `extra`
+/// are more `[_schedule.*]` tables.
+fn booking_scenario(name: &str, seats: u32, extra: &str) -> ScenarioBuilder {
+    ScenarioBuilder::new(name)
+        .key("_media_type", r#""video""#)
+        .unset("_wait_for_user_confirm")
+        .key("_ttl", r#""1h""#)
+        .key(
+            "_target",
+            &format!("{{ queue = \"nobody-{name}\", priority = 0 }}"),
+        )
+        .always_open(
+            "timezone = \"UTC\"\nslot = \"5m\"\nmin_notice = \"0s\"\nhorizon = \"1d\"",
+            seats,
+            extra,
+        )
 }
 
 /// The first 5-minute slot starting at least `ahead` from now.
@@ -55,7 +48,7 @@ fn slot_after(ahead: chrono::Duration) -> DateTime<Utc> {
 #[tokio::test]
 async fn racing_bookings_on_two_nodes_take_exactly_the_seats_there_are() {
     let scenario = booking_scenario("race", 10, "");
-    let site = Site::start_with(2, RedisServer::start(), &[("race.toml", &scenario)]).await;
+    let site = Site::start_with(2, RedisServer::start(), &[scenario]).await;
     let slot = slot_after(chrono::Duration::minutes(10));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -153,7 +146,7 @@ sms_url = "{sms_url}"
         (slot - reminder_at).num_seconds(),
     );
     let scenario = booking_scenario("soon", 3, &extra);
-    let mut site = Site::start_with(2, RedisServer::start(), &[("soon.toml", &scenario)]).await;
+    let mut site = Site::start_with(2, RedisServer::start(), &[scenario]).await;
     let (status, booked) = site.nodes[0]
         .app
         .post_form(

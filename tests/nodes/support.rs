@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use engine::testing::ScenarioBuilder;
 use redis_store::testing::RedisServer;
 use serde_json::{json, Value};
 use tests::node::Node;
@@ -15,25 +16,21 @@ pub const NODE_BIN: &str = env!("CARGO_BIN_EXE_callbackd-node");
 
 /// A scenario without the customer's confirmation: a reserved agent gets the
 /// chat at once, so the load is all routing and completing.
-const LOAD_SCENARIO: &str = r#"
-name = "load"
-_media_type = "chat"
-_wait_for_agent = true
-_wait_for_user_confirm = false
-_ttl = "1h"
-_find_agent_timeout = "30m"
-_target = { queue = "support", priority = 0 }
-"#;
+fn load_scenario() -> ScenarioBuilder {
+    ScenarioBuilder::new("load")
+        .key("_wait_for_user_confirm", "false")
+        .key("_ttl", r#""1h""#)
+        .key("_find_agent_timeout", r#""30m""#)
+}
 
 /// Nobody serves queue `nobody`: a service gives up after one second.
-const HURRY_SCENARIO: &str = r#"
-name = "hurry"
-_media_type = "chat"
-_wait_for_agent = true
-_ttl = "1h"
-_find_agent_timeout = "1s"
-_target = { queue = "nobody", priority = 0 }
-"#;
+fn hurry_scenario() -> ScenarioBuilder {
+    ScenarioBuilder::new("hurry")
+        .unset("_wait_for_user_confirm")
+        .key("_ttl", r#""1h""#)
+        .key("_find_agent_timeout", r#""1s""#)
+        .key("_target", r#"{ queue = "nobody", priority = 0 }"#)
+}
 
 pub struct Site {
     pub redis: RedisServer,
@@ -48,13 +45,16 @@ impl Site {
         Site::start_with(n, redis, &[]).await
     }
 
-    /// Like [`Site::start`], with extra `(file name, TOML)` scenarios.
-    pub async fn start_with(n: usize, redis: RedisServer, extra: &[(&str, &str)]) -> Site {
+    /// Like [`Site::start`], with extra scenarios.
+    pub async fn start_with(n: usize, redis: RedisServer, extra: &[ScenarioBuilder]) -> Site {
         let dir = tempfile::tempdir().expect("temp dir");
         let scenarios = dir.path().join("scenarios");
         std::fs::create_dir(&scenarios).unwrap();
-        let mut all = vec![("load.toml", LOAD_SCENARIO), ("hurry.toml", HURRY_SCENARIO)];
-        all.extend_from_slice(extra);
+        let all: Vec<(String, String)> = [load_scenario(), hurry_scenario()]
+            .iter()
+            .chain(extra)
+            .map(|b| (b.file_name(), b.toml()))
+            .collect();
         tests::write_scenarios(&scenarios, &all);
         let mut nodes = Vec::new();
         for i in 0..n {

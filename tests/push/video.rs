@@ -4,6 +4,7 @@
 //! through the push channels; template (Jitsi-style) rooms hand each side
 //! a link holding a token signed with the scenario's secret.
 
+use engine::testing::ScenarioBuilder;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tests::video::{Auth, ROUTING};
@@ -403,26 +404,19 @@ fn jwt_of(url: &str) -> String {
 
 /// A video scenario on a Jitsi-style meeting system whose tokens are
 /// signed with the secret in the environment variable `var`.
-fn jitsi_scenario(var: &str) -> String {
-    format!(
-        r#"name = "video-jitsi"
-_media_type = "video"
-_wait_for_agent = true
-_wait_for_user_confirm = false
-_ttl = "2h"
-_find_agent_timeout = "15m"
-_target = {{ queue = "video", priority = 5 }}
-_mandatory_fields = ["_customer_number"]
-
-[_video]
-room_ttl = "1h"
+fn jitsi_scenario(var: &str) -> ScenarioBuilder {
+    ScenarioBuilder::video_call()
+        .name("video-jitsi")
+        .key("_find_agent_timeout", r#""15m""#)
+        .key("_mandatory_fields", r#"["_customer_number"]"#)
+        .video(&format!(
+            r#"room_ttl = "1h"
 
 [_video.provider]
 kind = "template"
 url = "https://meet.example/{{room}}?jwt={{jwt}}&name={{name}}&role={{role}}"
-jwt = {{ app_id = "callbackd", secret_env = "{var}", subject = "meet.example", ttl = "15m" }}
-"#
-    )
+jwt = {{ app_id = "callbackd", secret_env = "{var}", subject = "meet.example", ttl = "15m" }}"#
+        ))
 }
 
 #[test]
@@ -453,10 +447,7 @@ async fn template_rooms_give_each_side_a_link_with_a_token_signed_by_the_secret(
     // The secret comes from the environment at start-up, never from the file.
     let (var, secret) = jitsi_secret();
     let scenario = jitsi_scenario(&var);
-    let app = TestApp::builder()
-        .scenario("video-jitsi.toml", &scenario)
-        .spawn()
-        .await;
+    let app = TestApp::builder().with_scenario(&scenario).spawn().await;
     let mut device = LongPoll::device(&app, DEVICE).await;
     let mut agent = BayeuxWs::open(&app, Who::AgentExt("alice".into()), "/agents/alice").await;
     let id = chat_taken_by_alice(&app).await;
@@ -567,7 +558,7 @@ fn jitsi_secret() -> (String, &'static str) {
 async fn a_template_room_routed_through_the_queue_names_the_agent_who_takes_it() {
     let (var, secret) = jitsi_secret();
     let app = TestApp::builder()
-        .scenario("video-jitsi.toml", &jitsi_scenario(&var))
+        .with_scenario(&jitsi_scenario(&var))
         .spawn()
         .await;
     let mut agent = BayeuxWs::open(&app, Who::AgentExt("bob".into()), "/agents/bob").await;

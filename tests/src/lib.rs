@@ -8,6 +8,7 @@ use std::time::Duration;
 use engine::scenario::Scenarios;
 use engine::store::memory::MemoryStore;
 use engine::store::Store;
+use engine::testing::ScenarioBuilder;
 use redis_store::testing::RedisServer;
 use redis_store::{RedisConfig, RedisStore};
 use reqwest::multipart::Form;
@@ -35,12 +36,7 @@ pub fn text(v: &Value) -> String {
 }
 
 /// The `[_schedule.hours]` lines of a schedule open all day, every day.
-pub fn open_every_day() -> String {
-    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-        .iter()
-        .map(|d| format!("{d} = [\"00:00-24:00\"]\n"))
-        .collect()
-}
+pub use engine::testing::open_every_day;
 
 /// The scenarios shipped in `scenarios/`.
 pub fn shipped_scenarios_dir() -> std::path::PathBuf {
@@ -113,6 +109,12 @@ impl TestAppBuilder {
     pub fn scenario(mut self, name: &str, toml: &str) -> Self {
         self.scenarios.push((name.to_owned(), toml.to_owned()));
         self
+    }
+
+    /// One more scenario, as [`ScenarioBuilder`] writes it (into its
+    /// [`file_name`](ScenarioBuilder::file_name)).
+    pub fn with_scenario(self, scenario: &ScenarioBuilder) -> Self {
+        self.scenario(&scenario.file_name(), &scenario.toml())
     }
 
     /// Several `(file name, TOML)` scenarios, as [`TestAppBuilder::scenario`].

@@ -10,7 +10,6 @@
 //! that other crates can run it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -26,6 +25,7 @@ use crate::store::{
     AgentKey, AgentProfile, AgentRecord, DueTimer, IdempotencyClaim, IndexKey, QueueEntry, Quota,
     QuotaVerdict, Store, StoreError,
 };
+use crate::testing::ScenarioBuilder;
 use crate::video::{Room, RoomLink, RoutingData, VideoConfig, VideoLeg};
 
 pub fn t0() -> DateTime<Utc> {
@@ -42,21 +42,18 @@ const DAY: i64 = 86400;
 // Scenarios and records
 // ---------------------------------------------------------------------------
 
+/// chat-delay (which the stores never read past its timers and target)
+/// renamed, in `queue` at `priority`, doing `on_timeout` on a missed
+/// confirmation.
 fn scenario(name: &str, queue: &str, priority: i32, on_timeout: &str) -> Arc<Scenario> {
-    let text = format!(
-        r#"
-name = "{name}"
-_media_type = "chat"
-_wait_for_agent = true
-_wait_for_user_confirm = true
-_ttl = 86400
-_user_confirm_timeout = "60s"
-_on_user_confirm_timeout = "{on_timeout}"
-_find_agent_timeout = "2h"
-_target = {{ queue = "{queue}", priority = {priority} }}
-"#
-    );
-    Arc::new(Scenario::from_toml(Path::new("test.toml"), &text).unwrap_or_else(|e| panic!("{e}")))
+    ScenarioBuilder::chat_delay()
+        .name(name)
+        .key("_on_user_confirm_timeout", &format!("{on_timeout:?}"))
+        .key(
+            "_target",
+            &format!("{{ queue = {queue:?}, priority = {priority} }}"),
+        )
+        .build()
 }
 
 /// chat-delay in queue "support", priority 0, requeue on a missed confirmation.

@@ -47,6 +47,7 @@ use clap::Parser;
 use engine::scenario::Scenarios;
 use engine::store::memory::MemoryStore;
 use engine::store::Store;
+use engine::testing::ScenarioBuilder;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use redis_store::testing::RedisServer;
 use redis_store::{RedisConfig, RedisStore};
@@ -56,33 +57,20 @@ use tokio::sync::oneshot;
 
 const SCENARIO: &str = "bench-availability";
 
-const SCENARIO_TOML: &str = r#"# 5-minute slots, every minute of 14 days bookable, 3 seats each.
-name = "bench-availability"
-_media_type = "voice"
-_wait_for_agent = true
-_wait_for_user_confirm = false
-_ttl = "2h"
-_target = { queue = "bench", priority = 0 }
-_mandatory_fields = ["_customer_number"]
-
-[_schedule]
-timezone = "Europe/London"
-slot = "5m"
-min_notice = "0s"
-horizon = "14d"
-
-[_schedule.hours]
-mon = ["00:00-24:00"]
-tue = ["00:00-24:00"]
-wed = ["00:00-24:00"]
-thu = ["00:00-24:00"]
-fri = ["00:00-24:00"]
-sat = ["00:00-24:00"]
-sun = ["00:00-24:00"]
-
-[_schedule.capacity]
-default = 3
-"#;
+/// 5-minute slots, every minute of 14 days bookable, 3 seats each.
+fn scenario() -> ScenarioBuilder {
+    ScenarioBuilder::new(SCENARIO)
+        .key("_media_type", r#""voice""#)
+        .key("_wait_for_user_confirm", "false")
+        .key("_ttl", r#""2h""#)
+        .key("_target", r#"{ queue = "bench", priority = 0 }"#)
+        .key("_mandatory_fields", r#"["_customer_number"]"#)
+        .always_open(
+            "timezone = \"Europe/London\"\nslot = \"5m\"\nmin_notice = \"0s\"\nhorizon = \"14d\"",
+            3,
+            "",
+        )
+}
 
 /// Creates in flight at once while booking.
 const BOOKING_CONCURRENCY: usize = 16;
@@ -345,7 +333,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("bench-availability-")
         .tempdir()?;
-    std::fs::write(dir.path().join(format!("{SCENARIO}.toml")), SCENARIO_TOML)?;
+    scenario().write_to(dir.path());
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     println!(
         "cargo run --release -p examples --bin bench-availability -- {}",
