@@ -23,7 +23,10 @@ mod delivery;
 mod queries;
 mod rooms;
 mod router;
+mod throttle;
 mod timers;
+
+pub use throttle::{create_guard, CreateRequest, IDEMPOTENCY_KEEP, IDEMPOTENCY_LEASE};
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -57,6 +60,12 @@ pub enum ShellError {
     NotAllowed(#[from] TransitionError),
     #[error("service `{0}` is being changed by too many requests at once; retry")]
     Contended(String),
+    /// A throttle of the scenario is used up; `what` names it.
+    #[error("{what}")]
+    Throttled {
+        what: String,
+        retry_after: std::time::Duration,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -168,7 +177,10 @@ impl Shell {
         new: NewService,
     ) -> Result<ServiceRecord, ShellError> {
         let applied = machine::create(new, scenario, self.now());
-        self.store.put(&applied.record, None).await?;
+        // The scenario's in-queue check and cap are counted in the write.
+        self.store
+            .put_new(&applied.record, &create_guard(scenario))
+            .await?;
         info!(service_id = %applied.record.id, scenario = %scenario.name, state = ?applied.record.state, "Service created.");
         self.carry_out(&applied.record, &applied.effects).await;
         Ok(applied.record)
