@@ -19,6 +19,7 @@ pub mod error;
 mod extract;
 pub mod form;
 pub mod outbound;
+pub mod rate_limit;
 mod request_id;
 mod requests;
 mod routes;
@@ -64,6 +65,8 @@ pub struct Config {
     pub relay: Option<RelayLink>,
     /// Where appointment e-mails go out (SMTP); none: e-mails are skipped.
     pub mail: Option<MailConfig>,
+    /// Requests per second per client address (`--rate-limit`).
+    pub rate_limit: rate_limit::RateLimit,
 }
 
 /// Deliveries out to the other nodes, and theirs in.
@@ -153,8 +156,11 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let tasks = shell.spawn_background(stop_rx, config.timer_wakeups, inbound);
     let registry = shell.registry().clone();
-    let app = app(state);
+    // Every route, the push endpoints included, is behind the limit.
+    let app = rate_limit::layer(app(state), config.rate_limit);
     tracing::info!(addr = %listener.local_addr()?, "callbackd listening.");
+    // The peer's address is what `--rate-limit` counts by.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

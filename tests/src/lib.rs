@@ -90,6 +90,7 @@ pub struct TestAppBuilder {
     push: push::Limits,
     mail: Option<runtime::notices::MailConfig>,
     redis: bool,
+    rate_limit: http_front::rate_limit::RateLimit,
 }
 
 impl TestApp {
@@ -101,6 +102,7 @@ impl TestApp {
             push: push::Limits::default(),
             mail: None,
             redis: false,
+            rate_limit: Default::default(),
         }
     }
 }
@@ -141,6 +143,15 @@ impl TestAppBuilder {
         self
     }
 
+    /// `--rate-limit per_second`, loopback (the test's own address) included.
+    pub fn rate_limit(mut self, per_second: u32) -> Self {
+        self.rate_limit = http_front::rate_limit::RateLimit {
+            per_second: std::num::NonZeroU32::new(per_second),
+            loopback: true,
+        };
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         // Without extra scenarios the shipped directory serves as it is.
         let (dir, keep) = if self.scenarios.is_empty() {
@@ -174,6 +185,7 @@ impl TestAppBuilder {
             // One node: no other node's push clients to relay to.
             relay: None,
             mail: self.mail,
+            rate_limit: self.rate_limit,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
