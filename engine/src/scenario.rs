@@ -208,6 +208,154 @@ pub struct Scenario {
         default = "default_preferred_agent_timeout"
     )]
     pub preferred_agent_timeout: Duration,
+    // GMS's throttling and duplicate options (the callback section and
+    // Queue Management in the GMS 8.5 options reference), with GMS's names
+    // and windows. A limit that is absent is off; the windows and the
+    // request-parameter limit take GMS's defaults. Counted per scenario
+    // (GMS: per service).
+    /// Creates per customer number in 24 h (GMS default 6).
+    #[serde(
+        rename = "_throttle_customer_number_limit",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub throttle_customer_number_limit: Option<u32>,
+    /// Creates in the scenario per `_throttle_ttl_1` (GMS default 500).
+    #[serde(
+        rename = "_throttle_callbacks_per_service_1",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub throttle_callbacks_per_service_1: Option<u32>,
+    #[serde(
+        rename = "_throttle_ttl_1",
+        with = "duration_secs_or_text",
+        default = "default_throttle_ttl_1"
+    )]
+    pub throttle_ttl_1: Duration,
+    /// Creates in the scenario per `_throttle_ttl_2` (GMS default 1000).
+    #[serde(
+        rename = "_throttle_callbacks_per_service_2",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub throttle_callbacks_per_service_2: Option<u32>,
+    #[serde(
+        rename = "_throttle_ttl_2",
+        with = "duration_secs_or_text",
+        default = "default_throttle_ttl_2"
+    )]
+    pub throttle_ttl_2: Duration,
+    /// Request parameters (body fields, or headers) whose every value is
+    /// limited to `_throttle_request_parameters_limit` creates in 24 h.
+    /// GMS writes them comma-separated (GMS default `_customer_number`).
+    #[serde(
+        rename = "_throttle_request_parameters",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub throttle_request_parameters: Option<String>,
+    #[serde(
+        rename = "_throttle_request_parameters_limit",
+        default = "default_request_parameters_limit"
+    )]
+    pub throttle_request_parameters_limit: u32,
+    /// A header of a throttled parameter's name wins over the body's value.
+    #[serde(
+        rename = "_enable_throttle_header_parameters",
+        default = "default_true"
+    )]
+    pub throttle_header_parameters: bool,
+    #[serde(rename = "_enable_in_queue_checking", default)]
+    pub in_queue_checking: InQueueChecking,
+    /// Active (not completed) services the scenario may hold; a create
+    /// past it is refused.
+    #[serde(
+        rename = "max_queued_callbacks_per_service",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_queued_callbacks_per_service: Option<u32>,
+}
+
+/// GMS's `_enable_in_queue_checking`: `true`, `false` or `"strict"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InQueueChecking {
+    /// No check (callbackd's default; GMS's is `true`).
+    #[default]
+    Off,
+    /// Refuse a create when the number already has two active services.
+    On,
+    /// Refuse a create when the number already has one.
+    Strict,
+}
+
+impl InQueueChecking {
+    /// How many active services of one number the scenario allows before
+    /// it refuses the next create.
+    pub fn max_active(self) -> Option<u32> {
+        match self {
+            InQueueChecking::Off => None,
+            InQueueChecking::On => Some(2),
+            InQueueChecking::Strict => Some(1),
+        }
+    }
+}
+
+impl Serialize for InQueueChecking {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            InQueueChecking::Off => s.serialize_bool(false),
+            InQueueChecking::On => s.serialize_bool(true),
+            InQueueChecking::Strict => s.serialize_str("strict"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for InQueueChecking {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Text(String),
+        }
+        let wrong = || serde::de::Error::custom("expected true, false or \"strict\"");
+        match Raw::deserialize(d).map_err(|_| wrong())? {
+            Raw::Flag(true) => Ok(InQueueChecking::On),
+            Raw::Flag(false) => Ok(InQueueChecking::Off),
+            Raw::Text(t) if t == "strict" => Ok(InQueueChecking::Strict),
+            Raw::Text(_) => Err(wrong()),
+        }
+    }
+}
+
+impl Scenario {
+    /// The request parameters `_throttle_request_parameters` names.
+    pub fn throttle_parameters(&self) -> impl Iterator<Item = &str> {
+        self.throttle_request_parameters
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
+}
+
+/// Every throttle counts creates in a day unless GMS names another window.
+pub const THROTTLE_DAY: Duration = Duration::from_secs(86_400);
+
+fn default_throttle_ttl_1() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_throttle_ttl_2() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_request_parameters_limit() -> u32 {
+    6
+}
+fn default_true() -> bool {
+    true
 }
 
 fn default_preferred_agent_timeout() -> Duration {
@@ -382,6 +530,49 @@ impl Scenario {
         }
         if let Some(video) = &self.video {
             video.validate().map_err(|(key, why)| err(&key, &why))?;
+        }
+        let t = self;
+        for (key, limit) in [
+            (
+                "_throttle_customer_number_limit",
+                t.throttle_customer_number_limit,
+            ),
+            (
+                "_throttle_callbacks_per_service_1",
+                t.throttle_callbacks_per_service_1,
+            ),
+            (
+                "_throttle_callbacks_per_service_2",
+                t.throttle_callbacks_per_service_2,
+            ),
+            (
+                "_throttle_request_parameters_limit",
+                Some(t.throttle_request_parameters_limit),
+            ),
+            (
+                "max_queued_callbacks_per_service",
+                t.max_queued_callbacks_per_service,
+            ),
+        ] {
+            if limit == Some(0) {
+                return Err(err(key, "must be at least 1 (leave it out for no limit)"));
+            }
+        }
+        for (key, ttl) in [
+            ("_throttle_ttl_1", t.throttle_ttl_1),
+            ("_throttle_ttl_2", t.throttle_ttl_2),
+        ] {
+            if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(7 * 86_400) {
+                return Err(err(key, "must be between 1s and 7 days"));
+            }
+        }
+        if t.throttle_parameters()
+            .any(|p| p.len() > 64 || p.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(err(
+                "_throttle_request_parameters",
+                "must be comma-separated names of at most 64 characters",
+            ));
         }
         if self.preferred_agent_timeout.is_zero()
             || self.preferred_agent_timeout > Duration::from_secs(86_400)

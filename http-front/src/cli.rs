@@ -49,6 +49,14 @@ struct Args {
     /// A WebSocket from which nothing (not even a pong) came for this long is closed.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, env = "CALLBACKD_PUSH_IDLE_TIMEOUT")]
     push_idle_timeout: std::time::Duration,
+    /// Requests per second (and burst) per client address, on every route;
+    /// over it: 429 with Retry-After. 0: no limit. Loopback clients are not
+    /// limited unless `--rate-limit-loopback`.
+    #[arg(long, default_value_t = crate::rate_limit::DEFAULT_PER_SECOND, env = "CALLBACKD_RATE_LIMIT")]
+    rate_limit: u32,
+    /// Apply `--rate-limit` to loopback clients too.
+    #[arg(long, env = "CALLBACKD_RATE_LIMIT_LOOPBACK")]
+    rate_limit_loopback: bool,
     /// SMTP server for appointment e-mails: `smtp://HOST:PORT` (STARTTLS when
     /// offered), `smtps://USER:PASS@HOST`, or `smtp://HOST:PORT?tls=none`.
     /// Without it, e-mails are skipped (SMS still goes).
@@ -248,6 +256,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         relay,
         mail,
         access,
+        rate_limit: crate::rate_limit::RateLimit {
+            per_second: std::num::NonZeroU32::new(args.rate_limit),
+            loopback: args.rate_limit_loopback,
+        },
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

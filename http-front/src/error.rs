@@ -44,6 +44,17 @@ pub enum AppError {
     Unsupported(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Over a limit (a throttle, the rate limit, a scenario's cap): 429
+    /// with `Retry-After` in whole seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
+    /// The customer number already has the callbacks in the queue that
+    /// `_enable_in_queue_checking` allows.
+    #[error("{0}")]
+    Duplicate(String),
+    /// Another request with this `Idempotency-Key` is being answered.
+    #[error("{0}")]
+    IdempotencyInProgress(String),
     /// This node cannot take more (push clients); try later or elsewhere.
     #[error("{0}")]
     Busy(String),
@@ -87,6 +98,11 @@ impl AppError {
             }
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE"),
             AppError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "TOO_MANY_CLIENTS"),
+            AppError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS")
+            }
+            AppError::Duplicate(_) => (StatusCode::CONFLICT, "ALREADY_IN_QUEUE"),
+            AppError::IdempotencyInProgress(_) => (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_IN_USE"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
         }
     }
@@ -105,6 +121,22 @@ impl From<ShellError> for AppError {
                 t @ (TransitionError::StaleTimer { .. } | TransitionError::Unchanged),
             ) => AppError::Conflict(t.to_string()),
             ShellError::Contended(_) => AppError::Conflict(e.to_string()),
+            ShellError::Throttled { what, retry_after } => AppError::TooManyRequests {
+                message: what,
+                retry_after: retry_secs(retry_after),
+            },
+            ShellError::Store(StoreError::CustomerActive { limit }) => AppError::Duplicate(format!(
+                "_customer_number: already has {limit} callback{} in the queue",
+                if limit == 1 { "" } else { "s" }
+            )),
+            ShellError::Store(StoreError::ScenarioFull { scenario, limit }) => {
+                AppError::TooManyRequests {
+                    message: format!(
+                        "max_queued_callbacks_per_service: scenario {scenario} already holds {limit} callbacks"
+                    ),
+                    retry_after: SCENARIO_FULL_RETRY.as_secs(),
+                }
+            }
             ShellError::Store(StoreError::Unavailable(m)) => {
                 AppError::Unavailable(format!("store unavailable: {m}"))
             }
@@ -125,6 +157,15 @@ impl From<ShellError> for AppError {
     }
 }
 
+/// When to try again after a scenario was full: it empties as agents take
+/// calls, at no time anyone knows.
+const SCENARIO_FULL_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `Retry-After` is whole seconds; a wait of less than one is one.
+pub fn retry_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0).max(u64::from(wait.is_zero()))
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, exception) = self.status_and_code();
@@ -141,6 +182,11 @@ impl IntoResponse for AppError {
             res.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static(r#"Basic realm="callbackd", Bearer"#),
+            );
+        } else if let AppError::TooManyRequests { retry_after, .. } = &self {
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*retry_after),
             );
         }
         res

@@ -21,6 +21,7 @@ pub mod error;
 mod extract;
 pub mod form;
 pub mod outbound;
+pub mod rate_limit;
 mod request_id;
 mod requests;
 mod routes;
@@ -70,11 +71,14 @@ pub struct Config {
     pub mail: Option<MailConfig>,
     /// Who may call: open (no credentials), or the credentials file's.
     pub access: auth::Access,
+    /// Requests per second per client address (`--rate-limit`).
+    pub rate_limit: rate_limit::RateLimit,
 }
 
 impl Config {
     /// One node on `store` with the defaults for everything else: open
-    /// access, no public URL, default push limits, no relay, no mail.
+    /// access, no public URL, default push limits, no relay, no mail, no
+    /// rate limit.
     pub fn new(scenarios: Scenarios, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Config {
         Config {
             scenarios,
@@ -86,6 +90,7 @@ impl Config {
             relay: None,
             mail: None,
             access: auth::Access::open(),
+            rate_limit: rate_limit::RateLimit::default(),
         }
     }
 }
@@ -178,8 +183,11 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let tasks = shell.spawn_background(stop_rx, config.timer_wakeups, inbound);
     let registry = shell.registry().clone();
-    let app = app(state);
+    // Every route, the push endpoints included, is behind the limit.
+    let app = rate_limit::layer(app(state), config.rate_limit);
     tracing::info!(addr = %listener.local_addr()?, "callbackd listening.");
+    // The peer's address is what `--rate-limit` counts by.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

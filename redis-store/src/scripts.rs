@@ -142,7 +142,9 @@ end
 ///
 /// KEYS[1] = the record's key. ARGV = prefix, id, expected version ('' when
 /// creating), the stored value ("<version>:<payload>"), index entry JSON, ms
-/// to keep the record, now in ms. Answers OK, EXISTS, MISSING, CONFLICT, FULL,
+/// to keep the record, now in ms, and for a guarded create the most active
+/// services of its customer and of its scenario ('' for no limit). Answers
+/// OK, EXISTS, MISSING, CONFLICT, CUSTOMER, SCENARIO (a guard refused), FULL,
 /// `AGENT:<why>`, ROOM (another stored service has the room code) or
 /// `INROOM:<service>` (the agent is in that other service's live room).
 const PUT: &str = r#"
@@ -169,6 +171,36 @@ else
 end
 
 local new = cjson.decode(ixraw)
+
+-- A guarded create (put_new): the customer's active services in the
+-- scenario, then the scenario's, counted in this same script so two
+-- creates racing on different nodes cannot both pass.
+local max_cust, max_scen = tonumber(ARGV[8]), tonumber(ARGV[9])
+if max_cust then
+  local ids = redis.call('HGET', P .. 'cust', new.c)
+  local list = {}
+  if ids == '*' then list = redis.call('SMEMBERS', P .. 'cust:' .. new.c)
+  elseif ids then for other in string.gmatch(ids, '[^,]+') do table.insert(list, other) end end
+  local active = 0
+  for _, other in ipairs(list) do
+    local raw = redis.call('HGET', P .. 'idx', other)
+    if raw then
+      local ix = cjson.decode(raw)
+      if ix.n == new.n and ix.s ~= 'completed' and tonumber(ix.d) > now then
+        active = active + 1
+        if active >= max_cust then return 'CUSTOMER' end
+      end
+    end
+  end
+end
+if max_scen then
+  local scen = P .. 'scen:' .. new.n
+  local done = P .. 'state:completed'
+  local both = redis.pcall('SINTERCARD', 2, scen, done)
+  -- SINTERCARD is Redis 7; before it, the intersection itself.
+  if type(both) ~= 'number' then both = #redis.call('SINTER', scen, done) end
+  if redis.call('SCARD', scen) - both >= max_scen then return 'SCENARIO' end
+end
 local old_agent = old and old.a or nil
 if new.a and new.a ~= old_agent then
   local ak = P .. 'agent:' .. new.a

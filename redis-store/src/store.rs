@@ -16,8 +16,8 @@ use engine::clock::Clock;
 use engine::record::ServiceRecord;
 use engine::stats::{QueueStats, SampleKind, WINDOW};
 use engine::store::{
-    AgentKey, AgentProfile, AgentRecord, DueTimer, IdempotencyClaim, IndexKey, QueueEntry, Quota,
-    QuotaVerdict, Store, StoreError,
+    AgentKey, AgentProfile, AgentRecord, CreateGuard, DueTimer, IdempotencyClaim, IndexKey,
+    QueueEntry, Quota, QuotaVerdict, Store, StoreError,
 };
 use redis::AsyncCommands;
 
@@ -178,6 +178,71 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// `put` and `put_new`: one `put` script, the guard's counts included.
+    async fn write(
+        &self,
+        record: &ServiceRecord,
+        expected_version: Option<u64>,
+        guard: &CreateGuard,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let ix = serde_json::to_string(&index_entry(record)).map_err(unavailable)?;
+        let keep_ms = (record.storage_deadline() - now).num_milliseconds().max(1);
+        let mut inv = self.scripts.put.key(self.keys.svc(&record.id));
+        inv.arg(self.keys.prefix())
+            .arg(&record.id)
+            .arg(expected_version.map(|v| v.to_string()).unwrap_or_default())
+            .arg(encode_value(record))
+            .arg(ix)
+            .arg(keep_ms)
+            .arg(ms(now))
+            .arg(limit_arg(guard.max_active_for_customer))
+            .arg(limit_arg(guard.max_active_in_scenario));
+        let answer: String = self.run(inv).await?;
+        let id = record.id.clone();
+        match answer.as_str() {
+            "OK" => Ok(()),
+            "EXISTS" => Err(StoreError::Exists(id)),
+            "MISSING" => Err(StoreError::Missing(id)),
+            "CONFLICT" => Err(StoreError::Conflict(id)),
+            "CUSTOMER" => Err(StoreError::CustomerActive {
+                limit: guard.max_active_for_customer.unwrap_or_default(),
+            }),
+            "SCENARIO" => Err(StoreError::ScenarioFull {
+                scenario: record.scenario.clone(),
+                limit: guard.max_active_in_scenario.unwrap_or_default(),
+            }),
+            "FULL" => Err(StoreError::SlotFull {
+                slot: record.seat().map(|(_, slot, _)| slot).unwrap_or(now),
+            }),
+            "ROOM" => Err(StoreError::RoomTaken {
+                code: record.room_code().unwrap_or_default().to_owned(),
+            }),
+            other => {
+                if let Some(why) = other.strip_prefix("AGENT:") {
+                    Err(StoreError::AgentUnavailable {
+                        agent: record.agent.clone().unwrap_or_default(),
+                        why: why.to_owned(),
+                    })
+                } else if let Some(service) = other.strip_prefix("INROOM:") {
+                    Err(StoreError::AgentInRoom {
+                        agent: record.room_agent().unwrap_or_default().to_owned(),
+                        service: service.to_owned(),
+                    })
+                } else {
+                    Err(unavailable(format!("unexpected answer `{other}`")))
+                }
+            }
+        }
+    }
+}
+
+/// A guard's limit as the put script takes it: '' for none.
+fn limit_arg(limit: Option<u32>) -> String {
+    limit.map(|l| l.to_string()).unwrap_or_default()
+}
+
 #[async_trait]
 impl Store for RedisStore {
     async fn room(&self, code: &str) -> Result<Option<String>, StoreError> {
@@ -201,46 +266,12 @@ impl Store for RedisStore {
         record: &ServiceRecord,
         expected_version: Option<u64>,
     ) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        let ix = serde_json::to_string(&index_entry(record)).map_err(unavailable)?;
-        let keep_ms = (record.storage_deadline() - now).num_milliseconds().max(1);
-        let mut inv = self.scripts.put.key(self.keys.svc(&record.id));
-        inv.arg(self.keys.prefix())
-            .arg(&record.id)
-            .arg(expected_version.map(|v| v.to_string()).unwrap_or_default())
-            .arg(encode_value(record))
-            .arg(ix)
-            .arg(keep_ms)
-            .arg(ms(now));
-        let answer: String = self.run(inv).await?;
-        let id = record.id.clone();
-        match answer.as_str() {
-            "OK" => Ok(()),
-            "EXISTS" => Err(StoreError::Exists(id)),
-            "MISSING" => Err(StoreError::Missing(id)),
-            "CONFLICT" => Err(StoreError::Conflict(id)),
-            "FULL" => Err(StoreError::SlotFull {
-                slot: record.seat().map(|(_, slot, _)| slot).unwrap_or(now),
-            }),
-            "ROOM" => Err(StoreError::RoomTaken {
-                code: record.room_code().unwrap_or_default().to_owned(),
-            }),
-            other => {
-                if let Some(why) = other.strip_prefix("AGENT:") {
-                    Err(StoreError::AgentUnavailable {
-                        agent: record.agent.clone().unwrap_or_default(),
-                        why: why.to_owned(),
-                    })
-                } else if let Some(service) = other.strip_prefix("INROOM:") {
-                    Err(StoreError::AgentInRoom {
-                        agent: record.room_agent().unwrap_or_default().to_owned(),
-                        service: service.to_owned(),
-                    })
-                } else {
-                    Err(unavailable(format!("unexpected answer `{other}`")))
-                }
-            }
-        }
+        self.write(record, expected_version, &CreateGuard::default())
+            .await
+    }
+
+    async fn put_new(&self, record: &ServiceRecord, guard: &CreateGuard) -> Result<(), StoreError> {
+        self.write(record, None, guard).await
     }
 
     async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError> {

@@ -14,5 +14,6 @@ mod queue_positions;
 mod request_id;
 mod seed_flow;
 mod simulators;
+mod throttling;
 mod timeouts;
 mod video;

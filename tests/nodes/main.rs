@@ -9,3 +9,4 @@ mod outage;
 mod push;
 mod restart;
 mod support;
+mod throttling;

@@ -87,6 +87,7 @@ pub struct TestAppBuilder {
     mail: Option<runtime::notices::MailConfig>,
     redis: bool,
     auth: Option<String>,
+    rate_limit: http_front::rate_limit::RateLimit,
 }
 
 impl TestApp {
@@ -99,6 +100,7 @@ impl TestApp {
             mail: None,
             redis: false,
             auth: None,
+            rate_limit: Default::default(),
         }
     }
 }
@@ -152,6 +154,15 @@ impl TestAppBuilder {
         self
     }
 
+    /// `--rate-limit per_second`, loopback (the test's own address) included.
+    pub fn rate_limit(mut self, per_second: u32) -> Self {
+        self.rate_limit = http_front::rate_limit::RateLimit {
+            per_second: std::num::NonZeroU32::new(per_second),
+            loopback: true,
+        };
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         // Without extra scenarios the shipped directory serves as it is.
         let (dir, keep) = if self.scenarios.is_empty() {
@@ -180,6 +191,7 @@ impl TestAppBuilder {
             timer_wakeups,
             push: self.push,
             mail: self.mail,
+            rate_limit: self.rate_limit,
             access: match &self.auth {
                 None => http_front::auth::Access::open(),
                 Some(text) => http_front::auth::Access::with(

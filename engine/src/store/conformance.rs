@@ -22,8 +22,8 @@ use crate::record::{
 use crate::scenario::Scenario;
 use crate::stats::SampleKind;
 use crate::store::{
-    AgentKey, AgentProfile, AgentRecord, DueTimer, IdempotencyClaim, IndexKey, QueueEntry, Quota,
-    QuotaVerdict, Store, StoreError,
+    AgentKey, AgentProfile, AgentRecord, CreateGuard, DueTimer, IdempotencyClaim, IndexKey,
+    QueueEntry, Quota, QuotaVerdict, Store, StoreError,
 };
 use crate::testing::ScenarioBuilder;
 use crate::video::{Room, RoomLink, RoutingData, VideoConfig, VideoLeg};
@@ -1909,6 +1909,118 @@ pub async fn racing_idempotency_claims_one(store: &dyn Store, _clock: &ManualClo
     assert!(claims.iter().all(|c| c.is_ok()));
 }
 
+// ---------------------------------------------------------------------------
+// Guarded creates: GMS's in-queue check and a scenario's cap
+// ---------------------------------------------------------------------------
+
+fn per_customer(limit: u32) -> CreateGuard {
+    CreateGuard {
+        max_active_for_customer: Some(limit),
+        max_active_in_scenario: None,
+    }
+}
+
+pub async fn guarded_creates_count_active_services(store: &dyn Store, clock: &ManualClock) {
+    let (std_, sales_) = (standard(), sales());
+    let now = clock.now();
+    let two = per_customer(2);
+    store
+        .put_new(&created(&std_, "g1", "555", now), &two)
+        .await
+        .unwrap();
+    store
+        .put_new(&created(&std_, "g2", "555", now), &two)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.put_new(&created(&std_, "g3", "555", now), &two).await,
+        Err(StoreError::CustomerActive { limit: 2 })
+    );
+    assert_eq!(
+        store.get("g3").await.unwrap(),
+        None,
+        "a refused create writes nothing"
+    );
+    // Another number, another scenario and an unguarded put are not counted.
+    store
+        .put_new(&created(&std_, "g4", "556", now), &two)
+        .await
+        .unwrap();
+    store
+        .put_new(&created(&sales_, "g5", "555", now), &two)
+        .await
+        .unwrap();
+    // The same write again is still the no-op success a retry needs.
+    let g1 = store.get("g1").await.unwrap().unwrap();
+    store.put_new(&g1, &two).await.unwrap();
+    // A completed service is no longer active: its place is free.
+    let later = now + Duration::seconds(5);
+    must(store, &std_, "g1", Event::Cancel, later).await;
+    store
+        .put_new(&created(&std_, "g6", "555", later), &two)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .put_new(&created(&std_, "g7", "555", later), &per_customer(1))
+            .await,
+        Err(StoreError::CustomerActive { limit: 1 })
+    );
+
+    // The scenario's cap counts every customer's active services.
+    let cap = |n| CreateGuard {
+        max_active_for_customer: None,
+        max_active_in_scenario: Some(n),
+    };
+    // chat-delay holds g2, g4, g6 (g1 completed).
+    assert_eq!(
+        store
+            .put_new(&created(&std_, "g8", "900", later), &cap(3))
+            .await,
+        Err(StoreError::ScenarioFull {
+            scenario: "chat-delay".into(),
+            limit: 3
+        })
+    );
+    store
+        .put_new(&created(&std_, "g8", "900", later), &cap(4))
+        .await
+        .unwrap();
+}
+
+pub async fn racing_guarded_creates_let_through_exactly_the_limit(
+    store: &dyn Store,
+    clock: &ManualClock,
+) {
+    use futures::future::join_all;
+    let scn = standard();
+    let now = clock.now();
+    let records: Vec<ServiceRecord> = (0..20)
+        .map(|i| created(&scn, &format!("race-{i}"), "777", now))
+        .collect();
+    let two = per_customer(2);
+    let answers = join_all(records.iter().map(|r| store.put_new(r, &two))).await;
+    let passed = answers.iter().filter(|a| a.is_ok()).count();
+    assert_eq!(passed, 2, "{answers:?}");
+    assert!(answers
+        .iter()
+        .all(|a| matches!(a, Ok(()) | Err(StoreError::CustomerActive { limit: 2 }))));
+    let cap = CreateGuard {
+        max_active_for_customer: None,
+        max_active_in_scenario: Some(12),
+    };
+    let records: Vec<ServiceRecord> = (0..40)
+        .map(|i| created(&scn, &format!("cap-{i}"), &format!("8{i:03}"), now))
+        .collect();
+    let answers = join_all(records.iter().map(|r| store.put_new(r, &cap))).await;
+    // Two are already active in the scenario.
+    assert_eq!(
+        answers.iter().filter(|a| a.is_ok()).count(),
+        10,
+        "{answers:?}"
+    );
+}
+
 /// Expands to one `#[tokio::test]` per check. `$make` is an async fn
 /// returning a [`Subject`]; each test gets a fresh one.
 #[macro_export]
@@ -1942,6 +2054,8 @@ macro_rules! store_conformance_tests {
             racing_quotas_let_through_exactly_the_limit,
             idempotency_claims_answers_and_releases,
             racing_idempotency_claims_one,
+            guarded_creates_count_active_services,
+            racing_guarded_creates_let_through_exactly_the_limit,
         );
     };
     (@tests $make:path; $($check:ident),* $(,)?) => {

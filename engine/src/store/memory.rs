@@ -75,6 +75,50 @@ impl MemoryStore {
     fn access(&self) -> MutexGuard<'_, Access> {
         self.access.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// `put` and `put_new`: the check of `guard` and the write hold the
+    /// one lock, so they are one step.
+    fn write(
+        &self,
+        record: &ServiceRecord,
+        expected_version: Option<u64>,
+        guard: Option<&CreateGuard>,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        inner.purge(now);
+        let old = inner.records.get(&record.id).cloned();
+        if old.as_ref() == Some(record) {
+            // The very same write again (a retry after a lost answer).
+            return Ok(());
+        }
+        match (&old, expected_version) {
+            (Some(_), None) => return Err(StoreError::Exists(record.id.clone())),
+            (None, Some(_)) => return Err(StoreError::Missing(record.id.clone())),
+            (Some(o), Some(v)) if o.version != v => {
+                return Err(StoreError::Conflict(record.id.clone()))
+            }
+            _ => {}
+        }
+        if let Some(guard) = guard {
+            inner.check_guard(record, guard, now)?;
+        }
+        inner.check_reservation(old.as_ref(), record)?;
+        inner.check_seat(old.as_ref(), record)?;
+        inner.check_rooms(record)?;
+        let old_timers = old.as_ref().map(|o| o.timers.clone()).unwrap_or_default();
+        if let Some(o) = &old {
+            let mut o = o.clone();
+            // Timers are synced below, so that a kept timer keeps its claim.
+            o.timers.clear();
+            inner.unindex(&o);
+        }
+        inner.move_reservation(old.as_ref(), record, now);
+        inner.index(record);
+        inner.sync_timers(&record.id, &old_timers, &record.timers);
+        inner.records.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
 }
 
 fn queue_key(rec: &ServiceRecord) -> QueueKey {
@@ -176,6 +220,43 @@ impl Inner {
                 return Err(StoreError::AgentInRoom {
                     agent: agent.to_owned(),
                     service: holder.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a new record past its customer's or its scenario's limit of
+    /// active services.
+    fn check_guard(
+        &self,
+        new: &ServiceRecord,
+        guard: &CreateGuard,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let active = |ids: Option<&BTreeSet<String>>, limit: u32| {
+            ids.into_iter()
+                .flatten()
+                .filter_map(|id| self.records.get(id))
+                .filter(|r| {
+                    r.scenario == new.scenario
+                        && r.state != ServiceState::Completed
+                        && r.storage_deadline() > now
+                })
+                .take(limit as usize)
+                .count()
+                >= limit as usize
+        };
+        if let Some(limit) = guard.max_active_for_customer {
+            if active(self.by_customer.get(&new.customer_number), limit) {
+                return Err(StoreError::CustomerActive { limit });
+            }
+        }
+        if let Some(limit) = guard.max_active_in_scenario {
+            if active(self.by_scenario.get(&new.scenario), limit) {
+                return Err(StoreError::ScenarioFull {
+                    scenario: new.scenario.clone(),
+                    limit,
                 });
             }
         }
@@ -357,37 +438,11 @@ impl Store for MemoryStore {
         record: &ServiceRecord,
         expected_version: Option<u64>,
     ) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        let mut inner = self.lock();
-        inner.purge(now);
-        let old = inner.records.get(&record.id).cloned();
-        if old.as_ref() == Some(record) {
-            // The very same write again (a retry after a lost answer).
-            return Ok(());
-        }
-        match (&old, expected_version) {
-            (Some(_), None) => return Err(StoreError::Exists(record.id.clone())),
-            (None, Some(_)) => return Err(StoreError::Missing(record.id.clone())),
-            (Some(o), Some(v)) if o.version != v => {
-                return Err(StoreError::Conflict(record.id.clone()))
-            }
-            _ => {}
-        }
-        inner.check_reservation(old.as_ref(), record)?;
-        inner.check_seat(old.as_ref(), record)?;
-        inner.check_rooms(record)?;
-        let old_timers = old.as_ref().map(|o| o.timers.clone()).unwrap_or_default();
-        if let Some(o) = &old {
-            let mut o = o.clone();
-            // Timers are synced below, so that a kept timer keeps its claim.
-            o.timers.clear();
-            inner.unindex(&o);
-        }
-        inner.move_reservation(old.as_ref(), record, now);
-        inner.index(record);
-        inner.sync_timers(&record.id, &old_timers, &record.timers);
-        inner.records.insert(record.id.clone(), record.clone());
-        Ok(())
+        self.write(record, expected_version, None)
+    }
+
+    async fn put_new(&self, record: &ServiceRecord, guard: &CreateGuard) -> Result<(), StoreError> {
+        self.write(record, None, Some(guard))
     }
 
     async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError> {

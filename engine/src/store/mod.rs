@@ -45,6 +45,26 @@ pub enum StoreError {
     /// The agent already has a key with this name.
     #[error("agent {agent} already has a key named {name}")]
     KeyExists { agent: String, name: String },
+    /// A guarded create: the customer number already has this many active
+    /// services in the scenario (`CreateGuard::max_active_for_customer`).
+    #[error("the customer number already has {limit} active services in this scenario")]
+    CustomerActive { limit: u32 },
+    /// A guarded create: the scenario already holds this many active
+    /// services (`CreateGuard::max_active_in_scenario`).
+    #[error("scenario {scenario} already holds {limit} active services")]
+    ScenarioFull { scenario: String, limit: u32 },
+}
+
+/// Limits a new record must fit, checked in the same atomic step as its
+/// write, so two creates racing on different nodes cannot both pass. A
+/// service is *active* until it is completed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CreateGuard {
+    /// Refuse when the record's customer number already has this many
+    /// active services in the record's scenario.
+    pub max_active_for_customer: Option<u32>,
+    /// Refuse when the record's scenario already has this many active services.
+    pub max_active_in_scenario: Option<u32>,
 }
 
 /// What the store keeps of a key an admin minted for an agent: never the
@@ -197,6 +217,11 @@ pub trait Store: Send + Sync + 'static {
         record: &ServiceRecord,
         expected_version: Option<u64>,
     ) -> Result<(), StoreError>;
+
+    /// Writes a new record like `put(record, None)`, refused
+    /// (`CustomerActive`, `ScenarioFull`) unless it fits `guard`; the count
+    /// and the write are one atomic step.
+    async fn put_new(&self, record: &ServiceRecord, guard: &CreateGuard) -> Result<(), StoreError>;
 
     /// Records under one index, in no particular order.
     async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError>;

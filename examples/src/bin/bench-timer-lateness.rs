@@ -110,6 +110,14 @@ impl Store for Counting {
         Ok(())
     }
 
+    async fn put_new(
+        &self,
+        record: &ServiceRecord,
+        guard: &engine::store::CreateGuard,
+    ) -> Result<(), StoreError> {
+        self.inner.put_new(record, guard).await
+    }
+
     async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError> {
         self.inner.find(key).await
     }

@@ -250,3 +250,27 @@ impl Reschedule {
         Ok(Reschedule { desired_time, zone })
     }
 }
+
+/// The values of the scenario's `_throttle_request_parameters` a create
+/// carries: a header of the parameter's name wins over the body's field
+/// when `_enable_throttle_header_parameters` is on (GMS's rule). A
+/// parameter the request does not carry is not counted.
+pub fn throttled_values<'s>(
+    form: &GmsForm,
+    headers: &HeaderMap,
+    scenario: &'s Scenario,
+) -> Vec<(&'s str, String)> {
+    /// Longer values are cut: each distinct value is a counter in the store.
+    const MAX_VALUE: usize = 128;
+    scenario
+        .throttle_parameters()
+        .filter_map(|name| {
+            let header = scenario
+                .throttle_header_parameters
+                .then(|| headers.get(name).and_then(|v| v.to_str().ok()))
+                .flatten();
+            let value = header.or_else(|| form.get(name))?.trim();
+            (!value.is_empty()).then(|| (name, value.chars().take(MAX_VALUE).collect()))
+        })
+        .collect()
+}

@@ -9,7 +9,8 @@ use axum::http::HeaderMap;
 use axum::Json;
 use engine::machine::Event;
 use engine::record::{ServiceRecord, ServiceState};
-use engine::store::IndexKey;
+use engine::store::{IdempotencyClaim, IndexKey};
+use runtime::CreateRequest;
 use serde_json::{json, Value};
 
 use super::check_id;
@@ -17,7 +18,7 @@ use super::schedule;
 use super::video;
 use crate::error::AppError;
 use crate::form::GmsForm;
-use crate::requests::callback::CreateCallback;
+use crate::requests::callback::{throttled_values, CreateCallback};
 use crate::wire;
 use crate::AppState;
 use engine::record::Party;
@@ -26,20 +27,93 @@ use engine::scenario::Scenario;
 /// POST /genesys/1/service/callback/{scenario}: a new service; a desired
 /// time in a scenario with a schedule books its slot.
 #[tracing::instrument(skip_all, fields(scenario = %scenario))]
+///
+/// With an `Idempotency-Key`, a retry (on any node, within
+/// `IDEMPOTENCY_KEEP`) answers the first answer and creates nothing.
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Path(scenario): Path<String>,
     headers: HeaderMap,
     form: GmsForm,
 ) -> Result<Json<Value>, AppError> {
-    let scenario = state.shell.scenario(&scenario)?.clone();
-    let request = CreateCallback::parse(&form, &headers, &scenario)?;
+    let Some(key) = idempotency_key(&headers)? else {
+        return create_once(&state, &scenario, &headers, &form)
+            .await
+            .map(Json);
+    };
+    // Keys are scoped by scenario. Hook: once requests carry a credential,
+    // its name joins the scope, so two callers' keys never meet.
+    let scope = scenario.as_str();
+    match state.shell.claim_create_key(scope, key).await? {
+        IdempotencyClaim::Claimed => {}
+        IdempotencyClaim::InProgress => {
+            return Err(AppError::IdempotencyInProgress(
+                "Idempotency-Key: a request with this key is still being answered; retry it later"
+                    .into(),
+            ))
+        }
+        IdempotencyClaim::Answered(answer) => {
+            let answer = serde_json::from_str(&answer)
+                .map_err(|e| AppError::Internal(format!("stored answer: {e}")))?;
+            return Ok(Json(answer));
+        }
+    }
+    match create_once(&state, &scenario, &headers, &form).await {
+        Ok(answer) => {
+            let text = answer.to_string();
+            if let Err(e) = state.shell.answer_create_key(scope, key, &text).await {
+                // The service exists; only a retry's answer is at stake.
+                tracing::warn!(error = %e, "Could not keep the answer of an idempotent create.");
+            }
+            Ok(Json(answer))
+        }
+        Err(e) => {
+            // A failed create holds nothing: a retry runs afresh.
+            if let Err(release) = state.shell.release_create_key(scope, key).await {
+                tracing::warn!(error = %release, "Could not release an idempotency key.");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default();
+    let ok = (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        return Err(AppError::field(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        ));
+    }
+    Ok(Some(key))
+}
+
+/// One create: parse, throttles, then the service (or a booking, or the
+/// escalation of a chat to video).
+async fn create_once(
+    state: &Arc<AppState>,
+    scenario: &str,
+    headers: &HeaderMap,
+    form: &GmsForm,
+) -> Result<Value, AppError> {
+    let scenario = state.shell.scenario(scenario)?.clone();
+    let request = CreateCallback::parse(form, headers, &scenario)?;
+    let counted = CreateRequest {
+        customer_number: &request.customer_number,
+        parameters: throttled_values(form, headers, &scenario),
+    };
+    state.shell.admit_create(&scenario, &counted).await?;
     // Unguessable: a v4 UUID is 122 random bits.
     let id = uuid::Uuid::new_v4().to_string();
     let booking = match (&scenario.schedule, request.desired_time, request.zone) {
         (Some(schedule), Some(t), Some(zone)) => {
             let field = "_desired_time";
-            Some(schedule::book(&state, &scenario, schedule, field, t, zone, &id).await?)
+            Some(schedule::book(state, &scenario, schedule, field, t, zone, &id).await?)
         }
         _ => None,
     };
@@ -47,16 +121,16 @@ pub async fn create(
     // conversationId. A chat of ours gains the video on its record.
     if let (Some(video), None) = (&request.video, &booking) {
         let chat = video.conversation_id.as_deref();
-        if let Some(found) = live_chat(&state, chat).await? {
+        if let Some(found) = live_chat(state, chat).await? {
             let video = request.video.expect("matched above");
             let (routing, conversation) = (video.routing, video.conversation_id);
             let record = state
                 .shell
                 .start_video(found, Party::Client, &scenario, routing, conversation)
                 .await?;
-            let mut answer = video::customer_view(&state, &record);
+            let mut answer = video::customer_view(state, &record);
             answer["_text"] = json!(scenario.texts.created);
-            return Ok(Json(answer));
+            return Ok(answer);
         }
     }
     let (booked, zone) = (booking.is_some(), request.zone);
@@ -72,11 +146,11 @@ pub async fn create(
         (Err(e), Some(schedule)) if booked => {
             let zone = zone.unwrap_or(schedule.timezone);
             let field = "_desired_time";
-            return Err(schedule::refused_seat(&state, &scenario, schedule, field, e, zone).await);
+            return Err(schedule::refused_seat(state, &scenario, schedule, field, e, zone).await);
         }
         (Err(e), _) => return Err(e.into()),
     };
-    Ok(Json(created_answer(&state, &scenario, &record, &headers)))
+    Ok(created_answer(state, &scenario, &record, headers))
 }
 
 /// The answer to a create: the chat dialog in a chat-immediate scenario,

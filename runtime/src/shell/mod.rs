@@ -24,7 +24,10 @@ mod keys;
 mod queries;
 mod rooms;
 mod router;
+mod throttle;
 mod timers;
+
+pub use throttle::{create_guard, CreateRequest, IDEMPOTENCY_KEEP, IDEMPOTENCY_LEASE};
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -58,6 +61,12 @@ pub enum ShellError {
     NotAllowed(#[from] TransitionError),
     #[error("service `{0}` is being changed by too many requests at once; retry")]
     Contended(String),
+    /// A throttle of the scenario is used up; `what` names it.
+    #[error("{what}")]
+    Throttled {
+        what: String,
+        retry_after: std::time::Duration,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -169,7 +178,10 @@ impl Shell {
         new: NewService,
     ) -> Result<ServiceRecord, ShellError> {
         let applied = machine::create(new, scenario, self.now());
-        self.store.put(&applied.record, None).await?;
+        // The scenario's in-queue check and cap are counted in the write.
+        self.store
+            .put_new(&applied.record, &create_guard(scenario))
+            .await?;
         info!(service_id = %applied.record.id, scenario = %scenario.name, state = ?applied.record.state, "Service created.");
         self.carry_out(&applied.record, &applied.effects).await;
         Ok(applied.record)
