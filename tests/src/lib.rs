@@ -174,6 +174,7 @@ impl TestAppBuilder {
             // One node: no other node's push clients to relay to.
             relay: None,
             mail: self.mail,
+            http: http_front::HttpLimits::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -131,6 +131,7 @@ impl Node {
             push: push::Limits::default(),
             relay: None,
             mail: None,
+            http: http_front::HttpLimits::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);

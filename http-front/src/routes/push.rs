@@ -73,10 +73,13 @@ pub async fn long_poll(
     body: axum::body::Body,
 ) -> Result<Response, AppError> {
     let origin = origin(&headers, who)?;
-    // Outside the API's request timeout, so a body that never ends is cut here.
+    // Outside the API's request timeout: a body that trickles (and so
+    // escapes the body guard's stall timeout) is cut here.
     let body = tokio::time::timeout(BODY_WITHIN, crate::form::read_body(body))
         .await
-        .map_err(|_| AppError::body(format!("not received within {}s", BODY_WITHIN.as_secs())))??;
+        .map_err(|_| {
+            AppError::BodyTimeout(format!("not received within {}s", BODY_WITHIN.as_secs()))
+        })??;
     let text = std::str::from_utf8(&body).map_err(|_| AppError::body("is not UTF-8"))?;
     // CometD may also send the batch as a form field `message`.
     let text = if headers
