@@ -4,6 +4,7 @@
 mod agent_channel;
 mod bayeux_long_poll;
 mod bayeux_websocket;
+mod binding;
 mod chat;
 mod client;
 mod limits;
