@@ -60,7 +60,7 @@ struct Args {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "CALLBACKD_REQUEST_TIMEOUT")]
     request_timeout: std::time::Duration,
     /// Connections one client address may hold open at once; more are answered 503 and closed.
-    #[arg(long, default_value_t = 512, env = "CALLBACKD_MAX_CONNECTIONS_PER_IP")]
+    #[arg(long, default_value_t = 1024, env = "CALLBACKD_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: usize,
     /// SMTP server for appointment e-mails: `smtp://HOST:PORT` (STARTTLS when
     /// offered), `smtps://USER:PASS@HOST`, or `smtp://HOST:PORT?tls=none`.

@@ -98,7 +98,9 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
-            max_connections_per_ip: 512,
+            // Room for a load test from one address (tests/api races a
+            // thousand creates at once), well under a process's file limit.
+            max_connections_per_ip: 1024,
         }
     }
 }

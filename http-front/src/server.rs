@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -39,14 +39,12 @@ pub async fn serve(
     // Every connection task holds a receiver; shutdown waits until all are gone.
     let (close_tx, close_rx) = watch::channel(());
     let per_ip = PerIp::new(limits.max_connections_per_ip);
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only, as axum::serve served it here (axum's http2 feature
+    // is off): no h2 to bound as well.
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    // WebSockets over HTTP/2, as axum::serve allows.
-    builder.http2().enable_connect_protocol();
-    let builder = Arc::new(builder);
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -72,7 +70,9 @@ pub async fn serve(
         let signal_tx = signal_tx.clone();
         let close_rx = close_rx.clone();
         tokio::spawn(async move {
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::pin!(conn);
             let mut signalled = false;
             loop {
@@ -112,7 +112,13 @@ async fn refuse(mut stream: TcpStream, limit: usize) {
     );
     let _ = tokio::time::timeout(REFUSAL_WRITE, async {
         stream.write_all(answer.as_bytes()).await?;
-        stream.shutdown().await
+        stream.shutdown().await?;
+        // Read what the client sent until it closes: closing with its
+        // request unread would reset the connection, and the client would
+        // see an error instead of the 503.
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
     })
     .await;
 }
