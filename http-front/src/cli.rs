@@ -57,6 +57,19 @@ struct Args {
     /// Apply `--rate-limit` to loopback clients too.
     #[arg(long, env = "CALLBACKD_RATE_LIMIT_LOOPBACK")]
     rate_limit_loopback: bool,
+    /// A connection that has not sent a request's headers within this is
+    /// closed (at most 30s).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "CALLBACKD_HEADER_TIMEOUT")]
+    header_timeout: std::time::Duration,
+    /// A request body from which nothing arrived for this long is answered 408.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "CALLBACKD_BODY_TIMEOUT")]
+    body_timeout: std::time::Duration,
+    /// An API request not answered within this is answered 503 (push requests are exempt).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "CALLBACKD_REQUEST_TIMEOUT")]
+    request_timeout: std::time::Duration,
+    /// Connections one client address may hold open at once; more are answered 503 and closed.
+    #[arg(long, default_value_t = 1024, env = "CALLBACKD_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: usize,
     /// SMTP server for appointment e-mails: `smtp://HOST:PORT` (STARTTLS when
     /// offered), `smtps://USER:PASS@HOST`, or `smtp://HOST:PORT?tls=none`.
     /// Without it, e-mails are skipped (SMS still goes).
@@ -125,6 +138,33 @@ impl Args {
             }))
     }
 
+    fn http_limits(&self) -> anyhow::Result<crate::HttpLimits> {
+        for (flag, value) in [
+            ("--header-timeout", self.header_timeout),
+            ("--body-timeout", self.body_timeout),
+            ("--request-timeout", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                anyhow::bail!("{flag}: must be longer than zero");
+            }
+        }
+        if self.header_timeout > MAX_HEADER_TIMEOUT {
+            anyhow::bail!(
+                "--header-timeout: must be at most {}s; a client that takes longer holds a connection for nothing",
+                MAX_HEADER_TIMEOUT.as_secs()
+            );
+        }
+        if self.max_connections_per_ip == 0 {
+            anyhow::bail!("--max-connections-per-ip: must be at least 1");
+        }
+        Ok(crate::HttpLimits {
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            request_timeout: self.request_timeout,
+            max_connections_per_ip: self.max_connections_per_ip,
+        })
+    }
+
     fn push_limits(&self) -> anyhow::Result<push::Limits> {
         let d = push::Limits::default();
         if self.push_max_clients == 0 {
@@ -147,6 +187,9 @@ impl Args {
         })
     }
 }
+
+/// Longest `--header-timeout` allowed.
+const MAX_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Deliveries relayed between nodes through the store's Redis.
 struct RedisRelay(Arc<RedisStore>);
@@ -225,6 +268,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         tracing::info!(scenario = %s.name, queue = %s.target.queue, "Scenario loaded.");
     }
     let push_limits = args.push_limits()?;
+    let http_limits = args.http_limits()?;
     let clock = Arc::new(SystemClock);
     let (store, timer_wakeups, relay): (Arc<dyn Store>, _, _) = if args.store == "memory" {
         (Arc::new(MemoryStore::new(clock.clone())), None, None)
@@ -260,6 +304,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             per_second: std::num::NonZeroU32::new(args.rate_limit),
             loopback: args.rate_limit_loopback,
         },
+        http: http_limits,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -40,6 +40,12 @@ pub enum AppError {
     },
     #[error("request body is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    /// The body stopped arriving before it was complete.
+    #[error("request body: {0}")]
+    BodyTimeout(String),
+    /// The request as a whole took too long; the message says what.
+    #[error("{0}")]
+    TimedOut(String),
     #[error("{0}")]
     Unsupported(String),
     #[error("{0}")]
@@ -93,6 +99,8 @@ impl AppError {
             AppError::Conflict(_) => (StatusCode::CONFLICT, "INVALID_STATE"),
             AppError::SlotUnavailable { .. } => (StatusCode::CONFLICT, "SLOT_UNAVAILABLE"),
             AppError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE"),
+            AppError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "BODY_TIMEOUT"),
+            AppError::TimedOut(_) => (StatusCode::SERVICE_UNAVAILABLE, "REQUEST_TIMEOUT"),
             AppError::Unsupported(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
             }

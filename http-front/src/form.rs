@@ -72,6 +72,9 @@ pub async fn read_body(body: Body) -> Result<bytes::Bytes, AppError> {
             if err.is::<http_body_util::LengthLimitError>() {
                 return AppError::TooLarge { limit: BODY_LIMIT };
             }
+            if let Some(stalled) = err.downcast_ref::<crate::guard::BodyStalled>() {
+                return AppError::BodyTimeout(stalled.to_string());
+            }
             source = err.source();
         }
         AppError::body(format!("could not be read: {e}"))
@@ -188,26 +191,73 @@ fn parse_json(bytes: &[u8], form: &mut GmsForm) -> Result<(), AppError> {
 }
 
 /// JSON bodies of the agent and admin API, with errors that name the field.
+/// A body with a Content-Type other than JSON is refused (415) unread.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        json_content_type(req.headers())?;
         let bytes = read_body(req.into_body()).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(AppError::body("is empty; send a JSON object"));
         }
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de)
-            .map(JsonBody)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                if path == "." {
-                    AppError::body(format!("is not valid: {}", e.inner()))
-                } else {
-                    AppError::field(&path, e.inner())
-                }
-            })
+        parse_json_body(&bytes).map(JsonBody)
     }
+}
+
+/// An optional JSON body: none (or only white space) gives `T::default()`.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> FromRequest<S>
+    for OptionalJsonBody<T>
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(body).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        json_content_type(&parts.headers)?;
+        parse_json_body(&bytes).map(OptionalJsonBody)
+    }
+}
+
+/// The JSON API takes `application/json` (or a `+json` type), or a body
+/// without a Content-Type; anything else is 415.
+fn json_content_type(headers: &axum::http::HeaderMap) -> Result<(), AppError> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let mime = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json =
+        mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
+    if json {
+        return Ok(());
+    }
+    Err(AppError::Unsupported(format!(
+        "Content-Type: `{mime}` is not supported; this API takes application/json"
+    )))
+}
+
+fn parse_json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            AppError::body(format!("is not valid: {}", e.inner()))
+        } else {
+            AppError::field(&path, e.inner())
+        }
+    })
 }

@@ -12,6 +12,9 @@
 //! - [`error`]: the one `AppError`, answered as `{"message", "exception"}`.
 //! - [`outbound`]: the HTTP client the runtime posts httpcb and SMS through.
 //! - [`cli`]: the `callbackd` command line.
+//! - `guard`: bounds on bodies (size, stalls) and on API request time;
+//!   `server`: the accept loop, with bounds on header time and connections
+//!   per client address.
 //!
 //! Only this crate knows HTTP. [`run`] serves until the shutdown signal.
 
@@ -20,11 +23,13 @@ pub mod cli;
 pub mod error;
 mod extract;
 pub mod form;
+mod guard;
 pub mod outbound;
 pub mod rate_limit;
 mod request_id;
 mod requests;
 mod routes;
+mod server;
 pub mod wire;
 
 use std::future::Future;
@@ -73,12 +78,15 @@ pub struct Config {
     pub access: auth::Access,
     /// Requests per second per client address (`--rate-limit`).
     pub rate_limit: rate_limit::RateLimit,
+    /// Bounds on what one client may hold: time to send headers and bodies,
+    /// time per request, connections per address.
+    pub http: HttpLimits,
 }
 
 impl Config {
     /// One node on `store` with the defaults for everything else: open
     /// access, no public URL, default push limits, no relay, no mail, no
-    /// rate limit.
+    /// rate limit, the default HTTP bounds.
     pub fn new(scenarios: Scenarios, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Config {
         Config {
             scenarios,
@@ -91,6 +99,38 @@ impl Config {
             mail: None,
             access: auth::Access::open(),
             rate_limit: rate_limit::RateLimit::default(),
+            http: HttpLimits::default(),
+        }
+    }
+}
+
+/// Bounds against slow or greedy clients.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// A connection that has not sent a request's headers within this is
+    /// closed (hyper's `header_read_timeout`, which also runs while a
+    /// keep-alive connection waits for its next request).
+    pub header_timeout: Duration,
+    /// A request body from which nothing arrived for this long is answered 408.
+    pub body_timeout: Duration,
+    /// An API request not answered within this is answered 503. Push
+    /// requests are exempt: a held `/meta/connect` waits by design, bounded
+    /// by its own connect timeout.
+    pub request_timeout: Duration,
+    /// Connections one client address may hold open at once; more are
+    /// answered 503 and closed.
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            // Room for a load test from one address (tests/api races a
+            // thousand creates at once), well under a process's file limit.
+            max_connections_per_ip: 1024,
         }
     }
 }
@@ -104,28 +144,28 @@ pub struct RelayLink {
 /// How long shutdown waits for push sockets to close.
 const PUSH_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Longest an API request may take before it is answered 503. Push
-/// requests are exempt: a held `/meta/connect` waits by design, bounded by
-/// its own connect timeout.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-pub fn app(state: Arc<AppState>) -> Router {
+pub fn app(state: Arc<AppState>, limits: &HttpLimits) -> Router {
     layered(
         routes::router(state.clone()),
         routes::push_router(state),
-        REQUEST_TIMEOUT,
+        limits,
     )
 }
 
-/// The API (answered 503 after `timeout`) and the push endpoints under the
-/// layers every request passes: panics answered 500, a span, a request id.
-fn layered(api: Router, push: Router, timeout: Duration) -> Router {
+/// The API (answered 503 after the request timeout) and the push endpoints
+/// under the layers every request passes: the body guard, panics answered
+/// 500, a span, a request id.
+fn layered(api: Router, push: Router, limits: &HttpLimits) -> Router {
+    use axum::middleware::from_fn_with_state;
     use tower_http::catch_panic::CatchPanicLayer;
-    api.layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        timeout,
+    api.layer(from_fn_with_state(
+        limits.request_timeout,
+        guard::request_timeout,
     ))
     .merge(push)
+    // Every extractor, ours or axum's, reads at most the API's limit.
+    .layer(axum::extract::DefaultBodyLimit::max(form::BODY_LIMIT))
+    .layer(from_fn_with_state(limits.body_timeout, guard::body_guard))
     .layer(CatchPanicLayer::custom(
         |_: Box<dyn std::any::Any + Send>| {
             error::AppError::Internal("the request could not be handled".into())
@@ -184,19 +224,16 @@ pub async fn run(
     let tasks = shell.spawn_background(stop_rx, config.timer_wakeups, inbound);
     let registry = shell.registry().clone();
     // Every route, the push endpoints included, is behind the limit.
-    let app = rate_limit::layer(app(state), config.rate_limit);
+    let app = rate_limit::layer(app(state, &config.http), config.rate_limit);
     tracing::info!(addr = %listener.local_addr()?, "callbackd listening.");
-    // The peer's address is what `--rate-limit` counts by.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // Held connects answer and sockets close first: hyper waits for
-            // open requests, and a held long-poll is one.
-            registry.shutdown(PUSH_SHUTDOWN_GRACE).await;
-            let _ = stop_tx.send(true);
-        })
-        .await?;
+    server::serve(listener, app, &config.http, async move {
+        shutdown.await;
+        // Held connects answer and sockets close first: hyper waits for
+        // open requests, and a held long-poll is one.
+        registry.shutdown(PUSH_SHUTDOWN_GRACE).await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
     for task in tasks {
         let _ = task.await;
     }

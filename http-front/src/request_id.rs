@@ -75,7 +75,11 @@ mod tests {
                 "/slow",
                 get(|| async { tokio::time::sleep(Duration::from_secs(30)).await }),
             );
-        let app = crate::layered(api, Router::new(), Duration::from_millis(100));
+        let limits = crate::HttpLimits {
+            request_timeout: Duration::from_millis(100),
+            ..crate::HttpLimits::default()
+        };
+        let app = crate::layered(api, Router::new(), &limits);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });

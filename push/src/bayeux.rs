@@ -20,7 +20,9 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::registry::{Outgoing, Owner, Refused, Registry, Session};
+use std::sync::atomic::Ordering;
+
+use crate::registry::{Binding, Outgoing, Owner, Refused, Registry, Session};
 use crate::{close_code, Close, Frame};
 
 pub const LONG_POLLING: &str = "long-polling";
@@ -32,6 +34,12 @@ pub const WEBSOCKET: &str = "websocket";
 pub struct Origin {
     pub gms_user: Option<String>,
     pub agent_id: Option<String>,
+    /// The browser cookie (long-polling): the one the request brought, or
+    /// the one its answer sets when it brought none.
+    pub browser: Option<String>,
+    /// The name of the credential the request presented: the hook for
+    /// access control (issue 14); None until credentials are wired.
+    pub credential: Option<String>,
 }
 
 /// What processing one message gives.
@@ -68,8 +76,20 @@ impl Bayeux {
         })
     }
 
-    /// Answers one message. `transport` is the connection type it came over.
-    pub fn process(&self, message: &Value, origin: &Origin, transport: &str) -> Step {
+    /// Answers one message. `transport` is the connection type it came
+    /// over; `socket_client` the client a WebSocket handshook, if it did.
+    pub fn process(
+        &self,
+        message: &Value,
+        origin: &Origin,
+        transport: &str,
+        socket_client: Option<&str>,
+    ) -> Step {
+        let by = By {
+            origin,
+            transport,
+            socket_client,
+        };
         let Some(msg) = message.as_object() else {
             return Step::Reply(json!({
                 "successful": false,
@@ -86,9 +106,11 @@ impl Bayeux {
         };
         match channel {
             "/meta/handshake" => Step::Reply(self.handshake(msg, origin, transport)),
-            "/meta/connect" => self.connect(msg, transport),
-            "/meta/subscribe" | "/meta/unsubscribe" => Step::Reply(self.subscription(msg, channel)),
-            "/meta/disconnect" => Step::Reply(self.disconnect(msg)),
+            "/meta/connect" => self.connect(msg, &by),
+            "/meta/subscribe" | "/meta/unsubscribe" => {
+                Step::Reply(self.subscription(msg, channel, &by))
+            }
+            "/meta/disconnect" => Step::Reply(self.disconnect(msg, &by)),
             other if other.starts_with("/meta/") => Step::Reply(failure(
                 msg,
                 other,
@@ -97,7 +119,7 @@ impl Bayeux {
             )),
             other => {
                 // Clients only listen here; the API is where they act.
-                let reply = match self.client(msg) {
+                let reply = match self.client(msg, &by) {
                     Ok(_) => failure(
                         msg,
                         other,
@@ -158,7 +180,19 @@ impl Bayeux {
                 Some(json!({"reconnect": "none"})),
             );
         }
-        match self.registry.open(owner) {
+        let binding = Binding {
+            transport: if transport == WEBSOCKET {
+                WEBSOCKET
+            } else {
+                LONG_POLLING
+            },
+            gms_user: clean(origin.gms_user.clone()),
+            agent_id: clean(origin.agent_id.clone()),
+            browser: origin.browser.clone(),
+            browser_seen: Default::default(),
+            credential: origin.credential.clone(),
+        };
+        match self.registry.open_bound(owner, binding) {
             Ok(session) => {
                 let mut reply = base(msg, channel);
                 reply.insert("successful".into(), json!(true));
@@ -188,12 +222,15 @@ impl Bayeux {
     }
 
     /// The session a message names, or the error and advice to answer.
-    fn client(&self, msg: &Map<String, Value>) -> Result<Arc<Session>, (String, Value)> {
+    fn client(&self, msg: &Map<String, Value>, by: &By) -> Result<Arc<Session>, (String, Value)> {
         let handshake = json!({"reconnect": "handshake", "interval": 0});
         let Some(id) = msg.get("clientId").and_then(Value::as_str) else {
             return Err(("402::clientId is missing".into(), handshake));
         };
-        let Some(session) = self.registry.get(id) else {
+        // Another client's session is answered exactly as one that does
+        // not exist: nothing of it (messages, subscriptions, its life) is
+        // reachable with its id alone.
+        let Some(session) = self.registry.get(id).filter(|s| by.may_use(s)) else {
             return Err((format!("402:{id}:unknown client"), handshake));
         };
         if let Some(why) = session.dropped() {
@@ -204,9 +241,10 @@ impl Bayeux {
         Ok(session)
     }
 
-    fn connect(&self, msg: &Map<String, Value>, transport: &str) -> Step {
+    fn connect(&self, msg: &Map<String, Value>, by: &By) -> Step {
         let channel = "/meta/connect";
-        let session = match self.client(msg) {
+        let transport = by.transport;
+        let session = match self.client(msg, by) {
             Ok(s) => s,
             Err((error, advice)) => {
                 return Step::Reply(failure(msg, channel, &error, Some(advice)));
@@ -251,8 +289,8 @@ impl Bayeux {
         }
     }
 
-    fn subscription(&self, msg: &Map<String, Value>, channel: &str) -> Value {
-        let session = match self.client(msg) {
+    fn subscription(&self, msg: &Map<String, Value>, channel: &str, by: &By) -> Value {
+        let session = match self.client(msg, by) {
             Ok(s) => s,
             Err((error, advice)) => return failure(msg, channel, &error, Some(advice)),
         };
@@ -292,9 +330,9 @@ impl Bayeux {
         Value::Object(reply)
     }
 
-    fn disconnect(&self, msg: &Map<String, Value>) -> Value {
+    fn disconnect(&self, msg: &Map<String, Value>, by: &By) -> Value {
         let channel = "/meta/disconnect";
-        match self.client(msg) {
+        match self.client(msg, by) {
             Ok(session) => {
                 // A disconnect, like a connect, follows the last answer.
                 self.registry.delivered(&session.take_unacked());
@@ -365,7 +403,7 @@ impl Bayeux {
         let mut replies = Vec::with_capacity(batch.len());
         let mut connect = None;
         for message in batch {
-            match self.process(message, origin, LONG_POLLING) {
+            match self.process(message, origin, LONG_POLLING, None) {
                 Step::Reply(v) => replies.push(v),
                 Step::Connect {
                     session,
@@ -571,7 +609,8 @@ impl Bayeux {
         out: &mut Vec<Value>,
         taken: &mut Vec<Outgoing>,
     ) {
-        match self.process(message, origin, WEBSOCKET) {
+        let own = ws.session.as_ref().map(|s| s.id.clone());
+        match self.process(message, origin, WEBSOCKET, own.as_deref()) {
             Step::Reply(v) => {
                 let own = |ws: &WsState| {
                     ws.session
@@ -605,12 +644,11 @@ impl Bayeux {
                 number,
             } => {
                 if ws.session.as_ref().map(|c| &c.id) != Some(&session.id) {
-                    // A connect for a client this socket did not handshake:
-                    // answer it, but do not adopt it.
-                    let (messages, reply) = self.finish_connect(&session, number, reply);
-                    out.extend(messages.iter().map(Outgoing::bayeux));
+                    // Not reached: `process` answers a connect for a client
+                    // this socket did not handshake as unknown. Should it
+                    // ever be, the connect ends without its messages.
+                    session.end_connect();
                     out.push(reply);
-                    taken.extend(messages);
                     return;
                 }
                 if let Some(old) = ws.held.take() {
@@ -632,6 +670,55 @@ impl Bayeux {
                     });
                 }
             }
+        }
+    }
+}
+
+/// What the request or socket that carried a message proves.
+struct By<'a> {
+    origin: &'a Origin,
+    transport: &'a str,
+    socket_client: Option<&'a str>,
+}
+
+impl By<'_> {
+    /// Whether the carrier of a message may act as `session`: what its
+    /// handshake proved, it proves again (its [`Binding`]).
+    fn may_use(&self, session: &Session) -> bool {
+        let b = &session.binding;
+        if self.transport == WEBSOCKET {
+            // A socket speaks only for the client it handshook, and that
+            // client only through it.
+            return self.socket_client == Some(session.id.as_str());
+        }
+        if b.transport != LONG_POLLING {
+            return false;
+        }
+        let presented = |id: &Option<String>| clean(id.clone());
+        let (gms_user, agent_id) = (
+            presented(&self.origin.gms_user),
+            presented(&self.origin.agent_id),
+        );
+        // An owner the request names is the session's; one the handshake
+        // request named, every later request names.
+        if gms_user.is_some() && gms_user != session.owner.device
+            || agent_id.is_some() && agent_id != session.owner.agent
+            || b.gms_user.is_some() && gms_user.is_none()
+            || b.agent_id.is_some() && agent_id.is_none()
+            || b.credential.is_some() && self.origin.credential != b.credential
+        {
+            return false;
+        }
+        // The browser cookie, once the client has shown it keeps cookies
+        // (it brought it back), must come with every request. A client
+        // without cookies never brings it, and is bound by the rest.
+        match &b.browser {
+            Some(own) if self.origin.browser.as_ref() == Some(own) => {
+                b.browser_seen.store(true, Ordering::Relaxed);
+                true
+            }
+            Some(_) => !b.browser_seen.load(Ordering::Relaxed),
+            None => true,
         }
     }
 }
@@ -839,7 +926,7 @@ mod tests {
         let bayeux = Bayeux::new(registry.clone());
         let origin = Origin {
             gms_user: Some("dev".into()),
-            agent_id: None,
+            ..Origin::default()
         };
         let hs = bayeux
             .long_poll(

@@ -105,11 +105,38 @@ impl Outgoing {
     }
 }
 
+/// What the handshake of a Bayeux session proved about its client, which
+/// every later message naming the session must prove again: a `clientId`
+/// alone is not enough (see `Bayeux::may_use`).
+#[derive(Debug, Default)]
+pub struct Binding {
+    /// The transport it handshook over. A WebSocket session is usable only
+    /// on its socket; a long-polling one only over long-polling.
+    pub transport: &'static str,
+    /// The owner ids the handshake request itself carried (the `gms_user`
+    /// header or query parameter, `?agent_id=`), as opposed to `ext`: a
+    /// client that sends them does so on every request.
+    pub gms_user: Option<String>,
+    pub agent_id: Option<String>,
+    /// The browser cookie the handshake answer set or found (long-polling).
+    pub browser: Option<String>,
+    /// Set once a later request brought `browser` back: the client keeps
+    /// cookies, so from then on every request must bring it.
+    pub browser_seen: std::sync::atomic::AtomicBool,
+    /// The name of the credential the handshake presented: the hook for
+    /// access control (issue 14), which fills it; a later request must
+    /// present the same one. None until credentials are wired.
+    pub credential: Option<String>,
+}
+
 /// One client of this node.
 #[derive(Debug)]
 pub struct Session {
     pub id: String,
     pub owner: Owner,
+    /// What a message naming this session must prove (Bayeux sessions;
+    /// plain WebSocket sessions never leave their socket).
+    pub binding: Binding,
     state: Mutex<SessionState>,
     /// Woken when a message arrives, the session is dropped, or another
     /// connect takes over.
@@ -344,12 +371,18 @@ impl Registry {
 
     /// Opens a client for `owner`.
     pub fn open(&self, owner: Owner) -> Result<Arc<Session>, Refused> {
+        self.open_bound(owner, Binding::default())
+    }
+
+    /// Opens a session bound to what its handshake proved.
+    pub fn open_bound(&self, owner: Owner, binding: Binding) -> Result<Arc<Session>, Refused> {
         if *self.closing.borrow() {
             return Err(Refused::ShuttingDown);
         }
         let session = Arc::new(Session {
             id: uuid::Uuid::new_v4().simple().to_string(),
             owner,
+            binding,
             state: Mutex::new(SessionState {
                 subscriptions: BTreeSet::new(),
                 queue: VecDeque::new(),

@@ -6,6 +6,7 @@ mod booking;
 mod booking_mail;
 mod chat_immediate;
 mod encodings;
+mod hostile;
 mod httpcb;
 mod on_redis;
 mod positions;

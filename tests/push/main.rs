@@ -5,6 +5,7 @@ mod access;
 mod agent_channel;
 mod bayeux_long_poll;
 mod bayeux_websocket;
+mod binding;
 mod chat;
 mod client;
 mod limits;

@@ -191,6 +191,7 @@ impl TestAppBuilder {
             timer_wakeups,
             push: self.push,
             mail: self.mail,
+            http: http_front::HttpLimits::default(),
             rate_limit: self.rate_limit,
             access: match &self.auth {
                 None => http_front::auth::Access::open(),

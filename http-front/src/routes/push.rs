@@ -38,6 +38,7 @@ fn origin(headers: &HeaderMap, who: Who) -> Result<Origin, AppError> {
     let origin = Origin {
         gms_user: header.or(who.gms_user),
         agent_id: who.agent_id,
+        ..Origin::default()
     };
     for (field, value) in [
         ("gms_user", &origin.gms_user),
@@ -91,11 +92,14 @@ pub async fn long_poll(
     Query(who): Query<Who>,
     body: axum::body::Body,
 ) -> Result<Response, AppError> {
-    let origin = checked_origin(&state, &headers, who).await?;
-    // Outside the API's request timeout, so a body that never ends is cut here.
+    let mut origin = checked_origin(&state, &headers, who).await?;
+    // Outside the API's request timeout: a body that trickles (and so
+    // escapes the body guard's stall timeout) is cut here.
     let body = tokio::time::timeout(BODY_WITHIN, crate::form::read_body(body))
         .await
-        .map_err(|_| AppError::body(format!("not received within {}s", BODY_WITHIN.as_secs())))??;
+        .map_err(|_| {
+            AppError::BodyTimeout(format!("not received within {}s", BODY_WITHIN.as_secs()))
+        })??;
     let text = std::str::from_utf8(&body).map_err(|_| AppError::body("is not UTF-8"))?;
     // CometD may also send the batch as a form field `message`.
     let text = if headers
@@ -111,9 +115,42 @@ pub async fn long_poll(
         text.to_owned()
     };
     let batch = parse_batch(&text).map_err(AppError::body)?;
+    // The browser cookie binds a session to the client that handshook it
+    // (see push's `Binding`): a handshake without one gets a new one.
+    origin.browser = browser_cookie(&headers);
+    let set_cookie = (origin.browser.is_none()
+        && batch.iter().any(|m| m["channel"] == "/meta/handshake"))
+    .then(|| uuid::Uuid::new_v4().simple().to_string());
+    if set_cookie.is_some() {
+        origin.browser = set_cookie.clone();
+    }
     let bayeux = Bayeux::new(state.shell.registry().clone());
     let replies = bayeux.long_poll(&batch, &origin).await;
-    Ok(Json(Value::Array(replies)).into_response())
+    let mut response = Json(Value::Array(replies)).into_response();
+    if let Some(browser) = set_cookie {
+        let cookie = format!("{BROWSER_COOKIE}={browser}; Path=/genesys/cometd; HttpOnly");
+        if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
+}
+
+/// The cookie that names a long-polling client's browser, as CometD's
+/// servers call it.
+const BROWSER_COOKIE: &str = "BAYEUX_BROWSER";
+
+/// The browser cookie the request brought, if any.
+fn browser_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == BROWSER_COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
 }
 
 /// GET /genesys/cometd: the Bayeux `websocket` transport.
@@ -244,5 +281,24 @@ fn from_message(m: Message) -> Frame {
             code: c.code,
             reason: c.reason.to_string(),
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_browser_cookie_is_found_among_others_and_an_odd_one_is_ignored() {
+        let with = |cookie: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::COOKIE, cookie.parse().unwrap());
+            browser_cookie(&headers)
+        };
+        assert_eq!(with("a=1; BAYEUX_BROWSER=abc; b=2").as_deref(), Some("abc"));
+        assert_eq!(with("BAYEUX_BROWSERX=abc"), None);
+        assert_eq!(with("BAYEUX_BROWSER="), None);
+        assert_eq!(with(&format!("BAYEUX_BROWSER={}", "x".repeat(65))), None);
+        assert_eq!(browser_cookie(&HeaderMap::new()), None);
     }
 }

@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use super::check_id;
 use crate::error::AppError;
 use crate::extract::Path;
-use crate::form::{GmsForm, JsonBody};
+use crate::form::{GmsForm, JsonBody, OptionalJsonBody};
 use crate::requests::callback::conversation_id;
 use crate::requests::room::RoomToken;
 use crate::requests::routing::RoutingRequest;
@@ -177,23 +177,10 @@ pub async fn start_by_agent(
     State(state): State<Arc<AppState>>,
     caller: crate::auth::Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    // The body is optional: none means "the video scenario's target".
+    OptionalJsonBody(body): OptionalJsonBody<AgentVideoBody>,
 ) -> Result<Json<Value>, AppError> {
     check_id("id", &id)?;
-    // The body is optional: an empty one means "the video scenario's target".
-    let body: AgentVideoBody = if body.iter().all(u8::is_ascii_whitespace) {
-        AgentVideoBody::default()
-    } else {
-        let de = &mut serde_json::Deserializer::from_slice(&body);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            if path == "." {
-                AppError::body(format!("is not valid: {}", e.inner()))
-            } else {
-                AppError::field(&path, e.inner())
-            }
-        })?
-    };
     let record = state.shell.get(&id).await?;
     caller.for_service(&record)?;
     let has_leg_agent = record
