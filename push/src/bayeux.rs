@@ -37,8 +37,8 @@ pub struct Origin {
     /// The browser cookie (long-polling): the one the request brought, or
     /// the one its answer sets when it brought none.
     pub browser: Option<String>,
-    /// The name of the credential the request presented: the hook for
-    /// access control (issue 14); None until credentials are wired.
+    /// The name of the credential the request presented, when callbackd
+    /// checks callers and the request connects as an agent.
     pub credential: Option<String>,
 }
 

@@ -123,9 +123,9 @@ pub struct Binding {
     /// Set once a later request brought `browser` back: the client keeps
     /// cookies, so from then on every request must bring it.
     pub browser_seen: std::sync::atomic::AtomicBool,
-    /// The name of the credential the handshake presented: the hook for
-    /// access control (issue 14), which fills it; a later request must
-    /// present the same one. None until credentials are wired.
+    /// The name of the credential the handshake presented (set when
+    /// callbackd checks callers and the client connects as an agent); a
+    /// later request must present the same one.
     pub credential: Option<String>,
 }
 

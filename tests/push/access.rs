@@ -70,3 +70,47 @@ async fn an_agent_channel_needs_that_agents_credential() {
     assert_eq!(post(None).await.unwrap().status(), 401);
     assert_eq!(post(ann).await.unwrap().status(), 200);
 }
+
+/// A CometD session handshaken with one credential answers only to it: the
+/// same client id with another credential (even one allowed to act for
+/// that agent) is an unknown client.
+#[tokio::test]
+async fn a_session_answers_only_to_the_credential_that_handshook_it() {
+    let app = TestApp::builder().auth(&credentials()).spawn().await;
+    let client = reqwest::Client::new();
+    let post = |key: &str, batch: serde_json::Value| {
+        client
+            .post(app.url("/genesys/cometd?agent_id=ann"))
+            .header("x-api-key", key)
+            .json(&batch)
+            .send()
+    };
+    let ann = "ann-desktop:long-enough-secret";
+    let floor = "floor:long-enough-secret";
+    let answer: serde_json::Value = post(
+        ann,
+        serde_json::json!([{"channel": "/meta/handshake", "version": "1.0",
+            "supportedConnectionTypes": ["long-polling"]}]),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let id = answer[0]["clientId"].as_str().expect("clientId").to_owned();
+    let subscribe = serde_json::json!([{"channel": "/meta/subscribe", "clientId": id,
+        "subscription": "/agents/ann"}]);
+    let theirs: serde_json::Value = post(floor, subscribe.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs[0]["successful"], false, "{theirs}");
+    assert!(
+        theirs[0]["error"].as_str().unwrap().starts_with("402"),
+        "{theirs}"
+    );
+    let own: serde_json::Value = post(ann, subscribe).await.unwrap().json().await.unwrap();
+    assert_eq!(own[0]["successful"], true, "{own}");
+}

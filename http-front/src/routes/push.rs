@@ -60,11 +60,14 @@ async fn checked_origin(
     headers: &HeaderMap,
     who: Who,
 ) -> Result<Origin, AppError> {
-    let origin = origin(headers, who)?;
+    let mut origin = origin(headers, who)?;
     if let Some(agent) = &origin.agent_id {
         if !state.access.is_open() {
             let caller = crate::auth::Caller(crate::auth::identify(state, headers).await?);
             caller.for_agent(agent)?;
+            // The session is bound to this credential, too: a later
+            // request for it must present the same one.
+            origin.credential = Some(caller.0.name);
         }
     }
     Ok(origin)
