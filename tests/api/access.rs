@@ -489,3 +489,26 @@ async fn jwts_from_the_identity_provider() {
         assert!(body["message"].as_str().unwrap().contains(why), "{body}");
     }
 }
+
+/// An `Idempotency-Key` belongs to its caller: the same key from another
+/// credential is another create, while a retry by the same caller answers
+/// the first answer.
+#[tokio::test]
+async fn idempotency_keys_are_per_caller() {
+    let app = TestApp::builder().auth(credentials()).spawn().await;
+    let client = reqwest::Client::new();
+    let create = |name: &'static str| {
+        client
+            .post(app.url("/genesys/1/service/callback/chat-delay"))
+            .basic_auth(name, Some(secret(name)))
+            .header("idempotency-key", "order-42")
+            .multipart(tests::multipart(&[("_customer_number", "4082652649")]))
+            .send()
+    };
+    let id_of = |v: Value| v["_id"].as_str().expect("_id").to_owned();
+    let first = id_of(create("ios-app").await.unwrap().json().await.unwrap());
+    let retry = id_of(create("ios-app").await.unwrap().json().await.unwrap());
+    let other = id_of(create("crm").await.unwrap().json().await.unwrap());
+    assert_eq!(first, retry);
+    assert_ne!(first, other);
+}

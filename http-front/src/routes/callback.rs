@@ -26,12 +26,14 @@ use engine::scenario::Scenario;
 
 /// POST /genesys/1/service/callback/{scenario}: a new service; a desired
 /// time in a scenario with a schedule books its slot.
-#[tracing::instrument(skip_all, fields(scenario = %scenario))]
 ///
 /// With an `Idempotency-Key`, a retry (on any node, within
-/// `IDEMPOTENCY_KEEP`) answers the first answer and creates nothing.
+/// `IDEMPOTENCY_KEEP`) by the same caller answers the first answer and
+/// creates nothing.
+#[tracing::instrument(skip_all, fields(scenario = %scenario))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
+    caller: crate::auth::Caller,
     Path(scenario): Path<String>,
     headers: HeaderMap,
     form: GmsForm,
@@ -41,9 +43,9 @@ pub async fn create(
             .await
             .map(Json);
     };
-    // Keys are scoped by scenario. Hook: once requests carry a credential,
-    // its name joins the scope, so two callers' keys never meet.
-    let scope = scenario.as_str();
+    // Keys are scoped by caller and scenario, so two callers' keys never meet.
+    let scope = format!("{}:{scenario}", caller.0.name);
+    let scope = scope.as_str();
     match state.shell.claim_create_key(scope, key).await? {
         IdempotencyClaim::Claimed => {}
         IdempotencyClaim::InProgress => {
