@@ -6,6 +6,7 @@
 mod booking;
 mod load;
 mod outage;
+mod personal_data;
 mod push;
 mod restart;
 mod support;

@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::TestApp;
@@ -55,7 +55,8 @@ impl Node {
             .arg(&self.scenarios)
             .args(["--store", &self.store])
             .env("RUST_LOG", "info,tower_http=warn")
-            .stdout(Stdio::null())
+            // The tracing log goes to stdout; errors at start-up to stderr.
+            .stdout(log.try_clone().expect("node log"))
             .stderr(log)
             .spawn()
             .expect("start callbackd-node");
