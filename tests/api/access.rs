@@ -512,3 +512,150 @@ async fn idempotency_keys_are_per_caller() {
     assert_eq!(first, retry);
     assert_ne!(first, other);
 }
+
+/// The routes that change a service, each on a world of its own: every
+/// caller that may not is refused before anything changes, then the least
+/// of those that may is let through.
+#[tokio::test]
+async fn every_acting_route_with_every_kind_of_caller() {
+    let customer = "client backend supervisor admin";
+    let staff = "agent supervisor admin";
+    let multipart_like = json!({"_customer_number": "4082652649"});
+    let routes: Vec<(Method, &str, Option<Value>, &str)> = vec![
+        (
+            Method::POST,
+            "/genesys/1/service/callback/chat-delay",
+            Some(multipart_like),
+            customer,
+        ),
+        (
+            Method::DELETE,
+            "/genesys/1/service/callback/chat-delay/{id}",
+            None,
+            customer,
+        ),
+        (
+            Method::PUT,
+            "/genesys/1/service/callback/chat-delay/{id}",
+            Some(json!({"_new_desired_time": "2030-01-01T10:00:00.000Z"})),
+            customer,
+        ),
+        (
+            Method::POST,
+            "/genesys/1/service/{id}/connect",
+            None,
+            customer,
+        ),
+        (
+            Method::POST,
+            "/genesys/1/service/{id}/ixn/chat",
+            None,
+            customer,
+        ),
+        (
+            Method::POST,
+            "/genesys/1/service/{id}/ixn/chat/send",
+            Some(json!({"message": "hi"})),
+            customer,
+        ),
+        (
+            Method::POST,
+            "/genesys/1/service/{id}/ixn/chat/refresh",
+            None,
+            customer,
+        ),
+        (
+            Method::POST,
+            "/genesys/1/service/{id}/ixn/chat/startTyping",
+            None,
+            customer,
+        ),
+        (
+            Method::POST,
+            "/genesys/1/service/{id}/ixn/chat/stopTyping",
+            None,
+            customer,
+        ),
+        (
+            Method::POST,
+            "/genesys/1/service/{id}/ixn/chat/disconnect",
+            None,
+            customer,
+        ),
+        (
+            Method::POST,
+            "/genesys/1/service/{id}/internal-notification",
+            Some(json!({"_display_message": "x", "_internal_message": "y"})),
+            customer,
+        ),
+        (
+            Method::POST,
+            "/genesys/1/service/{id}/agent-notification",
+            Some(json!({"message": "x"})),
+            customer,
+        ),
+        (
+            Method::POST,
+            "/genesys/1/service/{id}/ixn/video",
+            None,
+            customer,
+        ),
+        (
+            Method::GET,
+            "/genesys/1/service/callback/video-scheduled/availability",
+            None,
+            customer,
+        ),
+        (Method::POST, "/api/v1/services/{id}/complete", None, staff),
+        (
+            Method::POST,
+            "/api/v1/services/{id}/chat",
+            Some(json!({"text": "hello"})),
+            staff,
+        ),
+        (
+            Method::POST,
+            "/api/v1/services/{id}/video",
+            Some(json!({})),
+            staff,
+        ),
+        (Method::POST, "/api/v1/agents/ann/not-ready", None, staff),
+        (
+            Method::POST,
+            "/api/v1/agents/ann/keys",
+            Some(json!({})),
+            "admin",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/agents/ann/keys/none",
+            None,
+            "admin",
+        ),
+    ];
+    for (method, template, body, allowed) in routes {
+        let (app, id) = world().await;
+        let path = template.replace("{id}", &id);
+        for who in [As::Nobody, As::WrongSecret] {
+            let (status, answer) = call(&app, who, method.clone(), &path, body.as_ref()).await;
+            assert_eq!(status, 401, "{method} {path} as {who:?}: {answer}");
+        }
+        let mut first_allowed = None;
+        for (role, name) in ROLES {
+            if allowed.split(' ').any(|r| r == role) {
+                first_allowed.get_or_insert(name);
+                continue;
+            }
+            let (status, answer) =
+                call(&app, As::Basic(name), method.clone(), &path, body.as_ref()).await;
+            assert_eq!(status, 403, "{method} {path} as {role}: {answer}");
+        }
+        let name = first_allowed.expect("someone may call it");
+        let (status, answer) =
+            call(&app, As::Basic(name), method.clone(), &path, body.as_ref()).await;
+        assert!(
+            status != 401 && status != 403,
+            "{method} {path} as {name}: refused {status} {answer}"
+        );
+    }
+}
