@@ -274,6 +274,11 @@ pub struct HistoryEntry {
     pub reason: Option<CallbackReason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// Who caused it: `customer (<credential>)`, `agent <id> (<credential>)`,
+    /// a staff credential's name, `router`, `timer <kind>`; none in records
+    /// written before callbackd knew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2261,3 +2261,57 @@ fn cancelling_a_booking_sends_a_cancelled_invite_but_not_after_the_call() {
     .unwrap();
     assert!(appointments(&quiet.effects).is_empty());
 }
+
+/// The history names who caused each change: what the caller says (the
+/// front names the customer, agent or staff credential), else the router
+/// and the timers name themselves.
+#[test]
+fn the_history_names_the_cause_of_each_change() {
+    let scn = delay();
+    let created = machine::create_by(new_service(None), &scn, t0(), Some("customer (ios-app)"));
+    let reserved = machine::apply(&created.record, &scn, &reserved("agent-1"), secs(10)).unwrap();
+    let ttl = *reserved
+        .record
+        .timers
+        .get(&TimerKind::Ttl)
+        .expect("ttl armed");
+    let expired = machine::apply(
+        &reserved.record,
+        &scn,
+        &Event::TimerFired {
+            kind: TimerKind::Ttl,
+            due: ttl,
+        },
+        ttl,
+    )
+    .unwrap();
+    let by: Vec<Option<&str>> = expired
+        .record
+        .history
+        .iter()
+        .map(|h| h.by.as_deref())
+        .collect();
+    assert_eq!(
+        by,
+        [
+            Some("customer (ios-app)"),
+            Some("customer (ios-app)"),
+            Some("router"),
+            Some("timer ttl"),
+        ],
+        "{:?}",
+        expired.record.history
+    );
+    let cancelled = machine::apply_by(
+        &reserved.record,
+        &scn,
+        &Event::Cancel,
+        secs(20),
+        Some("floor"),
+    )
+    .unwrap();
+    assert_eq!(
+        cancelled.record.history.last().unwrap().by.as_deref(),
+        Some("floor")
+    );
+}

@@ -161,8 +161,25 @@ pub async fn gate(
         };
         return forbidden(&who, &what).into_response();
     }
+    let cause = cause(&who, need, state.access.is_open());
     req.extensions_mut().insert(Caller(who));
-    next.run(req).await
+    // Every transition the request makes names its cause in the history.
+    runtime::cause::with_cause(cause, next.run(req)).await
+}
+
+/// Who a request's transitions name: the customer (through the app's
+/// credential), an agent, or a staff credential. Open, with no credential
+/// to name, the route says which side called.
+fn cause(who: &Principal, need: Need, open: bool) -> String {
+    match (who.role, &who.agent) {
+        _ if open => match need {
+            Need::AtLeast(Role::Client | Role::Backend) => "customer".to_owned(),
+            _ => "staff".to_owned(),
+        },
+        (Role::Agent, Some(agent)) => format!("agent {agent} ({})", who.name),
+        (Role::Client | Role::Backend, _) => format!("customer ({})", who.name),
+        _ => who.name.clone(),
+    }
 }
 
 /// Checks the credential the headers present.

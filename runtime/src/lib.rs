@@ -9,11 +9,13 @@
 //! - [`notices`]: appointment notices: the ICS invite, e-mail over SMTP, SMS.
 //! - [`room_maker`]: video rooms' codes, tokens, join links and signed tokens.
 //! - [`clock`]: the wall clock, and a clock that follows tokio's (paused) time.
+//! - [`cause`]: who caused a request's transitions, for the record's history.
 //!
 //! This crate knows no HTTP server and has no HTTP stack: `http-front`
 //! serves the API on top of it and hands it an outbound HTTP client
 //! ([`push::outbound::HttpPost`]) for httpcb notifications and SMS.
 
+pub mod cause;
 pub mod clock;
 pub mod notices;
 pub mod positions;

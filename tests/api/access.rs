@@ -659,3 +659,58 @@ async fn every_acting_route_with_every_kind_of_caller() {
         );
     }
 }
+
+/// Each transition in a record's history names who caused it.
+#[tokio::test]
+async fn the_history_names_who_caused_each_change() {
+    let (app, id) = world().await;
+    let ann = As::Basic("ann-desktop");
+    let (status, answer) = call(
+        &app,
+        As::Basic("ios-app"),
+        Method::POST,
+        &format!("/genesys/1/service/{id}/connect"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = call(
+        &app,
+        ann,
+        Method::POST,
+        &format!("/api/v1/services/{id}/complete"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, record) = call(
+        &app,
+        As::Basic("floor"),
+        Method::GET,
+        &format!("/api/v1/services/{id}"),
+        None,
+    )
+    .await;
+    let causes: Vec<(String, String)> = record["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| {
+            (
+                h["event"].as_str().unwrap().to_owned(),
+                h["by"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect();
+    let first = |event: &str| {
+        causes
+            .iter()
+            .find(|(e, _)| e == event)
+            .unwrap_or_else(|| panic!("no {event} in {causes:?}"))
+            .1
+            .clone()
+    };
+    assert_eq!(first("created"), "customer (ios-app)", "{causes:?}");
+    assert_eq!(first("agent_reserved"), "router", "{causes:?}");
+    assert_eq!(first("complete"), "agent ann (ann-desktop)", "{causes:?}");
+}

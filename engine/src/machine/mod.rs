@@ -950,6 +950,16 @@ pub(crate) fn ticket_for(routing: &RoutingData, since: DateTime<Utc>) -> QueueTi
 }
 
 pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> Applied {
+    create_by(new, scenario, now, None)
+}
+
+/// [`create`], naming who asked for it in the record's history.
+pub fn create_by(
+    new: NewService,
+    scenario: &Arc<Scenario>,
+    now: DateTime<Utc>,
+    by: Option<&str>,
+) -> Applied {
     let desired_time = new.desired_time.unwrap_or(now);
     let since = desired_time.max(now);
     // A video leg brings its own routingData; else the scenario's target.
@@ -1008,6 +1018,7 @@ pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> 
         event: Event::Created.name().to_owned(),
         reason: None,
         agent: None,
+        by: by.map(str::to_owned),
     });
     let mut applied = Applied {
         record: rec,
@@ -1035,7 +1046,8 @@ pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> 
             kind: TimerKind::DesiredTime,
             due,
         };
-        let next = transition(&applied.record, scenario, &fired, now)
+        // Entering the queue at once is part of the create: the same cause.
+        let next = transition(&applied.record, scenario, &fired, now, by)
             .expect("a new service accepts its own desired time");
         // The desired-time timer never outlives create: drop its arm/fire pair.
         applied.effects.retain(|e| {
@@ -1055,6 +1067,15 @@ pub fn create(new: NewService, scenario: &Arc<Scenario>, now: DateTime<Utc>) -> 
     applied
 }
 
+/// Who caused an event that names itself: the router, or a timer.
+fn own_cause(event: &Event) -> Option<String> {
+    match event {
+        Event::AgentReserved { .. } => Some("router".to_owned()),
+        Event::TimerFired { kind, .. } => Some(format!("timer {}", kind.as_str())),
+        _ => None,
+    }
+}
+
 /// Applies one event to a stored record: (record, event, now) → (record, effects).
 pub fn apply(
     record: &ServiceRecord,
@@ -1062,7 +1083,19 @@ pub fn apply(
     event: &Event,
     now: DateTime<Utc>,
 ) -> Result<Applied, TransitionError> {
-    let mut applied = transition(record, scenario, event, now)?;
+    apply_by(record, scenario, event, now, None)
+}
+
+/// [`apply`], naming who caused the event in the record's history. Without
+/// a name, the router's and the timers' events name themselves.
+pub fn apply_by(
+    record: &ServiceRecord,
+    scenario: &Arc<Scenario>,
+    event: &Event,
+    now: DateTime<Utc>,
+    by: Option<&str>,
+) -> Result<Applied, TransitionError> {
+    let mut applied = transition(record, scenario, event, now, by)?;
     if applied.record.state != record.state {
         tell_state(&mut applied);
     }
@@ -1084,6 +1117,7 @@ fn transition(
     scenario: &Arc<Scenario>,
     event: &Event,
     now: DateTime<Utc>,
+    by: Option<&str>,
 ) -> Result<Applied, TransitionError> {
     let mut rec = record.clone();
     match event {
@@ -1168,6 +1202,7 @@ fn transition(
             event: event.name().to_owned(),
             reason,
             agent: rec.handling_agent().map(str::to_owned),
+            by: by.map(str::to_owned).or_else(|| own_cause(event)),
         });
     }
     Ok(Applied {

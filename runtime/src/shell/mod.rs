@@ -177,7 +177,8 @@ impl Shell {
         scenario: &Arc<Scenario>,
         new: NewService,
     ) -> Result<ServiceRecord, ShellError> {
-        let applied = machine::create(new, scenario, self.now());
+        let cause = crate::cause::current();
+        let applied = machine::create_by(new, scenario, self.now(), cause.as_deref());
         // The scenario's in-queue check and cap are counted in the write.
         self.store
             .put_new(&applied.record, &create_guard(scenario))
@@ -239,7 +240,13 @@ impl Shell {
             let Applied {
                 record: next,
                 effects,
-            } = machine::apply(&record, &scenario, event, self.now())?;
+            } = machine::apply_by(
+                &record,
+                &scenario,
+                event,
+                self.now(),
+                crate::cause::current().as_deref(),
+            )?;
             match self.store.put(&next, Some(record.version)).await {
                 Ok(()) => {
                     self.carry_out(&next, &effects).await;
