@@ -4,6 +4,7 @@
 //! test does not need to stop Redis) and real `callbackd-node` processes.
 
 mod booking;
+mod keys;
 mod load;
 mod outage;
 mod personal_data;

@@ -20,12 +20,27 @@ pub struct Node {
     store: String,
     scenarios: PathBuf,
     log: PathBuf,
+    /// Extra environment (`CALLBACKD_AUTH`, …) of every start.
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl Node {
     /// Starts a node named `name` on a free port and waits until /healthz answers 200.
     pub async fn start(bin: &str, name: &str, store: &str, scenarios: &Path, logs: &Path) -> Node {
+        Node::start_with_env(bin, name, store, scenarios, logs, &[]).await
+    }
+
+    /// [`Node::start`] with extra environment variables (every restart
+    /// keeps them).
+    pub async fn start_with_env(
+        bin: &str,
+        name: &str,
+        store: &str,
+        scenarios: &Path,
+        logs: &Path,
+        env: &[(&str, &str)],
+    ) -> Node {
         let port = redis_store::testing::free_port();
         let mut node = Node {
             name: name.to_owned(),
@@ -35,6 +50,10 @@ impl Node {
             store: store.to_owned(),
             scenarios: scenarios.to_owned(),
             log: logs.join(format!("{name}.log")),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         node.restart().await;
@@ -55,6 +74,7 @@ impl Node {
             .arg(&self.scenarios)
             .args(["--store", &self.store])
             .env("RUST_LOG", "info,tower_http=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             // The tracing log goes to stdout; errors at start-up to stderr.
             .stdout(log.try_clone().expect("node log"))
             .stderr(log)
