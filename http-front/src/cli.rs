@@ -79,6 +79,14 @@ struct Args {
     /// "Running it exposed"). Without it callbackd runs open, on loopback only.
     #[arg(long, env = "CALLBACKD_AUTH")]
     auth: Option<PathBuf>,
+    /// A web origin (`https://shop.example`) whose pages may call the API
+    /// from a browser; repeat it, or comma-separate them. None by default.
+    #[arg(
+        long = "cors-origin",
+        env = "CALLBACKD_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
     /// Allow running open (no credentials) on an address other than
     /// loopback: anyone who reaches it may do anything.
     #[arg(long, env = "CALLBACKD_INSECURE_OPEN")]
@@ -300,6 +308,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         relay,
         mail,
         access,
+        cors_origins: args
+            .cors_origins
+            .iter()
+            .map(|o| crate::cors::parse_origin(o.trim()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("--cors-origin: {e}"))?,
         rate_limit: crate::rate_limit::RateLimit {
             per_second: std::num::NonZeroU32::new(args.rate_limit),
             loopback: args.rate_limit_loopback,

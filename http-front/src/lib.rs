@@ -20,6 +20,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cors;
 pub mod error;
 mod extract;
 pub mod form;
@@ -78,6 +79,8 @@ pub struct Config {
     pub access: auth::Access,
     /// Requests per second per client address (`--rate-limit`).
     pub rate_limit: rate_limit::RateLimit,
+    /// Web origins whose pages may call the API (`--cors-origin`); none by default.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
     /// Bounds on what one client may hold: time to send headers and bodies,
     /// time per request, connections per address.
     pub http: HttpLimits,
@@ -100,6 +103,7 @@ impl Config {
             access: auth::Access::open(),
             rate_limit: rate_limit::RateLimit::default(),
             http: HttpLimits::default(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -225,6 +229,7 @@ pub async fn run(
     let registry = shell.registry().clone();
     // Every route, the push endpoints included, is behind the limit.
     let app = rate_limit::layer(app(state, &config.http), config.rate_limit);
+    let app = cors::layer(app, &config.cors_origins);
     tracing::info!(addr = %listener.local_addr()?, "callbackd listening.");
     server::serve(listener, app, &config.http, async move {
         shutdown.await;

@@ -182,6 +182,13 @@ fn exposed_without_credentials_or_with_a_bad_file_stops_start_up() {
     assert!(stderr.contains("auth.toml"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
 
+    let (ok, stderr) = start_with_args(&["--cors-origin", "https://shop.example/path"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--cors-origin: `https://shop.example/path` is not an origin"),
+        "{stderr}"
+    );
+
     let (ok, stderr) = start_with_args(&["--auth", "/nonexistent/auth.toml"]);
     assert!(!ok);
     assert!(

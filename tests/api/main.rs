@@ -5,6 +5,7 @@ mod bad_inputs;
 mod booking;
 mod booking_mail;
 mod chat_immediate;
+mod cors;
 mod encodings;
 mod hostile;
 mod httpcb;

@@ -88,6 +88,7 @@ pub struct TestAppBuilder {
     redis: bool,
     auth: Option<String>,
     rate_limit: http_front::rate_limit::RateLimit,
+    cors_origins: Vec<String>,
 }
 
 impl TestApp {
@@ -100,6 +101,7 @@ impl TestApp {
             mail: None,
             redis: false,
             auth: None,
+            cors_origins: Vec::new(),
             rate_limit: Default::default(),
         }
     }
@@ -144,6 +146,12 @@ impl TestAppBuilder {
     /// as long as the app, instead of in memory.
     pub fn redis(mut self) -> Self {
         self.redis = true;
+        self
+    }
+
+    /// Lets pages from these web origins call the API (`--cors-origin`).
+    pub fn cors_origins(mut self, origins: &[&str]) -> Self {
+        self.cors_origins = origins.iter().map(|o| o.to_string()).collect();
         self
     }
 
@@ -202,6 +210,11 @@ impl TestAppBuilder {
                     .unwrap_or_else(|e| panic!("credentials: {e}")),
                 ),
             },
+            cors_origins: self
+                .cors_origins
+                .iter()
+                .map(|o| http_front::cors::parse_origin(o).unwrap_or_else(|e| panic!("{e}")))
+                .collect(),
             ..http_front::Config::new(scenarios, store, clock)
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
