@@ -95,13 +95,21 @@ impl Caller {
         }
     }
 
-    /// [`Caller::for_service`] for service `id`; the record is read only
-    /// when the caller is an agent (staff above may act on any).
-    pub async fn for_service_id(&self, state: &AppState, id: &str) -> Result<(), AppError> {
+    /// [`Caller::for_service`] for service `id`. An agent's check needs
+    /// the record: it is handed back, so the handler acts on it without a
+    /// second read. Staff above agents may act on any service: no read,
+    /// `None`.
+    pub async fn checked_service(
+        &self,
+        state: &AppState,
+        id: &str,
+    ) -> Result<Option<ServiceRecord>, AppError> {
         if self.0.may(Role::Supervisor) {
-            return Ok(());
+            return Ok(None);
         }
-        self.for_service(&state.shell.get(id).await?)
+        let record = state.shell.get(id).await?;
+        self.for_service(&record)?;
+        Ok(Some(record))
     }
 
     /// That agent itself, or a supervisor or admin.
@@ -219,7 +227,11 @@ pub async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Principal
 /// the runtime's threads keep serving meanwhile.
 async fn check(verifier: &Arc<Verifier>, presented: Presented) -> Result<Checked, AppError> {
     let unauthorized = |e: access::AuthError| AppError::Unauthorized(e.to_string());
-    if verifier.is_quick(&presented) {
+    if let Some(verdict) = verifier.remembered(&presented) {
+        return verdict.map(Checked::Principal).map_err(unauthorized);
+    }
+    if !matches!(presented, Presented::File { .. }) {
+        // A minted key or a JWT: no password hash to run.
         return verifier.check(&presented).map_err(unauthorized);
     }
     let verifier = verifier.clone();

@@ -56,13 +56,13 @@ pub async fn complete(
     Query(query): Query<CompleteQuery>,
 ) -> Result<Json<Value>, AppError> {
     check_id("id", &id)?;
-    caller.for_service_id(&state, &id).await?;
+    let read = caller.checked_service(&state, &id).await?;
     let event = if query.force {
         Event::ForceComplete
     } else {
         Event::Complete
     };
-    Ok(Json(full(&state.shell.transition(&id, &event).await?)))
+    Ok(Json(full(&act(&state, read, &id, &event).await?)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,12 +87,15 @@ pub async fn typing(
     JsonBody(body): JsonBody<TypingBody>,
 ) -> Result<Json<Value>, AppError> {
     check_id("id", &id)?;
-    caller.for_service_id(&state, &id).await?;
+    let read = caller.checked_service(&state, &id).await?;
     let event = Event::ChatTyping {
         by: Party::Agent,
         typing: body.typing,
     };
-    state.shell.signal(&id, &event).await?;
+    match read {
+        Some(record) => state.shell.signal_on(&record, &event).await?,
+        None => state.shell.signal(&id, &event).await?,
+    }
     Ok(Json(serde_json::json!({"typing": body.typing})))
 }
 
@@ -105,7 +108,7 @@ pub async fn chat(
     JsonBody(body): JsonBody<ChatBody>,
 ) -> Result<Json<Value>, AppError> {
     check_id("id", &id)?;
-    caller.for_service_id(&state, &id).await?;
+    let read = caller.checked_service(&state, &id).await?;
     if body.text.trim().is_empty() {
         return Err(AppError::field("text", "must not be empty"));
     }
@@ -119,5 +122,19 @@ pub async fn chat(
         from: Party::Agent,
         text: body.text,
     };
-    Ok(Json(full(&state.shell.transition(&id, &event).await?)))
+    Ok(Json(full(&act(&state, read, &id, &event).await?)))
+}
+
+/// Applies `event` to the service: on the record the caller's check read,
+/// when it read one (no second read), else by id.
+async fn act(
+    state: &AppState,
+    read: Option<ServiceRecord>,
+    id: &str,
+    event: &Event,
+) -> Result<ServiceRecord, AppError> {
+    Ok(match read {
+        Some(record) => state.shell.transition_on(record, event).await?,
+        None => state.shell.transition(id, event).await?,
+    })
 }
