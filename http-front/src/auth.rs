@@ -192,9 +192,15 @@ fn cause(who: &Principal, need: Need, open: bool) -> String {
 
 /// Checks the credential the headers present.
 pub async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Principal, AppError> {
-    let Some(verifier) = &state.access.verifier else {
+    if state.access.is_open() {
         return Ok(Principal::open());
-    };
+    }
+    let (authorization, api_key) = presented_headers(headers)?;
+    identify_values(state, authorization, api_key).await
+}
+
+/// The credential headers' values, if any, as text.
+pub fn presented_headers(headers: &HeaderMap) -> Result<(Option<&str>, Option<&str>), AppError> {
     let header = |name: &'static str| {
         headers
             .get(name)
@@ -204,7 +210,21 @@ pub async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Principal
             })
             .transpose()
     };
-    let presented = access::from_headers(header("authorization")?, header("x-api-key")?)
+    Ok((header("authorization")?, header("x-api-key")?))
+}
+
+/// Checks a credential given as the values of the `Authorization` and
+/// `x-api-key` headers, wherever they came from (the headers, a CometD
+/// handshake's `ext`, a WebSocket's first frame).
+pub async fn identify_values(
+    state: &AppState,
+    authorization: Option<&str>,
+    api_key: Option<&str>,
+) -> Result<Principal, AppError> {
+    let Some(verifier) = &state.access.verifier else {
+        return Ok(Principal::open());
+    };
+    let presented = access::from_headers(authorization, api_key)
         .map_err(|e| AppError::Unauthorized(e.to_string()))?
         .ok_or_else(|| {
             AppError::Unauthorized(

@@ -90,6 +90,10 @@ impl AppError {
         }
     }
 
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             AppError::BadRequest { exception, .. } => (StatusCode::BAD_REQUEST, exception),

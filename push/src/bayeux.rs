@@ -37,8 +37,9 @@ pub struct Origin {
     /// The browser cookie (long-polling): the one the request brought, or
     /// the one its answer sets when it brought none.
     pub browser: Option<String>,
-    /// The name of the credential the request presented, when callbackd
-    /// checks callers and the request connects as an agent.
+    /// The name of the credential the request's headers presented (checked
+    /// by the front), when callbackd checks callers. A session handshaken
+    /// with one answers only to requests that present it again.
     pub credential: Option<String>,
 }
 
@@ -56,14 +57,106 @@ pub enum Step {
     },
 }
 
+/// A credential a handshake carries in its `ext`, under the names of the
+/// HTTP headers that would carry it: `ext.authorization` (as the
+/// `Authorization` header: `Basic …` or `Bearer …`) or `ext["x-api-key"]`.
+/// Browsers cannot set headers on a WebSocket; this is where theirs goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExtCredential<'a> {
+    pub authorization: Option<&'a str>,
+    pub api_key: Option<&'a str>,
+}
+
+impl ExtCredential<'_> {
+    pub fn is_some(&self) -> bool {
+        self.authorization.is_some() || self.api_key.is_some()
+    }
+}
+
+/// Why a handshake may not open an agent's channel: a Bayeux error code
+/// (401: no or a wrong credential; 403: one that may not act for that
+/// agent) and a message that never repeats the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub code: u16,
+    pub message: String,
+}
+
+/// Who may open an agent's channel, when callbackd checks callers. The
+/// front supplies it for the request or socket it serves (it knows the
+/// request's headers and how to check a credential); this crate only asks.
+/// A device's channel needs no credential: its `gms_user` is the service's
+/// `_device_notification_id`, which only the app knows.
+pub trait Admission: Send + Sync {
+    /// May the credential `ext` carries (or, when it carries none, the one
+    /// the request's headers did) act for `agent`?
+    fn admit_agent<'a>(
+        &'a self,
+        agent: &'a str,
+        ext: ExtCredential<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), Denied>>;
+}
+
 #[derive(Clone)]
 pub struct Bayeux {
     pub registry: Arc<Registry>,
+    /// `None`: callbackd runs open, every handshake is admitted.
+    admission: Option<Arc<dyn Admission>>,
 }
 
 impl Bayeux {
     pub fn new(registry: Arc<Registry>) -> Self {
-        Bayeux { registry }
+        Bayeux {
+            registry,
+            admission: None,
+        }
+    }
+
+    /// Checks every handshake that asks for an agent's channel with `admission`.
+    pub fn admitting(mut self, admission: Arc<dyn Admission>) -> Self {
+        self.admission = Some(admission);
+        self
+    }
+
+    /// Checks a handshake that would open an agent's channel; any other
+    /// message passes. `Err` is the handshake's failure reply.
+    async fn admitted(&self, message: &Value, origin: &Origin) -> Result<(), Value> {
+        let Some(admission) = &self.admission else {
+            return Ok(());
+        };
+        let Some(msg) = message.as_object() else {
+            return Ok(());
+        };
+        if msg.get("channel").and_then(Value::as_str) != Some("/meta/handshake") {
+            return Ok(());
+        }
+        let Some(agent) = owner_of(msg, origin).agent else {
+            return Ok(());
+        };
+        let refuse = |error: String| {
+            Err(failure(
+                msg,
+                "/meta/handshake",
+                &error,
+                Some(json!({"reconnect": "none"})),
+            ))
+        };
+        let ext = msg.get("ext").and_then(Value::as_object);
+        let mut credential = ExtCredential::default();
+        for (key, slot) in [
+            ("authorization", &mut credential.authorization),
+            ("x-api-key", &mut credential.api_key),
+        ] {
+            match ext.and_then(|e| e.get(key)) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(s)) => *slot = Some(s.as_str()),
+                Some(_) => return refuse(format!("400::ext.{key} must be a string")),
+            }
+        }
+        match admission.admit_agent(&agent, credential).await {
+            Ok(()) => Ok(()),
+            Err(Denied { code, message }) => refuse(format!("{code}::{message}")),
+        }
     }
 
     fn advice(&self, reconnect: &str) -> Value {
@@ -152,16 +245,7 @@ impl Bayeux {
                 );
             }
         }
-        let ext = msg.get("ext").and_then(Value::as_object);
-        let from_ext = |key: &str| {
-            ext.and_then(|e| e.get(key))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let owner = Owner {
-            device: clean(origin.gms_user.clone().or_else(|| from_ext("gms_user"))),
-            agent: clean(origin.agent_id.clone().or_else(|| from_ext("agent_id"))),
-        };
+        let owner = owner_of(msg, origin);
         for (field, id) in [("gms_user", &owner.device), ("agent_id", &owner.agent)] {
             if let Some(why) = id.as_deref().and_then(bad_owner_id) {
                 return failure(
@@ -403,6 +487,10 @@ impl Bayeux {
         let mut replies = Vec::with_capacity(batch.len());
         let mut connect = None;
         for message in batch {
+            if let Err(refused) = self.admitted(message, origin).await {
+                replies.push(refused);
+                continue;
+            }
             match self.process(message, origin, LONG_POLLING, None) {
                 Step::Reply(v) => replies.push(v),
                 Step::Connect {
@@ -493,7 +581,10 @@ impl Bayeux {
                     match parse_batch(&text) {
                         Ok(batch) => {
                             for message in &batch {
-                                self.ws_message(message, &origin, &mut ws, &mut out, &mut taken);
+                                match self.admitted(message, &origin).await {
+                                    Ok(()) => self.ws_message(message, &origin, &mut ws, &mut out, &mut taken),
+                                    Err(refused) => out.push(refused),
+                                }
                             }
                         }
                         Err(why) => out.push(json!({"successful": false, "error": format!("400::{why}")})),
@@ -873,6 +964,21 @@ pub fn bad_owner_id(id: &str) -> Option<String> {
         Some("must not contain control characters".into())
     } else {
         None
+    }
+}
+
+/// Who a handshake says its client is: the request's `gms_user` and
+/// `agent_id`, else the handshake's `ext.gms_user` and `ext.agent_id`.
+fn owner_of(msg: &Map<String, Value>, origin: &Origin) -> Owner {
+    let ext = msg.get("ext").and_then(Value::as_object);
+    let from_ext = |key: &str| {
+        ext.and_then(|e| e.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    Owner {
+        device: clean(origin.gms_user.clone().or_else(|| from_ext("gms_user"))),
+        agent: clean(origin.agent_id.clone().or_else(|| from_ext("agent_id"))),
     }
 }
 

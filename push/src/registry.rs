@@ -586,7 +586,7 @@ impl Registry {
     }
 
     /// Counts a WebSocket being served until the guard drops.
-    pub(crate) fn socket(self: &Arc<Self>) -> SocketGuard {
+    pub fn socket(self: &Arc<Self>) -> SocketGuard {
         self.sockets.fetch_add(1, Ordering::SeqCst);
         SocketGuard(self.clone())
     }
@@ -601,7 +601,8 @@ pub(crate) async fn closed(closing: &mut watch::Receiver<bool>) {
     let _ = closing.wait_for(|c| *c).await.map(|_| ());
 }
 
-pub(crate) struct SocketGuard(Arc<Registry>);
+/// One WebSocket counted as open (see [`Registry::socket`]).
+pub struct SocketGuard(Arc<Registry>);
 
 impl Drop for SocketGuard {
     fn drop(&mut self) {

@@ -375,3 +375,82 @@ async fn agent_desktop_over_long_polling() {
 async fn agent_desktop_over_websocket() {
     agent_flow(WEBSOCKET).await;
 }
+
+/// Credentials for the tests that check callers: an admin that drives the
+/// API, and the desktop of agent `agent-1`.
+fn credentials() -> String {
+    let hash = access::hash_secret("long-enough-secret");
+    format!(
+        "[[credential]]\nname = \"root\"\nrole = \"admin\"\nsecret_hash = \"{hash}\"\n\
+         [[credential]]\nname = \"desk-1\"\nrole = \"agent\"\nagent = \"{AGENT}\"\nsecret_hash = \"{hash}\"\n"
+    )
+}
+
+/// When callbackd checks callers, a desktop in a browser (which cannot set
+/// headers on a WebSocket) sends its credential in the handshake's `ext`:
+/// with its agent's credential it hears its channel; with none its
+/// handshake is refused (401), and with it but for another agent (403).
+async fn agent_credential_in_the_handshake(transport: &'static str) {
+    let app = TestApp::builder()
+        .auth(&credentials())
+        .acting_as("root:long-enough-secret")
+        .spawn()
+        .await;
+    let own = "Bearer desk-1:long-enough-secret";
+    let mut desktop = CometdClient::start_with(
+        &app.base,
+        transport,
+        Who::Agent(AGENT),
+        &[AGENT_CHANNEL],
+        Some(own),
+    )
+    .await;
+    desktop.wait_ready(&[]).await;
+    let id = create(&app, &new_device()).await;
+    app.ready_agent(AGENT, &["support"], 1).await;
+    app.wait_for_state(&id, "ROUTING", Duration::from_secs(5))
+        .await;
+    post_ok(&app, &format!("/genesys/1/service/{id}/connect"), &[]).await;
+    let tag = format!("agent.offer.{id}");
+    desktop
+        .message("agent.offer", AGENT_CHANNEL, |d| d["tag"] == tag)
+        .await;
+    desktop.finish().await;
+
+    for (who, authorization, code) in [
+        (AGENT, None, "401"),
+        (AGENT, Some("Bearer desk-1:wrong-secret"), "401"),
+        ("agent-2", Some(own), "403"),
+    ] {
+        let mut refused = CometdClient::start_with(
+            &app.base,
+            transport,
+            Who::Agent(who),
+            &["/agents/agent-2"],
+            authorization,
+        )
+        .await;
+        let handshake = refused.event("handshake").await;
+        assert_eq!(handshake["successful"], false, "{handshake}");
+        let error = handshake["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with(&format!("{code}::")),
+            "{who} with {authorization:?}: {handshake}"
+        );
+        assert!(
+            !error.contains("secret"),
+            "the error echoes no secret: {error}"
+        );
+        drop(refused);
+    }
+}
+
+#[tokio::test]
+async fn agent_credential_in_the_handshake_over_long_polling() {
+    agent_credential_in_the_handshake(LONG_POLLING).await;
+}
+
+#[tokio::test]
+async fn agent_credential_in_the_handshake_over_websocket() {
+    agent_credential_in_the_handshake(WEBSOCKET).await;
+}

@@ -70,6 +70,18 @@ impl CometdClient {
         who: Who<'_>,
         channels: &[&str],
     ) -> CometdClient {
+        Self::start_with(base, transport, who, channels, None).await
+    }
+
+    /// [`CometdClient::start`], with `authorization` (an `Authorization`
+    /// header's value) in the handshake's `ext`, as a browser sends it.
+    pub async fn start_with(
+        base: &str,
+        transport: &'static str,
+        who: Who<'_>,
+        channels: &[&str],
+        authorization: Option<&str>,
+    ) -> CometdClient {
         check_node_modules();
         let (key, id) = match who {
             Who::Device(id) => ("gms_user", id),
@@ -80,6 +92,7 @@ impl CometdClient {
             .arg("client.mjs")
             .args([base, transport, key, id])
             .args(channels)
+            .env("COMETD_EXT_AUTHORIZATION", authorization.unwrap_or(""))
             .env(
                 "COMETD_CLIENT_LIFETIME_MS",
                 (LIFETIME + EXIT_WITHIN).as_millis().to_string(),

@@ -1,6 +1,10 @@
 //! The agent push channel when callbackd checks callers: a socket or a
 //! long-polling request that connects as an agent presents that agent's
-//! credential in its headers; a device connects by its id as before.
+//! credential in its headers, or, as a browser must, in the CometD
+//! handshake's `ext` or the plain WebSocket's first frame; a device
+//! connects by its id as before.
+
+use futures_util::{SinkExt, StreamExt};
 
 use tests::TestApp;
 use tokio::net::TcpStream;
@@ -41,7 +45,9 @@ async fn an_agent_channel_needs_that_agents_credential() {
     let app = TestApp::builder().auth(&credentials()).spawn().await;
     let ann = Some("ann-desktop:long-enough-secret");
     let floor = Some("floor:long-enough-secret");
-    assert_eq!(upgrade(&app, "agent_id=ann", None).await, 401);
+    // Without a credential in the headers the upgrade goes through: the
+    // credential may come in the first frame (see below).
+    assert_eq!(upgrade(&app, "agent_id=ann", None).await, 101);
     assert_eq!(
         upgrade(&app, "agent_id=ann", Some("ann-desktop:wrong")).await,
         401
@@ -67,8 +73,158 @@ async fn an_agent_channel_needs_that_agents_credential() {
         }
         req.send()
     };
-    assert_eq!(post(None).await.unwrap().status(), 401);
-    assert_eq!(post(ann).await.unwrap().status(), 200);
+    // Without a credential the request is answered, and its handshake
+    // refused as Bayeux refuses: a client may still send one in `ext`.
+    let refused = post(None).await.unwrap();
+    assert_eq!(refused.status(), 200);
+    let refused: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(refused[0]["successful"], false, "{refused}");
+    assert!(
+        refused[0]["error"].as_str().unwrap().starts_with("401::"),
+        "{refused}"
+    );
+    assert_eq!(post(Some("ann-desktop:wrong")).await.unwrap().status(), 401);
+    let admitted: serde_json::Value = post(ann).await.unwrap().json().await.unwrap();
+    assert_eq!(admitted[0]["successful"], true, "{admitted}");
+}
+
+/// What a plain WebSocket opened as `query` without headers answers to a
+/// first `frame`: its hello (`Ok`) or the close code and reason.
+async fn first_frame(
+    app: &TestApp,
+    query: &str,
+    frame: &str,
+) -> Result<serde_json::Value, (u16, String)> {
+    let addr = app.base.strip_prefix("http://").unwrap();
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/push/ws?{query}"))
+            .await
+            .unwrap();
+    socket
+        .send(tungstenite::Message::text(frame))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next())
+        .await
+        .expect("an answer to the first frame");
+    match next {
+        Some(Ok(tungstenite::Message::Text(hello))) => Ok(serde_json::from_str(&hello).unwrap()),
+        Some(Ok(tungstenite::Message::Close(Some(close)))) => {
+            Err((close.code.into(), close.reason.to_string()))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A browser cannot set headers on a WebSocket: an agent's desktop sends
+/// its credential as the plain socket's first frame, a JSON object keyed
+/// by the header's name. Until then it hears nothing; a wrong one, or one
+/// for another agent, closes the socket with the HTTP status in the reason.
+#[tokio::test]
+async fn a_plain_socket_may_send_its_credential_first() {
+    let app = TestApp::builder().auth(&credentials()).spawn().await;
+    let hello = first_frame(
+        &app,
+        "agent_id=ann",
+        r#"{"x-api-key": "ann-desktop:long-enough-secret"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(hello["channel"], "/meta/connected", "{hello}");
+    assert_eq!(
+        hello["data"]["channels"],
+        serde_json::json!(["/agents/ann"])
+    );
+    let hello = first_frame(
+        &app,
+        "agent_id=bob",
+        r#"{"authorization": "Bearer floor:long-enough-secret"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        hello["data"]["channels"],
+        serde_json::json!(["/agents/bob"])
+    );
+
+    for (query, frame, code) in [
+        (
+            "agent_id=ann",
+            r#"{"x-api-key": "ann-desktop:wrong"}"#,
+            "401",
+        ),
+        ("agent_id=ann", r#"{}"#, "401"),
+        ("agent_id=ann", "hello", "401"),
+        ("agent_id=ann", r#"{"authorization": "Digest abc"}"#, "401"),
+        (
+            "agent_id=bob",
+            r#"{"x-api-key": "ann-desktop:long-enough-secret"}"#,
+            "403",
+        ),
+    ] {
+        let (close, reason) = first_frame(&app, query, frame).await.unwrap_err();
+        assert_eq!(close, 1008, "{query} {frame}: {reason}");
+        assert!(reason.starts_with(code), "{query} {frame}: {reason}");
+        assert!(
+            !reason.contains("wrong"),
+            "the reason echoes no secret: {reason}"
+        );
+    }
+}
+
+/// The long-polling handshake, too, may carry the credential in `ext`
+/// (`authorization` or `x-api-key`), and `ext.agent_id` needs one as the
+/// query parameter does.
+#[tokio::test]
+async fn a_handshake_may_carry_its_credential_in_ext() {
+    let app = TestApp::builder().auth(&credentials()).spawn().await;
+    let client = reqwest::Client::new();
+    let handshake = |ext: serde_json::Value| {
+        let batch = serde_json::json!([{"channel": "/meta/handshake", "version": "1.0",
+            "supportedConnectionTypes": ["long-polling"], "ext": ext}]);
+        let request = client.post(app.url("/genesys/cometd")).json(&batch).send();
+        async move {
+            let answer: serde_json::Value = request.await.unwrap().json().await.unwrap();
+            answer[0].clone()
+        }
+    };
+    for (ext, expected) in [
+        (serde_json::json!({"agent_id": "ann"}), "401"),
+        (
+            serde_json::json!({"agent_id": "ann", "x-api-key": "ann-desktop:wrong"}),
+            "401",
+        ),
+        (
+            serde_json::json!({"agent_id": "ann", "authorization": 7}),
+            "400",
+        ),
+        (
+            serde_json::json!({"agent_id": "bob", "x-api-key": "ann-desktop:long-enough-secret"}),
+            "403",
+        ),
+        (
+            serde_json::json!({"agent_id": "ann", "x-api-key": "ann-desktop:long-enough-secret"}),
+            "ok",
+        ),
+        (
+            serde_json::json!({"agent_id": "bob", "authorization": "Bearer floor:long-enough-secret"}),
+            "ok",
+        ),
+        (serde_json::json!({"gms_user": "device-1"}), "ok"),
+    ] {
+        let reply = handshake(ext.clone()).await;
+        if expected == "ok" {
+            assert_eq!(reply["successful"], true, "{ext}: {reply}");
+        } else {
+            assert_eq!(reply["successful"], false, "{ext}: {reply}");
+            let error = reply["error"].as_str().unwrap();
+            assert!(
+                error.starts_with(&format!("{expected}::")),
+                "{ext}: {reply}"
+            );
+            assert!(!error.contains("wrong"), "{error}");
+        }
+    }
 }
 
 /// A CometD session handshaken with one credential answers only to it: the

@@ -87,6 +87,7 @@ pub struct TestAppBuilder {
     mail: Option<runtime::notices::MailConfig>,
     redis: bool,
     auth: Option<String>,
+    acting_as: Option<String>,
     rate_limit: http_front::rate_limit::RateLimit,
     cors_origins: Vec<String>,
 }
@@ -101,6 +102,7 @@ impl TestApp {
             mail: None,
             redis: false,
             auth: None,
+            acting_as: None,
             cors_origins: Vec::new(),
             rate_limit: Default::default(),
         }
@@ -159,6 +161,13 @@ impl TestAppBuilder {
     /// of running open.
     pub fn auth(mut self, credentials_toml: &str) -> Self {
         self.auth = Some(credentials_toml.to_owned());
+        self
+    }
+
+    /// Every request of the app's client (and so of its helpers: create,
+    /// ready_agent, …) presents this `x-api-key` (a key or `name:secret`).
+    pub fn acting_as(mut self, api_key: &str) -> Self {
+        self.acting_as = Some(api_key.to_owned());
         self
     }
 
@@ -227,7 +236,20 @@ impl TestAppBuilder {
         }));
         TestApp {
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            client: match &self.acting_as {
+                None => reqwest::Client::new(),
+                Some(key) => {
+                    let mut headers = reqwest::header::HeaderMap::new();
+                    headers.insert(
+                        "x-api-key",
+                        key.parse().unwrap_or_else(|e| panic!("acting_as: {e}")),
+                    );
+                    reqwest::Client::builder()
+                        .default_headers(headers)
+                        .build()
+                        .expect("client")
+                }
+            },
             stop: Some(stop),
             server: Some(server),
             _dir: keep,

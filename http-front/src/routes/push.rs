@@ -10,14 +10,16 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
-use push::bayeux::{parse_batch, Origin};
+use push::bayeux::{parse_batch, Admission, Denied, ExtCredential, Origin};
 use push::plain::{Plain, PlainError};
 use push::registry::Refused;
 use push::{Bayeux, Close, Frame};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::auth::{self, Caller};
 use crate::error::AppError;
 use crate::extract::Query;
 use crate::AppState;
@@ -51,9 +53,14 @@ fn origin(headers: &HeaderMap, who: Who) -> Result<Origin, AppError> {
     Ok(origin)
 }
 
-/// The origin a push request claims, checked: an agent's channel needs that
-/// agent's credential (or a supervisor's) when callbackd checks callers; a
-/// device's channel needs only its `gms_user` (the service's
+/// The origin a push request claims, checked. When callbackd checks
+/// callers, a credential in the headers is checked here (401 or 403 before
+/// anything else) and binds the session. An agent's channel needs that
+/// agent's credential (or a supervisor's); a request without one in its
+/// headers gets its chance later (a browser cannot set headers on a
+/// WebSocket): in the CometD handshake's `ext` ([`HandshakeCheck`]) or the
+/// plain WebSocket's first frame ([`first_frame_credential`]). A device's
+/// channel needs only its `gms_user` (the service's
 /// `_device_notification_id`, which only the app knows).
 async fn checked_origin(
     state: &AppState,
@@ -61,16 +68,154 @@ async fn checked_origin(
     who: Who,
 ) -> Result<Origin, AppError> {
     let mut origin = origin(headers, who)?;
-    if let Some(agent) = &origin.agent_id {
-        if !state.access.is_open() {
-            let caller = crate::auth::Caller(crate::auth::identify(state, headers).await?);
-            caller.for_agent(agent)?;
-            // The session is bound to this credential, too: a later
-            // request for it must present the same one.
-            origin.credential = Some(caller.0.name);
-        }
+    if state.access.is_open() {
+        return Ok(origin);
     }
+    let (authorization, api_key) = auth::presented_headers(headers)?;
+    if authorization.is_none() && api_key.is_none() {
+        return Ok(origin);
+    }
+    let caller = Caller(auth::identify_values(state, authorization, api_key).await?);
+    if let Some(agent) = &origin.agent_id {
+        caller.for_agent(agent)?;
+    }
+    // The session is bound to this credential, too: a later request for
+    // it must present the same one.
+    origin.credential = Some(caller.0.name);
     Ok(origin)
+}
+
+/// The front's check of a CometD handshake that asks for an agent's
+/// channel: the credential in the handshake's `ext`, else the one in the
+/// request's headers, must be allowed to act for that agent.
+struct HandshakeCheck {
+    state: Arc<AppState>,
+    authorization: Option<String>,
+    api_key: Option<String>,
+}
+
+impl HandshakeCheck {
+    /// The check for a request (or upgrade) with these headers; `None`
+    /// when callbackd runs open.
+    fn for_request(state: &Arc<AppState>, headers: &HeaderMap) -> Option<Arc<HandshakeCheck>> {
+        if state.access.is_open() {
+            return None;
+        }
+        let value = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Some(Arc::new(HandshakeCheck {
+            state: state.clone(),
+            authorization: value("authorization"),
+            api_key: value("x-api-key"),
+        }))
+    }
+}
+
+impl Admission for HandshakeCheck {
+    fn admit_agent<'a>(
+        &'a self,
+        agent: &'a str,
+        ext: ExtCredential<'a>,
+    ) -> BoxFuture<'a, Result<(), Denied>> {
+        Box::pin(async move {
+            let (authorization, api_key) = if ext.is_some() {
+                (ext.authorization, ext.api_key)
+            } else {
+                (self.authorization.as_deref(), self.api_key.as_deref())
+            };
+            let who = auth::identify_values(&self.state, authorization, api_key)
+                .await
+                .map_err(denied)?;
+            Caller(who).for_agent(agent).map_err(denied)
+        })
+    }
+}
+
+/// An error of the credential check as a Bayeux refusal: its HTTP status
+/// is the Bayeux code.
+fn denied(e: AppError) -> Denied {
+    Denied {
+        code: e.status().as_u16(),
+        message: e.to_string(),
+    }
+}
+
+/// How long a plain WebSocket that connects as an agent without a
+/// credential in its headers has to send one in its first frame.
+const FIRST_FRAME_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a plain WebSocket's first frame as its credential: a JSON object
+/// with the header names as keys, `{"authorization": "Bearer …"}` or
+/// `{"x-api-key": "…"}`, and checks it may act for `agent`. `Err` is the
+/// close frame to answer with.
+async fn first_frame_credential<S, E>(
+    state: &AppState,
+    agent: &str,
+    stream: &mut S,
+) -> Result<String, Close>
+where
+    S: futures_util::Stream<Item = Result<Frame, E>> + Unpin,
+{
+    let policy = |reason: String| Close {
+        code: push::close_code::POLICY,
+        reason: close_reason(&reason),
+    };
+    let text = tokio::time::timeout(FIRST_FRAME_WITHIN, async {
+        loop {
+            match stream.next().await {
+                Some(Ok(Frame::Text(t))) => return Some(t),
+                Some(Ok(Frame::Binary(b))) => return String::from_utf8(b).ok(),
+                // Control frames before the credential are no answer.
+                Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => continue,
+                Some(Ok(Frame::Close(_)) | Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+    .map_err(|_| {
+        policy(format!(
+            "401: no credential within {}s: send {{\"authorization\": \"Bearer …\"}} first",
+            FIRST_FRAME_WITHIN.as_secs()
+        ))
+    })?
+    .ok_or_else(|| policy("401: the first frame must be a JSON credential".into()))?;
+    let frame: FirstFrame = serde_json::from_str(&text).map_err(|_| {
+        policy("401: the first frame must be {\"authorization\": …} or {\"x-api-key\": …}".into())
+    })?;
+    let who = auth::identify_values(
+        state,
+        frame.authorization.as_deref(),
+        frame.api_key.as_deref(),
+    )
+    .await
+    .and_then(|who| {
+        let caller = Caller(who);
+        caller.for_agent(agent)?;
+        Ok(caller.0.name)
+    })
+    .map_err(|e| policy(format!("{}: {e}", e.status().as_u16())))?;
+    Ok(who)
+}
+
+/// The credential a plain WebSocket may send as its first frame.
+#[derive(Deserialize)]
+struct FirstFrame {
+    authorization: Option<String>,
+    #[serde(rename = "x-api-key")]
+    api_key: Option<String>,
+}
+
+/// A close frame's reason is at most 123 bytes: cut on a character.
+fn close_reason(reason: &str) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
 }
 
 /// An optional WebSocket upgrade: the same path serves long-polling POSTs.
@@ -127,8 +272,9 @@ pub async fn long_poll(
     if set_cookie.is_some() {
         origin.browser = set_cookie.clone();
     }
-    let bayeux = Bayeux::new(state.shell.registry().clone());
-    let replies = bayeux.long_poll(&batch, &origin).await;
+    let replies = bayeux_for(&state, &headers)
+        .long_poll(&batch, &origin)
+        .await;
     let mut response = Json(Value::Array(replies)).into_response();
     if let Some(browser) = set_cookie {
         let cookie = format!("{BROWSER_COOKIE}={browser}; Path=/genesys/cometd; HttpOnly");
@@ -174,11 +320,21 @@ pub async fn cometd_socket(
     };
     let origin = checked_origin(&state, &headers, who).await?;
     room_for_a_socket(&state)?;
-    let bayeux = Bayeux::new(state.shell.registry().clone());
+    let bayeux = bayeux_for(&state, &headers);
     Ok(tuned(upgrade).on_upgrade(move |socket| async move {
         let (sink, stream) = frames(socket);
         bayeux.websocket(stream, sink, origin).await;
     }))
+}
+
+/// The Bayeux server for one request or socket, checking its handshakes
+/// when callbackd checks callers.
+fn bayeux_for(state: &Arc<AppState>, headers: &HeaderMap) -> Bayeux {
+    let bayeux = Bayeux::new(state.shell.registry().clone());
+    match HandshakeCheck::for_request(state, headers) {
+        Some(check) => bayeux.admitting(check),
+        None => bayeux,
+    }
 }
 
 /// GET /api/v1/push/ws?gms_user=...|agent_id=...: the plain WebSocket.
@@ -198,17 +354,55 @@ pub async fn plain_socket(
     let origin = checked_origin(&state, &headers, who).await?;
     room_for_a_socket(&state)?;
     let plain = Plain::new(state.shell.registry().clone());
-    let opened = match plain.open(origin.gms_user, origin.agent_id) {
-        Ok(o) => o,
-        Err(PlainError::NoOwner) => return Err(AppError::missing("gms_user")),
-        Err(PlainError::Refused(r @ (Refused::TooManyClients(_) | Refused::ShuttingDown))) => {
-            return Err(AppError::Busy(r.to_string()))
+    // An agent that brought no credential in its headers (a browser
+    // cannot) sends it as the first frame; until then it has no channel.
+    let deferred = match &origin.agent_id {
+        Some(agent) if !state.access.is_open() && origin.credential.is_none() => {
+            Some(agent.clone())
         }
+        _ => None,
+    };
+    let Some(agent) = deferred else {
+        let opened = open_plain(&plain, origin)?;
+        return Ok(tuned(upgrade).on_upgrade(move |socket| async move {
+            let (sink, stream) = frames(socket);
+            plain.serve(opened, stream, sink).await;
+        }));
     };
     Ok(tuned(upgrade).on_upgrade(move |socket| async move {
-        let (sink, stream) = frames(socket);
-        plain.serve(opened, stream, sink).await;
+        let (mut sink, mut stream) = frames(socket);
+        // A socket waiting for its credential counts as open, so a flood
+        // of them meets the node's socket limit like any other.
+        let waiting = plain.registry.socket();
+        let checked = first_frame_credential(&state, &agent, &mut stream).await;
+        drop(waiting);
+        let refusal = match checked {
+            Ok(credential) => {
+                tracing::debug!(agent = %agent, credential = %credential, "Plain WebSocket admitted by its first frame.");
+                match open_plain(&plain, origin) {
+                    Ok(opened) => return plain.serve(opened, stream, sink).await,
+                    Err(e) => Close {
+                        code: push::close_code::TRY_AGAIN_LATER,
+                        reason: close_reason(&e.to_string()),
+                    },
+                }
+            }
+            Err(close) => close,
+        };
+        let _ = sink.send(Frame::Close(Some(refusal))).await;
+        let _ = sink.close().await;
     }))
+}
+
+/// Opens a plain client for `origin`; a refusal is an HTTP answer.
+fn open_plain(plain: &Plain, origin: Origin) -> Result<push::plain::Opened, AppError> {
+    match plain.open(origin.gms_user, origin.agent_id) {
+        Ok(o) => Ok(o),
+        Err(PlainError::NoOwner) => Err(AppError::missing("gms_user")),
+        Err(PlainError::Refused(r @ (Refused::TooManyClients(_) | Refused::ShuttingDown))) => {
+            Err(AppError::Busy(r.to_string()))
+        }
+    }
 }
 
 /// How long a long-polling request may take to send its body.

@@ -3,7 +3,9 @@
 //
 //   node client.mjs <base-url> <long-polling|websocket> <gms_user|agent_id> <id> <channel>...
 //
-// It uses only the one transport named, handshakes with `ext: {<key>: <id>}`,
+// It uses only the one transport named, handshakes with `ext: {<key>: <id>}`
+// (plus `authorization: $COMETD_EXT_AUTHORIZATION` when that is set, as a
+// browser sends its credential, since it cannot set headers on a WebSocket),
 // subscribes to each channel, and prints one JSON object a line on stdout:
 //
 //   {"event":"handshake","successful":true,"transport":"websocket","clientId":"..."}
@@ -126,7 +128,11 @@ cometd.addListener("/meta/connect", (reply) => {
   }
 });
 
-cometd.handshake({ ext: { [key]: id } }, (reply) => {
+const ext = { [key]: id };
+if (process.env.COMETD_EXT_AUTHORIZATION) {
+  ext.authorization = process.env.COMETD_EXT_AUTHORIZATION;
+}
+cometd.handshake({ ext }, (reply) => {
   print({
     event: "handshake",
     successful: reply.successful,
