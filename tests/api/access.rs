@@ -186,6 +186,13 @@ async fn every_route_with_every_kind_of_caller() {
         ),
         (
             Method::GET,
+            "/genesys/1/service/callback?_customer_number=4082652649&_callback_state=!COMPLETED"
+                .into(),
+            None,
+            "backend supervisor admin",
+        ),
+        (
+            Method::GET,
             "/genesys/2/service/callback/video-scheduled/availability".into(),
             None,
             customer,

@@ -181,6 +181,69 @@ async fn queries_by_customer_state_user_data_and_operand() {
     assert_eq!(ids(&not_billing), set([&b]));
 }
 
+/// Without a scenario in the path the query covers every scenario, as an
+/// app asks "does this customer have a callback waiting anywhere?".
+#[tokio::test]
+async fn queries_across_every_scenario() {
+    let World { app, a, b, c, d } = world().await;
+    let all = "/genesys/1/service/callback";
+    for (query_string, expected) in [
+        ("_customer_number=111", set([&a, &b, &d])),
+        (
+            "_customer_number=111&_callback_state=!COMPLETED",
+            set([&a, &d]),
+        ),
+        ("_callback_state=QUEUED", set([&a, &d])),
+        ("_callback_state=!COMPLETED&_customer_number=222", set([&c])),
+        ("usr_reason=billing", set([&a, &c])),
+        ("_service_name=chat-immediate", set([&d])),
+        (
+            "_customer_number=222&_callback_state=COMPLETED&operand=OR",
+            set([&b, &c]),
+        ),
+        ("_customer_number=999", BTreeSet::new()),
+    ] {
+        let found = query(&app, &format!("{all}?{query_string}")).await;
+        assert_eq!(ids(&found), expected, "{query_string}");
+    }
+    // An id with other conditions is one more condition.
+    let found = query(&app, &format!("{all}?_id={a}&_customer_number=111")).await;
+    assert_eq!(ids(&found), set([&a]));
+    let found = query(&app, &format!("{all}?_id={a}&_customer_number=222")).await;
+    assert_eq!(found, Vec::<Value>::new());
+    // The records have the same shape as the query by scenario gives.
+    let across = query(&app, &format!("{all}?_customer_number=222")).await;
+    let by_scenario = query(
+        &app,
+        "/genesys/1/service/callback/chat-delay?_customer_number=222",
+    )
+    .await;
+    assert_eq!(across, by_scenario);
+    // Bad conditions name themselves; no condition at all names `_id`.
+    for (query_string, exception, names) in [
+        (
+            "_callback_state=NOPE",
+            "INVALID_PARAMETER",
+            "_callback_state",
+        ),
+        (
+            "_customer_number=111&operand=XOR",
+            "INVALID_PARAMETER",
+            "operand",
+        ),
+        ("operand=AND", "MISSING_PARAMETER", "_id"),
+        ("_id=a%20b&_customer_number=111", "INVALID_PARAMETER", "_id"),
+    ] {
+        let (status, body) = app.get(&format!("{all}?{query_string}")).await;
+        assert_eq!(status, 400, "{query_string}: {body}");
+        assert_eq!(body["exception"], exception, "{query_string}: {body}");
+        assert!(
+            body["message"].as_str().unwrap_or_default().contains(names),
+            "{query_string}: {body}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn each_record_has_the_gms_keys_plus_its_user_data() {
     let World { app, a, b, c, d } = world().await;

@@ -1,6 +1,5 @@
 //! Create, query and cancel callback services.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::extract::{Path, Query};
@@ -16,11 +15,13 @@ use serde_json::{json, Value};
 use super::check_id;
 use super::schedule;
 use super::video;
+use crate::auth::Caller;
 use crate::error::AppError;
 use crate::form::GmsForm;
 use crate::requests::callback::{throttled_values, CreateCallback};
 use crate::wire;
 use crate::AppState;
+use access::Role;
 use engine::record::Party;
 use engine::scenario::Scenario;
 
@@ -295,16 +296,84 @@ pub async fn query(
     ))
 }
 
-/// GET /genesys/1/service/callback?_id=...
+/// GET /genesys/1/service/callback?_id=...: one service by its id, for
+/// any client that knows it; or, with other conditions
+/// (`?_customer_number=…&_callback_state=!COMPLETED`, `operand`), the
+/// query across every scenario, a `backend` call like the query by
+/// scenario.
 #[tracing::instrument(skip_all)]
 pub async fn query_by_id(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<HashMap<String, String>>,
+    caller: Caller,
+    Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, AppError> {
-    let id = params.get("_id").ok_or_else(|| AppError::missing("_id"))?;
-    check_id("_id", id)?;
-    let record = state.shell.get(id).await?;
-    Ok(answer(vec![record]))
+    if let [(key, id)] = params.as_slice() {
+        if key == "_id" {
+            check_id("_id", id)?;
+            let record = state.shell.get(id).await?;
+            return Ok(answer(vec![record]));
+        }
+    }
+    let (operand, conds) = conditions(&params)?;
+    if conds.is_empty() {
+        return Err(AppError::missing(
+            "_id (or, across every scenario, a condition such as _customer_number)",
+        ));
+    }
+    caller.require(Role::Backend)?;
+    let records = candidates(&state, operand, &conds).await?;
+    Ok(answer(
+        records
+            .into_iter()
+            .filter(|r| matches(r, operand, &conds))
+            .collect(),
+    ))
+}
+
+/// Every service a query across scenarios could match, read through the
+/// narrowest index its conditions allow: an AND query that names the id,
+/// the customer or a state reads only those; any other reads each
+/// scenario's services.
+async fn candidates(
+    state: &AppState,
+    operand: Operand,
+    conds: &[Condition],
+) -> Result<Vec<ServiceRecord>, AppError> {
+    let positive = |key: &str| {
+        conds
+            .iter()
+            .find(|c| operand == Operand::And && c.key == key && !c.negate)
+    };
+    if let Some(c) = positive("_id") {
+        check_id("_id", &c.value)?;
+        return Ok(state
+            .shell
+            .find_service(&c.value)
+            .await?
+            .into_iter()
+            .collect());
+    }
+    if let Some(c) = positive("_customer_number") {
+        return Ok(state
+            .shell
+            .services_by(&IndexKey::Customer(c.value.clone()))
+            .await?);
+    }
+    if let Some(c) = positive("_callback_state") {
+        if let Some(s) = ServiceState::from_gms_name(&c.value) {
+            return Ok(state.shell.services_by(&IndexKey::State(s)).await?);
+        }
+    }
+    let mut all = Vec::new();
+    for scenario in state.shell.scenarios().iter() {
+        all.extend(
+            state
+                .shell
+                .services_by(&IndexKey::Scenario(scenario.name.clone()))
+                .await?,
+        );
+    }
+    Ok(all)
 }
 
 /// DELETE /genesys/1/service/callback/{scenario}/{id}
