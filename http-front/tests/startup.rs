@@ -196,3 +196,65 @@ fn exposed_without_credentials_or_with_a_bad_file_stops_start_up() {
         "{stderr}"
     );
 }
+
+/// `--log-format json`: every line on stdout is one JSON object, and an
+/// event inside a request carries the request's span (its id, method and
+/// path) for a log shipper to index.
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_with_the_request_span() {
+    use tokio::io::AsyncBufReadExt;
+    let scenarios = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_callbackd"))
+        .args(["--listen", "127.0.0.1:0", "--scenarios", scenarios])
+        .args(["--log-format", "json"])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    async fn next(
+        lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    ) -> serde_json::Value {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("a log line in time")
+            .unwrap()
+            .expect("callbackd still running");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not one JSON object: {line}: {e}"))
+    }
+    let addr = loop {
+        let line = next(&mut lines).await;
+        assert!(
+            line["timestamp"].is_string() && line["level"].is_string(),
+            "{line}"
+        );
+        if line["message"] == "callbackd listening." {
+            break line["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "http://{addr}/genesys/1/service/callback/chat-delay"
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-request-id", "json-log-check-1")
+        .body("_customer_number=5550123456")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let created = loop {
+        let line = next(&mut lines).await;
+        if line["message"] == "Service created." {
+            break line;
+        }
+    };
+    let request = &created["spans"][0];
+    assert_eq!(request["name"], "request", "{created}");
+    assert_eq!(request["request_id"], "json-log-check-1", "{created}");
+    assert_eq!(request["method"], "POST", "{created}");
+    assert_eq!(request["path"], "/genesys/1/service/callback/chat-delay");
+    assert!(created["service_id"].is_string(), "{created}");
+    assert!(!created.to_string().contains("5550123456"), "{created}");
+}
