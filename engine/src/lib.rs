@@ -17,6 +17,7 @@
 
 pub mod clock;
 pub mod machine;
+pub mod phone;
 pub mod pii;
 pub mod record;
 pub mod routing;

@@ -276,6 +276,21 @@ pub struct Scenario {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_queued_callbacks_per_service: Option<u32>,
+    /// GMS: refuse a `_customer_number` that cannot be a phone number
+    /// (libphonenumber's rules, see [`crate::phone`]). Off by default.
+    #[serde(rename = "_disallow_impossible_phone_numbers", default)]
+    pub disallow_impossible_phone_numbers: bool,
+    /// GMS: refuse a premium-rate `_customer_number`. Off by default.
+    #[serde(rename = "_disallow_premium_phone_numbers", default)]
+    pub disallow_premium_phone_numbers: bool,
+    /// GMS: the country (ISO 3166 alpha-2) a number without `+` is read
+    /// in, for the two checks above (GMS default `US`).
+    #[serde(rename = "_default_country", default = "default_country")]
+    pub default_country: String,
+}
+
+fn default_country() -> String {
+    "US".to_owned()
 }
 
 /// GMS's `_enable_in_queue_checking`: `true`, `false` or `"strict"`.
@@ -331,6 +346,17 @@ impl<'de> Deserialize<'de> for InQueueChecking {
 }
 
 impl Scenario {
+    /// The checks of the customer's number this scenario asks for.
+    pub fn phone_rules(&self) -> crate::phone::PhoneRules {
+        crate::phone::PhoneRules {
+            disallow_impossible: self.disallow_impossible_phone_numbers,
+            disallow_premium: self.disallow_premium_phone_numbers,
+            // Checked when the scenario is loaded.
+            default_country: crate::phone::country(&self.default_country)
+                .unwrap_or(phonenumber::country::Id::US),
+        }
+    }
+
     /// The request parameters `_throttle_request_parameters` names.
     pub fn throttle_parameters(&self) -> impl Iterator<Item = &str> {
         self.throttle_request_parameters
@@ -524,6 +550,12 @@ impl Scenario {
         }
         if self.httpcb_timeout.is_zero() {
             return Err(err("_httpcb_timeout", "must be greater than zero"));
+        }
+        if crate::phone::country(&self.default_country).is_none() {
+            return Err(err(
+                "_default_country",
+                "must be a two-letter ISO 3166 country code such as US or GB",
+            ));
         }
         if let Some(schedule) = &self.schedule {
             schedule.validate().map_err(|(key, why)| err(&key, &why))?;

@@ -85,3 +85,25 @@ fn bad_values_and_unknown_keys_are_refused_by_name() {
     let e = parse("_throttle_customer_number_limits = 6\n").unwrap_err();
     assert!(e.contains("_throttle_customer_number_limits"), "{e}");
 }
+
+/// GMS's phone-number checks: off by default, `_default_country` US, and
+/// a country that is not an ISO code refused by name.
+#[test]
+fn phone_number_keys() {
+    let s = parse("").unwrap();
+    assert!(!s.phone_rules().any());
+    assert_eq!(s.default_country, "US");
+    let s = parse(
+        "_disallow_impossible_phone_numbers = true\n_disallow_premium_phone_numbers = true\n_default_country = \"gb\"\n",
+    )
+    .unwrap();
+    let rules = s.phone_rules();
+    assert!(rules.disallow_impossible && rules.disallow_premium);
+    assert_eq!(rules.check("020 7946 0958"), Ok(()));
+    for bad in ["\"GBR\"", "\"\"", "44"] {
+        let e = parse(&format!("_default_country = {bad}\n")).unwrap_err();
+        assert!(e.contains("_default_country"), "{bad}: {e}");
+    }
+    let e = parse("_disallow_premium_phone_numbers = \"yes\"\n").unwrap_err();
+    assert!(e.contains("_disallow_premium_phone_numbers"), "{e}");
+}

@@ -266,3 +266,42 @@ async fn the_rate_limit_answers_429_with_retry_after_on_any_route() {
     let (status, _) = app.post_json("/genesys/cometd", &Value::Null).await;
     assert_eq!(status, 429);
 }
+
+/// GMS's `_disallow_impossible_phone_numbers`, `_disallow_premium_phone_numbers`
+/// and `_default_country`: a refused number is a 400 naming
+/// `_customer_number` and why; a scenario without them takes any number.
+#[tokio::test]
+async fn impossible_and_premium_numbers_are_refused_where_the_scenario_says() {
+    let checked = scenario(
+        "checked",
+        "_disallow_impossible_phone_numbers = true\n_disallow_premium_phone_numbers = true\n_default_country = \"GB\"",
+    );
+    let app = TestApp::builder()
+        .scenario("checked.toml", &checked)
+        .spawn()
+        .await;
+    for (number, status, why) in [
+        ("020 7946 0958", 200, ""),
+        ("+1 408 265 2649", 200, ""),
+        ("12", 400, "not a possible phone number in GB"),
+        ("call me later", 400, "not a possible phone number in GB"),
+        ("+44 909 879 0000", 400, "premium-rate"),
+        ("0909 879 0000", 400, "premium-rate"),
+    ] {
+        let (got, body) = create(&app, "checked", number).await;
+        assert_eq!(got, status, "{number}: {body}");
+        if status == 400 {
+            assert_eq!(body["exception"], "INVALID_PARAMETER", "{body}");
+            let message = body["message"].as_str().unwrap();
+            assert!(message.contains("_customer_number"), "{body}");
+            assert!(message.contains(why), "{number}: {body}");
+            assert!(
+                !message.contains(number),
+                "the number is not echoed: {body}"
+            );
+        }
+    }
+    // The shipped scenarios check nothing: the seed's tests use any number.
+    let (got, body) = create(&app, "chat-delay", "12").await;
+    assert_eq!(got, 200, "{body}");
+}

@@ -61,6 +61,10 @@ impl CreateCallback {
         }
         let customer_number = form.require("_customer_number")?.trim().to_owned();
         at_most("_customer_number", &customer_number, 64)?;
+        scenario
+            .phone_rules()
+            .check(&customer_number)
+            .map_err(|why| AppError::field("_customer_number", why.to_string()))?;
         let desired_time = match form.get("_desired_time").map(str::trim) {
             None | Some("") => None,
             Some(text) if text.eq_ignore_ascii_case("now") => None,
