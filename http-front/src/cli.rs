@@ -68,8 +68,21 @@ struct Args {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "CALLBACKD_REQUEST_TIMEOUT")]
     request_timeout: std::time::Duration,
     /// Connections one client address may hold open at once; more are answered 503 and closed.
+    /// It counts TCP peers: behind a proxy, the proxy.
     #[arg(long, default_value_t = 1024, env = "CALLBACKD_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: usize,
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate
+    /// first); needs `--tls-key`.
+    #[arg(long, value_name = "FILE", env = "CALLBACKD_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, RSA or SEC1) of `--tls-cert`.
+    #[arg(long, value_name = "FILE", env = "CALLBACKD_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Behind a proxy: take the client's address (for `--rate-limit`) from
+    /// the rightmost address in `X-Forwarded-For`, the one the proxy saw.
+    /// Only with a proxy that appends it: otherwise clients choose it.
+    #[arg(long, env = "CALLBACKD_TRUST_FORWARDED")]
+    trust_forwarded: bool,
     /// SMTP server for appointment e-mails: `smtp://HOST:PORT` (STARTTLS when
     /// offered), `smtps://USER:PASS@HOST`, or `smtp://HOST:PORT?tls=none`.
     /// Without it, e-mails are skipped (SMS still goes).
@@ -181,6 +194,22 @@ impl Args {
             request_timeout: self.request_timeout,
             max_connections_per_ip: self.max_connections_per_ip,
         })
+    }
+
+    /// HTTPS, when both files are given; one without the other is a mistake.
+    fn tls(&self) -> anyhow::Result<Option<crate::tls::Tls>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => crate::tls::Tls::from_pem_files(cert, key).map(Some),
+            (Some(cert), None) => anyhow::bail!(
+                "--tls-cert {}: needs --tls-key FILE too, the certificate's private key",
+                cert.display()
+            ),
+            (None, Some(key)) => anyhow::bail!(
+                "--tls-key {}: needs --tls-cert FILE too, the certificate it is the key of",
+                key.display()
+            ),
+        }
     }
 
     fn push_limits(&self) -> anyhow::Result<push::Limits> {
@@ -295,6 +324,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     }
     let push_limits = args.push_limits()?;
     let http_limits = args.http_limits()?;
+    let tls = args.tls()?;
     let clock = Arc::new(SystemClock);
     let (store, timer_wakeups, relay): (Arc<dyn Store>, _, _) = if args.store == "memory" {
         (Arc::new(MemoryStore::new(clock.clone())), None, None)
@@ -337,6 +367,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             loopback: args.rate_limit_loopback,
         },
         http: http_limits,
+        tls,
+        trust_forwarded: args.trust_forwarded,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

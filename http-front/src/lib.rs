@@ -14,12 +14,15 @@
 //! - [`cli`]: the `callbackd` command line.
 //! - `guard`: bounds on bodies (size, stalls) and on API request time;
 //!   `server`: the accept loop, with bounds on header time and connections
-//!   per client address.
+//!   per client address, and the TLS handshake of each connection.
+//! - [`tls`]: `--tls-cert` and `--tls-key`, read once at start-up.
+//! - `client_addr`: which address is the client (`--trust-forwarded`).
 //!
 //! Only this crate knows HTTP. [`run`] serves until the shutdown signal.
 
 pub mod auth;
 pub mod cli;
+mod client_addr;
 pub mod cors;
 pub mod error;
 mod extract;
@@ -31,6 +34,7 @@ mod request_id;
 mod requests;
 mod routes;
 mod server;
+pub mod tls;
 pub mod wire;
 
 use std::future::Future;
@@ -59,6 +63,9 @@ pub struct AppState {
     pub link_base: String,
     /// How callers are checked (open, or credentials).
     pub access: auth::Access,
+    /// Whether this server speaks HTTPS itself (`--tls-cert`): then the
+    /// links it makes from a request's Host are `https://`.
+    pub tls: bool,
 }
 
 pub struct Config {
@@ -84,12 +91,17 @@ pub struct Config {
     /// Bounds on what one client may hold: time to send headers and bodies,
     /// time per request, connections per address.
     pub http: HttpLimits,
+    /// HTTPS on the listener (`--tls-cert`, `--tls-key`); none: plain HTTP.
+    pub tls: Option<tls::Tls>,
+    /// Take the client's address from `X-Forwarded-For` (`--trust-forwarded`),
+    /// for a server behind a proxy; off: the TCP peer's.
+    pub trust_forwarded: bool,
 }
 
 impl Config {
     /// One node on `store` with the defaults for everything else: open
     /// access, no public URL, default push limits, no relay, no mail, no
-    /// rate limit, the default HTTP bounds.
+    /// rate limit, the default HTTP bounds, plain HTTP, the peer's address.
     pub fn new(scenarios: Scenarios, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Config {
         Config {
             scenarios,
@@ -104,6 +116,8 @@ impl Config {
             rate_limit: rate_limit::RateLimit::default(),
             http: HttpLimits::default(),
             cors_origins: Vec::new(),
+            tls: None,
+            trust_forwarded: false,
         }
     }
 }
@@ -199,9 +213,14 @@ pub async fn run(
     };
     let http = outbound::ReqwestPost::shared()?;
     let notifier = Arc::new(Notifier::new(config.mail, http.clone())?);
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let link_base = match &config.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
-        None => format!("http://{}", listener.local_addr()?),
+        None => format!("{scheme}://{}", listener.local_addr()?),
     };
     let rooms = Arc::new(RoomMaker::new(
         &config.scenarios,
@@ -223,6 +242,7 @@ pub async fn run(
         public_url: config.public_url,
         link_base,
         access: config.access,
+        tls: config.tls.is_some(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let tasks = shell.spawn_background(stop_rx, config.timer_wakeups, inbound);
@@ -230,14 +250,25 @@ pub async fn run(
     // Every route, the push endpoints included, is behind the limit.
     let app = rate_limit::layer(app(state, &config.http), config.rate_limit);
     let app = cors::layer(app, &config.cors_origins);
-    tracing::info!(addr = %listener.local_addr()?, "callbackd listening.");
-    server::serve(listener, app, &config.http, async move {
-        shutdown.await;
-        // Held connects answer and sockets close first: hyper waits for
-        // open requests, and a held long-poll is one.
-        registry.shutdown(PUSH_SHUTDOWN_GRACE).await;
-        let _ = stop_tx.send(true);
-    })
+    tracing::info!(
+        url = %format!("{scheme}://{}", listener.local_addr()?),
+        trust_forwarded = config.trust_forwarded,
+        "callbackd listening."
+    );
+    server::serve(
+        listener,
+        app,
+        &config.http,
+        config.tls,
+        config.trust_forwarded,
+        async move {
+            shutdown.await;
+            // Held connects answer and sockets close first: hyper waits for
+            // open requests, and a held long-poll is one.
+            registry.shutdown(PUSH_SHUTDOWN_GRACE).await;
+            let _ = stop_tx.send(true);
+        },
+    )
     .await;
     for task in tasks {
         let _ = task.await;

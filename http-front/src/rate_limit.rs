@@ -1,4 +1,6 @@
 //! `--rate-limit N`: requests per second per client address, on every route.
+//! The client address is the TCP peer's, or with `--trust-forwarded` the one
+//! `X-Forwarded-For` names (`client_addr`).
 //!
 //! In process (`governor`, a GCRA per address): it protects this node's
 //! CPU, so it need not be shared. The quotas that must hold for all nodes
@@ -16,6 +18,7 @@ use axum::Router;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
+use crate::client_addr::ClientAddr;
 use crate::error::{retry_secs, AppError};
 
 /// The CLI's default: far above what one app, one desktop or the load
@@ -58,13 +61,16 @@ pub fn layer(router: Router, limit: RateLimit) -> Router {
 }
 
 async fn check(State(limiter): State<Arc<Limiter>>, request: Request, next: Next) -> Response {
-    // Without the peer's address (a router served without connect info)
-    // there is no one to count.
-    let Some(ip) = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_canonical())
-    else {
+    // The client as the accept loop settled it (the peer, or with
+    // `--trust-forwarded` the proxy's word); served by something else, the
+    // peer; with neither (a router served without connect info) there is
+    // no one to count.
+    let extensions = request.extensions();
+    let Some(ip) = extensions.get::<ClientAddr>().map(|c| c.0).or_else(|| {
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_canonical())
+    }) else {
         return next.run(request).await;
     };
     if ip.is_loopback() && !limiter.loopback {

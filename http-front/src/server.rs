@@ -2,11 +2,12 @@
 //! for what `axum::serve` does not bound: the time a client may take to
 //! send its headers, and how many connections one client address may hold.
 //! Graceful shutdown works as `axum::serve`'s: stop accepting, let every
-//! connection finish its open requests, wait for them.
+//! connection finish its open requests, wait for them. With `--tls-cert`
+//! each connection's task does its TLS handshake before serving it.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,21 +16,27 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::client_addr::{self, ClientAddr};
+use crate::tls::Tls;
 use crate::HttpLimits;
 
 /// How long a refused connection's 503 may take to write.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
-/// Serves `app` on `listener` until `shutdown` completes, then waits for
-/// open connections to finish their requests.
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown`
+/// completes, then waits for open connections to finish their requests.
+/// `trust_forwarded`: take each request's client address from
+/// `X-Forwarded-For` (see [`client_addr`](crate::client_addr)).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &HttpLimits,
+    tls: Option<Tls>,
+    trust_forwarded: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (signal_tx, signal_rx) = watch::channel(());
@@ -46,6 +53,12 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
+    let connection = Connection {
+        app,
+        builder,
+        trust_forwarded,
+        signal_tx,
+    };
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -58,41 +71,50 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = signal_tx.closed() => break,
+            _ = connection.signal_tx.closed() => break,
         };
+        // The TCP peer: behind a proxy, the proxy (`--trust-forwarded` is
+        // about requests, and no request has been read yet).
         let Some(slot) = per_ip.take(remote.ip()) else {
             tracing::warn!(client = %remote.ip(), limit = per_ip.limit, "Connection refused: too many from one address.");
-            tokio::spawn(refuse(stream, per_ip.limit));
+            if tls.is_none() {
+                tokio::spawn(refuse(stream, per_ip.limit));
+            }
+            // Over TLS the connection is only closed: a 503 would need the
+            // handshake first, and the handshake is the costly part (the
+            // server's private-key operation), which a client already over
+            // its cap should not be able to make us do for each connection
+            // it opens. Its client sees a failed handshake instead.
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            // The peer's address, as axum's connect info gives it: what
-            // `--rate-limit` counts by.
-            req.extensions_mut().insert(ConnectInfo(remote));
-            tower::ServiceExt::oneshot(app.clone(), req)
-        });
-        let builder = builder.clone();
-        let signal_tx = signal_tx.clone();
+        let connection = connection.clone();
+        let tls = tls.clone();
+        let header_timeout = limits.header_timeout;
         let close_rx = close_rx.clone();
         tokio::spawn(async move {
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            let mut signalled = false;
-            loop {
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(e) = result {
-                            tracing::trace!(error = %e, "Connection ended with an error.");
+            match tls {
+                None => connection.serve(stream, remote).await,
+                // The handshake runs here, in the connection's own task, so
+                // a slow one never holds up accepting; it gets the time a
+                // client has for its headers, and stops at shutdown.
+                Some(tls) => {
+                    let handshake =
+                        tokio::time::timeout(header_timeout, tls.acceptor().accept(stream));
+                    let done = tokio::select! {
+                        done = handshake => Some(done),
+                        _ = connection.signal_tx.closed() => None,
+                    };
+                    match done {
+                        Some(Ok(Ok(stream))) => connection.serve(stream, remote).await,
+                        Some(Ok(Err(e))) => {
+                            tracing::debug!(client = %remote.ip(), error = %e, "TLS handshake failed.");
                         }
-                        break;
-                    }
-                    _ = signal_tx.closed(), if !signalled => {
-                        signalled = true;
-                        conn.as_mut().graceful_shutdown();
+                        Some(Err(_)) => {
+                            tracing::debug!(client = %remote.ip(), "TLS handshake timed out.");
+                        }
+                        // Shutdown began first: no request was open to finish.
+                        None => {}
                     }
                 }
             }
@@ -103,6 +125,60 @@ pub async fn serve(
     drop(close_rx);
     drop(listener);
     close_tx.closed().await;
+}
+
+/// What each connection's task needs to serve HTTP on its stream.
+#[derive(Clone)]
+struct Connection {
+    app: Router,
+    builder: http1::Builder,
+    trust_forwarded: bool,
+    /// Closed when shutdown begins.
+    signal_tx: watch::Sender<()>,
+}
+
+impl Connection {
+    /// Serves requests on `io` (plain TCP, or TLS after its handshake) from
+    /// `remote` until the connection ends, or shutdown lets its open
+    /// requests finish.
+    async fn serve<I>(self, io: I, remote: SocketAddr)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            app,
+            builder,
+            trust_forwarded,
+            signal_tx,
+        } = self;
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            // The peer's address, as axum's connect info gives it, and the
+            // client's, which is what `--rate-limit` counts by.
+            let client = client_addr::client_ip(req.headers(), remote.ip(), trust_forwarded);
+            req.extensions_mut().insert(ConnectInfo(remote));
+            req.extensions_mut().insert(ClientAddr(client));
+            tower::ServiceExt::oneshot(app.clone(), req)
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        let mut signalled = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::trace!(error = %e, "Connection ended with an error.");
+                    }
+                    break;
+                }
+                _ = signal_tx.closed(), if !signalled => {
+                    signalled = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
 }
 
 /// Answers a connection over the per-address limit with a 503 in the JSON

@@ -46,8 +46,10 @@ pub fn query_value(rec: &ServiceRecord, key: &str) -> Option<String> {
     })
 }
 
-/// Where clients reach this server: `--public-url`, or the request's Host.
-pub fn base_url(public_url: Option<&str>, headers: &HeaderMap) -> String {
+/// Where clients reach this server: `--public-url`, or the request's Host,
+/// `https://` when this server speaks TLS itself (`tls`) or a proxy says
+/// the request came over https.
+pub fn base_url(public_url: Option<&str>, tls: bool, headers: &HeaderMap) -> String {
     if let Some(url) = public_url {
         return url.trim_end_matches('/').to_owned();
     }
@@ -61,6 +63,7 @@ pub fn base_url(public_url: Option<&str>, headers: &HeaderMap) -> String {
         .get("x-forwarded-proto")
         .and_then(|h| h.to_str().ok())
     {
+        _ if tls => "https",
         Some("https") => "https",
         _ => "http",
     };

@@ -230,7 +230,8 @@ async fn json_logs_are_one_object_a_line_with_the_request_span() {
             "{line}"
         );
         if line["message"] == "callbackd listening." {
-            break line["addr"].as_str().unwrap().to_owned();
+            let url = line["url"].as_str().unwrap();
+            break url.strip_prefix("http://").unwrap().to_owned();
         }
     };
     let answer = reqwest::Client::new()
@@ -257,4 +258,249 @@ async fn json_logs_are_one_object_a_line_with_the_request_span() {
     assert_eq!(request["path"], "/genesys/1/service/callback/chat-delay");
     assert!(created["service_id"].is_string(), "{created}");
     assert!(!created.to_string().contains("5550123456"), "{created}");
+}
+
+/// A fresh self-signed certificate for `localhost` and 127.0.0.1, written
+/// as `cert.pem` and `key.pem` (PKCS#8) into `dir`; answers their paths
+/// and the certificate in DER, for a client to trust.
+fn self_signed(
+    dir: &std::path::Path,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key, certified.cert.der().clone())
+}
+
+/// Every problem with the TLS files stops start-up with one line that
+/// names the flag and the file; so does giving one flag without the other.
+#[test]
+fn bad_tls_files_stop_start_up_with_one_line_naming_flag_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = self_signed(dir.path());
+    let other = tempfile::tempdir().unwrap();
+    let (_, other_key, _) = self_signed(other.path());
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let unterminated = dir.path().join("unterminated.pem");
+    std::fs::write(&unterminated, "-----BEGIN PRIVATE KEY-----\nMIIB\n").unwrap();
+    let bad_der = dir.path().join("bad-der.pem");
+    std::fs::write(
+        &bad_der,
+        "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.pem");
+    let p = |path: &std::path::Path| path.to_str().unwrap().to_owned();
+    // (arguments, what stderr must say besides the file's name)
+    let cases: Vec<(Vec<String>, String, &str)> = vec![
+        (
+            vec![
+                "--tls-cert".into(),
+                p(&missing),
+                "--tls-key".into(),
+                p(&key),
+            ],
+            p(&missing),
+            "--tls-cert",
+        ),
+        (
+            vec![
+                "--tls-cert".into(),
+                p(&cert),
+                "--tls-key".into(),
+                p(&missing),
+            ],
+            p(&missing),
+            "--tls-key",
+        ),
+        // The key where the certificate should be, and the other way round.
+        (
+            vec!["--tls-cert".into(), p(&key), "--tls-key".into(), p(&key)],
+            p(&key),
+            "--tls-cert",
+        ),
+        (
+            vec!["--tls-cert".into(), p(&cert), "--tls-key".into(), p(&cert)],
+            p(&cert),
+            "--tls-key",
+        ),
+        (
+            vec![
+                "--tls-cert".into(),
+                p(&garbage),
+                "--tls-key".into(),
+                p(&key),
+            ],
+            p(&garbage),
+            "--tls-cert",
+        ),
+        (
+            vec![
+                "--tls-cert".into(),
+                p(&cert),
+                "--tls-key".into(),
+                p(&unterminated),
+            ],
+            p(&unterminated),
+            "--tls-key",
+        ),
+        (
+            vec![
+                "--tls-cert".into(),
+                p(&bad_der),
+                "--tls-key".into(),
+                p(&key),
+            ],
+            p(&bad_der),
+            "--tls-cert",
+        ),
+        // Another certificate's key.
+        (
+            vec![
+                "--tls-cert".into(),
+                p(&cert),
+                "--tls-key".into(),
+                p(&other_key),
+            ],
+            p(&other_key),
+            "--tls-key",
+        ),
+        (vec!["--tls-cert".into(), p(&cert)], p(&cert), "--tls-key"),
+        (vec!["--tls-key".into(), p(&key)], p(&key), "--tls-cert"),
+    ];
+    for (args, file, flag) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, stderr) = start_with_args(&args);
+        assert!(!ok, "{args:?} must fail");
+        assert!(stderr.contains(&file), "{args:?}: names {file}:\n{stderr}");
+        assert!(stderr.contains(flag), "{args:?}: names {flag}:\n{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+    }
+    let (_, stderr) = start_with_args(&["--tls-cert", &p(&cert), "--tls-key", &p(&other_key)]);
+    assert!(
+        stderr.contains("is not the private key of the certificate"),
+        "{stderr}"
+    );
+    let (_, stderr) = start_with_args(&["--tls-cert", &p(&cert), "--tls-key", &p(&cert)]);
+    assert!(stderr.contains("holds no PEM private key"), "{stderr}");
+
+    // TLS is no credential: open on another address than loopback is still refused.
+    let (ok, stderr) = start_with_args(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--tls-cert",
+        &p(&cert),
+        "--tls-key",
+        &p(&key),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("--insecure-open"), "{stderr}");
+}
+
+/// With a good certificate the binary says it serves https, and does:
+/// /healthz answers over TLS, and a request in clear gets no HTTP answer.
+#[test]
+fn with_tls_files_the_binary_serves_https_and_says_so() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, der) = self_signed(dir.path());
+    let scenarios = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callbackd"))
+        .args(["--listen", "127.0.0.1:0", "--scenarios", scenarios])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed however the test ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let _child = Kill(child);
+    let mut line = String::new();
+    let mut lines = BufReader::new(stdout);
+    while !line.contains("callbackd listening") {
+        line.clear();
+        assert!(
+            lines.read_line(&mut line).unwrap() > 0,
+            "ended before it listened"
+        );
+    }
+    let at = line
+        .find("https://127.0.0.1:")
+        .unwrap_or_else(|| panic!("the line says https: {line}"));
+    let addr: String = line[at + "https://".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.expect("a TLS handshake");
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tls.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        let mut plain = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        plain
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            plain.read_to_end(&mut answer),
+        )
+        .await
+        .expect("the connection is closed");
+        assert!(
+            !String::from_utf8_lossy(&answer).contains("HTTP/1.1"),
+            "no HTTP in clear: {answer:?}"
+        );
+    });
 }

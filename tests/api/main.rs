@@ -18,4 +18,5 @@ mod seed_flow;
 mod simulators;
 mod throttling;
 mod timeouts;
+mod tls;
 mod video;

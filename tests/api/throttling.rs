@@ -305,3 +305,72 @@ async fn impossible_and_premium_numbers_are_refused_where_the_scenario_says() {
     let (got, body) = create(&app, "chat-delay", "12").await;
     assert_eq!(got, 200, "{body}");
 }
+
+/// The statuses of GET /healthz sent one after another, each with its
+/// `X-Forwarded-For` (none for `None`), until the first 429.
+async fn until_refused(
+    app: &TestApp,
+    forwarded: impl IntoIterator<Item = Option<String>>,
+) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for value in forwarded {
+        let mut request = app.client.get(app.url("/healthz"));
+        if let Some(value) = value {
+            request = request.header("x-forwarded-for", value);
+        }
+        let status = request.send().await.expect("request").status().as_u16();
+        statuses.push(status);
+        if status == 429 {
+            break;
+        }
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn without_trust_forwarded_a_client_cannot_dodge_the_rate_limit_with_x_forwarded_for() {
+    let app = TestApp::builder().rate_limit(2).spawn().await;
+    // A new address claimed in every request: still one client, the peer.
+    let statuses = until_refused(&app, (0..20).map(|i| Some(format!("203.0.113.{i}")))).await;
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn with_trust_forwarded_the_rate_limit_counts_the_address_the_proxy_saw() {
+    let app = TestApp::builder()
+        .rate_limit(2)
+        .trust_forwarded()
+        .spawn()
+        .await;
+    // Ten clients behind the proxy, two requests each: each has its own
+    // two per second, so none is refused.
+    let clients = (0..10).flat_map(|i| {
+        [
+            Some(format!("203.0.113.{i}")),
+            Some(format!("203.0.113.{i}")),
+        ]
+    });
+    let statuses = until_refused(&app, clients).await;
+    assert_eq!(statuses, vec![200; 20]);
+
+    // One client asking more often is refused.
+    let statuses = until_refused(&app, (0..20).map(|_| Some("203.0.113.50".to_owned()))).await;
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+
+    // What the client put before the proxy's entry changes nothing: the
+    // rightmost address is the one counted.
+    let statuses = until_refused(
+        &app,
+        (0..20).map(|i| Some(format!("198.51.100.{i}, 203.0.113.60"))),
+    )
+    .await;
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+
+    // No address in the header, or no header: the peer is the client.
+    let statuses = until_refused(
+        &app,
+        (0..20).map(|i| (i % 2 == 0).then(|| "unknown".to_owned())),
+    )
+    .await;
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+}

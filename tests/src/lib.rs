@@ -90,6 +90,9 @@ pub struct TestAppBuilder {
     acting_as: Option<String>,
     rate_limit: http_front::rate_limit::RateLimit,
     cors_origins: Vec<String>,
+    http: http_front::HttpLimits,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    trust_forwarded: bool,
 }
 
 impl TestApp {
@@ -105,6 +108,9 @@ impl TestApp {
             acting_as: None,
             cors_origins: Vec::new(),
             rate_limit: Default::default(),
+            http: http_front::HttpLimits::default(),
+            tls: None,
+            trust_forwarded: false,
         }
     }
 }
@@ -180,6 +186,29 @@ impl TestAppBuilder {
         self
     }
 
+    /// These HTTP bounds (header and body time, connections per address)
+    /// instead of the defaults.
+    pub fn http_limits(mut self, limits: http_front::HttpLimits) -> Self {
+        self.http = limits;
+        self
+    }
+
+    /// Serves HTTPS with this PEM certificate chain and key (`--tls-cert`,
+    /// `--tls-key`); the app's `base` is then `https://127.0.0.1:PORT`.
+    /// Its `client` and the helpers built on it speak plain HTTP only: a
+    /// test talks TLS with a client that trusts the certificate.
+    pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
+        self.tls = Some((cert.to_owned(), key.to_owned()));
+        self
+    }
+
+    /// Takes the client's address from `X-Forwarded-For`
+    /// (`--trust-forwarded`), as behind a proxy.
+    pub fn trust_forwarded(mut self) -> Self {
+        self.trust_forwarded = true;
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         // Without extra scenarios the shipped directory serves as it is.
         let (dir, keep) = if self.scenarios.is_empty() {
@@ -208,7 +237,11 @@ impl TestAppBuilder {
             timer_wakeups,
             push: self.push,
             mail: self.mail,
-            http: http_front::HttpLimits::default(),
+            http: self.http,
+            tls: self.tls.as_ref().map(|(cert, key)| {
+                http_front::tls::Tls::from_pem_files(cert, key).unwrap_or_else(|e| panic!("{e}"))
+            }),
+            trust_forwarded: self.trust_forwarded,
             rate_limit: self.rate_limit,
             access: match &self.auth {
                 None => http_front::auth::Access::open(),
@@ -231,11 +264,16 @@ impl TestAppBuilder {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let server = tokio::spawn(http_front::run(listener, config, async move {
             let _ = stopped.await;
         }));
         TestApp {
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
             client: match &self.acting_as {
                 None => reqwest::Client::new(),
                 Some(key) => {

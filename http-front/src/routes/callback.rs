@@ -167,7 +167,7 @@ fn created_answer(
     let mut answer = serde_json::Map::new();
     if !scenario.wait_for_agent {
         // Chat-immediate: the customer can start the chat right away.
-        let base = wire::base_url(state.public_url.as_deref(), headers);
+        let base = wire::base_url(state.public_url.as_deref(), state.tls, headers);
         answer = wire::start_chat_dialog(record, scenario, &base);
     }
     answer.insert("_id".into(), json!(record.id));

@@ -24,7 +24,7 @@ pub async fn connect(
     check_id("id", &id)?;
     let record = state.shell.transition(&id, &Event::UserConfirmed).await?;
     let scenario = state.shell.scenario(&record.scenario)?;
-    let base = wire::base_url(state.public_url.as_deref(), &headers);
+    let base = wire::base_url(state.public_url.as_deref(), state.tls, &headers);
     Ok(Json(Value::Object(wire::start_chat_dialog(
         &record, scenario, &base,
     ))))
