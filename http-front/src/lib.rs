@@ -28,6 +28,7 @@ pub mod error;
 mod extract;
 pub mod form;
 mod guard;
+pub mod metrics;
 pub mod outbound;
 pub mod rate_limit;
 mod request_id;
@@ -190,6 +191,8 @@ fn layered(api: Router, push: Router, limits: &HttpLimits) -> Router {
                 .into_response_owned()
         },
     ))
+    // Sees the route template (routing has run) and every answer below it.
+    .layer(axum::middleware::from_fn(metrics::track))
     .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_id::span))
     // Outermost: the timeout's and the panic's answers carry the id too.
     .layer(axum::middleware::from_fn(request_id::layer))
@@ -227,6 +230,7 @@ pub async fn run(
         link_base.clone(),
         |var| std::env::var(var).ok(),
     )?);
+    metrics::install();
     let shell = Shell::new(runtime::Parts {
         store: config.store,
         scenarios: config.scenarios,

@@ -362,7 +362,8 @@ impl Bayeux {
         };
         if transport == LONG_POLLING {
             // This connect proves the answer to the previous one arrived.
-            self.registry.delivered(&session.take_unacked());
+            self.registry
+                .delivered(LONG_POLLING, &session.take_unacked());
         }
         let number = session.begin_connect();
         Step::Connect {
@@ -419,7 +420,8 @@ impl Bayeux {
         match self.client(msg, by) {
             Ok(session) => {
                 // A disconnect, like a connect, follows the last answer.
-                self.registry.delivered(&session.take_unacked());
+                self.registry
+                    .delivered(session.binding.transport, &session.take_unacked());
                 self.registry.close(&session.id, "disconnected");
                 let mut reply = base(msg, channel);
                 reply.insert("successful".into(), json!(true));
@@ -573,7 +575,7 @@ impl Bayeux {
                             continue;
                         }
                         Some(Ok(Frame::Pong(p))) => {
-                            self.registry.delivered(&ws.acks.pong(&p));
+                            self.registry.delivered(WEBSOCKET, &ws.acks.pong(&p));
                             continue;
                         }
                         Some(Ok(Frame::Close(_))) => break Some(Close { code: close_code::NORMAL, reason: String::new() }),

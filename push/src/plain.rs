@@ -138,7 +138,7 @@ impl Plain {
                                 }
                             }
                             Some(Ok(Frame::Close(_))) => break Some(Close { code: close_code::NORMAL, reason: String::new() }),
-                            Some(Ok(Frame::Pong(p))) => self.registry.delivered(&acks.pong(&p)),
+                            Some(Ok(Frame::Pong(p))) => self.registry.delivered("", &acks.pong(&p)),
                             Some(Ok(_)) => {}
                         }
                     }

@@ -105,6 +105,25 @@ impl Outgoing {
     }
 }
 
+/// Push clients connected to this node, by transport (a gauge).
+pub const PUSH_CLIENTS: &str = "callbackd_push_clients";
+/// Notifications a client proved it received, by transport (a counter).
+pub const PUSH_DELIVERIES: &str = "callbackd_push_deliveries_total";
+
+/// The transports [`PUSH_CLIENTS`] counts, as labels.
+pub const CLIENT_TRANSPORTS: [&str; 3] =
+    ["cometd_websocket", "cometd_long_polling", "plain_websocket"];
+
+/// A session's [`Binding::transport`] as a metric label.
+fn transport_label(transport: &str) -> &'static str {
+    match transport {
+        crate::bayeux::WEBSOCKET => "cometd_websocket",
+        crate::bayeux::LONG_POLLING => "cometd_long_polling",
+        // A plain client has no Bayeux binding.
+        _ => "plain_websocket",
+    }
+}
+
 /// What the handshake of a Bayeux session proved about its client, which
 /// every later message naming the session must prove again: a `clientId`
 /// alone is not enough (see `Bayeux::may_use`).
@@ -502,8 +521,13 @@ impl Registry {
         taken
     }
 
-    /// Reports messages a transport handed to its client.
-    pub fn delivered(&self, messages: &[Outgoing]) {
+    /// Reports messages a transport handed to its client (and the client
+    /// proved it received them); `transport` is a [`Binding::transport`].
+    pub fn delivered(&self, transport: &str, messages: &[Outgoing]) {
+        if !messages.is_empty() {
+            metrics::counter!(PUSH_DELIVERIES, "transport" => transport_label(transport))
+                .increment(messages.len() as u64);
+        }
         for pushed in messages.iter().filter_map(|m| m.pushed.clone()) {
             if self.acks.try_send(pushed).is_err() {
                 debug!("Push acknowledgement dropped; the notification stays in the outbox.");
@@ -511,8 +535,29 @@ impl Registry {
         }
     }
 
+    /// Sets the gauge of this node's push clients, by transport.
+    pub fn observe(&self) {
+        let mut by_transport: std::collections::BTreeMap<&'static str, usize> = [
+            CLIENT_TRANSPORTS[0],
+            CLIENT_TRANSPORTS[1],
+            CLIENT_TRANSPORTS[2],
+        ]
+        .into_iter()
+        .map(|t| (t, 0))
+        .collect();
+        for session in self.lock().sessions.values() {
+            *by_transport
+                .entry(transport_label(session.binding.transport))
+                .or_default() += 1;
+        }
+        for (transport, count) in by_transport {
+            metrics::gauge!(PUSH_CLIENTS, "transport" => transport).set(count as f64);
+        }
+    }
+
     /// Reports a delivery that reached its client some other way (an HTTP callback).
     pub fn acknowledge(&self, delivery: &Delivery) {
+        metrics::counter!(PUSH_DELIVERIES, "transport" => "httpcb").increment(1);
         if let Some(pushed) = delivery.pushed() {
             let _ = self.acks.try_send(pushed);
         }
@@ -652,7 +697,7 @@ mod tests {
         let taken = mine.take(10);
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].data, json!({"n": 2}));
-        reg.delivered(&taken);
+        reg.delivered("", &taken);
         let ack = acks.recv().await.unwrap();
         assert_eq!((ack.notification.as_str(), ack.to_agent), ("svc-2", false));
     }

@@ -17,6 +17,8 @@
 
 pub mod cause;
 pub mod clock;
+pub mod metered_store;
+pub mod metrics;
 pub mod notices;
 pub mod positions;
 pub mod room_maker;

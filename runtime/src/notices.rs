@@ -246,6 +246,7 @@ impl Notifier {
                         notice.agent_emails.len()
                     };
                 self.skipped.fetch_add(count as u64, Ordering::Relaxed);
+                metrics::counter!(crate::metrics::NOTICES, "channel" => "email", "outcome" => "skipped").increment(count as u64);
                 warn!(
                     service_id = %notice.service_id,
                     kind = notice.kind.name(),
@@ -315,6 +316,7 @@ impl Notifier {
             match result {
                 Ok(()) => {
                     self.sent.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(crate::metrics::NOTICES, "channel" => channel(what), "outcome" => "sent").increment(1);
                     return true;
                 }
                 Err(e) if e.transient() && n < ATTEMPTS => {
@@ -324,6 +326,7 @@ impl Notifier {
                 }
                 Err(e) => {
                     self.failed.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(crate::metrics::NOTICES, "channel" => channel(what), "outcome" => "failed").increment(1);
                     warn!(service_id = %notice.service_id, kind = notice.kind.name(), attempts = n, error = %e, "Appointment {what} failed.");
                     return false;
                 }
@@ -354,6 +357,7 @@ impl Notifier {
                 Ok(to) => to,
                 Err(e) => {
                     self.skipped.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(crate::metrics::NOTICES, "channel" => "email", "outcome" => "skipped").increment(1);
                     // The parser's error may quote the address: log neither whole.
                     let _ = e;
                     warn!(service_id = %notice.service_id, role, address = %masked(address), "Appointment e-mail skipped: bad address.");
@@ -376,11 +380,21 @@ impl Notifier {
                 Ok(message) => out.push((role, to.email.to_string(), message)),
                 Err(e) => {
                     self.skipped.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(crate::metrics::NOTICES, "channel" => "email", "outcome" => "skipped").increment(1);
                     warn!(service_id = %notice.service_id, role, error = %e, "Appointment e-mail could not be built.");
                 }
             }
         }
         out
+    }
+}
+
+/// The `channel` label of a notice: what [`Notifier::with_retries`] calls it.
+fn channel(what: &str) -> &'static str {
+    if what == "SMS" {
+        "sms"
+    } else {
+        "email"
     }
 }
 

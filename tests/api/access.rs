@@ -191,6 +191,7 @@ async fn every_route_with_every_kind_of_caller() {
             None,
             "backend supervisor admin",
         ),
+        (Method::GET, "/metrics".into(), None, "supervisor admin"),
         (
             Method::GET,
             "/genesys/2/service/callback/video-scheduled/availability".into(),

@@ -9,6 +9,7 @@ mod cors;
 mod encodings;
 mod hostile;
 mod httpcb;
+mod metrics;
 mod on_redis;
 mod positions;
 mod queries;

@@ -132,6 +132,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/agents/{agent_id}/keys/{name}",
             admin(axum::routing::delete(keys::revoke)),
         )
+        .route("/metrics", supervisor(get(crate::metrics::render)))
         .route("/api/v1/services/{id}", staff(get(services::show)))
         .route(
             "/api/v1/services/{id}/complete",

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use engine::clock::Clock;
 use engine::machine::{self, Applied, Effect, Event, NewService, TransitionError};
-use engine::record::ServiceRecord;
+use engine::record::{ServiceRecord, ServiceState};
 use engine::scenario::{Scenario, Scenarios};
 use engine::stats::SampleKind;
 use engine::store::{Store, StoreError};
@@ -135,7 +135,7 @@ impl Shell {
         let (registry, pushed) = Registry::new(limits);
         let (open_room_tx, open_room_rx) = mpsc::unbounded_channel();
         Arc::new(Shell {
-            store,
+            store: Arc::new(crate::metered_store::MeteredStore(store)),
             scenarios,
             clock,
             fanout: Fanout::new(registry, relay),
@@ -184,6 +184,8 @@ impl Shell {
             .put_new(&applied.record, &create_guard(scenario))
             .await?;
         info!(service_id = %applied.record.id, scenario = %scenario.name, state = ?applied.record.state, "Service created.");
+        metrics::counter!(crate::metrics::SERVICES_CREATED, "scenario" => scenario.name.clone())
+            .increment(1);
         self.carry_out(&applied.record, &applied.effects).await;
         Ok(applied.record)
     }
@@ -252,6 +254,11 @@ impl Shell {
                     self.carry_out(&next, &effects).await;
                     if next.state != record.state {
                         info!(service_id = %id, from = ?record.state, to = ?next.state, event = event.name(), "Service changed state.");
+                        crate::metrics::transition(&next.scenario, record.state, next.state);
+                        if let (ServiceState::Completed, Some(reason)) = (next.state, next.reason) {
+                            metrics::counter!(crate::metrics::SERVICES_COMPLETED, "scenario" => next.scenario.clone(), "reason" => reason.gms_name())
+                                .increment(1);
+                        }
                     }
                     return Ok((record, next));
                 }
@@ -304,9 +311,11 @@ impl Shell {
                 Effect::OpenRoom | Effect::LinkAgent => {
                     let _ = self.open_room_tx.send(record.id.clone());
                 }
-                Effect::LeftQueue { .. }
-                | Effect::AgentReserved { .. }
-                | Effect::TimerCancelled { .. } => {}
+                Effect::AgentReserved { .. } => {
+                    metrics::counter!(crate::metrics::AGENT_OFFERS, "scenario" => record.scenario.clone())
+                        .increment(1);
+                }
+                Effect::LeftQueue { .. } | Effect::TimerCancelled { .. } => {}
             }
         }
     }

@@ -84,6 +84,17 @@ impl Shell {
             .sum())
     }
 
+    /// Every agent, with its readiness, load and live room.
+    pub async fn agents(&self) -> Result<Vec<AgentRecord>, ShellError> {
+        Ok(self.store.agents().await?)
+    }
+
+    /// Timers due at `now` that no node has claimed yet, counted up to
+    /// [`DUE_TIMERS_COUNTED`].
+    pub async fn due_timer_count(&self, now: DateTime<Utc>) -> Result<usize, ShellError> {
+        Ok(self.store.due_timers(now, DUE_TIMERS_COUNTED).await?.len())
+    }
+
     /// One agent, with its readiness, load and live room.
     pub async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, ShellError> {
         Ok(self.store.agent(id).await?)
@@ -114,3 +125,7 @@ impl Shell {
         Ok(agent)
     }
 }
+
+/// The most due timers the metrics count: past it the backlog is plain
+/// enough, and reading it all would only slow the scrape.
+pub const DUE_TIMERS_COUNTED: usize = 10_000;

@@ -1,0 +1,106 @@
+//! `GET /metrics`: Prometheus's text format, through the `metrics` facade
+//! and its Prometheus exporter.
+//!
+//! One recorder serves the process (the facade's recorder is global), so
+//! several servers in one test process share it: counters add up across
+//! them, which is why tests read differences, or labels of their own.
+//! Latencies are real Prometheus histograms (`_bucket`, `_sum`, `_count`)
+//! with [`BUCKETS`], not summaries, so they can be aggregated across nodes.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::error::AppError;
+use crate::AppState;
+
+pub const HTTP_REQUESTS: &str = "callbackd_http_requests_total";
+pub const HTTP_DURATION: &str = "callbackd_http_request_duration_seconds";
+
+/// Histogram buckets for every `_seconds` metric: from a fast store call
+/// (a quarter of a millisecond) to a held long-poll (a minute).
+pub const BUCKETS: [f64; 16] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 60.0,
+];
+
+/// The process's recorder, installed on first use.
+fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+            .expect("the buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            // Someone else's recorder (an embedding program's): ours then
+            // renders only what it was given, which is nothing.
+            tracing::warn!("A metrics recorder was already installed; /metrics will be empty.");
+        }
+        runtime::metrics::describe();
+        metrics::describe_counter!(
+            HTTP_REQUESTS,
+            "HTTP requests answered, by method, route template and status."
+        );
+        metrics::describe_histogram!(
+            HTTP_DURATION,
+            metrics::Unit::Seconds,
+            "Time to answer an HTTP request, by method and route template (a held CometD connect counts its hold)."
+        );
+        metrics::describe_gauge!(
+            push::registry::PUSH_CLIENTS,
+            "Push clients connected to this node, by transport."
+        );
+        metrics::describe_counter!(
+            push::registry::PUSH_DELIVERIES,
+            "Notifications a push client proved it received, by transport."
+        );
+        handle
+    })
+}
+
+/// Installs the recorder, so what happens before the first scrape counts.
+pub fn install() {
+    handle();
+}
+
+/// Counts and times every request by its route template (`MatchedPath`:
+/// `/genesys/1/service/{id}/connect`, never the id), method and status.
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!(HTTP_DURATION, "method" => method.clone(), "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status)
+        .increment(1);
+    response
+}
+
+/// GET /metrics: the gauges read from the store now, and every counter
+/// and histogram, in Prometheus's text format.
+#[tracing::instrument(skip_all)]
+pub async fn render(State(state): State<Arc<AppState>>) -> Result<Response, AppError> {
+    let handle = handle();
+    runtime::metrics::observe(&state.shell).await?;
+    handle.run_upkeep();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response())
+}
