@@ -308,6 +308,7 @@ pub fn reschedule_to(s: i64) -> Event {
     Event::Reschedule {
         desired_time: secs(s),
         booking: None,
+        changes: Default::default(),
     }
 }
 

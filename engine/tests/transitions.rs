@@ -2152,6 +2152,7 @@ fn rescheduling_moves_the_timers_and_bumps_the_invite_sequence() {
         &Event::Reschedule {
             desired_time: secs(7_200),
             booking: Some(booking_at(7_200, 60, None)),
+            changes: Default::default(),
         },
         secs(10),
     )
@@ -2314,4 +2315,44 @@ fn the_history_names_the_cause_of_each_change() {
         cancelled.record.history.last().unwrap().by.as_deref(),
         Some("floor")
     );
+}
+
+/// GMS's reschedule also takes the customer's number and user data: both
+/// change with the time, in the one transition, and only what was sent.
+#[test]
+fn rescheduling_updates_the_number_and_user_data_it_carries() {
+    let rec = create(&delay(), Some(3_600)).record;
+    let mut rec = rec;
+    rec.user_data.insert("usr_reason".into(), "billing".into());
+    rec.user_data.insert("usr_keep".into(), "kept".into());
+    let moved = machine::apply(
+        &rec,
+        &delay(),
+        &Event::Reschedule {
+            desired_time: secs(7_200),
+            booking: None,
+            changes: machine::Changes {
+                customer_number: Some("4085550100".into()),
+                user_data: BTreeMap::from([
+                    ("usr_reason".to_owned(), "sales".to_owned()),
+                    ("usr_new".to_owned(), "added".to_owned()),
+                ]),
+            },
+        },
+        secs(10),
+    )
+    .unwrap()
+    .record;
+    assert_eq!(moved.desired_time, secs(7_200));
+    assert_eq!(moved.customer_number, "4085550100");
+    assert_eq!(moved.user_data["usr_reason"], "sales");
+    assert_eq!(moved.user_data["usr_new"], "added");
+    assert_eq!(moved.user_data["usr_keep"], "kept");
+
+    // Without changes, the number and the data stay.
+    let same = machine::apply(&rec, &delay(), &reschedule_to(7_200), secs(10))
+        .unwrap()
+        .record;
+    assert_eq!(same.customer_number, rec.customer_number);
+    assert_eq!(same.user_data, rec.user_data);
 }

@@ -380,3 +380,64 @@ async fn bad_queries_are_refused_with_the_parameter_named() {
         assert!(message.contains(names), "{path}: {body}");
     }
 }
+
+/// GMS's reschedule (`PUT …/{scenario}/{id}`) takes the customer's number
+/// and user data with `_new_desired_time`: all change in one step, the
+/// query by number finds the service under its new number only, and a bad
+/// number is refused naming the field, changing nothing.
+#[tokio::test]
+async fn rescheduling_changes_the_number_and_user_data_too() {
+    let World { app, c, .. } = world().await;
+    let path = format!("/genesys/1/service/callback/chat-delay/{c}");
+    let put = |fields: &'static [(&'static str, &'static str)]| {
+        let request = app
+            .client
+            .put(app.url(&path))
+            .multipart(tests::multipart(fields))
+            .send();
+        async move {
+            let response = request.await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = put(&[
+        ("_new_desired_time", "2030-02-01T09:00:00.000Z"),
+        ("_customer_number", ""),
+    ])
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("_customer_number"),
+        "{body}"
+    );
+    assert_eq!(
+        app.query_by_id(&c).await["_desired_time"],
+        "2030-01-01T00:00:00.000Z"
+    );
+
+    let (status, body) = put(&[
+        ("_new_desired_time", "2030-02-01T09:00:00.000Z"),
+        ("_customer_number", "333"),
+        ("usr_reason", "sales"),
+        ("usr_channel", "app"),
+    ])
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let record = app.query_by_id(&c).await;
+    assert_eq!(
+        record["_desired_time"], "2030-02-01T09:00:00.000Z",
+        "{record}"
+    );
+    assert_eq!(record["_customer_number"], "333", "{record}");
+    assert_eq!(record["usr_reason"], "sales", "{record}");
+    assert_eq!(record["usr_channel"], "app", "{record}");
+    let base = "/genesys/1/service/callback/chat-delay";
+    let now_333 = query(&app, &format!("{base}?_customer_number=333")).await;
+    assert_eq!(ids(&now_333), set([&c]));
+    let was_222 = query(&app, &format!("{base}?_customer_number=222")).await;
+    assert_eq!(was_222, Vec::<Value>::new());
+}

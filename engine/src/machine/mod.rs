@@ -41,6 +41,26 @@ mod chat;
 mod notify;
 mod video;
 
+/// What a reschedule changes besides the time (GMS's PUT takes the
+/// customer's number and user data with `_new_desired_time`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The new `_customer_number`, if one was sent.
+    pub customer_number: Option<String>,
+    /// User data to set (added, or replacing the value of the same key).
+    pub user_data: std::collections::BTreeMap<String, String>,
+}
+
+impl Changes {
+    fn apply_to(&self, rec: &mut ServiceRecord) {
+        if let Some(number) = &self.customer_number {
+            rec.customer_number = number.clone();
+        }
+        rec.user_data
+            .extend(self.user_data.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+}
+
 /// What can happen to a service.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -111,6 +131,8 @@ pub enum Event {
     Reschedule {
         desired_time: DateTime<Utc>,
         booking: Option<Booking>,
+        /// What else GMS's reschedule may change with the time.
+        changes: Changes,
     },
     /// The customer or the agent asked for video on this service (a live
     /// chat escalating). `room` was made by the shell; `agent_free` says the
@@ -464,8 +486,10 @@ impl Service {
             Event::Reschedule {
                 desired_time,
                 booking,
+                changes,
             } => {
                 self.reschedule(context, *desired_time, booking.clone());
+                changes.apply_to(&mut self.rec);
                 Handled
             }
             _ => Super,

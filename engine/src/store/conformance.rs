@@ -1108,6 +1108,7 @@ pub async fn seats_are_counted_and_freed(store: &dyn Store, _clock: &ManualClock
         Event::Reschedule {
             desired_time: b,
             booking: Some(booking(b, 1)),
+            changes: Default::default(),
         },
         secs(4),
     )
@@ -1122,6 +1123,7 @@ pub async fn seats_are_counted_and_freed(store: &dyn Store, _clock: &ManualClock
         Event::Reschedule {
             desired_time: b,
             booking: Some(booking(b, 1)),
+            changes: Default::default(),
         },
         secs(5),
     );

@@ -27,6 +27,9 @@ const OWN_FIELDS: [&str; 8] = [
     "routingData",
 ];
 
+/// Reschedule fields that are not user data.
+const RESCHEDULE_FIELDS: [&str; 3] = ["_new_desired_time", "_timezone", "_customer_number"];
+
 /// POST /genesys/1/service/callback/{scenario}, checked against the scenario.
 #[derive(Debug)]
 pub struct CreateCallback {
@@ -230,6 +233,9 @@ pub fn customer_zone(form: &GmsForm, schedule: &Schedule) -> Result<Tz, AppError
 pub struct Reschedule {
     /// `None`: now.
     pub desired_time: Option<DateTime<Utc>>,
+    /// A new `_customer_number` (checked as a create's is), and user data:
+    /// every other field, as a create keeps them.
+    pub changes: engine::machine::Changes,
     /// The zone `_timezone` names (the schedule's when blank); `None` when
     /// absent (the booking keeps its zone) or the scenario has no schedule.
     pub zone: Option<Tz>,
@@ -251,7 +257,32 @@ impl Reschedule {
             (Some(schedule), Some(_)) => Some(customer_zone(form, schedule)?),
             _ => None,
         };
-        Ok(Reschedule { desired_time, zone })
+        let customer_number = match form.get("_customer_number").map(str::trim) {
+            None => None,
+            Some("") => return Err(AppError::field("_customer_number", "is empty")),
+            Some(number) => {
+                at_most("_customer_number", number, 64)?;
+                scenario
+                    .phone_rules()
+                    .check(number)
+                    .map_err(|why| AppError::field("_customer_number", why.to_string()))?;
+                Some(number.to_owned())
+            }
+        };
+        let user_data = form
+            .fields
+            .iter()
+            .filter(|(k, _)| !RESCHEDULE_FIELDS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(Reschedule {
+            desired_time,
+            zone,
+            changes: engine::machine::Changes {
+                customer_number,
+                user_data,
+            },
+        })
     }
 }
 

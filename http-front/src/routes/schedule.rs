@@ -344,6 +344,7 @@ pub async fn reschedule(
         let event = Event::Reschedule {
             desired_time: desired.max(now),
             booking: None,
+            changes: request.changes,
         };
         let record = state.shell.transition(&id, &event).await?;
         return Ok(Json(rescheduled(&record)));
@@ -355,6 +356,7 @@ pub async fn reschedule(
     let event = Event::Reschedule {
         desired_time: booking.slot,
         booking: Some(booking),
+        changes: request.changes,
     };
     match state.shell.transition(&id, &event).await {
         Ok(record) => Ok(Json(rescheduled(&record))),
