@@ -28,3 +28,4 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod video;
+pub mod webhook;

@@ -14,8 +14,12 @@ use serde::{Deserialize, Serialize};
 /// a node from before bookings (sharing a Redis during an upgrade) refuses it
 /// instead of writing it back without its booking and leaking its seat.
 /// Schema 3 added video legs and preferred agents; like bookings, only a
-/// record that has one is written as 3.
-pub const RECORD_SCHEMA: u32 = 3;
+/// record that has one is written as 3. Schema 4 added the webhook outbox
+/// (and its timer); only a record that has webhook events is written as 4.
+pub const RECORD_SCHEMA: u32 = 4;
+
+/// The schema of a record with video or a preferred agent, without webhooks.
+pub const RECORD_SCHEMA_VIDEO: u32 = 3;
 
 /// The schema of a booked record without video.
 pub const RECORD_SCHEMA_BOOKED: u32 = 2;
@@ -114,6 +118,9 @@ pub enum TimerKind {
     RoomTtl,
     /// The preferred agent had its chance: the queue may have the service.
     PreferredAgent,
+    /// Webhook events wait for delivery (now, or the next retry). The
+    /// runtime delivers them; the machine only hears the outcome.
+    Webhook,
 }
 
 impl TimerKind {
@@ -126,6 +133,7 @@ impl TimerKind {
             TimerKind::Reminder => "reminder",
             TimerKind::RoomTtl => "room_ttl",
             TimerKind::PreferredAgent => "preferred_agent",
+            TimerKind::Webhook => "webhook",
         }
     }
 }
@@ -333,6 +341,10 @@ pub struct ServiceRecord {
     pub outbox: Vec<DeviceNotification>,
     #[serde(default)]
     pub agent_outbox: Vec<AgentNotification>,
+    /// Webhook events owed to the scenario's subscriptions (see
+    /// [`crate::webhook`]).
+    #[serde(default, skip_serializing_if = "crate::webhook::Webhooks::is_empty")]
+    pub webhooks: crate::webhook::Webhooks,
     /// Counter behind device notification ids and dialog ids.
     #[serde(default)]
     pub seq: u64,
@@ -394,8 +406,10 @@ impl ServiceRecord {
 
     /// The lowest schema that holds everything in this record.
     pub fn required_schema(&self) -> u32 {
-        if self.video.is_some() || self.ticket.preferred_agent.is_some() {
+        if !self.webhooks.is_empty() {
             RECORD_SCHEMA
+        } else if self.video.is_some() || self.ticket.preferred_agent.is_some() {
+            RECORD_SCHEMA_VIDEO
         } else if self.booking.is_some() {
             RECORD_SCHEMA_BOOKED
         } else {

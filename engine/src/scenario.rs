@@ -287,6 +287,10 @@ pub struct Scenario {
     /// in, for the two checks above (GMS default `US`).
     #[serde(rename = "_default_country", default = "default_country")]
     pub default_country: String,
+    /// Where this scenario's events go (`[[_webhook]]`, see
+    /// [`crate::webhook`]).
+    #[serde(rename = "_webhook", default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<crate::webhook::WebhookConfig>,
 }
 
 fn default_country() -> String {
@@ -550,6 +554,9 @@ impl Scenario {
         }
         if self.httpcb_timeout.is_zero() {
             return Err(err("_httpcb_timeout", "must be greater than zero"));
+        }
+        for webhook in &self.webhooks {
+            webhook.validate().map_err(|(key, why)| err(&key, &why))?;
         }
         if crate::phone::country(&self.default_country).is_none() {
             return Err(err(

@@ -336,6 +336,14 @@ pub fn pushed_unknown() -> Event {
     }
 }
 
+/// A webhook round about events the record does not hold.
+pub fn webhooks_unknown() -> Event {
+    Event::WebhooksAttempted {
+        delivered: vec!["msg_unknown_1".to_owned()],
+        failed: vec![("msg_unknown_2".to_owned(), "refused".to_owned())],
+    }
+}
+
 pub fn customer_url(code: &str) -> String {
     format!("https://callbackd.example/room/{code}?token=cust-{code}")
 }

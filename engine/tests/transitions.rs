@@ -23,7 +23,7 @@ use engine::scenario::{OnUserConfirmTimeout, Scenario, Scenarios};
 use engine::testing::{
     self, agent_notification, apply_step, at, chat_left as left, effect_kinds as kinds, fire,
     internal_notification, not_allowed, pushed_unknown, reschedule_to, reserved, run_table, say,
-    secs, step_to, t0, typing, Out, ScenarioBuilder, Step, Walk, CUSTOMER, ID,
+    secs, step_to, t0, typing, webhooks_unknown, Out, ScenarioBuilder, Step, Walk, CUSTOMER, ID,
 };
 
 use CallbackReason as R;
@@ -1429,6 +1429,10 @@ fn state_event_table_chat_delay() {
         Event::TimerFired { kind: T::Reminder, .. } => T::Reminder, [Stale, Stale, Stale, Stale, Stale, Stale];
         // Nothing to take out of the outboxes.
         Event::NotificationsPushed { .. } => pushed_unknown(), [Unchanged, Unchanged, Unchanged, Unchanged, Unchanged, Unchanged];
+        Event::WebhooksAttempted { .. } => webhooks_unknown(), [Unchanged, Unchanged, Unchanged, Unchanged, Unchanged, Unchanged];
+        Event::WebhooksRetried => Event::WebhooksRetried, [Unchanged, Unchanged, Unchanged, Unchanged, Unchanged, Unchanged];
+        // The runtime delivers webhooks; the machine only hears the outcome.
+        Event::TimerFired { kind: T::Webhook, .. } => T::Webhook, [No, No, No, No, No, No];
         // Never armed without a room or a preferred agent.
         Event::TimerFired { kind: T::RoomTtl, .. } => T::RoomTtl, [Stale, Stale, Stale, Stale, Stale, Stale];
         Event::TimerFired { kind: T::PreferredAgent, .. } => T::PreferredAgent, [Stale, Stale, Stale, Stale, Stale, Stale];
@@ -1503,6 +1507,10 @@ fn state_event_table_chat_immediate() {
         Event::TimerFired { kind: T::Reminder, .. } => T::Reminder, [Stale, Stale, Stale, Stale, Stale, Stale];
         // Nothing to take out of the outboxes.
         Event::NotificationsPushed { .. } => pushed_unknown(), [Unchanged, Unchanged, Unchanged, Unchanged, Unchanged, Unchanged];
+        Event::WebhooksAttempted { .. } => webhooks_unknown(), [Unchanged, Unchanged, Unchanged, Unchanged, Unchanged, Unchanged];
+        Event::WebhooksRetried => Event::WebhooksRetried, [Unchanged, Unchanged, Unchanged, Unchanged, Unchanged, Unchanged];
+        // The runtime delivers webhooks; the machine only hears the outcome.
+        Event::TimerFired { kind: T::Webhook, .. } => T::Webhook, [No, No, No, No, No, No];
         // Never armed without a room or a preferred agent.
         Event::TimerFired { kind: T::RoomTtl, .. } => T::RoomTtl, [Stale, Stale, Stale, Stale, Stale, Stale];
         Event::TimerFired { kind: T::PreferredAgent, .. } => T::PreferredAgent, [Stale, Stale, Stale, Stale, Stale, Stale];
@@ -1538,6 +1546,9 @@ fn armed_timers_a_state_does_not_handle_are_discarded() {
         TimerKind::Reminder => false,
         // Without a room or a preferred agent these change nothing.
         TimerKind::RoomTtl | TimerKind::PreferredAgent => false,
+        // The runtime's: the machine refuses it in every state (see the
+        // event tables).
+        TimerKind::Webhook => true,
     };
     let mut failures = Vec::new();
     for state in ServiceState::ALL {

@@ -16,14 +16,15 @@ use engine::event_table;
 use engine::machine::{self, Effect, Event, NewService, TransitionError};
 use engine::record::{
     CallbackReason, ChatEntryKind, Party, QueueTicket, ServiceRecord, ServiceState, TimerKind,
-    RECORD_SCHEMA, RECORD_SCHEMA_PLAIN,
+    RECORD_SCHEMA_PLAIN, RECORD_SCHEMA_VIDEO,
 };
 use engine::scenario::{MediaType, Scenario};
 use engine::testing::{
     agent_notification, agent_url, apply_step, at, chat_left, chat_started, check_ignoring,
     customer_url, effect_kinds_ignoring, fire, internal_notification, new_service as svc,
     pushed_unknown, refused, reschedule_to, reserved, room, room_with, routing, run, run_table_at,
-    say, secs, sorted, t0, then, typing, Out, ScenarioBuilder, Step, CUSTOMER, ID, ROOM_TTL,
+    say, secs, sorted, t0, then, typing, webhooks_unknown, Out, ScenarioBuilder, Step, CUSTOMER,
+    ID, ROOM_TTL,
 };
 use engine::video::{
     ProviderConfig, Room, RoomEnd, RoutingData, SurveyAnswer, VideoLeg, VideoRoute,
@@ -1858,7 +1859,7 @@ fn a_booked_video_service_asks_for_a_room_when_it_connects() {
     let walk = run(&scn, booked(), &[fire(TimerKind::DesiredTime)]);
     assert_eq!(walk.record.state, S::WaitForAgent);
     assert_eq!(walk.record.ticket, video_ticket(3600, None));
-    assert_eq!(walk.record.schema, RECORD_SCHEMA);
+    assert_eq!(walk.record.schema, RECORD_SCHEMA_VIDEO);
 
     let steps = [fire(TimerKind::DesiredTime), at(3700, reserved(B))];
     let walk = check_ignoring(
@@ -2072,7 +2073,7 @@ fn the_survey_is_answered_once_after_a_call_with_a_score_in_its_scale() {
 
 #[test]
 fn records_with_video_or_a_preferred_agent_are_written_as_schema_3() {
-    assert_eq!(RECORD_SCHEMA, 3);
+    assert_eq!(RECORD_SCHEMA_VIDEO, 3);
     let c = Chat::Immediate;
     let plain = run(&c.scn(), svc(), &chatting(c)).record;
     assert_eq!(
@@ -2113,7 +2114,7 @@ fn records_with_video_or_a_preferred_agent_are_written_as_schema_3() {
     ];
     for (label, scn, new, steps) in cases {
         let walk = run(&scn, new, &steps);
-        assert_eq!(walk.record.schema, RECORD_SCHEMA, "{label}");
+        assert_eq!(walk.record.schema, RECORD_SCHEMA_VIDEO, "{label}");
         let decoded = ServiceRecord::decode(&walk.record.encode()).unwrap();
         assert_eq!(decoded, walk.record, "{label}: round trip");
     }
@@ -2145,7 +2146,7 @@ fn creating_a_video_service_with_a_live_room_arms_its_ttl_and_routes_by_its_rout
     let rec = &walk.record;
     assert_eq!(rec.ticket, video_ticket(0, None), "routed by the leg");
     assert_eq!(rec.timers.get(&TimerKind::RoomTtl), Some(&secs(ROOM_TTL)));
-    assert_eq!(rec.schema, RECORD_SCHEMA);
+    assert_eq!(rec.schema, RECORD_SCHEMA_VIDEO);
     assert!(walk.created.contains(&Effect::EnteredQueue {
         queue: "video".to_owned()
     }));
@@ -2405,6 +2406,10 @@ fn state_event_table_with_a_video_leg() {
         Event::NotificationsRetrieved => Event::NotificationsRetrieved, [Same, Same, Same, Same, Same, Same];
         Event::AgentNotificationsRetrieved => Event::AgentNotificationsRetrieved, [Same, Same, Same, Same, Same, Same];
         Event::NotificationsPushed { .. } => pushed_unknown(), [Unchanged, Unchanged, Unchanged, Unchanged, Unchanged, Unchanged];
+        Event::WebhooksAttempted { .. } => webhooks_unknown(), [Unchanged, Unchanged, Unchanged, Unchanged, Unchanged, Unchanged];
+        Event::WebhooksRetried => Event::WebhooksRetried, [Unchanged, Unchanged, Unchanged, Unchanged, Unchanged, Unchanged];
+        // The runtime delivers webhooks; the machine only hears the outcome.
+        Event::TimerFired { kind: T::Webhook, .. } => T::Webhook, [No, No, No, No, No, No];
         Event::Reschedule { .. } => reschedule_to(9_000),     [No,    No,    No,    No,    No,    No   ];
         // One live room at a time; after the call, a new one.
         Event::StartVideo { .. } => video(Party::Client, true, room(ROOM2, now)), [No, No, Same, No, No, No];

@@ -74,7 +74,7 @@ pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
 
 /// Codes are stored in timer members: append new kinds, never reorder.
 /// A kind's code is its index here.
-const TIMER_KINDS: [TimerKind; 7] = [
+const TIMER_KINDS: [TimerKind; 8] = [
     TimerKind::DesiredTime,
     TimerKind::UserConfirm,
     TimerKind::FindAgent,
@@ -82,6 +82,7 @@ const TIMER_KINDS: [TimerKind; 7] = [
     TimerKind::Reminder,
     TimerKind::RoomTtl,
     TimerKind::PreferredAgent,
+    TimerKind::Webhook,
 ];
 
 /// The kind's code: its index in [`TIMER_KINDS`]. An exhaustive match, so a
@@ -95,6 +96,7 @@ fn timer_code(kind: TimerKind) -> usize {
         TimerKind::Reminder => 4,
         TimerKind::RoomTtl => 5,
         TimerKind::PreferredAgent => 6,
+        TimerKind::Webhook => 7,
     }
 }
 

@@ -119,6 +119,14 @@ pub enum Event {
         device: Vec<String>,
         agent: Vec<String>,
     },
+    /// A webhook delivery round: these events reached their receiver,
+    /// these (id, why) did not. Bookkeeping, allowed in every state.
+    WebhooksAttempted {
+        delivered: Vec<String>,
+        failed: Vec<(String, String)>,
+    },
+    /// An operator puts the given-up webhook events back in line.
+    WebhooksRetried,
     /// One side of the chat started or stopped typing. Nothing is stored:
     /// the other side is told, if it listens.
     ChatTyping {
@@ -196,6 +204,7 @@ impl Event {
                 TimerKind::Reminder => "reminder_due",
                 TimerKind::RoomTtl => "room_expired",
                 TimerKind::PreferredAgent => "preferred_agent_timeout",
+                TimerKind::Webhook => "webhook_due",
             },
             Event::Created => "created",
             Event::AgentReserved { .. } => "agent_reserved",
@@ -210,6 +219,8 @@ impl Event {
             Event::NotificationsRetrieved => "notifications_retrieved",
             Event::AgentNotificationsRetrieved => "agent_notifications_retrieved",
             Event::NotificationsPushed { .. } => "notifications_pushed",
+            Event::WebhooksAttempted { .. } => "webhooks_attempted",
+            Event::WebhooksRetried => "webhooks_retried",
             Event::ChatTyping { .. } => "chat_typing",
             Event::Reschedule { .. } => "reschedule",
             Event::StartVideo { .. } => "video_requested",
@@ -1021,6 +1032,7 @@ pub fn create_by(
         chat: None,
         outbox: Vec::new(),
         agent_outbox: Vec::new(),
+        webhooks: Default::default(),
         seq: 0,
         history: Vec::new(),
     };
@@ -1086,6 +1098,7 @@ pub fn create_by(
         applied.effects.extend(next.effects);
         applied.record = next.record;
     }
+    owe_webhooks(None, &mut applied, scenario, None, now);
     applied.record.version = 1;
     tell_state(&mut applied);
     applied
@@ -1120,10 +1133,49 @@ pub fn apply_by(
     by: Option<&str>,
 ) -> Result<Applied, TransitionError> {
     let mut applied = transition(record, scenario, event, now, by)?;
+    owe_webhooks(Some(record), &mut applied, scenario, Some(event), now);
     if applied.record.state != record.state {
         tell_state(&mut applied);
     }
     Ok(applied)
+}
+
+/// Writes the webhook events a change owes into the record (so they are
+/// stored with it), arming the delivery timer.
+fn owe_webhooks(
+    before: Option<&ServiceRecord>,
+    applied: &mut Applied,
+    scenario: &Scenario,
+    event: Option<&Event>,
+    now: DateTime<Utc>,
+) {
+    if scenario.webhooks.is_empty()
+        || matches!(
+            event,
+            Some(Event::WebhooksAttempted { .. } | Event::WebhooksRetried)
+        )
+    {
+        return;
+    }
+    let kinds = crate::webhook::owed(before, &applied.record, event, &applied.effects);
+    crate::webhook::queue(&mut applied.record, &scenario.webhooks, &kinds, now);
+    // A state change may have cleared every timer (completion does): the
+    // delivery timer of events still waiting stays as it was.
+    let before_due = before.and_then(|b| b.timers.get(&TimerKind::Webhook).copied());
+    let rec = &mut applied.record;
+    if !rec.webhooks.pending.is_empty() {
+        let due = *rec
+            .timers
+            .entry(TimerKind::Webhook)
+            .or_insert(before_due.unwrap_or(now));
+        if before_due != Some(due) {
+            applied.effects.push(Effect::TimerArmed {
+                kind: TimerKind::Webhook,
+                due,
+            });
+        }
+    }
+    applied.record.schema = applied.record.schema.max(applied.record.required_schema());
 }
 
 /// Appends the state push, last: the shell carries out the effects in
@@ -1145,6 +1197,64 @@ fn transition(
 ) -> Result<Applied, TransitionError> {
     let mut rec = record.clone();
     match event {
+        Event::TimerFired {
+            kind: TimerKind::Webhook,
+            ..
+        } => {
+            // The runtime delivers webhooks and reports with
+            // WebhooksAttempted; the timer itself changes nothing here.
+            return Err(TransitionError::NotAllowed {
+                state: rec.state,
+                event: event.name(),
+                message: format!(
+                    "a {} service does not act on its webhook timer: the runtime delivers the events",
+                    rec.state.gms_name()
+                ),
+            });
+        }
+        Event::WebhooksAttempted { delivered, failed } => {
+            let known = |id: &String| rec.webhooks.pending.iter().any(|e| &e.id == id);
+            if !delivered.iter().any(known) && !failed.iter().any(|(id, _)| known(id)) {
+                // Another round (another node's, after a lease ran out)
+                // already took them: no write.
+                return Err(TransitionError::Unchanged);
+            }
+            crate::webhook::attempted(&mut rec, delivered, failed, now);
+            rec.version += 1;
+            rec.schema = rec.schema.max(rec.required_schema());
+            let effects = rec
+                .timers
+                .get(&TimerKind::Webhook)
+                .map(|due| Effect::TimerArmed {
+                    kind: TimerKind::Webhook,
+                    due: *due,
+                })
+                .into_iter()
+                .collect();
+            return Ok(Applied {
+                record: rec,
+                effects,
+            });
+        }
+        Event::WebhooksRetried => {
+            if crate::webhook::retry_failed(&mut rec, now) == 0 {
+                return Err(TransitionError::Unchanged);
+            }
+            rec.version += 1;
+            let effects = rec
+                .timers
+                .get(&TimerKind::Webhook)
+                .map(|due| Effect::TimerArmed {
+                    kind: TimerKind::Webhook,
+                    due: *due,
+                })
+                .into_iter()
+                .collect();
+            return Ok(Applied {
+                record: rec,
+                effects,
+            });
+        }
         Event::TimerFired { kind, due } => {
             if rec.timers.get(kind) != Some(due) {
                 return Err(TransitionError::StaleTimer { kind: *kind });
