@@ -369,6 +369,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         http: http_limits,
         tls,
         trust_forwarded: args.trust_forwarded,
+        // From the environment.
+        webhook_secrets: None,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -38,6 +38,7 @@ mod server;
 pub mod tls;
 pub mod wire;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +98,9 @@ pub struct Config {
     /// Take the client's address from `X-Forwarded-For` (`--trust-forwarded`),
     /// for a server behind a proxy; off: the TCP peer's.
     pub trust_forwarded: bool,
+    /// The webhook secrets by variable name; `None`: read from the
+    /// environment (each `[[_webhook]]`'s `secret_env`).
+    pub webhook_secrets: Option<BTreeMap<String, String>>,
 }
 
 impl Config {
@@ -118,6 +122,7 @@ impl Config {
             http: HttpLimits::default(),
             cors_origins: Vec::new(),
             tls: None,
+            webhook_secrets: None,
             trust_forwarded: false,
         }
     }
@@ -204,6 +209,36 @@ impl error::AppError {
     }
 }
 
+/// The signing key of every scenario's `[[_webhook]]`, from `given` or the
+/// environment; a subscription without one stops start-up, naming the
+/// scenario and the variable.
+fn webhook_secrets(
+    scenarios: &Scenarios,
+    given: Option<&BTreeMap<String, String>>,
+) -> anyhow::Result<runtime::WebhookSecrets> {
+    let mut secrets = runtime::WebhookSecrets::default();
+    for scenario in scenarios.iter() {
+        for webhook in &scenario.webhooks {
+            let env = &webhook.secret_env;
+            let value = match given {
+                Some(given) => given.get(env).cloned(),
+                None => std::env::var(env).ok(),
+            }
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "scenario {}: [[_webhook]] {}: the environment variable {env} (secret_env) is not set",
+                    scenario.name,
+                    webhook.url
+                )
+            })?;
+            secrets
+                .insert(env, &value)
+                .map_err(|why| anyhow::anyhow!("scenario {}: {why}", scenario.name))?;
+        }
+    }
+    Ok(secrets)
+}
+
 /// Serves on `listener` until `shutdown` completes; then stops the background tasks.
 pub async fn run(
     listener: TcpListener,
@@ -230,6 +265,7 @@ pub async fn run(
         link_base.clone(),
         |var| std::env::var(var).ok(),
     )?);
+    let webhook_secrets = webhook_secrets(&config.scenarios, config.webhook_secrets.as_ref())?;
     metrics::install();
     let shell = Shell::new(runtime::Parts {
         store: config.store,
@@ -240,6 +276,7 @@ pub async fn run(
         notifier,
         rooms,
         http,
+        webhook_secrets,
     });
     let state = Arc::new(AppState {
         shell: shell.clone(),

@@ -28,7 +28,40 @@ impl ReqwestPost {
     }
 }
 
+/// The answer's status, or why none came.
+fn outcome(sent: Result<reqwest::Response, reqwest::Error>) -> Result<u16, PostError> {
+    match sent {
+        Ok(response) => Ok(response.status().as_u16()),
+        Err(e) => Err(PostError {
+            // A request that cannot even be built fails the same way again.
+            transient: !e.is_builder(),
+            message: e.to_string(),
+        }),
+    }
+}
+
 impl HttpPost for ReqwestPost {
+    fn post_signed<'a>(
+        &'a self,
+        url: &'a str,
+        body: &'a [u8],
+        headers: &'a [(&'static str, String)],
+        timeout: Duration,
+    ) -> PostFuture<'a> {
+        Box::pin(async move {
+            let mut request = self
+                .client
+                .post(url)
+                .timeout(timeout)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec());
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            outcome(request.send().await)
+        })
+    }
+
     fn post_json<'a>(
         &'a self,
         url: &'a str,
@@ -43,14 +76,7 @@ impl HttpPost for ReqwestPost {
                 .json(body)
                 .send()
                 .await;
-            match sent {
-                Ok(response) => Ok(response.status().as_u16()),
-                Err(e) => Err(PostError {
-                    // A request that cannot even be built fails the same way again.
-                    transient: !e.is_builder(),
-                    message: e.to_string(),
-                }),
-            }
+            outcome(sent)
         })
     }
 }

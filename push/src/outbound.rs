@@ -24,6 +24,16 @@ pub trait HttpPost: Send + Sync + 'static {
         body: &'a serde_json::Value,
         timeout: Duration,
     ) -> PostFuture<'a>;
+
+    /// POSTs `body` (JSON, already serialised: a signature covers these
+    /// exact bytes) with `headers`, as [`HttpPost::post_json`] does.
+    fn post_signed<'a>(
+        &'a self,
+        url: &'a str,
+        body: &'a [u8],
+        headers: &'a [(&'static str, String)],
+        timeout: Duration,
+    ) -> PostFuture<'a>;
 }
 
 /// Why a POST got no answer.
@@ -55,5 +65,15 @@ impl HttpPost for NoHttp {
                 transient: false,
             })
         })
+    }
+
+    fn post_signed<'a>(
+        &'a self,
+        url: &'a str,
+        _body: &'a [u8],
+        _headers: &'a [(&'static str, String)],
+        _timeout: Duration,
+    ) -> PostFuture<'a> {
+        self.post_json(url, &serde_json::Value::Null, Duration::ZERO)
     }
 }

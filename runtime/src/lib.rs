@@ -24,4 +24,4 @@ pub mod positions;
 pub mod room_maker;
 pub mod shell;
 
-pub use shell::{create_guard, CreateRequest, Parts, Shell, ShellError};
+pub use shell::{create_guard, CreateRequest, Parts, Shell, ShellError, WebhookSecrets};

@@ -57,6 +57,7 @@ async fn start(s: Scenario) -> Harness {
         notifier: Arc::new(Notifier::new(None, http.clone()).unwrap()),
         rooms: Arc::new(rooms),
         http,
+        webhook_secrets: Default::default(),
     });
     let (stop, stopped) = watch::channel(false);
     shell.spawn_background(stopped, None, None);

@@ -194,6 +194,12 @@ async fn every_route_with_every_kind_of_caller() {
         (Method::GET, "/metrics".into(), None, "supervisor admin"),
         (
             Method::GET,
+            "/api/v1/webhooks/deliveries".into(),
+            None,
+            "supervisor admin",
+        ),
+        (
+            Method::GET,
             "/genesys/2/service/callback/video-scheduled/availability".into(),
             None,
             customer,
@@ -628,6 +634,12 @@ async fn every_acting_route_with_every_kind_of_caller() {
             staff,
         ),
         (Method::POST, "/api/v1/agents/ann/not-ready", None, staff),
+        (
+            Method::POST,
+            "/api/v1/services/{id}/webhooks/retry",
+            None,
+            "supervisor admin",
+        ),
         (
             Method::POST,
             "/api/v1/agents/ann/keys",

@@ -21,3 +21,4 @@ mod throttling;
 mod timeouts;
 mod tls;
 mod video;
+mod webhooks;

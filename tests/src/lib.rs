@@ -88,6 +88,7 @@ pub struct TestAppBuilder {
     redis: bool,
     auth: Option<String>,
     acting_as: Option<String>,
+    webhook_secrets: std::collections::BTreeMap<String, String>,
     rate_limit: http_front::rate_limit::RateLimit,
     cors_origins: Vec<String>,
     http: http_front::HttpLimits,
@@ -106,6 +107,7 @@ impl TestApp {
             redis: false,
             auth: None,
             acting_as: None,
+            webhook_secrets: Default::default(),
             cors_origins: Vec::new(),
             rate_limit: Default::default(),
             http: http_front::HttpLimits::default(),
@@ -174,6 +176,13 @@ impl TestAppBuilder {
     /// ready_agent, …) presents this `x-api-key` (a key or `name:secret`).
     pub fn acting_as(mut self, api_key: &str) -> Self {
         self.acting_as = Some(api_key.to_owned());
+        self
+    }
+
+    /// The webhook secret a scenario's `secret_env` names.
+    pub fn webhook_secret(mut self, env: &str, secret: &str) -> Self {
+        self.webhook_secrets
+            .insert(env.to_owned(), secret.to_owned());
         self
     }
 
@@ -257,6 +266,7 @@ impl TestAppBuilder {
                 .iter()
                 .map(|o| http_front::cors::parse_origin(o).unwrap_or_else(|e| panic!("{e}")))
                 .collect(),
+            webhook_secrets: Some(self.webhook_secrets.clone()),
             ..http_front::Config::new(scenarios, store, clock)
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -1214,7 +1214,13 @@ fn transition(
         }
         Event::WebhooksAttempted { delivered, failed } => {
             let known = |id: &String| rec.webhooks.pending.iter().any(|e| &e.id == id);
-            if !delivered.iter().any(known) && !failed.iter().any(|(id, _)| known(id)) {
+            // A timer with nothing behind it is cleared, not left to fire again.
+            let idle_timer =
+                rec.webhooks.pending.is_empty() && rec.timers.contains_key(&TimerKind::Webhook);
+            if !delivered.iter().any(known)
+                && !failed.iter().any(|(id, _)| known(id))
+                && !idle_timer
+            {
                 // Another round (another node's, after a lease ran out)
                 // already took them: no write.
                 return Err(TransitionError::Unchanged);

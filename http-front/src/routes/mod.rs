@@ -12,6 +12,7 @@ mod queue_position;
 mod schedule;
 mod services;
 pub mod video;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -133,6 +134,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             admin(axum::routing::delete(keys::revoke)),
         )
         .route("/metrics", supervisor(get(crate::metrics::render)))
+        .route(
+            "/api/v1/webhooks/deliveries",
+            supervisor(get(webhooks::deliveries)),
+        )
+        .route(
+            "/api/v1/services/{id}/webhooks/retry",
+            supervisor(post(webhooks::retry)),
+        )
         .route("/api/v1/services/{id}", staff(get(services::show)))
         .route(
             "/api/v1/services/{id}/complete",

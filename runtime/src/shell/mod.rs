@@ -26,6 +26,9 @@ mod rooms;
 mod router;
 mod throttle;
 mod timers;
+mod webhooks;
+
+pub use webhooks::{signature, Attempt, WebhookSecrets};
 
 pub use throttle::{create_guard, CreateRequest, IDEMPOTENCY_KEEP, IDEMPOTENCY_LEASE};
 
@@ -93,8 +96,10 @@ pub struct Parts {
     pub notifier: Arc<Notifier>,
     /// Makes video rooms.
     pub rooms: Arc<RoomMaker>,
-    /// Posts httpcb notifications. It must not follow redirects.
+    /// Posts httpcb notifications and webhooks. It must not follow redirects.
     pub http: Arc<dyn HttpPost>,
+    /// The keys that sign each scenario's webhooks.
+    pub webhook_secrets: WebhookSecrets,
 }
 
 /// The runtime of one node: it owns the store, the scenarios and the push
@@ -118,6 +123,9 @@ pub struct Shell {
     /// background task opens them, so a transition never waits on another.
     open_room_tx: mpsc::UnboundedSender<String>,
     open_room_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    http: Arc<dyn HttpPost>,
+    webhook_secrets: WebhookSecrets,
+    webhook_attempts: webhooks::Recent,
 }
 
 impl Shell {
@@ -131,6 +139,7 @@ impl Shell {
             notifier,
             rooms,
             http,
+            webhook_secrets,
         } = parts;
         let (registry, pushed) = Registry::new(limits);
         let (open_room_tx, open_room_rx) = mpsc::unbounded_channel();
@@ -139,7 +148,7 @@ impl Shell {
             scenarios,
             clock,
             fanout: Fanout::new(registry, relay),
-            httpcb: HttpCallbacks::new(http, delivery::HTTPCB_IN_FLIGHT),
+            httpcb: HttpCallbacks::new(http.clone(), delivery::HTTPCB_IN_FLIGHT),
             pushed: std::sync::Mutex::new(Some(pushed)),
             route_wake: Notify::new(),
             timer_wake: Notify::new(),
@@ -147,6 +156,9 @@ impl Shell {
             rooms,
             open_room_tx,
             open_room_rx: std::sync::Mutex::new(Some(open_room_rx)),
+            http,
+            webhook_secrets,
+            webhook_attempts: Default::default(),
         })
     }
 

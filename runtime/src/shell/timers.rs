@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine::machine::Event;
+use engine::record::TimerKind;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -39,6 +40,10 @@ impl Shell {
             }
             let results: Vec<Result<bool, ShellError>> = stream::iter(due)
                 .map(|timer| async move {
+                    if timer.kind == TimerKind::Webhook {
+                        // Delivered here, not by the machine: it hears the outcome.
+                        return self.deliver_webhooks(&timer.id).await;
+                    }
                     let event = Event::TimerFired {
                         kind: timer.kind,
                         due: timer.due,
