@@ -60,6 +60,8 @@ pub fn secs(n: i64) -> DateTime<Utc> {
 pub struct ScenarioBuilder {
     keys: Vec<(String, String)>,
     tables: Vec<(String, String)>,
+    /// TOML written after everything else (arrays of tables: `[[_webhook]]`).
+    raw: Vec<String>,
 }
 
 impl ScenarioBuilder {
@@ -69,6 +71,7 @@ impl ScenarioBuilder {
         ScenarioBuilder {
             keys: Vec::new(),
             tables: Vec::new(),
+            raw: Vec::new(),
         }
         .name(name)
         .key("_media_type", r#""chat""#)
@@ -159,6 +162,13 @@ impl ScenarioBuilder {
         self
     }
 
+    /// Appends TOML as it is, after the keys and tables: for arrays of
+    /// tables such as `[[_webhook]]`.
+    pub fn raw(mut self, toml: &str) -> ScenarioBuilder {
+        self.raw.push(toml.to_owned());
+        self
+    }
+
     /// Sets `[_video]`.
     pub fn video(self, body: &str) -> ScenarioBuilder {
         self.table("_video", body)
@@ -212,6 +222,9 @@ impl ScenarioBuilder {
             .collect();
         for (name, body) in &self.tables {
             text.push_str(&format!("\n[{name}]\n{}\n", body.trim_end()));
+        }
+        for raw in &self.raw {
+            text.push_str(&format!("\n{}\n", raw.trim_end()));
         }
         text
     }

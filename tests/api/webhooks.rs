@@ -2,123 +2,15 @@
 //! local server that verifies every request with the Standard Webhooks
 //! library (`standardwebhooks`) and records what came, in order.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use engine::testing::ScenarioBuilder;
 use serde_json::Value;
+use tests::webhooks::{hooked, Receiver, SECRET};
 use tests::TestApp;
-
-/// The secret both sides know (the specification's example secret).
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    id: String,
-    kind: String,
-    body: Value,
-    verified: bool,
-    answered: u16,
-}
-
-/// A receiver that answers `status` (changeable while it runs).
-#[derive(Clone)]
-struct Receiver {
-    got: Arc<Mutex<Vec<Received>>>,
-    status: Arc<AtomicU16>,
-    addr: SocketAddr,
-}
-
-impl Receiver {
-    async fn start(status: u16) -> Receiver {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let status = Arc::new(AtomicU16::new(status));
-        let state = (got.clone(), status.clone());
-        let app = axum::Router::new()
-            .route("/hooks", axum::routing::post(receive))
-            .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { got, status, addr }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hooks", self.addr)
-    }
-
-    fn got(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// Waits until `n` requests were answered 2xx; all of them.
-    async fn delivered(&self, n: usize, within: Duration) -> Vec<Received> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let ok: Vec<Received> = self
-                .got()
-                .into_iter()
-                .filter(|r| r.answered < 300)
-                .collect();
-            if ok.len() >= n {
-                return ok;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} of {n} delivered: {:?}",
-                ok.len(),
-                self.got()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// What the receiver keeps, and the status it answers.
-type Shared = (Arc<Mutex<Vec<Received>>>, Arc<AtomicU16>);
-
-async fn receive(
-    State((got, status)): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let verified = standardwebhooks::Webhook::new(SECRET)
-        .unwrap()
-        .verify(&body, &headers)
-        .is_ok();
-    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let answered = status.load(Ordering::SeqCst);
-    got.lock().unwrap().push(Received {
-        id: headers["webhook-id"]
-            .to_str()
-            .unwrap_or_default()
-            .to_owned(),
-        kind: parsed["type"].as_str().unwrap_or_default().to_owned(),
-        body: parsed,
-        verified,
-        answered,
-    });
-    StatusCode::from_u16(answered).unwrap()
-}
-
-/// chat-delay (as `hooked`) feeding `url`, with the events it names.
-fn hooked(url: &str, events: Option<&str>) -> String {
-    let events = events.map_or(String::new(), |e| format!("events = {e}\n"));
-    format!(
-        "{}\n[[_webhook]]\nurl = \"{url}\"\nsecret_env = \"CRM_WEBHOOK_SECRET\"\n{events}",
-        ScenarioBuilder::chat_delay().name("hooked").toml()
-    )
-}
 
 async fn app_for(receiver: &Receiver, events: Option<&str>) -> TestApp {
     TestApp::builder()
-        .scenario("hooked.toml", &hooked(&receiver.url(), events))
+        .with_scenario(&hooked(&receiver.url(), events))
         .webhook_secret("CRM_WEBHOOK_SECRET", SECRET)
         .spawn()
         .await
@@ -206,7 +98,7 @@ async fn a_receiver_that_is_down_gets_every_event_in_order_once_it_is_back() {
         "{deliveries}"
     );
 
-    receiver.status.store(200, Ordering::SeqCst);
+    receiver.answer(200);
     let got = receiver.delivered(2, Duration::from_secs(15)).await;
     let kinds: Vec<&str> = got.iter().map(|r| r.kind.as_str()).collect();
     assert_eq!(kinds, ["service.created", "service.cancelled"]);
@@ -229,11 +121,7 @@ async fn a_receiver_that_is_down_gets_every_event_in_order_once_it_is_back() {
 #[test]
 fn a_subscription_without_its_secret_stops_start_up() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("hooked.toml"),
-        hooked("http://127.0.0.1:9/hooks", None),
-    )
-    .unwrap();
+    hooked("http://127.0.0.1:9/hooks", None).write_to(dir.path());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_callbackd-node"))
         .args(["--listen", "127.0.0.1:0", "--scenarios"])
         .arg(dir.path())

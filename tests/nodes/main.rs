@@ -12,3 +12,4 @@ mod push;
 mod restart;
 mod support;
 mod throttling;
+mod webhooks;

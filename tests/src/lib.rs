@@ -21,6 +21,7 @@ pub mod seed;
 pub mod smtp;
 pub mod time;
 pub mod video;
+pub mod webhooks;
 
 pub use time::iso_utc_in;
 
