@@ -47,6 +47,16 @@ impl Site {
 
     /// Like [`Site::start`], with extra scenarios.
     pub async fn start_with(n: usize, redis: RedisServer, extra: &[ScenarioBuilder]) -> Site {
+        Site::start_with_env(n, redis, extra, &[]).await
+    }
+
+    /// Like [`Site::start_with`], with environment variables for every node.
+    pub async fn start_with_env(
+        n: usize,
+        redis: RedisServer,
+        extra: &[ScenarioBuilder],
+        env: &[(&str, &str)],
+    ) -> Site {
         let dir = tempfile::tempdir().expect("temp dir");
         let scenarios = dir.path().join("scenarios");
         std::fs::create_dir(&scenarios).unwrap();
@@ -59,7 +69,10 @@ impl Site {
         let mut nodes = Vec::new();
         for i in 0..n {
             let name = ((b'a' + i as u8) as char).to_string();
-            nodes.push(Node::start(NODE_BIN, &name, &redis.url, &scenarios, dir.path()).await);
+            nodes.push(
+                Node::start_with_env(NODE_BIN, &name, &redis.url, &scenarios, dir.path(), env)
+                    .await,
+            );
         }
         Site {
             redis,
