@@ -362,9 +362,7 @@ async fn exports_are_csv_with_quoting_and_without_formulas() {
     .await;
     let res = app
         .client
-        .get(app.url(&format!(
-            "/genesys/1/admin/callback/export?states=QUEUED&target=support&properties=_id,usr_name,usr_note,_customer_number,usr_tab,usr_at,usr_minus,_queue"
-        )))
+        .get(app.url("/genesys/1/admin/callback/export?states=QUEUED&target=support&properties=_id,usr_name,usr_note,_customer_number,usr_tab,usr_at,usr_minus,_queue"))
         .send()
         .await
         .unwrap();
