@@ -17,7 +17,7 @@ use engine::event_table;
 use engine::machine::{self, Applied, Effect, Event, NewService, TransitionError};
 use engine::record::{
     CallbackReason, ChatEntryKind, Party, ServiceRecord, ServiceState, TimerKind, OUTBOX_LIMIT,
-    RECORD_SCHEMA, RECORD_SCHEMA_BOOKED,
+    RECORD_SCHEMA, RECORD_SCHEMA_BOOKED, RECORD_SCHEMA_VIDEO,
 };
 use engine::scenario::{OnUserConfirmTimeout, Scenario, Scenarios};
 use engine::testing::{
@@ -752,6 +752,244 @@ fn complete_in_connected_records_the_handle_time() {
 }
 
 // ---------------------------------------------------------------------------
+// A supervisor moves and requeues
+// ---------------------------------------------------------------------------
+
+fn moved(queue: Option<&str>, agent: Option<&str>) -> Event {
+    Event::Moved {
+        queue: queue.map(str::to_owned),
+        agent: agent.map(str::to_owned),
+    }
+}
+
+#[test]
+fn moving_a_queued_service_keeps_its_place_in_the_new_queue() {
+    let walk = check(
+        "move while queued",
+        &delay(),
+        None,
+        &[at(100, moved(Some("billing"), None))],
+        (S::WaitForAgent, None),
+        &["LeftQueue", "EnteredQueue"],
+    );
+    assert!(walk.last().contains(&Effect::LeftQueue {
+        queue: "support".into()
+    }));
+    assert!(walk.last().contains(&Effect::EnteredQueue {
+        queue: "billing".into()
+    }));
+    let rec = &walk.record;
+    assert_eq!(rec.ticket.queue, "billing");
+    // Its age is its place: the time it joined, not the time it moved.
+    assert_eq!(rec.ticket.since, t0());
+    assert_eq!(rec.ticket.preferred_agent, None);
+    // The wait for an agent goes on; it does not start again.
+    assert_eq!(rec.timers[&TimerKind::FindAgent], secs(7200));
+    // A supervisor's move is in the history though the state stays.
+    let last = rec.history.last().unwrap();
+    assert_eq!(
+        (last.from, last.to, last.event.as_str(), last.at),
+        (Some(S::WaitForAgent), S::WaitForAgent, "moved", secs(100))
+    );
+}
+
+#[test]
+fn moving_to_a_preferred_agent_keeps_it_for_that_agent_for_a_while() {
+    let scn = delay();
+    let walk = check(
+        "move to an agent",
+        &scn,
+        None,
+        &[at(100, moved(None, Some("agent-7")))],
+        (S::WaitForAgent, None),
+        &["LeftQueue", "EnteredQueue", "TimerArmed(preferred_agent)"],
+    );
+    let rec = &walk.record;
+    assert_eq!(rec.ticket.queue, "support");
+    assert_eq!(rec.ticket.preferred_agent.as_deref(), Some("agent-7"));
+    assert_eq!(
+        rec.schema, RECORD_SCHEMA_VIDEO,
+        "a preferred agent needs schema 3"
+    );
+    let due = rec.timers[&TimerKind::PreferredAgent];
+    assert_eq!(
+        due,
+        secs(100) + Duration::from_std(scn.preferred_agent_timeout).unwrap()
+    );
+    // Another agent may not take it; the preferred one may.
+    let (_, event, _) = not_allowed(machine::apply(rec, &scn, &reserved("agent-1"), secs(110)));
+    assert_eq!(event, "agent_reserved");
+    let taken = machine::apply(rec, &scn, &reserved("agent-7"), secs(110)).unwrap();
+    assert_eq!(taken.record.state, S::WaitForUserConfirm);
+}
+
+#[test]
+fn moving_an_offered_service_takes_it_back_from_its_agent_first() {
+    let walk = check(
+        "move while routing",
+        &delay(),
+        None,
+        &[
+            at(30, reserved("agent-1")),
+            at(50, moved(Some("billing"), Some("agent-2"))),
+        ],
+        (S::WaitForAgent, None),
+        &[
+            "AgentReleased",
+            "TimerCancelled(user_confirm)",
+            "EnteredQueue",
+            "TimerArmed(find_agent)",
+            "TimerArmed(preferred_agent)",
+        ],
+    );
+    assert!(walk.last().contains(&Effect::AgentReleased {
+        agent: "agent-1".into()
+    }));
+    let rec = &walk.record;
+    assert_eq!(rec.agent, None);
+    assert_eq!(
+        (rec.ticket.queue.as_str(), rec.ticket.since),
+        ("billing", t0())
+    );
+    assert_eq!(rec.ticket.preferred_agent.as_deref(), Some("agent-2"));
+    let last = rec.history.last().unwrap();
+    assert_eq!(
+        (last.from, last.to, last.event.as_str()),
+        (Some(S::WaitForUserConfirm), S::WaitForAgent, "moved")
+    );
+}
+
+#[test]
+fn moving_a_scheduled_service_changes_where_it_will_wait() {
+    let scn = delay();
+    let walk = check(
+        "move while scheduled",
+        &scn,
+        Some(600),
+        &[at(100, moved(Some("billing"), None))],
+        (S::Scheduled, None),
+        &[],
+    );
+    assert_eq!(walk.record.ticket.queue, "billing");
+    let walk = check(
+        "its time comes",
+        &scn,
+        Some(600),
+        &[
+            at(100, moved(Some("billing"), None)),
+            fire(TimerKind::DesiredTime),
+        ],
+        (S::WaitForAgent, None),
+        &["EnteredQueue", "TimerArmed(find_agent)"],
+    );
+    assert!(walk.last().contains(&Effect::EnteredQueue {
+        queue: "billing".into()
+    }));
+}
+
+#[test]
+fn a_move_is_refused_once_an_agent_has_the_service_or_when_it_moves_nothing() {
+    let scn = delay();
+    for state in [S::Connected, S::Completed] {
+        let (desired, steps) = to_state(state);
+        let rec = run(&scn, desired, &steps).record;
+        let got = machine::apply(&rec, &scn, &moved(Some("billing"), None), secs(500));
+        let (at_state, event, message) = not_allowed(got);
+        assert_eq!((at_state, event), (state, "moved"));
+        if state == S::Connected {
+            assert!(message.contains("requeue"), "{message}");
+        }
+    }
+    let rec = run(&scn, None, &[]).record;
+    let got = machine::apply(&rec, &scn, &moved(None, None), secs(500));
+    let Err(TransitionError::NotAllowed { message, .. }) = got else {
+        panic!("a move to nowhere is accepted: {got:?}");
+    };
+    assert!(message.contains("queue or an agent"), "{message}");
+}
+
+#[test]
+fn requeue_frees_the_agent_and_keeps_the_age() {
+    let scn = delay();
+    // (state, steps to it, effects of the requeue)
+    let table: [(&str, Vec<Step>, &[&str]); 2] = [
+        (
+            "ROUTING",
+            vec![at(30, reserved("agent-1"))],
+            &[
+                "AgentReleased",
+                "TimerCancelled(user_confirm)",
+                "EnteredQueue",
+                "TimerArmed(find_agent)",
+            ],
+        ),
+        (
+            "PROCESSING",
+            vec![at(30, reserved("agent-1")), at(40, Event::UserConfirmed)],
+            &["AgentReleased", "EnteredQueue", "TimerArmed(find_agent)"],
+        ),
+    ];
+    for (label, mut steps, effects) in table {
+        steps.push(at(200, Event::Requeued));
+        let walk = check(label, &scn, None, &steps, (S::WaitForAgent, None), effects);
+        assert!(
+            walk.last().contains(&Effect::AgentReleased {
+                agent: "agent-1".into()
+            }),
+            "{label}"
+        );
+        let rec = &walk.record;
+        assert_eq!(
+            (rec.agent.as_deref(), rec.served_by.as_deref()),
+            (None, None),
+            "{label}"
+        );
+        assert_eq!(rec.connected_at, None, "{label}");
+        assert_eq!(
+            (rec.ticket.queue.as_str(), rec.ticket.since),
+            ("support", t0()),
+            "{label}"
+        );
+        let last = rec.history.last().unwrap();
+        assert_eq!(last.event, "requeued", "{label}");
+        // The next agent is asked for as the first was.
+        let again = machine::apply(rec, &scn, &reserved("agent-2"), secs(300)).unwrap();
+        assert_eq!(again.record.state, S::WaitForUserConfirm, "{label}");
+    }
+    for state in [S::Scheduled, S::WaitForAgent, S::Completed] {
+        let (desired, steps) = to_state(state);
+        let rec = run(&scn, desired, &steps).record;
+        let got = machine::apply(&rec, &scn, &Event::Requeued, secs(500));
+        let (at_state, event, _) = not_allowed(got);
+        assert_eq!((at_state, event), (state, "requeued"));
+    }
+}
+
+#[test]
+fn requeue_takes_the_agent_out_of_the_chat() {
+    let scn = delay();
+    let walk = run(
+        &scn,
+        None,
+        &[
+            at(30, reserved("agent-1")),
+            at(40, Event::UserConfirmed),
+            at(50, chat_started()),
+            at(60, Event::Requeued),
+        ],
+    );
+    let chat = walk.record.chat.as_ref().expect("the chat");
+    assert!(chat.is_open(), "the customer's chat goes on");
+    assert!(!chat.agent_joined);
+    let left = chat.transcript.last().unwrap();
+    assert_eq!((left.kind, left.party), (ChatEntryKind::Left, Party::Agent));
+    assert!(walk
+        .last()
+        .iter()
+        .any(|e| matches!(e, Effect::NotifyDevice { tag, .. } if tag.starts_with("service.chat"))));
+}
+
+// ---------------------------------------------------------------------------
 // Chat
 // ---------------------------------------------------------------------------
 
@@ -1451,6 +1689,10 @@ fn state_event_table_chat_delay() {
         // Without a live room, the same as complete.
         Event::ForceComplete => Event::ForceComplete,         [No,    No,    No,    ac,    ac,    No   ];
         Event::SurveyAnswered { .. } => survey(),             [No,    No,    No,    No,    No,    No   ];
+        // Waiting (or offered: taken back first), a supervisor may move it.
+        Event::Moved { .. } => moved(Some("billing"), None),  [Same,  Same,  q,     No,    No,    No   ];
+        // Only a service with an agent goes back to its queue.
+        Event::Requeued => Event::Requeued,                   [No,    No,    q,     q,     q,     No   ];
     };
     let failures = run_table(&scn, &rows, &lines);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
@@ -1529,6 +1771,8 @@ fn state_event_table_chat_immediate() {
         // Without a live room, the same as complete.
         Event::ForceComplete => Event::ForceComplete,         [No,    No,    No,    ac,    ac,    No   ];
         Event::SurveyAnswered { .. } => survey(),             [No,    No,    No,    No,    No,    No   ];
+        Event::Moved { .. } => moved(Some("billing"), None),  [Same,  Same,  Same,  No,    No,    No   ];
+        Event::Requeued => Event::Requeued,                   [No,    No,    No,    q,     q,     No   ];
     };
     let failures = run_table(&scn, &rows, &lines);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));

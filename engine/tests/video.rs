@@ -2425,6 +2425,10 @@ fn state_event_table_with_a_video_leg() {
         Event::RoomSignal { .. } => signal(Party::Client),    [No,    Same,  No,    No,    No,    No   ];
         // Once a call took place, even after completion.
         Event::SurveyAnswered { .. } => survey(4, 5),         [No,    No,    Same,  No,    No,    Same ];
+        // Waiting for the video's agent it may move; with an agent, not.
+        Event::Moved { .. } => Event::Moved { queue: Some("billing".into()), agent: None }, [No, No, No, Same, Same, No];
+        // Not while the room is live; after the call it waits for another agent.
+        Event::Requeued => Event::Requeued,                   [No,    No,    To(S::WaitForAgent), No, No, No];
     };
     let failures = run_table_at(now, &scn, &rows, &lines);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));

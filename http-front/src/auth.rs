@@ -175,6 +175,16 @@ pub async fn gate(
     runtime::cause::with_cause(cause, next.run(req)).await
 }
 
+/// What a supervisor's or admin's transitions name, as [`gate`] set it:
+/// for a handler that adds to it (the reason of a bulk cancel).
+pub fn staff_cause(state: &AppState, caller: &Caller) -> String {
+    cause(
+        &caller.0,
+        Need::AtLeast(Role::Supervisor),
+        state.access.is_open(),
+    )
+}
+
 /// Who a request's transitions name: the customer (through the app's
 /// credential), an agent, or a staff credential. Open, with no credential
 /// to name, the route says which side called.

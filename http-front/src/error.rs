@@ -90,6 +90,11 @@ impl AppError {
         }
     }
 
+    /// The stable code of the JSON body's `exception`.
+    pub(crate) fn exception(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
     pub(crate) fn status(&self) -> StatusCode {
         self.status_and_code().0
     }

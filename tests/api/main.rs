@@ -1,6 +1,7 @@
 //! Black-box API tests: one binary, the real server on 127.0.0.1:0.
 
 mod access;
+mod admin;
 mod bad_inputs;
 mod booking;
 mod booking_mail;

@@ -191,8 +191,8 @@ impl Service {
         }
     }
 
-    /// The chat's agent hands the customer over to the video's agent.
-    pub(super) fn agent_leaves_chat(&mut self, context: &mut Context) {
+    /// The agent leaves the customer's open chat, saying why in `text`.
+    pub(super) fn agent_leaves_chat(&mut self, context: &mut Context, text: &str) {
         let now = self.now;
         let agent = self.rec.agent.clone().unwrap_or_default();
         let Some(chat) = self
@@ -204,7 +204,6 @@ impl Service {
             return;
         };
         chat.agent_joined = false;
-        let text = "has left the session: the video call goes to another agent";
         let index = chat.push(ChatEntryKind::Left, Party::Agent, &agent, text, now);
         let id = self.rec.id.clone();
         let body = chat_body(&id, index, ChatEntryKind::Left, Party::Agent, &agent, text);

@@ -191,6 +191,17 @@ pub enum Event {
         score: u8,
         comment: Option<String>,
     },
+    /// A supervisor moves a waiting service to another queue and/or to a
+    /// preferred agent; it keeps its priority and age, so its place. One
+    /// offered to an agent (ROUTING) is taken back from that agent first.
+    Moved {
+        queue: Option<String>,
+        agent: Option<String>,
+    },
+    /// A supervisor takes a service back from its agent (ROUTING or
+    /// PROCESSING): it waits in its queue again with its age, and the agent
+    /// is free for another.
+    Requeued,
 }
 
 impl Event {
@@ -233,7 +244,15 @@ impl Event {
             Event::RoomSignal { .. } => "room_signal",
             Event::ForceComplete => "force_complete",
             Event::SurveyAnswered { .. } => "survey_answered",
+            Event::Moved { .. } => "moved",
+            Event::Requeued => "requeued",
         }
+    }
+
+    /// Whether the history keeps this event even when the state stays: a
+    /// supervisor's hand on a service is always accounted for.
+    pub fn always_in_history(&self) -> bool {
+        matches!(self, Event::Moved { .. } | Event::Requeued)
     }
 }
 
@@ -503,6 +522,11 @@ impl Service {
                 changes.apply_to(&mut self.rec);
                 Handled
             }
+            // Not in a queue yet: it joins the new one when its time comes.
+            Event::Moved { queue, agent } => {
+                self.move_ticket(context, queue, agent);
+                Handled
+            }
             _ => Super,
         }
     }
@@ -561,6 +585,21 @@ impl Service {
             } if self.rec.ticket.preferred_agent.is_some() => {
                 // The preferred agent did not take it in time: the queue may.
                 self.rec.ticket.preferred_agent = None;
+                let queue = self.rec.ticket.queue.clone();
+                context.effects.push(Effect::EnteredQueue { queue });
+                Handled
+            }
+            Event::Moved { queue, agent } => {
+                let left = self.rec.ticket.queue.clone();
+                if !self.move_ticket(context, queue, agent) {
+                    return Handled;
+                }
+                context.effects.push(Effect::LeftQueue { queue: left });
+                if agent.is_some() {
+                    // The new preferred agent gets the whole window.
+                    self.disarm(context, TimerKind::PreferredAgent);
+                    self.arm_preferred(context);
+                }
                 let queue = self.rec.ticket.queue.clone();
                 context.effects.push(Effect::EnteredQueue { queue });
                 Handled
@@ -638,6 +677,17 @@ impl Service {
     fn wait_for_user_confirm(&mut self, context: &mut Context, event: &Event) -> Outcome<State> {
         match event {
             Event::UserConfirmed => Transition(State::connected()),
+            Event::Moved { queue, agent } => {
+                if !self.move_ticket(context, queue, agent) {
+                    return Handled;
+                }
+                self.release_agent(context);
+                Transition(State::wait_for_agent())
+            }
+            Event::Requeued => {
+                self.release_agent(context);
+                Transition(State::wait_for_agent())
+            }
             Event::TimerFired {
                 kind: TimerKind::UserConfirm,
                 ..
@@ -701,6 +751,25 @@ impl Service {
                 self.end_room(context, RoomEnd::Forced);
                 Transition(State::completed(CallbackReason::AgentConnected))
             }
+            Event::Requeued => match self.rec.live_room().map(|r| r.code.clone()) {
+                Some(code) => {
+                    context.refuse(self.in_state(&format!(
+                        "video room {code} is live; the agent leaves the room first"
+                    )));
+                    Handled
+                }
+                None => {
+                    self.agent_leaves_chat(
+                        context,
+                        "has left the session: the service went back to the queue",
+                    );
+                    self.release_agent(context);
+                    // Nobody handles it until the next agent connects.
+                    self.rec.served_by = None;
+                    self.rec.connected_at = None;
+                    Transition(State::wait_for_agent())
+                }
+            },
             Event::StartVideo {
                 by,
                 routing,
@@ -728,7 +797,10 @@ impl Service {
                 // The chat's agent cannot take it: route the video by its
                 // routingData, as a new request, and let the agent go.
                 self.retarget(routing, self.now);
-                self.agent_leaves_chat(context);
+                self.agent_leaves_chat(
+                    context,
+                    "has left the session: the video call goes to another agent",
+                );
                 self.release_agent(context);
                 // Until the video's agent connects, nobody handles it: chat
                 // messages must not go to the agent who let it go.
@@ -858,6 +930,28 @@ impl Service {
 }
 
 impl Service {
+    /// A supervisor's move: the ticket's queue and/or preferred agent
+    /// change, its priority and age (so its place) stay. False (and the
+    /// event refused) when it names neither.
+    fn move_ticket(
+        &mut self,
+        context: &mut Context,
+        queue: &Option<String>,
+        agent: &Option<String>,
+    ) -> bool {
+        if queue.is_none() && agent.is_none() {
+            context.refuse(self.in_state("a move names a queue or an agent"));
+            return false;
+        }
+        if let Some(queue) = queue {
+            self.rec.ticket.queue = queue.clone();
+        }
+        if let Some(agent) = agent {
+            self.rec.ticket.preferred_agent = Some(agent.clone());
+        }
+        true
+    }
+
     fn arm_preferred(&mut self, context: &mut Context) {
         if self.rec.ticket.preferred_agent.is_some() {
             let due = after(self.now, self.scenario.preferred_agent_timeout);
@@ -914,6 +1008,13 @@ impl Service {
             }
             Event::OpenRoom { .. } => "a room opens only once an agent has the video leg".to_owned(),
             Event::ForceComplete => "only a connected service (PROCESSING) can be completed".to_owned(),
+            Event::Moved { .. } => {
+                "only a waiting service (SCHEDULED, QUEUED or ROUTING) can be moved; requeue it first"
+                    .to_owned()
+            }
+            Event::Requeued => {
+                "only a service with an agent (ROUTING or PROCESSING) can be requeued".to_owned()
+            }
             Event::TimerFired { kind, .. } => format!("timer {} does not apply", kind.as_str()),
             other => format!("`{}` does not apply", other.name()),
         };
@@ -1334,7 +1435,7 @@ fn transition(
     rec.reason = reason;
     rec.version = record.version + 1;
     rec.schema = rec.schema.max(rec.required_schema());
-    if to != from {
+    if to != from || event.always_in_history() {
         rec.history.push(HistoryEntry {
             at: now,
             from: Some(from),

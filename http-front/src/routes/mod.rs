@@ -1,5 +1,6 @@
 //! HTTP routes, one file per group of commands.
 
+mod admin;
 mod agents;
 mod callback;
 mod chat;
@@ -27,7 +28,9 @@ use crate::AppState;
 /// Every API route, grouped by what it needs of its caller (see
 /// [`crate::auth`]): the GMS customer calls need a `client` (or better),
 /// the queries by properties a `backend`, the agent API an agent acting on
-/// its own things or a supervisor, profiles a supervisor, keys an admin.
+/// its own things or a supervisor, profiles and the operator's API
+/// (`/genesys/1/admin/…`, the agent list, move, requeue) a supervisor,
+/// keys an admin.
 /// The room API proves each side with its room token instead, and
 /// `/healthz` is for load balancers.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -114,6 +117,27 @@ pub fn router(state: Arc<AppState>) -> Router {
             client(post(video::start_by_customer).get(video::show_to_customer)),
         )
         .route(
+            "/genesys/1/admin/callback/queues",
+            supervisor(get(admin::queues)),
+        )
+        .route(
+            "/genesys/1/admin/callback/watermarks",
+            supervisor(get(admin::watermarks)),
+        )
+        .route(
+            "/genesys/1/admin/callback/cancel",
+            supervisor(post(admin::cancel)),
+        )
+        .route(
+            "/genesys/1/admin/callback/reportcancelled",
+            supervisor(post(admin::report_cancelled)),
+        )
+        .route(
+            "/genesys/1/admin/callback/export",
+            supervisor(get(admin::export)),
+        )
+        .route("/api/v1/agents", supervisor(get(admin::agents)))
+        .route(
             "/api/v1/agents/{agent_id}",
             supervisor(put(agents::upsert)).merge(staff(get(agents::show))),
         )
@@ -146,6 +170,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/v1/services/{id}/complete",
             staff(post(services::complete)),
+        )
+        .route(
+            "/api/v1/services/{id}/move",
+            supervisor(post(admin::move_service)),
+        )
+        .route(
+            "/api/v1/services/{id}/requeue",
+            supervisor(post(admin::requeue)),
         )
         .route("/api/v1/services/{id}/chat", staff(post(services::chat)))
         .route(

@@ -16,7 +16,8 @@ use crate::error::AppError;
 use crate::form::JsonBody;
 use crate::AppState;
 
-fn full(record: &ServiceRecord) -> Value {
+/// The full record, as the agent API shows it.
+pub(super) fn full(record: &ServiceRecord) -> Value {
     let mut v = serde_json::to_value(record).unwrap_or(Value::Null);
     v["_callback_state"] = Value::from(record.state.gms_name());
     v["_callback_reason"] = record

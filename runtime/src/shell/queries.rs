@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use engine::record::ServiceRecord;
+use engine::record::{ServiceRecord, ServiceState};
 use engine::scenario::Scenarios;
 use engine::stats::QueueStats;
 use engine::store::{AgentProfile, AgentRecord, IndexKey, QueueEntry};
@@ -31,6 +31,19 @@ impl Shell {
     /// The services an index key names (a customer number, a scenario).
     pub async fn services_by(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, ShellError> {
         Ok(self.store.find(key).await?)
+    }
+
+    /// Every stored service in one of these states, in no particular order
+    /// (the operator's views: by queue, watermarks, exports).
+    pub async fn services_in(
+        &self,
+        states: &[ServiceState],
+    ) -> Result<Vec<ServiceRecord>, ShellError> {
+        let mut all = Vec::new();
+        for state in states {
+            all.extend(self.store.find(&IndexKey::State(*state)).await?);
+        }
+        Ok(all)
     }
 
     /// The id of the service whose latest room has this code.
