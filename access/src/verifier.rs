@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
+use sha2::{Digest, Sha256};
 
 use crate::file::Credentials;
-use crate::keys::{sha256_hex, MintedKeyText, StoredKey};
+use crate::keys::{MintedKeyText, StoredKey};
 use crate::presented::Presented;
 use crate::role::{Principal, Role};
 use crate::AuthError;
@@ -45,9 +46,12 @@ impl std::fmt::Debug for MintedKeyText {
 /// A check's outcome and when it was made.
 type Verdict = (Result<Principal, AuthError>, Instant);
 
+/// What a verdict is remembered under: a SHA-256 digest (see [`fingerprint`]).
+type Fingerprint = [u8; 32];
+
 pub struct Verifier {
     credentials: Credentials,
-    verdicts: Mutex<HashMap<String, Verdict>>,
+    verdicts: Mutex<HashMap<Fingerprint, Verdict>>,
 }
 
 impl Verifier {
@@ -153,9 +157,18 @@ impl Verifier {
 }
 
 /// What a verdict is remembered under: a hash of what was presented and of
-/// the hash it was checked against, never the secret itself.
-fn fingerprint(name: &str, secret: &str, secret_hash: &str) -> String {
-    sha256_hex(&format!("{name}\u{0}{secret}\u{0}{secret_hash}"))
+/// the hash it was checked against, never the secret itself. The raw digest,
+/// fed piece by piece: this runs on every request, and formatting the input
+/// and the digest as text cost ten times the hash.
+fn fingerprint(name: &str, secret: &str, secret_hash: &str) -> Fingerprint {
+    Sha256::new()
+        .chain_update(name)
+        .chain_update([0])
+        .chain_update(secret)
+        .chain_update([0])
+        .chain_update(secret_hash)
+        .finalize()
+        .into()
 }
 
 fn dummy_hash() -> PasswordHash<'static> {
