@@ -6,12 +6,15 @@
 //! `VERDICT_TTL`, keyed by a SHA-256 of what was presented (never the
 //! secret itself), in a cache of at most `VERDICT_CAPACITY` entries.
 //! Refusals are remembered too, so a client repeating a wrong secret costs
-//! one hash, not one per request. A minted key is checked against the
-//! entry the caller read from the store for each request (a fast hash: see
-//! `keys`), so a revoked key is refused at once on every node.
+//! one hash, not one per request; requests that present the same new
+//! credential at once wait for one hash between them. A minted key is
+//! checked against the entry the caller read from the store for each
+//! request (a fast hash: see `keys`), so a revoked key is refused at once
+//! on every node.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
@@ -52,6 +55,11 @@ type Fingerprint = [u8; 32];
 pub struct Verifier {
     credentials: Credentials,
     verdicts: Mutex<HashMap<Fingerprint, Verdict>>,
+    /// The credentials being hashed right now, each with the lock its hash
+    /// holds, so a request presenting one waits for that verdict.
+    hashing: Mutex<HashMap<Fingerprint, Arc<Mutex<()>>>>,
+    /// Password hashes run so far.
+    hashes: AtomicUsize,
 }
 
 impl Verifier {
@@ -59,6 +67,8 @@ impl Verifier {
         Verifier {
             credentials,
             verdicts: Mutex::new(HashMap::new()),
+            hashing: Mutex::new(HashMap::new()),
+            hashes: AtomicUsize::new(0),
         }
     }
 
@@ -105,8 +115,12 @@ impl Verifier {
             return None;
         };
         let cred = self.credentials.by_name.get(name)?;
+        self.lookup(&fingerprint(name, secret, &cred.secret_hash))
+    }
+
+    fn lookup(&self, key: &Fingerprint) -> Option<Result<Principal, AuthError>> {
         let verdicts = self.verdicts.lock().expect("verdicts");
-        let (verdict, at) = verdicts.get(&fingerprint(name, secret, &cred.secret_hash))?;
+        let (verdict, at) = verdicts.get(key)?;
         (at.elapsed() < VERDICT_TTL).then(|| verdict.clone())
     }
 
@@ -119,16 +133,49 @@ impl Verifier {
         let Some(cred) = self.credentials.by_name.get(name) else {
             // An unknown name costs what a wrong secret costs, so timing
             // does not tell which names exist.
+            self.hashes.fetch_add(1, Ordering::Relaxed);
             let _ = Argon2::default().verify_password(secret.as_bytes(), &dummy_hash());
             return Err(AuthError::Refused);
         };
         let key = fingerprint(name, secret, &cred.secret_hash);
-        let now = Instant::now();
-        if let Some((verdict, at)) = self.verdicts.lock().expect("verdicts").get(&key) {
-            if now.duration_since(*at) < VERDICT_TTL {
-                return verdict.clone();
-            }
+        if let Some(verdict) = self.lookup(&key) {
+            return verdict;
         }
+        // Requests that present a new credential at once (an app's
+        // connection pool, a fleet starting) run one hash between them:
+        // the first hashes, the others wait for its verdict. Without this
+        // each ran its own, each taking argon2's 19 MiB and tens of ms.
+        let turn = self
+            .hashing
+            .lock()
+            .expect("hashing")
+            .entry(key)
+            .or_default()
+            .clone();
+        let verdict = {
+            let _held = turn.lock().unwrap_or_else(PoisonError::into_inner);
+            match self.lookup(&key) {
+                Some(verdict) => verdict,
+                None => self.hash(cred, secret, key),
+            }
+        };
+        let mut hashing = self.hashing.lock().expect("hashing");
+        if hashing.get(&key).is_some_and(|t| Arc::ptr_eq(t, &turn)) {
+            // Its verdict is remembered: later requests find it there.
+            hashing.remove(&key);
+        }
+        verdict
+    }
+
+    /// Checks `secret` against the credential's hash, and remembers the
+    /// verdict under `key`.
+    fn hash(
+        &self,
+        cred: &crate::FileCredential,
+        secret: &str,
+        key: Fingerprint,
+    ) -> Result<Principal, AuthError> {
+        self.hashes.fetch_add(1, Ordering::Relaxed);
         let verdict = PasswordHash::new(&cred.secret_hash)
             .ok()
             .filter(|hash| {
@@ -142,6 +189,7 @@ impl Verifier {
                 agent: cred.agent.clone(),
             })
             .ok_or(AuthError::Refused);
+        let now = Instant::now();
         let mut verdicts = self.verdicts.lock().expect("verdicts");
         if verdicts.len() >= VERDICT_CAPACITY {
             // Dropping expired verdicts first keeps the bound without an
@@ -176,4 +224,58 @@ fn dummy_hash() -> PasswordHash<'static> {
     static DUMMY: OnceLock<String> = OnceLock::new();
     let text = DUMMY.get_or_init(|| crate::hash_secret("callbackd: no such credential"));
     PasswordHash::new(text).expect("our own hash parses")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier() -> Verifier {
+        let file = format!(
+            "[[credential]]\nname = \"app\"\nrole = \"client\"\nsecret_hash = \"{}\"\n",
+            crate::hash_secret("s3cret-s3cret")
+        );
+        Verifier::new(
+            Credentials::parse(&file, std::path::Path::new("auth.toml"), |_| None).unwrap(),
+        )
+    }
+
+    /// Eight requests presenting the same new credential at once run one
+    /// hash between them and all get its verdict, good or bad.
+    #[test]
+    fn a_credential_presented_by_many_at_once_is_hashed_once() {
+        let verifier = verifier();
+        for (secret, good) in [("s3cret-s3cret", true), ("wrong-wrong", false)] {
+            let before = verifier.hashes.load(Ordering::Relaxed);
+            let presented = Presented::File {
+                name: "app".into(),
+                secret: secret.into(),
+            };
+            let start = std::sync::Barrier::new(8);
+            let verdicts: Vec<_> = std::thread::scope(|s| {
+                let checks: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            verifier.check(&presented)
+                        })
+                    })
+                    .collect();
+                checks.into_iter().map(|c| c.join().unwrap()).collect()
+            });
+            for verdict in &verdicts {
+                match verdict {
+                    Ok(Checked::Principal(p)) => assert!(good && p.name == "app", "{p:?}"),
+                    Err(AuthError::Refused) => assert!(!good),
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert_eq!(
+                verifier.hashes.load(Ordering::Relaxed) - before,
+                1,
+                "{secret}"
+            );
+            assert!(verifier.hashing.lock().unwrap().is_empty());
+        }
+    }
 }
