@@ -11,11 +11,18 @@
 //! checked against the entry the caller read from the store for each
 //! request (a fast hash: see `keys`), so a revoked key is refused at once
 //! on every node.
+//!
+//! A JWT's signature and claims cost a few microseconds, a tenth of a
+//! create, so an accepted token is remembered too (under a SHA-256 of the
+//! token), until `VERDICT_TTL` or until it expires, whichever is first, in
+//! a map of its own: tokens cannot push the costly file verdicts out. A
+//! refused token is not remembered: it costs no hash, and only tokens the
+//! identity provider signed can take room.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
@@ -46,15 +53,44 @@ impl std::fmt::Debug for MintedKeyText {
     }
 }
 
-/// A check's outcome and when it was made.
-type Verdict = (Result<Principal, AuthError>, Instant);
-
 /// What a verdict is remembered under: a SHA-256 digest (see [`fingerprint`]).
 type Fingerprint = [u8; 32];
 
+/// A check's outcome, and until when it holds.
+type Verdict = (Result<Principal, AuthError>, Instant);
+
+/// Verdicts, each until its own deadline, at most `VERDICT_CAPACITY`.
+#[derive(Default)]
+struct Remembered(Mutex<HashMap<Fingerprint, Verdict>>);
+
+impl Remembered {
+    fn get(&self, key: &Fingerprint) -> Option<Result<Principal, AuthError>> {
+        let verdicts = self.0.lock().expect("verdicts");
+        let (verdict, until) = verdicts.get(key)?;
+        (Instant::now() < *until).then(|| verdict.clone())
+    }
+
+    fn put(&self, key: Fingerprint, verdict: Result<Principal, AuthError>, until: Instant) {
+        let now = Instant::now();
+        let mut verdicts = self.0.lock().expect("verdicts");
+        if verdicts.len() >= VERDICT_CAPACITY {
+            // Dropping expired verdicts first keeps the bound without an
+            // LRU; if all are fresh, start over (a few checks recomputed).
+            verdicts.retain(|_, (_, until)| now < *until);
+            if verdicts.len() >= VERDICT_CAPACITY {
+                verdicts.clear();
+            }
+        }
+        verdicts.insert(key, (verdict, until));
+    }
+}
+
 pub struct Verifier {
     credentials: Credentials,
-    verdicts: Mutex<HashMap<Fingerprint, Verdict>>,
+    /// File credentials' verdicts.
+    verdicts: Remembered,
+    /// Accepted JWTs.
+    tokens: Remembered,
     /// The credentials being hashed right now, each with the lock its hash
     /// holds, so a request presenting one waits for that verdict.
     hashing: Mutex<HashMap<Fingerprint, Arc<Mutex<()>>>>,
@@ -66,7 +102,8 @@ impl Verifier {
     pub fn new(credentials: Credentials) -> Verifier {
         Verifier {
             credentials,
-            verdicts: Mutex::new(HashMap::new()),
+            verdicts: Remembered::default(),
+            tokens: Remembered::default(),
             hashing: Mutex::new(HashMap::new()),
             hashes: AtomicUsize::new(0),
         }
@@ -80,10 +117,7 @@ impl Verifier {
     pub fn check(&self, presented: &Presented) -> Result<Checked, AuthError> {
         match presented {
             Presented::Minted(key) => Ok(Checked::NeedsStoredKey(key.clone())),
-            Presented::Jwt(token) => {
-                let jwt = self.credentials.jwt.as_ref().ok_or(AuthError::NoJwt)?;
-                jwt.verify(token).map(Checked::Principal)
-            }
+            Presented::Jwt(token) => self.check_jwt(token).map(Checked::Principal),
             Presented::File { name, secret } => {
                 self.check_file(name, secret).map(Checked::Principal)
             }
@@ -111,17 +145,30 @@ impl Verifier {
     /// async runtime knows whether [`Verifier::check`] will run the slow
     /// hash (and can move it off the runtime's threads).
     pub fn remembered(&self, presented: &Presented) -> Option<Result<Principal, AuthError>> {
-        let Presented::File { name, secret } = presented else {
-            return None;
-        };
-        let cred = self.credentials.by_name.get(name)?;
-        self.lookup(&fingerprint(name, secret, &cred.secret_hash))
+        match presented {
+            Presented::File { name, secret } => {
+                let cred = self.credentials.by_name.get(name)?;
+                self.verdicts
+                    .get(&fingerprint(name, secret, &cred.secret_hash))
+            }
+            Presented::Jwt(token) if self.credentials.jwt.is_some() => {
+                self.tokens.get(&token_fingerprint(token))
+            }
+            _ => None,
+        }
     }
 
-    fn lookup(&self, key: &Fingerprint) -> Option<Result<Principal, AuthError>> {
-        let verdicts = self.verdicts.lock().expect("verdicts");
-        let (verdict, at) = verdicts.get(key)?;
-        (at.elapsed() < VERDICT_TTL).then(|| verdict.clone())
+    fn check_jwt(&self, token: &str) -> Result<Principal, AuthError> {
+        let jwt = self.credentials.jwt.as_ref().ok_or(AuthError::NoJwt)?;
+        let key = token_fingerprint(token);
+        if let Some(verdict) = self.tokens.get(&key) {
+            return verdict;
+        }
+        let (who, valid_until) = jwt.verify_until(token)?;
+        if let Some(until) = valid_until.and_then(|v| token_until(v, SystemTime::now())) {
+            self.tokens.put(key, Ok(who.clone()), until);
+        }
+        Ok(who)
     }
 
     /// Whether checking `presented` is fast (no password hash to run).
@@ -138,7 +185,7 @@ impl Verifier {
             return Err(AuthError::Refused);
         };
         let key = fingerprint(name, secret, &cred.secret_hash);
-        if let Some(verdict) = self.lookup(&key) {
+        if let Some(verdict) = self.verdicts.get(&key) {
             return verdict;
         }
         // Requests that present a new credential at once (an app's
@@ -154,7 +201,7 @@ impl Verifier {
             .clone();
         let verdict = {
             let _held = turn.lock().unwrap_or_else(PoisonError::into_inner);
-            match self.lookup(&key) {
+            match self.verdicts.get(&key) {
                 Some(verdict) => verdict,
                 None => self.hash(cred, secret, key),
             }
@@ -189,19 +236,25 @@ impl Verifier {
                 agent: cred.agent.clone(),
             })
             .ok_or(AuthError::Refused);
-        let now = Instant::now();
-        let mut verdicts = self.verdicts.lock().expect("verdicts");
-        if verdicts.len() >= VERDICT_CAPACITY {
-            // Dropping expired verdicts first keeps the bound without an
-            // LRU; if all are fresh, start over (a few hashes recomputed).
-            verdicts.retain(|_, (_, at)| now.duration_since(*at) < VERDICT_TTL);
-            if verdicts.len() >= VERDICT_CAPACITY {
-                verdicts.clear();
-            }
-        }
-        verdicts.insert(key, (verdict.clone(), now));
+        self.verdicts
+            .put(key, verdict.clone(), Instant::now() + VERDICT_TTL);
         verdict
     }
+}
+
+/// Until when an accepted token is remembered: `VERDICT_TTL` from now, but
+/// no later than the start of the last second it is accepted in
+/// (`valid_until`, Unix seconds: its `exp` plus the leeway), so it is
+/// refused as soon as it expires. `None` if that has passed.
+fn token_until(valid_until: u64, now: SystemTime) -> Option<Instant> {
+    let end = SystemTime::UNIX_EPOCH + Duration::from_secs(valid_until);
+    let left = end.duration_since(now).ok().filter(|d| !d.is_zero())?;
+    Some(Instant::now() + left.min(VERDICT_TTL))
+}
+
+/// What an accepted token is remembered under.
+fn token_fingerprint(token: &str) -> Fingerprint {
+    Sha256::digest(token).into()
 }
 
 /// What a verdict is remembered under: a hash of what was presented and of
