@@ -36,28 +36,54 @@
 //!    server, then a second with the same credential (its verdict now
 //!    remembered); both timed. The difference is what a new credential pays
 //!    once: the argon2 check, run on the blocking pool.
-//! 2. Pairs of runs, each of `--creates` GMS creates (multipart, `POST
-//!    /genesys/1/service/callback/bench-auth`) sent by `--concurrency`
-//!    clients over one keep-alive connection each, after `--warmup` creates
-//!    on the same connections that are not counted (they also make the
-//!    credential's verdict remembered). Each pair is an open run against the
-//!    open server and a run presenting one credential against the auth
-//!    server: `Authorization: Basic` of the client credential,
-//!    `x-api-key: name:secret`, and `Authorization: Bearer` with a JWT. Both
-//!    servers take the same number of creates, so they hold the same number
-//!    of records when compared. A minted agent key (`POST
+//! 2. For each way of presenting a credential, a pair: `--creates` GMS
+//!    creates (multipart, `POST /genesys/1/service/callback/bench-auth`)
+//!    to the open server presenting nothing, and as many to the auth server
+//!    presenting: `Authorization: Basic` of the client credential,
+//!    `x-api-key: name:secret`, or `Authorization: Bearer` with a JWT. Each
+//!    server has `--concurrency` clients of its own, one keep-alive
+//!    connection each, kept for the pair; `--warmup` creates go to each
+//!    first and are not counted (they also get the verdict remembered).
+//!    The measured creates go in blocks of `--block`, alternating between
+//!    the servers (open, auth, auth, open, ...): a neighbour's burst on a
+//!    shared machine lasts longer than a block, so it falls on both sides
+//!    alike. Both servers take the same number of creates, so they hold as
+//!    many records when compared. A minted agent key (`POST
 //!    /api/v1/agents/{id}/keys`) cannot create (an agent may not), so it is
 //!    measured on the agent's own `GET /api/v1/agents/{id}`, paired with the
 //!    same GET on the open server. The pairs' order rotates from round to
-//!    round, and which side of a pair runs first alternates.
+//!    round.
 //!
-//! A run's latency is from just before a request is sent to the last byte
-//! of its answer; its throughput is its requests over its wall time. The
-//! server's CPU per request is its utime + stime (`/proc/<pid>/stat`) over
-//! the run, divided by the requests; the client's CPU share says whether
-//! the load generator, not the server, was the limit. The ratio of a
-//! credential is its run's time per request over the paired open run's,
-//! the median over rounds (min and max in brackets): 1.10 is 10% dearer.
+//! A request's latency is from just before it is sent to the last byte of
+//! its answer; a side's throughput is its requests over the time its
+//! blocks took. The server's CPU per request is its utime + stime
+//! (`/proc/<pid>/stat`) over its blocks, divided by the requests; the
+//! client's CPU share says whether the load generator, not the server, was
+//! the limit. A round's time ratio is the median over its blocks of the
+//! auth block's time over its open partner's; the table gives the median
+//! over rounds, min and max in brackets: 1.10 is 10% dearer.
+//!
+//! Printed on the development machine (2 cores, shared with another
+//! build), after an accepted JWT was remembered too (the first-check line
+//! is wrapped here). Across four runs the create ratios stayed within
+//! 1.00-1.05, the minted key's 1.08-1.13, while the absolute rates moved
+//! threefold:
+//!
+//! ```text
+//! way                                          req/s  p50 ms  p99 ms  server µs   client   time ×open           server CPU ×open
+//! create, open                                  7033    3.25   22.43       62.0      29%
+//! create, Basic name:secret                     6691    3.67   14.76       63.5      30%   1.002 (0.923-1.087)  1.01 (0.99-1.08)
+//! create, open                                  7566    3.27   13.08       64.5      27%
+//! create, x-api-key name:secret                 7394    3.46   15.32       66.5      28%   1.014 (1.010-1.051)  1.00 (0.97-1.03)
+//! create, open                                  5428    4.17   20.43       63.0      19%
+//! create, Bearer JWT (HS256)                    5394    4.25   18.05       65.5      20%   1.030 (0.987-1.083)  1.03 (1.02-1.06)
+//! agent's GET profile, open                    14951    0.72   12.52       19.5      30%
+//! agent's GET profile, Bearer minted key       12802    0.83   10.16       20.5      29%   1.132 (1.001-1.135)  1.11 (1.05-1.18)
+//!
+//! first check of a credential (argon2, then remembered for 5 minutes): a create with a new
+//! Basic credential took 35.9 ms median (25.9-87.9, 25 creates on an idle server), the same
+//! credential's next create 0.27 ms
+//! ```
 //!
 //! It fails if a request is not answered 200, or if the auth server lets a
 //! create without a credential through. It stops by itself; the servers
@@ -90,7 +116,7 @@ const AGENT: &str = "bench-agent";
 
 #[derive(Parser)]
 struct Args {
-    /// Requests measured in each run.
+    /// Requests measured per way and round, on each server.
     #[arg(long, default_value_t = 20_000)]
     creates: usize,
     /// Clients at once, one keep-alive connection each.
@@ -99,7 +125,11 @@ struct Args {
     /// Rounds, each on fresh servers; ratios are the median over rounds.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// Requests sent first in each run, on the same connections, not counted.
+    /// Requests in a row to one server before the other's turn.
+    #[arg(long, default_value_t = 1000)]
+    block: usize,
+    /// Requests sent first to each server of a pair, on the same
+    /// connections, not counted.
     #[arg(long, default_value_t = 1000)]
     warmup: usize,
     /// Credentials whose first (unremembered) check is timed, each round.
@@ -423,6 +453,24 @@ struct Run {
 }
 
 impl Run {
+    /// The blocks of one side of a pair, as one run.
+    fn merge(runs: Vec<Run>) -> Run {
+        let mut all = Run {
+            ms: Vec::new(),
+            elapsed: Duration::ZERO,
+            server_cpu: Duration::ZERO,
+            client_cpu: Duration::ZERO,
+        };
+        for run in runs {
+            all.ms.extend(run.ms);
+            all.elapsed += run.elapsed;
+            all.server_cpu += run.server_cpu;
+            all.client_cpu += run.client_cpu;
+        }
+        all.ms.sort_by(f64::total_cmp);
+        all
+    }
+
     fn per_second(&self) -> f64 {
         self.ms.len() as f64 / self.elapsed.as_secs_f64()
     }
@@ -485,27 +533,63 @@ async fn send(
     })
 }
 
-/// A warm-up, then the measured run, on `concurrency` fresh connections.
-async fn run(
-    server: &mut Server,
-    way: &Way,
-    args: &Args,
-    seq: &AtomicUsize,
-) -> anyhow::Result<Run> {
-    let clients: Vec<reqwest::Client> = (0..args.concurrency)
+/// `concurrency` clients, one keep-alive connection each.
+fn clients(n: usize) -> anyhow::Result<Vec<reqwest::Client>> {
+    Ok((0..n)
         .map(|_| {
             reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .pool_max_idle_per_host(1)
                 .build()
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()?)
+}
+
+/// One way against the open baseline: a warm-up on each server, then
+/// `--creates` requests each, sent in blocks of `--block` that alternate
+/// between the servers (open, auth, auth, open, open, auth, ...), each
+/// server on connections of its own kept for the whole pair. A neighbour's
+/// burst on the machine lasts longer than a block, so it falls on both
+/// sides alike; the ratio of each block to its partner is what varies.
+async fn pair(
+    open: &mut Server,
+    auth: &mut Server,
+    baseline: &Way,
+    way: &Way,
+    args: &Args,
+    seq: &AtomicUsize,
+) -> anyhow::Result<Pair> {
+    let (open_clients, auth_clients) = (clients(args.concurrency)?, clients(args.concurrency)?);
     if args.warmup > 0 {
-        send(server, way, &clients, args.warmup.max(clients.len()), seq).await?;
+        let n = args.warmup.max(args.concurrency);
+        send(open, baseline, &open_clients, n, seq).await?;
+        send(auth, way, &auth_clients, n, seq).await?;
     }
-    let measured = send(server, way, &clients, args.creates, seq).await?;
-    server.check_running()?;
-    Ok(measured)
+    let (mut opens, mut auths, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut left = args.creates;
+    let mut open_first = true;
+    while left > 0 {
+        let n = left.min(args.block);
+        left -= n;
+        let (o, a) = if open_first {
+            let o = send(open, baseline, &open_clients, n, seq).await?;
+            (o, send(auth, way, &auth_clients, n, seq).await?)
+        } else {
+            let a = send(auth, way, &auth_clients, n, seq).await?;
+            (send(open, baseline, &open_clients, n, seq).await?, a)
+        };
+        open_first = !open_first;
+        ratios.push(a.elapsed.as_secs_f64() / o.elapsed.as_secs_f64());
+        opens.push(o);
+        auths.push(a);
+    }
+    open.check_running()?;
+    auth.check_running()?;
+    Ok(Pair {
+        open: Run::merge(opens),
+        auth: Run::merge(auths),
+        time_ratio: median(ratios),
+    })
 }
 
 /// An admin's (or, open, anyone's) JSON request; the answer's body.
@@ -614,18 +698,18 @@ fn min_max(values: &[f64]) -> (f64, f64) {
         })
 }
 
-/// A pair of runs: open, and presenting a credential.
+/// One round of a way against the open baseline, each side's blocks merged.
 struct Pair {
     open: Run,
     auth: Run,
+    /// Time per request, presenting over open, the median over the blocks:
+    /// 1.10 is 10% dearer.
+    time_ratio: f64,
 }
 
 impl Pair {
-    /// Time per request, presenting over open: 1.10 is 10% dearer.
-    fn time_ratio(&self) -> f64 {
-        self.open.per_second() / self.auth.per_second()
-    }
-
+    /// Server CPU per request, presenting over open, over the whole round
+    /// (a block is too short for the CPU clock's 10 ms ticks).
     fn cpu_ratio(&self) -> f64 {
         self.auth.server_us() / self.open.server_us()
     }
@@ -717,16 +801,8 @@ async fn bench(args: Args, server_cpu: Option<usize>) -> anyhow::Result<()> {
                 Some(way) => (way, &open_create),
                 None => (&minted, &open_profile),
             };
-            let pair = if round % 2 == 0 {
-                let open = run(&mut open, baseline, &args, &seq).await?;
-                let auth = run(&mut auth, way, &args, &seq).await?;
-                Pair { open, auth }
-            } else {
-                let auth = run(&mut auth, way, &args, &seq).await?;
-                let open = run(&mut open, baseline, &args, &seq).await?;
-                Pair { open, auth }
-            };
-            line.push(format!("{} {:.3}", way.label, pair.time_ratio()));
+            let pair = pair(&mut open, &mut auth, baseline, way, &args, &seq).await?;
+            line.push(format!("{} {:.3}", way.label, pair.time_ratio));
             pairs[k].push(pair);
         }
         println!("round {}: time ×open: {}", round + 1, line.join(", "));
@@ -735,40 +811,35 @@ async fn bench(args: Args, server_cpu: Option<usize>) -> anyhow::Result<()> {
     let minted_label = "Bearer minted key";
     println!();
     println!(
-        "{} requests per run after {} not counted, {} connections, {} rounds; the medians over rounds:",
-        args.creates, args.warmup, args.concurrency, args.rounds
+        "{} requests per way and round on each server, in alternating blocks of {} (after {} not counted), \
+         {} connections to each; medians over {} rounds (min-max); a round's time ratio is the median over its blocks:",
+        args.creates, args.block, args.warmup, args.concurrency, args.rounds
     );
     println!(
         "{:<40} {:>9} {:>7} {:>7} {:>10} {:>8}   {:<20} server CPU ×open",
         "way", "req/s", "p50 ms", "p99 ms", "server µs", "client", "time ×open"
     );
     let n_create = create_ways.len();
-    let open_runs: Vec<&Run> = pairs[..n_create]
-        .iter()
-        .flatten()
-        .map(|p| &p.open)
-        .collect();
-    println!("{}", row("create, open", &open_runs));
     let labels: Vec<&str> = create_ways
         .iter()
         .map(|w| w.label)
         .chain([minted_label])
         .collect();
+    // Each way under the open runs it was paired with: the machine's speed
+    // moves between pairs, so only a pair's two sides compare.
     for (k, ps) in pairs.iter().enumerate() {
-        if k == n_create {
-            let open: Vec<&Run> = ps.iter().map(|p| &p.open).collect();
-            println!("{}", row("agent's GET profile, open", &open));
-        }
         let prefix = if k < n_create {
             "create"
         } else {
             "agent's GET profile"
         };
+        let open: Vec<&Run> = ps.iter().map(|p| &p.open).collect();
         let auth: Vec<&Run> = ps.iter().map(|p| &p.auth).collect();
-        let time: Vec<f64> = ps.iter().map(Pair::time_ratio).collect();
+        let time: Vec<f64> = ps.iter().map(|p| p.time_ratio).collect();
         let cpu: Vec<f64> = ps.iter().map(Pair::cpu_ratio).collect();
         let (lo, hi) = min_max(&time);
         let (clo, chi) = min_max(&cpu);
+        println!("{}", row(&format!("{prefix}, open"), &open));
         println!(
             "{}   {:<20} {:.2} ({clo:.2}-{chi:.2})",
             row(&format!("{prefix}, {}", labels[k]), &auth),
@@ -796,8 +867,8 @@ fn main() -> std::process::ExitCode {
         return http_front::cli::main();
     }
     let args = Args::parse();
-    if args.creates == 0 || args.concurrency == 0 || args.rounds == 0 {
-        eprintln!("error: --creates, --concurrency and --rounds must be at least 1");
+    if args.creates == 0 || args.concurrency == 0 || args.rounds == 0 || args.block == 0 {
+        eprintln!("error: --creates, --concurrency, --rounds and --block must be at least 1");
         return std::process::ExitCode::FAILURE;
     }
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
