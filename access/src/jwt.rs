@@ -9,6 +9,9 @@ use serde_json::{Map, Value};
 use crate::role::{Principal, Role};
 use crate::AuthError;
 
+/// Seconds past `exp` a token is still accepted (clocks differ).
+pub const LEEWAY_SECS: u64 = 30;
+
 /// How tokens are checked.
 pub struct JwtConfig {
     pub issuer: String,
@@ -68,6 +71,12 @@ impl JwtKeys {
 impl JwtConfig {
     /// Checks `token` and says who it names.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_until(token).map(|(who, _)| who)
+    }
+
+    /// [`JwtConfig::verify`], and the last second (Unix time) the token is
+    /// accepted in: its `exp` plus [`LEEWAY_SECS`].
+    pub fn verify_until(&self, token: &str) -> Result<(Principal, Option<u64>), AuthError> {
         let header = decode_header(token).map_err(|_| AuthError::BadToken("not a JWT".into()))?;
         let (key, alg) = match &self.keys {
             JwtKeys::Hs256(k) => (k.clone(), Algorithm::HS256),
@@ -101,7 +110,7 @@ impl JwtConfig {
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECS;
         let data = decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             AuthError::BadToken(
@@ -133,10 +142,16 @@ impl JwtConfig {
                     self.role_claim
                 ))
             })?;
-        Ok(Principal {
+        // Validation required a numeric `exp`; a fractional one counts
+        // from its whole second, as jsonwebtoken reads it.
+        let exp = claims
+            .get("exp")
+            .and_then(|e| e.as_u64().or_else(|| e.as_f64().map(|f| f as u64)));
+        let who = Principal {
             name: sub.to_owned(),
             role,
             agent: (role == Role::Agent).then(|| sub.to_owned()),
-        })
+        };
+        Ok((who, exp.map(|e| e.saturating_add(LEEWAY_SECS))))
     }
 }

@@ -75,8 +75,16 @@ pub fn mint(agent: &str, name: &str) -> (String, StoredKey) {
 }
 
 pub(crate) fn sha256_hex(text: &str) -> String {
+    // By hand: a `format!` per byte costs ten times the hash itself, and a
+    // minted key is hashed on every request that presents it.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(text.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(2 * digest.len());
+    for b in digest {
+        hex.push(HEX[usize::from(b >> 4)] as char);
+        hex.push(HEX[usize::from(b & 0x0f)] as char);
+    }
+    hex
 }
 
 #[cfg(test)]
@@ -102,6 +110,20 @@ mod tests {
             },
         );
         assert!(!stored.matches(&wrong));
+    }
+
+    /// Stored entries hold this lowercase hex: how it is written must not
+    /// change, or every key minted before would stop matching.
+    #[test]
+    fn the_stored_hash_is_lowercase_hex_sha256() {
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            sha256_hex(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]

@@ -6,19 +6,30 @@
 //! `VERDICT_TTL`, keyed by a SHA-256 of what was presented (never the
 //! secret itself), in a cache of at most `VERDICT_CAPACITY` entries.
 //! Refusals are remembered too, so a client repeating a wrong secret costs
-//! one hash, not one per request. A minted key is checked against the
-//! entry the caller read from the store for each request (a fast hash: see
-//! `keys`), so a revoked key is refused at once on every node.
+//! one hash, not one per request; requests that present the same new
+//! credential at once wait for one hash between them. A minted key is
+//! checked against the entry the caller read from the store for each
+//! request (a fast hash: see `keys`), so a revoked key is refused at once
+//! on every node.
+//!
+//! A JWT's signature and claims cost a few microseconds, a tenth of a
+//! create, so an accepted token is remembered too (under a SHA-256 of the
+//! token), until `VERDICT_TTL` or until it expires, whichever is first, in
+//! a map of its own: tokens cannot push the costly file verdicts out. A
+//! refused token is not remembered: it costs no hash, and only tokens the
+//! identity provider signed can take room.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
+use sha2::{Digest, Sha256};
 
 use crate::file::Credentials;
-use crate::keys::{sha256_hex, MintedKeyText, StoredKey};
+use crate::keys::{MintedKeyText, StoredKey};
 use crate::presented::Presented;
 use crate::role::{Principal, Role};
 use crate::AuthError;
@@ -42,19 +53,59 @@ impl std::fmt::Debug for MintedKeyText {
     }
 }
 
-/// A check's outcome and when it was made.
+/// What a verdict is remembered under: a SHA-256 digest (see [`fingerprint`]).
+type Fingerprint = [u8; 32];
+
+/// A check's outcome, and until when it holds.
 type Verdict = (Result<Principal, AuthError>, Instant);
+
+/// Verdicts, each until its own deadline, at most `VERDICT_CAPACITY`.
+#[derive(Default)]
+struct Remembered(Mutex<HashMap<Fingerprint, Verdict>>);
+
+impl Remembered {
+    fn get(&self, key: &Fingerprint) -> Option<Result<Principal, AuthError>> {
+        let verdicts = self.0.lock().expect("verdicts");
+        let (verdict, until) = verdicts.get(key)?;
+        (Instant::now() < *until).then(|| verdict.clone())
+    }
+
+    fn put(&self, key: Fingerprint, verdict: Result<Principal, AuthError>, until: Instant) {
+        let now = Instant::now();
+        let mut verdicts = self.0.lock().expect("verdicts");
+        if verdicts.len() >= VERDICT_CAPACITY {
+            // Dropping expired verdicts first keeps the bound without an
+            // LRU; if all are fresh, start over (a few checks recomputed).
+            verdicts.retain(|_, (_, until)| now < *until);
+            if verdicts.len() >= VERDICT_CAPACITY {
+                verdicts.clear();
+            }
+        }
+        verdicts.insert(key, (verdict, until));
+    }
+}
 
 pub struct Verifier {
     credentials: Credentials,
-    verdicts: Mutex<HashMap<String, Verdict>>,
+    /// File credentials' verdicts.
+    verdicts: Remembered,
+    /// Accepted JWTs.
+    tokens: Remembered,
+    /// The credentials being hashed right now, each with the lock its hash
+    /// holds, so a request presenting one waits for that verdict.
+    hashing: Mutex<HashMap<Fingerprint, Arc<Mutex<()>>>>,
+    /// Password hashes run so far.
+    hashes: AtomicUsize,
 }
 
 impl Verifier {
     pub fn new(credentials: Credentials) -> Verifier {
         Verifier {
             credentials,
-            verdicts: Mutex::new(HashMap::new()),
+            verdicts: Remembered::default(),
+            tokens: Remembered::default(),
+            hashing: Mutex::new(HashMap::new()),
+            hashes: AtomicUsize::new(0),
         }
     }
 
@@ -66,10 +117,7 @@ impl Verifier {
     pub fn check(&self, presented: &Presented) -> Result<Checked, AuthError> {
         match presented {
             Presented::Minted(key) => Ok(Checked::NeedsStoredKey(key.clone())),
-            Presented::Jwt(token) => {
-                let jwt = self.credentials.jwt.as_ref().ok_or(AuthError::NoJwt)?;
-                jwt.verify(token).map(Checked::Principal)
-            }
+            Presented::Jwt(token) => self.check_jwt(token).map(Checked::Principal),
             Presented::File { name, secret } => {
                 self.check_file(name, secret).map(Checked::Principal)
             }
@@ -97,13 +145,30 @@ impl Verifier {
     /// async runtime knows whether [`Verifier::check`] will run the slow
     /// hash (and can move it off the runtime's threads).
     pub fn remembered(&self, presented: &Presented) -> Option<Result<Principal, AuthError>> {
-        let Presented::File { name, secret } = presented else {
-            return None;
-        };
-        let cred = self.credentials.by_name.get(name)?;
-        let verdicts = self.verdicts.lock().expect("verdicts");
-        let (verdict, at) = verdicts.get(&fingerprint(name, secret, &cred.secret_hash))?;
-        (at.elapsed() < VERDICT_TTL).then(|| verdict.clone())
+        match presented {
+            Presented::File { name, secret } => {
+                let cred = self.credentials.by_name.get(name)?;
+                self.verdicts
+                    .get(&fingerprint(name, secret, &cred.secret_hash))
+            }
+            Presented::Jwt(token) if self.credentials.jwt.is_some() => {
+                self.tokens.get(&token_fingerprint(token))
+            }
+            _ => None,
+        }
+    }
+
+    fn check_jwt(&self, token: &str) -> Result<Principal, AuthError> {
+        let jwt = self.credentials.jwt.as_ref().ok_or(AuthError::NoJwt)?;
+        let key = token_fingerprint(token);
+        if let Some(verdict) = self.tokens.get(&key) {
+            return verdict;
+        }
+        let (who, valid_until) = jwt.verify_until(token)?;
+        if let Some(until) = valid_until.and_then(|v| token_until(v, SystemTime::now())) {
+            self.tokens.put(key, Ok(who.clone()), until);
+        }
+        Ok(who)
     }
 
     /// Whether checking `presented` is fast (no password hash to run).
@@ -115,16 +180,49 @@ impl Verifier {
         let Some(cred) = self.credentials.by_name.get(name) else {
             // An unknown name costs what a wrong secret costs, so timing
             // does not tell which names exist.
+            self.hashes.fetch_add(1, Ordering::Relaxed);
             let _ = Argon2::default().verify_password(secret.as_bytes(), &dummy_hash());
             return Err(AuthError::Refused);
         };
         let key = fingerprint(name, secret, &cred.secret_hash);
-        let now = Instant::now();
-        if let Some((verdict, at)) = self.verdicts.lock().expect("verdicts").get(&key) {
-            if now.duration_since(*at) < VERDICT_TTL {
-                return verdict.clone();
-            }
+        if let Some(verdict) = self.verdicts.get(&key) {
+            return verdict;
         }
+        // Requests that present a new credential at once (an app's
+        // connection pool, a fleet starting) run one hash between them:
+        // the first hashes, the others wait for its verdict. Without this
+        // each ran its own, each taking argon2's 19 MiB and tens of ms.
+        let turn = self
+            .hashing
+            .lock()
+            .expect("hashing")
+            .entry(key)
+            .or_default()
+            .clone();
+        let verdict = {
+            let _held = turn.lock().unwrap_or_else(PoisonError::into_inner);
+            match self.verdicts.get(&key) {
+                Some(verdict) => verdict,
+                None => self.hash(cred, secret, key),
+            }
+        };
+        let mut hashing = self.hashing.lock().expect("hashing");
+        if hashing.get(&key).is_some_and(|t| Arc::ptr_eq(t, &turn)) {
+            // Its verdict is remembered: later requests find it there.
+            hashing.remove(&key);
+        }
+        verdict
+    }
+
+    /// Checks `secret` against the credential's hash, and remembers the
+    /// verdict under `key`.
+    fn hash(
+        &self,
+        cred: &crate::FileCredential,
+        secret: &str,
+        key: Fingerprint,
+    ) -> Result<Principal, AuthError> {
+        self.hashes.fetch_add(1, Ordering::Relaxed);
         let verdict = PasswordHash::new(&cred.secret_hash)
             .ok()
             .filter(|hash| {
@@ -138,24 +236,40 @@ impl Verifier {
                 agent: cred.agent.clone(),
             })
             .ok_or(AuthError::Refused);
-        let mut verdicts = self.verdicts.lock().expect("verdicts");
-        if verdicts.len() >= VERDICT_CAPACITY {
-            // Dropping expired verdicts first keeps the bound without an
-            // LRU; if all are fresh, start over (a few hashes recomputed).
-            verdicts.retain(|_, (_, at)| now.duration_since(*at) < VERDICT_TTL);
-            if verdicts.len() >= VERDICT_CAPACITY {
-                verdicts.clear();
-            }
-        }
-        verdicts.insert(key, (verdict.clone(), now));
+        self.verdicts
+            .put(key, verdict.clone(), Instant::now() + VERDICT_TTL);
         verdict
     }
 }
 
+/// Until when an accepted token is remembered: `VERDICT_TTL` from now, but
+/// no later than the start of the last second it is accepted in
+/// (`valid_until`, Unix seconds: its `exp` plus the leeway), so it is
+/// refused as soon as it expires. `None` if that has passed.
+fn token_until(valid_until: u64, now: SystemTime) -> Option<Instant> {
+    let end = SystemTime::UNIX_EPOCH + Duration::from_secs(valid_until);
+    let left = end.duration_since(now).ok().filter(|d| !d.is_zero())?;
+    Some(Instant::now() + left.min(VERDICT_TTL))
+}
+
+/// What an accepted token is remembered under.
+fn token_fingerprint(token: &str) -> Fingerprint {
+    Sha256::digest(token).into()
+}
+
 /// What a verdict is remembered under: a hash of what was presented and of
-/// the hash it was checked against, never the secret itself.
-fn fingerprint(name: &str, secret: &str, secret_hash: &str) -> String {
-    sha256_hex(&format!("{name}\u{0}{secret}\u{0}{secret_hash}"))
+/// the hash it was checked against, never the secret itself. The raw digest,
+/// fed piece by piece: this runs on every request, and formatting the input
+/// and the digest as text cost ten times the hash.
+fn fingerprint(name: &str, secret: &str, secret_hash: &str) -> Fingerprint {
+    Sha256::new()
+        .chain_update(name)
+        .chain_update([0])
+        .chain_update(secret)
+        .chain_update([0])
+        .chain_update(secret_hash)
+        .finalize()
+        .into()
 }
 
 fn dummy_hash() -> PasswordHash<'static> {
@@ -163,4 +277,58 @@ fn dummy_hash() -> PasswordHash<'static> {
     static DUMMY: OnceLock<String> = OnceLock::new();
     let text = DUMMY.get_or_init(|| crate::hash_secret("callbackd: no such credential"));
     PasswordHash::new(text).expect("our own hash parses")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier() -> Verifier {
+        let file = format!(
+            "[[credential]]\nname = \"app\"\nrole = \"client\"\nsecret_hash = \"{}\"\n",
+            crate::hash_secret("s3cret-s3cret")
+        );
+        Verifier::new(
+            Credentials::parse(&file, std::path::Path::new("auth.toml"), |_| None).unwrap(),
+        )
+    }
+
+    /// Eight requests presenting the same new credential at once run one
+    /// hash between them and all get its verdict, good or bad.
+    #[test]
+    fn a_credential_presented_by_many_at_once_is_hashed_once() {
+        let verifier = verifier();
+        for (secret, good) in [("s3cret-s3cret", true), ("wrong-wrong", false)] {
+            let before = verifier.hashes.load(Ordering::Relaxed);
+            let presented = Presented::File {
+                name: "app".into(),
+                secret: secret.into(),
+            };
+            let start = std::sync::Barrier::new(8);
+            let verdicts: Vec<_> = std::thread::scope(|s| {
+                let checks: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            verifier.check(&presented)
+                        })
+                    })
+                    .collect();
+                checks.into_iter().map(|c| c.join().unwrap()).collect()
+            });
+            for verdict in &verdicts {
+                match verdict {
+                    Ok(Checked::Principal(p)) => assert!(good && p.name == "app", "{p:?}"),
+                    Err(AuthError::Refused) => assert!(!good),
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert_eq!(
+                verifier.hashes.load(Ordering::Relaxed) - before,
+                1,
+                "{secret}"
+            );
+            assert!(verifier.hashing.lock().unwrap().is_empty());
+        }
+    }
 }

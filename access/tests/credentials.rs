@@ -331,3 +331,72 @@ fn a_check_says_whether_it_is_quick() {
     let (key, _) = mint("ann", "k");
     assert!(verifier.is_quick(&from_headers(None, Some(&key)).unwrap().unwrap()));
 }
+
+/// An accepted token is remembered, so the next request with it skips the
+/// signature and claims; a refused one is not, so strangers' tokens take
+/// no room.
+#[test]
+fn an_accepted_jwt_is_remembered_and_a_refused_one_is_not() {
+    let verifier = with_jwt("hs256_secret_env = \"JWT_SECRET\"");
+    let key = EncodingKey::from_secret(b"a-shared-secret-for-tests");
+    let header = Header::new(jsonwebtoken::Algorithm::HS256);
+    let presented = |token: &str| {
+        from_headers(Some(&format!("Bearer {token}")), None)
+            .unwrap()
+            .unwrap()
+    };
+
+    let good = encode(&header, &claims("agent", now() + 300, "callbackd"), &key).unwrap();
+    assert_eq!(verifier.remembered(&presented(&good)), None);
+    let who = verdict(&verifier, &good).unwrap();
+    assert_eq!(
+        verifier.remembered(&presented(&good)),
+        Some(Ok(who.clone()))
+    );
+    assert_eq!(verdict(&verifier, &good), Ok(who));
+
+    for bad in [
+        encode(&header, &claims("agent", now() - 120, "callbackd"), &key).unwrap(),
+        encode(&header, &claims("agent", now() + 300, "elsewhere"), &key).unwrap(),
+        encode(
+            &header,
+            &claims("agent", now() + 300, "callbackd"),
+            &EncodingKey::from_secret(b"not-the-secret"),
+        )
+        .unwrap(),
+    ] {
+        assert!(verdict(&verifier, &bad).is_err());
+        assert_eq!(verifier.remembered(&presented(&bad)), None);
+    }
+}
+
+/// A remembered token is refused once it expires, not up to five minutes
+/// later: it is remembered only until its `exp` plus the leeway.
+#[test]
+fn a_remembered_jwt_is_refused_once_it_expires() {
+    let verifier = with_jwt("hs256_secret_env = \"JWT_SECRET\"");
+    let start = now();
+    // Accepted through second `start + 1` (exp + leeway), refused after.
+    let exp = start + 1 - access::jwt::LEEWAY_SECS;
+    let token = encode(
+        &Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims("agent", exp, "callbackd"),
+        &EncodingKey::from_secret(b"a-shared-secret-for-tests"),
+    )
+    .unwrap();
+    let presented = from_headers(Some(&format!("Bearer {token}")), None)
+        .unwrap()
+        .unwrap();
+    let who = verdict(&verifier, &token).expect("accepted for another second or two");
+    if now() == start {
+        assert_eq!(verifier.remembered(&presented), Some(Ok(who)));
+    }
+    while now() <= start + 1 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(verifier.remembered(&presented), None);
+    assert_eq!(
+        verdict(&verifier, &token),
+        Err(AuthError::BadToken("has expired".into()))
+    );
+}
