@@ -171,7 +171,8 @@ async fn every_route_with_every_kind_of_caller() {
     let customer = "client backend supervisor admin";
     let staff_on_service = "agent supervisor admin";
     let ann_or_staff = "agent supervisor admin";
-    let table: Vec<(Method, String, Option<Value>, &str)> = vec![
+    let table: Vec<(Method, String, Option<Value>, &str)> =
+        vec![
         (
             Method::GET,
             format!("/genesys/1/service/callback?_id={id}"),
@@ -249,6 +250,25 @@ async fn every_route_with_every_kind_of_caller() {
         ),
         (Method::GET, "/api/v1/agents/ann/keys".into(), None, "admin"),
         (Method::GET, "/api/v1/scenarios".into(), None, customer),
+        (
+            Method::GET,
+            "/genesys/1/service/ewt-for-vq?name=support&aqt=urs2".into(),
+            None,
+            customer,
+        ),
+        (
+            Method::GET,
+            "/genesys/2/ewt/ewt2?vq=support".into(),
+            None,
+            customer,
+        ),
+        (Method::GET, "/genesys/2/ewt?vq=support".into(), None, customer),
+        (
+            Method::GET,
+            "/genesys/1/service/video-scheduled?number-of-days=1".into(),
+            None,
+            customer,
+        ),
     ];
     for (method, path, body, allowed) in &table {
         for who in [As::Nobody, As::WrongSecret] {
