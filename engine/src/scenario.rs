@@ -291,6 +291,13 @@ pub struct Scenario {
     /// [`crate::webhook`]).
     #[serde(rename = "_webhook", default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<crate::webhook::WebhookConfig>,
+    /// GMS: refuse an immediate callback (no `_desired_time`) asked for
+    /// while the `[_schedule]`'s business hours are closed. Off by default,
+    /// so a scenario that does not set it keeps taking callbacks at any
+    /// hour; only valid with a `[_schedule]` (without one a scenario is
+    /// always open).
+    #[serde(rename = "_enable_reject_out_of_office_hours", default)]
+    pub reject_out_of_office_hours: bool,
 }
 
 fn default_country() -> String {
@@ -566,6 +573,12 @@ impl Scenario {
         }
         if let Some(schedule) = &self.schedule {
             schedule.validate().map_err(|(key, why)| err(&key, &why))?;
+        }
+        if self.reject_out_of_office_hours && self.schedule.is_none() {
+            return Err(err(
+                "_enable_reject_out_of_office_hours",
+                "is true but the scenario has no _schedule: without business hours it is always open",
+            ));
         }
         if let Some(video) = &self.video {
             video.validate().map_err(|(key, why)| err(&key, &why))?;

@@ -38,6 +38,15 @@ pub enum AppError {
         message: String,
         nearest: serde_json::Value,
     },
+    /// An immediate callback while the scenario's business hours are
+    /// closed (`_enable_reject_out_of_office_hours`); the body says when
+    /// they next open (`_next_opening`) and carries `code` 7042, the code
+    /// Genesys Widgets' Callback shows as "Office closed".
+    #[error("{message}")]
+    OutOfOfficeHours {
+        message: String,
+        next_opening: Option<chrono::DateTime<chrono::Utc>>,
+    },
     #[error("request body is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
     /// The body stopped arriving before it was complete.
@@ -107,6 +116,7 @@ impl AppError {
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "INVALID_STATE"),
             AppError::SlotUnavailable { .. } => (StatusCode::CONFLICT, "SLOT_UNAVAILABLE"),
+            AppError::OutOfOfficeHours { .. } => (StatusCode::BAD_REQUEST, "OUT_OF_OFFICE_HOURS"),
             AppError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE"),
             AppError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "BODY_TIMEOUT"),
             AppError::TimedOut(_) => (StatusCode::SERVICE_UNAVAILABLE, "REQUEST_TIMEOUT"),
@@ -174,6 +184,11 @@ impl From<ShellError> for AppError {
     }
 }
 
+/// The error code Genesys Widgets' Callback reads from a refused create's
+/// `code` and shows as "Office closed. Please try scheduling within the
+/// office hours." (its `Errors` table, key 7042).
+const OFFICE_CLOSED_CODE: u32 = 7042;
+
 /// When to try again after a scenario was full: it empties as agents take
 /// calls, at no time anyone knows.
 const SCENARIO_FULL_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -192,6 +207,10 @@ impl IntoResponse for AppError {
         let mut body = json!({"message": self.to_string(), "exception": exception});
         if let AppError::SlotUnavailable { nearest, .. } = &self {
             body["_available_slots"] = nearest.clone();
+        }
+        if let AppError::OutOfOfficeHours { next_opening, .. } = &self {
+            body["code"] = json!(OFFICE_CLOSED_CODE);
+            body["_next_opening"] = json!(next_opening.map(engine::schedule::utc_time));
         }
         let mut res = (status, Json(body)).into_response();
         if let AppError::Unauthorized(_) = self {

@@ -302,6 +302,25 @@ async fn every_route_with_every_kind_of_caller() {
             "supervisor admin",
         ),
         (Method::GET, "/api/v1/scenarios".into(), None, customer),
+        (
+            Method::GET,
+            "/genesys/1/service/ewt-for-vq?name=support&aqt=urs2".into(),
+            None,
+            customer,
+        ),
+        (
+            Method::GET,
+            "/genesys/2/ewt/ewt2?vq=support".into(),
+            None,
+            customer,
+        ),
+        (Method::GET, "/genesys/2/ewt?vq=support".into(), None, customer),
+        (
+            Method::GET,
+            "/genesys/1/service/video-scheduled?number-of-days=1".into(),
+            None,
+            customer,
+        ),
     ];
     for (method, path, body, allowed) in &table {
         for who in [As::Nobody, As::WrongSecret] {

@@ -61,6 +61,7 @@
 mod booking;
 mod capacity;
 mod hours;
+mod open;
 mod slots;
 
 use std::collections::BTreeMap;
@@ -75,6 +76,7 @@ pub use booking::BookingRefused;
 pub use capacity::{Capacity, HourSeats, Seats, MAX_SEATS};
 pub use chrono_tz::Tz;
 pub use hours::{DayHours, WeekHours};
+pub use open::Opening;
 pub use slots::{local_time, utc_time, Slot};
 
 /// The longest `horizon`.

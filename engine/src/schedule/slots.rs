@@ -106,7 +106,7 @@ impl Instants {
 /// How UTC maps to local wall time around one local day: one offset, or
 /// `before` until the transition at UTC second `at` and `after` from it on.
 #[derive(Clone, Copy)]
-enum Offsets {
+pub(super) enum Offsets {
     Fixed(i64),
     Change { before: i64, at: i64, after: i64 },
 }
@@ -115,7 +115,7 @@ impl Offsets {
     /// Around the local day whose midnight (read as UTC) is `midnight`:
     /// the offsets 16 h before it and 16 h after the day's end; if they
     /// differ, the transition between them, found by bisection.
-    fn around(tz: Tz, midnight: i64) -> Offsets {
+    pub(super) fn around(tz: Tz, midnight: i64) -> Offsets {
         let (mut lo, mut hi) = (midnight - OFFSET_BOUND, midnight + DAY + OFFSET_BOUND);
         let (before, after) = (offset_at(tz, lo), offset_at(tz, hi));
         if before == after {

@@ -13,6 +13,7 @@ use runtime::CreateRequest;
 use serde_json::{json, Value};
 
 use super::check_id;
+use super::office_hours;
 use super::schedule;
 use super::video;
 use crate::auth::Caller;
@@ -106,6 +107,8 @@ async fn create_once(
 ) -> Result<Value, AppError> {
     let scenario = state.shell.scenario(scenario)?.clone();
     let request = CreateCallback::parse(form, headers, &scenario)?;
+    // Before the throttles: a refused create counts against no limit.
+    office_hours::refuse_when_closed(&scenario, request.desired_time, state.shell.now())?;
     let counted = CreateRequest {
         customer_number: &request.customer_number,
         parameters: throttled_values(form, headers, &scenario),

@@ -5,9 +5,11 @@ mod agents;
 mod callback;
 mod chat;
 mod connect;
+mod ewt;
 mod keys;
 mod misc;
 mod notifications;
+mod office_hours;
 mod push;
 mod queue_position;
 mod schedule;
@@ -63,6 +65,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/genesys/1/service/callback/{scenario}/{id}",
             client(axum::routing::delete(callback::cancel).put(schedule::reschedule)),
+        )
+        .route("/genesys/1/service/ewt-for-vq", client(get(ewt::v1)))
+        .route("/genesys/2/ewt", client(get(ewt::v2_default)))
+        .route("/genesys/2/ewt/{mode}", client(get(ewt::v2)))
+        // GMS's Calendar Service: the office-hours service is the scenario.
+        .route(
+            "/genesys/1/service/{id}",
+            client(get(office_hours::calendar)),
         )
         .route(
             "/genesys/1/service/{id}/connect",

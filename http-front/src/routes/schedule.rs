@@ -45,7 +45,7 @@ fn schedule_of(scenario: &Scenario) -> Result<&Schedule, AppError> {
     })
 }
 
-fn time_param(
+pub(super) fn time_param(
     params: &HashMap<String, String>,
     name: &str,
 ) -> Result<Option<DateTime<Utc>>, AppError> {
@@ -55,7 +55,7 @@ fn time_param(
     }
 }
 
-fn count_param(
+pub(super) fn count_param(
     params: &HashMap<String, String>,
     name: &str,
     range: std::ops::RangeInclusive<i64>,
