@@ -6,8 +6,11 @@
 //! `VERDICT_TTL`, keyed by a SHA-256 of what was presented (never the
 //! secret itself), in a cache of at most `VERDICT_CAPACITY` entries.
 //! Refusals are remembered too, so a client repeating a wrong secret costs
-//! one hash, not one per request; requests that present the same new
-//! credential at once wait for one hash between them. A minted key is
+//! one hash, not one per request, and an unknown name is refused the same
+//! way (checked against a dummy hash, then remembered), so neither timing
+//! nor repetition tells which names exist. Requests that present the same
+//! new credential at once wait for one hash between them, and at most
+//! [`hash_limit`] hashes run at once, whatever is presented. A minted key is
 //! checked against the entry the caller read from the store for each
 //! request (a fast hash: see `keys`), so a revoked key is refused at once
 //! on every node.
@@ -36,6 +39,57 @@ use crate::AuthError;
 
 pub const VERDICT_TTL: Duration = Duration::from_secs(300);
 pub const VERDICT_CAPACITY: usize = 10_000;
+
+/// What an unknown name's verdict is remembered under, in place of a
+/// stored hash: it then costs what a wrong secret for a real name costs,
+/// once, so neither timing nor repetition tells which names exist.
+const NO_SUCH_CREDENTIAL: &str = "";
+
+/// At most this many password hashes run at once (each takes argon2's
+/// 19 MiB and a core for tens of milliseconds); more wait their turn, so
+/// a flood of new or wrong secrets cannot take every core and the memory
+/// with it.
+pub fn hash_limit() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+}
+
+/// A counting gate: at most `limit` holders at once.
+struct Gate {
+    limit: usize,
+    running: Mutex<usize>,
+    freed: std::sync::Condvar,
+    /// The most that ever ran at once.
+    most: AtomicUsize,
+}
+
+impl Gate {
+    fn new(limit: usize) -> Gate {
+        Gate {
+            limit: limit.max(1),
+            running: Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+            most: AtomicUsize::new(0),
+        }
+    }
+
+    fn run<T>(&self, work: impl FnOnce() -> T) -> T {
+        {
+            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            while *running >= self.limit {
+                running = self
+                    .freed
+                    .wait(running)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            *running += 1;
+            self.most.fetch_max(*running, Ordering::Relaxed);
+        }
+        let out = work();
+        *self.running.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
+        self.freed.notify_one();
+        out
+    }
+}
 
 /// What checking a credential needs next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,16 +150,24 @@ pub struct Verifier {
     hashing: Mutex<HashMap<Fingerprint, Arc<Mutex<()>>>>,
     /// Password hashes run so far.
     hashes: AtomicUsize,
+    /// Bounds the hashes that run at once ([`hash_limit`]).
+    gate: Gate,
 }
 
 impl Verifier {
     pub fn new(credentials: Credentials) -> Verifier {
+        Verifier::with_hash_limit(credentials, hash_limit())
+    }
+
+    /// A verifier that runs at most `limit` password hashes at once.
+    pub fn with_hash_limit(credentials: Credentials, limit: usize) -> Verifier {
         Verifier {
             credentials,
             verdicts: Remembered::default(),
             tokens: Remembered::default(),
             hashing: Mutex::new(HashMap::new()),
             hashes: AtomicUsize::new(0),
+            gate: Gate::new(limit),
         }
     }
 
@@ -147,9 +209,12 @@ impl Verifier {
     pub fn remembered(&self, presented: &Presented) -> Option<Result<Principal, AuthError>> {
         match presented {
             Presented::File { name, secret } => {
-                let cred = self.credentials.by_name.get(name)?;
-                self.verdicts
-                    .get(&fingerprint(name, secret, &cred.secret_hash))
+                let stored = self
+                    .credentials
+                    .by_name
+                    .get(name)
+                    .map_or(NO_SUCH_CREDENTIAL, |c| c.secret_hash.as_str());
+                self.verdicts.get(&fingerprint(name, secret, stored))
             }
             Presented::Jwt(token) if self.credentials.jwt.is_some() => {
                 self.tokens.get(&token_fingerprint(token))
@@ -177,14 +242,9 @@ impl Verifier {
     }
 
     fn check_file(&self, name: &str, secret: &str) -> Result<Principal, AuthError> {
-        let Some(cred) = self.credentials.by_name.get(name) else {
-            // An unknown name costs what a wrong secret costs, so timing
-            // does not tell which names exist.
-            self.hashes.fetch_add(1, Ordering::Relaxed);
-            let _ = Argon2::default().verify_password(secret.as_bytes(), &dummy_hash());
-            return Err(AuthError::Refused);
-        };
-        let key = fingerprint(name, secret, &cred.secret_hash);
+        let cred = self.credentials.by_name.get(name);
+        let stored = cred.map_or(NO_SUCH_CREDENTIAL, |c| c.secret_hash.as_str());
+        let key = fingerprint(name, secret, stored);
         if let Some(verdict) = self.verdicts.get(&key) {
             return verdict;
         }
@@ -214,28 +274,35 @@ impl Verifier {
         verdict
     }
 
-    /// Checks `secret` against the credential's hash, and remembers the
-    /// verdict under `key`.
+    /// Checks `secret` against the credential's hash (an unknown name's
+    /// against a dummy, so it costs the same), and remembers the verdict
+    /// under `key`.
     fn hash(
         &self,
-        cred: &crate::FileCredential,
+        cred: Option<&crate::FileCredential>,
         secret: &str,
         key: Fingerprint,
     ) -> Result<Principal, AuthError> {
-        self.hashes.fetch_add(1, Ordering::Relaxed);
-        let verdict = PasswordHash::new(&cred.secret_hash)
-            .ok()
-            .filter(|hash| {
-                Argon2::default()
-                    .verify_password(secret.as_bytes(), hash)
-                    .is_ok()
-            })
-            .map(|_| Principal {
-                name: cred.name.clone(),
-                role: cred.role,
-                agent: cred.agent.clone(),
-            })
-            .ok_or(AuthError::Refused);
+        let verdict = self.gate.run(|| {
+            self.hashes.fetch_add(1, Ordering::Relaxed);
+            let Some(cred) = cred else {
+                let _ = Argon2::default().verify_password(secret.as_bytes(), &dummy_hash());
+                return Err(AuthError::Refused);
+            };
+            PasswordHash::new(&cred.secret_hash)
+                .ok()
+                .filter(|hash| {
+                    Argon2::default()
+                        .verify_password(secret.as_bytes(), hash)
+                        .is_ok()
+                })
+                .map(|_| Principal {
+                    name: cred.name.clone(),
+                    role: cred.role,
+                    agent: cred.agent.clone(),
+                })
+                .ok_or(AuthError::Refused)
+        });
         self.verdicts
             .put(key, verdict.clone(), Instant::now() + VERDICT_TTL);
         verdict
@@ -330,5 +397,70 @@ mod tests {
             );
             assert!(verifier.hashing.lock().unwrap().is_empty());
         }
+    }
+
+    /// An unknown name is refused like a wrong secret for a real one: one
+    /// hash the first time, then remembered, so neither timing nor
+    /// repeating tells which names exist.
+    #[test]
+    fn an_unknown_name_costs_what_a_wrong_secret_costs() {
+        let verifier = verifier();
+        for name in ["app", "nobody"] {
+            let presented = Presented::File {
+                name: name.into(),
+                secret: "wrong-wrong".into(),
+            };
+            let before = verifier.hashes.load(Ordering::Relaxed);
+            assert!(verifier.remembered(&presented).is_none(), "{name}");
+            assert_eq!(verifier.check(&presented), Err(AuthError::Refused));
+            assert_eq!(verifier.check(&presented), Err(AuthError::Refused));
+            assert_eq!(
+                verifier.hashes.load(Ordering::Relaxed) - before,
+                1,
+                "{name}"
+            );
+            assert_eq!(
+                verifier.remembered(&presented),
+                Some(Err(AuthError::Refused))
+            );
+            assert!(verifier.is_quick(&presented));
+        }
+    }
+
+    /// Many new secrets at once (a flood of guesses) run at most the
+    /// limit's hashes at a time; every one is still answered.
+    #[test]
+    fn password_hashes_run_at_most_the_limit_at_once() {
+        let file = format!(
+            "[[credential]]\nname = \"app\"\nrole = \"client\"\nsecret_hash = \"{}\"\n",
+            crate::hash_secret("s3cret-s3cret")
+        );
+        let verifier = Verifier::with_hash_limit(
+            Credentials::parse(&file, std::path::Path::new("auth.toml"), |_| None).unwrap(),
+            2,
+        );
+        let start = std::sync::Barrier::new(8);
+        let verdicts: Vec<_> = std::thread::scope(|s| {
+            let checks: Vec<_> = (0..8)
+                .map(|i| {
+                    let (verifier, start) = (&verifier, &start);
+                    s.spawn(move || {
+                        start.wait();
+                        verifier.check(&Presented::File {
+                            name: if i % 2 == 0 {
+                                "app".into()
+                            } else {
+                                format!("guess-{i}")
+                            },
+                            secret: format!("guess-secret-{i}"),
+                        })
+                    })
+                })
+                .collect();
+            checks.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        assert!(verdicts.iter().all(|v| *v == Err(AuthError::Refused)));
+        assert_eq!(verifier.hashes.load(Ordering::Relaxed), 8);
+        assert_eq!(verifier.gate.most.load(Ordering::Relaxed), 2);
     }
 }
