@@ -29,6 +29,7 @@ mod extract;
 pub mod form;
 mod guard;
 pub mod metrics;
+pub mod openapi;
 pub mod outbound;
 pub mod rate_limit;
 mod request_id;
@@ -315,4 +316,13 @@ pub async fn run(
         let _ = task.await;
     }
     Ok(())
+}
+
+/// Every (method, path) the server serves, as the route table lists it
+/// (path parameters in braces).
+pub fn route_list() -> Vec<(String, String)> {
+    routes::routes()
+        .iter()
+        .map(|r| (r.method.as_str().to_owned(), r.path.to_owned()))
+        .collect()
 }

@@ -14,6 +14,7 @@ mod httpcb;
 mod metrics;
 mod office_hours;
 mod on_redis;
+mod openapi;
 mod positions;
 mod queries;
 mod queue_positions;
