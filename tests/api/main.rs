@@ -13,6 +13,7 @@ mod httpcb;
 mod metrics;
 mod on_redis;
 mod positions;
+mod preview;
 mod queries;
 mod queue_positions;
 mod request_id;

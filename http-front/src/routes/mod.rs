@@ -179,6 +179,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/services/{id}/requeue",
             supervisor(post(admin::requeue)),
         )
+        .route(
+            "/api/v1/services/{id}/accept",
+            staff(post(services::accept)),
+        )
+        .route(
+            "/api/v1/services/{id}/reject",
+            staff(post(services::reject)),
+        )
         .route("/api/v1/services/{id}/chat", staff(post(services::chat)))
         .route(
             "/api/v1/services/{id}/chat/typing",
