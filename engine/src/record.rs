@@ -16,7 +16,13 @@ use serde::{Deserialize, Serialize};
 /// Schema 3 added video legs and preferred agents; like bookings, only a
 /// record that has one is written as 3. Schema 4 added the webhook outbox
 /// (and its timer); only a record that has webhook events is written as 4.
-pub const RECORD_SCHEMA: u32 = 4;
+/// Schema 5 added agent preview (an offer waiting for the agent's answer,
+/// the rejects and the agents who declined); only a record that has one of
+/// them is written as 5, so an older node never routes it to a decliner.
+pub const RECORD_SCHEMA: u32 = 5;
+
+/// The schema of a record with webhook events, without preview.
+pub const RECORD_SCHEMA_WEBHOOKS: u32 = 4;
 
 /// The schema of a record with video or a preferred agent, without webhooks.
 pub const RECORD_SCHEMA_VIDEO: u32 = 3;
@@ -85,6 +91,9 @@ pub enum CallbackReason {
     FailTargetNotFound,
     /// The customer left the chat before it reached an agent.
     FailInteractionDeleted,
+    /// Agents rejected the previewed service `_agent_preview_allow_reject`
+    /// times (callbackd's reason: GMS names none for it).
+    FailAgentRejected,
 }
 
 impl CallbackReason {
@@ -96,6 +105,7 @@ impl CallbackReason {
             CallbackReason::FailTimeoutTtl => "FAIL_TIMEOUT_TTL",
             CallbackReason::FailTargetNotFound => "FAIL_TARGET_NOT_FOUND",
             CallbackReason::FailInteractionDeleted => "FAIL_INTERACTION_DELETED",
+            CallbackReason::FailAgentRejected => "FAIL_AGENT_REJECTED",
         }
     }
 }
@@ -121,6 +131,8 @@ pub enum TimerKind {
     /// Webhook events wait for delivery (now, or the next retry). The
     /// runtime delivers them; the machine only hears the outcome.
     Webhook,
+    /// The reserved agent did not answer its preview in `_agent_preview_timeout`.
+    AgentPreview,
 }
 
 impl TimerKind {
@@ -134,6 +146,7 @@ impl TimerKind {
             TimerKind::RoomTtl => "room_ttl",
             TimerKind::PreferredAgent => "preferred_agent",
             TimerKind::Webhook => "webhook",
+            TimerKind::AgentPreview => "agent_preview",
         }
     }
 }
@@ -151,6 +164,10 @@ pub struct QueueTicket {
     /// timer clears it (Auvious's preferred-agent flow).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_agent: Option<String>,
+    /// Agents who rejected (or let time out) this service's preview: the
+    /// router never offers it to them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declined: Vec<String>,
 }
 
 /// A booked slot. The store counts a seat for it while the service is not
@@ -333,6 +350,13 @@ pub struct ServiceRecord {
     /// How many times the customer has been asked to confirm.
     #[serde(default)]
     pub confirm_attempts: u32,
+    /// The reserved agent was offered a preview (`_agent_preview`) and has
+    /// not accepted it yet: the customer is not told of an agent meanwhile.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preview_pending: bool,
+    /// How many times agents rejected the preview.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub preview_rejects: u32,
     #[serde(default)]
     pub timers: BTreeMap<TimerKind, DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -406,8 +430,10 @@ impl ServiceRecord {
 
     /// The lowest schema that holds everything in this record.
     pub fn required_schema(&self) -> u32 {
-        if !self.webhooks.is_empty() {
+        if self.preview_pending || self.preview_rejects > 0 || !self.ticket.declined.is_empty() {
             RECORD_SCHEMA
+        } else if !self.webhooks.is_empty() {
+            RECORD_SCHEMA_WEBHOOKS
         } else if self.video.is_some() || self.ticket.preferred_agent.is_some() {
             RECORD_SCHEMA_VIDEO
         } else if self.booking.is_some() {
@@ -456,4 +482,8 @@ impl ServiceRecord {
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a record always serialises")
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -208,6 +208,38 @@ pub struct Scenario {
         default = "default_preferred_agent_timeout"
     )]
     pub preferred_agent_timeout: Duration,
+    /// GMS's agent preview (the Voice - User Terminated options of GMS
+    /// 8.5): the reserved agent is offered the service and accepts or
+    /// rejects it before the customer hears of an agent.
+    #[serde(rename = "_agent_preview", default)]
+    pub agent_preview: bool,
+    /// How long the agent has to answer a preview (GMS default 30 s).
+    #[serde(
+        rename = "_agent_preview_timeout",
+        with = "duration_secs_or_text",
+        default = "default_agent_preview_timeout"
+    )]
+    pub agent_preview_timeout: Duration,
+    /// Whether an unanswered preview makes its agent not ready, as an ACD
+    /// does with an agent who does not answer (callbackd's default: true).
+    #[serde(
+        rename = "_agent_preview_timeout_set_notready",
+        default = "default_true"
+    )]
+    pub agent_preview_timeout_set_notready: bool,
+    /// How many rejects a service takes: the last of them completes it
+    /// (FAIL_AGENT_REJECTED); 0, GMS's default, means agents may not reject.
+    #[serde(rename = "_agent_preview_allow_reject", default)]
+    pub agent_preview_allow_reject: u32,
+    /// The user-data keys the preview shows the agent (GMS: comma-separated);
+    /// empty shows all of the user data.
+    #[serde(
+        rename = "_agent_preview_data",
+        default,
+        with = "comma_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub agent_preview_data: Vec<String>,
     // GMS's throttling and duplicate options (the callback section and
     // Queue Management in the GMS 8.5 options reference), with GMS's names
     // and windows. A limit that is absent is off; the windows and the
@@ -393,6 +425,38 @@ fn default_request_parameters_limit() -> u32 {
 }
 fn default_true() -> bool {
     true
+}
+
+fn default_agent_preview_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// GMS writes lists as one comma-separated string; a TOML array is taken too.
+mod comma_list {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        List(Vec<String>),
+    }
+
+    pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.join(","))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        let items = match Either::deserialize(d)? {
+            Either::Text(t) => t.split(',').map(str::to_owned).collect(),
+            Either::List(l) => l,
+        };
+        Ok(items
+            .into_iter()
+            .map(|i| i.trim().to_owned())
+            .filter(|i| !i.is_empty())
+            .collect())
+    }
 }
 
 fn default_preferred_agent_timeout() -> Duration {
@@ -631,6 +695,21 @@ impl Scenario {
         {
             return Err(err(
                 "_preferred_agent_timeout",
+                "must be more than 0s and at most 24h",
+            ));
+        }
+        if self.agent_preview && !self.wait_for_agent {
+            return Err(err(
+                "_agent_preview",
+                "is true but _wait_for_agent is false; an agent previews a service it is reserved for from the queue",
+            ));
+        }
+        if self.agent_preview
+            && (self.agent_preview_timeout.is_zero()
+                || self.agent_preview_timeout > Duration::from_secs(86_400))
+        {
+            return Err(err(
+                "_agent_preview_timeout",
                 "must be more than 0s and at most 24h",
             ));
         }

@@ -620,6 +620,7 @@ pub fn effect_kind(effect: &Effect) -> String {
         Effect::OpenRoom => "OpenRoom".into(),
         Effect::LinkAgent => "LinkAgent".into(),
         Effect::RoomEnded { .. } => "RoomEnded".into(),
+        Effect::AgentNotReady { .. } => "AgentNotReady".into(),
         Effect::StateNotice { .. } => "StateNotice".into(),
     }
 }

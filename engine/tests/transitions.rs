@@ -1674,6 +1674,10 @@ fn state_event_table_chat_delay() {
         // Never armed without a room or a preferred agent.
         Event::TimerFired { kind: T::RoomTtl, .. } => T::RoomTtl, [Stale, Stale, Stale, Stale, Stale, Stale];
         Event::TimerFired { kind: T::PreferredAgent, .. } => T::PreferredAgent, [Stale, Stale, Stale, Stale, Stale, Stale];
+        // Without `_agent_preview` no preview is ever offered or answered.
+        Event::TimerFired { kind: T::AgentPreview, .. } => T::AgentPreview, [Stale, Stale, Stale, Stale, Stale, Stale];
+        Event::AgentAccepted { .. } => Event::AgentAccepted { agent: "agent-1".into() }, [No, No, No, No, No, No];
+        Event::AgentRejected { .. } => Event::AgentRejected { agent: "agent-1".into() }, [No, No, No, No, No, No];
         // Queued, the ticket is retargeted; connected, the chat's agent rings.
         Event::StartVideo { .. } => start_video(Party::Client), [No,  Same,  No,    Same,  Same,  No   ];
         // No agent before the service is connected.
@@ -1756,6 +1760,10 @@ fn state_event_table_chat_immediate() {
         // Never armed without a room or a preferred agent.
         Event::TimerFired { kind: T::RoomTtl, .. } => T::RoomTtl, [Stale, Stale, Stale, Stale, Stale, Stale];
         Event::TimerFired { kind: T::PreferredAgent, .. } => T::PreferredAgent, [Stale, Stale, Stale, Stale, Stale, Stale];
+        // Without `_agent_preview` no preview is ever offered or answered.
+        Event::TimerFired { kind: T::AgentPreview, .. } => T::AgentPreview, [Stale, Stale, Stale, Stale, Stale, Stale];
+        Event::AgentAccepted { .. } => Event::AgentAccepted { agent: "agent-1".into() }, [No, No, No, No, No, No];
+        Event::AgentRejected { .. } => Event::AgentRejected { agent: "agent-1".into() }, [No, No, No, No, No, No];
         // Queued, the ticket is retargeted; connected, the chat's agent rings.
         Event::StartVideo { .. } => start_video(Party::Client), [No,  Same,  Same,  Same,  Same,  No   ];
         // No agent before the service is connected.
@@ -1790,6 +1798,8 @@ fn armed_timers_a_state_does_not_handle_are_discarded() {
         TimerKind::Reminder => false,
         // Without a room or a preferred agent these change nothing.
         TimerKind::RoomTtl | TimerKind::PreferredAgent => false,
+        // Without a preview waiting for its agent, it changes nothing.
+        TimerKind::AgentPreview => false,
         // The runtime's: the machine refuses it in every state (see the
         // event tables).
         TimerKind::Webhook => true,
@@ -1806,6 +1816,7 @@ fn armed_timers_a_state_does_not_handle_are_discarded() {
             TimerKind::Reminder,
             TimerKind::RoomTtl,
             TimerKind::PreferredAgent,
+            TimerKind::AgentPreview,
         ] {
             if handled(state, kind) {
                 continue;

@@ -103,6 +103,7 @@ fn video_ticket(since: i64, preferred: Option<&str>) -> QueueTicket {
         priority: 7,
         since: secs(since),
         preferred_agent: preferred.map(str::to_owned),
+        declined: Vec::new(),
     }
 }
 
@@ -2385,6 +2386,10 @@ fn state_event_table_with_a_video_leg() {
         // A started call outlives its code.
         Event::TimerFired { kind: T::RoomTtl, .. } => T::RoomTtl, [Same, Stale, Stale, Same, Same, Stale];
         Event::TimerFired { kind: T::PreferredAgent, .. } => T::PreferredAgent, [Stale, Stale, Stale, Stale, Same, Stale];
+        // Without `_agent_preview` no preview is ever offered or answered.
+        Event::TimerFired { kind: T::AgentPreview, .. } => T::AgentPreview, [Stale, Stale, Stale, Stale, Stale, Stale];
+        Event::AgentAccepted { .. } => Event::AgentAccepted { agent: "agent-1".into() }, [No, No, No, No, No, No];
+        Event::AgentRejected { .. } => Event::AgentRejected { agent: "agent-1".into() }, [No, No, No, No, No, No];
         // Only P may take the service until its timeout.
         Event::AgentReserved { .. } => reserved(B),           [No,    No,    No,    connected, No, No ];
         Event::UserConfirmed => Event::UserConfirmed,         [Same,  Same,  Same,  No,    No,    No   ];

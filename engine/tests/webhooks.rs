@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use engine::machine::{self, Event};
-use engine::record::{TimerKind, RECORD_SCHEMA};
+use engine::record::{TimerKind, RECORD_SCHEMA_WEBHOOKS};
 use engine::scenario::Scenario;
 use engine::testing::{at, new_service, reserved, run, secs, ScenarioBuilder};
 use engine::webhook::MAX_ATTEMPTS;
@@ -69,7 +69,7 @@ fn each_transition_writes_the_events_it_owes_into_the_record() {
     assert_eq!(body["timestamp"], "2024-05-01T10:01:40.000Z");
     // The delivery timer was armed at the first event and not moved since.
     assert_eq!(rec.timers.get(&TimerKind::Webhook), Some(&secs(0)));
-    assert_eq!(rec.schema, RECORD_SCHEMA);
+    assert_eq!(rec.schema, RECORD_SCHEMA_WEBHOOKS);
     let decoded = engine::record::ServiceRecord::decode(&rec.encode()).unwrap();
     assert_eq!(&decoded, rec);
 }

@@ -39,6 +39,10 @@ pub(crate) struct IndexEntry<'a> {
     pa: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     vd: Option<u8>,
+    /// Agents who declined its preview, joined by \x1e: a sixth field
+    /// after the video flag, only when there are any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dc: Option<String>,
     /// Timers: [kind code, due ms]; the member is `<id>|<code>|<due ms>`, so
     /// a claim (which changes the score) never loses the due time.
     t: Vec<(usize, String)>,
@@ -74,7 +78,7 @@ pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
 
 /// Codes are stored in timer members: append new kinds, never reorder.
 /// A kind's code is its index here.
-const TIMER_KINDS: [TimerKind; 8] = [
+const TIMER_KINDS: [TimerKind; 9] = [
     TimerKind::DesiredTime,
     TimerKind::UserConfirm,
     TimerKind::FindAgent,
@@ -83,6 +87,7 @@ const TIMER_KINDS: [TimerKind; 8] = [
     TimerKind::RoomTtl,
     TimerKind::PreferredAgent,
     TimerKind::Webhook,
+    TimerKind::AgentPreview,
 ];
 
 /// The kind's code: its index in [`TIMER_KINDS`]. An exhaustive match, so a
@@ -97,6 +102,7 @@ fn timer_code(kind: TimerKind) -> usize {
         TimerKind::RoomTtl => 5,
         TimerKind::PreferredAgent => 6,
         TimerKind::Webhook => 7,
+        TimerKind::AgentPreview => 8,
     }
 }
 
@@ -137,13 +143,17 @@ fn queue_member(entry: &QueueEntry) -> String {
         entry.skills.as_deref().unwrap_or(""),
         entry.device.as_deref().unwrap_or("")
     );
-    if entry.preferred_agent.is_some() || entry.video {
+    if entry.preferred_agent.is_some() || entry.video || !entry.declined.is_empty() {
         member.push('\u{1f}');
         member.push_str(entry.preferred_agent.as_deref().unwrap_or(""));
         member.push('\u{1f}');
         if entry.video {
             member.push('1');
         }
+    }
+    if !entry.declined.is_empty() {
+        member.push('\u{1f}');
+        member.push_str(&entry.declined.join("\u{1e}"));
     }
     member
 }
@@ -165,6 +175,9 @@ pub(crate) fn parse_queue_member(member: &str) -> Option<QueueEntry> {
     let mut field = || fields.next().filter(|f| !f.is_empty()).map(str::to_owned);
     let (skills, device, preferred_agent) = (field(), field(), field());
     let video = field().as_deref() == Some("1");
+    let declined = field()
+        .map(|d| d.split('\u{1e}').map(str::to_owned).collect())
+        .unwrap_or_default();
     Some(QueueEntry {
         id: id.to_owned(),
         priority: (i32::MAX as i64 - priority) as i32,
@@ -173,6 +186,7 @@ pub(crate) fn parse_queue_member(member: &str) -> Option<QueueEntry> {
         device,
         preferred_agent,
         video,
+        declined,
     })
 }
 
@@ -199,6 +213,7 @@ pub(crate) fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
             .as_deref()
             .filter(|a| queued && !a.is_empty()),
         vd: (queued && rec.video.is_some()).then_some(1),
+        dc: (queued && !rec.ticket.declined.is_empty()).then(|| rec.ticket.declined.join("\u{1e}")),
         t: rec
             .timers
             .iter()
@@ -260,6 +275,7 @@ mod tests {
             device: (priority > 0).then(|| "dev-1".into()),
             preferred_agent: None,
             video: false,
+            declined: Vec::new(),
         };
         let preferring = |e: QueueEntry, agent: &str| QueueEntry {
             preferred_agent: Some(agent.into()),
@@ -298,6 +314,7 @@ mod tests {
             device: Some("dev".into()),
             preferred_agent: None,
             video: false,
+            declined: Vec::new(),
         };
         let prefix = queue_prefix(&plain);
         // Without a preference or video, a member is what it always was.
@@ -336,7 +353,16 @@ mod tests {
             queue_member(&video_only),
             format!("{prefix}a\u{1f}English\u{1f}dev\u{1f}\u{1f}1")
         );
-        for e in [both, video_only] {
+        // Declined agents: a sixth field, after the (empty) preference and video.
+        let declined = QueueEntry {
+            declined: vec!["ag-1".into(), "ag-2".into()],
+            ..plain.clone()
+        };
+        assert_eq!(
+            queue_member(&declined),
+            format!("{prefix}a\u{1f}English\u{1f}dev\u{1f}\u{1f}\u{1f}ag-1\u{1e}ag-2")
+        );
+        for e in [both, video_only, declined] {
             assert_eq!(parse_queue_member(&queue_member(&e)), Some(e));
         }
         assert_eq!(parse_queue_member(&format!("{prefix}a")), None);

@@ -389,6 +389,18 @@ async fn agents_act_only_on_their_own_services() {
     )
     .await;
     assert_eq!(status, 403);
+    // Ann may not answer a preview in bob's name, nor bob in ann's.
+    for (who, other) in [(ann, "bob"), (bob, "ann")] {
+        let (status, answer) = call(
+            &app,
+            who,
+            Method::POST,
+            &format!("/api/v1/services/{id}/accept"),
+            Some(&json!({"agent_id": other})),
+        )
+        .await;
+        assert_eq!(status, 403, "{who:?} for {other}: {answer}");
+    }
     let (status, _) = call(
         &app,
         ann,
@@ -744,6 +756,10 @@ async fn every_acting_route_with_every_kind_of_caller() {
             customer,
         ),
         (Method::POST, "/api/v1/services/{id}/complete", None, staff),
+        // Preview answers: an agent answers for itself (the service here is
+        // offered without preview, so the one allowed call meets a 409).
+        (Method::POST, "/api/v1/services/{id}/accept", None, staff),
+        (Method::POST, "/api/v1/services/{id}/reject", None, staff),
         (
             Method::POST,
             "/api/v1/services/{id}/chat",

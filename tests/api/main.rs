@@ -16,6 +16,7 @@ mod office_hours;
 mod on_redis;
 mod openapi;
 mod positions;
+mod preview;
 mod queries;
 mod queue_positions;
 mod request_id;

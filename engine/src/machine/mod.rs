@@ -202,6 +202,15 @@ pub enum Event {
     /// PROCESSING): it waits in its queue again with its age, and the agent
     /// is free for another.
     Requeued,
+    /// The agent accepted the preview it was offered (`_agent_preview`).
+    AgentAccepted {
+        agent: String,
+    },
+    /// The agent rejected the preview: the service goes back to its queue
+    /// with its age, and is never offered to this agent again.
+    AgentRejected {
+        agent: String,
+    },
 }
 
 impl Event {
@@ -216,6 +225,7 @@ impl Event {
                 TimerKind::RoomTtl => "room_expired",
                 TimerKind::PreferredAgent => "preferred_agent_timeout",
                 TimerKind::Webhook => "webhook_due",
+                TimerKind::AgentPreview => "agent_preview_timeout",
             },
             Event::Created => "created",
             Event::AgentReserved { .. } => "agent_reserved",
@@ -246,13 +256,23 @@ impl Event {
             Event::SurveyAnswered { .. } => "survey_answered",
             Event::Moved { .. } => "moved",
             Event::Requeued => "requeued",
+            Event::AgentAccepted { .. } => "agent_accepted",
+            Event::AgentRejected { .. } => "agent_rejected",
         }
     }
 
     /// Whether the history keeps this event even when the state stays: a
     /// supervisor's hand on a service is always accounted for.
     pub fn always_in_history(&self) -> bool {
-        matches!(self, Event::Moved { .. } | Event::Requeued)
+        // An agent's answer to a preview is accounted for too: accepting
+        // with a confirmation still to ask keeps the state.
+        matches!(
+            self,
+            Event::Moved { .. }
+                | Event::Requeued
+                | Event::AgentAccepted { .. }
+                | Event::AgentRejected { .. }
+        )
     }
 }
 
@@ -331,6 +351,11 @@ pub enum Effect {
     /// A live room ended: its agent may take another video, run the router.
     RoomEnded {
         agent: Option<String>,
+    },
+    /// The agent let a preview time out: set it not ready in the store, as
+    /// an ACD does with an agent who does not answer.
+    AgentNotReady {
+        agent: String,
     },
     /// Tell the device the service's new state (and thereby that it owns
     /// it); not kept, like [`Effect::PushDevice`]. [`create`] always ends
@@ -557,6 +582,12 @@ impl Service {
                 )));
                 Handled
             }
+            Event::AgentReserved { agent } if self.rec.ticket.declined.contains(agent) => {
+                context.refuse(self.in_state(&format!(
+                    "agent {agent} declined this service's preview; it goes to another agent"
+                )));
+                Handled
+            }
             Event::AgentReserved { agent } => {
                 self.rec.agent = Some(agent.clone());
                 context.effects.push(Effect::AgentReserved {
@@ -568,8 +599,14 @@ impl Service {
                     queue: self.rec.ticket.queue.clone(),
                     seconds: waited,
                 });
-                // Video was asked for just now: nobody needs to confirm it.
-                if self.scenario.wait_for_user_confirm && self.rec.video.is_none() {
+                // Video was asked for just now: nobody needs to confirm it,
+                // and no agent previews it.
+                if self.scenario.agent_preview && self.rec.video.is_none() {
+                    // ROUTING: the agent answers the preview before the
+                    // customer is asked or told anything.
+                    self.rec.preview_pending = true;
+                    Transition(State::wait_for_user_confirm())
+                } else if self.scenario.wait_for_user_confirm && self.rec.video.is_none() {
                     Transition(State::wait_for_user_confirm())
                 } else {
                     Transition(State::connected())
@@ -676,6 +713,62 @@ impl Service {
     )]
     fn wait_for_user_confirm(&mut self, context: &mut Context, event: &Event) -> Outcome<State> {
         match event {
+            Event::UserConfirmed if self.rec.preview_pending => {
+                context.refuse(self.in_state(
+                    "the agent has not accepted the service yet; connect once the agent-available notification arrives",
+                ));
+                Handled
+            }
+            Event::AgentAccepted { agent } | Event::AgentRejected { agent }
+                if !self.rec.preview_pending || self.rec.agent.as_ref() != Some(agent) =>
+            {
+                context.refuse(self.in_state(&format!(
+                    "no preview of this service waits for agent {agent}'s answer"
+                )));
+                Handled
+            }
+            Event::AgentAccepted { .. } => {
+                self.rec.preview_pending = false;
+                self.disarm(context, TimerKind::AgentPreview);
+                if self.scenario.wait_for_user_confirm {
+                    // Now the flow goes on as without preview: ask the customer.
+                    self.start_user_confirm(context);
+                    Handled
+                } else {
+                    Transition(State::connected())
+                }
+            }
+            Event::AgentRejected { .. } if self.scenario.agent_preview_allow_reject == 0 => {
+                context.refuse(self.in_state(
+                    "the scenario allows no rejects (_agent_preview_allow_reject = 0); accept, or let the preview time out",
+                ));
+                Handled
+            }
+            Event::AgentRejected { agent } => {
+                self.rec.preview_rejects += 1;
+                self.decline(agent);
+                if self.rec.preview_rejects >= self.scenario.agent_preview_allow_reject {
+                    Transition(State::completed(CallbackReason::FailAgentRejected))
+                } else {
+                    self.release_agent(context);
+                    Transition(State::wait_for_agent())
+                }
+            }
+            Event::TimerFired {
+                kind: TimerKind::AgentPreview,
+                ..
+            } if self.rec.preview_pending => {
+                // Not the agent's choice, so not a reject; but the service
+                // does not wait for that agent again.
+                if let Some(agent) = self.rec.agent.clone() {
+                    self.decline(&agent);
+                    if self.scenario.agent_preview_timeout_set_notready {
+                        context.effects.push(Effect::AgentNotReady { agent });
+                    }
+                }
+                self.release_agent(context);
+                Transition(State::wait_for_agent())
+            }
             Event::UserConfirmed => Transition(State::connected()),
             Event::Moved { queue, agent } => {
                 if !self.move_ticket(context, queue, agent) {
@@ -711,15 +804,20 @@ impl Service {
 
     #[action]
     fn ask_user_confirm(&mut self, context: &mut Context) {
-        self.rec.confirm_attempts += 1;
-        let due = after(self.now, self.scenario.user_confirm_timeout);
-        self.arm(context, TimerKind::UserConfirm, due);
-        self.agent_available(context);
+        if self.rec.preview_pending {
+            let due = after(self.now, self.scenario.agent_preview_timeout);
+            self.arm(context, TimerKind::AgentPreview, due);
+            self.offer_preview(context);
+        } else {
+            self.start_user_confirm(context);
+        }
     }
 
     #[action]
     fn stop_user_confirm(&mut self, context: &mut Context) {
         self.disarm(context, TimerKind::UserConfirm);
+        self.disarm(context, TimerKind::AgentPreview);
+        self.rec.preview_pending = false;
     }
 
     #[state(superstate = "active", entry_action = "enter_connected")]
@@ -930,6 +1028,25 @@ impl Service {
 }
 
 impl Service {
+    /// Asks the customer to confirm, once an agent holds the service.
+    fn start_user_confirm(&mut self, context: &mut Context) {
+        self.rec.confirm_attempts += 1;
+        let due = after(self.now, self.scenario.user_confirm_timeout);
+        self.arm(context, TimerKind::UserConfirm, due);
+        self.agent_available(context);
+    }
+
+    /// The agent turned the service down (or let its preview lapse): the
+    /// router must not offer it to that agent again, even as its preferred one.
+    fn decline(&mut self, agent: &str) {
+        if !self.rec.ticket.declined.iter().any(|a| a == agent) {
+            self.rec.ticket.declined.push(agent.to_owned());
+        }
+        if self.rec.ticket.preferred_agent.as_deref() == Some(agent) {
+            self.rec.ticket.preferred_agent = None;
+        }
+    }
+
     /// A supervisor's move: the ticket's queue and/or preferred agent
     /// change, its priority and age (so its place) stay. False (and the
     /// event refused) when it names neither.
@@ -1015,6 +1132,9 @@ impl Service {
             Event::Requeued => {
                 "only a service with an agent (ROUTING or PROCESSING) can be requeued".to_owned()
             }
+            Event::AgentAccepted { agent } | Event::AgentRejected { agent } => {
+                format!("no preview of this service waits for agent {agent}'s answer")
+            }
             Event::TimerFired { kind, .. } => format!("timer {} does not apply", kind.as_str()),
             other => format!("`{}` does not apply", other.name()),
         };
@@ -1082,6 +1202,7 @@ pub(crate) fn ticket_for(routing: &RoutingData, since: DateTime<Utc>) -> QueueTi
         priority: routing.priority,
         since,
         preferred_agent: routing.preferred_agent.clone(),
+        declined: Vec::new(),
     }
 }
 
@@ -1129,6 +1250,8 @@ pub fn create_by(
         served_by: None,
         connected_at: None,
         confirm_attempts: 0,
+        preview_pending: false,
+        preview_rejects: 0,
         timers: Default::default(),
         chat: None,
         outbox: Vec::new(),

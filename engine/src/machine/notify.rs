@@ -125,6 +125,31 @@ impl Service {
     }
 }
 
+impl Service {
+    /// The preview the reserved agent accepts or rejects: who and what,
+    /// with the user data `_agent_preview_data` names (all of it if none).
+    pub(super) fn offer_preview(&mut self, context: &mut Context) {
+        let id = self.rec.id.clone();
+        let keys = &self.scenario.agent_preview_data;
+        let data: std::collections::BTreeMap<&String, &String> = self
+            .rec
+            .user_data
+            .iter()
+            .filter(|(k, _)| keys.is_empty() || keys.contains(k))
+            .collect();
+        let message = json!({
+            "_id": id,
+            "_action": "preview",
+            "_service_name": self.rec.scenario,
+            "_customer_number": self.rec.customer_number,
+            "_media_type": self.scenario.media_type,
+            "_agent_preview_data": data,
+            "_agent_preview_timeout": self.scenario.agent_preview_timeout.as_secs(),
+        });
+        self.notify_agent(context, format!("agent.preview.{id}"), message);
+    }
+}
+
 pub(super) fn party_name(party: Party) -> &'static str {
     match party {
         Party::Client => "customer",
@@ -160,7 +185,9 @@ pub(super) fn state_notice(rec: &ServiceRecord) -> Option<(String, serde_json::V
             "_id": id,
             "_action": "state",
             "_callback_state": rec.state.gms_name(),
-            "_agent_id": rec.agent,
+            // An agent previewing the service may still reject it: the
+            // customer is not told of it before it accepts.
+            "_agent_id": rec.agent.as_ref().filter(|_| !rec.preview_pending),
         },
         "tag": tag,
     });

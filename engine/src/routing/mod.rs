@@ -61,6 +61,7 @@ pub fn plan(queues: &[(String, Vec<QueueEntry>)], agents: &[AgentRecord]) -> Vec
                 && a.profile.queues.contains(queue)
                 && load[id] < a.profile.max_concurrent as usize
                 && !(entry.video && in_room.get(id).is_some_and(|s| *s != entry.id))
+                && !entry.declined.iter().any(|d| d == id)
         };
         let chosen = match &entry.preferred_agent {
             Some(preferred) => agents
@@ -147,6 +148,7 @@ mod tests {
             device: None,
             preferred_agent: None,
             video: false,
+            declined: Vec::new(),
         }
     }
 
@@ -186,6 +188,32 @@ mod tests {
         let agents = [busy, agent("free", &["support"], 2, &[])];
         let plan = plan(&support(vec![entry("a", 0), entry("b", 1)]), &agents);
         assert_eq!(pairs(plan), p(&[("a", "free"), ("b", "busy")]));
+    }
+
+    #[test]
+    fn an_agent_who_declined_a_service_is_never_offered_it_again() {
+        // "free" would win on load; it rejected "a", so "a" goes to "busy"
+        // and "free" takes the next one.
+        let mut busy = agent("busy", &["support"], 2, &[]);
+        busy.services.insert("x".into());
+        let agents = [busy, agent("free", &["support"], 2, &[])];
+        let declined = QueueEntry {
+            declined: vec!["free".into()],
+            ..entry("a", 0)
+        };
+        let plan = plan(&support(vec![declined, entry("b", 1)]), &agents);
+        assert_eq!(pairs(plan), p(&[("a", "busy"), ("b", "free")]));
+        // Declined by everyone who could take it: it waits.
+        let alone = [agent("free", &["support"], 2, &[])];
+        let declined = QueueEntry {
+            declined: vec!["free".into()],
+            ..entry("a", 0)
+        };
+        assert_eq!(pairs(plan_for(&alone, declined)), p(&[]));
+    }
+
+    fn plan_for(agents: &[AgentRecord], e: QueueEntry) -> Vec<Assignment> {
+        plan(&support(vec![e]), agents)
     }
 
     #[test]

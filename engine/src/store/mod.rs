@@ -166,6 +166,9 @@ pub struct QueueEntry {
     /// It has a video leg: an agent already in a room cannot take it.
     #[serde(default)]
     pub video: bool,
+    /// Agents who declined its preview: never offered it again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declined: Vec<String>,
 }
 
 impl QueueEntry {
@@ -187,6 +190,7 @@ impl QueueEntry {
             device: record.device_notification_id.clone(),
             preferred_agent: record.ticket.preferred_agent.clone(),
             video: record.video.is_some(),
+            declined: record.ticket.declined.clone(),
         }
     }
 }

@@ -166,6 +166,8 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/api/v1/services/{id}", STAFF, None, "Services", "The full record, with its history", &[], get(services::show)),
         route!(POST "/api/v1/services/{id}/complete", STAFF, Json, "Services", "Complete a connected service", &[], post(services::complete)),
         route!(POST "/api/v1/services/{id}/move", SUPERVISOR, Json, "Operator", "Move a waiting service to another queue or agent", &[], post(admin::move_service)),
+        route!(POST "/api/v1/services/{id}/accept", STAFF, Json, "Services", "The offered agent accepts a previewed service (`{\"agent_id\"}` for a supervisor or when open)", &[], post(services::accept)),
+        route!(POST "/api/v1/services/{id}/reject", STAFF, Json, "Services", "The offered agent rejects a previewed service: back to its queue for another agent", &[], post(services::reject)),
         route!(POST "/api/v1/services/{id}/requeue", SUPERVISOR, None, "Operator", "Put a routed or connected service back in its queue", &[], post(admin::requeue)),
         route!(POST "/api/v1/services/{id}/chat", STAFF, Json, "Services", "The agent's chat message", &[], post(services::chat)),
         route!(POST "/api/v1/services/{id}/chat/typing", STAFF, Json, "Services", "The agent is typing", &[], post(services::typing)),

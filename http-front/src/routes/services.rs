@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::check_id;
 use crate::auth::Caller;
 use crate::error::AppError;
-use crate::form::JsonBody;
+use crate::form::{JsonBody, OptionalJsonBody};
 use crate::AppState;
 
 /// The full record, as the agent API shows it.
@@ -123,6 +123,63 @@ pub async fn chat(
         from: Party::Agent,
         text: body.text,
     };
+    Ok(Json(full(&act(&state, read, &id, &event).await?)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerBody {
+    #[serde(default)]
+    agent_id: Option<String>,
+}
+
+/// The agent answering a preview: the one the credential names, else (a
+/// supervisor, or a server running open) the body's `agent_id`.
+fn answering_agent(caller: &Caller, body: AnswerBody) -> Result<String, AppError> {
+    let agent = match (&caller.0.agent, body.agent_id) {
+        (Some(own), None) => own.clone(),
+        (_, Some(named)) => named,
+        (None, None) => {
+            return Err(AppError::field(
+                "agent_id",
+                "is required: name the agent whose preview this answers",
+            ))
+        }
+    };
+    check_id("agent_id", &agent)?;
+    caller.for_agent(&agent)?;
+    Ok(agent)
+}
+
+/// POST /api/v1/services/{id}/accept: the agent accepts the preview it was
+/// offered (`_agent_preview`); the customer is asked or told now.
+#[tracing::instrument(skip_all, fields(service_id = %id))]
+pub async fn accept(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<AnswerBody>,
+) -> Result<Json<Value>, AppError> {
+    check_id("id", &id)?;
+    let agent = answering_agent(&caller, body)?;
+    let read = caller.checked_service(&state, &id).await?;
+    let event = Event::AgentAccepted { agent };
+    Ok(Json(full(&act(&state, read, &id, &event).await?)))
+}
+
+/// POST /api/v1/services/{id}/reject: the agent turns the preview down; the
+/// service waits in its queue again, with its age, for another agent.
+#[tracing::instrument(skip_all, fields(service_id = %id))]
+pub async fn reject(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<AnswerBody>,
+) -> Result<Json<Value>, AppError> {
+    check_id("id", &id)?;
+    let agent = answering_agent(&caller, body)?;
+    let read = caller.checked_service(&state, &id).await?;
+    let event = Event::AgentRejected { agent };
     Ok(Json(full(&act(&state, read, &id, &event).await?)))
 }
 

@@ -327,6 +327,19 @@ impl Shell {
                     metrics::counter!(crate::metrics::AGENT_OFFERS, "scenario" => record.scenario.clone())
                         .increment(1);
                 }
+                Effect::AgentNotReady { agent } => {
+                    // The record is written: a store failure here leaves the
+                    // agent ready, which the router's exclusion already covers
+                    // for this service; the supervisor sees the warning.
+                    match self.store.set_agent_ready(agent, false).await {
+                        Ok(_) => {
+                            info!(service_id = %record.id, agent_id = %agent, "Agent set not ready: its preview timed out.")
+                        }
+                        Err(e) => {
+                            warn!(service_id = %record.id, agent_id = %agent, error = %e, "Could not set the agent not ready after its preview timed out.")
+                        }
+                    }
+                }
                 Effect::LeftQueue { .. } | Effect::TimerCancelled { .. } => {}
             }
         }
