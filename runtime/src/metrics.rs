@@ -24,6 +24,7 @@ pub const SERVICES_CREATED: &str = "callbackd_services_created_total";
 pub const SERVICE_TRANSITIONS: &str = "callbackd_service_transitions_total";
 pub const SERVICES_COMPLETED: &str = "callbackd_services_completed_total";
 pub const AGENT_OFFERS: &str = "callbackd_agent_offers_total";
+pub const OFFER_ANSWERS: &str = "callbackd_agent_offer_answers_total";
 pub const TIMERS_FIRED: &str = "callbackd_timers_fired_total";
 pub const TIMER_LATENESS: &str = "callbackd_timer_lateness_seconds";
 pub const STORE_CALL: &str = "callbackd_store_call_duration_seconds";
@@ -51,6 +52,10 @@ pub fn describe() {
     describe_counter!(
         AGENT_OFFERS,
         "Services offered to (reserved for) an agent, by scenario."
+    );
+    describe_counter!(
+        OFFER_ANSWERS,
+        "Previewed offers (_agent_preview) by scenario and outcome: accepted, rejected, timed_out."
     );
     describe_counter!(TIMERS_FIRED, "Timers fired on this node, by kind.");
     describe_histogram!(
@@ -100,6 +105,11 @@ pub fn describe() {
 /// Counts a transition of a service of `scenario`.
 pub fn transition(scenario: &str, from: ServiceState, to: ServiceState) {
     counter!(SERVICE_TRANSITIONS, "scenario" => scenario.to_owned(), "from" => from.gms_name(), "to" => to.gms_name()).increment(1);
+}
+
+/// Counts an agent's answer to a previewed offer.
+pub fn offer_answered(scenario: &str, outcome: &'static str) {
+    counter!(OFFER_ANSWERS, "scenario" => scenario.to_owned(), "outcome" => outcome).increment(1);
 }
 
 /// Times a store call `op`, and counts it as an error when the store did

@@ -142,6 +142,21 @@ async fn the_last_allowed_reject_completes_the_service() {
     assert_eq!(body["_callback_state"], "COMPLETED");
     assert_eq!(body["_callback_reason"], "FAIL_AGENT_REJECTED");
     assert!(app.agent_services(&second).await.is_empty());
+
+    // Counted for the operator (the recorder is the process's: other
+    // preview tests may add theirs).
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    let rejected: f64 = text
+        .lines()
+        .find(|l| {
+            l.starts_with("callbackd_agent_offer_answers_total{")
+                && l.contains(r#"outcome="rejected""#)
+                && l.contains(r#"scenario="preview""#)
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no rejected offers counted:\n{text}"));
+    assert!(rejected >= 2.0, "{rejected}");
 }
 
 #[tokio::test]

@@ -264,6 +264,19 @@ impl Shell {
             match self.store.put(&next, Some(record.version)).await {
                 Ok(()) => {
                     self.carry_out(&next, &effects).await;
+                    match event {
+                        Event::AgentRejected { .. } => {
+                            crate::metrics::offer_answered(&next.scenario, "rejected")
+                        }
+                        Event::AgentAccepted { .. } => {
+                            crate::metrics::offer_answered(&next.scenario, "accepted")
+                        }
+                        Event::TimerFired {
+                            kind: engine::record::TimerKind::AgentPreview,
+                            ..
+                        } => crate::metrics::offer_answered(&next.scenario, "timed_out"),
+                        _ => {}
+                    }
                     if next.state != record.state {
                         info!(service_id = %id, from = ?record.state, to = ?next.state, event = event.name(), "Service changed state.");
                         crate::metrics::transition(&next.scenario, record.state, next.state);
