@@ -1402,6 +1402,24 @@ fn owe_webhooks(
     applied.record.schema = applied.record.schema.max(applied.record.required_schema());
 }
 
+/// A webhook round's or retry's record, with the delivery timer it leaves
+/// armed (if any) as its one effect, so the timer loop looks again.
+fn webhooks_written(rec: ServiceRecord) -> Applied {
+    let effects = rec
+        .timers
+        .get(&TimerKind::Webhook)
+        .map(|due| Effect::TimerArmed {
+            kind: TimerKind::Webhook,
+            due: *due,
+        })
+        .into_iter()
+        .collect();
+    Applied {
+        record: rec,
+        effects,
+    }
+}
+
 /// Appends the state push, last: the shell carries out the effects in
 /// order, and the device hears of the new state after everything else.
 fn tell_state(applied: &mut Applied) {
@@ -1452,38 +1470,14 @@ fn transition(
             crate::webhook::attempted(&mut rec, delivered, failed, now);
             rec.version += 1;
             rec.schema = rec.schema.max(rec.required_schema());
-            let effects = rec
-                .timers
-                .get(&TimerKind::Webhook)
-                .map(|due| Effect::TimerArmed {
-                    kind: TimerKind::Webhook,
-                    due: *due,
-                })
-                .into_iter()
-                .collect();
-            return Ok(Applied {
-                record: rec,
-                effects,
-            });
+            return Ok(webhooks_written(rec));
         }
         Event::WebhooksRetried => {
             if crate::webhook::retry_failed(&mut rec, now) == 0 {
                 return Err(TransitionError::Unchanged);
             }
             rec.version += 1;
-            let effects = rec
-                .timers
-                .get(&TimerKind::Webhook)
-                .map(|due| Effect::TimerArmed {
-                    kind: TimerKind::Webhook,
-                    due: *due,
-                })
-                .into_iter()
-                .collect();
-            return Ok(Applied {
-                record: rec,
-                effects,
-            });
+            return Ok(webhooks_written(rec));
         }
         Event::TimerFired { kind, due } => {
             if rec.timers.get(kind) != Some(due) {
