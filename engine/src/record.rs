@@ -19,7 +19,13 @@ use serde::{Deserialize, Serialize};
 /// Schema 5 added agent preview (an offer waiting for the agent's answer,
 /// the rejects and the agents who declined); only a record that has one of
 /// them is written as 5, so an older node never routes it to a decliner.
-pub const RECORD_SCHEMA: u32 = 5;
+/// Schema 6 added URS routes (the ticket's targets and its step); only a
+/// record that has one is written as 6, so an older node never routes it by
+/// its virtual queue alone.
+pub const RECORD_SCHEMA: u32 = 6;
+
+/// The schema of a record with preview, without a URS route.
+pub const RECORD_SCHEMA_PREVIEW: u32 = 5;
 
 /// The schema of a record with webhook events, without preview.
 pub const RECORD_SCHEMA_WEBHOOKS: u32 = 4;
@@ -133,6 +139,8 @@ pub enum TimerKind {
     Webhook,
     /// The reserved agent did not answer its preview in `_agent_preview_timeout`.
     AgentPreview,
+    /// The current URS target's `timeout` ran out: the next target.
+    TargetTimeout,
 }
 
 impl TimerKind {
@@ -147,6 +155,7 @@ impl TimerKind {
             TimerKind::PreferredAgent => "preferred_agent",
             TimerKind::Webhook => "webhook",
             TimerKind::AgentPreview => "agent_preview",
+            TimerKind::TargetTimeout => "target_timeout",
         }
     }
 }
@@ -168,6 +177,11 @@ pub struct QueueTicket {
     /// router never offers it to them again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub declined: Vec<String>,
+    /// Where the service stands in its scenario's URS targets (`_target`
+    /// as a list or a URS string); none in the simple form, where the
+    /// queue and the skills say who may take it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::routing::target::Route>,
 }
 
 /// A booked slot. The store counts a seat for it while the service is not
@@ -430,8 +444,13 @@ impl ServiceRecord {
 
     /// The lowest schema that holds everything in this record.
     pub fn required_schema(&self) -> u32 {
-        if self.preview_pending || self.preview_rejects > 0 || !self.ticket.declined.is_empty() {
+        if self.ticket.route.is_some() {
             RECORD_SCHEMA
+        } else if self.preview_pending
+            || self.preview_rejects > 0
+            || !self.ticket.declined.is_empty()
+        {
+            RECORD_SCHEMA_PREVIEW
         } else if !self.webhooks.is_empty() {
             RECORD_SCHEMA_WEBHOOKS
         } else if self.video.is_some() || self.ticket.preferred_agent.is_some() {

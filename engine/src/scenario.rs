@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::record::ServiceRecord;
 use crate::routing::skills::SkillExpr;
+use crate::routing::target::{parse_steps, AgentSet, TargetStep};
 
 /// Media of the interaction the scenario hands to an agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,15 +51,88 @@ impl<'de> Deserialize<'de> for OnUserConfirmTimeout {
     }
 }
 
-/// Where the service is routed: a queue, an optional skill expression, a priority.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Where the service is routed (`_target`). The simple form is a table:
+/// a queue, an optional skill expression, a priority. GMS's URS forms (one
+/// target string, or a list of targets tried in order, see
+/// [`crate::routing::target`]) fill `steps`; then `queue` is the virtual
+/// queue the services are counted under (`_urs_virtual_queue`, or the
+/// first group the targets name).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Target {
     pub queue: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skills: Option<SkillExpr>,
     #[serde(default)]
     pub priority: i32,
+    /// The URS targets, in order; empty in the simple form.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<TargetStep>,
+}
+
+/// The simple form as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueTarget {
+    queue: String,
+    #[serde(default)]
+    skills: Option<SkillExpr>,
+    #[serde(default)]
+    priority: i32,
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match toml::Value::deserialize(d)? {
+            toml::Value::Table(table) => {
+                let t: QueueTarget = toml::Value::Table(table)
+                    .try_into()
+                    .map_err(|e: toml::de::Error| D::Error::custom(e.message()))?;
+                Ok(Target {
+                    queue: t.queue,
+                    skills: t.skills,
+                    priority: t.priority,
+                    steps: Vec::new(),
+                })
+            }
+            other => {
+                let steps = parse_steps(other).map_err(D::Error::custom)?;
+                // Counted under the first group named, unless
+                // `_urs_virtual_queue` says otherwise (see `resolve`).
+                let queue = steps
+                    .iter()
+                    .find_map(|s| s.target.group.clone())
+                    .unwrap_or_default();
+                Ok(Target {
+                    queue,
+                    skills: None,
+                    priority: 0,
+                    steps,
+                })
+            }
+        }
+    }
+}
+
+impl Target {
+    /// Applies `_urs_virtual_queue`: the services are counted under it, and
+    /// a simple target's queue becomes the group its agents come from.
+    fn resolve(&mut self, virtual_queue: Option<&str>) {
+        let Some(vq) = virtual_queue else { return };
+        if self.steps.is_empty() && vq != self.queue {
+            self.steps = vec![TargetStep {
+                target: AgentSet {
+                    group: Some(self.queue.clone()),
+                    agent: None,
+                    skills: self.skills.take(),
+                },
+                timeout: None,
+                clear: false,
+                skip_if: None,
+            }];
+        }
+        self.queue = vq.to_owned();
+    }
 }
 
 /// Texts returned to the customer.
@@ -157,6 +231,14 @@ pub struct Scenario {
     pub find_agent_timeout: Option<Duration>,
     #[serde(rename = "_target")]
     pub target: Target,
+    /// GMS: the virtual queue the services are counted under (position,
+    /// EWT, statistics), whatever agents `_target` names.
+    #[serde(
+        rename = "_urs_virtual_queue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub urs_virtual_queue: Option<String>,
     /// Request fields that must be present and non-empty on create.
     #[serde(rename = "_mandatory_fields", default)]
     pub mandatory_fields: Vec<String>,
@@ -567,11 +649,22 @@ pub(crate) mod opt_duration_secs_or_text {
 impl Scenario {
     /// Parses and validates one scenario file's text.
     pub fn from_toml(file: &Path, text: &str) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError {
+        let mut scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError {
             file: file.to_owned(),
             key: e.span().and_then(|span| key_at(text, span.start)),
             reason: e.to_string().trim().to_owned(),
         })?;
+        if let Some(vq) = &scenario.urs_virtual_queue {
+            if vq.trim().is_empty() || vq.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ScenarioError {
+                    file: file.to_owned(),
+                    key: Some("_urs_virtual_queue".into()),
+                    reason: "must be a non-empty name without spaces".into(),
+                });
+            }
+        }
+        let vq = scenario.urs_virtual_queue.clone();
+        scenario.target.resolve(vq.as_deref());
         scenario.validate(file)?;
         Ok(scenario)
     }
@@ -609,6 +702,12 @@ impl Scenario {
             return Err(err("_find_agent_timeout", "must be greater than zero"));
         }
         if self.target.queue.trim().is_empty() {
+            if !self.target.steps.is_empty() {
+                return Err(err(
+                    "_urs_virtual_queue",
+                    "must be set: no target in _target names a group of agents (…@StatServer.GA) to count the services under",
+                ));
+            }
             return Err(err("_target.queue", "must name a queue"));
         }
         if let Some(url) = &self.httpcb_url {

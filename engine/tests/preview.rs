@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use engine::machine::{self, Effect, Event, TransitionError};
-use engine::record::{CallbackReason, ServiceState, TimerKind, RECORD_SCHEMA};
+use engine::record::{CallbackReason, ServiceState, TimerKind, RECORD_SCHEMA_PREVIEW};
 use engine::scenario::Scenario;
 use engine::testing::{self, at, fire, reserved, secs, t0, ScenarioBuilder, Step};
 
@@ -66,7 +66,7 @@ fn a_reserved_agent_gets_a_preview_and_the_customer_hears_nothing() {
     assert!(rec.preview_pending);
     assert_eq!(rec.agent.as_deref(), Some("agent-1"));
     assert_eq!(
-        rec.schema, RECORD_SCHEMA,
+        rec.schema, RECORD_SCHEMA_PREVIEW,
         "older nodes refuse a previewed record"
     );
     assert!(rec.outbox.is_empty(), "no agent-available notification yet");

@@ -1678,6 +1678,9 @@ fn state_event_table_chat_delay() {
         Event::TimerFired { kind: T::AgentPreview, .. } => T::AgentPreview, [Stale, Stale, Stale, Stale, Stale, Stale];
         Event::AgentAccepted { .. } => Event::AgentAccepted { agent: "agent-1".into() }, [No, No, No, No, No, No];
         Event::AgentRejected { .. } => Event::AgentRejected { agent: "agent-1".into() }, [No, No, No, No, No, No];
+        // Without URS targets there is nothing to move on to.
+        Event::TimerFired { kind: T::TargetTimeout, .. } => T::TargetTimeout, [Stale, Stale, Stale, Stale, Stale, Stale];
+        Event::TargetSkipped { .. } => Event::TargetSkipped { step: 0 }, [No, No, No, No, No, No];
         // Queued, the ticket is retargeted; connected, the chat's agent rings.
         Event::StartVideo { .. } => start_video(Party::Client), [No,  Same,  No,    Same,  Same,  No   ];
         // No agent before the service is connected.
@@ -1764,6 +1767,9 @@ fn state_event_table_chat_immediate() {
         Event::TimerFired { kind: T::AgentPreview, .. } => T::AgentPreview, [Stale, Stale, Stale, Stale, Stale, Stale];
         Event::AgentAccepted { .. } => Event::AgentAccepted { agent: "agent-1".into() }, [No, No, No, No, No, No];
         Event::AgentRejected { .. } => Event::AgentRejected { agent: "agent-1".into() }, [No, No, No, No, No, No];
+        // Without URS targets there is nothing to move on to.
+        Event::TimerFired { kind: T::TargetTimeout, .. } => T::TargetTimeout, [Stale, Stale, Stale, Stale, Stale, Stale];
+        Event::TargetSkipped { .. } => Event::TargetSkipped { step: 0 }, [No, No, No, No, No, No];
         // Queued, the ticket is retargeted; connected, the chat's agent rings.
         Event::StartVideo { .. } => start_video(Party::Client), [No,  Same,  Same,  Same,  Same,  No   ];
         // No agent before the service is connected.
@@ -1800,6 +1806,8 @@ fn armed_timers_a_state_does_not_handle_are_discarded() {
         TimerKind::RoomTtl | TimerKind::PreferredAgent => false,
         // Without a preview waiting for its agent, it changes nothing.
         TimerKind::AgentPreview => false,
+        // Without URS targets there is no next target.
+        TimerKind::TargetTimeout => false,
         // The runtime's: the machine refuses it in every state (see the
         // event tables).
         TimerKind::Webhook => true,
@@ -1817,6 +1825,7 @@ fn armed_timers_a_state_does_not_handle_are_discarded() {
             TimerKind::RoomTtl,
             TimerKind::PreferredAgent,
             TimerKind::AgentPreview,
+            TimerKind::TargetTimeout,
         ] {
             if handled(state, kind) {
                 continue;

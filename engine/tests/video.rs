@@ -104,6 +104,7 @@ fn video_ticket(since: i64, preferred: Option<&str>) -> QueueTicket {
         since: secs(since),
         preferred_agent: preferred.map(str::to_owned),
         declined: Vec::new(),
+        route: None,
     }
 }
 
@@ -2390,6 +2391,8 @@ fn state_event_table_with_a_video_leg() {
         Event::TimerFired { kind: T::AgentPreview, .. } => T::AgentPreview, [Stale, Stale, Stale, Stale, Stale, Stale];
         Event::AgentAccepted { .. } => Event::AgentAccepted { agent: "agent-1".into() }, [No, No, No, No, No, No];
         Event::AgentRejected { .. } => Event::AgentRejected { agent: "agent-1".into() }, [No, No, No, No, No, No];
+        Event::TimerFired { kind: T::TargetTimeout, .. } => T::TargetTimeout, [Stale, Stale, Stale, Stale, Stale, Stale];
+        Event::TargetSkipped { .. } => Event::TargetSkipped { step: 0 }, [No, No, No, No, No, No];
         // Only P may take the service until its timeout.
         Event::AgentReserved { .. } => reserved(B),           [No,    No,    No,    connected, No, No ];
         Event::UserConfirmed => Event::UserConfirmed,         [Same,  Same,  Same,  No,    No,    No   ];

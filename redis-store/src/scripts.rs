@@ -74,11 +74,13 @@ end
 -- member without them is exactly what was written before they existed).
 local function queue_member(id, ix)
   local m = ix.p .. id .. '\31' .. (ix.k or '') .. '\31' .. (ix.v or '')
-  if ix.pa or ix.vd or ix.dc then
+  if ix.pa or ix.vd or ix.dc or ix.rt then
     m = m .. '\31' .. (ix.pa or '') .. '\31' .. (ix.vd and '1' or '')
   end
-  -- The agents who declined its preview, only when there are any.
-  if ix.dc then m = m .. '\31' .. ix.dc end
+  -- The agents who declined its preview, only when there are any (or a
+  -- route follows); then the URS route, only when there is one.
+  if ix.dc or ix.rt then m = m .. '\31' .. (ix.dc or '') end
+  if ix.rt then m = m .. '\31' .. ix.rt end
   return m
 end
 

@@ -43,6 +43,11 @@ pub(crate) struct IndexEntry<'a> {
     /// after the video flag, only when there are any.
     #[serde(skip_serializing_if = "Option::is_none")]
     dc: Option<String>,
+    /// The URS route as the router needs it (JSON of
+    /// [`engine::routing::target::ActiveRoute`]): a seventh field after the
+    /// declined agents (empty when none), only when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rt: Option<String>,
     /// Timers: [kind code, due ms]; the member is `<id>|<code>|<due ms>`, so
     /// a claim (which changes the score) never loses the due time.
     t: Vec<(usize, String)>,
@@ -78,7 +83,7 @@ pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
 
 /// Codes are stored in timer members: append new kinds, never reorder.
 /// A kind's code is its index here.
-const TIMER_KINDS: [TimerKind; 9] = [
+const TIMER_KINDS: [TimerKind; 10] = [
     TimerKind::DesiredTime,
     TimerKind::UserConfirm,
     TimerKind::FindAgent,
@@ -88,6 +93,7 @@ const TIMER_KINDS: [TimerKind; 9] = [
     TimerKind::PreferredAgent,
     TimerKind::Webhook,
     TimerKind::AgentPreview,
+    TimerKind::TargetTimeout,
 ];
 
 /// The kind's code: its index in [`TIMER_KINDS`]. An exhaustive match, so a
@@ -103,6 +109,7 @@ fn timer_code(kind: TimerKind) -> usize {
         TimerKind::PreferredAgent => 6,
         TimerKind::Webhook => 7,
         TimerKind::AgentPreview => 8,
+        TimerKind::TargetTimeout => 9,
     }
 }
 
@@ -143,7 +150,12 @@ fn queue_member(entry: &QueueEntry) -> String {
         entry.skills.as_deref().unwrap_or(""),
         entry.device.as_deref().unwrap_or("")
     );
-    if entry.preferred_agent.is_some() || entry.video || !entry.declined.is_empty() {
+    let route = entry.route.as_ref().map(route_field);
+    if entry.preferred_agent.is_some()
+        || entry.video
+        || !entry.declined.is_empty()
+        || route.is_some()
+    {
         member.push('\u{1f}');
         member.push_str(entry.preferred_agent.as_deref().unwrap_or(""));
         member.push('\u{1f}');
@@ -151,11 +163,20 @@ fn queue_member(entry: &QueueEntry) -> String {
             member.push('1');
         }
     }
-    if !entry.declined.is_empty() {
+    if !entry.declined.is_empty() || route.is_some() {
         member.push('\u{1f}');
         member.push_str(&entry.declined.join("\u{1e}"));
     }
+    if let Some(route) = route {
+        member.push('\u{1f}');
+        member.push_str(&route);
+    }
     member
+}
+
+/// A route in a member: JSON, whose escaping keeps the separators out.
+fn route_field(route: &engine::routing::target::ActiveRoute) -> String {
+    serde_json::to_string(route).expect("a route always serialises")
 }
 
 /// The fixed-width order part of a queue member: 10 + 15 digits.
@@ -178,6 +199,15 @@ pub(crate) fn parse_queue_member(member: &str) -> Option<QueueEntry> {
     let declined = field()
         .map(|d| d.split('\u{1e}').map(str::to_owned).collect())
         .unwrap_or_default();
+    // A route that no longer parses (a skill expression this build refuses)
+    // routes to nobody rather than to the whole queue.
+    let route = field().map(|text| {
+        serde_json::from_str(&text).unwrap_or(engine::routing::target::ActiveRoute {
+            step: 0,
+            any: Vec::new(),
+            skip_if: None,
+        })
+    });
     Some(QueueEntry {
         id: id.to_owned(),
         priority: (i32::MAX as i64 - priority) as i32,
@@ -187,6 +217,7 @@ pub(crate) fn parse_queue_member(member: &str) -> Option<QueueEntry> {
         preferred_agent,
         video,
         declined,
+        route,
     })
 }
 
@@ -214,6 +245,12 @@ pub(crate) fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
             .filter(|a| queued && !a.is_empty()),
         vd: (queued && rec.video.is_some()).then_some(1),
         dc: (queued && !rec.ticket.declined.is_empty()).then(|| rec.ticket.declined.join("\u{1e}")),
+        rt: rec
+            .ticket
+            .route
+            .as_ref()
+            .filter(|_| queued)
+            .map(|r| route_field(&r.active())),
         t: rec
             .timers
             .iter()
@@ -276,6 +313,7 @@ mod tests {
             preferred_agent: None,
             video: false,
             declined: Vec::new(),
+            route: None,
         };
         let preferring = |e: QueueEntry, agent: &str| QueueEntry {
             preferred_agent: Some(agent.into()),
@@ -315,6 +353,7 @@ mod tests {
             preferred_agent: None,
             video: false,
             declined: Vec::new(),
+            route: None,
         };
         let prefix = queue_prefix(&plain);
         // Without a preference or video, a member is what it always was.
@@ -362,7 +401,26 @@ mod tests {
             queue_member(&declined),
             format!("{prefix}a\u{1f}English\u{1f}dev\u{1f}\u{1f}\u{1f}ag-1\u{1e}ag-2")
         );
-        for e in [both, video_only, declined] {
+        // A URS route: a seventh field, JSON, after the (empty) declined agents.
+        let routed = QueueEntry {
+            route: Some(engine::routing::target::ActiveRoute {
+                step: 1,
+                any: vec![
+                    engine::routing::target::AgentSet::parse_urs("?:Loans>=2@S.GA").unwrap(),
+                    engine::routing::target::AgentSet::group("Billing"),
+                ],
+                skip_if: None,
+            }),
+            ..plain.clone()
+        };
+        assert_eq!(
+            queue_member(&routed),
+            format!(
+                "{prefix}a\u{1f}English\u{1f}dev\u{1f}\u{1f}\u{1f}\u{1f}{}",
+                r#"{"n":1,"any":[{"k":"Loans>=2"},{"g":"Billing"}]}"#
+            )
+        );
+        for e in [both, video_only, declined, routed] {
             assert_eq!(parse_queue_member(&queue_member(&e)), Some(e));
         }
         assert_eq!(parse_queue_member(&format!("{prefix}a")), None);

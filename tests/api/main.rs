@@ -22,6 +22,7 @@ mod queue_positions;
 mod request_id;
 mod seed_flow;
 mod simulators;
+mod targets;
 mod throttling;
 mod timeouts;
 mod tls;

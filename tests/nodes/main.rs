@@ -11,5 +11,6 @@ mod personal_data;
 mod push;
 mod restart;
 mod support;
+mod targets;
 mod throttling;
 mod webhooks;

@@ -33,6 +33,7 @@ use serde_json::json;
 use statig::blocking::*;
 
 use crate::record::*;
+use crate::routing::target::Route;
 use crate::scenario::{OnUserConfirmTimeout, Scenario};
 use crate::video::{Room, RoomEnd, RoutingData, VideoLeg, VideoRoute};
 
@@ -211,6 +212,12 @@ pub enum Event {
     AgentRejected {
         agent: String,
     },
+    /// The router found the current URS target's stat condition holds
+    /// (`stat_to_check`): the service moves on to the next target now.
+    /// `step` is the target the router saw, so a stale plan changes nothing.
+    TargetSkipped {
+        step: usize,
+    },
 }
 
 impl Event {
@@ -226,6 +233,7 @@ impl Event {
                 TimerKind::PreferredAgent => "preferred_agent_timeout",
                 TimerKind::Webhook => "webhook_due",
                 TimerKind::AgentPreview => "agent_preview_timeout",
+                TimerKind::TargetTimeout => "target_timeout",
             },
             Event::Created => "created",
             Event::AgentReserved { .. } => "agent_reserved",
@@ -258,6 +266,7 @@ impl Event {
             Event::Requeued => "requeued",
             Event::AgentAccepted { .. } => "agent_accepted",
             Event::AgentRejected { .. } => "agent_rejected",
+            Event::TargetSkipped { .. } => "target_skipped",
         }
     }
 
@@ -266,12 +275,19 @@ impl Event {
     pub fn always_in_history(&self) -> bool {
         // An agent's answer to a preview is accounted for too: accepting
         // with a confirmation still to ask keeps the state.
+        // Moving on to the next URS target keeps the state, and is what a
+        // supervisor reads a long wait by.
         matches!(
             self,
             Event::Moved { .. }
                 | Event::Requeued
                 | Event::AgentAccepted { .. }
                 | Event::AgentRejected { .. }
+                | Event::TargetSkipped { .. }
+                | Event::TimerFired {
+                    kind: TimerKind::TargetTimeout,
+                    ..
+                }
         )
     }
 }
@@ -626,6 +642,23 @@ impl Service {
                 context.effects.push(Effect::EnteredQueue { queue });
                 Handled
             }
+            Event::TimerFired {
+                kind: TimerKind::TargetTimeout,
+                ..
+            } => {
+                self.next_target(context, false);
+                Handled
+            }
+            Event::TargetSkipped { step } => {
+                let current = self.rec.ticket.route.as_ref().map(|r| r.step);
+                if current != Some(*step) || !self.next_target(context, true) {
+                    context.refuse(self.in_state(&format!(
+                        "target {} is not the service's current target, or is its last",
+                        step + 1
+                    )));
+                }
+                Handled
+            }
             Event::Moved { queue, agent } => {
                 let left = self.rec.ticket.queue.clone();
                 if !self.move_ticket(context, queue, agent) {
@@ -696,6 +729,7 @@ impl Service {
             self.arm(context, TimerKind::FindAgent, due);
         }
         self.arm_preferred(context);
+        self.arm_target(context);
     }
 
     #[action]
@@ -704,6 +738,40 @@ impl Service {
         context.effects.push(Effect::LeftQueue { queue });
         self.disarm(context, TimerKind::FindAgent);
         self.disarm(context, TimerKind::PreferredAgent);
+        self.disarm(context, TimerKind::TargetTimeout);
+    }
+
+    /// Starts the current URS target's clock on first queueing, and arms
+    /// its timeout (a requeued service goes on where it was: its time on
+    /// the target counts from when the target began).
+    fn arm_target(&mut self, context: &mut Context) {
+        let now = self.now;
+        let Some(route) = self.rec.ticket.route.as_mut() else {
+            return;
+        };
+        route.since.get_or_insert(now);
+        if let Some(due) = route.due(&self.scenario.target.steps) {
+            self.arm(context, TimerKind::TargetTimeout, due.max(now));
+        }
+    }
+
+    /// Moves on to the next URS target (after the timeout, or `skipped` for
+    /// its stat condition): the queue entry changes, so the router runs.
+    /// False at the last target.
+    fn next_target(&mut self, context: &mut Context, skipped: bool) -> bool {
+        let now = self.now;
+        let steps = &self.scenario.target.steps;
+        let Some(route) = self.rec.ticket.route.as_mut() else {
+            return false;
+        };
+        if !route.advance(steps, skipped, now) {
+            return false;
+        }
+        self.disarm(context, TimerKind::TargetTimeout);
+        self.arm_target(context);
+        let queue = self.rec.ticket.queue.clone();
+        context.effects.push(Effect::EnteredQueue { queue });
+        true
     }
 
     #[state(
@@ -1062,6 +1130,11 @@ impl Service {
         }
         if let Some(queue) = queue {
             self.rec.ticket.queue = queue.clone();
+            // The supervisor's queue replaces the scenario's targets: its
+            // agents take it from now on.
+            if self.rec.ticket.route.take().is_some() {
+                self.disarm(context, TimerKind::TargetTimeout);
+            }
         }
         if let Some(agent) = agent {
             self.rec.ticket.preferred_agent = Some(agent.clone());
@@ -1203,6 +1276,7 @@ pub(crate) fn ticket_for(routing: &RoutingData, since: DateTime<Utc>) -> QueueTi
         since,
         preferred_agent: routing.preferred_agent.clone(),
         declined: Vec::new(),
+        route: None,
     }
 }
 
@@ -1225,6 +1299,9 @@ pub fn create_by(
         None => RoutingData::from_target(&scenario.target),
     };
     let mut ticket = ticket_for(&routing, since);
+    if new.video.is_none() && !scenario.target.steps.is_empty() {
+        ticket.route = Some(Route::start(&scenario.target.steps));
+    }
     if new.preferred_agent.is_some() {
         ticket.preferred_agent = new.preferred_agent.clone();
     }
@@ -1331,7 +1408,7 @@ pub fn create_by(
 /// Who caused an event that names itself: the router, or a timer.
 fn own_cause(event: &Event) -> Option<String> {
     match event {
-        Event::AgentReserved { .. } => Some("router".to_owned()),
+        Event::AgentReserved { .. } | Event::TargetSkipped { .. } => Some("router".to_owned()),
         Event::TimerFired { kind, .. } => Some(format!("timer {}", kind.as_str())),
         _ => None,
     }

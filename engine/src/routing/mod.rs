@@ -6,11 +6,37 @@
 //! lose a race but never over-assign.
 
 pub mod skills;
+pub mod target;
 
 use std::collections::HashMap;
 
 use crate::store::{AgentRecord, QueueEntry};
 use skills::SkillExpr;
+
+/// A waiting service whose current URS target is to be skipped: its
+/// `stat_to_check` condition holds over the agents now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub service: String,
+    /// The target the condition was checked on (0-based).
+    pub step: usize,
+}
+
+/// The services whose current URS target's condition holds, so the router
+/// moves them on before planning. The statistics are the agents' now.
+pub fn skips(queues: &[(String, Vec<QueueEntry>)], agents: &[AgentRecord]) -> Vec<Skip> {
+    queues
+        .iter()
+        .flat_map(|(_, entries)| entries)
+        .filter_map(|e| {
+            let route = e.route.as_ref()?;
+            route.skips(agents).then(|| Skip {
+                service: e.id.clone(),
+                step: route.step,
+            })
+        })
+        .collect()
+}
 
 /// A proposed reservation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +49,9 @@ pub struct Assignment {
 /// across all queues; each goes to the eligible agent with the most spare
 /// room, then the one idle longest. No agent gets more than its limit.
 ///
-/// An agent is eligible when it is ready, has room and serves the queue.
+/// An agent is eligible when it is ready, has room and serves the queue
+/// (for a service routed by URS targets: is among the agents its current
+/// targets name, whatever queue it is counted under).
 /// A service with a preferred agent goes to that agent or to nobody (its
 /// skills are not checked: the agent was chosen by name). A video service
 /// does not go to an agent already in another service's video room, nor
@@ -58,7 +86,10 @@ pub fn plan(queues: &[(String, Vec<QueueEntry>)], agents: &[AgentRecord]) -> Vec
         let eligible = |a: &&AgentRecord| {
             let id = a.profile.id.as_str();
             a.ready
-                && a.profile.queues.contains(queue)
+                && entry
+                    .route
+                    .as_ref()
+                    .map_or_else(|| a.profile.queues.contains(queue), |r| r.admits(a))
                 && load[id] < a.profile.max_concurrent as usize
                 && !(entry.video && in_room.get(id).is_some_and(|s| *s != entry.id))
                 && !entry.declined.iter().any(|d| d == id)
@@ -70,6 +101,8 @@ pub fn plan(queues: &[(String, Vec<QueueEntry>)], agents: &[AgentRecord]) -> Vec
                 .filter(eligible),
             None => {
                 let expr = match &entry.skills {
+                    // A route's targets carry their own skills.
+                    _ if entry.route.is_some() => None,
                     None => None,
                     Some(text) => match parsed
                         .entry(text.as_str())
@@ -149,6 +182,22 @@ mod tests {
             preferred_agent: None,
             video: false,
             declined: Vec::new(),
+            route: None,
+        }
+    }
+
+    fn routed(id: &str, since: i64, targets: &[&str]) -> QueueEntry {
+        use target::{ActiveRoute, AgentSet};
+        QueueEntry {
+            route: Some(ActiveRoute {
+                step: 0,
+                any: targets
+                    .iter()
+                    .map(|t| AgentSet::parse_urs(t).unwrap())
+                    .collect(),
+                skip_if: None,
+            }),
+            ..entry(id, since)
         }
     }
 
@@ -330,6 +379,66 @@ mod tests {
         assert_eq!(
             pairs(plan(&support(vec![a, bad, entry("c", 2)]), &agents)),
             p(&[("a", "de"), ("c", "en")])
+        );
+    }
+
+    #[test]
+    fn a_routed_service_goes_to_the_agents_its_targets_name() {
+        // Counted under "vq", which no agent serves: its targets decide.
+        let agents = [
+            agent("billing", &["Billing"], 1, &[]),
+            agent("loans", &["Sales"], 1, &[("Loans", 3)]),
+            agent("jane", &["Sales"], 1, &[]),
+            agent("idle", &["vq"], 1, &[]),
+        ];
+        let queues = vec![(
+            "vq".to_owned(),
+            vec![
+                routed("a", 0, &["jane@S.A"]),
+                routed("b", 1, &["?:Loans>=2@S.GA"]),
+                routed("c", 2, &["Billing@S.GA", "?:Loans>=2@S.GA"]),
+                routed("d", 3, &["Nobody@S.GA"]),
+                entry("e", 4),
+            ],
+        )];
+        assert_eq!(
+            pairs(plan(&queues, &agents)),
+            p(&[
+                ("a", "jane"),
+                ("b", "loans"),
+                ("c", "billing"),
+                ("e", "idle")
+            ])
+        );
+    }
+
+    #[test]
+    fn skips_are_the_entries_whose_condition_holds() {
+        use target::{Stat, StatCondition, StatOp};
+        let mut nobody_ready = routed("a", 0, &["Billing@S.GA"]);
+        let mut some_ready = routed("b", 1, &["Sales@S.GA"]);
+        let condition = StatCondition {
+            stat: Stat::AgentsReady,
+            op: StatOp::Less,
+            value: 1,
+        };
+        for e in [&mut nobody_ready, &mut some_ready] {
+            e.route.as_mut().unwrap().skip_if = Some(condition.clone());
+        }
+        let mut away = agent("away", &["Billing"], 1, &[]);
+        away.ready = false;
+        let agents = [away, agent("sales", &["Sales"], 1, &[])];
+        let queues = support(vec![
+            nobody_ready,
+            some_ready,
+            routed("c", 2, &["Billing@S.GA"]),
+        ]);
+        assert_eq!(
+            skips(&queues, &agents),
+            [Skip {
+                service: "a".into(),
+                step: 0
+            }]
         );
     }
 }

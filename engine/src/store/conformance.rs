@@ -1628,6 +1628,55 @@ pub async fn racing_agents_into_rooms_one_wins(store: &dyn Store, _clock: &Manua
     assert_eq!(queue_ids(store, "support").await.len(), 19);
 }
 
+/// A service routed by URS targets carries its route in its queue entry;
+/// moving on to the next target changes the entry, not the place, and
+/// fires its timer once.
+pub async fn queue_entries_carry_the_route(store: &dyn Store, _clock: &ManualClock) {
+    let scn = ScenarioBuilder::chat_delay()
+        .name("routed")
+        .unset("_target")
+        .key(
+            "_target",
+            r#"[{ target = "Billing@StatServer.GA", timeout = 30 }, { target = "?:Loans>=2@StatServer.GA" }]"#,
+        )
+        .key("_urs_virtual_queue", r#""loans_vq""#)
+        .build();
+    let plain = created(&standard(), "plain", "c1", t0());
+    let routed = created(&scn, "routed", "c2", secs(1));
+    insert(store, &plain).await;
+    insert(store, &routed).await;
+    let entries = store.queue("loans_vq").await.unwrap();
+    assert_eq!(entries, [QueueEntry::of(&routed)]);
+    let route = entries[0].route.as_ref().expect("a route");
+    assert_eq!(route.any.len(), 1);
+    assert_eq!(
+        store.position("loans_vq", "routed").await.unwrap(),
+        Some((1, 1))
+    );
+
+    let (event, due) = fired(&routed, TimerKind::TargetTimeout);
+    let claimed = store.due_timers(due, 10).await.unwrap();
+    assert!(claimed
+        .iter()
+        .any(|t| t.id == "routed" && t.kind == TimerKind::TargetTimeout));
+    let routed = must(store, &scn, "routed", event.clone(), due).await;
+    let entries = store.queue("loans_vq").await.unwrap();
+    assert_eq!(entries, [QueueEntry::of(&routed)]);
+    assert_eq!(entries[0].route.as_ref().unwrap().any.len(), 2);
+    assert_eq!(entries[0].since, secs(1), "the place is kept");
+    // The timer was spent: firing it again is stale.
+    assert!(machine::apply(&routed, &scn, &event, due).is_err());
+    assert!(!store
+        .due_timers(due + chrono::Duration::seconds(60), 10)
+        .await
+        .unwrap()
+        .iter()
+        .any(|t| t.id == "routed" && t.kind == TimerKind::TargetTimeout));
+
+    must(store, &scn, "routed", Event::Cancel, due).await;
+    assert!(store.queue("loans_vq").await.unwrap().is_empty());
+}
+
 /// Queue entries carry the preferred agent and whether the service has
 /// video; the preference can go while the place in the queue stays.
 pub async fn queue_entries_carry_preference_and_video(store: &dyn Store, _clock: &ManualClock) {
@@ -2051,6 +2100,7 @@ macro_rules! store_conformance_tests {
             racing_room_codes_one_wins,
             racing_agents_into_rooms_one_wins,
             queue_entries_carry_preference_and_video,
+            queue_entries_carry_the_route,
             agent_keys_are_found_listed_and_revoked,
             quotas_count_all_or_nothing_and_reopen,
             racing_quotas_let_through_exactly_the_limit,

@@ -169,6 +169,10 @@ pub struct QueueEntry {
     /// Agents who declined its preview: never offered it again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub declined: Vec<String>,
+    /// URS routing: the agents who may take it now (instead of the queue's
+    /// and the skills'), and the condition that skips its current target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::routing::target::ActiveRoute>,
 }
 
 impl QueueEntry {
@@ -191,6 +195,7 @@ impl QueueEntry {
             preferred_agent: record.ticket.preferred_agent.clone(),
             video: record.video.is_some(),
             declined: record.ticket.declined.clone(),
+            route: record.ticket.route.as_ref().map(|r| r.active()),
         }
     }
 }

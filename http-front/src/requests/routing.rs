@@ -305,6 +305,7 @@ mod tests {
             queue: "video".into(),
             skills: None,
             priority: 5,
+            steps: Vec::new(),
         }
     }
 

@@ -76,9 +76,9 @@ async fn estimate(
     field: &str,
     asked: Option<&String>,
 ) -> Result<Value, AppError> {
-    // The virtual queues are the scenarios' targets. (GMS scenarios may name
-    // a `_urs_virtual_queue`; callbackd has no such key, so a queue is
-    // known by its `_target.queue` only.)
+    // The virtual queues are the scenarios': `_urs_virtual_queue`, or the
+    // simple target's queue, or the first group a URS target list names
+    // (all resolved into `_target.queue` when the scenario is read).
     let known: BTreeSet<&str> = state
         .shell
         .scenarios()
@@ -95,7 +95,7 @@ async fn estimate(
         .unwrap_or_default();
     if let Some(unknown) = names.iter().find(|n| !known.contains(**n)) {
         return Err(AppError::NotFound(format!(
-            "{field}: no virtual queue `{unknown}`; the queues are the scenarios' _target.queue"
+            "{field}: no virtual queue `{unknown}`; the queues are the scenarios' _urs_virtual_queue or _target.queue"
         )));
     }
     let agents = state.shell.agents().await?;

@@ -8,7 +8,7 @@ use engine::machine::Event;
 use engine::routing;
 use engine::store::StoreError;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Shell, ShellError};
 
@@ -26,7 +26,7 @@ impl Shell {
         // Agents first: with nobody free there is nothing to plan, and the
         // queues (the bulk of the reading) need not be read at all.
         let agents = self.store.agents().await?;
-        let open: std::collections::BTreeSet<&str> = agents
+        let mut open: std::collections::BTreeSet<&str> = agents
             .iter()
             .filter(|a| a.ready && a.has_room())
             .flat_map(|a| a.profile.queues.iter().map(String::as_str))
@@ -34,6 +34,14 @@ impl Shell {
         if open.is_empty() {
             return Ok(0);
         }
+        // A virtual queue's services go to the agents their URS targets
+        // name, whichever queues those agents serve.
+        open.extend(
+            self.scenarios
+                .iter()
+                .filter(|s| !s.target.steps.is_empty())
+                .map(|s| s.target.queue.as_str()),
+        );
         let mut queues = Vec::new();
         for name in self.store.queues().await? {
             if open.contains(name.as_str()) {
@@ -43,6 +51,26 @@ impl Shell {
         }
         if queues.is_empty() {
             return Ok(0);
+        }
+        // A target whose stat condition holds is passed over before any
+        // planning: the service's agents change, so it sits this pass out.
+        let skips = routing::skips(&queues, &agents);
+        if !skips.is_empty() {
+            for skip in &skips {
+                let event = Event::TargetSkipped { step: skip.step };
+                match self.transition(&skip.service, &event).await {
+                    Ok(_) => {
+                        debug!(service_id = %skip.service, step = skip.step + 1, "Target skipped.");
+                    }
+                    Err(ShellError::NotAllowed(_)) | Err(ShellError::UnknownService(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let moved: std::collections::HashSet<&str> =
+                skips.iter().map(|s| s.service.as_str()).collect();
+            for (_, entries) in &mut queues {
+                entries.retain(|e| !moved.contains(e.id.as_str()));
+            }
         }
         let mut reserved = 0;
         for assignment in routing::plan(&queues, &agents) {
