@@ -98,7 +98,9 @@ pub enum CallbackReason {
     /// The customer left the chat before it reached an agent.
     FailInteractionDeleted,
     /// Agents rejected the previewed service `_agent_preview_allow_reject`
-    /// times (callbackd's reason: GMS names none for it).
+    /// times: GMS's `AGENT_PREVIEW_CANCEL_AFTER_<n>REJECTS` on the wire (see
+    /// [`ServiceRecord::reason_name`]); stored under its old name.
+    #[serde(alias = "AGENT_PREVIEW_CANCEL_AFTER_REJECTS")]
     FailAgentRejected,
 }
 
@@ -111,8 +113,44 @@ impl CallbackReason {
             CallbackReason::FailTimeoutTtl => "FAIL_TIMEOUT_TTL",
             CallbackReason::FailTargetNotFound => "FAIL_TARGET_NOT_FOUND",
             CallbackReason::FailInteractionDeleted => "FAIL_INTERACTION_DELETED",
-            CallbackReason::FailAgentRejected => "FAIL_AGENT_REJECTED",
+            // Without its count: metric labels and filters.
+            CallbackReason::FailAgentRejected => "AGENT_PREVIEW_CANCEL_AFTER_REJECTS",
         }
+    }
+
+    /// `_callback_reason` of a service that had `rejects` preview rejects.
+    pub fn wire_name(self, rejects: u32) -> String {
+        match self {
+            CallbackReason::FailAgentRejected => {
+                format!("AGENT_PREVIEW_CANCEL_AFTER_{rejects}REJECTS")
+            }
+            other => other.gms_name().to_owned(),
+        }
+    }
+
+    /// Every reason, for a filter by name.
+    pub const ALL: [CallbackReason; 7] = [
+        CallbackReason::AgentConnected,
+        CallbackReason::Cancelled,
+        CallbackReason::FailUserNoConfirm,
+        CallbackReason::FailTimeoutTtl,
+        CallbackReason::FailTargetNotFound,
+        CallbackReason::FailInteractionDeleted,
+        CallbackReason::FailAgentRejected,
+    ];
+
+    /// The reason a GMS client names: its `gms_name`, or for rejects
+    /// GMS's `AGENT_PREVIEW_CANCEL_AFTER_<n>REJECTS` with any count.
+    pub fn from_gms_name(name: &str) -> Option<CallbackReason> {
+        let upper = name.trim().to_ascii_uppercase();
+        let rejects = upper
+            .strip_prefix("AGENT_PREVIEW_CANCEL_AFTER_")
+            .and_then(|rest| rest.strip_suffix("REJECTS"))
+            .is_some_and(|n| n.is_empty() || n.chars().all(|c| c.is_ascii_digit()));
+        if rejects {
+            return Some(CallbackReason::FailAgentRejected);
+        }
+        Self::ALL.into_iter().find(|r| r.gms_name() == upper)
     }
 }
 
@@ -440,6 +478,12 @@ impl ServiceRecord {
     pub fn room_agent(&self) -> Option<&str> {
         self.live_room()?;
         self.video.as_ref().and_then(|v| v.agent.as_deref())
+    }
+
+    /// `_callback_reason` as GMS writes it for this record: rejects carry
+    /// their count (`AGENT_PREVIEW_CANCEL_AFTER_2REJECTS`).
+    pub fn reason_name(&self) -> Option<String> {
+        Some(self.reason?.wire_name(self.preview_rejects))
     }
 
     /// The lowest schema that holds everything in this record.

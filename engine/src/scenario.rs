@@ -310,7 +310,7 @@ pub struct Scenario {
     )]
     pub agent_preview_timeout_set_notready: bool,
     /// How many rejects a service takes: the last of them completes it
-    /// (FAIL_AGENT_REJECTED); 0, GMS's default, means agents may not reject.
+    /// (GMS: AGENT_PREVIEW_CANCEL_AFTER_<n>REJECTS); 0, GMS's default, means agents may not reject.
     #[serde(rename = "_agent_preview_allow_reject", default)]
     pub agent_preview_allow_reject: u32,
     /// The user-data keys the preview shows the agent (GMS: comma-separated);

@@ -276,7 +276,7 @@ fn data(rec: &ServiceRecord, kind: &str) -> Value {
         "scenario": rec.scenario,
         "service_id": rec.id,
         "state": rec.state.gms_name(),
-        "reason": rec.reason.map(|r| r.gms_name()),
+        "reason": rec.reason_name(),
     });
     if kind.starts_with("booking.") {
         if let Some(b) = &rec.booking {

@@ -222,7 +222,18 @@ fn the_last_allowed_reject_completes_the_service() {
         ],
     );
     assert_eq!(walk.record.preview_rejects, 2);
-    assert_eq!(R::FailAgentRejected.gms_name(), "FAIL_AGENT_REJECTED");
+    assert_eq!(
+        R::FailAgentRejected.wire_name(2),
+        "AGENT_PREVIEW_CANCEL_AFTER_2REJECTS"
+    );
+    assert_eq!(
+        walk.record.reason_name().as_deref(),
+        Some("AGENT_PREVIEW_CANCEL_AFTER_2REJECTS")
+    );
+    assert_eq!(
+        R::from_gms_name("agent_preview_cancel_after_2rejects"),
+        Some(R::FailAgentRejected)
+    );
 }
 
 #[test]
@@ -286,4 +297,27 @@ fn a_scenario_refuses_preview_without_waiting_for_an_agent() {
         .toml();
     let err = Scenario::from_toml(std::path::Path::new("chat-immediate.toml"), &text).unwrap_err();
     assert!(err.to_string().contains("_agent_preview"), "{err}");
+}
+
+#[test]
+fn the_device_hears_gms_reason_with_the_count() {
+    let scn = preview();
+    let walk = testing::run(
+        &scn,
+        testing::new_service(),
+        &[
+            at(30, reserved("agent-1")),
+            at(40, rejected("agent-1")),
+            at(50, reserved("agent-2")),
+            at(60, rejected("agent-2")),
+        ],
+    );
+    let completed = walk.record.outbox.last().expect("a completed notification");
+    assert_eq!(
+        completed.payload["_callback_reason"],
+        "AGENT_PREVIEW_CANCEL_AFTER_2REJECTS"
+    );
+    // Stored under its old name, so records written before read the same.
+    let stored = serde_json::to_value(walk.record.reason).unwrap();
+    assert_eq!(stored, "FAIL_AGENT_REJECTED");
 }

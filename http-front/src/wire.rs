@@ -17,10 +17,7 @@ pub fn query_record(rec: &ServiceRecord) -> Value {
     map.insert("_desired_time".into(), json!(time(rec.desired_time)));
     map.insert("_service_name".into(), json!(rec.scenario));
     map.insert("_callback_state".into(), json!(rec.state.gms_name()));
-    map.insert(
-        "_callback_reason".into(),
-        json!(rec.reason.map(|r| r.gms_name())),
-    );
+    map.insert("_callback_reason".into(), json!(rec.reason_name()));
     map.insert("_expiration_time".into(), json!(time(rec.expiration_time)));
     map.insert("_customer_number".into(), json!(rec.customer_number));
     for (k, v) in &rec.user_data {
@@ -37,7 +34,7 @@ pub fn query_value(rec: &ServiceRecord, key: &str) -> Option<String> {
         "_desired_time" => time(rec.desired_time),
         "_service_name" => rec.scenario.clone(),
         "_callback_state" => rec.state.gms_name().to_owned(),
-        "_callback_reason" => rec.reason?.gms_name().to_owned(),
+        "_callback_reason" => rec.reason_name()?,
         "_expiration_time" => time(rec.expiration_time),
         "_customer_number" => rec.customer_number.clone(),
         "_device_os" => rec.device_os.clone()?,

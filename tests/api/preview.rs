@@ -140,7 +140,10 @@ async fn the_last_allowed_reject_completes_the_service() {
     let (status, body) = answer(&app, &id, "reject", &second).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["_callback_state"], "COMPLETED");
-    assert_eq!(body["_callback_reason"], "FAIL_AGENT_REJECTED");
+    assert_eq!(
+        body["_callback_reason"],
+        "AGENT_PREVIEW_CANCEL_AFTER_2REJECTS"
+    );
     assert!(app.agent_services(&second).await.is_empty());
 
     // Counted for the operator (the recorder is the process's: other

@@ -1086,7 +1086,7 @@ impl Service {
         }
         self.release_agent(context);
         let id = self.rec.id.clone();
-        let reason = reason.gms_name();
+        let reason = reason.wire_name(self.rec.preview_rejects);
         self.notify_device(
             context,
             format!("service.completed.{id}"),

@@ -481,18 +481,7 @@ pub async fn export(
 }
 
 fn callback_reason(name: &str) -> Result<CallbackReason, AppError> {
-    use CallbackReason as R;
-    [
-        R::AgentConnected,
-        R::Cancelled,
-        R::FailUserNoConfirm,
-        R::FailTimeoutTtl,
-        R::FailTargetNotFound,
-        R::FailInteractionDeleted,
-    ]
-    .into_iter()
-    .find(|r| r.gms_name().eq_ignore_ascii_case(name))
-    .ok_or_else(|| {
+    CallbackReason::from_gms_name(name).ok_or_else(|| {
         AppError::field(
             "callback_reason",
             format!("`{name}` is not a GMS _callback_reason such as CANCELLED"),

@@ -397,6 +397,6 @@ pub async fn cancel(
     Ok(Json(json!({
         "_id": record.id,
         "_callback_state": record.state.gms_name(),
-        "_callback_reason": record.reason.map(|r| r.gms_name()),
+        "_callback_reason": record.reason_name(),
     })))
 }

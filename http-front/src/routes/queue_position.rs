@@ -55,7 +55,9 @@ pub async fn check(
             )));
         }
         ServiceState::Completed => {
-            let reason = record.reason.map_or("NOT_AVAILABLE", |r| r.gms_name());
+            let reason = record
+                .reason_name()
+                .unwrap_or_else(|| "NOT_AVAILABLE".to_owned());
             return Err(AppError::Conflict(format!(
                 "service is COMPLETED ({reason}); it is no longer in a queue"
             )));

@@ -20,10 +20,7 @@ use crate::AppState;
 pub(super) fn full(record: &ServiceRecord) -> Value {
     let mut v = serde_json::to_value(record).unwrap_or(Value::Null);
     v["_callback_state"] = Value::from(record.state.gms_name());
-    v["_callback_reason"] = record
-        .reason
-        .map(|r| Value::from(r.gms_name()))
-        .unwrap_or(Value::Null);
+    v["_callback_reason"] = record.reason_name().map(Value::from).unwrap_or(Value::Null);
     v
 }
 
