@@ -117,6 +117,67 @@ async fn a_receiver_that_is_down_gets_every_event_in_order_once_it_is_back() {
     assert_eq!(status, 409, "{body}");
 }
 
+/// The receiver is down (nothing listens) for a minute while services
+/// come and go: once it is up, every event arrives, each service's in
+/// order, each once. This takes the retries' real time (attempts at 0, 2,
+/// 6, 14, 30 and 62 s after an event): about a minute and a half.
+#[tokio::test]
+async fn a_receiver_down_for_a_minute_gets_every_event_in_order() {
+    let addr = Receiver::down();
+    let url = format!("http://{addr}/hooks");
+    let app = TestApp::builder()
+        .with_scenario(&hooked(
+            &url,
+            Some(r#"["service.created", "service.cancelled"]"#),
+        ))
+        .webhook_secret("CRM_WEBHOOK_SECRET", SECRET)
+        .spawn()
+        .await;
+    let started = tokio::time::Instant::now();
+    let mut ids = Vec::new();
+    // Services at 0, 20 and 40 s into the outage, each cancelled at once.
+    for (i, at) in [0u64, 20, 40].into_iter().enumerate() {
+        tokio::time::sleep_until(started + Duration::from_secs(at)).await;
+        let id = app.create("hooked", &format!("555014{i}")).await;
+        let (status, _) = app
+            .delete(&format!("/genesys/1/service/callback/hooked/{id}"))
+            .await;
+        assert_eq!(status, 200);
+        ids.push(id);
+    }
+    let (_, deliveries) = app.get("/api/v1/webhooks/deliveries").await;
+    assert!(deliveries["failed"].as_u64().unwrap() >= 3, "{deliveries}");
+    tokio::time::sleep_until(started + Duration::from_secs(60)).await;
+    let receiver = Receiver::start_at(addr, 204).await;
+    let got = receiver.delivered(6, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.got().len(),
+        6,
+        "each event once: {:?}",
+        receiver.got()
+    );
+    assert!(got.iter().all(|r| r.verified));
+    for id in &ids {
+        let kinds: Vec<&str> = got
+            .iter()
+            .filter(|r| r.body["data"]["service_id"] == id.as_str())
+            .map(|r| r.kind.as_str())
+            .collect();
+        assert_eq!(kinds, ["service.created", "service.cancelled"], "{id}");
+    }
+    // Nothing is left owed.
+    for id in &ids {
+        let record = app.record(id).await;
+        assert!(
+            record
+                .get("webhooks")
+                .is_none_or(|w| w["pending"].as_array().is_none_or(Vec::is_empty)),
+            "{record}"
+        );
+    }
+}
+
 /// A subscription whose secret is not in the environment stops start-up.
 #[test]
 fn a_subscription_without_its_secret_stops_start_up() {

@@ -36,13 +36,25 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(status: u16) -> Receiver {
+        Receiver::start_at("127.0.0.1:0".parse().unwrap(), status).await
+    }
+
+    /// A loopback address with nothing listening on it (yet): a receiver
+    /// that is down refuses connections there until [`Receiver::start_at`].
+    pub fn down() -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    /// A receiver on `addr` (port 0: any free port).
+    pub async fn start_at(addr: SocketAddr, status: u16) -> Receiver {
         let got = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(status));
         let state = (got.clone(), status.clone());
         let app = axum::Router::new()
             .route("/hooks", axum::routing::post(receive))
             .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         Receiver { got, status, addr }
