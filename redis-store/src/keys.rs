@@ -146,6 +146,11 @@ impl Keys {
         self.key(&format!("idem:{key}"))
     }
 
+    /// List: recent webhook attempts (JSON), newest first.
+    pub fn webhook_attempts(&self) -> String {
+        self.key("webhooks:attempts")
+    }
+
     /// Pub/sub channel: "a timer was armed" (published by the `put` script).
     pub fn wake(&self) -> String {
         self.key("wake")
@@ -206,6 +211,7 @@ mod tests {
             (k.agent_keys("g"), "{ns}:agentkeys:g"),
             (k.quota("q"), "{ns}:quota:q"),
             (k.idempotency("k"), "{ns}:idem:k"),
+            (k.webhook_attempts(), "{ns}:webhooks:attempts"),
             (k.channel("push"), "{ns}:push"),
         ];
         for (built, documented) in names {

@@ -600,4 +600,36 @@ impl Store for RedisStore {
         let _: i64 = self.run(inv).await?;
         Ok(())
     }
+
+    async fn log_webhook_attempt(&self, attempt: &str, keep: usize) -> Result<(), StoreError> {
+        let key = self.keys.webhook_attempts();
+        let attempt = attempt.to_owned();
+        // One round trip: the push and the trim travel together.
+        self.call(|mut c| async move {
+            redis::pipe()
+                .lpush(&key, attempt)
+                .ignore()
+                .ltrim(&key, 0, keep.saturating_sub(1) as isize)
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn webhook_attempts(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let key = self.keys.webhook_attempts();
+        self.call(|mut c| async move {
+            redis::cmd("LRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(limit - 1)
+                .query_async::<Vec<String>>(&mut c)
+                .await
+        })
+        .await
+    }
 }

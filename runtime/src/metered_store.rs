@@ -172,4 +172,16 @@ impl Store for MeteredStore {
     async fn release_idempotency(&self, key: &str) -> Result<(), StoreError> {
         timed("release_idempotency", self.0.release_idempotency(key)).await
     }
+
+    async fn log_webhook_attempt(&self, attempt: &str, keep: usize) -> Result<(), StoreError> {
+        timed(
+            "log_webhook_attempt",
+            self.0.log_webhook_attempt(attempt, keep),
+        )
+        .await
+    }
+
+    async fn webhook_attempts(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        timed("webhook_attempts", self.0.webhook_attempts(limit)).await
+    }
 }

@@ -1,7 +1,8 @@
 //! Webhooks with two nodes on one Redis: each event is delivered once
 //! while both run, and a node killed with SIGKILL after writing events it
 //! could not deliver loses none of them: the other node delivers them, in
-//! order, once its claim on the timer runs out.
+//! order, once its claim on the timer runs out. Either node's deliveries
+//! view shows every node's attempts.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -52,6 +53,19 @@ async fn events_are_delivered_once_across_nodes_and_survive_a_node_killed_mid_de
             .map(|r| r.kind.as_str())
             .collect();
         assert_eq!(kinds, ["service.created", "service.cancelled"], "{id}");
+    }
+    // Either node shows the attempts of both: the log is in the store.
+    for node in [&a, &b] {
+        let (status, view) = node.app.get("/api/v1/webhooks/deliveries").await;
+        assert_eq!(status, 200);
+        let ids: BTreeSet<&str> = view["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["delivered"] == true)
+            .map(|a| a["webhook_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 10, "{view}");
     }
 
     // The receiver is down; node a writes events it cannot deliver, and

@@ -1961,6 +1961,36 @@ pub async fn racing_idempotency_claims_one(store: &dyn Store, _clock: &ManualClo
 }
 
 // ---------------------------------------------------------------------------
+// The shared log of webhook attempts
+// ---------------------------------------------------------------------------
+
+pub async fn webhook_attempts_keep_the_newest(store: &dyn Store, _clock: &ManualClock) {
+    assert_eq!(
+        store.webhook_attempts(10).await.unwrap(),
+        Vec::<String>::new()
+    );
+    for n in 1..=5 {
+        store
+            .log_webhook_attempt(&format!(r#"{{"n":{n}}}"#), 3)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.webhook_attempts(10).await.unwrap(),
+        [r#"{"n":5}"#, r#"{"n":4}"#, r#"{"n":3}"#],
+        "the newest 3, newest first"
+    );
+    assert_eq!(
+        store.webhook_attempts(2).await.unwrap(),
+        [r#"{"n":5}"#, r#"{"n":4}"#]
+    );
+    assert_eq!(
+        store.webhook_attempts(0).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Guarded creates: GMS's in-queue check and a scenario's cap
 // ---------------------------------------------------------------------------
 
@@ -2108,6 +2138,7 @@ macro_rules! store_conformance_tests {
             racing_idempotency_claims_one,
             guarded_creates_count_active_services,
             racing_guarded_creates_let_through_exactly_the_limit,
+            webhook_attempts_keep_the_newest,
         );
     };
     (@tests $make:path; $($check:ident),* $(,)?) => {

@@ -45,6 +45,8 @@ struct Access {
     /// quota key → (count, window end).
     quotas: HashMap<String, (u32, DateTime<Utc>)>,
     idempotency: HashMap<String, (Idempotency, DateTime<Utc>)>,
+    /// Recent webhook attempts, newest last.
+    webhook_attempts: std::collections::VecDeque<String>,
 }
 
 enum Idempotency {
@@ -741,5 +743,25 @@ impl Store for MemoryStore {
             access.idempotency.remove(key);
         }
         Ok(())
+    }
+
+    async fn log_webhook_attempt(&self, attempt: &str, keep: usize) -> Result<(), StoreError> {
+        let mut access = self.access();
+        access.webhook_attempts.push_back(attempt.to_owned());
+        while access.webhook_attempts.len() > keep {
+            access.webhook_attempts.pop_front();
+        }
+        Ok(())
+    }
+
+    async fn webhook_attempts(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let access = self.access();
+        Ok(access
+            .webhook_attempts
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }

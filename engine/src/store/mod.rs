@@ -345,4 +345,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives up a claim (the request failed), so a retry may run.
     async fn release_idempotency(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Adds one webhook attempt (opaque JSON) to the log every node shares,
+    /// which keeps the newest `keep`.
+    async fn log_webhook_attempt(&self, attempt: &str, keep: usize) -> Result<(), StoreError>;
+
+    /// The newest `limit` webhook attempts of any node, newest first.
+    async fn webhook_attempts(&self, limit: usize) -> Result<Vec<String>, StoreError>;
 }

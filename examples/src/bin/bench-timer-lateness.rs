@@ -243,6 +243,14 @@ impl Store for Counting {
         self.inner.release_idempotency(key).await
     }
 
+    async fn log_webhook_attempt(&self, attempt: &str, keep: usize) -> Result<(), StoreError> {
+        self.inner.log_webhook_attempt(attempt, keep).await
+    }
+
+    async fn webhook_attempts(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.inner.webhook_attempts(limit).await
+    }
+
     async fn seats_taken(
         &self,
         scenario: &str,

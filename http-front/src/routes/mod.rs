@@ -161,7 +161,7 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/api/v1/agents/{agent_id}/keys", ADMIN, None, "Access", "The agent's keys, by name", &[], get(keys::list)),
         route!(DELETE "/api/v1/agents/{agent_id}/keys/{name}", ADMIN, None, "Access", "Revoke a key on every node at once", &[], delete(keys::revoke)),
         route!(GET "/metrics", SUPERVISOR, None, "Operator", "Prometheus metrics", &[], get(crate::metrics::render)),
-        route!(GET "/api/v1/webhooks/deliveries", SUPERVISOR, None, "Webhooks", "This node's recent webhook attempts", &[], get(webhooks::deliveries)),
+        route!(GET "/api/v1/webhooks/deliveries", SUPERVISOR, None, "Webhooks", "The recent webhook attempts of every node", &[], get(webhooks::deliveries)),
         route!(POST "/api/v1/services/{id}/webhooks/retry", SUPERVISOR, None, "Webhooks", "Put a service's given-up webhook events back in line", &[], post(webhooks::retry)),
         route!(GET "/api/v1/services/{id}", STAFF, None, "Services", "The full record, with its history", &[], get(services::show)),
         route!(POST "/api/v1/services/{id}/complete", STAFF, Json, "Services", "Complete a connected service", &[], post(services::complete)),

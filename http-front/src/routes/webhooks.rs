@@ -1,4 +1,5 @@
-//! The operator's view of webhook deliveries: this node's recent attempts,
+//! The operator's view of webhook deliveries: the recent attempts of every
+//! node,
 //! and putting a service's given-up events back in line.
 
 use std::sync::Arc;
@@ -14,15 +15,14 @@ use crate::error::AppError;
 use crate::extract::Path;
 use crate::AppState;
 
-/// GET /api/v1/webhooks/deliveries: the attempts this node made most
-/// recently (newest first), delivered or not, with the receiver's status
-/// or the error.
+/// GET /api/v1/webhooks/deliveries: the most recent attempts of every node
+/// (newest first), delivered or not, with the receiver's status or the
+/// error.
 #[tracing::instrument(skip_all)]
-pub async fn deliveries(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let mut attempts = state.shell.webhook_attempts();
-    attempts.reverse();
+pub async fn deliveries(State(state): State<Arc<AppState>>) -> Result<Json<Value>, AppError> {
+    let attempts = state.shell.webhook_attempts().await?;
     let failed = attempts.iter().filter(|a| !a.delivered).count();
-    Json(json!({"attempts": attempts, "failed": failed}))
+    Ok(Json(json!({"attempts": attempts, "failed": failed})))
 }
 
 /// POST /api/v1/services/{id}/webhooks/retry: the service's given-up

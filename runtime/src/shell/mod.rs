@@ -125,7 +125,6 @@ pub struct Shell {
     open_room_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
     http: Arc<dyn HttpPost>,
     webhook_secrets: WebhookSecrets,
-    webhook_attempts: webhooks::Recent,
 }
 
 impl Shell {
@@ -158,7 +157,6 @@ impl Shell {
             open_room_rx: std::sync::Mutex::new(Some(open_room_rx)),
             http,
             webhook_secrets,
-            webhook_attempts: Default::default(),
         })
     }
 

@@ -8,8 +8,7 @@
 //! The claim's lease keeps other nodes away while a round runs, so a round
 //! stops starting POSTs well before the lease ends ([`ROUND_BUDGET`]).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -17,7 +16,7 @@ use chrono::{DateTime, Utc};
 use engine::machine::{Event, TransitionError};
 use engine::webhook::{WebhookConfig, WebhookEvent};
 use hmac::{Hmac, Mac};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tracing::{debug, warn};
 
@@ -30,7 +29,8 @@ pub const POST_TIMEOUT: Duration = Duration::from_secs(5);
 /// round ends within the timer's lease (10 s).
 const ROUND_BUDGET: Duration = Duration::from_secs(3);
 
-/// Recent attempts this node keeps for `GET /api/v1/webhooks/deliveries`.
+/// Recent attempts the store keeps, across nodes, for
+/// `GET /api/v1/webhooks/deliveries`.
 pub const RECENT_ATTEMPTS: usize = 200;
 
 pub const WEBHOOKS: &str = "callbackd_webhooks_total";
@@ -79,7 +79,7 @@ pub fn signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 /// One delivery attempt, as the deliveries view shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attempt {
     pub webhook_id: String,
     #[serde(rename = "type")]
@@ -94,25 +94,6 @@ pub struct Attempt {
     pub status: Option<u16>,
     pub delivered: bool,
     pub error: Option<String>,
-}
-
-/// This node's recent attempts, newest last.
-#[derive(Default)]
-pub struct Recent(Mutex<VecDeque<Attempt>>);
-
-impl Recent {
-    fn push(&self, attempt: Attempt) {
-        let mut recent = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if recent.len() == RECENT_ATTEMPTS {
-            recent.pop_front();
-        }
-        recent.push_back(attempt);
-    }
-
-    pub fn list(&self) -> Vec<Attempt> {
-        let recent = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        recent.iter().cloned().collect()
-    }
 }
 
 impl Shell {
@@ -148,7 +129,7 @@ impl Shell {
                 Ok(status) => (Some(*status), None),
                 Err((status, why)) => (*status, Some(why.clone())),
             };
-            self.webhook_attempts.push(Attempt {
+            self.log_attempt(Attempt {
                 webhook_id: event.id.clone(),
                 kind: event.kind.clone(),
                 service_id: record.id.clone(),
@@ -163,7 +144,8 @@ impl Shell {
                 status,
                 delivered: outcome.is_ok(),
                 error: error.clone(),
-            });
+            })
+            .await;
             match error {
                 None => {
                     metrics::counter!(WEBHOOKS, "outcome" => "delivered").increment(1);
@@ -226,9 +208,27 @@ impl Shell {
         }
     }
 
-    /// This node's recent webhook attempts, newest last.
-    pub fn webhook_attempts(&self) -> Vec<Attempt> {
-        self.webhook_attempts.list()
+    /// Adds an attempt to the log every node shares. The log is for
+    /// people: a store that cannot take it costs a warning, not the round.
+    async fn log_attempt(&self, attempt: Attempt) {
+        let json = match serde_json::to_string(&attempt) {
+            Ok(json) => json,
+            Err(_) => return,
+        };
+        if let Err(e) = self.store.log_webhook_attempt(&json, RECENT_ATTEMPTS).await {
+            warn!(service_id = %attempt.service_id, error = %e, "Webhook attempt not logged.");
+        }
+    }
+
+    /// The recent webhook attempts of every node, newest first.
+    pub async fn webhook_attempts(&self) -> Result<Vec<Attempt>, ShellError> {
+        let logged = self.store.webhook_attempts(RECENT_ATTEMPTS).await?;
+        // An entry another version wrote that this one cannot read is left
+        // out rather than failing the view.
+        Ok(logged
+            .iter()
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect())
     }
 }
 
