@@ -151,6 +151,28 @@ async fn a_target_whose_condition_holds_is_skipped_without_its_timeout() {
 }
 
 #[tokio::test]
+async fn a_target_is_skipped_while_no_agent_at_all_is_ready() {
+    // Nobody is ready anywhere, so nothing can be planned; the condition
+    // still moves the service on, to a target it then waits on.
+    let scenario = routed(
+        "idle",
+        r#"[{ target = "?:Loans>=2@StatServer.GA", timeout = 3600, clear = true, stat_to_check = "RStatAgentsReady", stat_operator = "<", stat_value = "1" }, { target = "Billing@StatServer.GA" }]"#,
+    );
+    let app = TestApp::builder().with_scenario(&scenario).spawn().await;
+    app.put_agent("sally", &["Sales"], &[("Loans", 3)], 1).await;
+    app.put_agent("bill", &["Billing"], &[], 1).await;
+    let id = app.create("idle", "5550105").await;
+    let rec = at_target(&app, &id, 1).await;
+    assert_eq!(rec["_callback_state"], "QUEUED", "{rec}");
+    assert_eq!(rec["ticket"]["route"]["skipped"], serde_json::json!([0]));
+    // The service waits on Billing: the first of its agents to be ready
+    // takes it.
+    app.set_ready("bill", true).await;
+    let rec = reserved_for(&app, &id).await;
+    assert_eq!(rec["agent"], "bill");
+}
+
+#[tokio::test]
 async fn a_virtual_queue_counts_the_services_of_several_scenarios() {
     let sales =
         routed("sales", r#""Sales@StatServer.GA""#).key("_urs_virtual_queue", r#""shared_vq""#);

@@ -24,24 +24,35 @@ impl Shell {
     /// One routing pass: plan reservations, then make each through the machine.
     pub async fn route_once(&self) -> Result<usize, ShellError> {
         // Agents first: with nobody free there is nothing to plan, and the
-        // queues (the bulk of the reading) need not be read at all.
+        // queues (the bulk of the reading) need not be read at all, except
+        // where a URS target's stat condition may pass a target over: that
+        // holds, or stops holding, with nobody free too.
         let agents = self.store.agents().await?;
         let mut open: std::collections::BTreeSet<&str> = agents
             .iter()
             .filter(|a| a.ready && a.has_room())
             .flat_map(|a| a.profile.queues.iter().map(String::as_str))
             .collect();
-        if open.is_empty() {
+        let routed: Vec<_> = self
+            .scenarios
+            .iter()
+            .filter(|s| !s.target.steps.is_empty())
+            .collect();
+        let checked: std::collections::BTreeSet<&str> = routed
+            .iter()
+            .filter(|s| s.target.steps.iter().any(|t| t.skip_if.is_some()))
+            .map(|s| s.target.queue.as_str())
+            .collect();
+        let can_plan = !open.is_empty();
+        if !can_plan && checked.is_empty() {
             return Ok(0);
         }
         // A virtual queue's services go to the agents their URS targets
         // name, whichever queues those agents serve.
-        open.extend(
-            self.scenarios
-                .iter()
-                .filter(|s| !s.target.steps.is_empty())
-                .map(|s| s.target.queue.as_str()),
-        );
+        if can_plan {
+            open.extend(routed.iter().map(|s| s.target.queue.as_str()));
+        }
+        open.extend(checked);
         let mut queues = Vec::new();
         for name in self.store.queues().await? {
             if open.contains(name.as_str()) {
@@ -71,6 +82,9 @@ impl Shell {
             for (_, entries) in &mut queues {
                 entries.retain(|e| !moved.contains(e.id.as_str()));
             }
+        }
+        if !can_plan {
+            return Ok(0);
         }
         let mut reserved = 0;
         for assignment in routing::plan(&queues, &agents) {
