@@ -100,6 +100,15 @@ struct Args {
         value_delimiter = ','
     )]
     cors_origins: Vec<String>,
+    /// A web origin (`https://shop.example`) whose pages may embed
+    /// callbackd's pages in a frame (the site widget); repeat it, or
+    /// comma-separate them. None by default: no site may frame them.
+    #[arg(
+        long = "frame-origin",
+        env = "CALLBACKD_FRAME_ORIGINS",
+        value_delimiter = ','
+    )]
+    frame_origins: Vec<String>,
     /// Allow running open (no credentials) on an address other than
     /// loopback: anyone who reaches it may do anything.
     #[arg(long, env = "CALLBACKD_INSECURE_OPEN")]
@@ -362,6 +371,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             .map(|o| crate::cors::parse_origin(o.trim()))
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow::anyhow!("--cors-origin: {e}"))?,
+        frame_origins: args
+            .frame_origins
+            .iter()
+            .map(|o| crate::cors::parse_origin(o.trim()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("--frame-origin: {e}"))?,
         rate_limit: crate::rate_limit::RateLimit {
             per_second: std::num::NonZeroU32::new(args.rate_limit),
             loopback: args.rate_limit_loopback,

@@ -31,6 +31,7 @@ mod guard;
 pub mod metrics;
 pub mod openapi;
 pub mod outbound;
+pub mod pages;
 pub mod rate_limit;
 mod request_id;
 mod requests;
@@ -69,6 +70,8 @@ pub struct AppState {
     /// Whether this server speaks HTTPS itself (`--tls-cert`): then the
     /// links it makes from a request's Host are `https://`.
     pub tls: bool,
+    /// The pages' CSP `frame-ancestors` (`--frame-origin`).
+    pub frame_ancestors: String,
 }
 
 pub struct Config {
@@ -91,6 +94,9 @@ pub struct Config {
     pub rate_limit: rate_limit::RateLimit,
     /// Web origins whose pages may call the API (`--cors-origin`); none by default.
     pub cors_origins: Vec<axum::http::HeaderValue>,
+    /// Web origins whose pages may embed callbackd's pages in a frame
+    /// (`--frame-origin`, the site widget); none by default.
+    pub frame_origins: Vec<axum::http::HeaderValue>,
     /// Bounds on what one client may hold: time to send headers and bodies,
     /// time per request, connections per address.
     pub http: HttpLimits,
@@ -122,6 +128,7 @@ impl Config {
             rate_limit: rate_limit::RateLimit::default(),
             http: HttpLimits::default(),
             cors_origins: Vec::new(),
+            frame_origins: Vec::new(),
             tls: None,
             webhook_secrets: None,
             trust_forwarded: false,
@@ -285,6 +292,7 @@ pub async fn run(
         link_base,
         access: config.access,
         tls: config.tls.is_some(),
+        frame_ancestors: pages::frame_ancestors(&config.frame_origins),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let tasks = shell.spawn_background(stop_rx, config.timer_wakeups, inbound);

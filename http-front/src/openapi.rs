@@ -102,7 +102,7 @@ fn operation(route: &Route) -> Value {
         Access::Push => {
             op["description"] = json!("A device connects by its `gms_user`; an agent desktop by `agent_id` with that agent's credential (headers, the handshake's `ext`, or the plain WebSocket's first frame).");
         }
-        Access::Public => op["security"] = json!([]),
+        Access::Public | Access::Page => op["security"] = json!([]),
     }
     op
 }
@@ -166,6 +166,12 @@ fn responses(route: &Route) -> Value {
         }
         (p, _) if p.ends_with("/export") || p.ends_with("/reportcancelled") => {
             json!({"description": "CSV, with a header row", "content": {"text/csv": {"schema": {"type": "string"}}}})
+        }
+        ("/assets/{path}", _) => {
+            json!({"description": "The file (by its type)", "content": {"*/*": {"schema": {"type": "string"}}}})
+        }
+        (_, Access::Page) => {
+            json!({"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}})
         }
         (_, Access::Push) if route.method == axum::http::Method::GET => {
             json!({"description": "Switching to the WebSocket protocol (101); 200 is never answered"})

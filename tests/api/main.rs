@@ -15,6 +15,7 @@ mod metrics;
 mod office_hours;
 mod on_redis;
 mod openapi;
+mod pages;
 mod positions;
 mod preview;
 mod queries;

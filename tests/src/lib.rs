@@ -92,6 +92,7 @@ pub struct TestAppBuilder {
     webhook_secrets: std::collections::BTreeMap<String, String>,
     rate_limit: http_front::rate_limit::RateLimit,
     cors_origins: Vec<String>,
+    frame_origins: Vec<String>,
     http: http_front::HttpLimits,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     trust_forwarded: bool,
@@ -110,6 +111,7 @@ impl TestApp {
             acting_as: None,
             webhook_secrets: Default::default(),
             cors_origins: Vec::new(),
+            frame_origins: Vec::new(),
             rate_limit: Default::default(),
             http: http_front::HttpLimits::default(),
             tls: None,
@@ -163,6 +165,12 @@ impl TestAppBuilder {
     /// Lets pages from these web origins call the API (`--cors-origin`).
     pub fn cors_origins(mut self, origins: &[&str]) -> Self {
         self.cors_origins = origins.iter().map(|o| o.to_string()).collect();
+        self
+    }
+
+    /// Lets sites of these web origins frame the pages (`--frame-origin`).
+    pub fn frame_origins(mut self, origins: &[&str]) -> Self {
+        self.frame_origins = origins.iter().map(|o| o.to_string()).collect();
         self
     }
 
@@ -264,6 +272,11 @@ impl TestAppBuilder {
             },
             cors_origins: self
                 .cors_origins
+                .iter()
+                .map(|o| http_front::cors::parse_origin(o).unwrap_or_else(|e| panic!("{e}")))
+                .collect(),
+            frame_origins: self
+                .frame_origins
                 .iter()
                 .map(|o| http_front::cors::parse_origin(o).unwrap_or_else(|e| panic!("{e}")))
                 .collect(),

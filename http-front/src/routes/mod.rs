@@ -38,6 +38,9 @@ pub enum Access {
     Push,
     /// Anyone (load balancers, the API description).
     Public,
+    /// A page or a page's asset, for anyone: what it shows comes from API
+    /// calls, each checked as usual.
+    Page,
 }
 
 /// What a route's request body is.
@@ -179,6 +182,8 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/api/v1/scenarios", CLIENT, None, "GMS callback", "The scenarios this server serves", &[], get(misc::scenarios)),
         route!(GET "/healthz", Access::Public, None, "Operator", "Whether this node serves (and reaches its store)", &[], get(misc::healthz)),
         route!(GET "/openapi.json", Access::Public, None, "Operator", "This API description", &[], get(crate::openapi::serve)),
+        route!(GET "/callback/{scenario}", Access::Page, None, "Pages", "The customer's page: ask for a callback or a chat, wait, confirm, chat", &[("lang", "a language (en, ar); default the browser's")], get(crate::pages::callback)),
+        route!(GET "/assets/{path}", Access::Page, None, "Pages", "The pages' scripts, styles, translations and sounds", &[], get(crate::pages::asset)),
         route!(POST "/genesys/cometd", Access::Push, Json, "Push", "CometD (Bayeux) long-polling batch", &[("gms_user", "the device"), ("agent_id", "the agent desktop")], post(push::long_poll)),
         route!(GET "/genesys/cometd", Access::Push, None, "Push", "CometD (Bayeux) WebSocket", &[("gms_user", "the device"), ("agent_id", "the agent desktop")], get(push::cometd_socket)),
         route!(POST "/genesys/cometd/", Access::Push, Json, "Push", "CometD long-polling (the rest of a session's batches)", &[], post(push::long_poll)),
@@ -197,6 +202,7 @@ fn is_push(route: &Route) -> bool {
 fn router_path(path: &'static str) -> &'static str {
     match path {
         "/genesys/cometd/{kind}" => "/genesys/cometd/{*kind}",
+        "/assets/{path}" => "/assets/{*path}",
         other => other,
     }
 }
@@ -209,7 +215,7 @@ fn build(state: &Arc<AppState>, keep: impl Fn(&Route) -> bool) -> Router<Arc<App
         let method_router = (route.handler)();
         let method_router = match route.access {
             Access::Need(need) => method_router.route_layer(gate(need)),
-            Access::RoomToken | Access::Push | Access::Public => method_router,
+            Access::RoomToken | Access::Push | Access::Public | Access::Page => method_router,
         };
         // The same path with another method merges into one route.
         router = router.route(router_path(route.path), method_router);

@@ -1,0 +1,46 @@
+// Calls to callbackd's API from the pages: the same routes apps use.
+// Errors carry the API's JSON message, shown to people as text.
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.message || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function call(method, path, body) {
+  const init = { method, headers: { Accept: 'application/json' } };
+  if (body instanceof FormData) {
+    init.body = body; // multipart/form-data, as GMS apps send it
+  } else if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  const text = await res.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  if (!res.ok) throw new ApiError(res.status, json);
+  return json;
+}
+
+export const api = {
+  get: (path) => call('GET', path),
+  post: (path, body) => call('POST', path, body ?? new FormData()),
+  put: (path, body) => call('PUT', path, body),
+  del: (path) => call('DELETE', path),
+};
+
+/// A FormData from a plain object, leaving out empty values.
+export function form(fields) {
+  const data = new FormData();
+  for (const [k, v] of Object.entries(fields)) {
+    if (v !== undefined && v !== null && String(v).trim() !== '') data.append(k, String(v).trim());
+  }
+  return data;
+}

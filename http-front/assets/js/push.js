@@ -1,0 +1,44 @@
+// Live updates over callbackd's plain WebSocket (`/api/v1/push/ws`): one
+// frame per message, `{channel, tag, data}`. Reconnects by itself with a
+// growing pause, and tells the page when it is back so the page can read
+// what it missed.
+
+export function connect(query, { onMessage, onOpen, onClose }) {
+  let socket = null;
+  let closed = false;
+  let pause = 500;
+  let timer = null;
+
+  const open = () => {
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    socket = new WebSocket(`${scheme}://${location.host}/api/v1/push/ws?${new URLSearchParams(query)}`);
+    socket.addEventListener('message', (event) => {
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (frame.channel === '/meta/connected') {
+        pause = 500;
+        onOpen?.();
+        return;
+      }
+      onMessage(frame);
+    });
+    socket.addEventListener('close', () => {
+      onClose?.();
+      if (closed) return;
+      timer = setTimeout(open, pause);
+      pause = Math.min(pause * 2, 10000);
+    });
+  };
+  open();
+  return {
+    close() {
+      closed = true;
+      clearTimeout(timer);
+      socket?.close();
+    },
+  };
+}
