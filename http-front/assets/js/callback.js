@@ -19,7 +19,6 @@ const VIEWS = ['ask', 'wait', 'ready', 'chat', 'done'];
 let session = restore(); // {id, device, nickname, chatStarted}
 let push = null;
 let view = null;
-let nextRow = 1; // the transcript position to ask for next
 const shown = new Set(); // transcript positions on the page
 let agentName = '';
 let typingSent = false;
@@ -247,14 +246,17 @@ async function startChat() {
 /// The rows the page has not shown yet (after a reload: all of them).
 async function readTranscript() {
   try {
+    // From the first row not on the page: a pushed row may have arrived
+    // before rows the device is never pushed (the customer's own).
+    let from = 1;
+    while (shown.has(from)) from += 1;
     const body = new FormData();
-    body.append('transcriptPosition', String(nextRow));
+    body.append('transcriptPosition', String(from));
     const state = await api.post(`/genesys/1/service/${enc(session.id)}/ixn/chat/refresh`, body);
     const rows = state.transcriptToShow || [];
     rows.forEach(([kind, nickname, text, , party], i) =>
-      addRow({ index: nextRow + i, type: kind, nickname, text, from: party }),
+      addRow({ index: from + i, type: kind, nickname, text, from: party }),
     );
-    if (state.transcriptPosition) nextRow = Math.max(nextRow, state.transcriptPosition);
   } catch (e) {
     failed(e);
   }
@@ -264,7 +266,6 @@ function addRow(row) {
   if (row.index != null) {
     if (shown.has(row.index)) return;
     shown.add(row.index);
-    nextRow = Math.max(nextRow, row.index + 1);
   }
   const li = document.createElement('li');
   if (row.type === 'Message.Text') {
@@ -287,7 +288,12 @@ function addRow(row) {
         : t('chat.left', '{name} left the chat', { name: who });
   }
   const list = $('transcript');
-  list.append(li);
+  // In transcript order, whichever way a row arrived first.
+  li.dataset.index = row.index ?? '';
+  const after = row.index == null
+    ? null
+    : [...list.children].find((other) => Number(other.dataset.index) > row.index);
+  list.insertBefore(li, after || null);
   list.scrollTop = list.scrollHeight;
 }
 
@@ -434,7 +440,6 @@ async function start() {
     if (view === 'chat') {
       // The notices are written in the language of the moment: write again.
       shown.clear();
-      nextRow = 1;
       $('transcript').replaceChildren();
       readTranscript();
     }

@@ -103,7 +103,11 @@ await main(async (browser) => {
   await api.post(`/api/v1/services/${id}/chat/typing`, { typing: true });
   await customer.getByText('Alice is typing…').waitFor(WAIT);
   await api.post(`/api/v1/services/${id}/chat`, { text: 'Hello Layla, how can I help?' });
-  await customer.getByText('Hello Layla, how can I help?').waitFor(WAIT);
+  await customer.getByText('Hello Layla, how can I help?').waitFor(WAIT).catch(async (e) => {
+    const seen = await customer.locator('#transcript').innerText();
+    const record = await api.get(`/api/v1/services/${id}`);
+    throw new Error(`${e.message}\npage: ${seen}\nrecord: ${JSON.stringify(record.chat)}`);
+  });
   await api.post(`/api/v1/services/${id}/chat/typing`, { typing: false });
   await waitForText(customer.locator('#typing'), '');
   step("the agent's typing and message reached the customer");
