@@ -1,5 +1,6 @@
 //! The pages people use, served from the same origin as the API: the
-//! customer's callback and chat page (`/callback/{scenario}`) and the assets
+//! customer's callback and chat page (`/callback/{scenario}`), the agent
+//! console (`/agent`), and the assets
 //! every page shares (`/assets/…`). The files live in `http-front/assets/`
 //! (the pages in `pages/`, what they share beside it)
 //! and are built into the binary (rust-embed), so running callbackd needs
@@ -158,6 +159,12 @@ pub async fn callback(
         return missing(&state, &request);
     }
     page(&state, "callback.html", StatusCode::OK, &request)
+}
+
+/// GET /agent: the agent console.
+#[tracing::instrument(skip_all)]
+pub async fn agent(State(state): State<Arc<AppState>>, request: HeaderMap) -> Response {
+    page(&state, "agent.html", StatusCode::OK, &request)
 }
 
 /// The CSP `frame-ancestors` sources for `--frame-origin`: none given, no

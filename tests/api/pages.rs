@@ -12,9 +12,18 @@ async fn fetch(app: &TestApp, path: &str) -> reqwest::Response {
 }
 
 #[tokio::test]
-async fn a_page_carries_the_security_headers() {
+async fn every_page_carries_the_security_headers() {
     let app = spawn_app().await;
-    let page = fetch(&app, "/callback/chat-delay").await;
+    for (path, script) in [
+        ("/callback/chat-delay", "/assets/js/callback.js"),
+        ("/agent", "/assets/js/agent.js"),
+    ] {
+        check_page(&app, path, script).await;
+    }
+}
+
+async fn check_page(app: &TestApp, path: &str, script: &str) {
+    let page = fetch(app, path).await;
     assert_eq!(page.status(), 200);
     let h = page.headers();
     assert_eq!(h[CONTENT_TYPE], "text/html; charset=utf-8");
@@ -34,7 +43,7 @@ async fn a_page_carries_the_security_headers() {
     assert_eq!(h[X_CONTENT_TYPE_OPTIONS], "nosniff");
     assert_eq!(h[REFERRER_POLICY], "same-origin");
     let html = page.text().await.unwrap();
-    assert!(html.contains(r#"<script type="module" src="/assets/js/callback.js">"#));
+    assert!(html.contains(&format!(r#"<script type="module" src="{script}">"#)));
     assert!(
         !html.contains("<script>"),
         "no inline script: the CSP would refuse it"

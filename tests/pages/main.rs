@@ -62,3 +62,9 @@ async fn a_customer_asks_for_a_chat_waits_is_told_the_agent_is_ready_and_chats()
     let app = spawn_app().await;
     run("callback-chat.mjs", &app.url("")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_console_takes_offers_and_chats_with_the_customer_page() {
+    let app = spawn_app().await;
+    run("chat-console.mjs", &app.url("")).await;
+}

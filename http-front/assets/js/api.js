@@ -9,8 +9,17 @@ export class ApiError extends Error {
   }
 }
 
+// A staff page's credential (an agent key, `name:secret`, or a JWT), sent as
+// a Bearer token; none on a server running open.
+let credential = null;
+
+export function useCredential(token) {
+  credential = token || null;
+}
+
 async function call(method, path, body) {
   const init = { method, headers: { Accept: 'application/json' } };
+  if (credential) init.headers.Authorization = `Bearer ${credential}`;
   if (body instanceof FormData) {
     init.body = body; // multipart/form-data, as GMS apps send it
   } else if (body !== undefined) {

@@ -175,7 +175,8 @@ async function checkPosition() {
 }
 
 function renderPosition(position, eta) {
-  if (position != null) $('position').textContent = number(position);
+  // 0: no longer in the queue (an agent is being connected).
+  if (position != null) $('position').textContent = position > 0 ? number(position) : '–';
   if (eta !== undefined) {
     const known = typeof eta === 'number';
     $('eta').textContent = known ? duration(eta) : t('time.unknown', 'Not known yet');
@@ -297,6 +298,22 @@ function addRow(row) {
   list.scrollTop = list.scrollHeight;
 }
 
+/// A message from the agent's desktop (GMS internal notification): in the
+/// chat when it is open, else above the step.
+function note(text) {
+  if (!text) return;
+  if (view !== 'chat') {
+    $('notice').textContent = text;
+    $('notice').hidden = false;
+    return;
+  }
+  const li = document.createElement('li');
+  li.className = 'msg notice';
+  li.dataset.index = String(Number.MAX_SAFE_INTEGER);
+  li.textContent = text;
+  $('transcript').append(li);
+}
+
 function setAgent(name) {
   agentName = name || '';
   $('agent-name').textContent = agentName;
@@ -396,6 +413,8 @@ function onMessage(frame) {
       if (data.type === 'Message.Text') theirTyping(false);
       addRow(data);
     }
+  } else if (tag.startsWith('service.internal.')) {
+    note(data._display_message || '');
   } else if (tag.startsWith('service.completed.')) {
     finish(data._callback_reason);
   }
@@ -422,6 +441,16 @@ async function resync() {
     const state = record._callback_state;
     if (state === 'COMPLETED') return finish(record._callback_reason);
     if (state === 'PROCESSING') return view === 'chat' ? readTranscript() : openChat();
+    if (state === 'ROUTING') {
+      // The agent may have been found before this socket listened: what
+      // the device was not pushed waits in its outbox (GMS's
+      // retrieve-notifications).
+      const waiting = await api.post(`/genesys/1/service/${enc(session.id)}/retrieve-notifications`);
+      for (const n of waiting || []) {
+        if (String(n.message?._action || '').startsWith('get-dialog-user-confirmation')) return showReady();
+        if (n._display_message) note(n._display_message);
+      }
+    }
     if (view !== 'ready') showWait();
   } catch (e) {
     if (e instanceof ApiError && e.status === 404) return gone();

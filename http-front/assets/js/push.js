@@ -3,7 +3,9 @@
 // growing pause, and tells the page when it is back so the page can read
 // what it missed.
 
-export function connect(query, { onMessage, onOpen, onClose }) {
+// `credential`: sent as the first frame, as a browser (which cannot set a
+// WebSocket's headers) proves an agent.
+export function connect(query, { onMessage, onOpen, onClose, credential }) {
   let socket = null;
   let closed = false;
   let pause = 500;
@@ -12,6 +14,9 @@ export function connect(query, { onMessage, onOpen, onClose }) {
   const open = () => {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     socket = new WebSocket(`${scheme}://${location.host}/api/v1/push/ws?${new URLSearchParams(query)}`);
+    if (credential) {
+      socket.addEventListener('open', () => socket.send(JSON.stringify({ authorization: `Bearer ${credential}` })));
+    }
     socket.addEventListener('message', (event) => {
       let frame;
       try {

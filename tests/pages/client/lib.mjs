@@ -4,6 +4,7 @@
 
 import { readFileSync, mkdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 
@@ -136,6 +137,16 @@ export async function main(run) {
     console.log('ok');
   } catch (e) {
     console.error(e.stack || String(e));
+    if (problems.length) console.error(`also:\n${problems.join('\n')}`);
+    // What each page showed when it failed, to read with the message.
+    let n = 0;
+    for (const context of browser?.contexts() ?? []) {
+      for (const page of context.pages()) {
+        const path = `${tmpdir()}/callbackd-page-failure-${process.pid}-${n++}.png`;
+        await page.screenshot({ path }).catch(() => {});
+        console.error(`screenshot of ${page.url()}: ${path}`);
+      }
+    }
     process.exitCode = 1;
   } finally {
     await browser?.close();
