@@ -243,6 +243,11 @@ pub struct Booking {
     pub join_url: Option<String>,
     /// The zone the customer sees times in (IANA name).
     pub timezone: String,
+    /// The secret of the customer's link to see, move or cancel the
+    /// booking (`/booking/{id}?token=`): knowing the id is not enough.
+    /// Kept across moves, so the link in earlier e-mails stays valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manage_token: Option<String>,
 }
 
 /// A notification for the customer's device. `payload` is exactly what is

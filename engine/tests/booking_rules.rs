@@ -419,6 +419,28 @@ fn a_moved_booking_keeps_its_link_and_zone_unless_another_zone_is_asked_for() {
         link(&new.clone().moved_from(None)),
         "https://new.example/video/svc-1"
     );
+    // The manage link's secret stays the first booking's, so the link in
+    // the first e-mail still works; a new booking keeps its own.
+    let first = engine::record::Booking {
+        manage_token: Some("first".into()),
+        ..old.clone()
+    };
+    let fresh = engine::record::Booking {
+        manage_token: Some("fresh".into()),
+        ..new.clone()
+    };
+    assert_eq!(
+        fresh
+            .clone()
+            .moved_from(Some(&first))
+            .manage_token
+            .as_deref(),
+        Some("first")
+    );
+    assert_eq!(
+        fresh.moved_from(None).manage_token.as_deref(),
+        Some("fresh")
+    );
     let moved = new.moved_from(Some(&old));
     assert_eq!(
         utc_time(moved.slot),

@@ -2329,6 +2329,7 @@ fn booking_at(slot: i64, lead: i64, reminder: Option<i64>) -> engine::record::Bo
         reminder_at: reminder.map(|r| secs(slot - r)),
         join_url: Some(format!("https://meet.example/{ID}")),
         timezone: "Europe/London".into(),
+        manage_token: Some("t0k3n".into()),
     }
 }
 

@@ -62,6 +62,7 @@ pub fn document() -> Value {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "`name:secret`, or a minted key `cbk_<id>_<secret>`"},
                 "bearer": {"type": "http", "scheme": "bearer", "description": "`name:secret`, a minted key, or a JWT from the identity provider"},
                 "roomToken": {"type": "apiKey", "in": "query", "name": "token", "description": "A side's room token (or `Authorization: Bearer <token>`)"},
+                "bookingToken": {"type": "apiKey", "in": "query", "name": "token", "description": "The token of the customer's booking link (`_manage_url`), or `Authorization: Bearer <token>`"},
             },
         },
     })
@@ -99,6 +100,7 @@ fn operation(route: &Route) -> Value {
             ));
         }
         Access::RoomToken => op["security"] = json!([{"roomToken": []}, {"bearer": []}]),
+        Access::BookingToken => op["security"] = json!([{"bookingToken": []}]),
         Access::Push => {
             op["description"] = json!("A device connects by its `gms_user`; an agent desktop by `agent_id` with that agent's credential (headers, the handshake's `ext`, or the plain WebSocket's first frame).");
         }
@@ -164,6 +166,9 @@ fn responses(route: &Route) -> Value {
         ("/metrics", _) => {
             json!({"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}})
         }
+        (p, _) if p.ends_with("/invite.ics") => {
+            json!({"description": "The invite (RFC 5545)", "content": {"text/calendar": {"schema": {"type": "string"}}}})
+        }
         (p, _) if p.ends_with("/export") || p.ends_with("/reportcancelled") => {
             json!({"description": "CSV, with a header row", "content": {"text/csv": {"schema": {"type": "string"}}}})
         }
@@ -187,7 +192,7 @@ fn responses(route: &Route) -> Value {
     });
     if matches!(
         route.access,
-        Access::Need(_) | Access::RoomToken | Access::Push
+        Access::Need(_) | Access::RoomToken | Access::BookingToken | Access::Push
     ) {
         out["401"] = with("No credential, or a wrong one (WWW-Authenticate)");
         out["403"] = with("The credential may not do this");

@@ -59,6 +59,12 @@ impl NoticeKind {
     }
 }
 
+/// The customer's link to a booking (the `/booking/{id}` page), with the
+/// booking's secret.
+pub fn manage_url(link_base: &str, service_id: &str, token: &str) -> String {
+    format!("{link_base}/booking/{service_id}?token={token}")
+}
+
 /// Everything needed to render and send one notice.
 #[derive(Debug, Clone)]
 pub struct AppointmentNotice {
@@ -73,6 +79,9 @@ pub struct AppointmentNotice {
     /// ICS SEQUENCE: 0 when booked, +1 per reschedule or cancellation.
     pub sequence: u32,
     pub join_url: Option<String>,
+    /// The customer's link to see, move or cancel the booking; only in
+    /// what the customer gets.
+    pub manage_url: Option<String>,
     pub customer_name: Option<String>,
     /// None: no customer e-mail.
     pub customer_email: Option<String>,
@@ -208,6 +217,15 @@ impl Notifier {
     }
 
     /// Whether e-mails can go out at all.
+    /// Who an invite names as its organizer: the mail's From, else
+    /// callbackd itself.
+    pub fn organizer(&self) -> String {
+        match &self.mailer {
+            Some(m) => m.from.to_string(),
+            None => "callbackd <callbackd@localhost>".to_owned(),
+        }
+    }
+
     pub fn mail_configured(&self) -> bool {
         self.mailer.is_some()
     }
@@ -344,6 +362,7 @@ impl Notifier {
     ) -> Vec<(&'static str, String, Message)> {
         let organizer = mailer.from.to_string();
         let invite = ics(notice, &organizer);
+        let customer_invite = ics_with(notice, &organizer, notice.manage_url.as_deref());
         let mut out = Vec::new();
         let mut recipients: Vec<(&'static str, &str)> = Vec::new();
         if let Some(email) = &notice.customer_email {
@@ -375,7 +394,11 @@ impl Notifier {
                 &subject,
                 text,
                 notice,
-                invite.as_deref(),
+                if role == "customer" {
+                    customer_invite.as_deref()
+                } else {
+                    invite.as_deref()
+                },
             ) {
                 Ok(message) => out.push((role, to.email.to_string(), message)),
                 Err(e) => {
@@ -555,6 +578,9 @@ fn customer_text(notice: &AppointmentNotice) -> String {
         if let Some(url) = &notice.join_url {
             text.push_str(&format!("\nJoin: {}\n", one_line(url)));
         }
+        if let Some(url) = &notice.manage_url {
+            text.push_str(&format!("Change or cancel: {}\n", one_line(url)));
+        }
     }
     if notice.kind.method().is_some() {
         text.push_str("\nThe attached invite.ics updates your calendar.\n");
@@ -639,6 +665,16 @@ pub fn ics_uid(service_id: &str) -> String {
 /// METHOD:CANCEL with STATUS:CANCELLED for Cancelled); None for Reminder.
 /// `organizer` is the sender, as `Name <address>` or a bare address.
 pub fn ics(notice: &AppointmentNotice, organizer: &str) -> Option<String> {
+    ics_with(notice, organizer, None)
+}
+
+/// The invite, with the customer's link to change or cancel in its
+/// description when `manage_url` is given (the customer's copy only).
+pub fn ics_with(
+    notice: &AppointmentNotice,
+    organizer: &str,
+    manage_url: Option<&str>,
+) -> Option<String> {
     let method = notice.kind.method()?;
     let cancelled = notice.kind == NoticeKind::Cancelled;
     let title = ics_text(&notice.title);
@@ -673,6 +709,11 @@ pub fn ics(notice: &AppointmentNotice, organizer: &str) -> Option<String> {
         event.url(url).location(url);
         if !cancelled {
             description.push_str(&format!("\nJoin: {url}"));
+        }
+    }
+    if let Some(url) = manage_url.map(ics_atom).filter(|u| !u.is_empty()) {
+        if !cancelled {
+            description.push_str(&format!("\nChange or cancel: {url}"));
         }
     }
     event.description(&description);
@@ -770,6 +811,7 @@ mod tests {
             timezone: chrono_tz::America::New_York,
             sequence,
             join_url: Some("https://meet.example.com/j/abc".into()),
+            manage_url: None,
             customer_name: Some("Bob Markel".into()),
             customer_email: Some("bob@example.com".into()),
             agent_emails: vec!["a1@example.com".into()],

@@ -89,6 +89,12 @@ impl RoomMaker {
         Ok(RoomMaker { link_base, secrets })
     }
 
+    /// The base of links that leave the request (`--public-url`, else the
+    /// listen address).
+    pub fn link_base(&self) -> &str {
+        &self.link_base
+    }
+
     /// A new room for `service`: a fresh code, a token per side, a link per side.
     /// `customer` and `agent` are the display names put into the links.
     pub fn make(

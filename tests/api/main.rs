@@ -4,6 +4,7 @@ mod access;
 mod admin;
 mod bad_inputs;
 mod booking;
+mod booking_link;
 mod booking_mail;
 mod chat_immediate;
 mod cors;

@@ -22,6 +22,8 @@ fn http() -> Arc<dyn push::outbound::HttpPost> {
     http_front::outbound::ReqwestPost::shared().expect("HTTP client")
 }
 
+const MANAGE: &str = "https://cc.example/booking/svc-7?token=s3cr3t";
+
 fn notice(kind: NoticeKind, sequence: u32) -> AppointmentNotice {
     AppointmentNotice {
         kind,
@@ -32,6 +34,7 @@ fn notice(kind: NoticeKind, sequence: u32) -> AppointmentNotice {
         timezone: chrono_tz::America::New_York,
         sequence,
         join_url: Some("https://meet.example.com/j/abc".into()),
+        manage_url: Some(MANAGE.into()),
         customer_name: Some("Bob Markel".into()),
         customer_email: Some("bob@example.com".into()),
         agent_emails: vec!["ann@example.com".into(), "carl@example.com".into()],
@@ -92,6 +95,10 @@ async fn booked_goes_to_the_customer_and_each_agent_with_the_invite() {
         "{text}"
     );
     assert!(text.contains("https://meet.example.com/j/abc"), "{text}");
+    assert!(
+        text.contains(&format!("Change or cancel: {MANAGE}")),
+        "{text}"
+    );
     assert_eq!(customer.content_type().as_deref(), Some("multipart/mixed"));
     assert_eq!(customer.ics_method().as_deref(), Some("REQUEST"));
     assert_eq!(customer.ics_name().as_deref(), Some("invite.ics"));
@@ -104,6 +111,9 @@ async fn booked_goes_to_the_customer_and_each_agent_with_the_invite() {
         Some("20261123T140000Z")
     );
     assert!(ics.contains("\r\n"), "CRLF lost in transit");
+    // The customer's invite carries the link to change or cancel (folded
+    // as RFC 5545 folds long lines).
+    assert!(ics.replace("\r\n ", "").contains(MANAGE), "{ics}");
 
     for agent in ["ann@example.com", "carl@example.com"] {
         let message = to(&got, agent);
@@ -115,6 +125,12 @@ async fn booked_goes_to_the_customer_and_each_agent_with_the_invite() {
             subject.starts_with("Booked: Video appointment with Bob Markel"),
             "{subject}"
         );
+        // The customer's link is the customer's alone.
+        assert!(!message
+            .raw
+            .replace("\r\n ", "")
+            .replace("=\r\n", "")
+            .contains("s3cr3t"));
         let ics = message.ics().expect("agent invite");
         assert_eq!(ics_value(&ics, "UID").as_deref(), Some("svc-7@callbackd"));
         assert_eq!(message.ics_method().as_deref(), Some("REQUEST"));

@@ -49,6 +49,7 @@ impl Schedule {
             reminder_at: self.reminder().map(|r| slot.start - r),
             join_url: self.render_join_url(base_url, service_id),
             timezone: zone.name().to_owned(),
+            manage_token: None,
         })
     }
 
@@ -67,6 +68,9 @@ impl Booking {
     pub fn moved_from(self, old: Option<&Booking>) -> Booking {
         Booking {
             join_url: old.and_then(|b| b.join_url.clone()).or(self.join_url),
+            manage_token: old
+                .and_then(|b| b.manage_token.clone())
+                .or(self.manage_token),
             ..self
         }
     }

@@ -1050,6 +1050,7 @@ fn booking(slot: DateTime<Utc>, seats: u32) -> Booking {
         reminder_at: None,
         join_url: None,
         timezone: "UTC".into(),
+        manage_token: None,
     }
 }
 

@@ -181,7 +181,7 @@ fn created_answer(
         }
     }
     if record.booking.is_some() {
-        return schedule::booking_answer(record, Value::Object(answer));
+        return schedule::booking_answer(&state.link_base, record, Value::Object(answer));
     }
     Value::Object(answer)
 }

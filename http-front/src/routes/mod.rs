@@ -2,6 +2,7 @@
 
 mod admin;
 mod agents;
+mod bookings;
 mod callback;
 mod chat;
 mod connect;
@@ -34,6 +35,8 @@ pub enum Access {
     Need(Need),
     /// The room API: each side proves itself with its room token.
     RoomToken,
+    /// The customer's booking: its link's token proves it.
+    BookingToken,
     /// Push: a device by its `gms_user`, an agent by its credential.
     Push,
     /// Anyone (load balancers, the API description).
@@ -179,6 +182,10 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/api/v1/rooms/{code}/signal", Access::RoomToken, Json, "Video", "SDP or ICE for the other side", &[("token", "the side's room token")], post(video::signal)),
         route!(POST "/api/v1/rooms/{code}/survey", Access::RoomToken, Json, "Video", "The customer's survey answer", &[("token", "the side's room token")], post(video::survey)),
         route!(POST "/api/v1/rooms/{code}/{action}", Access::RoomToken, None, "Video", "accept, decline, join or leave", &[("token", "the side's room token")], post(video::room_action)),
+        route!(GET "/api/v1/bookings/{id}", Access::BookingToken, None, "Bookings", "The customer's booking, by its link", &[("token", "the booking's link token")], get(bookings::show)),
+        route!(PUT "/api/v1/bookings/{id}", Access::BookingToken, Json, "Bookings", "Move the booking to the open slot holding `_new_desired_time`", &[("token", "the booking's link token")], put(bookings::move_booking)),
+        route!(DELETE "/api/v1/bookings/{id}", Access::BookingToken, None, "Bookings", "Cancel the booking; the seat is free again", &[("token", "the booking's link token")], delete(bookings::cancel)),
+        route!(GET "/api/v1/bookings/{id}/invite.ics", Access::BookingToken, None, "Bookings", "The booking's invite (ICS), to add to a calendar", &[("token", "the booking's link token")], get(bookings::invite)),
         route!(GET "/api/v1/scenarios", CLIENT, None, "GMS callback", "The scenarios this server serves", &[], get(misc::scenarios)),
         route!(GET "/healthz", Access::Public, None, "Operator", "Whether this node serves (and reaches its store)", &[], get(misc::healthz)),
         route!(GET "/openapi.json", Access::Public, None, "Operator", "This API description", &[], get(crate::openapi::serve)),
@@ -216,7 +223,11 @@ fn build(state: &Arc<AppState>, keep: impl Fn(&Route) -> bool) -> Router<Arc<App
         let method_router = (route.handler)();
         let method_router = match route.access {
             Access::Need(need) => method_router.route_layer(gate(need)),
-            Access::RoomToken | Access::Push | Access::Public | Access::Page => method_router,
+            Access::RoomToken
+            | Access::BookingToken
+            | Access::Push
+            | Access::Public
+            | Access::Page => method_router,
         };
         // The same path with another method merges into one route.
         router = router.route(router_path(route.path), method_router);

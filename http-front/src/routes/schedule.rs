@@ -290,7 +290,10 @@ pub(super) async fn book(
 ) -> Result<Booking, AppError> {
     let now = state.shell.now();
     match schedule.book(t, now, zone, service_id, &state.link_base) {
-        Ok(booking) => Ok(booking),
+        Ok(booking) => Ok(Booking {
+            manage_token: Some(manage_token()),
+            ..booking
+        }),
         Err(refused) => {
             let why = match refused {
                 BookingRefused::Closed => "is not in an open slot",
@@ -300,6 +303,15 @@ pub(super) async fn book(
             Err(unavailable(state, scenario, schedule, field, t, zone, why).await)
         }
     }
+}
+
+/// A booking's secret for the customer's manage link: 244 random bits.
+fn manage_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// Maps a lost race for the last seat to the 409 with the nearest slots.
@@ -347,7 +359,7 @@ pub async fn reschedule(
             changes: request.changes,
         };
         let record = state.shell.transition(&id, &event).await?;
-        return Ok(Json(rescheduled(&record)));
+        return Ok(Json(rescheduled(&state.link_base, &record)));
     };
     let zone = schedule.zone_for(request.zone, record.booking.as_ref());
     let field = "_new_desired_time";
@@ -359,13 +371,14 @@ pub async fn reschedule(
         changes: request.changes,
     };
     match state.shell.transition(&id, &event).await {
-        Ok(record) => Ok(Json(rescheduled(&record))),
+        Ok(record) => Ok(Json(rescheduled(&state.link_base, &record))),
         Err(e) => Err(refused_seat(&state, &scenario, schedule, field, e, zone).await),
     }
 }
 
-fn rescheduled(record: &engine::record::ServiceRecord) -> Value {
+fn rescheduled(link_base: &str, record: &engine::record::ServiceRecord) -> Value {
     booking_answer(
+        link_base,
         record,
         json!({
             "_id": record.id,
@@ -375,7 +388,11 @@ fn rescheduled(record: &engine::record::ServiceRecord) -> Value {
 }
 
 /// Adds the booking's fields to an answer.
-pub(super) fn booking_answer(record: &engine::record::ServiceRecord, mut answer: Value) -> Value {
+pub(super) fn booking_answer(
+    link_base: &str,
+    record: &engine::record::ServiceRecord,
+    mut answer: Value,
+) -> Value {
     answer["_desired_time"] = json!(utc_time(record.desired_time));
     if let Some(b) = &record.booking {
         let zone = b.timezone.parse::<Tz>().unwrap_or(Tz::UTC);
@@ -384,6 +401,10 @@ pub(super) fn booking_answer(record: &engine::record::ServiceRecord, mut answer:
         answer["_timezone"] = json!(zone.name());
         if let Some(url) = &b.join_url {
             answer["_join_url"] = json!(url);
+        }
+        if let Some(token) = &b.manage_token {
+            answer["_manage_url"] =
+                json!(runtime::notices::manage_url(link_base, &record.id, token));
         }
     }
     answer

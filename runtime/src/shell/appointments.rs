@@ -85,10 +85,57 @@ impl Shell {
             timezone,
             sequence: booking.sequence,
             join_url: booking.join_url.clone(),
+            manage_url: booking
+                .manage_token
+                .as_deref()
+                .map(|token| crate::notices::manage_url(self.rooms.link_base(), &record.id, token)),
             customer_name: field(&n.name_field),
             customer_email,
             agent_emails,
             sms,
         });
+    }
+
+    /// The booking's invite (ICS) as the customer's e-mail carries it, for
+    /// an "add to calendar" download: the booking as it is now, cancelled
+    /// if it was cancelled. `None` for a service without a booking.
+    pub fn booking_invite(&self, record: &ServiceRecord) -> Option<String> {
+        use crate::notices::{AppointmentNotice, NoticeKind};
+        let booking = record.booking.as_ref()?;
+        let schedule = self.scenarios.get(&record.scenario)?.schedule.as_ref()?;
+        let n = &schedule.notifications;
+        let cancelled = record.state == engine::record::ServiceState::Completed
+            && record.reason == Some(engine::record::CallbackReason::Cancelled);
+        let field = |name: &str| {
+            record
+                .user_data
+                .get(name)
+                .cloned()
+                .filter(|v| !v.trim().is_empty())
+        };
+        let manage_url = booking
+            .manage_token
+            .as_deref()
+            .map(|token| crate::notices::manage_url(self.rooms.link_base(), &record.id, token));
+        let notice = AppointmentNotice {
+            kind: if cancelled {
+                NoticeKind::Cancelled
+            } else {
+                NoticeKind::Booked
+            },
+            service_id: record.id.clone(),
+            title: schedule.title.clone(),
+            start: booking.slot,
+            end: booking.slot_end,
+            timezone: booking.timezone.parse().unwrap_or(schedule.timezone),
+            sequence: booking.sequence,
+            join_url: booking.join_url.clone(),
+            manage_url: manage_url.clone(),
+            customer_name: field(&n.name_field),
+            customer_email: field(&n.email_field),
+            agent_emails: Vec::new(),
+            sms: None,
+        };
+        crate::notices::ics_with(&notice, &self.notifier.organizer(), manage_url.as_deref())
     }
 }
