@@ -161,6 +161,30 @@ pub async fn callback(
     page(&state, "callback.html", StatusCode::OK, &request)
 }
 
+/// GET /book/{scenario}: book a slot of a scheduled scenario.
+#[tracing::instrument(skip_all, fields(scenario = %scenario))]
+pub async fn book(
+    State(state): State<Arc<AppState>>,
+    Path(scenario): Path<String>,
+    request: HeaderMap,
+) -> Response {
+    match state.shell.scenario(&scenario) {
+        Ok(s) if s.schedule.is_some() => page(&state, "book.html", StatusCode::OK, &request),
+        _ => missing(&state, &request),
+    }
+}
+
+/// GET /booking/{id}: the customer's booking, by the link with its token
+/// (the page asks the API with it; without it the page says so).
+#[tracing::instrument(skip_all)]
+pub async fn booking(
+    State(state): State<Arc<AppState>>,
+    Path(_id): Path<String>,
+    request: HeaderMap,
+) -> Response {
+    page(&state, "booking.html", StatusCode::OK, &request)
+}
+
 /// GET /agent: the agent console.
 #[tracing::instrument(skip_all)]
 pub async fn agent(State(state): State<Arc<AppState>>, request: HeaderMap) -> Response {

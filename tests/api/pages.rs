@@ -17,6 +17,11 @@ async fn every_page_carries_the_security_headers() {
     for (path, script) in [
         ("/callback/chat-delay", "/assets/js/callback.js"),
         ("/agent", "/assets/js/agent.js"),
+        ("/book/video-scheduled", "/assets/js/book.js"),
+        (
+            "/booking/00000000-0000-4000-8000-000000000000",
+            "/assets/js/booking.js",
+        ),
     ] {
         check_page(&app, path, script).await;
     }
@@ -68,15 +73,22 @@ async fn only_the_configured_origins_may_frame_a_page() {
 #[tokio::test]
 async fn an_unknown_scenario_is_a_readable_404() {
     let app = spawn_app().await;
-    let page = fetch(&app, "/callback/no-such-scenario").await;
-    assert_eq!(page.status(), 404);
-    assert_eq!(page.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
-    assert!(page.headers().contains_key(CONTENT_SECURITY_POLICY));
-    assert!(page
-        .text()
-        .await
-        .unwrap()
-        .contains("This page does not exist"));
+    // No such scenario; and a scenario without a schedule has no booking page.
+    for path in [
+        "/callback/no-such-scenario",
+        "/book/no-such-scenario",
+        "/book/chat-delay",
+    ] {
+        let page = fetch(&app, path).await;
+        assert_eq!(page.status(), 404, "{path}");
+        assert_eq!(page.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+        assert!(page.headers().contains_key(CONTENT_SECURITY_POLICY));
+        assert!(page
+            .text()
+            .await
+            .unwrap()
+            .contains("This page does not exist"));
+    }
 }
 
 #[tokio::test]

@@ -13,7 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tests::spawn_app;
+use runtime::notices::MailConfig;
+use tests::smtp::SmtpSink;
+use tests::{spawn_app, TestApp};
 
 /// Longest one script may run before it is killed and the test fails.
 const LIFETIME: Duration = Duration::from_secs(120);
@@ -26,8 +28,13 @@ fn screenshots_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/pages")
 }
 
-/// Runs `script` against `base`; panics with its output when it fails.
-async fn run(script: &str, base: &str) {
+/// Runs `script` against `base` (then `args`); panics with its output when
+/// it fails; its standard output when it passes.
+async fn run(script: &str, base: &str) -> String {
+    run_with(script, base, &[]).await
+}
+
+async fn run_with(script: &str, base: &str, args: &[&str]) -> String {
     let dir = client_dir();
     for package in ["playwright-core", "axe-core"] {
         let path = dir.join("node_modules").join(package).join("package.json");
@@ -41,6 +48,7 @@ async fn run(script: &str, base: &str) {
         .arg(dir.join(script))
         .arg(base)
         .arg(screenshots_dir())
+        .args(args)
         .current_dir(&dir)
         .kill_on_drop(true)
         .output();
@@ -55,6 +63,7 @@ async fn run(script: &str, base: &str) {
         "{script} failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
+    stdout.into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,4 +76,58 @@ async fn a_customer_asks_for_a_chat_waits_is_told_the_agent_is_ready_and_chats()
 async fn the_agent_console_takes_offers_and_chats_with_the_customer_page() {
     let app = spawn_app().await;
     run("chat-console.mjs", &app.url("")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_books_on_the_page_gets_the_mail_and_moves_then_cancels_by_its_link() {
+    let sink = SmtpSink::start().await;
+    let app = TestApp::builder()
+        .mail(MailConfig {
+            smtp_url: sink.url(),
+            from: "callbackd <noreply@example.com>".into(),
+        })
+        .spawn()
+        .await;
+    let out = run("book.mjs", &app.url("")).await;
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("booked: "))
+        .expect("the script names the booking")
+        .to_owned();
+
+    // The confirmation e-mail carries the link to change or cancel.
+    let mails = sink.wait_for(1, Duration::from_secs(10)).await;
+    let mail = mails
+        .iter()
+        .find(|m| m.to == ["fatima@example.ae"])
+        .expect("the customer's confirmation");
+    let text = mail.text_body().expect("a text body");
+    let link = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Change or cancel: "))
+        .unwrap_or_else(|| panic!("no manage link in:\n{text}"))
+        .trim()
+        .to_owned();
+    assert!(link.contains(&format!("/booking/{id}?token=")), "{link}");
+
+    run_with("manage.mjs", &app.url(""), &[&link]).await;
+
+    // The move and the cancel were mailed too, with the same link.
+    let mails = sink.wait_for(3, Duration::from_secs(10)).await;
+    let subjects: Vec<String> = mails
+        .iter()
+        .filter(|m| m.to == ["fatima@example.ae"])
+        .filter_map(|m| m.subject())
+        .collect();
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+    assert!(
+        subjects[1].contains("moved")
+            || subjects[1].contains("Moved")
+            || subjects[1].contains("rescheduled"),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects[2].to_lowercase().contains("cancel"),
+        "{subjects:?}"
+    );
 }

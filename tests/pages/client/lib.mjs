@@ -43,8 +43,14 @@ export const problems = [];
 
 /// `allow`: what this page may answer with 4xx (a path, or a RegExp), for
 /// a test that asks for it.
-export async function newPage(browser, viewport, name, allow = []) {
-  const context = await browser.newContext({ viewport, deviceScaleFactor: 1, isMobile: viewport.width < 500 });
+/// `options`: more of the context's options (`timezoneId`, `locale`).
+export async function newPage(browser, viewport, name, allow = [], options = {}) {
+  const context = await browser.newContext({
+    viewport,
+    deviceScaleFactor: 1,
+    isMobile: viewport.width < 500,
+    ...options,
+  });
   const page = await context.newPage();
   page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
   page.on('console', (m) => {
