@@ -73,6 +73,11 @@ impl Fanout {
         })
     }
 
+    /// Whether deliveries also go to other nodes.
+    pub fn relays(&self) -> bool {
+        self.outgoing.is_some()
+    }
+
     /// Hands `delivery` to its clients, here and on every other node.
     pub fn deliver(&self, delivery: Delivery) {
         let here = self.registry.dispatch(&delivery);

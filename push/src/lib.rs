@@ -42,6 +42,10 @@ pub use registry::{Limits, Registry};
 /// The channel a device listens on (GMS's `comet_channel`).
 pub const DEVICE_CHANNEL: &str = "/_genesys";
 
+/// The channel of supervisors' boards: every service's changes, on a
+/// supervisor's credential.
+pub const SUPERVISOR_CHANNEL: &str = "/supervisors";
+
 /// The channel of one agent desktop.
 pub fn agent_channel(agent: &str) -> String {
     format!("/agents/{agent}")
@@ -56,6 +60,8 @@ pub enum Audience {
     Device { device: String },
     /// An agent desktop.
     Agent { agent: String },
+    /// Every supervisor's board.
+    Supervisors,
 }
 
 impl Audience {
@@ -63,6 +69,7 @@ impl Audience {
         match self {
             Audience::Device { .. } => DEVICE_CHANNEL.to_owned(),
             Audience::Agent { agent } => agent_channel(agent),
+            Audience::Supervisors => SUPERVISOR_CHANNEL.to_owned(),
         }
     }
 }

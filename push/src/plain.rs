@@ -62,17 +62,21 @@ impl Plain {
     }
 
     /// Opens the client before the upgrade, so a refusal is a clear HTTP answer.
+    /// `supervisor`: a supervisor's board, whose credential the front
+    /// checked; it listens on every service's changes.
     pub fn open(
         &self,
         gms_user: Option<String>,
         agent_id: Option<String>,
+        supervisor: bool,
     ) -> Result<Opened, PlainError> {
         let clean = |s: Option<String>| s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
         let owner = Owner {
             device: clean(gms_user),
             agent: clean(agent_id),
+            supervisor,
         };
-        if owner.device.is_none() && owner.agent.is_none() {
+        if owner.device.is_none() && owner.agent.is_none() && !owner.supervisor {
             return Err(PlainError::NoOwner);
         }
         let session = self.registry.open(owner)?;
@@ -85,6 +89,11 @@ impl Plain {
             session
                 .subscribe(&agent_channel(&agent))
                 .expect("an agent listens on its channel");
+        }
+        if session.owner.supervisor {
+            session
+                .subscribe(crate::SUPERVISOR_CHANNEL)
+                .expect("a supervisor listens on its channel");
         }
         // Alive while the socket is: the sweeper leaves it alone.
         session.begin_connect();
@@ -211,11 +220,14 @@ mod tests {
             ..Limits::default()
         });
         let plain = Plain::new(registry.clone());
-        let opened = plain.open(Some("dev".into()), None).unwrap();
+        let opened = plain.open(Some("dev".into()), None, false).unwrap();
         assert_eq!(registry.len(), 1);
-        assert!(plain.open(Some("dev2".into()), None).is_err(), "full");
+        assert!(
+            plain.open(Some("dev2".into()), None, false).is_err(),
+            "full"
+        );
         drop(opened);
         assert_eq!(registry.len(), 0);
-        assert!(plain.open(Some("dev2".into()), None).is_ok());
+        assert!(plain.open(Some("dev2".into()), None, false).is_ok());
     }
 }

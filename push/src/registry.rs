@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::{Audience, Delivery, Pushed, DEVICE_CHANNEL};
+use crate::{Audience, Delivery, Pushed, DEVICE_CHANNEL, SUPERVISOR_CHANNEL};
 
 /// Every bound the push side keeps.
 #[derive(Debug, Clone)]
@@ -65,11 +65,21 @@ pub struct Owner {
     pub device: Option<String>,
     /// The agent this desktop belongs to.
     pub agent: Option<String>,
+    /// A supervisor's board (its credential was checked by the front).
+    pub supervisor: bool,
 }
 
 impl Owner {
     /// Whether this owner may listen on `channel`, and why not.
     pub fn may_subscribe(&self, channel: &str) -> Result<(), String> {
+        if channel == SUPERVISOR_CHANNEL {
+            return match self.supervisor {
+                true => Ok(()),
+                false => Err(format!(
+                    "{SUPERVISOR_CHANNEL} needs a supervisor's credential"
+                )),
+            };
+        }
         if channel == DEVICE_CHANNEL {
             return match self.device {
                 Some(_) => Ok(()),
@@ -330,6 +340,7 @@ struct Index {
     sessions: HashMap<String, Arc<Session>>,
     by_device: HashMap<String, Vec<Arc<Session>>>,
     by_agent: HashMap<String, Vec<Arc<Session>>>,
+    supervisors: Vec<Arc<Session>>,
 }
 
 impl Index {
@@ -347,6 +358,9 @@ impl Index {
         }
         if let Some(agent) = &session.owner.agent {
             remove(&mut self.by_agent, agent, &session.id);
+        }
+        if session.owner.supervisor {
+            self.supervisors.retain(|s| s.id != session.id);
         }
     }
 }
@@ -433,8 +447,11 @@ impl Registry {
                 .or_default()
                 .push(session.clone());
         }
+        if session.owner.supervisor {
+            index.supervisors.push(session.clone());
+        }
         metrics_clients(index.sessions.len());
-        debug!(client_id = %session.id, device = ?session.owner.device, agent = ?session.owner.agent, "Push client opened.");
+        debug!(client_id = %session.id, device = ?session.owner.device, agent = ?session.owner.agent, supervisor = session.owner.supervisor, "Push client opened.");
         Ok(session)
     }
 
@@ -462,6 +479,11 @@ impl Registry {
 
     pub fn len(&self) -> usize {
         self.lock().sessions.len()
+    }
+
+    /// Whether a supervisor's board listens on this node.
+    pub fn has_supervisors(&self) -> bool {
+        !self.lock().supervisors.is_empty()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -494,6 +516,7 @@ impl Registry {
             let list = match &delivery.audience {
                 Audience::Device { device } => index.by_device.get(device),
                 Audience::Agent { agent } => index.by_agent.get(agent),
+                Audience::Supervisors => Some(&index.supervisors),
             };
             list.cloned().unwrap_or_default()
         };
@@ -669,7 +692,7 @@ mod tests {
     fn device(d: &str) -> Owner {
         Owner {
             device: Some(d.into()),
-            agent: None,
+            ..Owner::default()
         }
     }
 
@@ -706,9 +729,10 @@ mod tests {
     fn owners_subscribe_only_to_their_own_channels() {
         let d = device("dev-a");
         let a = Owner {
-            device: None,
             agent: Some("a1".into()),
+            ..Owner::default()
         };
+
         let check = |o: &Owner, ch: &str| o.may_subscribe(ch).is_ok();
         assert!(check(&d, "/_genesys"));
         assert!(!check(&d, "/agents/a1"));
@@ -717,6 +741,14 @@ mod tests {
         assert!(!check(&a, "/_genesys"));
         assert!(!check(&d, "/**"));
         assert!(!check(&d, "/meta/whatever"));
+        let s = Owner {
+            supervisor: true,
+            ..Owner::default()
+        };
+        assert!(check(&s, "/supervisors"));
+        assert!(!check(&s, "/_genesys"));
+        assert!(!check(&d, "/supervisors"));
+        assert!(!check(&a, "/supervisors"));
     }
 
     #[tokio::test]

@@ -330,6 +330,8 @@ async fn a_client_on_one_node_hears_what_another_node_made_once() {
     ];
     let devices = [&device_plain, &device_cometd];
     let desks = [&desk_plain, &desk_cometd];
+    // A supervisor's board on node A hears the changes made on node B.
+    let board = plain("supervisor's board on A", &a.base, "supervisor", "true").await;
 
     // Everything the device is told is made on node B.
     let (status, created) = b
@@ -348,6 +350,11 @@ async fn a_client_on_one_node_hears_what_another_node_made_once() {
     for c in devices {
         c.wait_for("state:QUEUED", &site).await;
     }
+    let changed = board
+        .wait_for(&format!("service.changed.{id}"), &site)
+        .await;
+    assert_eq!(changed["channel"], "/supervisors", "{changed}");
+    assert_eq!(changed["data"]["_callback_state"], "QUEUED", "{changed}");
 
     b.ready_agent(AGENT, &["support"], 1).await;
     let available = format!("service.agentavailable.{id}");

@@ -172,6 +172,99 @@ async fn a_plain_socket_may_send_its_credential_first() {
     }
 }
 
+/// The next text frame of `socket`, as JSON.
+async fn next_text<S>(socket: &mut S) -> serde_json::Value
+where
+    S: futures_util::Stream<Item = Result<tungstenite::Message, tungstenite::Error>> + Unpin,
+{
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next())
+            .await
+            .expect("a frame")
+            .unwrap()
+            .unwrap();
+        if let tungstenite::Message::Text(text) = frame {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+/// A supervisor's board listens on `/supervisors` over the plain
+/// WebSocket: only a supervisor's (or an admin's) credential opens it, in
+/// the upgrade's headers or the first frame; then every service's changes
+/// arrive, whoever made them.
+#[tokio::test]
+async fn a_supervisors_board_hears_every_services_changes() {
+    let app = TestApp::builder().auth(&credentials()).spawn().await;
+    let ann = Some("ann-desktop:long-enough-secret");
+    let floor = Some("floor:long-enough-secret");
+    assert_eq!(upgrade(&app, "supervisor=true", ann).await, 403);
+    assert_eq!(
+        upgrade(&app, "supervisor=true", Some("floor:wrong")).await,
+        401
+    );
+    assert_eq!(upgrade(&app, "supervisor=true", floor).await, 101);
+    assert_eq!(
+        upgrade(&app, "supervisor=true&agent_id=ann", floor).await,
+        400
+    );
+    let (close, reason) = first_frame(
+        &app,
+        "supervisor=true",
+        r#"{"x-api-key": "ann-desktop:long-enough-secret"}"#,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!((close, &reason[..3]), (1008, "403"), "{reason}");
+
+    let addr = app.base.strip_prefix("http://").unwrap();
+    let (mut board, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/push/ws?supervisor=true"))
+            .await
+            .unwrap();
+    board
+        .send(tungstenite::Message::text(
+            r#"{"authorization": "Bearer floor:long-enough-secret"}"#,
+        ))
+        .await
+        .unwrap();
+    let hello = next_text(&mut board).await;
+    assert_eq!(
+        hello["data"]["channels"],
+        serde_json::json!(["/supervisors"])
+    );
+
+    // A service is created and cancelled (by a supervisor's calls here).
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(app.url("/genesys/1/service/callback/chat-delay"))
+        .header("x-api-key", "floor:long-enough-secret")
+        .multipart(tests::multipart(&[("_customer_number", "5550100")]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["_id"].as_str().unwrap().to_owned();
+    let changed = next_text(&mut board).await;
+    assert_eq!(changed["channel"], "/supervisors", "{changed}");
+    assert_eq!(changed["tag"], format!("service.changed.{id}"));
+    assert_eq!(changed["data"]["_callback_state"], "QUEUED", "{changed}");
+    assert_eq!(changed["data"]["queue"], "support");
+    let status = client
+        .delete(app.url(&format!("/genesys/1/service/callback/chat-delay/{id}")))
+        .header("x-api-key", "floor:long-enough-secret")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let changed = next_text(&mut board).await;
+    assert_eq!(changed["data"]["_callback_state"], "COMPLETED", "{changed}");
+    assert_eq!(changed["data"]["_callback_reason"], "CANCELLED");
+}
+
 /// The long-polling handshake, too, may carry the credential in `ext`
 /// (`authorization` or `x-api-key`), and `ext.agent_id` needs one as the
 /// query parameter does.

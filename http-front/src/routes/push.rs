@@ -30,6 +30,9 @@ use crate::AppState;
 pub struct Who {
     gms_user: Option<String>,
     agent_id: Option<String>,
+    /// `true`: a supervisor's board on the plain WebSocket (every
+    /// service's changes, on a supervisor's credential).
+    supervisor: Option<bool>,
 }
 
 fn origin(headers: &HeaderMap, who: Who) -> Result<Origin, AppError> {
@@ -152,9 +155,15 @@ const FIRST_FRAME_WITHIN: std::time::Duration = std::time::Duration::from_secs(1
 /// with the header names as keys, `{"authorization": "Bearer …"}` or
 /// `{"x-api-key": "…"}`, and checks it may act for `agent`. `Err` is the
 /// close frame to answer with.
+/// Whom a plain WebSocket's first-frame credential must be allowed to act as.
+enum Wanted {
+    Agent(String),
+    Supervisor,
+}
+
 async fn first_frame_credential<S, E>(
     state: &AppState,
-    agent: &str,
+    wanted: &Wanted,
     stream: &mut S,
 ) -> Result<String, Close>
 where
@@ -194,7 +203,10 @@ where
     .await
     .and_then(|who| {
         let caller = Caller(who);
-        caller.for_agent(agent)?;
+        match wanted {
+            Wanted::Agent(agent) => caller.for_agent(agent)?,
+            Wanted::Supervisor => caller.require(access::Role::Supervisor)?,
+        }
         Ok(caller.0.name)
     })
     .map_err(|e| policy(format!("{}: {e}", e.status().as_u16())))?;
@@ -351,19 +363,30 @@ pub async fn plain_socket(
             exception: "INVALID_REQUEST",
         });
     };
+    let supervisor = who.supervisor == Some(true);
+    if supervisor && (who.gms_user.is_some() || who.agent_id.is_some()) {
+        return Err(AppError::field(
+            "supervisor",
+            "a supervisor's board names no gms_user or agent_id",
+        ));
+    }
+    if supervisor {
+        supervisor_in_headers(&state, &headers).await?;
+    }
     let origin = checked_origin(&state, &headers, who).await?;
     room_for_a_socket(&state)?;
     let plain = Plain::new(state.shell.registry().clone());
-    // An agent that brought no credential in its headers (a browser
-    // cannot) sends it as the first frame; until then it has no channel.
+    // An agent or a supervisor that brought no credential in its headers
+    // (a browser cannot) sends it as the first frame; until then it has no
+    // channel.
+    let unproven = !state.access.is_open() && origin.credential.is_none();
     let deferred = match &origin.agent_id {
-        Some(agent) if !state.access.is_open() && origin.credential.is_none() => {
-            Some(agent.clone())
-        }
+        Some(agent) if unproven => Some(Wanted::Agent(agent.clone())),
+        None if unproven && supervisor => Some(Wanted::Supervisor),
         _ => None,
     };
-    let Some(agent) = deferred else {
-        let opened = open_plain(&plain, origin)?;
+    let Some(wanted) = deferred else {
+        let opened = open_plain(&plain, origin, supervisor)?;
         return Ok(tuned(upgrade).on_upgrade(move |socket| async move {
             let (sink, stream) = frames(socket);
             plain.serve(opened, stream, sink).await;
@@ -374,12 +397,12 @@ pub async fn plain_socket(
         // A socket waiting for its credential counts as open, so a flood
         // of them meets the node's socket limit like any other.
         let waiting = plain.registry.socket();
-        let checked = first_frame_credential(&state, &agent, &mut stream).await;
+        let checked = first_frame_credential(&state, &wanted, &mut stream).await;
         drop(waiting);
         let refusal = match checked {
             Ok(credential) => {
-                tracing::debug!(agent = %agent, credential = %credential, "Plain WebSocket admitted by its first frame.");
-                match open_plain(&plain, origin) {
+                tracing::debug!(credential = %credential, supervisor, "Plain WebSocket admitted by its first frame.");
+                match open_plain(&plain, origin, supervisor) {
                     Ok(opened) => return plain.serve(opened, stream, sink).await,
                     Err(e) => Close {
                         code: push::close_code::TRY_AGAIN_LATER,
@@ -395,14 +418,33 @@ pub async fn plain_socket(
 }
 
 /// Opens a plain client for `origin`; a refusal is an HTTP answer.
-fn open_plain(plain: &Plain, origin: Origin) -> Result<push::plain::Opened, AppError> {
-    match plain.open(origin.gms_user, origin.agent_id) {
+fn open_plain(
+    plain: &Plain,
+    origin: Origin,
+    supervisor: bool,
+) -> Result<push::plain::Opened, AppError> {
+    match plain.open(origin.gms_user, origin.agent_id, supervisor) {
         Ok(o) => Ok(o),
         Err(PlainError::NoOwner) => Err(AppError::missing("gms_user")),
         Err(PlainError::Refused(r @ (Refused::TooManyClients(_) | Refused::ShuttingDown))) => {
             Err(AppError::Busy(r.to_string()))
         }
     }
+}
+
+/// A supervisor's board that presents its credential in the upgrade's
+/// headers must be a supervisor's (401/403 before the upgrade); without one
+/// it proves itself in the first frame.
+async fn supervisor_in_headers(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    if state.access.is_open() {
+        return Ok(());
+    }
+    let (authorization, api_key) = auth::presented_headers(headers)?;
+    if authorization.is_none() && api_key.is_none() {
+        return Ok(());
+    }
+    Caller(auth::identify_values(state, authorization, api_key).await?)
+        .require(access::Role::Supervisor)
 }
 
 /// How long a long-polling request may take to send its body.

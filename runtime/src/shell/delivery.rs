@@ -62,6 +62,30 @@ impl Shell {
         });
     }
 
+    /// Tells supervisors' boards, on any node, that a service changed: its
+    /// state, queue, agent and reason. Nothing is built when no board could
+    /// hear it (one node, and no board on it).
+    pub(super) fn to_supervisors(&self, record: &ServiceRecord) {
+        if !self.fanout.relays() && !self.registry().has_supervisors() {
+            return;
+        }
+        self.fanout.deliver(Delivery {
+            service_id: record.id.clone(),
+            audience: Audience::Supervisors,
+            tag: format!("service.changed.{}", record.id),
+            data: serde_json::json!({
+                "_id": record.id,
+                "_service_name": record.scenario,
+                "queue": record.ticket.queue,
+                "_callback_state": record.state.gms_name(),
+                "_callback_reason": record.reason_name(),
+                "agent": record.agent,
+                "version": record.version,
+            }),
+            notification: None,
+        });
+    }
+
     pub(super) fn to_agent(
         &self,
         record: &ServiceRecord,

@@ -197,6 +197,7 @@ impl Shell {
         metrics::counter!(crate::metrics::SERVICES_CREATED, "scenario" => scenario.name.clone())
             .increment(1);
         self.carry_out(&applied.record, &applied.effects).await;
+        self.to_supervisors(&applied.record);
         Ok(applied.record)
     }
 
@@ -262,6 +263,9 @@ impl Shell {
             match self.store.put(&next, Some(record.version)).await {
                 Ok(()) => {
                     self.carry_out(&next, &effects).await;
+                    if next.state != record.state || next.agent != record.agent {
+                        self.to_supervisors(&next);
+                    }
                     match event {
                         Event::AgentRejected { .. } => {
                             crate::metrics::offer_answered(&next.scenario, "rejected")
