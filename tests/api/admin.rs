@@ -128,6 +128,12 @@ async fn queues_lists_services_by_queue_in_queue_order_with_filters_and_pages() 
         .await;
     assert_eq!(ids_in(&billing["billing"]), ids(&[&w.billing]));
     assert_eq!(billing.as_object().unwrap().len(), 1, "{billing}");
+    // One scenario's services (the supervisor's board filters by it).
+    let (_, of_billing) = app
+        .get("/genesys/1/admin/callback/queues?service_name=billing-delay")
+        .await;
+    assert_eq!(ids_in(&of_billing["billing"]), ids(&[&w.billing]));
+    assert_eq!(of_billing.as_object().unwrap().len(), 1, "{of_billing}");
 
     let (_, queued) = app
         .get("/genesys/1/admin/callback/queues?states=QUEUED,completed")
@@ -183,6 +189,7 @@ async fn queues_and_export_refuse_bad_input_naming_the_field() {
             ("states=QUEUED,WAITING", "states"),
             ("states=", "states"),
             ("target=", "target"),
+            ("service_name=nope", "service_name"),
             ("colour=red", "colour"),
         ] {
             let (status, body) = app.get(&format!("{path}?{query}")).await;

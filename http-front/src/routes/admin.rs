@@ -75,6 +75,9 @@ const DEFAULT_COLUMNS: [&str; 10] = [
 /// Which services an operator's view shows: by queue, desired time and state.
 struct Filter {
     target: Option<String>,
+    /// Ours: only this scenario's services (`service_name`, GMS's name for
+    /// a scenario in the admin API).
+    scenario: Option<String>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
     states: Vec<ServiceState>,
@@ -113,6 +116,7 @@ impl Filter {
         };
         Ok(Filter {
             target,
+            scenario: None,
             from,
             to,
             states,
@@ -121,6 +125,7 @@ impl Filter {
 
     fn holds(&self, rec: &ServiceRecord) -> bool {
         self.target.as_ref().is_none_or(|q| &rec.ticket.queue == q)
+            && self.scenario.as_ref().is_none_or(|s| &rec.scenario == s)
             && self.from.is_none_or(|t| rec.desired_time >= t)
             && self.to.is_none_or(|t| rec.desired_time <= t)
             && self.states.contains(&rec.state)
@@ -128,6 +133,25 @@ impl Filter {
 
     /// The services it holds, by queue name, then in each queue's routing
     /// order (higher priority, then the oldest).
+    /// Only `service_name`'s services, if given: a loaded scenario (400
+    /// naming the field otherwise).
+    fn of_scenario(
+        mut self,
+        state: &AppState,
+        service_name: Option<&str>,
+    ) -> Result<Filter, AppError> {
+        if let Some(name) = service_name {
+            if state.shell.scenarios().get(name).is_none() {
+                return Err(AppError::field(
+                    "service_name",
+                    format!("`{name}` is not a loaded scenario"),
+                ));
+            }
+            self.scenario = Some(name.to_owned());
+        }
+        Ok(self)
+    }
+
     async fn select(&self, state: &AppState) -> Result<Vec<ServiceRecord>, AppError> {
         let mut records: Vec<ServiceRecord> = state
             .shell
@@ -197,6 +221,7 @@ fn admin_record(rec: &ServiceRecord) -> Value {
 #[serde(deny_unknown_fields)]
 pub struct QueuesQuery {
     target: Option<String>,
+    service_name: Option<String>,
     start_time: Option<String>,
     end_time: Option<String>,
     states: Option<String>,
@@ -219,7 +244,8 @@ pub async fn queues(
         q.start_time.as_deref(),
         q.end_time.as_deref(),
         q.states.as_deref(),
-    )?;
+    )?
+    .of_scenario(&state, q.service_name.as_deref())?;
     let max = match &q.max {
         Some(m) => count("max", m, MAX_PAGE)?,
         None => DEFAULT_MAX,
@@ -452,6 +478,7 @@ pub async fn report_cancelled(
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     target: Option<String>,
+    service_name: Option<String>,
     start_time: Option<String>,
     end_time: Option<String>,
     states: Option<String>,
@@ -471,7 +498,8 @@ pub async fn export(
         q.start_time.as_deref(),
         q.end_time.as_deref(),
         q.states.as_deref(),
-    )?;
+    )?
+    .of_scenario(&state, q.service_name.as_deref())?;
     let asked = q
         .properties
         .map(|p| p.split(',').map(|c| c.trim().to_owned()).collect());

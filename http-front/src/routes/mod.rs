@@ -95,6 +95,7 @@ const QUERY: &[(&str, &str)] = &[
 ];
 const ADMIN_FILTERS: &[(&str, &str)] = &[
     ("target", "a queue"),
+    ("service_name", "a scenario"),
     ("start_time", "desired time from (ISO-8601)"),
     ("end_time", "desired time to (ISO-8601)"),
     (
