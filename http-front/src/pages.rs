@@ -185,6 +185,12 @@ pub async fn booking(
     page(&state, "booking.html", StatusCode::OK, &request)
 }
 
+/// GET /supervisor: the supervisor's board.
+#[tracing::instrument(skip_all)]
+pub async fn supervisor(State(state): State<Arc<AppState>>, request: HeaderMap) -> Response {
+    page(&state, "supervisor.html", StatusCode::OK, &request)
+}
+
 /// GET /agent: the agent console.
 #[tracing::instrument(skip_all)]
 pub async fn agent(State(state): State<Arc<AppState>>, request: HeaderMap) -> Response {

@@ -17,6 +17,7 @@ async fn every_page_carries_the_security_headers() {
     for (path, script) in [
         ("/callback/chat-delay", "/assets/js/callback.js"),
         ("/agent", "/assets/js/agent.js"),
+        ("/supervisor", "/assets/js/supervisor.js"),
         ("/book/video-scheduled", "/assets/js/book.js"),
         (
             "/booking/00000000-0000-4000-8000-000000000000",

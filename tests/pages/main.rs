@@ -131,3 +131,9 @@ async fn a_customer_books_on_the_page_gets_the_mail_and_moves_then_cancels_by_it
         "{subjects:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_watches_filters_cancels_two_and_downloads_the_csv() {
+    let app = spawn_app().await;
+    run("supervisor.mjs", &app.url("")).await;
+}

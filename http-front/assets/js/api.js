@@ -38,6 +38,23 @@ async function call(method, path, body) {
   return json;
 }
 
+/// A GET answered with its JSON and headers (a page's total), or a file.
+export async function fetchWith(path, as = 'json') {
+  const headers = { Accept: as === 'json' ? 'application/json' : '*/*' };
+  if (credential) headers.Authorization = `Bearer ${credential}`;
+  const res = await fetch(path, { headers });
+  if (!res.ok) {
+    let body = null;
+    try {
+      body = await res.json();
+    } catch {
+      body = null;
+    }
+    throw new ApiError(res.status, body);
+  }
+  return { headers: res.headers, body: as === 'json' ? await res.json() : await res.blob() };
+}
+
 export const api = {
   get: (path) => call('GET', path),
   post: (path, body) => call('POST', path, body ?? new FormData()),

@@ -193,6 +193,7 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/callback/{scenario}", Access::Page, None, "Pages", "The customer's page: ask for a callback or a chat, wait, confirm, chat", &[("lang", "a language (en, ar); default the browser's")], get(crate::pages::callback)),
         route!(GET "/book/{scenario}", Access::Page, None, "Pages", "Book a slot: open times in the viewer's zone, details, confirmation with invite and manage link", &[("lang", "a language (en, ar)")], get(crate::pages::book)),
         route!(GET "/booking/{id}", Access::Page, None, "Pages", "The customer's booking by its link: see, move, cancel, add to calendar", &[("token", "the booking's link token"), ("lang", "a language (en, ar)")], get(crate::pages::booking)),
+        route!(GET "/supervisor", Access::Page, None, "Pages", "The supervisor's board: live queues, agents, services with filters, timeline, cancel, CSV", &[("lang", "a language (en, ar)")], get(crate::pages::supervisor)),
         route!(GET "/agent", Access::Page, None, "Pages", "The agent console: readiness, offers, services in tabs, chat, notify, complete", &[("lang", "a language (en, ar)")], get(crate::pages::agent)),
         route!(GET "/assets/{path}", Access::Page, None, "Pages", "The pages' scripts, styles, translations and sounds", &[], get(crate::pages::asset)),
         route!(POST "/genesys/cometd", Access::Push, Json, "Push", "CometD (Bayeux) long-polling batch", &[("gms_user", "the device"), ("agent_id", "the agent desktop")], post(push::long_poll)),

@@ -95,10 +95,10 @@ export async function checkAccessibility(page, what) {
   step(`axe: ${what}: no serious or critical violations (${result.length} minor)`);
 }
 
-export async function screenshot(page, dir, name) {
+export async function screenshot(page, dir, name, options = {}) {
   if (!dir) return;
   mkdirSync(dir, { recursive: true });
-  await page.screenshot({ path: `${dir}/${name}.png` });
+  await page.screenshot({ path: `${dir}/${name}.png`, ...options });
 }
 
 export function step(text) {

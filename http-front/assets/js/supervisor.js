@@ -1,0 +1,393 @@
+// The supervisor's board (/supervisor): live queues (waiting, oldest wait,
+// estimated wait, agents ready and busy), the agents (set one not ready),
+// the services with filters and pages, a service's timeline, cancelling
+// one or many, and the CSV export. Live through the supervisors' channel of
+// the plain WebSocket: each change of a service redraws what it touches.
+
+import { api, fetchWith, useCredential, ApiError } from './api.js';
+import { connect } from './push.js';
+import { pickLanguage, setLanguage, language, t, duration, number } from './i18n.js';
+
+const $ = (id) => document.getElementById(id);
+const STORE_KEY = 'callbackd:supervisor';
+const PAGE = 20;
+let me = restore(); // {key}
+let push = null;
+let page = 1;
+let total = 0;
+let rows = [];
+const selected = new Set();
+let redraw = null;
+let timelineOf = null;
+
+function restore() {
+  try {
+    return JSON.parse(sessionStorage.getItem(STORE_KEY)) || null;
+  } catch {
+    return null;
+  }
+}
+
+function showError(message) {
+  $('error').textContent = message || '';
+  $('error').hidden = !message;
+}
+
+function notice(message) {
+  $('notice').textContent = message || '';
+  $('notice').hidden = !message;
+}
+
+function failed(e) {
+  if (e instanceof ApiError && e.body?.message) return showError(e.body.message);
+  showError(t('error.network', 'We could not reach the service. Please try again.'));
+}
+
+// ---------------------------------------------------------------- sign in
+
+async function signIn(event) {
+  event.preventDefault();
+  showError('');
+  const key = new FormData($('sign-in-form')).get('key') || null;
+  useCredential(key);
+  try {
+    await api.get('/api/v1/agents');
+  } catch (e) {
+    useCredential(null);
+    return failed(e);
+  }
+  me = { key };
+  sessionStorage.setItem(STORE_KEY, JSON.stringify(me));
+  enter();
+}
+
+function signOut() {
+  push?.close();
+  me = null;
+  sessionStorage.removeItem(STORE_KEY);
+  useCredential(null);
+  $('board').hidden = true;
+  $('sign-out').hidden = true;
+  $('sign-in').hidden = false;
+}
+
+async function enter() {
+  useCredential(me.key);
+  $('sign-in').hidden = true;
+  $('board').hidden = false;
+  $('sign-out').hidden = false;
+  await fillFilters();
+  listen();
+}
+
+// ---------------------------------------------------------------- live
+
+function listen() {
+  push?.close();
+  push = connect(
+    { supervisor: 'true' },
+    {
+      credential: me.key,
+      onOpen() {
+        $('live').textContent = t('sup.live', '● Live');
+        $('live').classList.remove('off');
+        refreshAll();
+      },
+      onClose() {
+        $('live').textContent = t('sup.offline', 'Reconnecting…');
+        $('live').classList.add('off');
+      },
+      onMessage(frame) {
+        if (!String(frame.tag || '').startsWith('service.changed.')) return;
+        const id = frame.data?._id;
+        if (id && id === timelineOf) showTimeline(id);
+        // Changes come in bursts: one redraw for a burst.
+        clearTimeout(redraw);
+        redraw = setTimeout(refreshAll, 250);
+      },
+    },
+  );
+}
+
+async function refreshAll() {
+  try {
+    await Promise.all([drawQueues(), drawServices()]);
+  } catch (e) {
+    failed(e);
+  }
+}
+
+// ---------------------------------------------------------------- queues and agents
+
+async function drawQueues() {
+  const [marks, ewt, agents] = await Promise.all([
+    api.get('/genesys/1/admin/callback/watermarks'),
+    api.get('/genesys/1/service/ewt-for-vq'),
+    api.get('/api/v1/agents'),
+  ]);
+  const list = Array.isArray(agents) ? agents : agents.agents || [];
+  const names = [...new Set([...Object.keys(marks.queues || {}), ...Object.keys(ewt || {})])].sort();
+  const body = $('queues').tBodies[0];
+  body.replaceChildren();
+  for (const q of names) {
+    const m = marks.queues?.[q] || {};
+    const e = ewt?.[q] || {};
+    const serving = list.filter((a) => (a.queues || []).includes(q));
+    const busy = serving.filter((a) => (a.services?.length ?? a.load ?? 0) > 0).length;
+    const tr = document.createElement('tr');
+    cells(tr, [
+      q,
+      number(m.QUEUED ?? e._total_waiting ?? 0),
+      m.oldest_waiting_seconds == null ? '–' : duration(m.oldest_waiting_seconds),
+      e.ewt == null || e.ewt < 0 ? '–' : duration(e.ewt),
+      number(e._agents_ready ?? serving.filter((a) => a.state === 'ready').length),
+      number(busy),
+    ]);
+    tr.firstChild.setAttribute('scope', 'row');
+    body.append(tr);
+  }
+  drawAgents(list);
+}
+
+function drawAgents(list) {
+  const body = $('agents').tBodies[0];
+  body.replaceChildren();
+  for (const a of list) {
+    const tr = document.createElement('tr');
+    const load = a.services?.length ?? a.load ?? 0;
+    const ready = a.state === 'ready';
+    cells(tr, [a.name ? `${a.name} (${a.id})` : a.id, '', `${number(load)} / ${number(a.max_concurrent)}`, (a.queues || []).join(', '), '']);
+    const pill = document.createElement('span');
+    pill.className = `pill ${ready ? 'ready' : ''}`;
+    pill.textContent = ready ? t('agent.ready', 'Ready') : t('agent.notReady', 'Not ready');
+    tr.children[1].append(pill);
+    if (ready) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'secondary small';
+      b.textContent = t('sup.setNotReady', 'Set not ready');
+      b.setAttribute('aria-label', t('sup.setNotReadyFor', 'Set not ready: {name}', { name: a.name || a.id }));
+      b.addEventListener('click', async () => {
+        try {
+          await api.post(`/api/v1/agents/${encodeURIComponent(a.id)}/not-ready`);
+          await drawQueues();
+        } catch (e) {
+          failed(e);
+        }
+      });
+      tr.children[4].append(b);
+    }
+    body.append(tr);
+  }
+}
+
+function cells(tr, values) {
+  values.forEach((v, i) => {
+    const td = document.createElement(i === 0 ? 'th' : 'td');
+    td.textContent = v;
+    if (i > 0 && /^[\d–]/.test(String(v))) td.className = 'num';
+    tr.append(td);
+  });
+}
+
+// ---------------------------------------------------------------- services
+
+async function fillFilters() {
+  try {
+    const scenarios = await api.get('/api/v1/scenarios');
+    const byName = $('filters').elements.service_name;
+    const byQueue = $('filters').elements.target;
+    const queues = new Set();
+    for (const s of scenarios) {
+      byName.append(new Option(s.name, s.name));
+      if (s._target?.queue) queues.add(s._target.queue);
+    }
+    for (const q of [...queues].sort()) byQueue.append(new Option(q, q));
+  } catch (e) {
+    failed(e);
+  }
+}
+
+function filterQuery() {
+  const f = $('filters').elements;
+  const q = new URLSearchParams();
+  if (f.service_name.value) q.set('service_name', f.service_name.value);
+  if (f.target.value) q.set('target', f.target.value);
+  if (f.states.value) q.set('states', f.states.value);
+  if (f.from.value) q.set('start_time', new Date(f.from.value).toISOString());
+  if (f.to.value) q.set('end_time', new Date(f.to.value).toISOString());
+  return q;
+}
+
+async function drawServices() {
+  const q = filterQuery();
+  q.set('max', String(PAGE));
+  q.set('page', String(page));
+  const { headers, body } = await fetchWith(`/genesys/1/admin/callback/queues?${q}`);
+  total = Number(headers.get('x-total-count') || 0);
+  rows = Object.values(body).flat();
+  const tbody = $('services').tBodies[0];
+  tbody.replaceChildren();
+  const when = new Intl.DateTimeFormat(language(), { dateStyle: 'medium', timeStyle: 'short' });
+  for (const s of rows) {
+    const tr = document.createElement('tr');
+    const check = document.createElement('input');
+    check.type = 'checkbox';
+    check.checked = selected.has(s._id);
+    check.disabled = s._callback_state === 'COMPLETED';
+    check.setAttribute('aria-label', t('sup.select', 'Select {number}', { number: s._customer_number }));
+    check.addEventListener('change', () => {
+      if (check.checked) selected.add(s._id);
+      else selected.delete(s._id);
+      drawSelection();
+    });
+    const td0 = document.createElement('td');
+    td0.append(check);
+    const open = document.createElement('button');
+    open.type = 'button';
+    open.className = 'service-link';
+    open.textContent = s._customer_number;
+    open.setAttribute('aria-label', t('sup.timelineOf', 'Timeline of {number}', { number: s._customer_number }));
+    open.addEventListener('click', () => showTimeline(s._id));
+    const td1 = document.createElement('td');
+    td1.append(open);
+    tr.append(td0, td1);
+    for (const v of [s._service_name, s._queue, '', when.format(new Date(s._desired_time)), s._agent_id || '–']) {
+      const td = document.createElement('td');
+      td.textContent = v;
+      tr.append(td);
+    }
+    const pill = document.createElement('span');
+    pill.className = `pill ${s._callback_state}`;
+    pill.textContent = s._callback_state;
+    tr.children[4].append(pill);
+    tbody.append(tr);
+  }
+  const pages = Math.max(1, Math.ceil(total / PAGE));
+  $('page-info').textContent = t('sup.pageInfo', 'Page {page} of {pages} · {total} services', {
+    page: number(page),
+    pages: number(pages),
+    total: number(total),
+  });
+  $('prev').disabled = page <= 1;
+  $('next').disabled = page >= pages;
+  drawSelection();
+}
+
+function drawSelection() {
+  $('selected-count').textContent = selected.size ? t('sup.selected', '{n} selected', { n: number(selected.size) }) : '';
+  $('cancel-selected').disabled = selected.size === 0;
+  const open = rows.filter((s) => s._callback_state !== 'COMPLETED');
+  $('select-all').checked = open.length > 0 && open.every((s) => selected.has(s._id));
+}
+
+async function showTimeline(id) {
+  timelineOf = id;
+  try {
+    const record = await api.get(`/api/v1/services/${encodeURIComponent(id)}`);
+    $('timeline-card').hidden = false;
+    $('timeline-of').textContent = `${record.customer_number} · ${record.scenario} · ${record._callback_state}${record._callback_reason ? ` (${record._callback_reason})` : ''}`;
+    const list = $('timeline');
+    list.replaceChildren();
+    const fmt = new Intl.DateTimeFormat(language(), { dateStyle: 'short', timeStyle: 'medium' });
+    for (const h of record.history || []) {
+      const li = document.createElement('li');
+      const time = document.createElement('time');
+      time.dateTime = h.at;
+      time.textContent = fmt.format(new Date(h.at));
+      const reason = h.reason ? `, ${h.reason}` : '';
+      li.append(time, document.createTextNode(`${h.event.replace(/_/g, ' ')} → ${h.to}${reason} (${h.by || '—'})`));
+      list.append(li);
+    }
+    const survey = record.video?.survey;
+    if (survey) {
+      const li = document.createElement('li');
+      li.textContent = t('sup.survey', 'Survey: {score}', { score: survey.score }) + (survey.comment ? ` — ${survey.comment}` : '');
+      list.append(li);
+    }
+  } catch (e) {
+    failed(e);
+  }
+}
+
+async function cancelSelected() {
+  const dialog = $('cancel-dialog');
+  $('cancel-text').textContent = t('sup.cancelText', '{n} services will be cancelled; their customers are told.', { n: number(selected.size) });
+  $('cancel-reason').value = '';
+  dialog.showModal();
+  const choice = await new Promise((resolve) =>
+    dialog.addEventListener('close', () => resolve(dialog.returnValue), { once: true }),
+  );
+  if (choice !== 'cancel') return;
+  const body = { ids: [...selected] };
+  const reason = $('cancel-reason').value.trim();
+  if (reason) body.reason = reason;
+  try {
+    const answer = await api.post('/genesys/1/admin/callback/cancel', body);
+    selected.clear();
+    const not = answer.not_cancelled || [];
+    notice(
+      t('sup.cancelled', '{n} cancelled.', { n: number(answer.cancelled.length) }) +
+        (not.length ? ` ${t('sup.notCancelled', '{n} not cancelled: {why}', { n: number(not.length), why: not.map((x) => x.message).join('; ') })}` : ''),
+    );
+    await refreshAll();
+  } catch (e) {
+    failed(e);
+  }
+}
+
+async function exportCsv() {
+  try {
+    const { body } = await fetchWith(`/genesys/1/admin/callback/export?${filterQuery()}`, 'blob');
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(body);
+    a.download = 'callbacks.csv';
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  } catch (e) {
+    failed(e);
+  }
+}
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  await setLanguage(pickLanguage());
+  $('lang').value = language();
+  $('lang').addEventListener('change', async (e) => {
+    await setLanguage(e.target.value);
+    if (me) refreshAll();
+  });
+  $('sign-in-form').addEventListener('submit', signIn);
+  $('sign-out').addEventListener('click', signOut);
+  $('filters').addEventListener('submit', (e) => {
+    e.preventDefault();
+    page = 1;
+    showError('');
+    drawServices().catch(failed);
+  });
+  $('prev').addEventListener('click', () => {
+    page = Math.max(1, page - 1);
+    drawServices().catch(failed);
+  });
+  $('next').addEventListener('click', () => {
+    page += 1;
+    drawServices().catch(failed);
+  });
+  $('select-all').addEventListener('change', (e) => {
+    for (const s of rows) {
+      if (s._callback_state === 'COMPLETED') continue;
+      if (e.target.checked) selected.add(s._id);
+      else selected.delete(s._id);
+    }
+    drawServices().catch(failed);
+  });
+  $('cancel-selected').addEventListener('click', cancelSelected);
+  $('export').addEventListener('click', exportCsv);
+  if (me) enter();
+  else $('sign-in').hidden = false;
+}
+
+start();
