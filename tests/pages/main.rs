@@ -137,3 +137,16 @@ async fn a_supervisor_watches_filters_cancels_two_and_downloads_the_csv() {
     let app = spawn_app().await;
     run("supervisor.mjs", &app.url("")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_on_the_sites_own_page_opens_the_callback_page_in_a_panel() {
+    // The site is another origin, which callbackd allows to frame its pages.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let site = format!("http://127.0.0.1:{port}");
+    let app = TestApp::builder().frame_origins(&[&site]).spawn().await;
+    run_with("widget.mjs", &app.url(""), &[&port.to_string()]).await;
+}

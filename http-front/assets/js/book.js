@@ -3,6 +3,7 @@
 // the time, the link to join, an invite to add to a calendar, and the link
 // to change or cancel (the same one the e-mail carries).
 
+import './embed.js';
 import { api, form, ApiError } from './api.js';
 import { pickLanguage, setLanguage, language, t } from './i18n.js';
 import { calendar, span, viewerZone } from './slots.js';

@@ -6,6 +6,7 @@
 //
 // Everything people typed is put in the page with textContent, never as HTML.
 
+import './embed.js';
 import { api, form, ApiError } from './api.js';
 import { connect } from './push.js';
 import { pickLanguage, setLanguage, language, t, duration, clock, number } from './i18n.js';
