@@ -982,6 +982,7 @@ fn owner_of(msg: &Map<String, Value>, origin: &Origin) -> Owner {
         device: clean(origin.gms_user.clone().or_else(|| from_ext("gms_user"))),
         agent: clean(origin.agent_id.clone().or_else(|| from_ext("agent_id"))),
         supervisor: false,
+        room: None,
     }
 }
 

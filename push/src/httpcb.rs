@@ -72,7 +72,7 @@ impl HttpCallbacks {
         };
         let device = match &delivery.audience {
             Audience::Device { device } => Some(device.as_str()),
-            Audience::Agent { .. } | Audience::Supervisors => None,
+            Audience::Agent { .. } | Audience::Supervisors | Audience::Room { .. } => None,
         };
         let body = json!({
             "id": delivery.notification,

@@ -46,6 +46,12 @@ pub const DEVICE_CHANNEL: &str = "/_genesys";
 /// supervisor's credential.
 pub const SUPERVISOR_CHANNEL: &str = "/supervisors";
 
+/// The channel of one side of a video room (`<code>/customer`,
+/// `<code>/agent`): the room page, proven by that side's room token.
+pub fn room_channel(room: &str) -> String {
+    format!("/rooms/{room}")
+}
+
 /// The channel of one agent desktop.
 pub fn agent_channel(agent: &str) -> String {
     format!("/agents/{agent}")
@@ -62,6 +68,8 @@ pub enum Audience {
     Agent { agent: String },
     /// Every supervisor's board.
     Supervisors,
+    /// One side of a video room: `<code>/customer` or `<code>/agent`.
+    Room { room: String },
 }
 
 impl Audience {
@@ -70,6 +78,7 @@ impl Audience {
             Audience::Device { .. } => DEVICE_CHANNEL.to_owned(),
             Audience::Agent { agent } => agent_channel(agent),
             Audience::Supervisors => SUPERVISOR_CHANNEL.to_owned(),
+            Audience::Room { room } => room_channel(room),
         }
     }
 }

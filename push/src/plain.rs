@@ -62,21 +62,20 @@ impl Plain {
     }
 
     /// Opens the client before the upgrade, so a refusal is a clear HTTP answer.
-    /// `supervisor`: a supervisor's board, whose credential the front
-    /// checked; it listens on every service's changes.
-    pub fn open(
-        &self,
-        gms_user: Option<String>,
-        agent_id: Option<String>,
-        supervisor: bool,
-    ) -> Result<Opened, PlainError> {
+    /// `owner.supervisor` (a supervisor's board) and `owner.room` (one side
+    /// of a video room) were checked by the front.
+    pub fn open(&self, owner: Owner) -> Result<Opened, PlainError> {
         let clean = |s: Option<String>| s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
         let owner = Owner {
-            device: clean(gms_user),
-            agent: clean(agent_id),
-            supervisor,
+            device: clean(owner.device),
+            agent: clean(owner.agent),
+            ..owner
         };
-        if owner.device.is_none() && owner.agent.is_none() && !owner.supervisor {
+        if owner.device.is_none()
+            && owner.agent.is_none()
+            && !owner.supervisor
+            && owner.room.is_none()
+        {
             return Err(PlainError::NoOwner);
         }
         let session = self.registry.open(owner)?;
@@ -94,6 +93,11 @@ impl Plain {
             session
                 .subscribe(crate::SUPERVISOR_CHANNEL)
                 .expect("a supervisor listens on its channel");
+        }
+        if let Some(room) = session.owner.room.clone() {
+            session
+                .subscribe(&crate::room_channel(&room))
+                .expect("a room's side listens on its channel");
         }
         // Alive while the socket is: the sweeper leaves it alone.
         session.begin_connect();
@@ -220,14 +224,29 @@ mod tests {
             ..Limits::default()
         });
         let plain = Plain::new(registry.clone());
-        let opened = plain.open(Some("dev".into()), None, false).unwrap();
+        let opened = plain
+            .open(Owner {
+                device: Some("dev".into()),
+                ..Owner::default()
+            })
+            .unwrap();
         assert_eq!(registry.len(), 1);
         assert!(
-            plain.open(Some("dev2".into()), None, false).is_err(),
+            plain
+                .open(Owner {
+                    device: Some("dev2".into()),
+                    ..Owner::default()
+                })
+                .is_err(),
             "full"
         );
         drop(opened);
         assert_eq!(registry.len(), 0);
-        assert!(plain.open(Some("dev2".into()), None, false).is_ok());
+        assert!(plain
+            .open(Owner {
+                device: Some("dev2".into()),
+                ..Owner::default()
+            })
+            .is_ok());
     }
 }

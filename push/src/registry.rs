@@ -67,11 +67,20 @@ pub struct Owner {
     pub agent: Option<String>,
     /// A supervisor's board (its credential was checked by the front).
     pub supervisor: bool,
+    /// One side of a video room, `<code>/<side>` (its room token was
+    /// checked by the front).
+    pub room: Option<String>,
 }
 
 impl Owner {
     /// Whether this owner may listen on `channel`, and why not.
     pub fn may_subscribe(&self, channel: &str) -> Result<(), String> {
+        if let Some(room) = channel.strip_prefix("/rooms/") {
+            return match &self.room {
+                Some(own) if own == room => Ok(()),
+                _ => Err("a room's channel needs that side's room token".to_owned()),
+            };
+        }
         if channel == SUPERVISOR_CHANNEL {
             return match self.supervisor {
                 true => Ok(()),
@@ -341,6 +350,7 @@ struct Index {
     by_device: HashMap<String, Vec<Arc<Session>>>,
     by_agent: HashMap<String, Vec<Arc<Session>>>,
     supervisors: Vec<Arc<Session>>,
+    by_room: HashMap<String, Vec<Arc<Session>>>,
 }
 
 impl Index {
@@ -361,6 +371,9 @@ impl Index {
         }
         if session.owner.supervisor {
             self.supervisors.retain(|s| s.id != session.id);
+        }
+        if let Some(room) = &session.owner.room {
+            remove(&mut self.by_room, room, &session.id);
         }
     }
 }
@@ -450,6 +463,13 @@ impl Registry {
         if session.owner.supervisor {
             index.supervisors.push(session.clone());
         }
+        if let Some(room) = &session.owner.room {
+            index
+                .by_room
+                .entry(room.clone())
+                .or_default()
+                .push(session.clone());
+        }
         metrics_clients(index.sessions.len());
         debug!(client_id = %session.id, device = ?session.owner.device, agent = ?session.owner.agent, supervisor = session.owner.supervisor, "Push client opened.");
         Ok(session)
@@ -517,6 +537,7 @@ impl Registry {
                 Audience::Device { device } => index.by_device.get(device),
                 Audience::Agent { agent } => index.by_agent.get(agent),
                 Audience::Supervisors => Some(&index.supervisors),
+                Audience::Room { room } => index.by_room.get(room),
             };
             list.cloned().unwrap_or_default()
         };
@@ -749,6 +770,14 @@ mod tests {
         assert!(!check(&s, "/_genesys"));
         assert!(!check(&d, "/supervisors"));
         assert!(!check(&a, "/supervisors"));
+        let r = Owner {
+            room: Some("K7QX4MA/customer".into()),
+            ..Owner::default()
+        };
+        assert!(check(&r, "/rooms/K7QX4MA/customer"));
+        assert!(!check(&r, "/rooms/K7QX4MA/agent"));
+        assert!(!check(&r, "/rooms/OTHER/customer"));
+        assert!(!check(&d, "/rooms/K7QX4MA/customer"));
     }
 
     #[tokio::test]

@@ -11,8 +11,14 @@ use tests::video::{Auth, ROUTING};
 use tests::{spawn_app, text, TestApp};
 
 use crate::client::{
-    agent_message, create_for, customer, outbox_tags, BayeuxWs, LongPoll, PlainWs, Who, WAIT,
+    agent_message, create_for, customer, open_socket, outbox_tags, refusal, BayeuxWs, LongPoll,
+    PlainWs, Who, WAIT,
 };
+
+/// The status of a refused WebSocket upgrade at `path`.
+async fn tests_refusal(app: &TestApp, path: &str) -> (u16, Value) {
+    refusal(open_socket(app, path).await)
+}
 
 const DEVICE: &str = "video-push-device-5e0b";
 const SDP: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
@@ -94,6 +100,12 @@ async fn room_events_and_relayed_signals_reach_each_side_over_push() {
         .wait_for("agent ringing frame", |f| f["tag"] == agent_tag.as_str())
         .await;
 
+    // The room pages: each side's socket by its room token, no device id.
+    let (mut customer_room, _) =
+        PlainWs::open(&app, &format!("room={code}&token={customer_token}")).await;
+    let (mut agent_room, _) =
+        PlainWs::open(&app, &format!("room={code}&token={agent_token}")).await;
+
     // No signalling before joining.
     for token in [&customer_token, &agent_token] {
         let offer = json!({"type": "offer", "sdp": SDP});
@@ -151,6 +163,13 @@ async fn room_events_and_relayed_signals_reach_each_side_over_push() {
     plain
         .wait_for("offer frame", |f| f["tag"] == signal_to_agent.as_str())
         .await;
+    let offered = agent_room
+        .wait_for("offer on the agent's room page", |f| {
+            f["tag"] == signal_to_agent.as_str()
+        })
+        .await;
+    assert_eq!(offered["channel"], format!("/rooms/{code}/agent"));
+    assert_eq!(offered["data"]["signal"]["type"], "offer");
 
     // Agent → customer: the answer and an ICE candidate, on the device's channel.
     app.room_send(
@@ -187,6 +206,30 @@ async fn room_events_and_relayed_signals_reach_each_side_over_push() {
             f["tag"] == signal_to_device.as_str() && f["data"]["signal"]["type"] == "answer"
         })
         .await;
+    let answered = customer_room
+        .wait_for("answer on the customer's room page", |f| {
+            f["tag"] == signal_to_device.as_str() && f["data"]["signal"]["type"] == "answer"
+        })
+        .await;
+    assert_eq!(answered["channel"], format!("/rooms/{code}/customer"));
+    // Each room page hears its own side only.
+    assert!(customer_room
+        .log
+        .iter()
+        .all(|f| f["tag"] != signal_to_agent.as_str()));
+    // A wrong token opens no room socket; nor does a room with other owners.
+    let (status, _) = tests_refusal(
+        &app,
+        &format!("/api/v1/push/ws?room={code}&token=not-the-token"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = tests_refusal(
+        &app,
+        &format!("/api/v1/push/ws?room={code}&token={agent_token}&agent_id=alice"),
+    )
+    .await;
+    assert_eq!(status, 400);
     // The customer's candidate and bye go to the agent.
     app.room_send(
         &code,

@@ -33,6 +33,9 @@ pub struct Who {
     /// `true`: a supervisor's board on the plain WebSocket (every
     /// service's changes, on a supervisor's credential).
     supervisor: Option<bool>,
+    /// A video room's code: the room page, with that side's `token`.
+    room: Option<String>,
+    token: Option<String>,
 }
 
 fn origin(headers: &HeaderMap, who: Who) -> Result<Origin, AppError> {
@@ -363,6 +366,9 @@ pub async fn plain_socket(
             exception: "INVALID_REQUEST",
         });
     };
+    if let Some(code) = who.room.clone() {
+        return room_socket(state, &who, &code, upgrade).await;
+    }
     let supervisor = who.supervisor == Some(true);
     if supervisor && (who.gms_user.is_some() || who.agent_id.is_some()) {
         return Err(AppError::field(
@@ -386,7 +392,7 @@ pub async fn plain_socket(
         _ => None,
     };
     let Some(wanted) = deferred else {
-        let opened = open_plain(&plain, origin, supervisor)?;
+        let opened = open_plain(&plain, owner_of(origin, supervisor))?;
         return Ok(tuned(upgrade).on_upgrade(move |socket| async move {
             let (sink, stream) = frames(socket);
             plain.serve(opened, stream, sink).await;
@@ -402,7 +408,7 @@ pub async fn plain_socket(
         let refusal = match checked {
             Ok(credential) => {
                 tracing::debug!(credential = %credential, supervisor, "Plain WebSocket admitted by its first frame.");
-                match open_plain(&plain, origin, supervisor) {
+                match open_plain(&plain, owner_of(origin, supervisor)) {
                     Ok(opened) => return plain.serve(opened, stream, sink).await,
                     Err(e) => Close {
                         code: push::close_code::TRY_AGAIN_LATER,
@@ -418,12 +424,52 @@ pub async fn plain_socket(
 }
 
 /// Opens a plain client for `origin`; a refusal is an HTTP answer.
+fn owner_of(origin: Origin, supervisor: bool) -> push::registry::Owner {
+    push::registry::Owner {
+        device: origin.gms_user,
+        agent: origin.agent_id,
+        supervisor,
+        room: None,
+    }
+}
+
+/// The plain WebSocket of one side of a video room (`?room=<code>&token=`):
+/// the room page hears that side's video events and signals, whether or
+/// not the service has a device id. The token decides the side.
+async fn room_socket(
+    state: Arc<AppState>,
+    who: &Who,
+    code: &str,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    if who.gms_user.is_some() || who.agent_id.is_some() || who.supervisor.is_some() {
+        return Err(AppError::field(
+            "room",
+            "a room's socket names no gms_user, agent_id or supervisor",
+        ));
+    }
+    let token = crate::requests::room::RoomToken(who.token.clone());
+    let (_, party) = super::video::room_and_party(&state, code, token).await?;
+    room_for_a_socket(&state)?;
+    let plain = Plain::new(state.shell.registry().clone());
+    let opened = open_plain(
+        &plain,
+        push::registry::Owner {
+            room: Some(format!("{code}/{}", super::video::side(party))),
+            ..Default::default()
+        },
+    )?;
+    Ok(tuned(upgrade).on_upgrade(move |socket| async move {
+        let (sink, stream) = frames(socket);
+        plain.serve(opened, stream, sink).await;
+    }))
+}
+
 fn open_plain(
     plain: &Plain,
-    origin: Origin,
-    supervisor: bool,
+    owner: push::registry::Owner,
 ) -> Result<push::plain::Opened, AppError> {
-    match plain.open(origin.gms_user, origin.agent_id, supervisor) {
+    match plain.open(owner) {
         Ok(o) => Ok(o),
         Err(PlainError::NoOwner) => Err(AppError::missing("gms_user")),
         Err(PlainError::Refused(r @ (Refused::TooManyClients(_) | Refused::ShuttingDown))) => {

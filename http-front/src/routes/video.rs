@@ -204,7 +204,7 @@ pub async fn start_by_agent(
 // ---- the room API --------------------------------------------------------
 
 /// The room with `code` and the side `token` proves.
-async fn room_and_party(
+pub(super) async fn room_and_party(
     state: &AppState,
     code: &str,
     token: RoomToken,
@@ -232,7 +232,7 @@ async fn room_and_party(
     Ok((record, party))
 }
 
-fn side(party: Party) -> &'static str {
+pub(super) fn side(party: Party) -> &'static str {
     match party {
         Party::Agent => "agent",
         _ => "customer",

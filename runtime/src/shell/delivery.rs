@@ -29,6 +29,9 @@ impl Shell {
         data: serde_json::Value,
         kept: Option<String>,
     ) {
+        if tag.starts_with("service.video.") {
+            self.to_room(record, "customer", tag, &data);
+        }
         let Some(device) = record.device_notification_id.clone() else {
             return;
         };
@@ -86,6 +89,28 @@ impl Shell {
         });
     }
 
+    /// A video event or signal, also to the room page of that side (its
+    /// socket proved the side's room token), which needs no device id.
+    fn to_room(&self, record: &ServiceRecord, side: &str, tag: &str, data: &serde_json::Value) {
+        let Some(code) = record
+            .video
+            .as_ref()
+            .and_then(|v| v.last_room())
+            .map(|r| r.code.clone())
+        else {
+            return;
+        };
+        self.fanout.deliver(Delivery {
+            service_id: record.id.clone(),
+            audience: Audience::Room {
+                room: format!("{code}/{side}"),
+            },
+            tag: tag.to_owned(),
+            data: data.clone(),
+            notification: None,
+        });
+    }
+
     pub(super) fn to_agent(
         &self,
         record: &ServiceRecord,
@@ -94,6 +119,9 @@ impl Shell {
         data: serde_json::Value,
         kept: Option<String>,
     ) {
+        if tag.starts_with("agent.video.") {
+            self.to_room(record, "agent", tag, &data);
+        }
         self.fanout.deliver(Delivery {
             service_id: record.id.clone(),
             audience: Audience::Agent {
