@@ -10,8 +10,9 @@
 //! Content-Security-Policy that allows scripts and styles from this origin
 //! only (no inline script, so what a customer typed can never run),
 //! `X-Content-Type-Options`, a `Referrer-Policy` that keeps tokens in links
-//! to ourselves, and frame rules that allow only the origins given with
-//! `--frame-origin` to embed a page (the site widget).
+//! to ourselves, and frame rules that allow only callbackd's own pages and
+//! the origins given with `--frame-origin` to embed a page (the site
+//! widget).
 
 use std::sync::Arc;
 
@@ -56,9 +57,12 @@ fn page_headers(headers: &mut HeaderMap, frame_ancestors: &str) {
     if let Ok(csp) = HeaderValue::from_str(&csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
-    if frame_ancestors == "'none'" {
+    if frame_ancestors == "'self'" {
         // For browsers that predate frame-ancestors.
-        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("SAMEORIGIN"),
+        );
     }
     headers.insert(
         header::REFERRER_POLICY,
@@ -185,6 +189,17 @@ pub async fn booking(
     page(&state, "booking.html", StatusCode::OK, &request)
 }
 
+/// GET /room/{code}: a video room, one side's page by its link's token
+/// (the page asks the room API with it).
+#[tracing::instrument(skip_all)]
+pub async fn room(
+    State(state): State<Arc<AppState>>,
+    Path(_code): Path<String>,
+    request: HeaderMap,
+) -> Response {
+    page(&state, "room.html", StatusCode::OK, &request)
+}
+
 /// GET /supervisor: the supervisor's board.
 #[tracing::instrument(skip_all)]
 pub async fn supervisor(State(state): State<Arc<AppState>>, request: HeaderMap) -> Response {
@@ -197,15 +212,12 @@ pub async fn agent(State(state): State<Arc<AppState>>, request: HeaderMap) -> Re
     page(&state, "agent.html", StatusCode::OK, &request)
 }
 
-/// The CSP `frame-ancestors` sources for `--frame-origin`: none given, no
-/// one may embed a page.
+/// The CSP `frame-ancestors` sources: callbackd's own pages (the video
+/// room inside the chat and the console) and the `--frame-origin` sites.
 pub fn frame_ancestors(origins: &[HeaderValue]) -> String {
-    let list: Vec<&str> = origins.iter().filter_map(|o| o.to_str().ok()).collect();
-    if list.is_empty() {
-        "'none'".to_owned()
-    } else {
-        list.join(" ")
-    }
+    let mut list = vec!["'self'"];
+    list.extend(origins.iter().filter_map(|o| o.to_str().ok()));
+    list.join(" ")
 }
 
 #[cfg(test)]
@@ -220,15 +232,15 @@ mod tests {
     }
 
     #[test]
-    fn frame_ancestors_are_none_unless_configured() {
-        assert_eq!(frame_ancestors(&[]), "'none'");
+    fn frame_ancestors_are_callbackd_and_the_configured_sites() {
+        assert_eq!(frame_ancestors(&[]), "'self'");
         let origins = [
             HeaderValue::from_static("https://shop.example"),
             HeaderValue::from_static("https://help.example:8443"),
         ];
         assert_eq!(
             frame_ancestors(&origins),
-            "https://shop.example https://help.example:8443"
+            "'self' https://shop.example https://help.example:8443"
         );
     }
 }

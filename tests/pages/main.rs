@@ -150,3 +150,9 @@ async fn the_widget_on_the_sites_own_page_opens_the_callback_page_in_a_panel() {
     let app = TestApp::builder().frame_origins(&[&site]).spawn().await;
     run_with("widget.mjs", &app.url(""), &[&port.to_string()]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_becomes_a_video_call_that_really_connects_then_the_survey() {
+    let app = spawn_app().await;
+    run("video-call.mjs", &app.url("")).await;
+}

@@ -220,6 +220,7 @@ function wirePanel(id, entry) {
   });
   q('.notify').addEventListener('submit', (e) => notify(e, id));
   q('.complete').addEventListener('click', () => complete(id));
+  q('.video').addEventListener('click', () => startVideo(id));
   q('.accept').addEventListener('click', () => answerPreview(id, 'accept'));
   q('.reject').addEventListener('click', () => answerPreview(id, 'reject'));
 }
@@ -373,6 +374,27 @@ async function notify(event, id) {
   }
 }
 
+/// Calls the customer from the chat: the room opens in the panel.
+async function startVideo(id) {
+  let room;
+  try {
+    room = await api.post(`/api/v1/services/${encodeURIComponent(id)}/video`, {});
+  } catch (e) {
+    return failed(e);
+  }
+  showRoom(id, room._meet_url);
+}
+
+function showRoom(id, meetUrl) {
+  const entry = panels.get(id);
+  if (!entry || !meetUrl) return;
+  const url = new URL(meetUrl, location.href);
+  const frame = entry.panel.querySelector('.video-frame iframe');
+  const src = `${url.pathname}${url.search}`;
+  if (!frame.src.endsWith(src)) frame.src = src;
+  entry.panel.querySelector('.video-frame').hidden = false;
+}
+
 async function answerPreview(id, answer) {
   try {
     await api.post(`/api/v1/services/${enc(id)}/${answer}`, me.key ? {} : { agent_id: me.id });
@@ -437,6 +459,9 @@ function onMessage(frame) {
     if (body.type === 'Message.Text') theirTyping(id, false);
     if (body.index != null) addRow(id, body);
     else loadService(id);
+  } else if (tag.startsWith('agent.video.') && !tag.startsWith('agent.video.signal.')) {
+    // The customer called from the chat: the room, ringing, in the panel.
+    if (body._event === 'ringing' && body._ringing === 'agent') showRoom(id, body._meet_url);
   } else if (tag.startsWith('agent.message.')) {
     addNote(id, t('agent.fromDevice', 'From the customer\'s device: {text}', { text: body._display_message || '' }));
   } else {

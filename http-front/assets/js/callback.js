@@ -299,6 +299,28 @@ function addRow(row) {
   list.scrollTop = list.scrollHeight;
 }
 
+/// The agent called from the chat: an invitation, then the room in a frame
+/// of this page (its own socket carries the call).
+function onVideo(data) {
+  if (!data._meet_url) return;
+  const url = new URL(data._meet_url, location.href);
+  const room = `${url.pathname}${url.search}`;
+  if (data._event === 'ringing' && $('video').hidden) {
+    $('video-invite').hidden = false;
+    $('video-join').onclick = () => openRoom(room);
+  } else if (data._event === 'ended') {
+    $('video-invite').hidden = true;
+  }
+}
+
+function openRoom(room) {
+  $('video-invite').hidden = true;
+  const frame = $('video-room');
+  if (!frame.src.endsWith(room)) frame.src = room;
+  $('video').hidden = false;
+  frame.focus();
+}
+
 /// A message from the agent's desktop (GMS internal notification): in the
 /// chat when it is open, else above the step.
 function note(text) {
@@ -414,6 +436,8 @@ function onMessage(frame) {
       if (data.type === 'Message.Text') theirTyping(false);
       addRow(data);
     }
+  } else if (tag.startsWith('service.video.') && !tag.startsWith('service.video.signal.')) {
+    onVideo(data);
   } else if (tag.startsWith('service.internal.')) {
     note(data._display_message || '');
   } else if (tag.startsWith('service.completed.')) {
