@@ -50,8 +50,8 @@ fn content_type(path: &str) -> Option<&'static str> {
 /// the origins that may embed it.
 fn page_headers(headers: &mut HeaderMap, frame_ancestors: &str) {
     let csp = format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-         media-src 'self' blob: mediastream:; connect-src 'self'; font-src 'self'; \
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: https:; \
+         media-src 'self' blob: mediastream: https:; connect-src 'self'; font-src 'self'; \
          object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {frame_ancestors}"
     );
     if let Ok(csp) = HeaderValue::from_str(&csp) {
@@ -198,6 +198,17 @@ pub async fn room(
     request: HeaderMap,
 ) -> Response {
     page(&state, "room.html", StatusCode::OK, &request)
+}
+
+/// GET /video/{service_id}: the join link of a booked video appointment:
+/// the waiting room, then the room.
+#[tracing::instrument(skip_all)]
+pub async fn waiting_room(
+    State(state): State<Arc<AppState>>,
+    Path(_id): Path<String>,
+    request: HeaderMap,
+) -> Response {
+    page(&state, "video.html", StatusCode::OK, &request)
 }
 
 /// GET /supervisor: the supervisor's board.

@@ -19,6 +19,10 @@ async fn every_page_carries_the_security_headers() {
         ("/agent", "/assets/js/agent.js"),
         ("/supervisor", "/assets/js/supervisor.js"),
         ("/room/K7QX4MA", "/assets/js/room.js"),
+        (
+            "/video/00000000-0000-4000-8000-000000000000",
+            "/assets/js/video.js",
+        ),
         ("/book/video-scheduled", "/assets/js/book.js"),
         (
             "/booking/00000000-0000-4000-8000-000000000000",

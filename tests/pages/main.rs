@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use engine::testing::ScenarioBuilder;
 use runtime::notices::MailConfig;
 use tests::smtp::SmtpSink;
 use tests::{spawn_app, TestApp};
@@ -155,4 +156,32 @@ async fn the_widget_on_the_sites_own_page_opens_the_callback_page_in_a_panel() {
 async fn a_chat_becomes_a_video_call_that_really_connects_then_the_survey() {
     let app = spawn_app().await;
     run("video-call.mjs", &app.url("")).await;
+}
+
+/// A booked video scenario open around the clock in UTC, 5-minute slots,
+/// that enters the queue an hour before its slot (so at once).
+fn booked_video() -> ScenarioBuilder {
+    ScenarioBuilder::video_call()
+        .name("video-booked")
+        .key("_target", r#"{ queue = "vbooked", priority = 5 }"#)
+        .key("_mandatory_fields", r#"["_customer_number"]"#)
+        .table("_texts", r#"created = "Your video appointment is booked""#)
+        .video(
+            r#"room_ttl = "1h"
+waiting_room = { image = "/assets/waiting-room.svg", message = "Your advisor will be with you at your appointment time." }"#,
+        )
+        .always_open(
+            "timezone = \"UTC\"\nslot = \"5m\"\njoin_url = \"{base_url}/video/{service_id}\"",
+            2,
+            "[_schedule.buffers]\nenter_queue = \"1h\"",
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_visitor_waits_in_the_waiting_room_which_moves_to_the_room() {
+    let app = TestApp::builder()
+        .with_scenario(&booked_video())
+        .spawn()
+        .await;
+    run("waiting.mjs", &app.url("")).await;
 }

@@ -265,6 +265,33 @@ async fn a_supervisors_board_hears_every_services_changes() {
     assert_eq!(changed["data"]["_callback_reason"], "CANCELLED");
 }
 
+/// The waiting room's socket (`?service=<id>`) opens only for a booked
+/// video service; and a room's socket only with that room's token.
+#[tokio::test]
+async fn waiting_room_and_room_sockets_refuse_what_they_are_not_for() {
+    let app = tests::spawn_app().await;
+    let (_, created) = app
+        .post_form(
+            "/genesys/1/service/callback/chat-delay",
+            &[("_customer_number", "5550100")],
+        )
+        .await;
+    let chat = created["_id"].as_str().unwrap().to_owned();
+    for (query, status) in [
+        (format!("service={chat}"), 400),
+        (
+            "service=00000000-0000-4000-8000-000000000000".to_owned(),
+            404,
+        ),
+        ("service=not%20an%20id".to_owned(), 400),
+        (format!("service={chat}&gms_user=d1"), 400),
+        ("room=K7QX4MA&token=nope".to_owned(), 404),
+        ("room=K7QX4MA".to_owned(), 400),
+    ] {
+        assert_eq!(upgrade(&app, &query, None).await, status, "{query}");
+    }
+}
+
 /// The long-polling handshake, too, may carry the credential in `ext`
 /// (`authorization` or `x-api-key`), and `ext.agent_id` needs one as the
 /// query parameter does.

@@ -35,6 +35,9 @@ pub struct Who {
     supervisor: Option<bool>,
     /// A video room's code: the room page, with that side's `token`.
     room: Option<String>,
+    /// A booked video service's id (its join link's secret): the waiting
+    /// room page hears its video events, to move on when a room opens.
+    service: Option<String>,
     token: Option<String>,
 }
 
@@ -369,6 +372,9 @@ pub async fn plain_socket(
     if let Some(code) = who.room.clone() {
         return room_socket(state, &who, &code, upgrade).await;
     }
+    if let Some(id) = who.service.clone() {
+        return waiting_room_socket(state, &who, &id, upgrade).await;
+    }
     let supervisor = who.supervisor == Some(true);
     if supervisor && (who.gms_user.is_some() || who.agent_id.is_some()) {
         return Err(AppError::field(
@@ -456,6 +462,45 @@ async fn room_socket(
         &plain,
         push::registry::Owner {
             room: Some(format!("{code}/{}", super::video::side(party))),
+            ..Default::default()
+        },
+    )?;
+    Ok(tuned(upgrade).on_upgrade(move |socket| async move {
+        let (sink, stream) = frames(socket);
+        plain.serve(opened, stream, sink).await;
+    }))
+}
+
+/// The waiting room's socket (`?service=<id>`): the customer's side of a
+/// booked video service, by the id its join link carries, which is what
+/// opens the customer's view of it (`GET …/ixn/video`) too.
+async fn waiting_room_socket(
+    state: Arc<AppState>,
+    who: &Who,
+    id: &str,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    if who.gms_user.is_some() || who.agent_id.is_some() || who.supervisor.is_some() {
+        return Err(AppError::field(
+            "service",
+            "a waiting room's socket names no gms_user, agent_id or supervisor",
+        ));
+    }
+    super::check_id("service", id)?;
+    let record = state.shell.get(id).await?;
+    let video = state
+        .shell
+        .scenario(&record.scenario)
+        .is_ok_and(|s| s.video.is_some());
+    if record.booking.is_none() || !video {
+        return Err(AppError::field("service", "is not a booked video service"));
+    }
+    room_for_a_socket(&state)?;
+    let plain = Plain::new(state.shell.registry().clone());
+    let opened = open_plain(
+        &plain,
+        push::registry::Owner {
+            room: Some(format!("service:{id}")),
             ..Default::default()
         },
     )?;

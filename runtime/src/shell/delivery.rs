@@ -31,6 +31,18 @@ impl Shell {
     ) {
         if tag.starts_with("service.video.") {
             self.to_room(record, "customer", tag, &data);
+            if record.booking.is_some() && !tag.starts_with("service.video.signal.") {
+                // The booked service's waiting room, before and after its room opens.
+                self.fanout.deliver(Delivery {
+                    service_id: record.id.clone(),
+                    audience: Audience::Room {
+                        room: format!("service:{}", record.id),
+                    },
+                    tag: tag.to_owned(),
+                    data: data.clone(),
+                    notification: None,
+                });
+            }
         }
         let Some(device) = record.device_notification_id.clone() else {
             return;
