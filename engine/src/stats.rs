@@ -73,6 +73,70 @@ fn average(samples: &VecDeque<f64>) -> Option<f64> {
     }
 }
 
+/// One hour of a supervisor's chart: how many services were created,
+/// answered (connected to an agent) and completed in it, and how long the
+/// answered ones had waited on average.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hour {
+    /// The hour's start (UTC, on the hour).
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub created: u32,
+    pub answered: u32,
+    pub completed: u32,
+    /// From the desired time to the agent; `None` when none was answered.
+    pub average_wait_seconds: Option<f64>,
+}
+
+/// The last `hours` whole and current hours up to `now`, oldest first,
+/// from the services' own times.
+pub fn hourly<'a>(
+    records: impl IntoIterator<Item = &'a crate::record::ServiceRecord>,
+    now: chrono::DateTime<chrono::Utc>,
+    hours: u32,
+) -> Vec<Hour> {
+    use chrono::{Duration, DurationRound};
+    let current = now.duration_trunc(Duration::hours(1)).unwrap_or(now);
+    let first = current - Duration::hours(i64::from(hours.max(1)) - 1);
+    let mut out: Vec<Hour> = (0..hours.max(1))
+        .map(|i| Hour {
+            start: first + Duration::hours(i64::from(i)),
+            created: 0,
+            answered: 0,
+            completed: 0,
+            average_wait_seconds: None,
+        })
+        .collect();
+    let mut waits = vec![(0.0_f64, 0_u32); out.len()];
+    let slot = |t: chrono::DateTime<chrono::Utc>| -> Option<usize> {
+        if t < first || t > now {
+            return None;
+        }
+        usize::try_from((t - first).num_hours()).ok()
+    };
+    for rec in records {
+        if let Some(i) = slot(rec.created_at) {
+            out[i].created += 1;
+        }
+        if let Some(at) = rec.connected_at {
+            if let Some(i) = slot(at) {
+                out[i].answered += 1;
+                let waited = (at - rec.desired_time).num_milliseconds().max(0) as f64 / 1000.0;
+                waits[i].0 += waited;
+                waits[i].1 += 1;
+            }
+        }
+        if let Some(i) = rec.completed_at.and_then(slot) {
+            out[i].completed += 1;
+        }
+    }
+    for (hour, (sum, n)) in out.iter_mut().zip(waits) {
+        if n > 0 {
+            hour.average_wait_seconds = Some(sum / f64::from(n));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +183,95 @@ mod tests {
         stats.add(SampleKind::Wait, f64::NAN);
         stats.add(SampleKind::Wait, -1.0);
         assert_eq!(stats.avg_wait(), None);
+    }
+
+    mod hourly {
+        use super::super::{hourly, Hour};
+        use crate::record::ServiceRecord;
+        use chrono::{DateTime, Utc};
+
+        fn at(t: &str) -> DateTime<Utc> {
+            t.parse().unwrap()
+        }
+
+        /// A record created (wanted) at `created`, answered at `connected`,
+        /// completed at `completed`.
+        fn rec(created: &str, connected: Option<&str>, completed: Option<&str>) -> ServiceRecord {
+            let mut r: ServiceRecord = serde_json::from_value(serde_json::json!({
+                "schema": 1, "version": 1, "id": created, "scenario": "s", "state": "completed",
+                "created_at": created, "desired_time": created, "expiration_time": created,
+                "customer_number": "1", "user_data": {},
+                "ticket": {"queue": "q", "priority": 0, "since": created},
+            }))
+            .unwrap();
+            r.connected_at = connected.map(at);
+            r.completed_at = completed.map(at);
+            r
+        }
+
+        fn check(
+            records: &[ServiceRecord],
+            now: &str,
+            hours: u32,
+            expected: &[(&str, u32, u32, u32, Option<f64>)],
+        ) {
+            let got = hourly(records, at(now), hours);
+            let want: Vec<Hour> = expected
+                .iter()
+                .map(
+                    |&(start, created, answered, completed, average_wait_seconds)| Hour {
+                        start: at(start),
+                        created,
+                        answered,
+                        completed,
+                        average_wait_seconds,
+                    },
+                )
+                .collect();
+            assert_eq!(got, want);
+        }
+
+        #[test]
+        fn services_fall_in_the_hours_of_their_own_times() {
+            let records = [
+                rec(
+                    "2026-12-06T08:10:00Z",
+                    Some("2026-12-06T08:12:00Z"),
+                    Some("2026-12-06T09:05:00Z"),
+                ),
+                rec("2026-12-06T09:00:00Z", Some("2026-12-06T09:01:00Z"), None),
+                rec("2026-12-06T09:59:59Z", None, None),
+                // Before the window, answered in it.
+                rec("2026-12-06T06:30:00Z", Some("2026-12-06T08:00:00Z"), None),
+                // After now: not counted.
+                rec("2026-12-06T10:40:00Z", None, None),
+            ];
+            check(
+                &records,
+                "2026-12-06T10:30:00Z",
+                3,
+                &[
+                    (
+                        "2026-12-06T08:00:00Z",
+                        1,
+                        2,
+                        0,
+                        Some((120.0 + 5400.0) / 2.0),
+                    ),
+                    ("2026-12-06T09:00:00Z", 2, 1, 1, Some(60.0)),
+                    ("2026-12-06T10:00:00Z", 0, 0, 0, None),
+                ],
+            );
+        }
+
+        #[test]
+        fn at_least_the_current_hour() {
+            check(
+                &[],
+                "2026-12-06T10:30:00Z",
+                0,
+                &[("2026-12-06T10:00:00Z", 0, 0, 0, None)],
+            );
+        }
     }
 }

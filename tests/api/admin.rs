@@ -214,6 +214,47 @@ async fn queues_and_export_refuse_bad_input_naming_the_field() {
 }
 
 #[tokio::test]
+async fn hourly_stats_count_what_happened_in_each_hour() {
+    let w = world(false).await;
+    let (status, body) = w.app.get("/api/v1/stats/hours?hours=3").await;
+    assert_eq!(status, 200, "{body}");
+    let hours = body["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 3, "{body}");
+    let now = &hours[2];
+    // Created within the last few seconds, so in the current hour (unless
+    // the hour turned meanwhile: then in the one before).
+    let both = |key: &str| now[key].as_u64().unwrap() + hours[1][key].as_u64().unwrap();
+    assert_eq!(both("created"), 5, "{body}");
+    assert_eq!(both("completed"), 1, "the cancelled one: {body}");
+    assert_eq!(both("answered"), 0, "nobody connected yet: {body}");
+    assert!(
+        now["start"].as_str().unwrap().ends_with(":00:00Z"),
+        "{body}"
+    );
+    let (_, billing) = w
+        .app
+        .get("/api/v1/stats/hours?hours=1&service_name=billing-delay")
+        .await;
+    let created: u64 = billing["hours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created"].as_u64().unwrap())
+        .sum();
+    assert!(created <= 1, "{billing}");
+    for (query, field) in [
+        ("hours=0", "hours"),
+        ("hours=49", "hours"),
+        ("hours=twelve", "hours"),
+        ("service_name=nope", "service_name"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, body) = w.app.get(&format!("/api/v1/stats/hours?{query}")).await;
+        names_field(status, &body, field);
+    }
+}
+
+#[tokio::test]
 async fn watermarks_count_active_services_per_scenario_and_queue() {
     let w = world(false).await;
     let app = &w.app;

@@ -111,10 +111,150 @@ function listen() {
 
 async function refreshAll() {
   try {
-    await Promise.all([drawQueues(), drawServices()]);
+    await Promise.all([drawQueues(), drawServices(), drawChart(), drawBookings()]);
   } catch (e) {
     failed(e);
   }
+}
+
+// ---------------------------------------------------------------- the chart
+
+async function drawChart() {
+  const { hours } = await api.get('/api/v1/stats/hours?hours=12');
+  const hourFmt = new Intl.DateTimeFormat(language(), { hour: 'numeric' });
+  const most = Math.max(1, ...hours.map((h) => h.created));
+  const longest = Math.max(1, ...hours.map((h) => h.average_wait_seconds || 0));
+  // Drawn at the box's own width: text keeps its size on any screen.
+  const W = Math.max(320, $('chart').clientWidth || 720);
+  const H = 160;
+  const pad = 28;
+  const step = (W - pad * 2) / hours.length;
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${W} ${H + 24}`);
+  svg.setAttribute('role', 'img');
+  const total = hours.reduce((n, h) => n + h.created, 0);
+  svg.setAttribute(
+    'aria-label',
+    t('sup.chartSummary', '{total} services in the last {n} hours; the table below has each hour.', {
+      total: number(total),
+      n: number(hours.length),
+    }),
+  );
+  const el = (name, attrs) => {
+    const e = document.createElementNS(ns, name);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    svg.append(e);
+    return e;
+  };
+  el('line', { x1: pad, y1: H, x2: W - pad, y2: H, class: 'axis' });
+  const points = [];
+  hours.forEach((h, i) => {
+    const x = pad + i * step;
+    const bh = (h.created / most) * (H - 20);
+    el('rect', { x: x + step * 0.15, y: H - bh, width: step * 0.7, height: bh, class: 'bar' });
+    const label = el('text', { x: x + step / 2, y: H + 16, 'text-anchor': 'middle' });
+    label.textContent = hourFmt.format(new Date(h.start));
+    if (h.average_wait_seconds != null) {
+      points.push([x + step / 2, H - (h.average_wait_seconds / longest) * (H - 20)]);
+    }
+  });
+  if (points.length > 1) el('polyline', { points: points.map((p) => p.join(',')).join(' '), class: 'wait' });
+  for (const [x, y] of points) el('circle', { cx: x, cy: y, r: 3.5, class: 'dot' });
+  const legend = document.createElement('div');
+  legend.className = 'legend';
+  for (const [cls, text] of [
+    ['bar', t('sup.created', 'Created')],
+    ['wait', t('sup.avgWait', 'Average wait')],
+  ]) {
+    const item = document.createElement('span');
+    const swatch = document.createElement('span');
+    swatch.className = 'swatch';
+    swatch.style.background = cls === 'bar' ? 'var(--brand)' : 'var(--warn)';
+    item.append(swatch, document.createTextNode(text));
+    legend.append(item);
+  }
+  $('chart').replaceChildren(svg, legend);
+  const body = $('hours').tBodies[0];
+  body.replaceChildren();
+  for (const h of hours) {
+    const tr = document.createElement('tr');
+    cells(tr, [
+      hourFmt.format(new Date(h.start)),
+      number(h.created),
+      number(h.answered),
+      number(h.completed),
+      h.average_wait_seconds == null ? '–' : duration(h.average_wait_seconds),
+    ]);
+    tr.firstChild.setAttribute('scope', 'row');
+    body.append(tr);
+  }
+}
+
+// ---------------------------------------------------------------- bookings
+
+let scenarios = [];
+
+async function drawBookings() {
+  const booked = scenarios.filter((s) => s._schedule);
+  $('bookings-card').hidden = booked.length === 0;
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  const dayFmt = new Intl.DateTimeFormat(language(), { weekday: 'short', day: 'numeric', month: 'short', timeZone: 'UTC' });
+  const parts = [];
+  for (const s of booked) {
+    const q = new URLSearchParams({ start: new Date().toISOString(), 'number-of-days': '7', timezone: zone, 'report-busy': 'true' });
+    const { slots = [] } = await api.get(`/genesys/2/service/callback/${encodeURIComponent(s.name)}/availability?${q}`);
+    const days = new Map();
+    for (const slot of slots) {
+      const day = slot.localTime.slice(0, 10);
+      const d = days.get(day) || { used: 0, left: 0 };
+      d.used += slot.total - slot.capacity;
+      d.left += slot.capacity;
+      days.set(day, d);
+    }
+    const section = document.createElement('div');
+    const title = document.createElement('h3');
+    title.textContent = s._schedule.title ? `${s.name} · ${s._schedule.title}` : s.name;
+    const wrap = document.createElement('div');
+    wrap.className = 'table-wrap';
+    // Scrolls sideways on a phone: reachable by keyboard, and named.
+    wrap.tabIndex = 0;
+    wrap.setAttribute('role', 'region');
+    wrap.setAttribute('aria-label', title.textContent);
+    const table = document.createElement('table');
+    const head = table.createTHead().insertRow();
+    for (const text of [t('sup.day', 'Day'), t('sup.seatsUsed', 'Seats booked'), t('sup.seatsLeft', 'Seats left')]) {
+      const th = document.createElement('th');
+      th.scope = 'col';
+      th.textContent = text;
+      head.append(th);
+    }
+    table.createTBody();
+    for (const [day, d] of days) {
+      const tr = document.createElement('tr');
+      cells(tr, [dayFmt.format(new Date(`${day}T12:00:00Z`)), number(d.used), number(d.left)]);
+      tr.firstChild.setAttribute('scope', 'row');
+      const meter = document.createElement('span');
+      meter.className = 'meter';
+      meter.setAttribute('aria-hidden', 'true');
+      const fill = document.createElement('span');
+      fill.style.inlineSize = `${Math.round((100 * d.used) / Math.max(1, d.used + d.left))}%`;
+      meter.append(fill);
+      tr.children[1].append(meter);
+      table.tBodies[0].append(tr);
+    }
+    if (!days.size) {
+      const p = document.createElement('p');
+      p.className = 'muted';
+      p.textContent = t('sup.noSlots', 'No open hours in the next 7 days.');
+      section.append(title, p);
+    } else {
+      wrap.append(table);
+      section.append(title, wrap);
+    }
+    parts.push(section);
+  }
+  $('bookings').replaceChildren(...parts);
 }
 
 // ---------------------------------------------------------------- queues and agents
@@ -194,7 +334,7 @@ function cells(tr, values) {
 
 async function fillFilters() {
   try {
-    const scenarios = await api.get('/api/v1/scenarios');
+    scenarios = await api.get('/api/v1/scenarios');
     const byName = $('filters').elements.service_name;
     const byQueue = $('filters').elements.target;
     const queues = new Set();

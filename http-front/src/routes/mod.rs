@@ -15,6 +15,7 @@ mod push;
 mod queue_position;
 mod schedule;
 mod services;
+mod stats;
 pub mod video;
 mod webhooks;
 
@@ -159,6 +160,7 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/genesys/1/admin/callback/cancel", SUPERVISOR, Json, "Operator", "Bulk cancel: `{\"ids\",\"reason\"}`", &[], post(admin::cancel)),
         route!(POST "/genesys/1/admin/callback/reportcancelled", SUPERVISOR, Json, "Operator", "Cancelled services as CSV", &[], post(admin::report_cancelled)),
         route!(GET "/genesys/1/admin/callback/export", SUPERVISOR, None, "Operator", "Services as CSV", ADMIN_FILTERS, get(admin::export)),
+        route!(GET "/api/v1/stats/hours", SUPERVISOR, None, "Operator", "Services created, answered and completed per hour, with the average wait", &[("hours", "how many hours, 1 to 48 (default 12)"), ("service_name", "a scenario")], get(stats::hours)),
         route!(GET "/api/v1/agents", SUPERVISOR, None, "Agents", "Every agent with its state and load", &[], get(admin::agents)),
         route!(PUT "/api/v1/agents/{agent_id}", SUPERVISOR, Json, "Agents", "Create or update an agent's profile", &[], put(agents::upsert)),
         route!(GET "/api/v1/agents/{agent_id}", STAFF, None, "Agents", "An agent's profile, readiness and load", &[], get(agents::show)),

@@ -40,6 +40,13 @@ await main(async (browser) => {
   await support.getByRole('cell', { name: '5', exact: true }).first().waitFor(WAIT);
   step('a new service showed up live');
 
+  // The chart of the last hours, and the bookings of the scheduled scenario.
+  await page.getByRole('img', { name: /6 services in the last 12 hours/ }).waitFor(WAIT);
+  const bookings = page.getByRole('region', { name: 'Bookings, the next 7 days' });
+  await bookings.getByRole('heading', { name: /video-scheduled/ }).waitFor(WAIT);
+  await bookings.getByRole('row').filter({ has: page.getByRole('cell', { name: '1', exact: true }) }).first().waitFor(WAIT);
+  step('the chart counts the services; the booking takes a seat');
+
   // Filter: chat-delay, QUEUED.
   await page.getByLabel('Scenario').selectOption('chat-delay');
   await page.getByLabel('Status').selectOption('QUEUED');
