@@ -404,12 +404,34 @@ async function answerPreview(id, answer) {
   refresh();
 }
 
-async function complete(id) {
+/// Whether the service's latest video room is live (not ended).
+async function roomLive(id) {
   try {
-    await api.post(`/api/v1/services/${enc(id)}/complete`, {});
+    const record = await api.get(`/api/v1/services/${enc(id)}`);
+    const last = record.video?.rooms?.at(-1);
+    return Boolean(last && !last.ended_at);
+  } catch {
+    return false;
+  }
+}
+
+async function complete(id) {
+  let force = false;
+  if (await roomLive(id)) {
+    // A live video room: only after the agent says so.
+    const dialog = $('force-dialog');
+    dialog.showModal();
+    const choice = await new Promise((resolve) =>
+      dialog.addEventListener('close', () => resolve(dialog.returnValue), { once: true }),
+    );
+    if (choice !== 'force') return;
+    force = true;
+  }
+  try {
+    await api.post(`/api/v1/services/${enc(id)}/complete${force ? '?force=true' : ''}`, {});
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 409 && /room/i.test(e.body?.message || ''))) return failed(e);
-    // A live video room: only after the agent says so.
+    // The room went live meanwhile: ask, as above.
     const dialog = $('force-dialog');
     dialog.showModal();
     const choice = await new Promise((resolve) =>

@@ -6,7 +6,7 @@
 
 import { strict as assert } from 'node:assert';
 import {
-  main, newPage, apiClient, checkAccessibility, screenshot, step, PHONE,
+  main, newPage, apiClient, checkAccessibility, screenshot, step, PHONE, DESKTOP,
 } from './lib.mjs';
 
 const [base, shots, link] = process.argv.slice(2);
@@ -27,6 +27,16 @@ await main(async (browser) => {
   assert.match(await page.locator('#when').textContent(), /Asia\/Dubai/);
   await checkAccessibility(page, 'manage, phone');
   await screenshot(page, shots, 'booking-manage');
+
+  // The same page on a desktop, and in Arabic.
+  const wide = await newPage(browser, DESKTOP, 'manage-desktop', [], ZONE);
+  await wide.goto(`${base}${url.pathname}${url.search}&lang=ar`);
+  await wide.getByRole('heading', { name: 'حجزك' }).waitFor(WAIT);
+  assert.equal(await wide.evaluate(() => document.documentElement.dir), 'rtl');
+  await checkAccessibility(wide, 'manage, desktop, rtl');
+  await wide.goto(`${base}${url.pathname}${url.search}&lang=en`);
+  await wide.getByRole('heading', { name: 'Your booking' }).waitFor(WAIT);
+  await checkAccessibility(wide, 'manage, desktop');
 
   // Move: another open time, then confirm.
   await page.getByRole('button', { name: 'Move to another time' }).click();

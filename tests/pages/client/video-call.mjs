@@ -97,6 +97,16 @@ await main(async (browser) => {
   await screenshot(customer, shots, 'room-customer');
   await screenshot(console_, shots, 'room-agent');
 
+  // Completing while the room is live asks first; keeping the call keeps it.
+  await console_.getByRole('tabpanel').getByRole('button', { name: 'Complete' }).click();
+  const force = console_.getByRole('dialog', { name: 'End the live video call?' });
+  await force.waitFor(WAIT);
+  await checkAccessibility(console_, 'console: force-complete dialog, desktop');
+  await force.getByRole('button', { name: 'Keep the call' }).click();
+  await force.waitFor({ state: 'hidden', ...WAIT });
+  assert.equal((await api.get(`/genesys/1/service/callback?_id=${id}`))[0]._callback_state, 'PROCESSING');
+  step('completing during the call asked first, and the call went on');
+
   // The customer hangs up; the agent sees it; the survey follows.
   await customerRoom.getByRole('button', { name: 'Hang up' }).click();
   await customerRoom.getByRole('heading', { name: 'The call has ended' }).waitFor(WAIT);

@@ -7,7 +7,7 @@
 
 import { strict as assert } from 'node:assert';
 import {
-  main, newPage, apiClient, checkAccessibility, screenshot, step, PHONE,
+  main, newPage, apiClient, checkAccessibility, screenshot, step, PHONE, DESKTOP,
 } from './lib.mjs';
 
 const [base, shots] = process.argv.slice(2);
@@ -35,6 +35,13 @@ await main(async (browser) => {
   await checkAccessibility(page, 'waiting room, phone');
   await screenshot(page, shots, 'waiting-room');
   step('the early visitor sees the waiting room with the time left');
+  const wide = await newPage(browser, DESKTOP, 'waiting-desktop', [], { timezoneId: 'Asia/Dubai' });
+  await wide.goto(`${base}${join.pathname}?lang=ar`);
+  await wide.getByRole('heading', { name: 'مرحبًا بك في غرفة الانتظار' }).waitFor(WAIT);
+  await checkAccessibility(wide, 'waiting room, desktop, rtl');
+  await wide.goto(`${base}${join.pathname}?lang=en`);
+  await wide.getByRole('heading', { name: 'Welcome to the waiting room' }).waitFor(WAIT);
+  await checkAccessibility(wide, 'waiting room, desktop');
 
   // An advisor takes it (the service is in the queue already): the page moves on.
   await api.put('/api/v1/agents/omar', { name: 'Omar', queues: ['vbooked'], max_concurrent: 1 });
@@ -47,4 +54,7 @@ await main(async (browser) => {
   await page.goto(`${base}${join.pathname}?lang=ar`);
   await page.waitForURL(/\/room\//, WAIT);
   await checkAccessibility(page, 'room, phone, rtl');
+  await wide.goto(page.url().replace('lang=ar', 'lang=en'));
+  await wide.getByRole('heading', { name: /Check your camera and microphone|You are invited to a video call/ }).waitFor(WAIT);
+  await checkAccessibility(wide, 'room, desktop');
 });
