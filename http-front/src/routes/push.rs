@@ -157,16 +157,16 @@ fn denied(e: AppError) -> Denied {
 /// credential in its headers has to send one in its first frame.
 const FIRST_FRAME_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Reads a plain WebSocket's first frame as its credential: a JSON object
-/// with the header names as keys, `{"authorization": "Bearer …"}` or
-/// `{"x-api-key": "…"}`, and checks it may act for `agent`. `Err` is the
-/// close frame to answer with.
 /// Whom a plain WebSocket's first-frame credential must be allowed to act as.
 enum Wanted {
     Agent(String),
     Supervisor,
 }
 
+/// Reads a plain WebSocket's first frame as its credential: a JSON object
+/// with the header names as keys, `{"authorization": "Bearer …"}` or
+/// `{"x-api-key": "…"}`, and checks it may act as `wanted`. `Err` is the
+/// close frame to answer with.
 async fn first_frame_credential<S, E>(
     state: &AppState,
     wanted: &Wanted,
