@@ -228,6 +228,8 @@ function openChat() {
 
 async function startChat() {
   show('chat');
+  // Nothing can be sent before the chat exists.
+  $('message').disabled = !session.chatStarted;
   if (!session.chatStarted) {
     try {
       await api.post(
@@ -241,6 +243,7 @@ async function startChat() {
     session.chatStarted = true;
     save();
   }
+  $('message').disabled = false;
   await readTranscript();
   $('message').focus();
 }
@@ -361,6 +364,7 @@ async function send(event) {
 }
 
 function typing() {
+  if (!session?.chatStarted) return;
   if (!typingSent && $('message').value.trim()) {
     typingSent = true;
     api.post(`/genesys/1/service/${enc(session.id)}/ixn/chat/startTyping`).catch(() => {});

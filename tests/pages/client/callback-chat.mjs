@@ -9,7 +9,7 @@
 
 import { strict as assert } from 'node:assert';
 import {
-  main, newPage, apiClient, checkAccessibility, screenshot, step, PHONE, DESKTOP,
+  main, chatOpen, newPage, apiClient, checkAccessibility, screenshot, step, PHONE, DESKTOP,
 } from './lib.mjs';
 
 const [base, shots] = process.argv.slice(2);
@@ -96,7 +96,7 @@ await main(async (browser) => {
   step('the customer is told the agent is ready');
 
   await customer.getByRole('button', { name: 'Start the chat' }).click();
-  await customer.getByRole('heading', { name: 'Chat' }).waitFor(WAIT);
+  await chatOpen(customer);
   await waitForState(id, 'PROCESSING');
 
   // The agent writes and types; the customer sees both.

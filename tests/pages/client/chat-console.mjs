@@ -10,7 +10,7 @@
 
 import { strict as assert } from 'node:assert';
 import {
-  main, newPage, apiClient, checkAccessibility, screenshot, step, PHONE, DESKTOP,
+  main, chatOpen, newPage, apiClient, checkAccessibility, screenshot, step, PHONE, DESKTOP,
 } from './lib.mjs';
 
 const [base, shots] = process.argv.slice(2);
@@ -50,7 +50,7 @@ await main(async (browser) => {
 
   await customer.getByRole('heading', { name: 'Your agent is ready' }).waitFor(WAIT);
   await customer.getByRole('button', { name: 'Start the chat' }).click();
-  await customer.getByRole('heading', { name: 'Chat' }).waitFor(WAIT);
+  await chatOpen(customer);
 
   // The offer (GMS offers the interaction once the customer is there): a
   // badge, and a tab with the customer's name.

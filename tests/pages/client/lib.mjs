@@ -95,6 +95,12 @@ export async function checkAccessibility(page, what) {
   step(`axe: ${what}: no serious or critical violations (${result.length} minor)`);
 }
 
+/// Waits until the customer's chat exists (its message box takes text).
+export async function chatOpen(page) {
+  await page.getByRole('heading', { name: 'Chat' }).waitFor({ timeout: 10000 });
+  await page.waitForFunction(() => !document.getElementById('message').disabled, null, { timeout: 10000 });
+}
+
 export async function screenshot(page, dir, name, options = {}) {
   if (!dir) return;
   mkdirSync(dir, { recursive: true });

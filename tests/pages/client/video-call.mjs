@@ -1,5 +1,7 @@
-// A chat becomes a video call: the customer (phone) and the agent (console,
-// desktop) chat; the agent starts video from the console; the customer is
+// The whole chat-to-video flow: the customer asks for a chat on a phone and
+// sees the place in the queue fall; the agent signs in to the console on a
+// desktop and gets ready; the customer is told and confirms; they chat
+// both ways with typing shown; the agent starts video; the customer is
 // invited, accepts and joins; WebRTC connects through callbackd's relay of
 // the signalling with Chromium's fake camera and microphone, and each side
 // sees the other's video frames arrive; the customer hangs up and answers
@@ -10,7 +12,7 @@
 
 import { strict as assert } from 'node:assert';
 import {
-  main, newPage, apiClient, checkAccessibility, screenshot, step, PHONE, DESKTOP,
+  main, chatOpen, newPage, apiClient, checkAccessibility, screenshot, step, PHONE, DESKTOP,
 } from './lib.mjs';
 
 const [base, shots] = process.argv.slice(2);
@@ -50,22 +52,49 @@ async function mediaFlows(frame, who) {
 
 await main(async (browser) => {
   await api.put('/api/v1/agents/alice', { name: 'Alice', queues: ['support'], max_concurrent: 1 });
-  const console_ = await newPage(browser, DESKTOP, 'agent');
-  await console_.goto(`${base}/agent?lang=en`);
-  await console_.getByLabel('Agent id').fill('alice');
-  await console_.getByRole('button', { name: 'Sign in' }).click();
-  await console_.getByRole('button', { name: 'Not ready' }).click();
-  await console_.getByRole('button', { name: 'Ready', pressed: true }).waitFor(WAIT);
+  // Someone is waiting already.
+  const ahead = (await api.create('chat-delay', { _customer_number: '+441632960050' }))._id;
 
   const customer = await newPage(browser, PHONE, 'customer');
   await customer.goto(`${base}/callback/chat-delay?lang=en`);
   await customer.getByLabel('First name').fill('Layla');
   await customer.getByLabel('Phone number').fill('+44 20 7946 0000');
   await customer.getByRole('button', { name: 'Request a chat' }).click();
+  await customer.getByRole('heading', { name: 'You are in the queue' }).waitFor(WAIT);
+  const position = customer.locator('#position');
+  await customer.waitForFunction(() => document.getElementById('position').textContent.trim() === '2', null, WAIT);
+  await api.del(`/genesys/1/service/callback/chat-delay/${ahead}`);
+  await customer.waitForFunction(() => document.getElementById('position').textContent.trim() === '1', null, WAIT);
+  assert.equal((await position.textContent()).trim(), '1');
+  step('the place in the queue fell from 2 to 1');
+
+  // The agent signs in and gets ready: the customer is told.
+  const console_ = await newPage(browser, DESKTOP, 'agent');
+  await console_.goto(`${base}/agent?lang=en`);
+  await console_.getByLabel('Agent id').fill('alice');
+  await console_.getByRole('button', { name: 'Sign in' }).click();
+  await console_.getByRole('button', { name: 'Not ready' }).click();
+  await console_.getByRole('button', { name: 'Ready', pressed: true }).waitFor(WAIT);
+  await customer.getByRole('heading', { name: 'Your agent is ready' }).waitFor(WAIT);
   await customer.getByRole('button', { name: 'Start the chat' }).click();
-  await customer.getByRole('heading', { name: 'Chat' }).waitFor(WAIT);
+  await chatOpen(customer);
   await console_.getByRole('tab', { name: /Layla/ }).waitFor(WAIT);
   const id = await customer.evaluate(() => JSON.parse(sessionStorage.getItem('callbackd:callback:chat-delay')).id);
+
+  // They chat both ways, typing shown on each side.
+  const customerBox = customer.getByRole('textbox', { name: 'Message' });
+  await customerBox.pressSequentially('Hi', { delay: 30 });
+  await console_.getByText('Layla is typing…').waitFor(WAIT);
+  await customerBox.fill('Can you see my router?');
+  await customerBox.press('Enter');
+  await console_.getByText('Can you see my router?').waitFor(WAIT);
+  const agentBox = console_.getByRole('tabpanel').getByRole('textbox', { name: 'Message', exact: true });
+  await agentBox.pressSequentially('Let', { delay: 30 });
+  await customer.getByText('Alice is typing…').waitFor(WAIT);
+  await agentBox.fill('Let us switch to video');
+  await agentBox.press('Enter');
+  await customer.getByText('Let us switch to video').waitFor(WAIT);
+  step('they chatted both ways, typing shown');
 
   // The agent calls from the console; the room opens in the panel.
   await console_.getByRole('tabpanel').getByRole('button', { name: 'Start video' }).click();
