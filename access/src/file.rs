@@ -44,6 +44,10 @@ pub struct FileCredential {
 pub struct Credentials {
     pub by_name: HashMap<String, FileCredential>,
     pub jwt: Option<JwtConfig>,
+    /// `[anonymous] role = "client"`: a caller that presents no credential
+    /// acts as a client, so the customer pages (and the site widget) work
+    /// on an exposed server; `None`: such a caller is refused.
+    pub anonymous: Option<Role>,
 }
 
 /// Why the file cannot be used: where (the file, and the entry when there
@@ -62,6 +66,13 @@ struct RawFile {
     #[serde(default)]
     credential: Vec<RawCredential>,
     jwt: Option<RawJwt>,
+    anonymous: Option<RawAnonymous>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnonymous {
+    role: String,
 }
 
 #[derive(Deserialize)]
@@ -132,7 +143,24 @@ impl Credentials {
             None => None,
             Some(j) => Some(check_jwt(j, path, &env).map_err(|p| fail(Some("[jwt]".into()), p))?),
         };
-        Ok(Credentials { by_name, jwt })
+        let anonymous = match raw.anonymous {
+            None => None,
+            Some(a) => match a.role.parse::<Role>() {
+                Ok(Role::Client) => Some(Role::Client),
+                Ok(other) => {
+                    return Err(fail(
+                        Some("[anonymous]".into()),
+                        format!("role may only be client, not {other}: callers without a credential never act as staff"),
+                    ))
+                }
+                Err(e) => return Err(fail(Some("[anonymous]".into()), format!("role: {e}"))),
+            },
+        };
+        Ok(Credentials {
+            by_name,
+            jwt,
+            anonymous,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -232,4 +260,29 @@ fn check_jwt(
         keys,
         role_claim: j.role_claim,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Credentials, FileError> {
+        Credentials::parse(text, Path::new("auth.toml"), |_| None)
+    }
+
+    #[test]
+    fn anonymous_callers_may_only_be_clients() {
+        assert_eq!(
+            parse("[anonymous]\nrole = \"client\"\n").unwrap().anonymous,
+            Some(Role::Client)
+        );
+        assert_eq!(parse("").unwrap().anonymous, None);
+        for role in ["backend", "agent", "supervisor", "admin"] {
+            let e = parse(&format!("[anonymous]\nrole = \"{role}\"\n")).unwrap_err();
+            assert_eq!(e.entry.as_deref(), Some("[anonymous]"), "{e}");
+            assert!(e.problem.contains("only be client"), "{e}");
+        }
+        let e = parse("[anonymous]\nrole = \"king\"\n").unwrap_err();
+        assert!(e.problem.starts_with("role:"), "{e}");
+    }
 }

@@ -29,15 +29,21 @@ use crate::AppState;
 pub struct Access {
     /// `None`: open, no credentials configured.
     verifier: Option<Arc<Verifier>>,
+    /// The role of a caller without a credential (`[anonymous]`), if any.
+    anonymous: Option<Role>,
 }
 
 impl Access {
     pub fn open() -> Access {
-        Access { verifier: None }
+        Access {
+            verifier: None,
+            anonymous: None,
+        }
     }
 
     pub fn with(credentials: access::Credentials) -> Access {
         Access {
+            anonymous: credentials.anonymous,
             verifier: Some(Arc::new(Verifier::new(credentials))),
         }
     }
@@ -157,11 +163,17 @@ pub async fn gate(
     mut req: Request,
     next: Next,
 ) -> Response {
+    let bare = matches!(presented_headers(req.headers()), Ok((None, None)));
     let who = match identify(&state, req.headers()).await {
         Ok(who) => who,
         Err(e) => return e.into_response(),
     };
     tracing::Span::current().record("credential", who.name.as_str());
+    if !need.allows(&who) && bare && !state.access.is_open() {
+        // A caller without a credential (let in as `[anonymous]`) is asked
+        // for one, rather than told its anonymous role may not.
+        return AppError::Unauthorized("this route needs a credential".into()).into_response();
+    }
     if !need.allows(&who) {
         let what = match need {
             Need::AtLeast(role) => format!("call this route (it needs role {role})"),
@@ -206,6 +218,14 @@ pub async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Principal
         return Ok(Principal::open());
     }
     let (authorization, api_key) = presented_headers(headers)?;
+    if let (None, None, Some(role)) = (authorization, api_key, state.access.anonymous) {
+        // `[anonymous]`: the customer pages' calls, which carry nothing.
+        return Ok(Principal {
+            name: "anonymous".to_owned(),
+            role,
+            agent: None,
+        });
+    }
     identify_values(state, authorization, api_key).await
 }
 

@@ -873,3 +873,73 @@ async fn the_history_names_who_caused_each_change() {
     assert_eq!(first("agent_reserved"), "router", "{causes:?}");
     assert_eq!(first("complete"), "agent ann (ann-desktop)", "{causes:?}");
 }
+
+/// `[anonymous] role = "client"`: a caller with no credential at all (the
+/// customer pages, the site widget) acts as a customer, and as nothing more:
+/// a staff route asks it for a credential, and a wrong credential is still
+/// refused.
+#[tokio::test]
+async fn callers_without_a_credential_may_be_customers_and_nothing_more() {
+    let file = format!("{}\n[anonymous]\nrole = \"client\"\n", credentials());
+    let app = TestApp::builder().auth(&file).spawn().await;
+    let client = reqwest::Client::new();
+    let res = client
+        .post(app.url("/genesys/1/service/callback/chat-delay"))
+        .multipart(tests::multipart(&[("_customer_number", "5550100")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let created: Value = res.json().await.unwrap();
+    let id = created["_id"].as_str().unwrap();
+    let (status, position) = call(
+        &app,
+        As::Nobody,
+        Method::GET,
+        &format!("/genesys/1/service/{id}/check-queue-position"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{position}");
+    for path in [
+        "/api/v1/agents",
+        "/genesys/1/admin/callback/watermarks",
+        "/metrics",
+    ] {
+        let res = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{path}");
+        assert!(res.headers().contains_key("www-authenticate"), "{path}");
+    }
+    // A query by properties is a backend's, not a customer's.
+    let (status, _) = call(
+        &app,
+        As::Nobody,
+        Method::GET,
+        "/genesys/1/service/callback/chat-delay?_customer_number=5550100",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = call(
+        &app,
+        As::WrongSecret,
+        Method::GET,
+        &format!("/genesys/1/service/{id}/check-queue-position"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    // The history names the anonymous customer.
+    let (_, record) = call(
+        &app,
+        As::Basic("floor"),
+        Method::GET,
+        &format!("/api/v1/services/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        record["history"][0]["by"], "customer (anonymous)",
+        "{record}"
+    );
+}
