@@ -604,6 +604,12 @@ impl Store for RedisStore {
     async fn log_webhook_attempt(&self, attempt: &str, keep: usize) -> Result<(), StoreError> {
         let key = self.keys.webhook_attempts();
         let attempt = attempt.to_owned();
+        if keep == 0 {
+            // LTRIM 0 -1 would keep everything: keeping nothing is a DEL.
+            return self
+                .call(|mut c| async move { redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await })
+                .await;
+        }
         // One round trip: the push and the trim travel together.
         self.call(|mut c| async move {
             redis::pipe()

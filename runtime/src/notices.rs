@@ -362,7 +362,7 @@ impl Notifier {
     ) -> Vec<(&'static str, String, Message)> {
         let organizer = mailer.from.to_string();
         let invite = ics(notice, &organizer);
-        let customer_invite = ics_with(notice, &organizer, notice.manage_url.as_deref());
+        let customer_invite = ics_for(notice, &organizer, true);
         let mut out = Vec::new();
         let mut recipients: Vec<(&'static str, &str)> = Vec::new();
         if let Some(email) = &notice.customer_email {
@@ -665,16 +665,13 @@ pub fn ics_uid(service_id: &str) -> String {
 /// METHOD:CANCEL with STATUS:CANCELLED for Cancelled); None for Reminder.
 /// `organizer` is the sender, as `Name <address>` or a bare address.
 pub fn ics(notice: &AppointmentNotice, organizer: &str) -> Option<String> {
-    ics_with(notice, organizer, None)
+    ics_for(notice, organizer, false)
 }
 
-/// The invite, with the customer's link to change or cancel in its
-/// description when `manage_url` is given (the customer's copy only).
-pub fn ics_with(
-    notice: &AppointmentNotice,
-    organizer: &str,
-    manage_url: Option<&str>,
-) -> Option<String> {
+/// The invite; the customer's copy (`for_customer`) also carries the
+/// notice's link to change or cancel in its description.
+pub fn ics_for(notice: &AppointmentNotice, organizer: &str, for_customer: bool) -> Option<String> {
+    let manage_url = notice.manage_url.as_deref().filter(|_| for_customer);
     let method = notice.kind.method()?;
     let cancelled = notice.kind == NoticeKind::Cancelled;
     let title = ics_text(&notice.title);

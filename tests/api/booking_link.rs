@@ -13,6 +13,14 @@ use crate::booking::{always_open, book, left, open_slot};
 async fn app() -> TestApp {
     TestApp::builder()
         .with_scenario(&always_open("linked", "linked", "", 2, ""))
+        // Enters its queue two hours before the slot: at once.
+        .with_scenario(&always_open(
+            "linked-early",
+            "linked",
+            "",
+            2,
+            "[_schedule.buffers]\nenter_queue = \"2h\"",
+        ))
         .spawn()
         .await
 }
@@ -171,4 +179,30 @@ async fn bad_moves_name_the_field() {
         .await;
     assert_eq!(status, 409, "{answer}");
     assert!(answer["_available_slots"].is_array(), "{answer}");
+}
+
+#[tokio::test]
+async fn the_link_changes_a_booking_not_a_service_under_way() {
+    let app = app().await;
+    let t = open_slot(&app, "linked-early", Span::hours(1)).await;
+    let (status, body) = book(&app, "linked-early", "5550105", &iso(t), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["_id"].as_str().unwrap();
+    let url = body["_manage_url"].as_str().unwrap();
+    let token = url.split_once("?token=").unwrap().1;
+    let path = format!("/api/v1/bookings/{id}?token={token}");
+    let (_, seen) = app.get(&path).await;
+    assert_eq!(seen["_callback_state"], "QUEUED", "{seen}");
+    assert_eq!(seen["changeable"], false);
+    let (status, refused) = app.delete(&path).await;
+    assert_eq!(status, 409, "{refused}");
+    let (status, _) = app
+        .put_json(
+            &path,
+            &json!({"_new_desired_time": iso(t + Span::hours(1))}),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (_, seen) = app.get(&path).await;
+    assert_eq!(seen["_callback_state"], "QUEUED", "nothing changed: {seen}");
 }

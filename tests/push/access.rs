@@ -278,7 +278,7 @@ async fn waiting_room_and_room_sockets_refuse_what_they_are_not_for() {
         .await;
     let chat = created["_id"].as_str().unwrap().to_owned();
     for (query, status) in [
-        (format!("service={chat}"), 400),
+        (format!("service={chat}"), 404),
         (
             "service=00000000-0000-4000-8000-000000000000".to_owned(),
             404,

@@ -1989,6 +1989,12 @@ pub async fn webhook_attempts_keep_the_newest(store: &dyn Store, _clock: &Manual
         store.webhook_attempts(0).await.unwrap(),
         Vec::<String>::new()
     );
+    store.log_webhook_attempt(r#"{"n":6}"#, 0).await.unwrap();
+    assert_eq!(
+        store.webhook_attempts(10).await.unwrap(),
+        Vec::<String>::new(),
+        "keeping none keeps none"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -382,15 +382,16 @@ async function startVideo(id) {
   } catch (e) {
     return failed(e);
   }
-  showRoom(id, room._meet_url);
+  showRoom(id, room._room_code, room._room_token);
 }
 
-function showRoom(id, meetUrl) {
+/// callbackd's room page for the agent's side (for every provider: a
+/// meeting service's room shows its link there).
+function showRoom(id, code, token) {
   const entry = panels.get(id);
-  if (!entry || !meetUrl) return;
-  const url = new URL(meetUrl, location.href);
+  if (!entry || !code || !token) return;
   const frame = entry.panel.querySelector('.video-frame iframe');
-  const src = `${url.pathname}${url.search}`;
+  const src = `/room/${encodeURIComponent(code)}?token=${encodeURIComponent(token)}`;
   if (!frame.src.endsWith(src)) frame.src = src;
   entry.panel.querySelector('.video-frame').hidden = false;
 }
@@ -483,7 +484,7 @@ function onMessage(frame) {
     else loadService(id);
   } else if (tag.startsWith('agent.video.') && !tag.startsWith('agent.video.signal.')) {
     // The customer called from the chat: the room, ringing, in the panel.
-    if (body._event === 'ringing' && body._ringing === 'agent') showRoom(id, body._meet_url);
+    if (body._event === 'ringing' && body._ringing === 'agent') showRoom(id, body._room_code, body._room_token);
   } else if (tag.startsWith('agent.message.')) {
     addNote(id, t('agent.fromDevice', 'From the customer\'s device: {text}', { text: body._display_message || '' }));
   } else {

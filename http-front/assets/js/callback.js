@@ -305,9 +305,10 @@ function addRow(row) {
 /// The agent called from the chat: an invitation, then the room in a frame
 /// of this page (its own socket carries the call).
 function onVideo(data) {
-  if (!data._meet_url) return;
-  const url = new URL(data._meet_url, location.href);
-  const room = `${url.pathname}${url.search}`;
+  if (!data._room_code || !data._room_token) return;
+  // callbackd's room page for every provider (a meeting service's room
+  // shows its link there): never another origin in this frame.
+  const room = `/room/${encodeURIComponent(data._room_code)}?token=${encodeURIComponent(data._room_token)}`;
   if (data._event === 'ringing' && $('video').hidden) {
     $('video-invite').hidden = false;
     $('video-join').onclick = () => openRoom(room);

@@ -18,6 +18,10 @@ let total = 0;
 let rows = [];
 const selected = new Set();
 let redraw = null;
+let lastDraw = 0;
+let lastChart = 0;
+const REDRAW_EVERY = 1500;
+const CHART_EVERY = 30000;
 let timelineOf = null;
 
 function restore() {
@@ -91,7 +95,7 @@ function listen() {
       onOpen() {
         $('live').textContent = t('sup.live', '● Live');
         $('live').classList.remove('off');
-        refreshAll();
+        refreshAll(true);
       },
       onClose() {
         $('live').textContent = t('sup.offline', 'Reconnecting…');
@@ -101,17 +105,30 @@ function listen() {
         if (!String(frame.tag || '').startsWith('service.changed.')) return;
         const id = frame.data?._id;
         if (id && id === timelineOf) showTimeline(id);
-        // Changes come in bursts: one redraw for a burst.
-        clearTimeout(redraw);
-        redraw = setTimeout(refreshAll, 250);
+        // Changes come in bursts: at most one redraw every 1.5 s, the last
+        // change of a burst always drawn.
+        if (redraw) return;
+        const wait = Math.max(0, lastDraw + REDRAW_EVERY - Date.now());
+        redraw = setTimeout(() => {
+          redraw = null;
+          refreshAll();
+        }, wait);
       },
     },
   );
 }
 
-async function refreshAll() {
+/// Redraws the board; the chart and the bookings (which read more) at most
+/// every 30 s unless `full`.
+async function refreshAll(full = false) {
+  lastDraw = Date.now();
+  const parts = [drawQueues(), drawServices()];
+  if (full || Date.now() - lastChart > CHART_EVERY) {
+    lastChart = Date.now();
+    parts.push(drawChart(), drawBookings());
+  }
   try {
-    await Promise.all([drawQueues(), drawServices(), drawChart(), drawBookings()]);
+    await Promise.all(parts);
   } catch (e) {
     failed(e);
   }
@@ -470,7 +487,7 @@ async function cancelSelected() {
       t('sup.cancelled', '{n} cancelled.', { n: number(answer.cancelled.length) }) +
         (not.length ? ` ${t('sup.notCancelled', '{n} not cancelled: {why}', { n: number(not.length), why: not.map((x) => x.message).join('; ') })}` : ''),
     );
-    await refreshAll();
+    await refreshAll(true);
   } catch (e) {
     failed(e);
   }
@@ -498,7 +515,7 @@ async function start() {
   $('lang').value = language();
   $('lang').addEventListener('change', async (e) => {
     await setLanguage(e.target.value);
-    if (me) refreshAll();
+    if (me) refreshAll(true);
   });
   $('sign-in-form').addEventListener('submit', signIn);
   $('sign-out').addEventListener('click', signOut);

@@ -20,11 +20,11 @@ function showError(message) {
   $('error').hidden = !message;
 }
 
-/// Goes to the room when there is one.
-function toRoom(meetUrl) {
-  if (!meetUrl) return false;
-  const url = new URL(meetUrl, location.href);
-  location.replace(`${url.pathname}${url.search}`);
+/// Goes to the room's page (callbackd's own, for every provider: a
+/// meeting service's room shows its link there) when there is a room.
+function toRoom(code, token) {
+  if (!code || !token) return false;
+  location.replace(`/room/${encodeURIComponent(code)}?token=${encodeURIComponent(token)}`);
   return true;
 }
 
@@ -37,7 +37,7 @@ async function load() {
     }
     return showError(t('error.network', 'We could not reach the service. Please try again.'));
   }
-  if (view.status !== 'waiting' && view.status !== 'routing' && toRoom(view._meet_url)) return;
+  if (view.status !== 'waiting' && view.status !== 'routing' && toRoom(view._room_code, view._room_token)) return;
   if (view.status === 'ended' || view._callback_state === 'COMPLETED') {
     $('waiting').hidden = true;
     $('over').hidden = false;
@@ -111,10 +111,8 @@ async function start() {
   connect(
     { service: id },
     {
-      onMessage(frame) {
-        if (toRoom(frame.data?._meet_url)) return;
-        load();
-      },
+      // The socket says what happened; the view says where the room is.
+      onMessage: () => load(),
       // After a reconnect, look again: something may have happened meanwhile.
       onOpen: () => view && load(),
     },

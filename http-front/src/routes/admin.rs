@@ -131,8 +131,6 @@ impl Filter {
             && self.states.contains(&rec.state)
     }
 
-    /// The services it holds, by queue name, then in each queue's routing
-    /// order (higher priority, then the oldest).
     /// Only `service_name`'s services, if given: a loaded scenario (400
     /// naming the field otherwise).
     fn of_scenario(
@@ -141,17 +139,14 @@ impl Filter {
         service_name: Option<&str>,
     ) -> Result<Filter, AppError> {
         if let Some(name) = service_name {
-            if state.shell.scenarios().get(name).is_none() {
-                return Err(AppError::field(
-                    "service_name",
-                    format!("`{name}` is not a loaded scenario"),
-                ));
-            }
+            super::loaded_scenario(state, "service_name", name)?;
             self.scenario = Some(name.to_owned());
         }
         Ok(self)
     }
 
+    /// The services it holds, by queue name, then in each queue's routing
+    /// order (higher priority, then the oldest).
     async fn select(&self, state: &AppState) -> Result<Vec<ServiceRecord>, AppError> {
         let mut records: Vec<ServiceRecord> = state
             .shell
@@ -286,12 +281,7 @@ pub async fn watermarks(
                 "is not a parameter of watermarks (service_name)",
             ));
         }
-        if state.shell.scenarios().get(value).is_none() {
-            return Err(AppError::field(
-                "service_name",
-                format!("`{value}` is not a loaded scenario"),
-            ));
-        }
+        super::loaded_scenario(&state, "service_name", value)?;
         named.insert(value.as_str());
     }
     let shown = |scenario: &str| named.is_empty() || named.contains(scenario);

@@ -135,14 +135,22 @@ pub async fn move_booking(
 }
 
 /// DELETE /api/v1/bookings/{id}?token=: cancelled (reason `CANCELLED`);
-/// the seat is free again.
+/// the seat is free again. Only while `SCHEDULED` (409 after).
 #[tracing::instrument(skip_all, fields(service_id = %id))]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     token: RoomToken,
 ) -> Result<Json<Value>, AppError> {
-    booking_of(&state, &id, token).await?;
+    let record = booking_of(&state, &id, token).await?;
+    // The link changes a booking, not a call under way: once the service
+    // has left SCHEDULED, only the agent or a supervisor ends it.
+    if record.state != engine::record::ServiceState::Scheduled {
+        return Err(AppError::Conflict(format!(
+            "booking `{id}` is {}: only a booking still waiting for its time can be cancelled by its link",
+            record.state.gms_name()
+        )));
+    }
     let record = state.shell.transition(&id, &Event::Cancel).await?;
     Ok(Json(view(&state, &record)))
 }

@@ -29,6 +29,21 @@ use crate::auth::{self, Need};
 use crate::requests::fields::check_id;
 use crate::AppState;
 
+/// `name` must be a loaded scenario (400 naming `field` otherwise).
+fn loaded_scenario(
+    state: &AppState,
+    field: &str,
+    name: &str,
+) -> Result<(), crate::error::AppError> {
+    if state.shell.scenarios().get(name).is_none() {
+        return Err(crate::error::AppError::field(
+            field,
+            format!("`{name}` is not a loaded scenario"),
+        ));
+    }
+    Ok(())
+}
+
 /// Who may call a route.
 #[derive(Debug, Clone, Copy)]
 pub enum Access {

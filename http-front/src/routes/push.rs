@@ -456,19 +456,8 @@ async fn room_socket(
     }
     let token = crate::requests::room::RoomToken(who.token.clone());
     let (_, party) = super::video::room_and_party(&state, code, token).await?;
-    room_for_a_socket(&state)?;
-    let plain = Plain::new(state.shell.registry().clone());
-    let opened = open_plain(
-        &plain,
-        push::registry::Owner {
-            room: Some(format!("{code}/{}", super::video::side(party))),
-            ..Default::default()
-        },
-    )?;
-    Ok(tuned(upgrade).on_upgrade(move |socket| async move {
-        let (sink, stream) = frames(socket);
-        plain.serve(opened, stream, sink).await;
-    }))
+    let room = format!("{code}/{}", super::video::side(party));
+    serve_room(&state, room, upgrade)
 }
 
 /// The waiting room's socket (`?service=<id>`): the customer's side of a
@@ -487,20 +476,33 @@ async fn waiting_room_socket(
         ));
     }
     super::check_id("service", id)?;
-    let record = state.shell.get(id).await?;
+    // One answer for an unknown id and for any other service, so the
+    // socket tells nothing about which ids exist.
+    let missing = || AppError::NotFound(format!("no booked video appointment `{id}`"));
+    let record = state.shell.find_service(id).await?.ok_or_else(missing)?;
     let video = state
         .shell
         .scenario(&record.scenario)
         .is_ok_and(|s| s.video.is_some());
     if record.booking.is_none() || !video {
-        return Err(AppError::field("service", "is not a booked video service"));
+        return Err(missing());
     }
-    room_for_a_socket(&state)?;
+    serve_room(&state, format!("service:{id}"), upgrade)
+}
+
+/// Serves a socket whose owner is `room` (a room's side, or a waiting
+/// room), proven by the caller.
+fn serve_room(
+    state: &AppState,
+    room: String,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    room_for_a_socket(state)?;
     let plain = Plain::new(state.shell.registry().clone());
     let opened = open_plain(
         &plain,
         push::registry::Owner {
-            room: Some(format!("service:{id}")),
+            room: Some(room),
             ..Default::default()
         },
     )?;

@@ -45,12 +45,7 @@ pub async fn hours(
         },
     };
     if let Some(name) = q.service_name.as_deref() {
-        if state.shell.scenarios().get(name).is_none() {
-            return Err(AppError::field(
-                "service_name",
-                format!("`{name}` is not a loaded scenario"),
-            ));
-        }
+        super::loaded_scenario(&state, "service_name", name)?;
     }
     let records = state.shell.services_in(&ServiceState::ALL).await?;
     let shown = records

@@ -28,14 +28,7 @@ impl Shell {
             return;
         };
         let n = &schedule.notifications;
-        let field = |name: &str| {
-            let value = if name == "_customer_number" {
-                Some(record.customer_number.clone())
-            } else {
-                record.user_data.get(name).cloned()
-            };
-            value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
-        };
+        let field = |name: &str| field_of(record, name);
         let kind = match change {
             C::Booked => NoticeKind::Booked,
             C::Rescheduled { previous_start } => NoticeKind::Rescheduled {
@@ -106,13 +99,7 @@ impl Shell {
         let n = &schedule.notifications;
         let cancelled = record.state == engine::record::ServiceState::Completed
             && record.reason == Some(engine::record::CallbackReason::Cancelled);
-        let field = |name: &str| {
-            record
-                .user_data
-                .get(name)
-                .cloned()
-                .filter(|v| !v.trim().is_empty())
-        };
+        let field = |name: &str| field_of(record, name);
         let manage_url = booking
             .manage_token
             .as_deref()
@@ -130,12 +117,23 @@ impl Shell {
             timezone: booking.timezone.parse().unwrap_or(schedule.timezone),
             sequence: booking.sequence,
             join_url: booking.join_url.clone(),
-            manage_url: manage_url.clone(),
+            manage_url,
             customer_name: field(&n.name_field),
             customer_email: field(&n.email_field),
             agent_emails: Vec::new(),
             sms: None,
         };
-        crate::notices::ics_with(&notice, &self.notifier.organizer(), manage_url.as_deref())
+        crate::notices::ics_for(&notice, &self.notifier.organizer(), true)
     }
+}
+
+/// A create field the notices name (`email_field`, `name_field`,
+/// `phone_field`): the number, or user data; trimmed, and none when empty.
+fn field_of(record: &ServiceRecord, name: &str) -> Option<String> {
+    let value = if name == "_customer_number" {
+        Some(record.customer_number.clone())
+    } else {
+        record.user_data.get(name).cloned()
+    };
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }

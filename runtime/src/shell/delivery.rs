@@ -32,14 +32,21 @@ impl Shell {
         if tag.starts_with("service.video.") {
             self.to_room(record, "customer", tag, &data);
             if record.booking.is_some() && !tag.starts_with("service.video.signal.") {
-                // The booked service's waiting room, before and after its room opens.
+                // The booked service's waiting room hears what happened,
+                // never the room's link or token: its socket needs only the
+                // service id, so the page reads the room through the
+                // customer's own view (`GET …/ixn/video`).
                 self.fanout.deliver(Delivery {
                     service_id: record.id.clone(),
                     audience: Audience::Room {
                         room: format!("service:{}", record.id),
                     },
                     tag: tag.to_owned(),
-                    data: data.clone(),
+                    data: serde_json::json!({
+                        "_id": record.id,
+                        "_event": data.get("_event"),
+                        "_room_status": data.get("_room_status"),
+                    }),
                     notification: None,
                 });
             }

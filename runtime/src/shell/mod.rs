@@ -263,7 +263,11 @@ impl Shell {
             match self.store.put(&next, Some(record.version)).await {
                 Ok(()) => {
                     self.carry_out(&next, &effects).await;
-                    if next.state != record.state || next.agent != record.agent {
+                    if next.state != record.state
+                        || next.agent != record.agent
+                        || next.ticket.queue != record.ticket.queue
+                        || next.desired_time != record.desired_time
+                    {
                         self.to_supervisors(&next);
                     }
                     match event {

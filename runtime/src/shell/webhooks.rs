@@ -144,8 +144,7 @@ impl Shell {
                 status,
                 delivered: outcome.is_ok(),
                 error: error.clone(),
-            })
-            .await;
+            });
             match error {
                 None => {
                     metrics::counter!(WEBHOOKS, "outcome" => "delivered").increment(1);
@@ -208,16 +207,19 @@ impl Shell {
         }
     }
 
-    /// Adds an attempt to the log every node shares. The log is for
-    /// people: a store that cannot take it costs a warning, not the round.
-    async fn log_attempt(&self, attempt: Attempt) {
-        let json = match serde_json::to_string(&attempt) {
-            Ok(json) => json,
-            Err(_) => return,
+    /// Adds an attempt to the log every node shares, beside the round (its
+    /// POSTs keep to the round's budget). The log is for people: a store
+    /// that cannot take it costs a warning, not the delivery.
+    fn log_attempt(&self, attempt: Attempt) {
+        let Ok(json) = serde_json::to_string(&attempt) else {
+            return;
         };
-        if let Err(e) = self.store.log_webhook_attempt(&json, RECENT_ATTEMPTS).await {
-            warn!(service_id = %attempt.service_id, error = %e, "Webhook attempt not logged.");
-        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.log_webhook_attempt(&json, RECENT_ATTEMPTS).await {
+                warn!(service_id = %attempt.service_id, error = %e, "Webhook attempt not logged.");
+            }
+        });
     }
 
     /// The recent webhook attempts of every node, newest first.
