@@ -77,7 +77,7 @@
   const close = document.createElement('button');
   close.type = 'button';
   close.className = 'close';
-  close.textContent = data.closeLabel || 'Close';
+  close.textContent = data.closeLabel || (data.lang === 'ar' ? 'إغلاق' : 'Close');
   bar.append(close);
   panel.append(bar);
   let frame = null;

@@ -127,7 +127,7 @@ fn page(state: &AppState, name: &str, status: StatusCode, request: &HeaderMap) -
 }
 
 /// The page for a path that names nothing: a 404 a person can read.
-fn missing(state: &AppState, request: &HeaderMap) -> Response {
+pub fn missing(state: &AppState, request: &HeaderMap) -> Response {
     page(state, "not-found.html", StatusCode::NOT_FOUND, request)
 }
 

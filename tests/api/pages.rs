@@ -145,3 +145,28 @@ async fn the_asset_route_serves_nothing_else() {
         assert_eq!(answer.status(), 404, "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_browser_gets_a_page_for_an_unknown_path_an_api_client_json() {
+    let app = spawn_app().await;
+    let page = app
+        .client
+        .get(app.url("/nope"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 404);
+    assert_eq!(page.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("This page does not exist"));
+    let (status, body) = app.get("/nope").await;
+    assert_eq!(status, 404);
+    assert!(
+        body["message"].as_str().unwrap().contains("no resource at"),
+        "{body}"
+    );
+}

@@ -470,7 +470,12 @@ async fn a_client_on_one_node_hears_what_another_node_made_once() {
         );
     }
     for c in desks {
-        assert_eq!(c.kinds(), vec![offer.clone()], "{}", c.name);
+        assert_eq!(
+            c.kinds(),
+            vec![format!("agent.reserved.{id}"), offer.clone()],
+            "{}",
+            c.name
+        );
     }
     for c in &strangers {
         assert_eq!(c.kinds(), Vec::<String>::new(), "{}", c.name);

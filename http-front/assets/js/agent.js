@@ -20,6 +20,7 @@ let agent = null; // GET /api/v1/agents/{id}
 let push = null;
 let selected = null;
 let offers = 0;
+const offered = new Set(); // services the badge has counted
 let sound = null;
 const panels = new Map(); // service id → {tab, panel, rows: Set, typingSent, typingTimer}
 
@@ -115,12 +116,20 @@ async function refresh() {
     max: agent.max_concurrent,
   });
   const current = new Set(agent.services.map((s) => s._id));
-  for (const id of [...panels.keys()]) if (!current.has(id)) dropPanel(id);
+  for (const [id, entry] of [...panels]) {
+    if (current.has(id)) continue;
+    // Ended under the agent's eyes: kept, with its transcript, until closed.
+    if (entry.ended) continue;
+    dropPanel(id);
+  }
   for (const service of agent.services) {
     if (!panels.has(service._id)) addPanel(service);
     loadService(service._id);
   }
   $('empty').hidden = panels.size > 0;
+  $('empty').textContent = ready
+    ? t('agent.emptyReady', 'No services yet. New offers appear here.')
+    : t('agent.empty', 'No services yet. Get ready to receive offers.');
   if ((!selected || !panels.has(selected)) && panels.size) select(panels.keys().next().value);
 }
 
@@ -219,7 +228,14 @@ function wirePanel(id, entry) {
     }
   });
   q('.notify').addEventListener('submit', (e) => notify(e, id));
-  q('.complete').addEventListener('click', () => complete(id));
+  q('.complete').addEventListener('click', () => {
+    if (panels.get(id)?.ended) {
+      dropPanel(id);
+      refresh();
+    } else {
+      complete(id);
+    }
+  });
   q('.video').addEventListener('click', () => startVideo(id));
   q('.accept').addEventListener('click', () => answerPreview(id, 'accept'));
   q('.reject').addEventListener('click', () => answerPreview(id, 'reject'));
@@ -239,9 +255,9 @@ async function loadService(id) {
   const name = [record.user_data?.firstName, record.user_data?.lastName].filter(Boolean).join(' ');
   const who = record.chat?.nickname || name || record.customer_number;
   entry.tab.querySelector('.name').textContent = who;
-  entry.tab.querySelector('.state').textContent = record._callback_state;
+  entry.tab.querySelector('.state').textContent = stateName(record._callback_state);
   q('.customer-name').textContent = who;
-  q('.customer-state').textContent = `${record.scenario} · ${record._callback_state}`;
+  q('.customer-state').textContent = `${record.scenario} · ${stateName(record._callback_state)}`;
   q('.avatar').textContent = (who.trim()[0] || '?').toUpperCase();
 
   const facts = q('.facts');
@@ -271,6 +287,26 @@ async function loadService(id) {
 
   for (const row of record.chat?.transcript || []) addRow(id, row);
   q('.preview').hidden = !(record.preview_pending && record.agent === me.id);
+  if (record._callback_state === 'COMPLETED') ended(id);
+  const box = q('.composer textarea');
+  const open = Boolean(record.chat) && !entry.ended;
+  box.disabled = !open;
+  q('.composer button').disabled = !open;
+  box.placeholder = open
+    ? t('chat.placeholder', 'Write a message…')
+    : t('agent.noChatYet', 'The chat opens when the customer joins');
+}
+
+/// A GMS state as people say it.
+export function stateName(state) {
+  const names = {
+    SCHEDULED: t('state.SCHEDULED', 'Scheduled'),
+    QUEUED: t('state.QUEUED', 'Waiting'),
+    ROUTING: t('state.ROUTING', 'Reserved for you'),
+    PROCESSING: t('state.PROCESSING', 'In progress'),
+    COMPLETED: t('state.COMPLETED', 'Completed'),
+  };
+  return names[state] || state;
 }
 
 function addRow(id, row) {
@@ -334,6 +370,7 @@ async function send(event, id) {
 
 function typing(id) {
   const entry = panels.get(id);
+  if (entry.panel.querySelector('.composer textarea').disabled) return;
   if (!entry.typingSent) {
     entry.typingSent = true;
     api.post(`/api/v1/services/${enc(id)}/chat/typing`, { typing: true }).catch(() => {});
@@ -372,6 +409,22 @@ async function notify(event, id) {
   } catch (e) {
     failed(e);
   }
+}
+
+/// The customer left: the service is over. Its panel stays, read-only, with
+/// a button to close it.
+function ended(id) {
+  const entry = panels.get(id);
+  if (!entry || entry.ended) return;
+  entry.ended = true;
+  const q = (s) => entry.panel.querySelector(s);
+  q('.composer textarea').disabled = true;
+  q('.composer button').disabled = true;
+  q('.notify').hidden = true;
+  q('.video').hidden = true;
+  q('.complete').textContent = t('agent.close', 'Close');
+  entry.tab.querySelector('.state').textContent = t('state.COMPLETED', 'Completed');
+  q('.customer-state').textContent = t('agent.customerLeft', 'The customer left; the service is complete.');
 }
 
 /// Calls the customer from the chat: the room opens in the panel.
@@ -471,17 +524,22 @@ function onMessage(frame) {
     }
   }
   const id = body._id || tag.split('.').pop();
-  if (tag.startsWith('agent.offer.')) {
-    offers += 1;
-    renderBadge();
-    ding();
+  if (tag.startsWith('agent.offer.') || tag.startsWith('agent.reserved.')) {
+    // Reserved for this agent, or offered: one badge and one sound a service.
+    if (!offered.has(id)) {
+      offered.add(id);
+      offers += 1;
+      renderBadge();
+      ding();
+    }
     refresh();
   } else if (tag.startsWith('agent.chat.typing.')) {
     theirTyping(id, body.type === 'Notice.TypingStarted', body.nickname);
   } else if (tag.startsWith('agent.chat.')) {
     if (body.type === 'Message.Text') theirTyping(id, false);
     if (body.index != null) addRow(id, body);
-    else loadService(id);
+    if (body.type === 'Notice.Joined' || body.index == null) loadService(id);
+    if (body.type === 'Notice.Left' && body.from === 'CLIENT') ended(id);
   } else if (tag.startsWith('agent.video.') && !tag.startsWith('agent.video.signal.')) {
     // The customer called from the chat: the room, ringing, in the panel.
     if (body._event === 'ringing' && body._ringing === 'agent') showRoom(id, body._room_code, body._room_token);

@@ -70,3 +70,11 @@ export function form(fields) {
   }
   return data;
 }
+
+/// Digits, spaces and the usual separators, with 6 to 15 digits (E.164's
+/// most); the server checks more where the scenario asks it to.
+export function plausiblePhone(text) {
+  const value = String(text).trim();
+  const digits = value.replace(/\D/g, '');
+  return /^\+?[\d\s().-]+$/.test(value) && digits.length >= 6 && digits.length <= 15;
+}

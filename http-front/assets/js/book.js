@@ -4,7 +4,7 @@
 // to change or cancel (the same one the e-mail carries).
 
 import './embed.js';
-import { api, form, ApiError } from './api.js';
+import { api, form, plausiblePhone, ApiError } from './api.js';
 import { pickLanguage, setLanguage, language, t } from './i18n.js';
 import { calendar, span, viewerZone } from './slots.js';
 
@@ -66,6 +66,19 @@ async function confirm(event) {
     invalid.focus();
     return;
   }
+  const email = formEl.elements.email;
+  const phone = formEl.elements._customer_number;
+  for (const [input, ok, message] of [
+    [email, email.checkValidity(), t('error.email', 'Please give an e-mail address such as name@example.com.')],
+    [phone, plausiblePhone(phone.value), t('error.phone', 'Please give a phone number we can call, with its country code.')],
+  ]) {
+    if (!ok) {
+      input.setAttribute('aria-invalid', 'true');
+      showError(message);
+      input.focus();
+      return;
+    }
+  }
   const button = formEl.querySelector('button[type=submit]');
   button.disabled = true;
   try {
@@ -115,6 +128,7 @@ async function start() {
     // The calendar still works; the title and wait are extras.
   }
   $('scenario-title').textContent = scenario._schedule?.title || '';
+  $('scenario-sep').hidden = !scenario._schedule?.title;
   $('pick').hidden = false;
   await loadCalendar();
 }

@@ -20,7 +20,7 @@ function showError(message) {
 }
 
 function failed(e) {
-  if (e instanceof ApiError && e.status === 404) {
+  if (e instanceof ApiError && (e.status === 404 || (e.status === 400 && !token))) {
     return showError(t('manage.notFound', 'This link does not open a booking. Please check it, or use the newest e-mail we sent.'));
   }
   if (e instanceof ApiError && e.body?.message) return showError(e.body.message);
@@ -98,7 +98,7 @@ async function confirmMove() {
     booking = await api.put(withToken(base), { _new_desired_time: chosen.utcTime });
     render();
     show('view');
-    notice(t('manage.moved', 'Your booking has moved. We have sent you an updated invite.'));
+    notice(t('manage.moved', 'Your booking has moved.'));
   } catch (e) {
     failed(e);
     $('move-confirm').disabled = false;

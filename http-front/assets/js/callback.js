@@ -7,7 +7,7 @@
 // Everything people typed is put in the page with textContent, never as HTML.
 
 import './embed.js';
-import { api, form, ApiError } from './api.js';
+import { api, form, plausiblePhone, ApiError } from './api.js';
 import { connect } from './push.js';
 import { pickLanguage, setLanguage, language, t, duration, clock, number } from './i18n.js';
 
@@ -112,6 +112,13 @@ async function ask(event) {
     invalid.focus();
     return;
   }
+  const phone = formEl.elements._customer_number;
+  if (!plausiblePhone(phone.value)) {
+    phone.setAttribute('aria-invalid', 'true');
+    showError(t('error.phone', 'Please give a phone number we can call, with its country code.'));
+    phone.focus();
+    return;
+  }
   const button = formEl.querySelector('button[type=submit]');
   button.disabled = true;
   const device = crypto.randomUUID();
@@ -198,6 +205,12 @@ async function cancel() {
 // ---------------------------------------------------------------- ready
 
 function showReady() {
+  // Kept, so a reload comes back to this step: the notice itself is not
+  // sent again once the device had it.
+  if (session && !session.ready) {
+    session.ready = true;
+    save();
+  }
   show('ready');
 }
 
@@ -308,7 +321,8 @@ function onVideo(data) {
   if (!data._room_code || !data._room_token) return;
   // callbackd's room page for every provider (a meeting service's room
   // shows its link there): never another origin in this frame.
-  const room = `/room/${encodeURIComponent(data._room_code)}?token=${encodeURIComponent(data._room_token)}`;
+  // Joining from the invitation is the customer's answer to the ring.
+  const room = `/room/${encodeURIComponent(data._room_code)}?token=${encodeURIComponent(data._room_token)}&answer=accept`;
   if (data._event === 'ringing' && $('video').hidden) {
     $('video-invite').hidden = false;
     $('video-join').onclick = () => openRoom(room);
@@ -451,6 +465,11 @@ function onMessage(frame) {
 }
 
 function onState(state) {
+  if ((state === 'QUEUED' || state === 'SCHEDULED') && session?.ready) {
+    // Back in the queue (the confirmation timed out): ready no more.
+    session.ready = false;
+    save();
+  }
   if (state === 'QUEUED' || state === 'SCHEDULED') {
     if (view !== 'wait') showWait();
   } else if (state === 'PROCESSING') {
@@ -472,6 +491,7 @@ async function resync() {
     if (state === 'COMPLETED') return finish(record._callback_reason);
     if (state === 'PROCESSING') return view === 'chat' ? readTranscript() : openChat();
     if (state === 'ROUTING') {
+      if (session.ready) return showReady();
       // The agent may have been found before this socket listened: what
       // the device was not pushed waits in its outbox (GMS's
       // retrieve-notifications).

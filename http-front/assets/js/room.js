@@ -55,7 +55,12 @@ async function load() {
     $('meet').href = view.meet_url;
     return show('template');
   }
-  if (view.status === 'ringing' && view.ringing === view.side) return show('ring');
+  if (view.status === 'ringing' && view.ringing === view.side) {
+    // Already answered on the page that opened this one (the chat's
+    // invitation): no second question.
+    if (new URLSearchParams(location.search).get('answer') === 'accept') return answer(true);
+    return show('ring');
+  }
   await lobby();
 }
 

@@ -543,8 +543,15 @@ async function start() {
   });
   $('cancel-selected').addEventListener('click', cancelSelected);
   $('export').addEventListener('click', exportCsv);
-  if (me) enter();
-  else $('sign-in').hidden = false;
+  if (me) return enter();
+  // A server running open asks for no key: try without one first.
+  try {
+    await api.get('/api/v1/agents');
+    me = { key: null };
+    return enter();
+  } catch {
+    $('sign-in').hidden = false;
+  }
 }
 
 start();

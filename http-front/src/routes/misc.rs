@@ -37,8 +37,22 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> axum::response::Resp
     }
 }
 
-pub async fn not_found(uri: Uri) -> AppError {
-    AppError::NotFound(format!("no resource at `{}`", uri.path()))
+/// No route: the JSON error an API client expects, or, for a browser
+/// navigating (it asks for HTML), the page a person can read.
+pub async fn not_found(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let wants_html = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html {
+        return crate::pages::missing(&state, &headers);
+    }
+    AppError::NotFound(format!("no resource at `{}`", uri.path())).into_response()
 }
 
 pub async fn method_not_allowed(method: Method, uri: Uri) -> axum::response::Response {

@@ -263,6 +263,30 @@ impl Shell {
             match self.store.put(&next, Some(record.version)).await {
                 Ok(()) => {
                     self.carry_out(&next, &effects).await;
+                    if next.agent != record.agent && !next.preview_pending {
+                        if let Some(agent) = &next.agent {
+                            // The desk learns of the reservation at once (a
+                            // preview has its own offer; GMS's offer itself
+                            // comes when the customer is there).
+                            // In the agent channel's shape: the message as
+                            // JSON text, and its tag.
+                            let tag = format!("agent.reserved.{id}");
+                            let message = serde_json::json!({
+                                "_id": id,
+                                "_action": "reserved",
+                                "_service_name": next.scenario,
+                                "_callback_state": next.state.gms_name(),
+                                "_customer_number": next.customer_number,
+                            });
+                            self.to_agent(
+                                &next,
+                                agent,
+                                &tag,
+                                serde_json::json!({"message": message.to_string(), "tag": tag}),
+                                None,
+                            );
+                        }
+                    }
                     if next.state != record.state
                         || next.agent != record.agent
                         || next.ticket.queue != record.ticket.queue

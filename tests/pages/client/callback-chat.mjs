@@ -43,6 +43,10 @@ await main(async (browser) => {
   await customer.getByRole('alert').filter({ hasText: 'required' }).waitFor(WAIT);
   assert.equal(await customer.getByLabel('Phone number').getAttribute('aria-invalid'), 'true');
 
+  // A phone number nobody can call is caught on the page.
+  await customer.getByLabel('Phone number').fill('abc');
+  await customer.getByRole('button', { name: 'Request a chat' }).click();
+  await customer.getByRole('alert').filter({ hasText: 'phone number we can call' }).waitFor(WAIT);
   await customer.getByLabel('First name').fill('Layla');
   await customer.getByLabel('Last name').fill('Haddad');
   await customer.getByLabel('Phone number').fill('+44 20 7946 0000');
@@ -90,6 +94,9 @@ await main(async (browser) => {
 
   await api.put('/api/v1/agents/alice', { name: 'Alice', queues: ['support'], max_concurrent: 1 });
   await api.post('/api/v1/agents/alice/ready');
+  await customer.getByRole('heading', { name: 'Your agent is ready' }).waitFor(WAIT);
+  // A reload does not lose the turn.
+  await customer.reload();
   await customer.getByRole('heading', { name: 'Your agent is ready' }).waitFor(WAIT);
   await checkAccessibility(customer, 'ready, phone');
   await screenshot(customer, shots, 'callback-ready');

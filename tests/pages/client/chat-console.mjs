@@ -49,6 +49,8 @@ await main(async (browser) => {
   await customer.getByRole('button', { name: 'Request a chat' }).click();
 
   await customer.getByRole('heading', { name: 'Your agent is ready' }).waitFor(WAIT);
+  // The desk knows at once that the service is Alice's, before the customer confirms.
+  await console_.getByRole('tab', { name: /Layla Haddad.*Reserved for you/ }).waitFor(WAIT);
   await customer.getByRole('button', { name: 'Start the chat' }).click();
   await chatOpen(customer);
 
@@ -122,8 +124,14 @@ await main(async (browser) => {
   await console_.getByRole('tab', { name: /Layla Haddad/ }).waitFor({ state: 'detached', ...WAIT });
   step('the agent completed; the customer was thanked and the tab closed');
 
+  // Omar's app starts the chat, then leaves it: the desk says so, and the
+  // agent closes the tab.
   await console_.getByRole('tab', { name: /Omar/, selected: true }).waitFor(WAIT);
-  await console_.getByRole('tabpanel').getByRole('button', { name: 'Complete' }).click();
+  await api.post(`/genesys/1/service/${second}/ixn/chat`, new FormData());
+  await console_.getByRole('tabpanel').getByText(/joined the chat/).first().waitFor(WAIT);
+  await api.post(`/genesys/1/service/${second}/ixn/chat/disconnect`, new FormData());
+  await console_.getByText('The customer left; the service is complete.').waitFor(WAIT);
+  await console_.getByRole('tabpanel').getByRole('button', { name: 'Close' }).click();
   await console_.getByText('No services yet').waitFor(WAIT);
   const agent = await api.get('/api/v1/agents/alice');
   assert.equal(agent.services.length, 0);

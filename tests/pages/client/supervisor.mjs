@@ -27,8 +27,7 @@ await main(async (browser) => {
 
   const page = await newPage(browser, DESKTOP, 'supervisor');
   await page.goto(`${base}/supervisor?lang=en`);
-  await page.getByRole('heading', { name: 'Sign in' }).waitFor(WAIT);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  // Open on loopback: the board asks for no key.
   await page.getByRole('heading', { name: 'Queues' }).waitFor(WAIT);
   const support = page.getByRole('table').first().getByRole('row', { name: /^support/ });
   await support.getByRole('cell', { name: '4', exact: true }).first().waitFor(WAIT);
