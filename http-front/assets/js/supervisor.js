@@ -420,6 +420,16 @@ async function drawServices() {
     tr.children[4].append(pill);
     tbody.append(tr);
   }
+  if (!rows.length) {
+    // Say so, rather than show an empty table.
+    const tr = document.createElement('tr');
+    const td = document.createElement('td');
+    td.colSpan = 7;
+    td.className = 'muted';
+    td.textContent = t('sup.noServices', 'No service matches these filters.');
+    tr.append(td);
+    tbody.append(tr);
+  }
   const pages = Math.max(1, Math.ceil(total / PAGE));
   $('page-info').textContent = t('sup.pageInfo', 'Page {page} of {pages} · {total} services', {
     page: number(page),

@@ -47,6 +47,11 @@ await main(async (browser) => {
   await bookings.getByRole('row').filter({ has: page.getByRole('cell', { name: '1', exact: true }) }).first().waitFor(WAIT);
   step('the chart counts the services; the booking takes a seat');
 
+  // A filter nothing matches says so.
+  await page.getByLabel('Status').selectOption('PROCESSING');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.getByText('No service matches these filters.').waitFor(WAIT);
+
   // Filter: chat-delay, QUEUED.
   await page.getByLabel('Scenario').selectOption('chat-delay');
   await page.getByLabel('Status').selectOption('QUEUED');
