@@ -23,8 +23,12 @@ let screen = null;
 let pc = null;
 let socket = null;
 let offered = false;
+// "started" heard before this side's own join was answered: offer then.
+let startedEarly = false;
 let ended = false;
 let pendingCandidates = [];
+// Signals heard before this side's own join was answered (no peer yet).
+let earlySignals = [];
 
 function show(name) {
   for (const v of VIEWS) $(v).hidden = v !== name;
@@ -113,7 +117,8 @@ async function join() {
   $('local').srcObject = media;
   startPeer();
   peerState(t('room.waitingOther', 'Waiting for the other side…'));
-  if (view.status === 'started') bothIn();
+  for (const s of earlySignals.splice(0)) await onSignal(s);
+  if (view.status === 'started' || startedEarly) bothIn();
 }
 
 function startPeer() {
@@ -140,7 +145,12 @@ function startPeer() {
 
 /// Both sides are in: the agent makes the offer.
 async function bothIn() {
-  if (view.side !== 'agent' || offered || !pc) return;
+  if (!pc) {
+    // The other side's join came in while this side's was on its way.
+    startedEarly = true;
+    return;
+  }
+  if (view.side !== 'agent' || offered) return;
   offered = true;
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
@@ -156,7 +166,10 @@ async function signal(body) {
 }
 
 async function onSignal(s) {
-  if (!pc) return;
+  if (!pc) {
+    earlySignals.push(s);
+    return;
+  }
   if (s.type === 'offer') {
     await pc.setRemoteDescription({ type: 'offer', sdp: s.sdp });
     await flushCandidates();
