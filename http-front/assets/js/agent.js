@@ -9,13 +9,13 @@
 
 import { api, form, useCredential, ApiError } from './api.js';
 import { connect } from './push.js';
+import { $, ask, failed, showError, stored } from './ui.js';
 import { pickLanguage, setLanguage, language, t, apply } from './i18n.js';
 
-const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
-const STORE_KEY = 'callbackd:agent';
+const kept = stored('callbackd:agent');
 
-let me = restore(); // {id, key}
+let me = kept.load(); // {id, key}
 let agent = null; // GET /api/v1/agents/{id}
 let push = null;
 let selected = null;
@@ -23,29 +23,6 @@ let offers = 0;
 const offered = new Set(); // services the badge has counted
 let sound = null;
 const panels = new Map(); // service id → {tab, panel, rows: Set, typingSent, typingTimer}
-
-function restore() {
-  try {
-    return JSON.parse(sessionStorage.getItem(STORE_KEY)) || null;
-  } catch {
-    return null;
-  }
-}
-
-function save() {
-  if (me) sessionStorage.setItem(STORE_KEY, JSON.stringify(me));
-  else sessionStorage.removeItem(STORE_KEY);
-}
-
-function showError(message) {
-  $('error').textContent = message || '';
-  $('error').hidden = !message;
-}
-
-function failed(e) {
-  if (e instanceof ApiError && e.body?.message) return showError(e.body.message);
-  showError(t('error.network', 'We could not reach the service. Please try again.'));
-}
 
 // ---------------------------------------------------------------- sign in
 
@@ -71,7 +48,7 @@ async function signIn(event) {
     return failed(e);
   }
   me = { id, key: values.key || null };
-  save();
+  kept.save(me);
   enter();
 }
 
@@ -80,7 +57,7 @@ function signOut() {
   push = null;
   me = null;
   agent = null;
-  save();
+  kept.save(me);
   useCredential(null);
   for (const id of [...panels.keys()]) dropPanel(id);
   $('desk').hidden = true;
@@ -474,10 +451,7 @@ async function complete(id) {
   if (await roomLive(id)) {
     // A live video room: only after the agent says so.
     const dialog = $('force-dialog');
-    dialog.showModal();
-    const choice = await new Promise((resolve) =>
-      dialog.addEventListener('close', () => resolve(dialog.returnValue), { once: true }),
-    );
+    const choice = await ask(dialog);
     if (choice !== 'force') return;
     force = true;
   }
@@ -487,10 +461,7 @@ async function complete(id) {
     if (!(e instanceof ApiError && e.status === 409 && /room/i.test(e.body?.message || ''))) return failed(e);
     // The room went live meanwhile: ask, as above.
     const dialog = $('force-dialog');
-    dialog.showModal();
-    const choice = await new Promise((resolve) =>
-      dialog.addEventListener('close', () => resolve(dialog.returnValue), { once: true }),
-    );
+    const choice = await ask(dialog);
     if (choice !== 'force') return;
     try {
       await api.post(`/api/v1/services/${enc(id)}/complete?force=true`, {});

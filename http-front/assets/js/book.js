@@ -5,10 +5,10 @@
 
 import './embed.js';
 import { api, form, plausiblePhone, ApiError } from './api.js';
+import { $, failed, showError } from './ui.js';
 import { pickLanguage, setLanguage, language, t } from './i18n.js';
 import { calendar, span, viewerZone } from './slots.js';
 
-const $ = (id) => document.getElementById(id);
 const name = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 let scenario = { name };
 let chosen = null;
@@ -20,16 +20,6 @@ function show(id) {
   const h = $(id).querySelector('h1');
   h.tabIndex = -1;
   h.focus({ preventScroll: true });
-}
-
-function showError(message) {
-  $('error').textContent = message || '';
-  $('error').hidden = !message;
-}
-
-function failed(e) {
-  if (e instanceof ApiError && e.body?.message) return showError(e.body.message);
-  showError(t('error.network', 'We could not reach the service. Please try again.'));
 }
 
 async function loadCalendar() {

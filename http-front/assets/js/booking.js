@@ -3,10 +3,10 @@
 // slot, add it to a calendar, or cancel it.
 
 import { api, ApiError } from './api.js';
+import { $, ask, failed as failedCall, notice, showError } from './ui.js';
 import { pickLanguage, setLanguage, language, t } from './i18n.js';
 import { calendar, span, viewerZone } from './slots.js';
 
-const $ = (id) => document.getElementById(id);
 const id = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 const token = new URLSearchParams(location.search).get('token') || '';
 const base = `/api/v1/bookings/${encodeURIComponent(id)}`;
@@ -14,22 +14,11 @@ const withToken = (path) => `${path}?token=${encodeURIComponent(token)}`;
 let booking = null;
 let chosen = null;
 
-function showError(message) {
-  $('error').textContent = message || '';
-  $('error').hidden = !message;
-}
-
 function failed(e) {
   if (e instanceof ApiError && (e.status === 404 || (e.status === 400 && !token))) {
     return showError(t('manage.notFound', 'This link does not open a booking. Please check it, or use the newest e-mail we sent.'));
   }
-  if (e instanceof ApiError && e.body?.message) return showError(e.body.message);
-  showError(t('error.network', 'We could not reach the service. Please try again.'));
-}
-
-function notice(text) {
-  $('notice').textContent = text || '';
-  $('notice').hidden = !text;
+  return failedCall(e);
 }
 
 function show(which) {
@@ -107,10 +96,7 @@ async function confirmMove() {
 
 async function cancel() {
   const dialog = $('cancel-dialog');
-  dialog.showModal();
-  const choice = await new Promise((resolve) =>
-    dialog.addEventListener('close', () => resolve(dialog.returnValue), { once: true }),
-  );
+  const choice = await ask(dialog);
   if (choice !== 'cancel') return;
   try {
     booking = await api.del(withToken(base));

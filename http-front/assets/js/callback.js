@@ -9,15 +9,15 @@
 import './embed.js';
 import { api, form, plausiblePhone, ApiError } from './api.js';
 import { connect } from './push.js';
+import { $, failed, showError, stored } from './ui.js';
 import { pickLanguage, setLanguage, language, t, duration, clock, number } from './i18n.js';
 
-const $ = (id) => document.getElementById(id);
 const scenario = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 const enc = encodeURIComponent;
-const STORE_KEY = `callbackd:callback:${scenario}`;
+const kept = stored(`callbackd:callback:${scenario}`);
 const VIEWS = ['ask', 'wait', 'ready', 'chat', 'done'];
 
-let session = restore(); // {id, device, nickname, chatStarted}
+let session = kept.load(); // {id, device, nickname, chatStarted}
 let push = null;
 let view = null;
 const shown = new Set(); // transcript positions on the page
@@ -25,19 +25,6 @@ let agentName = '';
 let typingSent = false;
 let typingTimer = null;
 let theirTypingTimer = null;
-
-function restore() {
-  try {
-    return JSON.parse(sessionStorage.getItem(STORE_KEY)) || null;
-  } catch {
-    return null;
-  }
-}
-
-function save() {
-  if (session) sessionStorage.setItem(STORE_KEY, JSON.stringify(session));
-  else sessionStorage.removeItem(STORE_KEY);
-}
 
 function show(name) {
   if (view === name) return;
@@ -52,17 +39,6 @@ function show(name) {
     heading.tabIndex = -1;
     heading.focus({ preventScroll: true });
   }
-}
-
-function showError(message) {
-  const box = $('error');
-  box.textContent = message;
-  box.hidden = !message;
-}
-
-function failed(e) {
-  if (e instanceof ApiError && e.body?.message) return showError(e.body.message);
-  showError(t('error.network', 'We could not reach the service. Please try again.'));
 }
 
 // ---------------------------------------------------------------- asking
@@ -136,7 +112,7 @@ async function ask(event) {
       last: values.lastName || '',
       since: Date.now(),
     };
-    save();
+    kept.save(session);
     listen();
     showWait();
   } catch (e) {
@@ -209,7 +185,7 @@ function showReady() {
   // sent again once the device had it.
   if (session && !session.ready) {
     session.ready = true;
-    save();
+    kept.save(session);
   }
   show('ready');
 }
@@ -254,7 +230,7 @@ async function startChat() {
       if (!(e instanceof ApiError && e.status === 409)) return failed(e);
     }
     session.chatStarted = true;
-    save();
+    kept.save(session);
   }
   $('message').disabled = false;
   await readTranscript();
@@ -418,7 +394,7 @@ function finish(reason) {
   push?.close();
   push = null;
   session = null;
-  save();
+  kept.save(session);
   $('done-text').textContent =
     reason === 'CANCELLED'
       ? t('done.cancelled', 'You left the queue. You can ask again at any time.')
@@ -468,7 +444,7 @@ function onState(state) {
   if ((state === 'QUEUED' || state === 'SCHEDULED') && session?.ready) {
     // Back in the queue (the confirmation timed out): ready no more.
     session.ready = false;
-    save();
+    kept.save(session);
   }
   if (state === 'QUEUED' || state === 'SCHEDULED') {
     if (view !== 'wait') showWait();

@@ -8,9 +8,9 @@
 
 import { api, ApiError } from './api.js';
 import { connect } from './push.js';
+import { $, failed as failedCall, showError } from './ui.js';
 import { pickLanguage, setLanguage, language, t } from './i18n.js';
 
-const $ = (id) => document.getElementById(id);
 const code = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 const token = new URLSearchParams(location.search).get('token') || '';
 const base = `/api/v1/rooms/${encodeURIComponent(code)}`;
@@ -34,17 +34,11 @@ function show(name) {
   for (const v of VIEWS) $(v).hidden = v !== name;
 }
 
-function showError(message) {
-  $('error').textContent = message || '';
-  $('error').hidden = !message;
-}
-
 function failed(e) {
-  if (e instanceof ApiError && e.body?.message) return showError(e.body.message);
   if (e?.name === 'NotAllowedError') {
     return showError(t('room.noPermission', 'The browser did not allow the camera or microphone. Allow them for this page and try again.'));
   }
-  showError(t('error.network', 'We could not reach the service. Please try again.'));
+  return failedCall(e);
 }
 
 function peerState(text, connected = false) {

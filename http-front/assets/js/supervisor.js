@@ -4,14 +4,14 @@
 // one or many, and the CSV export. Live through the supervisors' channel of
 // the plain WebSocket: each change of a service redraws what it touches.
 
-import { api, fetchWith, useCredential, ApiError } from './api.js';
+import { api, fetchWith, useCredential } from './api.js';
 import { connect } from './push.js';
+import { $, ask, failed, notice, showError, stored } from './ui.js';
 import { pickLanguage, setLanguage, language, t, duration, number } from './i18n.js';
 
-const $ = (id) => document.getElementById(id);
-const STORE_KEY = 'callbackd:supervisor';
+const kept = stored('callbackd:supervisor');
 const PAGE = 20;
-let me = restore(); // {key}
+let me = kept.load(); // {key}
 let push = null;
 let page = 1;
 let total = 0;
@@ -23,29 +23,6 @@ let lastChart = 0;
 const REDRAW_EVERY = 1500;
 const CHART_EVERY = 30000;
 let timelineOf = null;
-
-function restore() {
-  try {
-    return JSON.parse(sessionStorage.getItem(STORE_KEY)) || null;
-  } catch {
-    return null;
-  }
-}
-
-function showError(message) {
-  $('error').textContent = message || '';
-  $('error').hidden = !message;
-}
-
-function notice(message) {
-  $('notice').textContent = message || '';
-  $('notice').hidden = !message;
-}
-
-function failed(e) {
-  if (e instanceof ApiError && e.body?.message) return showError(e.body.message);
-  showError(t('error.network', 'We could not reach the service. Please try again.'));
-}
 
 // ---------------------------------------------------------------- sign in
 
@@ -61,14 +38,14 @@ async function signIn(event) {
     return failed(e);
   }
   me = { key };
-  sessionStorage.setItem(STORE_KEY, JSON.stringify(me));
+  kept.save(me);
   enter();
 }
 
 function signOut() {
   push?.close();
   me = null;
-  sessionStorage.removeItem(STORE_KEY);
+  kept.save(null);
   useCredential(null);
   $('board').hidden = true;
   $('sign-out').hidden = true;
@@ -481,10 +458,7 @@ async function cancelSelected() {
   const dialog = $('cancel-dialog');
   $('cancel-text').textContent = t('sup.cancelText', '{n} services will be cancelled; their customers are told.', { n: number(selected.size) });
   $('cancel-reason').value = '';
-  dialog.showModal();
-  const choice = await new Promise((resolve) =>
-    dialog.addEventListener('close', () => resolve(dialog.returnValue), { once: true }),
-  );
+  const choice = await ask(dialog);
   if (choice !== 'cancel') return;
   const body = { ids: [...selected] };
   const reason = $('cancel-reason').value.trim();

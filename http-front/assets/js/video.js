@@ -6,19 +6,14 @@
 
 import { api, ApiError } from './api.js';
 import { connect } from './push.js';
+import { $, showError } from './ui.js';
 import { pickLanguage, setLanguage, language, t } from './i18n.js';
 import { span } from './slots.js';
 
-const $ = (id) => document.getElementById(id);
 const id = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 let view = null;
 let tick = null;
 let recheck = null;
-
-function showError(message) {
-  $('error').textContent = message || '';
-  $('error').hidden = !message;
-}
 
 /// Goes to the room's page (callbackd's own, for every provider: a
 /// meeting service's room shows its link there) when there is a room.

@@ -12,13 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use engine::machine::{Changes, Event};
 use engine::record::ServiceRecord;
-use engine::schedule::{local_time, utc_time, Tz};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::check_id;
-use super::schedule::{book, refused_seat};
+use super::schedule::{book, booking_answer, refused_seat};
 use crate::error::AppError;
 use crate::extract::Path;
 use crate::form::JsonBody;
@@ -54,27 +53,19 @@ async fn booking_of(
 /// What the customer's page shows of a booking.
 fn view(state: &AppState, record: &ServiceRecord) -> Value {
     let scenario = state.shell.scenario(&record.scenario).ok();
-    let mut answer = json!({
+    let answer = json!({
         "_id": record.id,
         "_service_name": record.scenario,
         "_callback_state": record.state.gms_name(),
         "_callback_reason": record.reason_name(),
-        "_desired_time": utc_time(record.desired_time),
         "title": scenario
             .and_then(|s| s.schedule.as_ref())
             .map(|s| s.title.clone()),
         // The customer may still move or cancel it.
         "changeable": record.state == engine::record::ServiceState::Scheduled,
     });
-    if let Some(b) = &record.booking {
-        let zone = b.timezone.parse::<Tz>().unwrap_or(Tz::UTC);
-        answer["_slot_end"] = json!(utc_time(b.slot_end));
-        answer["_local_time"] = json!(local_time(b.slot, zone));
-        answer["_timezone"] = json!(zone.name());
-        if let Some(url) = &b.join_url {
-            answer["_join_url"] = json!(url);
-        }
-    }
+    // The booking's times and links, as the create and the reschedule answer them.
+    let mut answer = booking_answer(&state.link_base, record, answer);
     let name = scenario
         .and_then(|s| s.schedule.as_ref())
         .and_then(|s| record.user_data.get(&s.notifications.name_field));

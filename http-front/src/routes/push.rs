@@ -70,11 +70,13 @@ fn origin(headers: &HeaderMap, who: Who) -> Result<Origin, AppError> {
 /// WebSocket): in the CometD handshake's `ext` ([`HandshakeCheck`]) or the
 /// plain WebSocket's first frame ([`first_frame_credential`]). A device's
 /// channel needs only its `gms_user` (the service's
-/// `_device_notification_id`, which only the app knows).
+/// `_device_notification_id`, which only the app knows). A supervisor's
+/// board (`supervisor`) needs a supervisor's credential the same way.
 async fn checked_origin(
     state: &AppState,
     headers: &HeaderMap,
     who: Who,
+    supervisor: bool,
 ) -> Result<Origin, AppError> {
     let mut origin = origin(headers, who)?;
     if state.access.is_open() {
@@ -87,6 +89,9 @@ async fn checked_origin(
     let caller = Caller(auth::identify_values(state, authorization, api_key).await?);
     if let Some(agent) = &origin.agent_id {
         caller.for_agent(agent)?;
+    }
+    if supervisor {
+        caller.require(access::Role::Supervisor)?;
     }
     // The session is bound to this credential, too: a later request for
     // it must present the same one.
@@ -258,7 +263,7 @@ pub async fn long_poll(
     Query(who): Query<Who>,
     body: axum::body::Body,
 ) -> Result<Response, AppError> {
-    let mut origin = checked_origin(&state, &headers, who).await?;
+    let mut origin = checked_origin(&state, &headers, who, false).await?;
     // Outside the API's request timeout: a body that trickles (and so
     // escapes the body guard's stall timeout) is cut here.
     let body = tokio::time::timeout(BODY_WITHIN, crate::form::read_body(body))
@@ -336,7 +341,7 @@ pub async fn cometd_socket(
             exception: "INVALID_REQUEST",
         });
     };
-    let origin = checked_origin(&state, &headers, who).await?;
+    let origin = checked_origin(&state, &headers, who, false).await?;
     room_for_a_socket(&state)?;
     let bayeux = bayeux_for(&state, &headers);
     Ok(tuned(upgrade).on_upgrade(move |socket| async move {
@@ -382,10 +387,7 @@ pub async fn plain_socket(
             "a supervisor's board names no gms_user or agent_id",
         ));
     }
-    if supervisor {
-        supervisor_in_headers(&state, &headers).await?;
-    }
-    let origin = checked_origin(&state, &headers, who).await?;
+    let origin = checked_origin(&state, &headers, who, supervisor).await?;
     room_for_a_socket(&state)?;
     let plain = Plain::new(state.shell.registry().clone());
     // An agent or a supervisor that brought no credential in its headers
@@ -523,21 +525,6 @@ fn open_plain(
             Err(AppError::Busy(r.to_string()))
         }
     }
-}
-
-/// A supervisor's board that presents its credential in the upgrade's
-/// headers must be a supervisor's (401/403 before the upgrade); without one
-/// it proves itself in the first frame.
-async fn supervisor_in_headers(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    if state.access.is_open() {
-        return Ok(());
-    }
-    let (authorization, api_key) = auth::presented_headers(headers)?;
-    if authorization.is_none() && api_key.is_none() {
-        return Ok(());
-    }
-    Caller(auth::identify_values(state, authorization, api_key).await?)
-        .require(access::Role::Supervisor)
 }
 
 /// How long a long-polling request may take to send its body.

@@ -104,7 +104,7 @@ await main(async (browser) => {
 
   await customer.getByRole('button', { name: 'Start the chat' }).click();
   await chatOpen(customer);
-  await waitForState(id, 'PROCESSING');
+  await api.waitForState(id, 'PROCESSING');
 
   // The agent writes and types; the customer sees both.
   await api.post(`/api/v1/services/${id}/chat/typing`, { typing: true });
@@ -182,15 +182,4 @@ async function waitForText(locator, text) {
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`expected ${JSON.stringify(text)}, last saw ${JSON.stringify(last)}`);
-}
-
-async function waitForState(id, state) {
-  const deadline = Date.now() + WAIT.timeout;
-  let last;
-  while (Date.now() < deadline) {
-    last = (await api.get(`/genesys/1/service/callback?_id=${id}`))[0]?._callback_state ?? null;
-    if (last === state) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`service ${id}: expected ${state}, last saw ${last}`);
 }

@@ -94,7 +94,7 @@ await main(async (browser) => {
 
   // A second customer (an app, through the API): a second offer, a second tab.
   const second = (await api.create('chat-delay', { _customer_number: '+441632960077', firstName: 'Omar' }))._id;
-  await waitForState(second, 'ROUTING');
+  await api.waitForState(second, 'ROUTING');
   await api.post(`/genesys/1/service/${second}/connect`);
   await console_.getByRole('tab', { name: /Omar/ }).waitFor(WAIT);
   await console_.getByRole('status', { name: 'New offers' }).filter({ hasText: '2' }).waitFor(WAIT);
@@ -136,14 +136,3 @@ await main(async (browser) => {
   const agent = await api.get('/api/v1/agents/alice');
   assert.equal(agent.services.length, 0);
 });
-
-async function waitForState(id, state) {
-  const deadline = Date.now() + WAIT.timeout;
-  let last;
-  while (Date.now() < deadline) {
-    last = (await api.get(`/genesys/1/service/callback?_id=${id}`))[0]?._callback_state ?? null;
-    if (last === state) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`service ${id}: expected ${state}, last saw ${last}`);
-}

@@ -131,6 +131,18 @@ export function apiClient(base) {
     post: (p, b) => call('POST', p, b),
     put: (p, b) => call('PUT', p, b),
     del: (p) => call('DELETE', p),
+    /// Waits until the service is in this GMS state (the query's
+    /// `_callback_state`); throws with the last one seen.
+    async waitForState(id, state, timeout = 10000) {
+      const deadline = Date.now() + timeout;
+      let last;
+      while (Date.now() < deadline) {
+        last = (await call('GET', `/genesys/1/service/callback?_id=${id}`))[0]?._callback_state ?? null;
+        if (last === state) return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`service ${id}: expected ${state}, last saw ${last}`);
+    },
     /// A GMS create, multipart as the seed sends it.
     async create(scenario, fields) {
       const form = new FormData();
