@@ -392,10 +392,10 @@ pub struct ServiceRecord {
     /// The booked slot, for services created with `_desired_time` in a
     /// scenario with a `_schedule`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub booking: Option<Booking>,
+    pub booking: Option<Box<Booking>>,
     /// The video leg: a chat escalated to video, or a video appointment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub video: Option<crate::video::VideoLeg>,
+    pub video: Option<Box<crate::video::VideoLeg>>,
     /// The agent that currently holds a reservation on this service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
@@ -417,7 +417,7 @@ pub struct ServiceRecord {
     #[serde(default)]
     pub timers: BTreeMap<TimerKind, DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chat: Option<Chat>,
+    pub chat: Option<Box<Chat>>,
     #[serde(default)]
     pub outbox: Vec<DeviceNotification>,
     #[serde(default)]

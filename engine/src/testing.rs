@@ -621,7 +621,7 @@ pub fn effect_kind(effect: &Effect) -> String {
         Effect::LinkAgent => "LinkAgent".into(),
         Effect::RoomEnded { .. } => "RoomEnded".into(),
         Effect::AgentNotReady { .. } => "AgentNotReady".into(),
-        Effect::StateNotice { .. } => "StateNotice".into(),
+        Effect::StateNotice => "StateNotice".into(),
     }
 }
 

@@ -79,9 +79,10 @@ fn a_reserved_agent_gets_a_preview_and_the_customer_hears_nothing() {
         secs(30),
     )
     .unwrap();
-    let Some(Effect::StateNotice { payload, .. }) = applied.effects.last() else {
+    let Some(Effect::StateNotice) = applied.effects.last() else {
         panic!("no state push: {:?}", applied.effects);
     };
+    let (_, payload) = machine::state_notice(&applied.record).expect("a state to tell");
     assert_eq!(payload["message"]["_callback_state"], "ROUTING");
     assert_eq!(payload["message"]["_agent_id"], serde_json::Value::Null);
     // The preview shows what `_agent_preview_data` names, and no more.

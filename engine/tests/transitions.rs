@@ -2252,7 +2252,7 @@ fn state_notices_carry_the_gms_state_until_completion() {
         (&routing, Some(("ROUTING", json!("agent-1")))),
         (&done, None),
     ] {
-        let notice = state_notice(&applied.effects);
+        let notice = state_notice(applied);
         match (notice, want) {
             (Some((tag, payload)), Some((state, agent))) => {
                 assert_eq!(tag, format!("service.state.{ID}"));
@@ -2268,16 +2268,16 @@ fn state_notices_carry_the_gms_state_until_completion() {
 }
 
 /// The state push among `effects`: there is at most one, and it comes last.
-fn state_notice(effects: &[Effect]) -> Option<(String, Value)> {
+fn state_notice(applied: &Applied) -> Option<(String, Value)> {
+    let effects = &applied.effects;
     let notices: Vec<usize> = (0..effects.len())
-        .filter(|&i| matches!(effects[i], Effect::StateNotice { .. }))
+        .filter(|&i| matches!(effects[i], Effect::StateNotice))
         .collect();
     match notices.as_slice() {
         [] => None,
-        [i] if *i == effects.len() - 1 => match &effects[*i] {
-            Effect::StateNotice { tag, payload } => Some((tag.clone(), payload.clone())),
-            _ => unreachable!(),
-        },
+        [i] if *i == effects.len() - 1 => {
+            Some(machine::state_notice(&applied.record).expect("a state to tell"))
+        }
         _ => panic!("the state notice comes once and last: {effects:?}"),
     }
 }
@@ -2287,7 +2287,7 @@ fn create_pushes_the_new_state_last() {
     // Queued at once, or scheduled for later: the device hears either.
     for (desired, state) in [(None, "QUEUED"), (Some(600), "SCHEDULED")] {
         let created = create(&delay(), desired);
-        let (_, payload) = state_notice(&created.effects).expect("a state notice");
+        let (_, payload) = state_notice(&created).expect("a state notice");
         assert_eq!(payload["message"]["_callback_state"], state);
         // The record's version as stored: 1, not the queue entry's.
         assert_eq!(payload["id"], format!("{ID}-v1"));
@@ -2299,7 +2299,7 @@ fn only_a_change_of_state_pushes_the_state() {
     let scn = delay();
     let queued = create(&scn, None).record;
     let reserved = apply_step(&queued, &scn, &at(30, reserved("agent-1"))).unwrap();
-    let (_, payload) = state_notice(&reserved.effects).expect("a state notice");
+    let (_, payload) = state_notice(&reserved).expect("a state notice");
     assert_eq!(payload["id"], format!("{ID}-v{}", reserved.record.version));
     // Events that leave the state as it was push nothing.
     for event in [
@@ -2311,7 +2311,7 @@ fn only_a_change_of_state_pushes_the_state() {
     ] {
         let same = machine::apply(&reserved.record, &scn, &event, secs(31)).unwrap();
         assert_eq!(same.record.state, reserved.record.state);
-        assert_eq!(state_notice(&same.effects), None, "{event:?}");
+        assert_eq!(state_notice(&same), None, "{event:?}");
     }
 }
 

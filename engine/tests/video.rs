@@ -1505,7 +1505,7 @@ fn room_events_work_in_every_active_state_and_not_after_completion() {
     let scn = delay();
     let mut rec = run(&scn, svc(), &[at(10, reserved(A))]).record;
     assert_eq!(rec.state, S::WaitForUserConfirm);
-    rec.video = Some(leg(routing(None), vec![room(ROOM, 10)]));
+    rec.video = Some(Box::new(leg(routing(None), vec![room(ROOM, 10)])));
     let applied = machine::apply(&rec, &scn, &joined(Party::Client), secs(20)).unwrap();
     assert_eq!(applied.record.state, S::WaitForUserConfirm);
     assert!(applied.record.video.as_ref().unwrap().rooms[0].is_in(Party::Client));

@@ -10,6 +10,8 @@
 mod api;
 
 pub mod agent_desktop;
+pub mod bench;
+pub mod load;
 pub mod mobile_app;
 
 pub use api::TranscriptRow;

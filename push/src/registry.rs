@@ -502,6 +502,11 @@ impl Registry {
     }
 
     /// Whether a supervisor's board listens on this node.
+    /// Whether a client of `device` is on this node.
+    pub fn has_device(&self, device: &str) -> bool {
+        self.lock().by_device.contains_key(device)
+    }
+
     pub fn has_supervisors(&self) -> bool {
         !self.lock().supervisors.is_empty()
     }

@@ -57,6 +57,13 @@ impl Keys {
         self.key(&format!("cust:{number}"))
     }
 
+    /// Hash: device → its waiting services ("id,id", or "*" for the set
+    /// `qdev:<device>` of a device with many), for the positions pushed to
+    /// devices. Kept by the scripts only.
+    pub fn waiting_devices(&self) -> String {
+        self.key("qdev")
+    }
+
     /// Set: the ids in a state.
     pub fn state(&self, state: ServiceState) -> String {
         self.key(&format!("state:{}", state_name(state)))
@@ -85,6 +92,12 @@ impl Keys {
     /// Zset: ids scored by storage deadline, for the purge.
     pub fn deadlines(&self) -> String {
         self.key("deadlines")
+    }
+
+    /// Hash: queue → the summed `max_concurrent` of its ready agents,
+    /// kept by the agent scripts (the EWT's input).
+    pub fn capacity(&self) -> String {
+        self.key("capacity")
     }
 
     /// Set: agent ids.
@@ -189,6 +202,8 @@ mod tests {
             (k.idx(), "{ns}:idx"),
             (k.customers(), "{ns}:cust"),
             (k.customer_set("0"), "{ns}:cust:0"),
+            (k.waiting_devices(), "{ns}:qdev"),
+            (k.capacity(), "{ns}:capacity"),
             (
                 k.state(ServiceState::WaitForAgent),
                 "{ns}:state:wait_for_agent",

@@ -27,46 +27,68 @@ end
 -- The customer index is one hash, number -> "id,id,...": most customers
 -- have one service, and a hash field costs far less than a set per
 -- customer. A number with many services (a placeholder such as "0") moves
--- to a set of its own, marked "*" in the hash, so no write rewrites a long list.
-local CUST_LIST_MAX = 16
+-- to a set of its own, marked "*" in the hash, so no write rewrites a long
+-- list. The index of waiting services by device ('qdev', for the
+-- positions pushed to devices) is kept the same way.
+local LIST_MAX = 16
 
-local function cust_add(number, id)
-  local k = P .. 'cust'
-  local ids = redis.call('HGET', k, number)
+local function list_add(name, field, id)
+  local k = P .. name
+  local ids = redis.call('HGET', k, field)
   if not ids then
-    redis.call('HSET', k, number, id)
+    redis.call('HSET', k, field, id)
   elseif ids == '*' then
-    redis.call('SADD', P .. 'cust:' .. number, id)
+    redis.call('SADD', k .. ':' .. field, id)
   else
     local n = 1
     for _ in string.gmatch(ids, ',') do n = n + 1 end
-    if n >= CUST_LIST_MAX then
-      local set = P .. 'cust:' .. number
+    if n >= LIST_MAX then
+      local set = k .. ':' .. field
       for other in string.gmatch(ids, '[^,]+') do redis.call('SADD', set, other) end
       redis.call('SADD', set, id)
-      redis.call('HSET', k, number, '*')
+      redis.call('HSET', k, field, '*')
     else
-      redis.call('HSET', k, number, ids .. ',' .. id)
+      redis.call('HSET', k, field, ids .. ',' .. id)
     end
   end
 end
 
-local function cust_remove(number, id)
-  local k = P .. 'cust'
-  local ids = redis.call('HGET', k, number)
+local function list_remove(name, field, id)
+  local k = P .. name
+  local ids = redis.call('HGET', k, field)
   if not ids then return end
   if ids == '*' then
-    local set = P .. 'cust:' .. number
+    local set = k .. ':' .. field
     redis.call('SREM', set, id)
-    if redis.call('SCARD', set) == 0 then redis.call('HDEL', k, number) end
+    if redis.call('SCARD', set) == 0 then redis.call('HDEL', k, field) end
     return
   end
   local left = {}
   for other in string.gmatch(ids, '[^,]+') do
     if other ~= id then table.insert(left, other) end
   end
-  if #left == 0 then redis.call('HDEL', k, number)
-  else redis.call('HSET', k, number, table.concat(left, ',')) end
+  if #left == 0 then redis.call('HDEL', k, field)
+  else redis.call('HSET', k, field, table.concat(left, ',')) end
+end
+
+-- The services listed under `field` of index `name`.
+local function list_members(name, field)
+  local ids = redis.call('HGET', P .. name, field)
+  if not ids then return {} end
+  if ids == '*' then return redis.call('SMEMBERS', P .. name .. ':' .. field) end
+  local list = {}
+  for other in string.gmatch(ids, '[^,]+') do table.insert(list, other) end
+  return list
+end
+
+local function cust_add(number, id) list_add('cust', number, id) end
+local function cust_remove(number, id) list_remove('cust', number, id) end
+
+-- The device whose waiting service this index entry is (nil when it does
+-- not wait, or has no device).
+local function waiting_device(ix)
+  if ix and ix.q and ix.v and ix.v ~= '' then return ix.v end
+  return nil
 end
 
 -- A queue member: order prefix, id, skills and the owning device; then,
@@ -93,6 +115,20 @@ local function timer_member(id, t)
   return id .. '|' .. t[1] .. '|' .. t[2]
 end
 
+-- The capacity hash, queue -> the summed max_concurrent of its ready
+-- agents (the EWT's input): adds (sign 1) or takes away (-1) the share of
+-- the agent whose hash is `key`.
+local function capacity_add(key, sign)
+  local a = redis.call('HMGET', key, 'p', 'max')
+  if not a[1] then return end
+  local max = tonumber(a[2] or '0') * sign
+  for _, q in ipairs(cjson.decode(a[1]).queues or {}) do
+    if redis.call('HINCRBY', P .. 'capacity', q, max) <= 0 then
+      redis.call('HDEL', P .. 'capacity', q)
+    end
+  end
+end
+
 -- Removes field `field` of hash `key` if it still names service `id`.
 local function hdel_if(key, field, id)
   if redis.call('HGET', key, field) == id then redis.call('HDEL', key, field) end
@@ -112,6 +148,7 @@ end
 -- `keep_agent` is set.
 local function undo(id, ix, keep, keep_agent)
   cust_remove(ix.c, id)
+  if waiting_device(ix) then list_remove('qdev', ix.v, id) end
   redis.call('SREM', P .. 'state:' .. ix.s, id)
   redis.call('SREM', P .. 'scen:' .. ix.n, id)
   if ix.q then
@@ -154,6 +191,7 @@ end
 const PUT: &str = r#"
 local id, expected, value, ixraw = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local keep_ms, now = tonumber(ARGV[6]), tonumber(ARGV[7])
+local wake = false
 
 local stored = redis.call('GET', KEYS[1])
 -- The very same write again (a client retry after a lost answer): done already.
@@ -164,7 +202,7 @@ local cur = version_of(stored)
 -- A record past its deadline (or already expired by Redis) no longer exists.
 if old and (tonumber(old.d) <= now or not cur) then
   forget(id, old)
-  old, cur = nil, nil
+  old, oldraw, cur = nil, nil, nil
 end
 
 if expected == '' then
@@ -181,10 +219,7 @@ local new = cjson.decode(ixraw)
 -- creates racing on different nodes cannot both pass.
 local max_cust, max_scen = tonumber(ARGV[8]), tonumber(ARGV[9])
 if max_cust then
-  local ids = redis.call('HGET', P .. 'cust', new.c)
-  local list = {}
-  if ids == '*' then list = redis.call('SMEMBERS', P .. 'cust:' .. new.c)
-  elseif ids then for other in string.gmatch(ids, '[^,]+') do table.insert(list, other) end end
+  local list = list_members('cust', new.c)
   local active = 0
   for _, other in ipairs(list) do
     local raw = redis.call('HGET', P .. 'idx', other)
@@ -235,40 +270,100 @@ if new.ra then
   if holder and holder ~= id and is_stored(holder, now) then return 'INROOM:' .. holder end
 end
 
--- Timers both versions hold (same kind, same due time) keep their score:
--- that may be a claim's lease, which a write must not cancel.
-local keep, armed = {}, false
-for _, t in ipairs(new.t) do keep[timer_member(id, t)] = true end
+-- Only what changed is written: a create adds every entry, a change of
+-- state moves the service between two sets, and a timer both versions hold
+-- (same kind, same due time) keeps its score, which may be a claim's lease
+-- that a write must not cancel.
 if old then
-  local had = {}
-  for _, t in ipairs(old.t) do had[timer_member(id, t)] = true end
-  for _, t in ipairs(new.t) do if not had[timer_member(id, t)] then armed = true end end
-  undo(id, old, keep, new.a == old_agent)
+  if old.c ~= new.c then cust_remove(old.c, id); cust_add(new.c, id) end
+  if waiting_device(old) ~= waiting_device(new) then
+    if waiting_device(old) then list_remove('qdev', old.v, id) end
+    if waiting_device(new) then list_add('qdev', new.v, id) end
+  end
+  if old.s ~= new.s then
+    redis.call('SREM', P .. 'state:' .. old.s, id)
+    redis.call('SADD', P .. 'state:' .. new.s, id)
+  end
+  if old.n ~= new.n then
+    redis.call('SREM', P .. 'scen:' .. old.n, id)
+    redis.call('SADD', P .. 'scen:' .. new.n, id)
+  end
+  local old_member = old.q and queue_member(id, old) or nil
+  local new_member = new.q and queue_member(id, new) or nil
+  if old.q ~= new.q or old_member ~= new_member then
+    if old.q then
+      local qk = P .. 'queue:' .. old.q
+      redis.call('ZREM', qk, old_member, legacy_member(id, old))
+      if redis.call('ZCARD', qk) == 0 then redis.call('SREM', P .. 'queues', old.q) end
+    end
+    if new.q then
+      redis.call('ZADD', P .. 'queue:' .. new.q, 0, new_member)
+      redis.call('SADD', P .. 'queues', new.q)
+    end
+  end
+  if old.a and old.a ~= new.a then redis.call('SREM', P .. 'agent:' .. old.a .. ':svc', id) end
+  if old.d ~= new.d then redis.call('ZADD', P .. 'deadlines', new.d, id) end
+  if old.b ~= new.b or old.n ~= new.n then
+    if old.b then
+      local sk = P .. 'seats:' .. old.n
+      if redis.call('HINCRBY', sk, old.b, -1) <= 0 then redis.call('HDEL', sk, old.b) end
+    end
+    if new.b then redis.call('HINCRBY', P .. 'seats:' .. new.n, new.b, 1) end
+  end
+  -- Guarded: an expired holder's code or agent may have been taken over.
+  if old.r ~= new.r then
+    if old.r then hdel_if(P .. 'rooms', old.r, id) end
+    if new.r then redis.call('HSET', P .. 'rooms', new.r, id) end
+  end
+  if old.ra ~= new.ra then
+    if old.ra then hdel_if(P .. 'roomagents', old.ra, id) end
+    if new.ra then redis.call('HSET', P .. 'roomagents', new.ra, id) end
+  end
 else
-  armed = #new.t > 0
-end
-
-cust_add(new.c, id)
-redis.call('SADD', P .. 'state:' .. new.s, id)
-redis.call('SADD', P .. 'scen:' .. new.n, id)
-if new.q then
-  redis.call('ZADD', P .. 'queue:' .. new.q, 0, queue_member(id, new))
-  redis.call('SADD', P .. 'queues', new.q)
+  cust_add(new.c, id)
+  if waiting_device(new) then list_add('qdev', new.v, id) end
+  redis.call('SADD', P .. 'state:' .. new.s, id)
+  redis.call('SADD', P .. 'scen:' .. new.n, id)
+  if new.q then
+    redis.call('ZADD', P .. 'queue:' .. new.q, 0, queue_member(id, new))
+    redis.call('SADD', P .. 'queues', new.q)
+  end
+  redis.call('ZADD', P .. 'deadlines', new.d, id)
+  if new.b then redis.call('HINCRBY', P .. 'seats:' .. new.n, new.b, 1) end
+  if new.r then redis.call('HSET', P .. 'rooms', new.r, id) end
+  if new.ra then redis.call('HSET', P .. 'roomagents', new.ra, id) end
 end
 if new.a and new.a ~= old_agent then
   redis.call('SADD', P .. 'agent:' .. new.a .. ':svc', id)
   redis.call('HSET', P .. 'agent:' .. new.a, 'last', now)
 end
+
+-- Timers: the ones only the old version held go, the new ones come. Other
+-- nodes' timer loops sleep until the earliest timer they saw, so they are
+-- woken (PUBLISH) only for a timer due before the earliest one stored.
+local had = {}
+if old then for _, t in ipairs(old.t) do had[timer_member(id, t)] = true end end
+local holds = {}
+local first = nil
 for _, t in ipairs(new.t) do
-  redis.call('ZADD', P .. 'timers', 'NX', t[2], timer_member(id, t))
+  local m = timer_member(id, t)
+  holds[m] = true
+  if not had[m] then
+    if first == nil then
+      local head = redis.call('ZRANGE', P .. 'timers', 0, 0, 'WITHSCORES')
+      first = head[2] and tonumber(head[2]) or false
+    end
+    if first == false or tonumber(t[2]) < first then wake = true end
+    redis.call('ZADD', P .. 'timers', 'NX', t[2], m)
+  end
 end
-redis.call('ZADD', P .. 'deadlines', new.d, id)
-if new.b then redis.call('HINCRBY', P .. 'seats:' .. new.n, new.b, 1) end
-if new.r then redis.call('HSET', P .. 'rooms', new.r, id) end
-if new.ra then redis.call('HSET', P .. 'roomagents', new.ra, id) end
-redis.call('HSET', P .. 'idx', id, ixraw)
+for m in pairs(had) do
+  if not holds[m] then redis.call('ZREM', P .. 'timers', m) end
+end
+
+if ixraw ~= oldraw then redis.call('HSET', P .. 'idx', id, ixraw) end
 redis.call('SET', KEYS[1], value, 'PX', math.max(keep_ms, 1))
-if armed then redis.call('PUBLISH', P .. 'wake', 'timer') end
+if wake then redis.call('PUBLISH', P .. 'wake', 'timer') end
 return 'OK'
 "#;
 
@@ -301,6 +396,56 @@ if not rank then return false end
 return {rank + 1, redis.call('ZCARD', qk)}
 "#;
 
+/// device_positions(devices): each device's waiting services with their
+/// places. ARGV = prefix, then the devices. Answers a flat list: device,
+/// id, position, waiting; four per service.
+const DEVICE_POSITIONS: &str = r#"
+local out = {}
+for i = 2, #ARGV do
+  local device = ARGV[i]
+  for _, id in ipairs(list_members('qdev', device)) do
+    local raw = redis.call('HGET', P .. 'idx', id)
+    local ix = raw and cjson.decode(raw)
+    if waiting_device(ix) == device then
+      local qk = P .. 'queue:' .. ix.q
+      local rank = redis.call('ZRANK', qk, queue_member(id, ix))
+        or redis.call('ZRANK', qk, legacy_member(id, ix))
+      if rank then
+        table.insert(out, device)
+        table.insert(out, id)
+        table.insert(out, rank + 1)
+        table.insert(out, redis.call('ZCARD', qk))
+      end
+    end
+  end
+end
+return out
+"#;
+
+/// rebuild_waiting_devices: the index of waiting services by device, made
+/// from the index entries when a deployment from before it has none (and
+/// services wait). ARGV = prefix.
+const REBUILD_WAITING_DEVICES: &str = r#"
+if redis.call('EXISTS', P .. 'qdev') == 1 or redis.call('SCARD', P .. 'queues') == 0 then
+  return 0
+end
+local n = 0
+local cursor = '0'
+repeat
+  local page = redis.call('HSCAN', P .. 'idx', cursor, 'COUNT', 1000)
+  cursor = page[1]
+  local fields = page[2]
+  for i = 1, #fields, 2 do
+    local ix = cjson.decode(fields[i + 1])
+    if waiting_device(ix) then
+      list_add('qdev', ix.v, fields[i])
+      n = n + 1
+    end
+  end
+until cursor == '0'
+return n
+"#;
+
 /// room(code, now): the service holding a room code, while it is stored.
 /// KEYS[1] = the rooms hash. ARGV = prefix, code, now in ms.
 const ROOM: &str = r#"
@@ -318,11 +463,15 @@ return due
 "#;
 
 /// put_agent(profile): KEYS[1] = the agent's hash. ARGV = prefix, id,
-/// profile JSON, max_concurrent. A new agent starts not ready.
+/// profile JSON, max_concurrent. A new agent starts not ready; a ready
+/// one's share of its queues' capacity follows its new profile.
 const PUT_AGENT: &str = r#"
+local ready = redis.call('HGET', KEYS[1], 'ready') == '1'
+if ready then capacity_add(KEYS[1], -1) end
 redis.call('HSET', KEYS[1], 'p', ARGV[3], 'max', ARGV[4])
 redis.call('HSETNX', KEYS[1], 'ready', '0')
 redis.call('SADD', P .. 'agents', ARGV[2])
+if ready then capacity_add(KEYS[1], 1) end
 return 'OK'
 "#;
 
@@ -330,8 +479,46 @@ return 'OK'
 /// Answers 0 for an unknown agent.
 const SET_AGENT_READY: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local was = redis.call('HGET', KEYS[1], 'ready')
 redis.call('HSET', KEYS[1], 'ready', ARGV[2])
+if was ~= ARGV[2] then capacity_add(KEYS[1], ARGV[2] == '1' and 1 or -1) end
 return 1
+"#;
+
+/// rebuild_capacity: the capacity hash made again from the agents, in
+/// one step (on connecting: a deployment from before it kept none).
+/// ARGV = prefix.
+const REBUILD_CAPACITY: &str = r#"
+redis.call('DEL', P .. 'capacity')
+for _, agent in ipairs(redis.call('SMEMBERS', P .. 'agents')) do
+  local key = P .. 'agent:' .. agent
+  if redis.call('HGET', key, 'ready') == '1' then capacity_add(key, 1) end
+end
+return 1
+"#;
+
+/// standing(id): what check-queue-position needs, in one step. KEYS[1] =
+/// the record's key. ARGV = prefix, id. Answers nothing for no record,
+/// {value} for one that does not wait in a queue, else {value, position,
+/// waiting, the wait samples, the handle samples, the ready capacity}.
+const STANDING: &str = r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local id = ARGV[2]
+local ixraw = redis.call('HGET', P .. 'idx', id)
+if not ixraw then return {raw} end
+local ix = cjson.decode(ixraw)
+if not ix.q then return {raw} end
+local qk = P .. 'queue:' .. ix.q
+local rank = redis.call('ZRANK', qk, queue_member(id, ix))
+  or redis.call('ZRANK', qk, legacy_member(id, ix))
+if not rank then return {raw} end
+return {
+  raw, rank + 1, redis.call('ZCARD', qk),
+  redis.call('LRANGE', P .. 'stats:' .. ix.q .. ':wait', 0, -1),
+  redis.call('LRANGE', P .. 'stats:' .. ix.q .. ':handle', 0, -1),
+  tonumber(redis.call('HGET', P .. 'capacity', ix.q) or '0'),
+}
 "#;
 
 /// put_agent_key: KEYS[1] = the agent's key names, KEYS[2] = the key's
@@ -415,6 +602,10 @@ pub struct Scripts {
     pub count_quotas: Script,
     pub claim_idempotency: Script,
     pub release_idempotency: Script,
+    pub rebuild_capacity: Script,
+    pub standing: Script,
+    pub device_positions: Script,
+    pub rebuild_waiting_devices: Script,
 }
 
 impl Scripts {
@@ -433,6 +624,34 @@ impl Scripts {
             count_quotas: Script::new(COUNT_QUOTAS),
             claim_idempotency: Script::new(CLAIM_IDEMPOTENCY),
             release_idempotency: Script::new(RELEASE_IDEMPOTENCY),
+            rebuild_capacity: with_prelude(REBUILD_CAPACITY),
+            standing: with_prelude(STANDING),
+            device_positions: with_prelude(DEVICE_POSITIONS),
+            rebuild_waiting_devices: with_prelude(REBUILD_WAITING_DEVICES),
         }
+    }
+
+    /// Every script, to load them all when connecting: otherwise the first
+    /// requests after a start each find a script missing (NOSCRIPT) and
+    /// load it again, all at once.
+    pub fn all(&self) -> [&Script; 16] {
+        [
+            &self.put,
+            &self.purge,
+            &self.position,
+            &self.room,
+            &self.claim,
+            &self.put_agent,
+            &self.set_agent_ready,
+            &self.put_agent_key,
+            &self.revoke_agent_key,
+            &self.count_quotas,
+            &self.claim_idempotency,
+            &self.release_idempotency,
+            &self.rebuild_capacity,
+            &self.standing,
+            &self.device_positions,
+            &self.rebuild_waiting_devices,
+        ]
     }
 }

@@ -16,8 +16,8 @@ use engine::clock::Clock;
 use engine::record::ServiceRecord;
 use engine::stats::{QueueStats, SampleKind, WINDOW};
 use engine::store::{
-    AgentKey, AgentProfile, AgentRecord, CreateGuard, DueTimer, IdempotencyClaim, IndexKey,
-    QueueEntry, Quota, QuotaVerdict, Store, StoreError,
+    AgentKey, AgentProfile, AgentRecord, CreateGuard, DevicePosition, DueTimer, IdempotencyClaim,
+    IndexKey, QueueEntry, Quota, QuotaVerdict, Standing, Store, StoreError,
 };
 use redis::AsyncCommands;
 
@@ -72,7 +72,32 @@ impl RedisStore {
             config,
         };
         store.ping().await.map_err(|e| unreachable(e.to_string()))?;
+        store
+            .prepare()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
         Ok(store)
+    }
+
+    /// Loads every script once, and makes the capacity hash again from
+    /// the agents (a deployment from before it kept none; a rebuild is one
+    /// atomic script, so one racing a readiness change on another node
+    /// still counts it once).
+    async fn prepare(&self) -> Result<(), StoreError> {
+        for script in self.scripts.all() {
+            self.call(|mut c| async move { script.load_async(&mut c).await })
+                .await?;
+        }
+        let mut inv = self.scripts.rebuild_capacity.key(self.keys.capacity());
+        inv.arg(self.keys.prefix());
+        let _: i64 = self.run(inv).await?;
+        let mut inv = self
+            .scripts
+            .rebuild_waiting_devices
+            .key(self.keys.waiting_devices());
+        inv.arg(self.keys.prefix());
+        let _: i64 = self.run(inv).await?;
+        Ok(())
     }
 
     pub fn namespace(&self) -> &str {
@@ -316,6 +341,91 @@ impl Store for RedisStore {
         inv.arg(self.keys.prefix()).arg(queue).arg(id);
         let answer: Option<(usize, usize)> = self.run(inv).await?;
         Ok(answer)
+    }
+
+    async fn device_positions(
+        &self,
+        devices: &[String],
+    ) -> Result<Vec<DevicePosition>, StoreError> {
+        let mut found = Vec::new();
+        // A few hundred devices per script, so no one script holds Redis long.
+        for batch in devices.chunks(256) {
+            let mut inv = self
+                .scripts
+                .device_positions
+                .key(self.keys.waiting_devices());
+            inv.arg(self.keys.prefix());
+            for device in batch {
+                inv.arg(device);
+            }
+            let flat: Vec<redis::Value> = self.run(inv).await?;
+            for four in flat.chunks_exact(4) {
+                let field = |i: usize| four[i].clone();
+                found.push(DevicePosition {
+                    device: redis::from_redis_value(field(0)).map_err(unavailable)?,
+                    service: redis::from_redis_value(field(1)).map_err(unavailable)?,
+                    position: redis::from_redis_value(field(2)).map_err(unavailable)?,
+                    waiting: redis::from_redis_value(field(3)).map_err(unavailable)?,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    async fn queue_len(&self, queue: &str) -> Result<usize, StoreError> {
+        let key = self.keys.queue(queue);
+        self.call(|mut c| async move { c.zcard(key).await }).await
+    }
+
+    async fn standing(&self, id: &str) -> Result<Option<Standing>, StoreError> {
+        let mut inv = self.scripts.standing.key(self.keys.svc(id));
+        inv.arg(self.keys.prefix()).arg(id);
+        let answer: Option<Vec<redis::Value>> = self.run(inv).await?;
+        let Some(mut parts) = answer else {
+            return Ok(None);
+        };
+        let raw: Vec<u8> = match parts.first() {
+            Some(v) => redis::from_redis_value(v.clone()).map_err(unavailable)?,
+            None => return Err(unavailable("standing: an empty answer")),
+        };
+        let record = self.decode(&raw)?;
+        if record.storage_deadline() <= self.clock.now() {
+            return Ok(None);
+        }
+        if parts.len() < 6 {
+            // Not waiting: only the queue's length is wanted, and the
+            // queue is named in the record (a second, rarer round trip).
+            let waiting = self.queue_len(&record.ticket.queue).await?;
+            return Ok(Some(Standing {
+                record,
+                position: None,
+                waiting,
+                stats: QueueStats::default(),
+                ready_capacity: 0,
+            }));
+        }
+        let capacity: i64 = redis::from_redis_value(parts.pop().unwrap_or(redis::Value::Nil))
+            .map_err(unavailable)?;
+        let handles: Vec<f64> = redis::from_redis_value(parts.pop().unwrap_or(redis::Value::Nil))
+            .map_err(unavailable)?;
+        let waits: Vec<f64> = redis::from_redis_value(parts.pop().unwrap_or(redis::Value::Nil))
+            .map_err(unavailable)?;
+        let waiting: usize = redis::from_redis_value(parts.pop().unwrap_or(redis::Value::Nil))
+            .map_err(unavailable)?;
+        let position: usize = redis::from_redis_value(parts.pop().unwrap_or(redis::Value::Nil))
+            .map_err(unavailable)?;
+        // Newest first in Redis (LPUSH); oldest first in QueueStats.
+        let oldest_first = |v: Vec<f64>| v.into_iter().rev().collect::<VecDeque<f64>>();
+        Ok(Some(Standing {
+            record,
+            position: Some(position),
+            waiting,
+            stats: QueueStats {
+                waits: oldest_first(waits),
+                handles: oldest_first(handles),
+            },
+            ready_capacity: u32::try_from(capacity.max(0)).unwrap_or(u32::MAX),
+        }))
     }
 
     async fn due_timers(

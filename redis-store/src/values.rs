@@ -265,30 +265,67 @@ pub(crate) fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
     }
 }
 
+thread_local! {
+    // A deflate state is about 300 KB of tables: made once per thread and
+    // reset for each record, not made, zeroed, faulted in and freed per
+    // write.
+    static DEFLATE: std::cell::RefCell<flate2::Compress> =
+        std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::fast(), false));
+    static INFLATE: std::cell::RefCell<flate2::Decompress> =
+        std::cell::RefCell::new(flate2::Decompress::new(false));
+}
+
 /// The stored value: `<version>:` then `z` and the record's JSON, deflated
-/// (about half the size: a waiting service must stay under 2 KB in Redis).
+/// (about half the size: a waiting service must stay small in Redis).
 pub(crate) fn encode_value(record: &ServiceRecord) -> Vec<u8> {
-    use std::io::Write;
+    let json = record.encode();
     let mut out = format!("{}:z", record.version).into_bytes();
-    let mut z = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
-    // Writing into a Vec cannot fail.
-    let _ = z.write_all(&record.encode());
-    out = z.finish().unwrap_or_default();
-    out
+    out.reserve(json.len() / 2 + 64);
+    let deflated = DEFLATE.with_borrow_mut(|z| {
+        z.reset();
+        loop {
+            let rest = &json[z.total_in() as usize..];
+            match z.compress_vec(rest, &mut out, flate2::FlushCompress::Finish) {
+                Ok(flate2::Status::StreamEnd) => return true,
+                Ok(_) => out.reserve(out.capacity().max(256)),
+                Err(_) => return false,
+            }
+        }
+    });
+    if deflated {
+        out
+    } else {
+        // Never seen; the plain JSON is a valid value too.
+        let mut plain = format!("{}:", record.version).into_bytes();
+        plain.extend_from_slice(&json);
+        plain
+    }
 }
 
 pub(crate) fn decode_value(raw: &[u8]) -> Result<ServiceRecord, String> {
-    use std::io::Read;
     let colon = raw
         .iter()
         .position(|b| *b == b':')
         .ok_or("no version prefix")?;
     match &raw[colon + 1..] {
         [b'z', deflated @ ..] => {
-            let mut json = Vec::with_capacity(deflated.len() * 3);
-            flate2::read::DeflateDecoder::new(deflated)
-                .read_to_end(&mut json)
-                .map_err(|e| format!("inflate: {e}"))?;
+            let json = INFLATE.with_borrow_mut(|z| {
+                z.reset(false);
+                let mut json = Vec::with_capacity(deflated.len() * 4 + 256);
+                loop {
+                    let rest = &deflated[z.total_in() as usize..];
+                    let before = (z.total_in(), z.total_out());
+                    match z.decompress_vec(rest, &mut json, flate2::FlushDecompress::Finish) {
+                        Ok(flate2::Status::StreamEnd) => return Ok(json),
+                        Ok(_) if json.len() == json.capacity() => {
+                            json.reserve(json.capacity() + 256)
+                        }
+                        Ok(_) if (z.total_in(), z.total_out()) != before => {}
+                        Ok(_) => return Err("inflate: the stream ends early".to_owned()),
+                        Err(e) => return Err(format!("inflate: {e}")),
+                    }
+                }
+            })?;
             ServiceRecord::decode(&json)
         }
         json => ServiceRecord::decode(json),
@@ -459,8 +496,15 @@ mod tests {
         // A plain-JSON value (written by hand, say) reads too.
         let mut plain = b"1:".to_vec();
         plain.extend(rec.encode());
-        assert_eq!(decode_value(&plain), Ok(rec));
+        assert_eq!(decode_value(&plain), Ok(rec.clone()));
         assert!(decode_value(b"garbage").is_err());
+        // A cut-off value is an error, never a hang; and the reused states
+        // read and write the next record as well as the first.
+        assert!(decode_value(&value[..value.len() / 2]).is_err());
+        assert!(decode_value(b"1:z").is_err());
+        let again = encode_value(&rec);
+        assert_eq!(again, value);
+        assert_eq!(decode_value(&again), Ok(rec));
     }
 
     #[test]

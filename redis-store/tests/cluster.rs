@@ -49,6 +49,11 @@ fn support() -> Arc<Scenario> {
 
 /// Writes service `id` through the store, as the shell would create it.
 async fn create(store: &RedisStore, id: &str) {
+    create_at(store, id, t0()).await
+}
+
+/// [`create`] at `at`: its timers are due that much earlier or later.
+async fn create_at(store: &RedisStore, id: &str, at: chrono::DateTime<chrono::Utc>) {
     let new = NewService {
         id: id.to_owned(),
         customer_number: "+4912345".to_owned(),
@@ -60,7 +65,7 @@ async fn create(store: &RedisStore, id: &str) {
         preferred_agent: None,
         video: None,
     };
-    let rec = machine::create(new, &support(), t0()).record;
+    let rec = machine::create(new, &support(), at).record;
     store.put(&rec, None).await.unwrap();
 }
 
@@ -189,10 +194,12 @@ async fn timer_wakeups_cross_nodes() {
     assert!(message.is_some());
 
     // The store's own listener subscribes in the background: keep arming
-    // timers until it hears one.
+    // timers until it hears one. A write publishes only for a timer due
+    // before every stored one, so each is created a minute earlier.
     let heard = async {
         for n in 1.. {
-            create(&store, &format!("wake-{n}")).await;
+            let earlier = t0() - chrono::Duration::minutes(n);
+            create_at(&store, &format!("wake-{n}"), earlier).await;
             let next = tokio::time::timeout(Duration::from_millis(200), wakeups.changed());
             if next.await.is_ok() {
                 return;

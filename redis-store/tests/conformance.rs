@@ -22,3 +22,83 @@ async fn redis() -> Subject {
 }
 
 engine::store_conformance_tests!(redis);
+
+/// A deployment written before the store kept `P capacity` and `P qdev`:
+/// a node that connects makes both again, so positions and the EWT's
+/// capacity are right at once, without waiting for the next write.
+#[tokio::test]
+async fn a_node_connecting_to_an_older_deployment_makes_the_derived_hashes() {
+    use engine::machine::{self, NewService};
+    use engine::store::{AgentProfile, Store};
+    use engine::testing::ScenarioBuilder;
+
+    let server = RedisServer::start();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let connect = || async {
+        let config = RedisConfig::parse(&server.url).unwrap();
+        RedisStore::connect(config, clock.clone()).await.unwrap()
+    };
+    let store = connect().await;
+    let scenario = ScenarioBuilder::chat_delay().build();
+    for (id, device) in [("a", "dev-1"), ("b", "dev-2"), ("c", "dev-1")] {
+        let new = NewService {
+            id: id.to_owned(),
+            customer_number: format!("+49{id}"),
+            desired_time: None,
+            device_notification_id: Some(device.to_owned()),
+            device_os: Some("comet".to_owned()),
+            user_data: Default::default(),
+            booking: None,
+            preferred_agent: None,
+            video: None,
+        };
+        let rec = machine::create(new, &scenario, t0()).record;
+        store.put(&rec, None).await.unwrap();
+    }
+    store
+        .put_agent(AgentProfile {
+            id: "ag".into(),
+            name: "Agent".into(),
+            queues: ["support".to_owned()].into(),
+            skills: Default::default(),
+            max_concurrent: 3,
+            email: None,
+        })
+        .await
+        .unwrap();
+    store.set_agent_ready("ag", true).await.unwrap();
+    // What an older version left: neither hash.
+    let mut raw = redis::Client::open(server.plain_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let prefix = format!("{{{}}}:", store.namespace());
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}qdev"))
+        .arg(format!("{prefix}capacity"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(store
+        .device_positions(&["dev-1".into()])
+        .await
+        .unwrap()
+        .is_empty());
+
+    let node = connect().await;
+    let mut found: Vec<(String, usize)> = node
+        .device_positions(&["dev-1".into()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.service, p.position))
+        .collect();
+    found.sort();
+    assert_eq!(found, [("a".to_owned(), 1), ("c".to_owned(), 3)]);
+    let standing = node.standing("b").await.unwrap().unwrap();
+    assert_eq!(
+        (standing.position, standing.waiting, standing.ready_capacity),
+        (Some(2), 3, 3)
+    );
+}

@@ -49,6 +49,21 @@ impl Store for MeteredStore {
         timed("position", self.0.position(queue, id)).await
     }
 
+    async fn device_positions(
+        &self,
+        devices: &[String],
+    ) -> Result<Vec<engine::store::DevicePosition>, StoreError> {
+        timed("device_positions", self.0.device_positions(devices)).await
+    }
+
+    async fn queue_len(&self, queue: &str) -> Result<usize, StoreError> {
+        timed("queue_len", self.0.queue_len(queue)).await
+    }
+
+    async fn standing(&self, id: &str) -> Result<Option<engine::store::Standing>, StoreError> {
+        timed("standing", self.0.standing(id)).await
+    }
+
     async fn due_timers(
         &self,
         now: DateTime<Utc>,

@@ -1,17 +1,19 @@
 //! Queue positions, pushed to the waiting customers connected to this node.
 //!
 //! Positions change whenever anyone ahead leaves the queue, on any node, so
-//! they are not events of one service. Each node looks at the queues once a
-//! second, but only while a device listens on it, and pushes a
-//! `service.position.<id>` message to each listening device whose service
-//! moved (or who has just started listening). The queues are read from the
-//! store, so every node sees the same order; nothing goes over the relay.
+//! they are not events of one service. Once a second, while a device
+//! listens on this node, the node asks the store where the listening
+//! devices' waiting services stand (`Store::device_positions`: an index of
+//! waiting services by device, and an order-statistic rank in the queue),
+//! and pushes a `service.position.<id>` message to each listening device
+//! whose service moved (or who has just started listening). So the cost
+//! grows with the devices listening here, not with the services waiting;
+//! every node reads the same store, and nothing goes over the relay.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine::store::QueueEntry;
 use push::{Audience, Delivery};
 use serde_json::json;
 use tokio::sync::watch;
@@ -42,30 +44,26 @@ pub async fn push_positions(shell: &Shell, last: &Pushed) -> Result<Pushed, Shel
     if listening.is_empty() {
         return Ok(Pushed::new());
     }
+    let devices: Vec<String> = listening.keys().cloned().collect();
     let mut now = Pushed::new();
-    for queue in shell.queue_names().await? {
-        let mut entries: Vec<QueueEntry> = shell.waiting_in(&queue).await?;
-        entries.sort_by_key(QueueEntry::order_key);
-        let waiting = entries.len();
-        for (i, entry) in entries.into_iter().enumerate() {
-            let Some(device) = entry.device else { continue };
-            let Some(&serial) = listening.get(&device) else {
-                continue;
-            };
-            let position = i + 1;
-            let state = (position, waiting, serial);
-            if last.get(&entry.id) != Some(&state) {
-                let (tag, data) = position_notice(&entry.id, position, waiting);
-                shell.registry().dispatch(&Delivery {
-                    service_id: entry.id.clone(),
-                    audience: Audience::Device { device },
-                    tag,
-                    data,
-                    notification: None,
-                });
-            }
-            now.insert(entry.id, state);
+    for found in shell.device_positions(&devices).await? {
+        let Some(&serial) = listening.get(&found.device) else {
+            continue;
+        };
+        let state = (found.position, found.waiting, serial);
+        if last.get(&found.service) != Some(&state) {
+            let (tag, data) = position_notice(&found.service, found.position, found.waiting);
+            shell.registry().dispatch(&Delivery {
+                service_id: found.service.clone(),
+                audience: Audience::Device {
+                    device: found.device,
+                },
+                tag,
+                data,
+                notification: None,
+            });
         }
+        now.insert(found.service, state);
     }
     Ok(now)
 }

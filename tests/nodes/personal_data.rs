@@ -9,7 +9,20 @@ use crate::support::NODE_BIN;
 async fn the_log_of_a_flow_holds_no_personal_data() {
     let dir = tempfile::tempdir().unwrap();
     let scenarios = tests::shipped_scenarios_dir();
-    let mut node = Node::start(NODE_BIN, "pii", "memory", &scenarios, dir.path()).await;
+    // Our own crates at DEBUG, where a service's creation and every state
+    // change are logged: no level of ours may hold personal data.
+    let mut node = Node::start_with_env(
+        NODE_BIN,
+        "pii",
+        "memory",
+        &scenarios,
+        dir.path(),
+        &[(
+            "RUST_LOG",
+            "info,tower_http=warn,http_front=debug,runtime=debug,push=debug,engine=debug",
+        )],
+    )
+    .await;
     let app = &node.app;
     app.ready_agent("alice", &["support"], 2).await;
     // Create, chat, query by number, complete: the customer's data passes

@@ -40,7 +40,7 @@ impl Service {
         self.rec.expiration_time = after(desired_time, self.scenario.ttl);
         // The place in the queue is the new time's, as at creation.
         self.rec.ticket.since = desired_time.max(self.now);
-        self.rec.booking = booking.map(|b| Booking { sequence, ..b });
+        self.rec.booking = booking.map(|b| Box::new(Booking { sequence, ..b }));
         let expires = self.rec.expiration_time;
         self.arm(context, TimerKind::Ttl, expires);
         self.arm_schedule(context);

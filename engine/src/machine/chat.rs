@@ -41,7 +41,7 @@ impl Service {
                     "has joined the session",
                     now,
                 );
-                self.rec.chat = Some(chat);
+                self.rec.chat = Some(Box::new(chat));
                 if self.agent_is_connected() {
                     let id = self.rec.id.clone();
                     let body = chat_body(

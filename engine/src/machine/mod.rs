@@ -40,6 +40,7 @@ use crate::video::{Room, RoomEnd, RoutingData, VideoLeg, VideoRoute};
 mod booking;
 mod chat;
 mod notify;
+pub use notify::state_notice;
 mod video;
 
 /// What a reschedule changes besides the time (GMS's PUT takes the
@@ -376,11 +377,9 @@ pub enum Effect {
     /// Tell the device the service's new state (and thereby that it owns
     /// it); not kept, like [`Effect::PushDevice`]. [`create`] always ends
     /// with one, [`apply`] when the state changed: last, after everything
-    /// else the transition did.
-    StateNotice {
-        tag: String,
-        payload: serde_json::Value,
-    },
+    /// else the transition did. The message is [`state_notice`] of the
+    /// record written: the shell builds it only when a device may hear it.
+    StateNotice,
 }
 
 /// What happened to a booked appointment.
@@ -1320,9 +1319,9 @@ pub fn create_by(
         device_notification_id: new.device_notification_id,
         device_os: new.device_os,
         user_data: new.user_data,
-        booking: new.booking,
+        booking: new.booking.map(Box::new),
         ticket,
-        video: new.video,
+        video: new.video.map(Box::new),
         agent: None,
         served_by: None,
         connected_at: None,
@@ -1500,8 +1499,8 @@ fn webhooks_written(rec: ServiceRecord) -> Applied {
 /// Appends the state push, last: the shell carries out the effects in
 /// order, and the device hears of the new state after everything else.
 fn tell_state(applied: &mut Applied) {
-    if let Some((tag, payload)) = notify::state_notice(&applied.record) {
-        applied.effects.push(Effect::StateNotice { tag, payload });
+    if applied.record.state != ServiceState::Completed {
+        applied.effects.push(Effect::StateNotice);
     }
 }
 

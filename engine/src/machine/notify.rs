@@ -173,7 +173,9 @@ pub(super) fn chat_body(
 /// The push that tells the device its service changed state: pushed after
 /// every state change but the last (completion has its own notification in
 /// the outbox). Not kept: the state can always be read again.
-pub(super) fn state_notice(rec: &ServiceRecord) -> Option<(String, serde_json::Value)> {
+/// The state push of [`super::Effect::StateNotice`]: the record's state, as
+/// the device sees it (none once completed).
+pub fn state_notice(rec: &ServiceRecord) -> Option<(String, serde_json::Value)> {
     if rec.state == ServiceState::Completed {
         return None;
     }

@@ -42,17 +42,19 @@ impl Service {
         context: &mut Context,
     ) {
         let now = self.now;
-        let leg = self.rec.video.get_or_insert_with(|| VideoLeg {
-            requested_at: now,
-            requested_by: by,
-            scenario: scenario.to_owned(),
-            routing: routing.clone(),
-            conversation_id: None,
-            agent: None,
-            routed: None,
-            connected_at: None,
-            rooms: Vec::new(),
-            survey: None,
+        let leg = self.rec.video.get_or_insert_with(|| {
+            Box::new(VideoLeg {
+                requested_at: now,
+                requested_by: by,
+                scenario: scenario.to_owned(),
+                routing: routing.clone(),
+                conversation_id: None,
+                agent: None,
+                routed: None,
+                connected_at: None,
+                rooms: Vec::new(),
+                survey: None,
+            })
         });
         leg.requested_at = now;
         leg.requested_by = by;

@@ -409,6 +409,140 @@ pub async fn queue_order_and_positions(store: &dyn Store, _clock: &ManualClock) 
     assert_eq!(store.queues().await.unwrap(), v(&["support"]));
 }
 
+/// What check-queue-position reads in one step: the record, its place, the
+/// queue's length and, while it waits, the samples and the ready agents'
+/// capacity, which follows readiness and profile changes.
+pub async fn standing_answers_place_and_ewt_inputs(store: &dyn Store, _clock: &ManualClock) {
+    let (std_, sales_) = (standard(), sales());
+    add_agent(store, "two", &["support"], 2, true).await;
+    add_agent(store, "three", &["support", "sales"], 3, true).await;
+    add_agent(store, "resting", &["support"], 7, false).await;
+    insert(store, &created(&std_, "a", "c1", t0())).await;
+    insert(store, &created(&std_, "b", "c2", secs(1))).await;
+    insert(store, &created(&sales_, "s", "c3", secs(2))).await;
+    store
+        .add_sample("support", SampleKind::Wait, 30.0)
+        .await
+        .unwrap();
+    store
+        .add_sample("support", SampleKind::Handle, 120.0)
+        .await
+        .unwrap();
+
+    let b = store.standing("b").await.unwrap().expect("b is stored");
+    assert_eq!(b.record.id, "b");
+    assert_eq!((b.position, b.waiting), (Some(2), 2));
+    assert_eq!(b.ready_capacity, 5);
+    assert_eq!(b.stats.avg_handle(), Some(120.0));
+    assert_eq!(b.stats.avg_wait(), Some(30.0));
+    assert_eq!(store.standing("nope").await.unwrap(), None);
+
+    // Readiness and profiles move the capacity.
+    store.set_agent_ready("resting", true).await.unwrap();
+    store.set_agent_ready("resting", true).await.unwrap();
+    store.set_agent_ready("two", false).await.unwrap();
+    add_agent(store, "three", &["sales"], 3, true).await;
+    let a = store.standing("a").await.unwrap().unwrap();
+    assert_eq!((a.position, a.waiting, a.ready_capacity), (Some(1), 2, 7));
+    let s_ = store.standing("s").await.unwrap().unwrap();
+    assert_eq!(
+        (s_.position, s_.waiting, s_.ready_capacity),
+        (Some(1), 1, 3)
+    );
+
+    // Reserved: out of the queue; the queue's length is still told.
+    must(store, &std_, "a", reserved("resting"), secs(10)).await;
+    let a = store.standing("a").await.unwrap().unwrap();
+    assert_eq!(a.record.state, ServiceState::WaitForUserConfirm);
+    assert_eq!((a.position, a.waiting), (None, 1));
+    let b = store.standing("b").await.unwrap().unwrap();
+    assert_eq!((b.position, b.waiting), (Some(1), 1));
+}
+
+/// The positions pushed to listening devices: each asked device's waiting
+/// services with their places, nothing for a device whose services left
+/// the queue, and nothing for devices not asked about.
+pub async fn device_positions_follow_the_queue(store: &dyn Store, _clock: &ManualClock) {
+    let (std_, vip_, sales_) = (standard(), vip(), sales());
+    add_agent(store, "ag", &["support"], 5, true).await;
+    insert(store, &created(&std_, "a", "c1", t0())).await;
+    insert(store, &created(&std_, "b", "c2", secs(1))).await; // no device
+    insert(store, &created(&std_, "c", "c3", secs(2))).await;
+    insert(store, &created(&vip_, "d", "c4", secs(3))).await;
+    insert(store, &created(&sales_, "e", "c3", secs(4))).await; // c3's second
+    let ask = |devices: &[&str]| {
+        let devices: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
+        async move {
+            let mut found = store.device_positions(&devices).await.unwrap();
+            found.sort_by(|x, y| x.service.cmp(&y.service));
+            found
+                .into_iter()
+                .map(|p| (p.device, p.service, p.position, p.waiting))
+                .collect::<Vec<_>>()
+        }
+    };
+    let dev = |c: &str| format!("device-of-{c}");
+    assert_eq!(
+        ask(&["device-of-c1", "device-of-c3", "device-of-nobody"]).await,
+        [
+            (dev("c1"), "a".to_owned(), 2, 4),
+            (dev("c3"), "c".to_owned(), 4, 4),
+            (dev("c3"), "e".to_owned(), 1, 1),
+        ]
+    );
+    must(store, &std_, "a", reserved("ag"), secs(10)).await;
+    assert_eq!(ask(&["device-of-c1"]).await, []);
+    assert_eq!(
+        ask(&["device-of-c3", "device-of-c4"]).await,
+        [
+            (dev("c3"), "c".to_owned(), 3, 3),
+            (dev("c4"), "d".to_owned(), 1, 3),
+            (dev("c3"), "e".to_owned(), 1, 1),
+        ]
+    );
+    assert_eq!(ask(&[]).await, []);
+}
+
+/// Positions in a queue longer than a B-tree node holds (the memory store's
+/// tree splits nodes at 1,024), with priorities mixed in and services
+/// leaving from the front, the middle and the back: every position agrees
+/// with the queue's order.
+pub async fn positions_hold_across_a_long_queue(store: &dyn Store, _clock: &ManualClock) {
+    let (std_, vip_) = (standard(), vip());
+    let n = 1500;
+    for i in 0..n {
+        // Every seventh is a VIP: it goes ahead of every standard one.
+        let scn = if i % 7 == 0 { &vip_ } else { &std_ };
+        insert(
+            store,
+            &created(scn, &format!("s{i:04}"), &format!("c{i}"), secs(i)),
+        )
+        .await;
+    }
+    for i in [0, 1, 700, 701, 1024, n - 1] {
+        let scn = if i % 7 == 0 { &vip_ } else { &std_ };
+        must(store, scn, &format!("s{i:04}"), Event::Cancel, secs(n + i)).await;
+    }
+    let order = queue_ids(store, "support").await;
+    assert_eq!(order.len(), n as usize - 6);
+    assert!(order[..5]
+        .iter()
+        .all(|id| id[1..].parse::<i64>().unwrap() % 7 == 0));
+    for (i, id) in order
+        .iter()
+        .enumerate()
+        .step_by(97)
+        .chain(order.iter().enumerate().rev().take(2))
+    {
+        assert_eq!(
+            store.position("support", id).await.unwrap(),
+            Some((i + 1, order.len())),
+            "{id}"
+        );
+    }
+    assert_eq!(store.position("support", "s0700").await.unwrap(), None);
+}
+
 /// A service that missed its confirmation goes back to its old place.
 pub async fn requeue_keeps_its_place(store: &dyn Store, _clock: &ManualClock) {
     let scn = standard();
@@ -1368,9 +1502,10 @@ pub async fn room_codes_are_unique(store: &dyn Store, clock: &ManualClock) {
     assert!(services_of(store, "ag").await.is_empty());
     // A service without video given a leg with a taken code.
     assert_eq!(
-        edit(store, "p", |r| r.video = Some(leg("ROOM1", secs(5))))
-            .await
-            .map(|_| ()),
+        edit(store, "p", |r| r.video =
+            Some(Box::new(leg("ROOM1", secs(5)))))
+        .await
+        .map(|_| ()),
         room_taken("ROOM1")
     );
     assert_eq!(snapshot(store, &codes).await, before);
@@ -1403,9 +1538,11 @@ pub async fn room_codes_are_unique(store: &dyn Store, clock: &ManualClock) {
     .unwrap();
     assert_eq!(room_of(store, "ROOM1").await, None);
     assert_eq!(room_of(store, "ROOM3").await, Some("v1".into()));
-    edit(store, "p", |r| r.video = Some(leg("ROOM1", secs(8))))
-        .await
-        .unwrap();
+    edit(store, "p", |r| {
+        r.video = Some(Box::new(leg("ROOM1", secs(8))))
+    })
+    .await
+    .unwrap();
     assert_eq!(room_of(store, "ROOM1").await, Some("p".into()));
 
     // Completed, the service keeps its code (a survey still finds the room).
@@ -1490,7 +1627,7 @@ pub async fn an_agent_is_in_one_room(store: &dyn Store, _clock: &ManualClock) {
     let refused = edit(store, "p", |r| {
         let mut leg = leg("P1", secs(13));
         leg.agent = Some("ag".into());
-        r.video = Some(leg);
+        r.video = Some(Box::new(leg));
     })
     .await;
     assert_eq!(refused.map(|_| ()), in_room);
@@ -2146,6 +2283,9 @@ macro_rules! store_conformance_tests {
             guarded_creates_count_active_services,
             racing_guarded_creates_let_through_exactly_the_limit,
             webhook_attempts_keep_the_newest,
+            positions_hold_across_a_long_queue,
+            standing_answers_place_and_ewt_inputs,
+            device_positions_follow_the_queue,
         );
     };
     (@tests $make:path; $($check:ident),* $(,)?) => {

@@ -1,6 +1,22 @@
-//! The embedded store: everything in one mutex-guarded map, for one node.
+//! The embedded store, for one node: records and everything derived from
+//! them in memory, behind one lock.
+//!
+//! No step under the lock grows with the store, so a growing store never
+//! stalls the server:
+//!
+//! - maps keyed by service id are split into [`Shards`], so when one grows
+//!   it rehashes a sixty-fourth of the entries, never all of them at once;
+//! - records are kept as `Arc`s: a read copies a pointer under the lock and
+//!   the record after it; every index names a service by one shared `Id`;
+//! - a queue is an order-statistic B-tree (`indexset`), so a place in it
+//!   is found in O(log n) instead of by walking from the front;
+//! - a write changes only the indexes whose field changed, and counts the
+//!   scenario's active services as it goes, so a create guard never walks
+//!   the scenario's records.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -9,21 +25,102 @@ use chrono::{DateTime, Utc};
 use super::*;
 use crate::clock::Clock;
 
-type QueueKey = (std::cmp::Reverse<i32>, DateTime<Utc>, String);
+/// A service id, stored once and shared by every index that names it: an
+/// index entry is a pointer, not a copy of the text.
+type Id = Arc<str>;
+
+type QueueKey = (std::cmp::Reverse<i32>, DateTime<Utc>, Id);
+
+/// How many maps a [`Shards`] splits its entries over.
+const SHARDS: usize = 64;
+
+/// A hash map split into [`SHARDS`] maps by the key's hash: a map that
+/// outgrows its table rehashes everything it holds in one step, which at
+/// a quarter of a million services is most of a second; a shard holds a
+/// sixty-fourth of them.
+struct Shards<K, V> {
+    pick: RandomState,
+    maps: Vec<HashMap<K, V>>,
+}
+
+impl<K: Hash + Eq, V> Default for Shards<K, V> {
+    fn default() -> Self {
+        Shards {
+            pick: RandomState::new(),
+            maps: (0..SHARDS).map(|_| HashMap::new()).collect(),
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> Shards<K, V> {
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
+        (self.pick.hash_one(key) as usize) % SHARDS
+    }
+
+    fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.maps[self.shard(key)].get_key_value(key)
+    }
+
+    fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.maps[self.shard(key)].get(key)
+    }
+
+    fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.shard(key);
+        self.maps[i].get_mut(key)
+    }
+
+    fn insert(&mut self, key: K, value: V) -> Option<V> {
+        let i = self.shard(&key);
+        self.maps[i].insert(key, value)
+    }
+
+    fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.shard(key);
+        self.maps[i].remove(key)
+    }
+
+    fn entry(&mut self, key: K) -> std::collections::hash_map::Entry<'_, K, V> {
+        let i = self.shard(&key);
+        self.maps[i].entry(key)
+    }
+}
 
 #[derive(Default)]
 struct Inner {
-    records: HashMap<String, ServiceRecord>,
-    by_customer: HashMap<String, BTreeSet<String>>,
-    by_state: HashMap<ServiceState, BTreeSet<String>>,
-    by_scenario: HashMap<String, BTreeSet<String>>,
-    queues: HashMap<String, BTreeSet<QueueKey>>,
-    /// Armed timers by when the timer loop must look at them: the due time,
-    /// or the end of a claim's lease.
-    timers: BTreeSet<(DateTime<Utc>, String, TimerKind)>,
-    /// (service, kind) → (wake, due): the other half of `timers`.
-    armed: HashMap<(String, TimerKind), (DateTime<Utc>, DateTime<Utc>)>,
-    deadlines: BTreeSet<(DateTime<Utc>, String)>,
+    records: Shards<Id, Arc<ServiceRecord>>,
+    /// Customer number → its services (a customer has few).
+    by_customer: Shards<String, Vec<Id>>,
+    by_state: HashMap<ServiceState, BTreeSet<Id>>,
+    by_scenario: HashMap<String, BTreeSet<Id>>,
+    /// Scenario → its services that are not completed (the create guard).
+    active: HashMap<String, usize>,
+    queues: HashMap<String, indexset::BTreeSet<QueueKey>>,
+    /// Device → its services waiting in a queue (the positions pushed).
+    waiting_by_device: Shards<String, Vec<Id>>,
+    /// Armed timers by when the timer loop must look at them: the due time
+    /// (the record's), or the end of a claim's lease.
+    timers: BTreeSet<(DateTime<Utc>, Id, TimerKind)>,
+    /// Claimed timers: (service, kind) → (lease end, due). A timer not in
+    /// it waits in `timers` under its due time.
+    claimed: HashMap<(Id, TimerKind), (DateTime<Utc>, DateTime<Utc>)>,
+    deadlines: BTreeSet<(DateTime<Utc>, Id)>,
     agents: HashMap<String, AgentRecord>,
     /// scenario → slot start → seats taken.
     seats: HashMap<String, BTreeMap<DateTime<Utc>, u32>>,
@@ -87,10 +184,18 @@ impl MemoryStore {
         guard: Option<&CreateGuard>,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
+        // Made before the lock is taken: the copy is the dearest part.
+        let stored = Arc::new(record.clone());
         let mut inner = self.lock();
         inner.purge(now);
-        let old = inner.records.get(&record.id).cloned();
-        if old.as_ref() == Some(record) {
+        let (id, old) = match inner.records.get_key_value(record.id.as_str()) {
+            Some((id, old)) => (id.clone(), Some(old.clone())),
+            None => (Id::from(record.id.as_str()), None),
+        };
+        if old
+            .as_deref()
+            .is_some_and(|o| o.version == record.version && o == record)
+        {
             // The very same write again (a retry after a lost answer).
             return Ok(());
         }
@@ -105,105 +210,193 @@ impl MemoryStore {
         if let Some(guard) = guard {
             inner.check_guard(record, guard, now)?;
         }
-        inner.check_reservation(old.as_ref(), record)?;
-        inner.check_seat(old.as_ref(), record)?;
+        inner.check_reservation(old.as_deref(), record)?;
+        inner.check_seat(old.as_deref(), record)?;
         inner.check_rooms(record)?;
-        let old_timers = old.as_ref().map(|o| o.timers.clone()).unwrap_or_default();
-        if let Some(o) = &old {
-            let mut o = o.clone();
-            // Timers are synced below, so that a kept timer keeps its claim.
-            o.timers.clear();
-            inner.unindex(&o);
-        }
-        inner.move_reservation(old.as_ref(), record, now);
-        inner.index(record);
-        inner.sync_timers(&record.id, &old_timers, &record.timers);
-        inner.records.insert(record.id.clone(), record.clone());
+        inner.move_reservation(old.as_deref(), record, now);
+        inner.reindex(&id, old.as_deref(), Some(record));
+        inner.records.insert(id, stored);
         Ok(())
     }
 }
 
-fn queue_key(rec: &ServiceRecord) -> QueueKey {
-    QueueEntry::of(rec).order_key()
-}
-
 impl Inner {
-    fn unindex(&mut self, rec: &ServiceRecord) {
-        remove_from(&mut self.by_customer, &rec.customer_number, &rec.id);
-        remove_from(&mut self.by_state, &rec.state, &rec.id);
-        remove_from(&mut self.by_scenario, &rec.scenario, &rec.id);
-        if rec.is_queued() {
-            if let Some(q) = self.queues.get_mut(&rec.ticket.queue) {
-                q.remove(&queue_key(rec));
-                if q.is_empty() {
-                    self.queues.remove(&rec.ticket.queue);
-                }
-            }
+    /// Moves `old`'s entries in every index to `new`'s (`None`: the
+    /// record is new, or gone), touching only what changed.
+    fn reindex(&mut self, id: &Id, old: Option<&ServiceRecord>, new: Option<&ServiceRecord>) {
+        fn customer(r: &ServiceRecord) -> &str {
+            &r.customer_number
         }
-        self.sync_timers(&rec.id, &rec.timers, &BTreeMap::new());
-        self.deadlines
-            .remove(&(rec.storage_deadline(), rec.id.clone()));
-        if let Some((scenario, slot, _)) = rec.seat() {
-            if let Some(slots) = self.seats.get_mut(scenario) {
-                if let Some(taken) = slots.get_mut(&slot) {
-                    *taken = taken.saturating_sub(1);
-                    if *taken == 0 {
-                        slots.remove(&slot);
+        if old.map(customer) != new.map(customer) {
+            if let Some(c) = old.map(customer) {
+                if let Some(ids) = self.by_customer.get_mut(c) {
+                    ids.retain(|i| i != id);
+                    ids.shrink_to_fit();
+                    if ids.is_empty() {
+                        self.by_customer.remove(c);
                     }
                 }
-                if slots.is_empty() {
-                    self.seats.remove(scenario);
+            }
+            if let Some(c) = new.map(customer) {
+                self.by_customer
+                    .entry(c.to_owned())
+                    .or_default()
+                    .push(id.clone());
+            }
+        }
+        let state = |r: &ServiceRecord| r.state;
+        if old.map(state) != new.map(state) {
+            if let Some(s) = old.map(state) {
+                remove_from(&mut self.by_state, &s, id);
+            }
+            if let Some(s) = new.map(state) {
+                self.by_state.entry(s).or_default().insert(id.clone());
+            }
+        }
+        fn scenario(r: &ServiceRecord) -> &str {
+            &r.scenario
+        }
+        if old.map(scenario) != new.map(scenario) {
+            if let Some(s) = old.map(scenario) {
+                remove_from(&mut self.by_scenario, s, id);
+            }
+            if let Some(s) = new.map(scenario) {
+                self.by_scenario
+                    .entry(s.to_owned())
+                    .or_default()
+                    .insert(id.clone());
+            }
+        }
+        fn active(r: &ServiceRecord) -> Option<&str> {
+            (r.state != ServiceState::Completed).then_some(r.scenario.as_str())
+        }
+        if old.and_then(active) != new.and_then(active) {
+            if let Some(s) = old.and_then(active) {
+                if let Some(n) = self.active.get_mut(s) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.active.remove(s);
+                    }
                 }
+            }
+            if let Some(s) = new.and_then(active) {
+                *self.active.entry(s.to_owned()).or_default() += 1;
+            }
+        }
+        fn queued(r: &ServiceRecord) -> Option<(&str, i32, DateTime<Utc>)> {
+            r.is_queued()
+                .then_some((r.ticket.queue.as_str(), r.ticket.priority, r.ticket.since))
+        }
+        if old.and_then(queued) != new.and_then(queued) {
+            if let Some((queue, priority, since)) = old.and_then(queued) {
+                if let Some(q) = self.queues.get_mut(queue) {
+                    q.remove(&(std::cmp::Reverse(priority), since, id.clone()));
+                    if q.is_empty() {
+                        self.queues.remove(queue);
+                    }
+                }
+            }
+            if let Some((queue, priority, since)) = new.and_then(queued) {
+                self.queues.entry(queue.to_owned()).or_default().insert((
+                    std::cmp::Reverse(priority),
+                    since,
+                    id.clone(),
+                ));
+            }
+        }
+        fn waiting_device(r: &ServiceRecord) -> Option<&str> {
+            r.device_notification_id
+                .as_deref()
+                .filter(|_| r.is_queued())
+        }
+        if old.and_then(waiting_device) != new.and_then(waiting_device) {
+            if let Some(d) = old.and_then(waiting_device) {
+                if let Some(ids) = self.waiting_by_device.get_mut(d) {
+                    ids.retain(|i| i != id);
+                    if ids.is_empty() {
+                        self.waiting_by_device.remove(d);
+                    }
+                }
+            }
+            if let Some(d) = new.and_then(waiting_device) {
+                self.waiting_by_device
+                    .entry(d.to_owned())
+                    .or_default()
+                    .push(id.clone());
+            }
+        }
+        let empty = BTreeMap::new();
+        self.sync_timers(
+            id,
+            old.map_or(&empty, |r| &r.timers),
+            new.map_or(&empty, |r| &r.timers),
+        );
+        let deadline = |r: &ServiceRecord| r.storage_deadline();
+        if old.map(deadline) != new.map(deadline) {
+            if let Some(d) = old.map(deadline) {
+                self.deadlines.remove(&(d, id.clone()));
+            }
+            if let Some(d) = new.map(deadline) {
+                self.deadlines.insert((d, id.clone()));
+            }
+        }
+        fn seat(r: &ServiceRecord) -> Option<(&str, DateTime<Utc>)> {
+            r.seat().map(|(scenario, slot, _)| (scenario, slot))
+        }
+        if old.and_then(seat) != new.and_then(seat) {
+            if let Some((scenario, slot)) = old.and_then(seat) {
+                if let Some(slots) = self.seats.get_mut(scenario) {
+                    if let Some(taken) = slots.get_mut(&slot) {
+                        *taken = taken.saturating_sub(1);
+                        if *taken == 0 {
+                            slots.remove(&slot);
+                        }
+                    }
+                    if slots.is_empty() {
+                        self.seats.remove(scenario);
+                    }
+                }
+            }
+            if let Some((scenario, slot)) = new.and_then(seat) {
+                *self
+                    .seats
+                    .entry(scenario.to_owned())
+                    .or_default()
+                    .entry(slot)
+                    .or_default() += 1;
             }
         }
         // Only what this record holds: a code or an agent is never indexed
-        // for two services, but a guard costs nothing.
-        if let Some(code) = rec.room_code() {
-            if self.rooms.get(code) == Some(&rec.id) {
-                self.rooms.remove(code);
+        // for two services (`check_rooms`), but a guard costs nothing.
+        fn code(r: &ServiceRecord) -> Option<&str> {
+            r.room_code()
+        }
+        if old.and_then(code) != new.and_then(code) {
+            if let Some(c) = old.and_then(code) {
+                if self.rooms.get(c).is_some_and(|holder| **holder == **id) {
+                    self.rooms.remove(c);
+                }
+            }
+            if let Some(c) = new.and_then(code) {
+                self.rooms.insert(c.to_owned(), id.to_string());
             }
         }
-        if let Some(agent) = rec.room_agent() {
-            if self.room_agents.get(agent) == Some(&rec.id) {
-                self.room_agents.remove(agent);
+        fn agent(r: &ServiceRecord) -> Option<&str> {
+            r.room_agent()
+        }
+        if old.and_then(agent) != new.and_then(agent) {
+            if let Some(a) = old.and_then(agent) {
+                if self
+                    .room_agents
+                    .get(a)
+                    .is_some_and(|holder| **holder == **id)
+                {
+                    self.room_agents.remove(a);
+                }
             }
-        }
-    }
-
-    fn index(&mut self, rec: &ServiceRecord) {
-        self.by_customer
-            .entry(rec.customer_number.clone())
-            .or_default()
-            .insert(rec.id.clone());
-        self.by_state
-            .entry(rec.state)
-            .or_default()
-            .insert(rec.id.clone());
-        self.by_scenario
-            .entry(rec.scenario.clone())
-            .or_default()
-            .insert(rec.id.clone());
-        if rec.is_queued() {
-            self.queues
-                .entry(rec.ticket.queue.clone())
-                .or_default()
-                .insert(queue_key(rec));
-        }
-        self.deadlines
-            .insert((rec.storage_deadline(), rec.id.clone()));
-        if let Some((scenario, slot, _)) = rec.seat() {
-            *self
-                .seats
-                .entry(scenario.to_owned())
-                .or_default()
-                .entry(slot)
-                .or_default() += 1;
-        }
-        if let Some(code) = rec.room_code() {
-            self.rooms.insert(code.to_owned(), rec.id.clone());
-        }
-        if let Some(agent) = rec.room_agent() {
-            self.room_agents.insert(agent.to_owned(), rec.id.clone());
+            if let Some(a) = new.and_then(agent) {
+                self.room_agents.insert(a.to_owned(), id.to_string());
+            }
         }
     }
 
@@ -229,15 +422,18 @@ impl Inner {
     }
 
     /// Refuses a new record past its customer's or its scenario's limit of
-    /// active services.
+    /// active services. Records past their deadline are purged before.
     fn check_guard(
         &self,
         new: &ServiceRecord,
         guard: &CreateGuard,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let active = |ids: Option<&BTreeSet<String>>, limit: u32| {
-            ids.into_iter()
+        if let Some(limit) = guard.max_active_for_customer {
+            let active = self
+                .by_customer
+                .get(new.customer_number.as_str())
+                .into_iter()
                 .flatten()
                 .filter_map(|id| self.records.get(id))
                 .filter(|r| {
@@ -246,16 +442,13 @@ impl Inner {
                         && r.storage_deadline() > now
                 })
                 .take(limit as usize)
-                .count()
-                >= limit as usize
-        };
-        if let Some(limit) = guard.max_active_for_customer {
-            if active(self.by_customer.get(&new.customer_number), limit) {
+                .count();
+            if active >= limit as usize {
                 return Err(StoreError::CustomerActive { limit });
             }
         }
         if let Some(limit) = guard.max_active_in_scenario {
-            if active(self.by_scenario.get(&new.scenario), limit) {
+            if self.active.get(&new.scenario).copied().unwrap_or(0) >= limit as usize {
                 return Err(StoreError::ScenarioFull {
                     scenario: new.scenario.clone(),
                     limit,
@@ -304,25 +497,20 @@ impl Inner {
     /// a timer both hold (same kind, same due time) keeps its claim.
     fn sync_timers(
         &mut self,
-        id: &str,
+        id: &Id,
         old: &BTreeMap<TimerKind, DateTime<Utc>>,
         new: &BTreeMap<TimerKind, DateTime<Utc>>,
     ) {
         for (kind, due) in old {
             if new.get(kind) != Some(due) {
-                if let Some((wake, _)) = self.armed.remove(&(id.to_owned(), *kind)) {
-                    self.timers.remove(&(wake, id.to_owned(), *kind));
-                }
+                let key = (id.clone(), *kind);
+                let wake = self.claimed.remove(&key).map_or(*due, |(wake, _)| wake);
+                self.timers.remove(&(wake, key.0, *kind));
             }
         }
         for (kind, due) in new {
-            let key = (id.to_owned(), *kind);
-            if self.armed.get(&key).map(|(_, d)| d) != Some(due) {
-                if let Some((wake, _)) = self.armed.remove(&key) {
-                    self.timers.remove(&(wake, id.to_owned(), *kind));
-                }
-                self.armed.insert(key, (*due, *due));
-                self.timers.insert((*due, id.to_owned(), *kind));
+            if old.get(kind) != Some(due) {
+                self.timers.insert((*due, id.clone(), *kind));
             }
         }
     }
@@ -332,13 +520,13 @@ impl Inner {
             .iter()
             .take_while(|(wake, _, _)| *wake <= now)
             .take(limit)
-            .filter_map(|(_, id, kind)| {
-                let (_, due) = self.armed.get(&(id.clone(), *kind))?;
-                Some(DueTimer {
-                    id: id.clone(),
-                    kind: *kind,
-                    due: *due,
-                })
+            .map(|(wake, id, kind)| DueTimer {
+                id: id.to_string(),
+                kind: *kind,
+                due: self
+                    .claimed
+                    .get(&(id.clone(), *kind))
+                    .map_or(*wake, |(_, due)| *due),
             })
             .collect()
     }
@@ -391,17 +579,17 @@ impl Inner {
         }
     }
 
-    fn remove_record(&mut self, id: &str) {
+    fn remove_record(&mut self, id: &Id) {
         if let Some(rec) = self.records.remove(id) {
-            self.unindex(&rec);
+            self.reindex(id, Some(&rec), None);
             if let Some(agent) = rec.agent.as_ref().and_then(|a| self.agents.get_mut(a)) {
-                agent.services.remove(id);
+                agent.services.remove(&**id);
             }
         }
     }
 
     fn purge(&mut self, now: DateTime<Utc>) -> usize {
-        let expired: Vec<String> = self
+        let expired: Vec<Id> = self
             .deadlines
             .iter()
             .take_while(|(deadline, _)| *deadline <= now)
@@ -414,7 +602,11 @@ impl Inner {
     }
 }
 
-fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, BTreeSet<String>>, key: &K, id: &str) {
+fn remove_from<K, Q>(map: &mut HashMap<K, BTreeSet<Id>>, key: &Q, id: &Id)
+where
+    K: Hash + Eq + std::borrow::Borrow<Q>,
+    Q: Hash + Eq + ?Sized,
+{
     if let Some(set) = map.get_mut(key) {
         set.remove(id);
         if set.is_empty() {
@@ -427,12 +619,10 @@ fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, BTreeSet<String>>, 
 impl Store for MemoryStore {
     async fn get(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError> {
         let now = self.clock.now();
-        let inner = self.lock();
-        Ok(inner
-            .records
-            .get(id)
+        let record = self.lock().records.get(id).cloned();
+        Ok(record
             .filter(|r| r.storage_deadline() > now)
-            .cloned())
+            .map(Arc::unwrap_or_clone))
     }
 
     async fn put(
@@ -449,31 +639,42 @@ impl Store for MemoryStore {
 
     async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError> {
         let now = self.clock.now();
-        let inner = self.lock();
-        let ids = match key {
-            IndexKey::Customer(c) => inner.by_customer.get(c),
-            IndexKey::State(s) => inner.by_state.get(s),
-            IndexKey::Scenario(s) => inner.by_scenario.get(s),
+        // Pointers under the lock; the records are copied after it.
+        let found: Vec<Arc<ServiceRecord>> = {
+            let inner = self.lock();
+            let records = |ids: &mut dyn Iterator<Item = &Id>| -> Vec<Arc<ServiceRecord>> {
+                ids.filter_map(|id| inner.records.get(id).cloned())
+                    .collect()
+            };
+            match key {
+                IndexKey::Customer(c) => {
+                    records(&mut inner.by_customer.get(c.as_str()).into_iter().flatten())
+                }
+                IndexKey::State(s) => records(&mut inner.by_state.get(s).into_iter().flatten()),
+                IndexKey::Scenario(s) => {
+                    records(&mut inner.by_scenario.get(s).into_iter().flatten())
+                }
+            }
         };
-        Ok(ids
+        Ok(found
             .into_iter()
-            .flatten()
-            .filter_map(|id| inner.records.get(id))
             .filter(|r| r.storage_deadline() > now)
-            .cloned()
+            .map(Arc::unwrap_or_clone)
             .collect())
     }
 
     async fn queue(&self, queue: &str) -> Result<Vec<QueueEntry>, StoreError> {
-        let inner = self.lock();
-        Ok(inner
-            .queues
-            .get(queue)
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, _, id)| inner.records.get(id))
-            .map(QueueEntry::of)
-            .collect())
+        let waiting: Vec<Arc<ServiceRecord>> = {
+            let inner = self.lock();
+            inner
+                .queues
+                .get(queue)
+                .into_iter()
+                .flat_map(|q| q.iter())
+                .filter_map(|(_, _, id)| inner.records.get(id).cloned())
+                .collect()
+        };
+        Ok(waiting.iter().map(|r| QueueEntry::of(r)).collect())
     }
 
     async fn queues(&self) -> Result<Vec<String>, StoreError> {
@@ -484,12 +685,103 @@ impl Store for MemoryStore {
 
     async fn position(&self, queue: &str, id: &str) -> Result<Option<(usize, usize)>, StoreError> {
         let inner = self.lock();
-        let Some(q) = inner.queues.get(queue) else {
+        let (Some(q), Some((id, record))) =
+            (inner.queues.get(queue), inner.records.get_key_value(id))
+        else {
             return Ok(None);
         };
-        Ok(q.iter()
-            .position(|(_, _, i)| i == id)
-            .map(|p| (p + 1, q.len())))
+        let key = (
+            std::cmp::Reverse(record.ticket.priority),
+            record.ticket.since,
+            id.clone(),
+        );
+        // O(log n): the tree counts what is before the key.
+        Ok(q.contains(&key).then(|| (q.rank(&key) + 1, q.len())))
+    }
+
+    async fn queue_len(&self, queue: &str) -> Result<usize, StoreError> {
+        Ok(self.lock().queues.get(queue).map_or(0, |q| q.len()))
+    }
+
+    async fn device_positions(
+        &self,
+        devices: &[String],
+    ) -> Result<Vec<DevicePosition>, StoreError> {
+        let inner = self.lock();
+        let mut found = Vec::new();
+        for device in devices {
+            for id in inner
+                .waiting_by_device
+                .get(device.as_str())
+                .into_iter()
+                .flatten()
+            {
+                let Some(record) = inner.records.get(id) else {
+                    continue;
+                };
+                let Some(q) = inner.queues.get(record.ticket.queue.as_str()) else {
+                    continue;
+                };
+                let key = (
+                    std::cmp::Reverse(record.ticket.priority),
+                    record.ticket.since,
+                    id.clone(),
+                );
+                if q.contains(&key) {
+                    found.push(DevicePosition {
+                        device: device.clone(),
+                        service: id.to_string(),
+                        position: q.rank(&key) + 1,
+                        waiting: q.len(),
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn standing(&self, id: &str) -> Result<Option<Standing>, StoreError> {
+        let now = self.clock.now();
+        let (record, position, waiting, stats, ready_capacity) = {
+            let inner = self.lock();
+            let Some((key, record)) = inner.records.get_key_value(id) else {
+                return Ok(None);
+            };
+            let queue = &record.ticket.queue;
+            let q = inner.queues.get(queue.as_str());
+            let waiting = q.map_or(0, |q| q.len());
+            let entry = (
+                std::cmp::Reverse(record.ticket.priority),
+                record.ticket.since,
+                key.clone(),
+            );
+            let position = q
+                .filter(|q| record.is_queued() && q.contains(&entry))
+                .map(|q| q.rank(&entry) + 1);
+            let (stats, capacity) = match position {
+                Some(_) => (
+                    inner.stats.get(queue.as_str()).cloned().unwrap_or_default(),
+                    inner
+                        .agents
+                        .values()
+                        .filter(|a| a.ready && a.profile.queues.contains(queue.as_str()))
+                        .map(|a| a.profile.max_concurrent)
+                        .sum(),
+                ),
+                None => (QueueStats::default(), 0),
+            };
+            (record.clone(), position, waiting, stats, capacity)
+        };
+        if record.storage_deadline() <= now {
+            return Ok(None);
+        }
+        Ok(Some(Standing {
+            record: Arc::unwrap_or_clone(record),
+            position,
+            waiting,
+            stats,
+            ready_capacity,
+        }))
     }
 
     async fn due_timers(
@@ -510,11 +802,14 @@ impl Store for MemoryStore {
         let due = inner.due(now, limit);
         let until = now + lease;
         for t in &due {
-            if let Some((wake, _)) = inner.armed.get_mut(&(t.id.clone(), t.kind)) {
-                let was = std::mem::replace(wake, until);
-                inner.timers.remove(&(was, t.id.clone(), t.kind));
-                inner.timers.insert((until, t.id.clone(), t.kind));
-            }
+            let Some((id, _)) = inner.records.get_key_value(t.id.as_str()) else {
+                continue;
+            };
+            let key = (id.clone(), t.kind);
+            let wake = inner.claimed.get(&key).map_or(t.due, |(wake, _)| *wake);
+            inner.timers.remove(&(wake, key.0.clone(), t.kind));
+            inner.timers.insert((until, key.0.clone(), t.kind));
+            inner.claimed.insert(key, (until, t.due));
         }
         Ok(due)
     }
@@ -621,7 +916,7 @@ impl Store for MemoryStore {
             .filter(|id| {
                 inner
                     .records
-                    .get(*id)
+                    .get(id.as_str())
                     .is_some_and(|r| r.storage_deadline() > now)
             })
             .cloned())

@@ -200,6 +200,41 @@ impl QueueEntry {
     }
 }
 
+/// What check-queue-position tells of one service, read in one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standing {
+    pub record: ServiceRecord,
+    /// Its place in its queue (1-based), while it waits there.
+    pub position: Option<usize>,
+    /// How many wait in the record's queue.
+    pub waiting: usize,
+    /// The EWT's inputs, read only while it waits: its queue's samples,
+    pub stats: QueueStats,
+    /// and the summed `max_concurrent` of the queue's ready agents.
+    pub ready_capacity: u32,
+}
+
+/// A device's waiting service and its place: what the positions pushed to
+/// listening devices are made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePosition {
+    pub device: String,
+    pub service: String,
+    /// 1-based.
+    pub position: usize,
+    /// How many wait in its queue.
+    pub waiting: usize,
+}
+
+/// The summed `max_concurrent` of `queue`'s ready agents.
+pub fn ready_capacity(agents: &[AgentRecord], queue: &str) -> u32 {
+    agents
+        .iter()
+        .filter(|a| a.ready && a.profile.queues.contains(queue))
+        .map(|a| a.profile.max_concurrent)
+        .sum()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IndexKey {
     Customer(String),
@@ -243,6 +278,73 @@ pub trait Store: Send + Sync + 'static {
 
     /// 1-based position of a service in its queue, and the queue's length.
     async fn position(&self, queue: &str, id: &str) -> Result<Option<(usize, usize)>, StoreError>;
+
+    /// The waiting services of `devices` (each `_device_notification_id`),
+    /// each with its place in its queue, in no particular order. A store
+    /// finds them by an index of waiting services by device, so the cost
+    /// grows with the devices asked about, not with the services waiting;
+    /// this default reads every queue whole.
+    async fn device_positions(
+        &self,
+        devices: &[String],
+    ) -> Result<Vec<DevicePosition>, StoreError> {
+        let wanted: BTreeSet<&str> = devices.iter().map(String::as_str).collect();
+        let mut found = Vec::new();
+        for queue in self.queues().await? {
+            let mut entries = self.queue(&queue).await?;
+            entries.sort_by_key(QueueEntry::order_key);
+            let waiting = entries.len();
+            for (i, entry) in entries.into_iter().enumerate() {
+                if let Some(device) = entry.device.filter(|d| wanted.contains(d.as_str())) {
+                    found.push(DevicePosition {
+                        device,
+                        service: entry.id,
+                        position: i + 1,
+                        waiting,
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// How many wait in a queue.
+    async fn queue_len(&self, queue: &str) -> Result<usize, StoreError> {
+        Ok(self.queue(queue).await?.len())
+    }
+
+    /// A service with its place in its queue and the EWT's inputs: what a
+    /// waiting customer polls for. A store answers it in one step (one
+    /// round trip) where it can; this default reads each part on its own.
+    async fn standing(&self, id: &str) -> Result<Option<Standing>, StoreError> {
+        let Some(record) = self.get(id).await? else {
+            return Ok(None);
+        };
+        let queue = record.ticket.queue.clone();
+        let placed = if record.is_queued() {
+            self.position(&queue, id).await?
+        } else {
+            None
+        };
+        let (position, waiting) = match placed {
+            Some((position, waiting)) => (Some(position), waiting),
+            None => (None, self.queue_len(&queue).await?),
+        };
+        let (stats, ready_capacity) = match position {
+            Some(_) => (
+                self.queue_stats(&queue).await?,
+                ready_capacity(&self.agents().await?, &queue),
+            ),
+            None => (QueueStats::default(), 0),
+        };
+        Ok(Some(Standing {
+            record,
+            position,
+            waiting,
+            stats,
+            ready_capacity,
+        }))
+    }
 
     /// Timers due at or before `now` and not claimed, earliest first.
     async fn due_timers(

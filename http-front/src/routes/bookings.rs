@@ -110,10 +110,10 @@ pub async fn move_booking(
             "no booking `{id}` with this link"
         )));
     };
-    let zone = schedule.zone_for(None, record.booking.as_ref());
+    let zone = schedule.zone_for(None, record.booking.as_deref());
     let booking = book(&state, &scenario, schedule, field, desired, zone, &id)
         .await?
-        .moved_from(record.booking.as_ref());
+        .moved_from(record.booking.as_deref());
     let event = Event::Reschedule {
         desired_time: booking.slot,
         booking: Some(booking),

@@ -18,41 +18,36 @@ pub async fn check(
 ) -> Result<Json<Value>, AppError> {
     check_id("id", &id)?;
     let shell = &state.shell;
-    let record = shell.get(&id).await?;
+    // One read: on Redis one round trip answers the record, its place,
+    // the queue's length and the EWT's inputs.
+    let standing = shell.standing(&id).await?;
+    let record = &standing.record;
     let scenario = shell.scenario(&record.scenario)?;
-    let queue = &record.ticket.queue;
-    // Only a service outside the queue needs the queue's length read on its
-    // own; a queued one gets it with its position.
-    let queue_len = || async { shell.waiting_in(queue).await.map(|q| q.len()) };
-    let (position, waiting, eta) = match record.state {
+    let waiting = standing.waiting;
+    let (position, eta) = match record.state {
         ServiceState::WaitForAgent => {
-            let Some((position, waiting)) = shell.position(queue, &id).await? else {
-                // Left the queue between the two reads: an agent was just reserved.
-                let waiting = queue_len().await?;
+            let Some(position) = standing.position else {
+                // Left the queue between the writes and this read: an
+                // agent was just reserved.
                 return Ok(Json(answer(0, Some(0), waiting, true, "agent reserved")));
             };
-            let capacity = shell.ready_capacity(queue).await?;
-            let stats = shell.queue_stats(queue).await?;
-            (position, waiting, stats.eta(position, capacity))
+            (
+                position,
+                standing.stats.eta(position, standing.ready_capacity),
+            )
         }
         ServiceState::Scheduled => {
             let until = (record.desired_time - shell.now()).num_seconds().max(0) as u64;
             return Ok(Json(answer(
                 0,
                 Some(until),
-                queue_len().await?,
+                waiting,
                 false,
                 "service is SCHEDULED",
             )));
         }
         ServiceState::WaitForUserConfirm | ServiceState::Connected => {
-            return Ok(Json(answer(
-                0,
-                Some(0),
-                queue_len().await?,
-                true,
-                "agent reserved",
-            )));
+            return Ok(Json(answer(0, Some(0), waiting, true, "agent reserved")));
         }
         ServiceState::Completed => {
             let reason = record

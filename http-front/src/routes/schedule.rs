@@ -361,10 +361,10 @@ pub async fn reschedule(
         let record = state.shell.transition(&id, &event).await?;
         return Ok(Json(rescheduled(&state.link_base, &record)));
     };
-    let zone = schedule.zone_for(request.zone, record.booking.as_ref());
+    let zone = schedule.zone_for(request.zone, record.booking.as_deref());
     let field = "_new_desired_time";
     let booking = book(&state, &scenario, schedule, field, desired, zone, &id).await?;
-    let booking = booking.moved_from(record.booking.as_ref());
+    let booking = booking.moved_from(record.booking.as_deref());
     let event = Event::Reschedule {
         desired_time: booking.slot,
         booking: Some(booking),

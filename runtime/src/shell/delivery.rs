@@ -84,6 +84,25 @@ impl Shell {
         });
     }
 
+    /// Tells the device the record's state, when anyone may hear it: an
+    /// HTTP callback, another node (through the relay), or a client of
+    /// the device on this node. A create from an app that follows nothing
+    /// builds no message.
+    pub(super) fn state_to_device(&self, record: &ServiceRecord) {
+        let Some(device) = record.device_notification_id.as_deref() else {
+            return;
+        };
+        let heard = record.device_os.as_deref() == Some(push::httpcb::DEVICE_OS)
+            || self.fanout.relays()
+            || self.registry().has_device(device);
+        if !heard {
+            return;
+        }
+        if let Some((tag, payload)) = engine::machine::state_notice(record) {
+            self.to_device(record, &tag, payload, None);
+        }
+    }
+
     /// Tells supervisors' boards, on any node, that a service changed: its
     /// state, queue, agent and reason. Nothing is built when no board could
     /// hear it (one node, and no board on it).

@@ -193,7 +193,8 @@ impl Shell {
         self.store
             .put_new(&applied.record, &create_guard(scenario))
             .await?;
-        info!(service_id = %applied.record.id, scenario = %scenario.name, state = ?applied.record.state, "Service created.");
+        // Counted in the metrics; a line per create would be most of the log.
+        debug!(service_id = %applied.record.id, scenario = %scenario.name, state = ?applied.record.state, "Service created.");
         metrics::counter!(crate::metrics::SERVICES_CREATED, "scenario" => scenario.name.clone())
             .increment(1);
         self.carry_out(&applied.record, &applied.effects).await;
@@ -308,7 +309,7 @@ impl Shell {
                         _ => {}
                     }
                     if next.state != record.state {
-                        info!(service_id = %id, from = ?record.state, to = ?next.state, event = event.name(), "Service changed state.");
+                        debug!(service_id = %id, from = ?record.state, to = ?next.state, event = event.name(), "Service changed state.");
                         crate::metrics::transition(&next.scenario, record.state, next.state);
                         if let (ServiceState::Completed, Some(reason)) = (next.state, next.reason) {
                             metrics::counter!(crate::metrics::SERVICES_COMPLETED, "scenario" => next.scenario.clone(), "reason" => reason.gms_name())
@@ -353,9 +354,10 @@ impl Shell {
                     }
                 }
                 // The state push is not kept either: the state can be read again.
-                Effect::PushDevice { tag, payload } | Effect::StateNotice { tag, payload } => {
+                Effect::PushDevice { tag, payload } => {
                     self.to_device(record, tag, payload.clone(), None);
                 }
+                Effect::StateNotice => self.state_to_device(record),
                 Effect::PushAgent {
                     agent: Some(agent),
                     tag,

@@ -71,30 +71,26 @@ impl Shell {
         Ok(self.store.queue(queue).await?)
     }
 
-    /// A waiting service's place in its queue (1-based) and how many wait.
-    pub async fn position(
+    /// The waiting services of these devices, each with its place.
+    pub async fn device_positions(
         &self,
-        queue: &str,
-        id: &str,
-    ) -> Result<Option<(usize, usize)>, ShellError> {
-        Ok(self.store.position(queue, id).await?)
+        devices: &[String],
+    ) -> Result<Vec<engine::store::DevicePosition>, ShellError> {
+        Ok(self.store.device_positions(devices).await?)
+    }
+
+    /// A service with its place in its queue and the EWT's inputs, in one
+    /// read (what check-queue-position answers from).
+    pub async fn standing(&self, id: &str) -> Result<engine::store::Standing, ShellError> {
+        self.store
+            .standing(id)
+            .await?
+            .ok_or_else(|| ShellError::UnknownService(id.to_owned()))
     }
 
     /// The queue's rolling wait and handle times, for the EWT.
     pub async fn queue_stats(&self, queue: &str) -> Result<QueueStats, ShellError> {
         Ok(self.store.queue_stats(queue).await?)
-    }
-
-    /// How many services the ready agents of a queue can handle at once.
-    pub async fn ready_capacity(&self, queue: &str) -> Result<u32, ShellError> {
-        Ok(self
-            .store
-            .agents()
-            .await?
-            .iter()
-            .filter(|a| a.ready && a.profile.queues.iter().any(|q| q == queue))
-            .map(|a| a.profile.max_concurrent)
-            .sum())
     }
 
     /// Every agent, with its readiness, load and live room.
