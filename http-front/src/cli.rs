@@ -265,6 +265,18 @@ impl push::Relay for RedisRelay {
                 .map_err(|e| e.to_string())
         })
     }
+
+    fn publish_many(
+        &self,
+        messages: Vec<Vec<u8>>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            self.0
+                .publish_many(PUSH_CHANNEL, messages)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
 }
 
 /// Deliveries from other nodes that may wait to be handed out.

@@ -23,7 +23,24 @@ pub trait Relay: Send + Sync + 'static {
         &self,
         message: Vec<u8>,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+
+    /// Publishes several in order; a relay that can sends them in one
+    /// round trip (the relay task hands over what queued up meanwhile).
+    fn publish_many(
+        &self,
+        messages: Vec<Vec<u8>>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            for message in messages {
+                self.publish(message).await?;
+            }
+            Ok(())
+        })
+    }
 }
+
+/// How many queued deliveries the relay task publishes at once.
+const RELAY_BATCH: usize = 128;
 
 /// What goes over the relay: the delivery and the node that made it.
 #[derive(Serialize, Deserialize)]
@@ -53,8 +70,9 @@ impl Fanout {
             // notifications in the order they were made.
             tokio::spawn(async move {
                 let mut failing = false;
-                while let Some(message) = rx.recv().await {
-                    match relay.publish(message).await {
+                let mut batch = Vec::with_capacity(RELAY_BATCH);
+                while rx.recv_many(&mut batch, RELAY_BATCH).await > 0 {
+                    match relay.publish_many(std::mem::take(&mut batch)).await {
                         Ok(()) => failing = false,
                         Err(e) => {
                             if !std::mem::replace(&mut failing, true) {

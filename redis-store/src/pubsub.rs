@@ -48,6 +48,21 @@ impl RedisStore {
             .await
     }
 
+    /// Publishes `messages` on the namespace's channel `name`, in order, in
+    /// one round trip (a pipeline).
+    pub async fn publish_many(&self, name: &str, messages: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let channel = self.keys.channel(name);
+        let mut pipe = redis::pipe();
+        for message in messages {
+            pipe.publish(&channel, message).ignore();
+        }
+        self.call(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
+    }
+
     /// What is published on the namespace's channel `name`, as it comes.
     /// At most `buffer` messages wait; past that, newer ones are dropped
     /// (pub/sub is at most once anyway). Reconnects by itself.

@@ -90,17 +90,16 @@
 //! are killed when it ends (or dies: `PR_SET_PDEATHSIG`), and the temp dir
 //! is removed.
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::ffi::OsString;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use base64::Engine as _;
 use clap::Parser;
 use engine::testing::ScenarioBuilder;
+use examples::bench::{median, own_cpu, percentile, pinning, Server, ServerSpec};
 use futures_util::future::try_join_all;
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use serde_json::{json, Value};
@@ -204,201 +203,37 @@ fn jwt(secret: &str) -> anyhow::Result<String> {
     )?)
 }
 
-/// A callbackd process.
-struct Server {
+/// A callbackd process: open, or with the credentials file in `dir`.
+async fn start_server(
+    dir: &Path,
     name: &'static str,
-    base: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Server {
-    async fn start(
-        dir: &Path,
-        name: &'static str,
-        auth: bool,
-        jwt_secret: &str,
-        cpu: Option<usize>,
-    ) -> anyhow::Result<Server> {
-        let port = redis_store::testing::free_port();
-        let log = dir.join(format!("{name}.log"));
-        let exe = std::env::current_exe()?;
-        let mut command = match cpu {
-            Some(cpu) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", &cpu.to_string()]).arg(exe);
-                c
-            }
-            None => Command::new(exe),
-        };
-        // Only the flags below decide how it runs, not this shell's settings.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("CALLBACKD_") {
-                command.env_remove(key);
-            }
-        }
-        command
-            .env(SERVE_ENV, "1")
-            .env("RUST_LOG", "warn")
-            .env(JWT_ENV, jwt_secret)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--scenarios")
-            .arg(dir.join("scenarios"))
-            .args(["--store", "memory", "--rate-limit", "0"]);
-        // SAFETY: prctl is async-signal-safe; it only sets this child's own
-        // flag, which survives the exec of taskset and of callbackd.
-        unsafe {
-            // Killed with this process even when it dies without dropping
-            // `Server` (Ctrl-C), so no server outlives the benchmark.
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        if auth {
-            command.arg("--auth").arg(dir.join("credentials.toml"));
-        }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(File::create(&log)?)
-            .spawn()
-            .context("start callbackd")?;
-        let mut server = Server {
-            name,
-            base: format!("http://127.0.0.1:{port}"),
-            child,
-            log,
-        };
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = server.child.try_wait()? {
-                bail!("{name} exited with {status}: {}", server.log_text());
-            }
-            if let Ok(resp) = client.get(format!("{}/healthz", server.base)).send().await {
-                if resp.status() == 200 {
-                    return Ok(server);
-                }
-            }
-            ensure!(Instant::now() < deadline, "{name} not healthy in 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    auth: bool,
+    jwt_secret: &str,
+    cpu: Option<usize>,
+) -> anyhow::Result<Server> {
+    let mut args: Vec<OsString> = vec![
+        "--scenarios".into(),
+        dir.join("scenarios").into(),
+        "--store".into(),
+        "memory".into(),
+        "--rate-limit".into(),
+        "0".into(),
+    ];
+    if auth {
+        args.extend(["--auth".into(), dir.join("credentials.toml").into()]);
     }
-
-    /// CPU time the process has used (all its threads, live and gone).
-    fn cpu(&self) -> anyhow::Result<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // The fields after the command name, which ends with the last ')':
-        // state is field 3, utime 14, stime 15.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .context("/proc/<pid>/stat")?
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-        // SAFETY: sysconf only reads a configuration value.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        Ok(Duration::from_secs_f64(ticks as f64 / per_second))
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn check_running(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("{} exited with {status}: {}", self.name, self.log_text());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// This process's CPU time (user + system).
-fn own_cpu() -> Duration {
-    // SAFETY: getrusage only writes the struct we pass.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-/// The cores this process may run on.
-fn usable_cpus() -> Vec<usize> {
-    // SAFETY: sched_getaffinity only writes the set we pass; CPU_ISSET reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
-    }
-}
-
-/// Pins the calling thread, and so every thread it starts later, to `cpu`.
-fn pin_self(cpu: usize) -> std::io::Result<()> {
-    // SAFETY: the set is ours; sched_setaffinity only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// Decides the pinning: `Some(server core)` when pinned.
-fn pinning(args: &Args) -> Option<usize> {
-    let has_taskset = Command::new("taskset")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let cpus = usable_cpus();
-    let why_not = if !has_taskset {
-        Some("taskset is not on the PATH (util-linux)".to_owned())
-    } else if args.server_cpu == args.client_cpu {
-        Some("--server-cpu and --client-cpu are the same core".to_owned())
-    } else if !cpus.contains(&args.server_cpu) || !cpus.contains(&args.client_cpu) {
-        Some(format!(
-            "cores {} and {} are not both usable (usable: {cpus:?})",
-            args.server_cpu, args.client_cpu
-        ))
-    } else {
-        pin_self(args.client_cpu)
-            .err()
-            .map(|e| format!("cannot pin this process: {e}"))
-    };
-    match why_not {
-        None => {
-            println!(
-                "pinned: servers on core {} (taskset -c {}), load generator on core {}",
-                args.server_cpu, args.server_cpu, args.client_cpu
-            );
-            Some(args.server_cpu)
-        }
-        Some(why) => {
-            eprintln!(
-                "warning: running unpinned, {why}; the servers and the load generator share the cores"
-            );
-            None
-        }
-    }
+    Server::start(ServerSpec {
+        name,
+        serve_env: SERVE_ENV,
+        dir,
+        args,
+        env: vec![
+            ("RUST_LOG".to_owned(), "warn".to_owned()),
+            (JWT_ENV.to_owned(), jwt_secret.to_owned()),
+        ],
+        cpu,
+    })
+    .await
 }
 
 /// What a run sends.
@@ -674,22 +509,6 @@ async fn timed_create(
     Ok(ms)
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
 fn min_max(values: &[f64]) -> (f64, f64) {
     values
         .iter()
@@ -768,8 +587,8 @@ async fn bench(args: Args, server_cpu: Option<usize>) -> anyhow::Result<()> {
     let (mut first, mut second) = (Vec::new(), Vec::new());
 
     for round in 0..args.rounds {
-        let mut open = Server::start(dir.path(), "open", false, &secrets.jwt, server_cpu).await?;
-        let mut auth = Server::start(dir.path(), "auth", true, &secrets.jwt, server_cpu).await?;
+        let mut open = start_server(dir.path(), "open", false, &secrets.jwt, server_cpu).await?;
+        let mut auth = start_server(dir.path(), "auth", true, &secrets.jwt, server_cpu).await?;
         check_closed(&auth, &seq).await?;
         set_up_agent(&open, None).await?;
         let key = set_up_agent(&auth, Some(&admin))
@@ -881,7 +700,7 @@ fn main() -> std::process::ExitCode {
         }
     );
     // Pinned before the runtime starts, so every thread it makes inherits it.
-    let server_cpu = pinning(&args);
+    let server_cpu = pinning(args.server_cpu, args.client_cpu);
     // One thread: the load generator has one core, so more threads would
     // only take turns on it.
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -81,6 +81,10 @@ struct Args {
     /// Services the Redis memory figure creates.
     #[arg(long, default_value_t = 100_000)]
     redis_services: u64,
+    /// Profile the server with `perf record` during each create figure,
+    /// and print the top of `perf report` (the data stays in this directory).
+    #[arg(long)]
+    perf: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 0)]
     server_cpu: usize,
     #[arg(long, default_value_t = 1)]
@@ -144,6 +148,66 @@ impl Bench {
         Ok(outcome)
     }
 
+    /// `perf record` of the server for as long as a figure runs, with `--perf`.
+    fn profile(
+        &self,
+        server: &Server,
+        name: &str,
+    ) -> anyhow::Result<Option<(Child, std::path::PathBuf)>> {
+        let Some(dir) = &self.args.perf else {
+            return Ok(None);
+        };
+        std::fs::create_dir_all(dir)?;
+        let data = dir.join(format!("{name}.data"));
+        let child = Command::new("perf")
+            .args([
+                "record",
+                "-F",
+                "499",
+                "-g",
+                "-p",
+                &server.pid().to_string(),
+                "-o",
+            ])
+            .arg(&data)
+            .args(["--", "sleep", &self.args.seconds.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("perf (apt-get install linux-perf)")?;
+        Ok(Some((child, data)))
+    }
+
+    /// Waits for the profile and prints where the server's time went.
+    fn report(&self, profile: Option<(Child, std::path::PathBuf)>) -> anyhow::Result<()> {
+        let Some((mut child, data)) = profile else {
+            return Ok(());
+        };
+        child.wait()?;
+        let out = Command::new("perf")
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "-g",
+                "none",
+                "--percent-limit",
+                "1.5",
+                "-i",
+            ])
+            .arg(&data)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        println!("perf report of {} (self time, over 1.5%):", data.display());
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            println!("  {}", line.trim());
+        }
+        Ok(())
+    }
+
     async fn memory(&self) -> anyhow::Result<()> {
         println!("\n## memory store: throughput");
         let server = self.server("memory", "memory").await?;
@@ -152,7 +216,9 @@ impl Bench {
         let health = load::get("/healthz");
         let before = self.load(&server, n, seconds, &|_| health.clone()).await?;
         print_rate("GET /healthz", &before);
+        let profile = self.profile(&server, "memory-create")?;
         let created = self.load(&server, n, seconds, &create).await?;
+        self.report(profile)?;
         print_rate("create (seed's multipart body)", &created);
         let after = self.load(&server, n, seconds, &|_| health.clone()).await?;
         print_rate("GET /healthz again", &after);
@@ -282,7 +348,13 @@ impl Bench {
         let set = redis.benchmark_set(n, self.args.client_cpu)?;
         println!("redis-benchmark SET, {n} clients: {set:.0}/s");
         let seconds = Stop::After(Duration::from_secs(self.args.seconds));
+        let profile = self.profile(&server, "redis-create")?;
+        let cpu = (server.cpu()?, redis.cpu()?);
+        redis.cli(&["CONFIG", "RESETSTAT"])?;
         let created = self.load(&server, n, seconds, &create).await?;
+        print_cpu(&created, cpu, (server.cpu()?, redis.cpu()?));
+        redis.print_commands(created.samples.len())?;
+        self.report(profile)?;
         print_rate("create on Redis", &created);
         // Check-queue-position for waiting services spread over the queue.
         let client = reqwest::Client::new();
@@ -294,11 +366,15 @@ impl Bench {
             .iter()
             .map(|id| load::get(&format!("/genesys/1/service/{id}/check-queue-position")))
             .collect();
+        let cpu = (server.cpu()?, redis.cpu()?);
+        redis.cli(&["CONFIG", "RESETSTAT"])?;
         let positions = self
             .load(&server, n, seconds, &|seq| {
                 requests[seq as usize % requests.len()].clone()
             })
             .await?;
+        print_cpu(&positions, cpu, (server.cpu()?, redis.cpu()?));
+        redis.print_commands(positions.samples.len())?;
         print_rate("check-queue-position on Redis", &positions);
         let set_again = redis.benchmark_set(n, self.args.client_cpu)?;
         println!("redis-benchmark SET again: {set_again:.0}/s");
@@ -354,6 +430,16 @@ async fn create_one(
         .as_str()
         .context("create answered no _id")?
         .to_owned())
+}
+
+/// CPU per request of callbackd and of Redis, between two readings.
+fn print_cpu(o: &Outcome, before: (Duration, Duration), after: (Duration, Duration)) {
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / o.samples.len().max(1) as f64;
+    println!(
+        "  CPU per request: callbackd {:.0} µs, Redis {:.0} µs",
+        per(after.0 - before.0),
+        per(after.1 - before.1)
+    );
 }
 
 fn print_rate(what: &str, o: &Outcome) {
@@ -419,6 +505,37 @@ impl Redis {
             .output()?;
         ensure!(out.status.success(), "redis-cli {args:?}");
         Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// What Redis ran since its stats were reset, per request: each
+    /// command's calls and time (`INFO commandstats`).
+    fn print_commands(&self, requests: usize) -> anyhow::Result<()> {
+        let info = self.cli(&["INFO", "commandstats"])?;
+        let mut rows: Vec<(f64, String)> = info
+            .lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let field = |key: &str| {
+                    rest.split(',')
+                        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                        .and_then(|v| v.parse::<f64>().ok())
+                };
+                let (calls, usec) = (field("calls")?, field("usec")?);
+                let per = requests.max(1) as f64;
+                Some((
+                    usec / per,
+                    format!("{name} {:.2} calls, {:.1} µs", calls / per, usec / per),
+                ))
+            })
+            .collect();
+        rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let rows: Vec<String> = rows.into_iter().map(|(_, r)| r).collect();
+        println!("  Redis per request: {}", rows.join("; "));
+        Ok(())
+    }
+
+    fn cpu(&self) -> anyhow::Result<Duration> {
+        examples::bench::process_cpu(self.child.id())
     }
 
     fn used_memory(&self) -> anyhow::Result<u64> {

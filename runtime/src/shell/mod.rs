@@ -114,7 +114,17 @@ pub struct Shell {
     /// What the push transports handed over; taken by the background task.
     pushed: std::sync::Mutex<Option<mpsc::Receiver<Pushed>>>,
     route_wake: Notify,
+    /// An agent may have room it had not (ready, released, out of a room):
+    /// the router must not wait out its idle pause.
+    agents_changed: std::sync::atomic::AtomicBool,
+    /// The last routing pass found no agent free, so a service entering a
+    /// queue changes nothing until an agent does (see `router_task`).
+    nobody_free: std::sync::atomic::AtomicBool,
     timer_wake: Notify,
+    /// When the timer loop sleeps until (ms since the epoch), or
+    /// `i64::MIN` while it is awake: a timer armed for later needs no
+    /// wake-up.
+    timer_sleeps_until: std::sync::atomic::AtomicI64,
     /// Appointment e-mails and SMS.
     notifier: Arc<Notifier>,
     /// Makes video rooms (codes, tokens, links).
@@ -150,7 +160,10 @@ impl Shell {
             httpcb: HttpCallbacks::new(http.clone(), delivery::HTTPCB_IN_FLIGHT),
             pushed: std::sync::Mutex::new(Some(pushed)),
             route_wake: Notify::new(),
+            agents_changed: std::sync::atomic::AtomicBool::new(false),
+            nobody_free: std::sync::atomic::AtomicBool::new(false),
             timer_wake: Notify::new(),
+            timer_sleeps_until: std::sync::atomic::AtomicI64::new(i64::MIN),
             notifier,
             rooms,
             open_room_tx,
@@ -331,10 +344,17 @@ impl Shell {
     async fn carry_out(&self, record: &ServiceRecord, effects: &[Effect]) {
         for effect in effects {
             match effect {
-                Effect::EnteredQueue { .. }
-                | Effect::AgentReleased { .. }
-                | Effect::RoomEnded { .. } => self.route_wake.notify_one(),
-                Effect::TimerArmed { .. } => self.timer_wake.notify_one(),
+                Effect::EnteredQueue { .. } => self.route_wake.notify_one(),
+                Effect::AgentReleased { .. } | Effect::RoomEnded { .. } => self.wake_router(),
+                Effect::TimerArmed { due, .. } => {
+                    use std::sync::atomic::Ordering;
+                    // The loop looks at the store before it sleeps; only a
+                    // timer due before it wakes needs to wake it.
+                    let until = self.timer_sleeps_until.load(Ordering::SeqCst);
+                    if due.timestamp_millis() < until || until == i64::MIN {
+                        self.timer_wake.notify_one();
+                    }
+                }
                 Effect::WaitSample { queue, seconds } => {
                     self.sample(queue, SampleKind::Wait, *seconds).await
                 }

@@ -15,9 +15,19 @@ use super::{Shell, ShellError};
 /// Backstop for the router: a pass runs at least this often, even if a wake-up was missed.
 const ROUTER_BACKSTOP: Duration = Duration::from_secs(5);
 
+/// After a pass that found no agent free, how long new services in the
+/// queues wait for the next pass, unless an agent changes first: at a
+/// thousand creates a second, one pass for all of them instead of one
+/// each (on several nodes, an agent readied on another node is seen
+/// within this much).
+const ROUTER_IDLE_PAUSE: Duration = Duration::from_secs(1);
+
 impl Shell {
-    /// Asks the router to run a pass soon (an agent became ready, for example).
+    /// Asks the router to run a pass now: an agent may have room it had
+    /// not (it became ready, for example).
     pub fn wake_router(&self) {
+        self.agents_changed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.route_wake.notify_one();
     }
 
@@ -44,7 +54,10 @@ impl Shell {
             .map(|s| s.target.queue.as_str())
             .collect();
         let can_plan = !open.is_empty();
-        if !can_plan && checked.is_empty() {
+        let idle = !can_plan && checked.is_empty();
+        self.nobody_free
+            .store(idle, std::sync::atomic::Ordering::SeqCst);
+        if idle {
             return Ok(0);
         }
         // A virtual queue's services go to the agents their URS targets
@@ -108,14 +121,29 @@ impl Shell {
     }
 
     pub(super) async fn router_task(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        use std::sync::atomic::Ordering;
         loop {
             if let Err(e) = self.route_once().await {
+                self.nobody_free.store(false, Ordering::SeqCst);
                 warn!(error = %e, "Routing pass failed.");
             }
             tokio::select! {
                 _ = self.route_wake.notified() => {}
                 _ = tokio::time::sleep(ROUTER_BACKSTOP) => {}
                 _ = shutdown.changed() => return,
+            }
+            if self.nobody_free.load(Ordering::SeqCst) {
+                // Only services came: with no agent free they change nothing.
+                let until = tokio::time::Instant::now() + ROUTER_IDLE_PAUSE;
+                while !self.agents_changed.swap(false, Ordering::SeqCst) {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until) => break,
+                        _ = self.route_wake.notified() => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            } else {
+                self.agents_changed.store(false, Ordering::SeqCst);
             }
         }
     }

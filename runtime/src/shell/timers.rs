@@ -85,8 +85,12 @@ impl Shell {
         mut shutdown: watch::Receiver<bool>,
         mut wakeups: Option<watch::Receiver<()>>,
     ) {
+        use std::sync::atomic::Ordering;
         let mut failing = false;
         loop {
+            // Awake: every timer armed from now on wakes it again, until it
+            // has looked at the store and says how long it sleeps.
+            self.timer_sleeps_until.store(i64::MIN, Ordering::SeqCst);
             let result = self.fire_due_timers().await;
             // Sleep until the next due timer; a newly armed earlier one (here,
             // or on another node through `wakeups`) wakes us.
@@ -112,6 +116,10 @@ impl Shell {
                     Duration::from_secs(1)
                 }
             };
+            let until = self.now()
+                + chrono::Duration::from_std(sleep_for).unwrap_or(chrono::Duration::zero());
+            self.timer_sleeps_until
+                .store(until.timestamp_millis(), Ordering::SeqCst);
             let other_node = async {
                 match wakeups.as_mut() {
                     Some(rx) => {
