@@ -29,6 +29,9 @@ pub const BUCKETS: [f64; 16] = [
     10.0, 60.0,
 ];
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process's recorder, installed on first use.
 fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -42,6 +45,19 @@ fn handle() -> &'static PrometheusHandle {
             // Someone else's recorder (an embedding program's): ours then
             // renders only what it was given, which is nothing.
             tracing::warn!("A metrics recorder was already installed; /metrics will be empty.");
+        }
+        // A histogram keeps each sample until upkeep folds it into its
+        // buckets; without a scrape that would be never, and an unscraped
+        // server would grow by every request it answered.
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkeep.run_upkeep();
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "Metrics upkeep not started; histograms are folded on each scrape only.");
         }
         runtime::metrics::describe();
         metrics::describe_counter!(

@@ -31,7 +31,9 @@
 //!   at a time, until it holds `--grow` services (all waiting: no agent is
 //!   ready). Prints the latency over time (the worst per tenth of the run)
 //!   and every create over 5 ms; the server's RSS growth per waiting
-//!   service at `--memory-at` services; the log written per create. Then
+//!   service at `--memory-at` services; the log written per create; then,
+//!   as the baseline for the latencies, `/healthz` on as many connections
+//!   for 10 s (what the machine alone adds). Then
 //!   check-queue-position, one client, for the first and the last service
 //!   in the queue, in alternating blocks: the last's median over the
 //!   first's.
@@ -303,6 +305,26 @@ impl Bench {
         for s in slow.iter().take(20) {
             println!("  {s}");
         }
+        // The same connections on the cheapest request, for as long: what
+        // this machine alone adds (a neighbour, the scheduler).
+        let health = load::get("/healthz");
+        let baseline = self
+            .load(
+                &server,
+                self.args.growth_connections,
+                Stop::After(Duration::from_secs(10)),
+                &|_| health.clone(),
+            )
+            .await?;
+        let ms = baseline.sorted_ms();
+        println!(
+            "baseline: GET /healthz on the same {} connections for 10 s: {} requests, {} over 5 ms, p99 {:.2} ms, max {:.2} ms",
+            self.args.growth_connections,
+            ms.len(),
+            ms.iter().filter(|&&m| m > 5.0).count(),
+            percentile(&ms, 0.99),
+            ms.last().copied().unwrap_or(0.0),
+        );
         println!(
             "server RSS growth per waiting service at {at} services: {:.0} bytes ({:.1} MB in all); log written per create: {:.0} bytes",
             (rss_at.saturating_sub(rss_before)) as f64 / at as f64,
