@@ -199,54 +199,6 @@ impl Drop for Server {
     }
 }
 
-/// A redis-server of our own, without persistence.
-struct Redis {
-    child: Child,
-    url: String,
-}
-
-impl Redis {
-    fn start(dir: &Path) -> anyhow::Result<Self> {
-        let port = redis_store::testing::free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("redis-server (apt-get install redis-server, or pass --redis)")?;
-        let redis = Redis {
-            child,
-            url: format!("redis://127.0.0.1:{port}/0"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            use std::io::{Read, Write};
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                let mut buf = [0u8; 16];
-                s.set_read_timeout(Some(Duration::from_millis(500)))?;
-                if s.write_all(b"PING\r\n").is_ok()
-                    && s.read(&mut buf)
-                        .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
-                {
-                    return Ok(redis);
-                }
-            }
-            ensure!(Instant::now() < deadline, "redis-server did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The next text frame, as JSON.
 async fn next_json(ws: &mut Socket) -> anyhow::Result<Value> {
     loop {
@@ -717,8 +669,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                 format!("{url}{sep}namespace={namespace}")
             }
             None => {
-                own_redis = Redis::start(dir.path())?;
-                format!("{}?namespace={namespace}", own_redis.url)
+                own_redis = examples::bench::Redis::start(None)?;
+                format!("{}?namespace={namespace}", own_redis.url())
             }
         };
         let a = Server::start(dir.path(), "node-a", &url, 1000).await?;

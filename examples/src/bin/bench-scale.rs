@@ -54,7 +54,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context};
 use clap::Parser;
 use engine::testing::ScenarioBuilder;
-use examples::bench::{median, percentile, pinning, Server, ServerSpec};
+use examples::bench::{median, percentile, pinning, Redis, Server, ServerSpec};
 use examples::load::{self, Outcome, Stop};
 
 const SERVE_ENV: &str = "BENCH_SCALE_SERVE";
@@ -476,129 +476,6 @@ fn print_rate(what: &str, o: &Outcome) {
         share * 100.0,
         if share > 0.9 { "  (the load generator may be the limit: no figure)" } else { "" },
     );
-}
-
-/// A redis-server of the benchmark's own: no persistence, on the server core.
-struct Redis {
-    port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start(cpu: Option<usize>) -> anyhow::Result<Redis> {
-        let port = redis_store::testing::free_port();
-        let dir = tempfile::tempdir()?;
-        let mut command = match cpu {
-            Some(cpu) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", &cpu.to_string(), "redis-server"]);
-                c
-            }
-            None => Command::new("redis-server"),
-        };
-        let child = command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start redis-server (apt-get install redis-server)")?;
-        let redis = Redis {
-            port,
-            child,
-            _dir: dir,
-        };
-        for _ in 0..100 {
-            if redis.cli(&["PING"]).is_ok_and(|s| s.trim() == "PONG") {
-                return Ok(redis);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("redis-server did not answer")
-    }
-
-    fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()?;
-        ensure!(out.status.success(), "redis-cli {args:?}");
-        Ok(String::from_utf8(out.stdout)?)
-    }
-
-    /// What Redis ran since its stats were reset, per request: each
-    /// command's calls and time (`INFO commandstats`).
-    fn print_commands(&self, requests: usize) -> anyhow::Result<()> {
-        let info = self.cli(&["INFO", "commandstats"])?;
-        let mut rows: Vec<(f64, String)> = info
-            .lines()
-            .filter_map(|l| {
-                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-                let field = |key: &str| {
-                    rest.split(',')
-                        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-                        .and_then(|v| v.parse::<f64>().ok())
-                };
-                let (calls, usec) = (field("calls")?, field("usec")?);
-                let per = requests.max(1) as f64;
-                Some((
-                    usec / per,
-                    format!("{name} {:.2} calls, {:.1} µs", calls / per, usec / per),
-                ))
-            })
-            .collect();
-        rows.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let rows: Vec<String> = rows.into_iter().map(|(_, r)| r).collect();
-        println!("  Redis per request: {}", rows.join("; "));
-        Ok(())
-    }
-
-    fn cpu(&self) -> anyhow::Result<Duration> {
-        examples::bench::process_cpu(self.child.id())
-    }
-
-    fn used_memory(&self) -> anyhow::Result<u64> {
-        let info = self.cli(&["INFO", "memory"])?;
-        info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .context("used_memory")?
-            .trim()
-            .parse()
-            .context("used_memory")
-    }
-
-    /// SETs per second, `clients` at once, from the client core.
-    fn benchmark_set(&self, clients: usize, client_cpu: usize) -> anyhow::Result<f64> {
-        let out = Command::new("taskset")
-            .args(["-c", &client_cpu.to_string(), "redis-benchmark"])
-            .args(["-p", &self.port.to_string(), "-t", "set", "--csv"])
-            .args(["-c", &clients.to_string(), "-n", "300000", "-r", "100000"])
-            .output()
-            .context("redis-benchmark")?;
-        ensure!(out.status.success(), "redis-benchmark failed");
-        let text = String::from_utf8(out.stdout)?;
-        // "test","rps",...  then "SET","61349.69",...
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("\"SET\""))
-            .context("redis-benchmark printed no SET line")?;
-        line.split(',')
-            .nth(1)
-            .context("SET rate")?
-            .trim_matches('"')
-            .parse()
-            .context("SET rate")
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn bench(args: Args, cpu: Option<usize>) -> anyhow::Result<()> {
