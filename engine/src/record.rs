@@ -219,7 +219,7 @@ pub struct QueueTicket {
     /// as a list or a URS string); none in the simple form, where the
     /// queue and the skills say who may take it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route: Option<crate::routing::target::Route>,
+    pub route: Option<Box<crate::routing::target::Route>>,
 }
 
 /// A booked slot. The store counts a seat for it while the service is not

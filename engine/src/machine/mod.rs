@@ -1299,7 +1299,7 @@ pub fn create_by(
     };
     let mut ticket = ticket_for(&routing, since);
     if new.video.is_none() && !scenario.target.steps.is_empty() {
-        ticket.route = Some(Route::start(&scenario.target.steps));
+        ticket.route = Some(Box::new(Route::start(&scenario.target.steps)));
     }
     if new.preferred_agent.is_some() {
         ticket.preferred_agent = new.preferred_agent.clone();
