@@ -111,6 +111,13 @@ local function legacy_member(id, ix)
   return ix.p .. id .. '\31' .. (ix.k or '')
 end
 
+-- The 0-based rank of service `id` in the queue key `qk`, under either
+-- form of its member; nil when it is not there.
+local function rank_of(qk, id, ix)
+  return redis.call('ZRANK', qk, queue_member(id, ix))
+    or redis.call('ZRANK', qk, legacy_member(id, ix))
+end
+
 local function timer_member(id, t)
   return id .. '|' .. t[1] .. '|' .. t[2]
 end
@@ -390,8 +397,7 @@ if not raw then return false end
 local ix = cjson.decode(raw)
 if ix.q ~= ARGV[2] then return false end
 local qk = P .. 'queue:' .. ix.q
-local rank = redis.call('ZRANK', qk, queue_member(id, ix))
-  or redis.call('ZRANK', qk, legacy_member(id, ix))
+local rank = rank_of(qk, id, ix)
 if not rank then return false end
 return {rank + 1, redis.call('ZCARD', qk)}
 "#;
@@ -408,8 +414,7 @@ for i = 2, #ARGV do
     local ix = raw and cjson.decode(raw)
     if waiting_device(ix) == device then
       local qk = P .. 'queue:' .. ix.q
-      local rank = redis.call('ZRANK', qk, queue_member(id, ix))
-        or redis.call('ZRANK', qk, legacy_member(id, ix))
+      local rank = rank_of(qk, id, ix)
       if rank then
         table.insert(out, device)
         table.insert(out, id)
@@ -510,8 +515,7 @@ if not ixraw then return {raw} end
 local ix = cjson.decode(ixraw)
 if not ix.q then return {raw} end
 local qk = P .. 'queue:' .. ix.q
-local rank = redis.call('ZRANK', qk, queue_member(id, ix))
-  or redis.call('ZRANK', qk, legacy_member(id, ix))
+local rank = rank_of(qk, id, ix)
 if not rank then return {raw} end
 return {
   raw, rank + 1, redis.call('ZCARD', qk),

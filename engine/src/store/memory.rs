@@ -221,6 +221,14 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// The record's place (1-based) in `queue` and the queue's length,
+    /// while it waits there. O(log n): the tree counts what is before it.
+    fn place(&self, id: &Id, record: &ServiceRecord, queue: &str) -> Option<(usize, usize)> {
+        let q = self.queues.get(queue)?;
+        let key = queue_key(id, record);
+        q.contains(&key).then(|| (q.rank(&key) + 1, q.len()))
+    }
+
     /// Moves `old`'s entries in every index to `new`'s (`None`: the
     /// record is new, or gone), touching only what changed.
     fn reindex(&mut self, id: &Id, old: Option<&ServiceRecord>, new: Option<&ServiceRecord>) {
@@ -229,19 +237,10 @@ impl Inner {
         }
         if old.map(customer) != new.map(customer) {
             if let Some(c) = old.map(customer) {
-                if let Some(ids) = self.by_customer.get_mut(c) {
-                    ids.retain(|i| i != id);
-                    ids.shrink_to_fit();
-                    if ids.is_empty() {
-                        self.by_customer.remove(c);
-                    }
-                }
+                list_remove(&mut self.by_customer, c, id);
             }
             if let Some(c) = new.map(customer) {
-                self.by_customer
-                    .entry(c.to_owned())
-                    .or_default()
-                    .push(id.clone());
+                list_add(&mut self.by_customer, c, id);
             }
         }
         let state = |r: &ServiceRecord| r.state;
@@ -288,20 +287,20 @@ impl Inner {
                 .then_some((r.ticket.queue.as_str(), r.ticket.priority, r.ticket.since))
         }
         if old.and_then(queued) != new.and_then(queued) {
-            if let Some((queue, priority, since)) = old.and_then(queued) {
+            if let Some(old) = old.filter(|r| r.is_queued()) {
+                let queue = old.ticket.queue.as_str();
                 if let Some(q) = self.queues.get_mut(queue) {
-                    q.remove(&(std::cmp::Reverse(priority), since, id.clone()));
+                    q.remove(&queue_key(id, old));
                     if q.is_empty() {
                         self.queues.remove(queue);
                     }
                 }
             }
-            if let Some((queue, priority, since)) = new.and_then(queued) {
-                self.queues.entry(queue.to_owned()).or_default().insert((
-                    std::cmp::Reverse(priority),
-                    since,
-                    id.clone(),
-                ));
+            if let Some(new) = new.filter(|r| r.is_queued()) {
+                self.queues
+                    .entry(new.ticket.queue.clone())
+                    .or_default()
+                    .insert(queue_key(id, new));
             }
         }
         fn waiting_device(r: &ServiceRecord) -> Option<&str> {
@@ -311,18 +310,10 @@ impl Inner {
         }
         if old.and_then(waiting_device) != new.and_then(waiting_device) {
             if let Some(d) = old.and_then(waiting_device) {
-                if let Some(ids) = self.waiting_by_device.get_mut(d) {
-                    ids.retain(|i| i != id);
-                    if ids.is_empty() {
-                        self.waiting_by_device.remove(d);
-                    }
-                }
+                list_remove(&mut self.waiting_by_device, d, id);
             }
             if let Some(d) = new.and_then(waiting_device) {
-                self.waiting_by_device
-                    .entry(d.to_owned())
-                    .or_default()
-                    .push(id.clone());
+                list_add(&mut self.waiting_by_device, d, id);
             }
         }
         let empty = BTreeMap::new();
@@ -602,6 +593,32 @@ impl Inner {
     }
 }
 
+/// A service's entry in the queue it waits in: routing order.
+fn queue_key(id: &Id, record: &ServiceRecord) -> QueueKey {
+    (
+        std::cmp::Reverse(record.ticket.priority),
+        record.ticket.since,
+        id.clone(),
+    )
+}
+
+/// Adds `id` to the short list under `key` (a customer's services, a
+/// device's waiting ones).
+fn list_add(lists: &mut Shards<String, Vec<Id>>, key: &str, id: &Id) {
+    lists.entry(key.to_owned()).or_default().push(id.clone());
+}
+
+/// Takes `id` out of the list under `key`, and the list once empty.
+fn list_remove(lists: &mut Shards<String, Vec<Id>>, key: &str, id: &Id) {
+    if let Some(ids) = lists.get_mut(key) {
+        ids.retain(|i| i != id);
+        ids.shrink_to_fit();
+        if ids.is_empty() {
+            lists.remove(key);
+        }
+    }
+}
+
 fn remove_from<K, Q>(map: &mut HashMap<K, BTreeSet<Id>>, key: &Q, id: &Id)
 where
     K: Hash + Eq + std::borrow::Borrow<Q>,
@@ -685,18 +702,10 @@ impl Store for MemoryStore {
 
     async fn position(&self, queue: &str, id: &str) -> Result<Option<(usize, usize)>, StoreError> {
         let inner = self.lock();
-        let (Some(q), Some((id, record))) =
-            (inner.queues.get(queue), inner.records.get_key_value(id))
-        else {
-            return Ok(None);
-        };
-        let key = (
-            std::cmp::Reverse(record.ticket.priority),
-            record.ticket.since,
-            id.clone(),
-        );
-        // O(log n): the tree counts what is before the key.
-        Ok(q.contains(&key).then(|| (q.rank(&key) + 1, q.len())))
+        Ok(inner
+            .records
+            .get_key_value(id)
+            .and_then(|(id, record)| inner.place(id, record, queue)))
     }
 
     async fn queue_len(&self, queue: &str) -> Result<usize, StoreError> {
@@ -719,20 +728,12 @@ impl Store for MemoryStore {
                 let Some(record) = inner.records.get(id) else {
                     continue;
                 };
-                let Some(q) = inner.queues.get(record.ticket.queue.as_str()) else {
-                    continue;
-                };
-                let key = (
-                    std::cmp::Reverse(record.ticket.priority),
-                    record.ticket.since,
-                    id.clone(),
-                );
-                if q.contains(&key) {
+                if let Some((position, waiting)) = inner.place(id, record, &record.ticket.queue) {
                     found.push(DevicePosition {
                         device: device.clone(),
                         service: id.to_string(),
-                        position: q.rank(&key) + 1,
-                        waiting: q.len(),
+                        position,
+                        waiting,
                     });
                 }
             }
@@ -747,26 +748,15 @@ impl Store for MemoryStore {
             let Some((key, record)) = inner.records.get_key_value(id) else {
                 return Ok(None);
             };
-            let queue = &record.ticket.queue;
-            let q = inner.queues.get(queue.as_str());
-            let waiting = q.map_or(0, |q| q.len());
-            let entry = (
-                std::cmp::Reverse(record.ticket.priority),
-                record.ticket.since,
-                key.clone(),
-            );
-            let position = q
-                .filter(|q| record.is_queued() && q.contains(&entry))
-                .map(|q| q.rank(&entry) + 1);
+            let queue = record.ticket.queue.as_str();
+            let waiting = inner.queues.get(queue).map_or(0, |q| q.len());
+            let position = inner
+                .place(key, record, queue)
+                .map(|(position, _)| position);
             let (stats, capacity) = match position {
                 Some(_) => (
-                    inner.stats.get(queue.as_str()).cloned().unwrap_or_default(),
-                    inner
-                        .agents
-                        .values()
-                        .filter(|a| a.ready && a.profile.queues.contains(queue.as_str()))
-                        .map(|a| a.profile.max_concurrent)
-                        .sum(),
+                    inner.stats.get(queue).cloned().unwrap_or_default(),
+                    ready_capacity(inner.agents.values(), queue),
                 ),
                 None => (QueueStats::default(), 0),
             };

@@ -227,9 +227,9 @@ pub struct DevicePosition {
 }
 
 /// The summed `max_concurrent` of `queue`'s ready agents.
-pub fn ready_capacity(agents: &[AgentRecord], queue: &str) -> u32 {
+pub fn ready_capacity<'a>(agents: impl IntoIterator<Item = &'a AgentRecord>, queue: &str) -> u32 {
     agents
-        .iter()
+        .into_iter()
         .filter(|a| a.ready && a.profile.queues.contains(queue))
         .map(|a| a.profile.max_concurrent)
         .sum()

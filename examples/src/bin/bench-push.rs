@@ -56,15 +56,15 @@
 //! it); N subscribers need N + `--warm` + some descriptors in each process,
 //! and as many loopback ports.
 
-use std::fs::File;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use clap::Parser;
+use examples::bench::{Server, ServerSpec};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
@@ -109,94 +109,38 @@ fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
 }
 
-/// A callbackd process.
-struct Server {
-    name: String,
-    base: String,
-    child: Child,
-    log: PathBuf,
+/// A callbackd process on `store`, logging at `warn`.
+async fn start_server(
+    dir: &Path,
+    name: &str,
+    store: &str,
+    max_clients: usize,
+) -> anyhow::Result<Server> {
+    let args: Vec<OsString> = vec![
+        "--scenarios".into(),
+        scenarios_dir().into(),
+        "--store".into(),
+        store.into(),
+        "--push-max-clients".into(),
+        max_clients.to_string().into(),
+        // Idle subscribers stay: nothing but pongs comes from them.
+        "--push-idle-timeout".into(),
+        "10m".into(),
+    ];
+    Server::start(ServerSpec {
+        name,
+        serve_env: SERVE_ENV,
+        dir,
+        args,
+        env: vec![("RUST_LOG".to_owned(), "warn".to_owned())],
+        cpu: None,
+    })
+    .await
 }
 
-impl Server {
-    async fn start(
-        dir: &Path,
-        name: &str,
-        store: &str,
-        max_clients: usize,
-    ) -> anyhow::Result<Self> {
-        let port = redis_store::testing::free_port();
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(std::env::current_exe()?)
-            .env(SERVE_ENV, "1")
-            .env("RUST_LOG", "warn")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--scenarios")
-            .arg(scenarios_dir())
-            .args(["--store", store])
-            .args(["--push-max-clients", &max_clients.to_string()])
-            // Idle subscribers stay: nothing but pongs comes from them.
-            .args(["--push-idle-timeout", "10m"])
-            .stdout(Stdio::null())
-            .stderr(File::create(&log)?)
-            .spawn()
-            .context("start callbackd")?;
-        let mut server = Server {
-            name: name.to_owned(),
-            base: format!("http://127.0.0.1:{port}"),
-            child,
-            log,
-        };
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = server.child.try_wait()? {
-                bail!("{name} exited with {status}: {}", server.log_text());
-            }
-            if let Ok(resp) = client.get(format!("{}/healthz", server.base)).send().await {
-                if resp.status() == 200 {
-                    return Ok(server);
-                }
-            }
-            ensure!(Instant::now() < deadline, "{name} not healthy in 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn ws(&self, path: &str) -> String {
-        format!("{}{path}", self.base.replacen("http://", "ws://", 1))
-    }
-
-    /// The process's resident memory, in bytes.
-    fn rss(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .context("VmRSS")?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()?;
-        Ok(kb * 1024)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn check_running(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("{} exited with {status}: {}", self.name, self.log_text());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The WebSocket URL of `path` on `server`.
+fn ws(server: &Server, path: &str) -> String {
+    format!("{}{path}", server.base.replacen("http://", "ws://", 1))
 }
 
 /// The next text frame, as JSON.
@@ -215,7 +159,7 @@ async fn next_json(ws: &mut Socket) -> anyhow::Result<Value> {
 /// A plain WebSocket subscriber of `device`, past its first frame.
 async fn open_plain(server: &Server, device: &str) -> anyhow::Result<Socket> {
     let (mut ws, _) =
-        tokio_tungstenite::connect_async(server.ws(&format!("/api/v1/push/ws?gms_user={device}")))
+        tokio_tungstenite::connect_async(ws(server, &format!("/api/v1/push/ws?gms_user={device}")))
             .await?;
     let hello = next_json(&mut ws).await?;
     ensure!(hello["channel"] == "/meta/connected", "first frame {hello}");
@@ -235,7 +179,7 @@ fn bayeux_connect(client_id: &str, n: u64, now: bool) -> Message {
 /// `/_genesys`, connected, and with its next `/meta/connect` sent (held).
 async fn open_bayeux(server: &Server, device: &str) -> anyhow::Result<(Socket, String)> {
     let (mut ws, _) =
-        tokio_tungstenite::connect_async(server.ws(&format!("/genesys/cometd?gms_user={device}")))
+        tokio_tungstenite::connect_async(ws(server, &format!("/genesys/cometd?gms_user={device}")))
             .await?;
     let handshake = json!([{"channel": "/meta/handshake", "version": "1.0", "id": "1",
                             "supportedConnectionTypes": ["websocket"]}]);
@@ -409,7 +353,7 @@ fn mib(bytes: u64) -> f64 {
 /// Memory per idle subscriber of one kind, on a fresh server.
 async fn memory(dir: &Path, kind: Kind, args: &Args) -> anyhow::Result<f64> {
     let n = args.subscribers;
-    let mut server = Server::start(dir, "memory", "memory", n + args.warm + 100).await?;
+    let mut server = start_server(dir, "memory", "memory", n + args.warm + 100).await?;
     let mut held = open_many(&server, kind, 0, args.warm, args.concurrency).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = server.rss()?;
@@ -656,7 +600,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             "delivery latency, request sent -> frame received ({} notifications at {}/s over {} devices, {} more first as warm-up):",
             args.notifications, args.rate, args.services, args.warmup
         );
-        let one = Server::start(dir.path(), "single", "memory", 1000).await?;
+        let one = start_server(dir.path(), "single", "memory", 1000).await?;
         let measured = latency(&one, &one, &args).await?;
         report("1 node, memory store", &measured);
         drop(one);
@@ -673,8 +617,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                 format!("{}?namespace={namespace}", own_redis.url())
             }
         };
-        let a = Server::start(dir.path(), "node-a", &url, 1000).await?;
-        let b = Server::start(dir.path(), "node-b", &url, 1000).await?;
+        let a = start_server(dir.path(), "node-a", &url, 1000).await?;
+        let b = start_server(dir.path(), "node-b", &url, 1000).await?;
         let measured = latency(&b, &a, &args).await?;
         report("2 nodes on Redis, B -> A", &measured);
     }
