@@ -11,6 +11,8 @@
 //! - [`video`]: video legs, rooms (call sessions) and the `[_video]` table.
 //! - [`clock`]: where "now" comes from.
 //! - [`pii`]: personal data masked for logs.
+//! - [`small_map`]: the sorted-`Vec` map a record keeps its user data and
+//!   timers in.
 //!
 //! The engine does no I/O: no HTTP, no sockets, no files but the scenario
 //! directory it is asked to read at start-up.
@@ -23,6 +25,7 @@ pub mod record;
 pub mod routing;
 pub mod scenario;
 pub mod schedule;
+pub mod small_map;
 pub mod stats;
 pub mod store;
 #[cfg(feature = "testing")]

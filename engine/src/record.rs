@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::small_map::SmallMap;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -351,7 +352,9 @@ pub struct HistoryEntry {
     /// None for the creation.
     pub from: Option<ServiceState>,
     pub to: ServiceState,
-    pub event: String,
+    /// The event's name: a name of the machine's own, so not copied into
+    /// every entry (read back from a store, it is owned).
+    pub event: std::borrow::Cow<'static, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<CallbackReason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -387,7 +390,7 @@ pub struct ServiceRecord {
     pub device_os: Option<String>,
     /// Every create field that is not one of ours (usr_*, and the rest).
     #[serde(default)]
-    pub user_data: BTreeMap<String, String>,
+    pub user_data: SmallMap<String, String>,
     pub ticket: QueueTicket,
     /// The booked slot, for services created with `_desired_time` in a
     /// scenario with a `_schedule`.
@@ -415,7 +418,7 @@ pub struct ServiceRecord {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub preview_rejects: u32,
     #[serde(default)]
-    pub timers: BTreeMap<TimerKind, DateTime<Utc>>,
+    pub timers: SmallMap<TimerKind, DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat: Option<Box<Chat>>,
     #[serde(default)]

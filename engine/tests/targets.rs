@@ -74,7 +74,7 @@ fn a_waiting_service_widens_then_moves_on_by_timeout() {
     );
     let last = rec.history.last().unwrap();
     assert_eq!(
-        (last.event.as_str(), last.by.as_deref()),
+        (&*last.event, last.by.as_deref()),
         ("target_timeout", Some("timer target_timeout"))
     );
 
@@ -110,7 +110,7 @@ fn a_skip_moves_on_at_once_and_a_stale_one_is_refused() {
     assert_eq!(rec.ticket.route.as_ref().unwrap().skipped, [0]);
     let last = rec.history.last().unwrap();
     assert_eq!(
-        (last.event.as_str(), last.by.as_deref()),
+        (&*last.event, last.by.as_deref()),
         ("target_skipped", Some("router"))
     );
     let entry = QueueEntry::of(rec);

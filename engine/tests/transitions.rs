@@ -788,7 +788,7 @@ fn moving_a_queued_service_keeps_its_place_in_the_new_queue() {
     // A supervisor's move is in the history though the state stays.
     let last = rec.history.last().unwrap();
     assert_eq!(
-        (last.from, last.to, last.event.as_str(), last.at),
+        (last.from, last.to, &*last.event, last.at),
         (Some(S::WaitForAgent), S::WaitForAgent, "moved", secs(100))
     );
 }
@@ -854,7 +854,7 @@ fn moving_an_offered_service_takes_it_back_from_its_agent_first() {
     assert_eq!(rec.ticket.preferred_agent.as_deref(), Some("agent-2"));
     let last = rec.history.last().unwrap();
     assert_eq!(
-        (last.from, last.to, last.event.as_str()),
+        (last.from, last.to, &*last.event),
         (Some(S::WaitForUserConfirm), S::WaitForAgent, "moved")
     );
 }
@@ -1423,16 +1423,7 @@ fn every_state_change_is_in_the_history() {
         .record
         .history
         .iter()
-        .map(|h| {
-            (
-                h.at,
-                h.from,
-                h.to,
-                h.event.as_str(),
-                h.reason,
-                h.agent.as_deref(),
-            )
-        })
+        .map(|h| (h.at, h.from, h.to, &*h.event, h.reason, h.agent.as_deref()))
         .collect();
     assert_eq!(
         got,

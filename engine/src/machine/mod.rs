@@ -1318,7 +1318,7 @@ pub fn create_by(
         customer_number: new.customer_number,
         device_notification_id: new.device_notification_id,
         device_os: new.device_os,
-        user_data: new.user_data,
+        user_data: new.user_data.into(),
         booking: new.booking.map(Box::new),
         ticket,
         video: new.video.map(Box::new),
@@ -1351,7 +1351,7 @@ pub fn create_by(
         at: now,
         from: None,
         to: ServiceState::Scheduled,
-        event: Event::Created.name().to_owned(),
+        event: Event::Created.name().into(),
         reason: None,
         agent: None,
         by: by.map(str::to_owned),
@@ -1464,10 +1464,14 @@ fn owe_webhooks(
     let before_due = before.and_then(|b| b.timers.get(&TimerKind::Webhook).copied());
     let rec = &mut applied.record;
     if !rec.webhooks.pending.is_empty() {
-        let due = *rec
-            .timers
-            .entry(TimerKind::Webhook)
-            .or_insert(before_due.unwrap_or(now));
+        let due = match rec.timers.get(&TimerKind::Webhook) {
+            Some(due) => *due,
+            None => {
+                let due = before_due.unwrap_or(now);
+                rec.timers.insert(TimerKind::Webhook, due);
+                due
+            }
+        };
         if before_due != Some(due) {
             applied.effects.push(Effect::TimerArmed {
                 kind: TimerKind::Webhook,
@@ -1633,7 +1637,7 @@ fn transition(
             at: now,
             from: Some(from),
             to,
-            event: event.name().to_owned(),
+            event: event.name().into(),
             reason,
             agent: rec.handling_agent().map(str::to_owned),
             by: by.map(str::to_owned).or_else(|| own_cause(event)),

@@ -24,10 +24,15 @@ use chrono::{DateTime, Utc};
 
 use super::*;
 use crate::clock::Clock;
+use crate::small_map::SmallMap;
 
 /// A service id, stored once and shared by every index that names it: an
 /// index entry is a pointer, not a copy of the text.
 type Id = Arc<str>;
+
+/// The services of one customer number, or of one device: nearly always
+/// one, held without an allocation of its own.
+type IdList = smallvec::SmallVec<[Id; 1]>;
 
 type QueueKey = (std::cmp::Reverse<i32>, DateTime<Utc>, Id);
 
@@ -106,14 +111,14 @@ impl<K: Hash + Eq, V> Shards<K, V> {
 struct Inner {
     records: Shards<Id, Arc<ServiceRecord>>,
     /// Customer number → its services (a customer has few).
-    by_customer: Shards<String, Vec<Id>>,
+    by_customer: Shards<Box<str>, IdList>,
     by_state: HashMap<ServiceState, BTreeSet<Id>>,
     by_scenario: HashMap<String, BTreeSet<Id>>,
     /// Scenario → its services that are not completed (the create guard).
     active: HashMap<String, usize>,
     queues: HashMap<String, indexset::BTreeSet<QueueKey>>,
     /// Device → its services waiting in a queue (the positions pushed).
-    waiting_by_device: Shards<String, Vec<Id>>,
+    waiting_by_device: Shards<Box<str>, IdList>,
     /// Armed timers by when the timer loop must look at them: the due time
     /// (the record's), or the end of a claim's lease.
     timers: BTreeSet<(DateTime<Utc>, Id, TimerKind)>,
@@ -316,7 +321,7 @@ impl Inner {
                 list_add(&mut self.waiting_by_device, d, id);
             }
         }
-        let empty = BTreeMap::new();
+        let empty = SmallMap::new();
         self.sync_timers(
             id,
             old.map_or(&empty, |r| &r.timers),
@@ -489,8 +494,8 @@ impl Inner {
     fn sync_timers(
         &mut self,
         id: &Id,
-        old: &BTreeMap<TimerKind, DateTime<Utc>>,
-        new: &BTreeMap<TimerKind, DateTime<Utc>>,
+        old: &SmallMap<TimerKind, DateTime<Utc>>,
+        new: &SmallMap<TimerKind, DateTime<Utc>>,
     ) {
         for (kind, due) in old {
             if new.get(kind) != Some(due) {
@@ -604,12 +609,12 @@ fn queue_key(id: &Id, record: &ServiceRecord) -> QueueKey {
 
 /// Adds `id` to the short list under `key` (a customer's services, a
 /// device's waiting ones).
-fn list_add(lists: &mut Shards<String, Vec<Id>>, key: &str, id: &Id) {
-    lists.entry(key.to_owned()).or_default().push(id.clone());
+fn list_add(lists: &mut Shards<Box<str>, IdList>, key: &str, id: &Id) {
+    lists.entry(key.into()).or_default().push(id.clone());
 }
 
 /// Takes `id` out of the list under `key`, and the list once empty.
-fn list_remove(lists: &mut Shards<String, Vec<Id>>, key: &str, id: &Id) {
+fn list_remove(lists: &mut Shards<Box<str>, IdList>, key: &str, id: &Id) {
     if let Some(ids) = lists.get_mut(key) {
         ids.retain(|i| i != id);
         ids.shrink_to_fit();
