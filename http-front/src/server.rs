@@ -99,14 +99,20 @@ pub async fn serve(
                 // a slow one never holds up accepting; it gets the time a
                 // client has for its headers, and stops at shutdown.
                 Some(tls) => {
-                    let handshake =
-                        tokio::time::timeout(header_timeout, tls.acceptor().accept(stream));
+                    let handshake = Box::pin(tokio::time::timeout(
+                        header_timeout,
+                        tls.acceptor().accept(stream),
+                    ));
                     let done = tokio::select! {
                         done = handshake => Some(done),
                         _ = connection.signal_tx.closed() => None,
                     };
                     match done {
-                        Some(Ok(Ok(stream))) => connection.serve(stream, remote).await,
+                        // Boxed: a TLS stream's state is large, and the
+                        // task of every plain connection would otherwise
+                        // be as large too (it is held for the whole of a
+                        // long-polling connect).
+                        Some(Ok(Ok(stream))) => Box::pin(connection.serve(stream, remote)).await,
                         Some(Ok(Err(e))) => {
                             tracing::debug!(client = %remote.ip(), error = %e, "TLS handshake failed.");
                         }

@@ -295,9 +295,14 @@ pub async fn long_poll(
     if set_cookie.is_some() {
         origin.browser = set_cookie.clone();
     }
-    let replies = bayeux_for(&state, &headers)
-        .long_poll(&batch, &origin)
-        .await;
+    let bayeux = bayeux_for(&state, &headers);
+    // The request's header values are slices of hyper's read buffer: held
+    // for the length of a connect, they would keep that buffer alive beside
+    // the one hyper reads the next request into (8 KiB per long-polling
+    // client). Everything needed from them is read by now.
+    drop(headers);
+    drop((body, text));
+    let replies = bayeux.long_poll(&batch, &origin).await;
     let mut response = Json(Value::Array(replies)).into_response();
     if let Some(browser) = set_cookie {
         let cookie = format!("{BROWSER_COOKIE}={browser}; Path=/genesys/cometd; HttpOnly");
