@@ -123,6 +123,10 @@ async fn start_server(
         store.into(),
         "--push-max-clients".into(),
         max_clients.to_string().into(),
+        // Every subscriber comes from 127.0.0.1, and each held long-polling
+        // connect is a connection of its own.
+        "--max-connections-per-ip".into(),
+        max_clients.to_string().into(),
         // Idle subscribers stay: nothing but pongs comes from them.
         "--push-idle-timeout".into(),
         "10m".into(),
