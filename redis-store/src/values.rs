@@ -268,8 +268,9 @@ pub(crate) fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
 /// What the record is deflated against: a record's usual keys and values
 /// (a preset dictionary), so a small record does not spend its bytes
 /// spelling out `"expiration_time":` once. A waiting service's value goes
-/// from 480 bytes (plain deflate, fastest) to 230 (the default level: the
-/// fastest level of zlib-rs makes little use of a dictionary).
+/// from 480 bytes (plain deflate, fastest) to 230 at the default level,
+/// for 13 µs of CPU per write instead of 6 (zlib-rs's fastest level makes
+/// little use of a dictionary: 301 bytes).
 ///
 /// A format on disk: values written with it say so (`y`), and this text
 /// must never change. A better dictionary would be a new marker.
