@@ -64,14 +64,14 @@ impl Keys {
         self.key("qdev")
     }
 
-    /// Set: the ids in a state.
-    pub fn state(&self, state: ServiceState) -> String {
-        self.key(&format!("state:{}", state_name(state)))
+    /// Set: the ids in one state of one scenario.
+    pub fn services(&self, state: ServiceState, scenario: &str) -> String {
+        self.key(&format!("ids:{}:{scenario}", state_name(state)))
     }
 
-    /// Set: the ids of a scenario.
-    pub fn scenario(&self, scenario: &str) -> String {
-        self.key(&format!("scen:{scenario}"))
+    /// Set: the names of the scenarios that have (or had) stored services.
+    pub fn scenarios(&self) -> String {
+        self.key("scenarios")
     }
 
     /// Set: the names of queues with waiting services.
@@ -205,10 +205,10 @@ mod tests {
             (k.waiting_devices(), "{ns}:qdev"),
             (k.capacity(), "{ns}:capacity"),
             (
-                k.state(ServiceState::WaitForAgent),
-                "{ns}:state:wait_for_agent",
+                k.services(ServiceState::WaitForAgent, "s"),
+                "{ns}:ids:wait_for_agent:s",
             ),
-            (k.scenario("s"), "{ns}:scen:s"),
+            (k.scenarios(), "{ns}:scenarios"),
             (k.queues(), "{ns}:queues"),
             (k.queue("q"), "{ns}:queue:q"),
             (k.timers(), "{ns}:timers"),

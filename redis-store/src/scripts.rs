@@ -12,7 +12,10 @@
 //! so no index can drift from the records, even after Redis expired a
 //! record by itself.
 
+use engine::record::ServiceState;
 use redis::Script;
+
+use crate::keys::state_name;
 
 /// Functions every write script shares. `P` is the key prefix (`{ns}:`).
 const PRELUDE: &str = r#"
@@ -80,6 +83,12 @@ local function list_members(name, field)
   for other in string.gmatch(ids, '[^,]+') do table.insert(list, other) end
   return list
 end
+
+-- The set of the services in one state of one scenario: one set per
+-- (state, scenario) rather than a set per state and another per scenario,
+-- so a service is named once, not twice (a scenario's services are the
+-- union over its states, a state's the union over 'scenarios').
+local function ids_key(ix) return P .. 'ids:' .. ix.s .. ':' .. ix.n end
 
 local function cust_add(number, id) list_add('cust', number, id) end
 local function cust_remove(number, id) list_remove('cust', number, id) end
@@ -156,8 +165,7 @@ end
 local function undo(id, ix, keep, keep_agent)
   cust_remove(ix.c, id)
   if waiting_device(ix) then list_remove('qdev', ix.v, id) end
-  redis.call('SREM', P .. 'state:' .. ix.s, id)
-  redis.call('SREM', P .. 'scen:' .. ix.n, id)
+  redis.call('SREM', ids_key(ix), id)
   if ix.q then
     local qk = P .. 'queue:' .. ix.q
     redis.call('ZREM', qk, queue_member(id, ix), legacy_member(id, ix))
@@ -240,12 +248,11 @@ if max_cust then
   end
 end
 if max_scen then
-  local scen = P .. 'scen:' .. new.n
-  local done = P .. 'state:completed'
-  local both = redis.pcall('SINTERCARD', 2, scen, done)
-  -- SINTERCARD is Redis 7; before it, the intersection itself.
-  if type(both) ~= 'number' then both = #redis.call('SINTER', scen, done) end
-  if redis.call('SCARD', scen) - both >= max_scen then return 'SCENARIO' end
+  local active = 0
+  for _, state in ipairs(ACTIVE_STATES) do
+    active = active + redis.call('SCARD', P .. 'ids:' .. state .. ':' .. new.n)
+  end
+  if active >= max_scen then return 'SCENARIO' end
 end
 local old_agent = old and old.a or nil
 if new.a and new.a ~= old_agent then
@@ -287,13 +294,10 @@ if old then
     if waiting_device(old) then list_remove('qdev', old.v, id) end
     if waiting_device(new) then list_add('qdev', new.v, id) end
   end
-  if old.s ~= new.s then
-    redis.call('SREM', P .. 'state:' .. old.s, id)
-    redis.call('SADD', P .. 'state:' .. new.s, id)
-  end
-  if old.n ~= new.n then
-    redis.call('SREM', P .. 'scen:' .. old.n, id)
-    redis.call('SADD', P .. 'scen:' .. new.n, id)
+  if old.s ~= new.s or old.n ~= new.n then
+    redis.call('SREM', ids_key(old), id)
+    redis.call('SADD', ids_key(new), id)
+    if old.n ~= new.n then redis.call('SADD', P .. 'scenarios', new.n) end
   end
   local old_member = old.q and queue_member(id, old) or nil
   local new_member = new.q and queue_member(id, new) or nil
@@ -329,8 +333,8 @@ if old then
 else
   cust_add(new.c, id)
   if waiting_device(new) then list_add('qdev', new.v, id) end
-  redis.call('SADD', P .. 'state:' .. new.s, id)
-  redis.call('SADD', P .. 'scen:' .. new.n, id)
+  redis.call('SADD', ids_key(new), id)
+  redis.call('SADD', P .. 'scenarios', new.n)
   if new.q then
     redis.call('ZADD', P .. 'queue:' .. new.q, 0, queue_member(id, new))
     redis.call('SADD', P .. 'queues', new.q)
@@ -448,6 +452,38 @@ repeat
     end
   end
 until cursor == '0'
+return n
+"#;
+
+/// merge_state_sets: the sets of services by (state, scenario), made from
+/// the index entries when a deployment from before them still has the
+/// sets by state and by scenario (`state:<state>`, `scen:<scenario>`),
+/// which are then deleted. ARGV = prefix. Answers the services moved.
+const MERGE_STATE_SETS: &str = r#"
+local old = {}
+for _, state in ipairs(ALL_STATES) do
+  if redis.call('EXISTS', P .. 'state:' .. state) == 1 then table.insert(old, P .. 'state:' .. state) end
+end
+if #old == 0 then return 0 end
+local n = 0
+local scenarios = {}
+local cursor = '0'
+repeat
+  local page = redis.call('HSCAN', P .. 'idx', cursor, 'COUNT', 1000)
+  cursor = page[1]
+  local fields = page[2]
+  for i = 1, #fields, 2 do
+    local ix = cjson.decode(fields[i + 1])
+    redis.call('SADD', ids_key(ix), fields[i])
+    if not scenarios[ix.n] then
+      scenarios[ix.n] = true
+      redis.call('SADD', P .. 'scenarios', ix.n)
+      table.insert(old, P .. 'scen:' .. ix.n)
+    end
+    n = n + 1
+  end
+until cursor == '0'
+for _, key in ipairs(old) do redis.call('DEL', key) end
 return n
 "#;
 
@@ -610,11 +646,29 @@ pub struct Scripts {
     pub standing: Script,
     pub device_positions: Script,
     pub rebuild_waiting_devices: Script,
+    pub merge_state_sets: Script,
 }
 
 impl Scripts {
     pub fn new() -> Scripts {
-        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        // The state names, as the keys spell them, for the scripts that
+        // go over every state (or every state a service is active in).
+        let names = |states: &mut dyn Iterator<Item = ServiceState>| {
+            states
+                .map(|s| format!("'{}'", state_name(s)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let states = format!(
+            "local ALL_STATES = {{{}}}\nlocal ACTIVE_STATES = {{{}}}\n",
+            names(&mut ServiceState::ALL.into_iter()),
+            names(
+                &mut ServiceState::ALL
+                    .into_iter()
+                    .filter(|s| *s != ServiceState::Completed)
+            ),
+        );
+        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{states}\n{body}"));
         Scripts {
             put: with_prelude(PUT),
             purge: with_prelude(PURGE),
@@ -632,13 +686,14 @@ impl Scripts {
             standing: with_prelude(STANDING),
             device_positions: with_prelude(DEVICE_POSITIONS),
             rebuild_waiting_devices: with_prelude(REBUILD_WAITING_DEVICES),
+            merge_state_sets: with_prelude(MERGE_STATE_SETS),
         }
     }
 
     /// Every script, to load them all when connecting: otherwise the first
     /// requests after a start each find a script missing (NOSCRIPT) and
     /// load it again, all at once.
-    pub fn all(&self) -> [&Script; 16] {
+    pub fn all(&self) -> [&Script; 17] {
         [
             &self.put,
             &self.purge,
@@ -656,6 +711,7 @@ impl Scripts {
             &self.standing,
             &self.device_positions,
             &self.rebuild_waiting_devices,
+            &self.merge_state_sets,
         ]
     }
 }

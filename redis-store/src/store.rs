@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use engine::clock::Clock;
-use engine::record::ServiceRecord;
+use engine::record::{ServiceRecord, ServiceState};
 use engine::stats::{QueueStats, SampleKind, WINDOW};
 use engine::store::{
     AgentKey, AgentProfile, AgentRecord, CreateGuard, DevicePosition, DueTimer, IdempotencyClaim,
@@ -97,6 +97,9 @@ impl RedisStore {
             .key(self.keys.waiting_devices());
         inv.arg(self.keys.prefix());
         let _: i64 = self.run(inv).await?;
+        let mut inv = self.scripts.merge_state_sets.key(self.keys.scenarios());
+        inv.arg(self.keys.prefix());
+        let _: i64 = self.run(inv).await?;
         Ok(())
     }
 
@@ -132,6 +135,14 @@ impl RedisStore {
     async fn set_members(&self, key: String) -> Result<Vec<String>, StoreError> {
         self.call(|mut c| async move { c.smembers(key).await })
             .await
+    }
+
+    /// The members of any of the sets `keys` (none for no keys).
+    async fn union(&self, keys: Vec<String>) -> Result<Vec<String>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(|mut c| async move { c.sunion(keys).await }).await
     }
 
     fn decode(&self, raw: &[u8]) -> Result<ServiceRecord, StoreError> {
@@ -313,8 +324,21 @@ impl Store for RedisStore {
                     Some(ids) => ids.split(',').map(str::to_owned).collect(),
                 }
             }
-            IndexKey::State(s) => self.set_members(self.keys.state(*s)).await?,
-            IndexKey::Scenario(s) => self.set_members(self.keys.scenario(s)).await?,
+            IndexKey::State(state) => {
+                let scenarios = self.set_members(self.keys.scenarios()).await?;
+                let sets = scenarios
+                    .iter()
+                    .map(|n| self.keys.services(*state, n))
+                    .collect();
+                self.union(sets).await?
+            }
+            IndexKey::Scenario(n) => {
+                let sets = ServiceState::ALL
+                    .into_iter()
+                    .map(|state| self.keys.services(state, n))
+                    .collect();
+                self.union(sets).await?
+            }
         };
         self.records(&ids).await
     }

@@ -132,7 +132,13 @@ async fn keys_share_a_slot_and_deployments_spread() {
         let record_key = format!("{{{namespace}}}:svc:svc-1");
         let slot = keyslot(&mut conn, &record_key).await;
         assert_eq!(slot, expected_slot, "{record_key}");
-        for key in ["queues", "timers", "idx", "state:wait_for_agent"] {
+        for key in [
+            "queues",
+            "timers",
+            "idx",
+            "scenarios",
+            "ids:wait_for_agent:chat-delay",
+        ] {
             let key = format!("{{{namespace}}}:{key}");
             assert_eq!(
                 keyslot(&mut conn, &key).await,

@@ -102,3 +102,88 @@ async fn a_node_connecting_to_an_older_deployment_makes_the_derived_hashes() {
         (Some(2), 3, 3)
     );
 }
+
+/// A deployment written before the sets by (state, scenario): its services
+/// are in a set per state and a set per scenario. A node that connects
+/// makes the new sets from the index entries and deletes the old ones, so
+/// queries by state and by scenario, and the scenario's create guard, count
+/// every service at once.
+#[tokio::test]
+async fn a_node_connecting_to_an_older_deployment_merges_the_state_sets() {
+    use engine::machine::{self, NewService};
+    use engine::record::ServiceState;
+    use engine::store::{CreateGuard, IndexKey, Store, StoreError};
+    use engine::testing::ScenarioBuilder;
+
+    let server = RedisServer::start();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let connect = || async {
+        let config = RedisConfig::parse(&server.url).unwrap();
+        RedisStore::connect(config, clock.clone()).await.unwrap()
+    };
+    let store = connect().await;
+    let scenario = ScenarioBuilder::chat_delay().build();
+    let new = |id: &str| NewService {
+        id: id.to_owned(),
+        customer_number: format!("+49{id}"),
+        desired_time: None,
+        device_notification_id: None,
+        device_os: None,
+        user_data: Default::default(),
+        booking: None,
+        preferred_agent: None,
+        video: None,
+    };
+    for id in ["a", "b"] {
+        let rec = machine::create(new(id), &scenario, t0()).record;
+        store.put(&rec, None).await.unwrap();
+    }
+    // What an older version kept instead: the same ids by state and by
+    // scenario, and not the new sets.
+    let mut raw = redis::Client::open(server.plain_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let p = format!("{{{}}}:", store.namespace());
+    let n = &scenario.name;
+    let _: () = redis::pipe()
+        .del(format!("{p}ids:wait_for_agent:{n}"))
+        .del(format!("{p}scenarios"))
+        .sadd(format!("{p}state:wait_for_agent"), &["a", "b"])
+        .sadd(format!("{p}scen:{n}"), &["a", "b"])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let ids = |found: Vec<engine::record::ServiceRecord>| {
+        let mut ids: Vec<String> = found.into_iter().map(|r| r.id).collect();
+        ids.sort();
+        ids
+    };
+    assert!(ids(store.find(&IndexKey::Scenario(n.clone())).await.unwrap()).is_empty());
+
+    let node = connect().await;
+    for key in [
+        IndexKey::Scenario(n.clone()),
+        IndexKey::State(ServiceState::WaitForAgent),
+    ] {
+        assert_eq!(ids(node.find(&key).await.unwrap()), ["a", "b"], "{key:?}");
+    }
+    let left: usize = redis::cmd("EXISTS")
+        .arg(format!("{p}state:wait_for_agent"))
+        .arg(format!("{p}scen:{n}"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the old sets are gone");
+    // The scenario's cap counts them: two active, a cap of two refuses.
+    let guard = CreateGuard {
+        max_active_for_customer: None,
+        max_active_in_scenario: Some(2),
+    };
+    let third = machine::create(new("c"), &scenario, t0()).record;
+    assert!(matches!(
+        node.put_new(&third, &guard).await,
+        Err(StoreError::ScenarioFull { .. })
+    ));
+}
