@@ -69,6 +69,12 @@ impl Keys {
         self.key(&format!("ids:{}:{scenario}", state_name(state)))
     }
 
+    /// Hash: `od`, `oa` → the notifications waiting in the devices' and
+    /// the agents' outboxes of active services. Kept by the scripts only.
+    pub fn outboxes(&self) -> String {
+        self.key("outboxes")
+    }
+
     /// Set: the names of the scenarios that have (or had) stored services.
     pub fn scenarios(&self) -> String {
         self.key("scenarios")
@@ -209,6 +215,7 @@ mod tests {
                 "{ns}:ids:wait_for_agent:s",
             ),
             (k.scenarios(), "{ns}:scenarios"),
+            (k.outboxes(), "{ns}:outboxes"),
             (k.queues(), "{ns}:queues"),
             (k.queue("q"), "{ns}:queue:q"),
             (k.timers(), "{ns}:timers"),

@@ -90,6 +90,17 @@ end
 -- union over its states, a state's the union over 'scenarios').
 local function ids_key(ix) return P .. 'ids:' .. ix.s .. ':' .. ix.n end
 
+-- The outboxes' depth (`/metrics`): the hash 'outboxes', fields od (the
+-- devices') and oa (the agents'), summed over the index entries, which
+-- hold an active service's outbox lengths. Counts entry `ix` in and `old`
+-- out (either may be nil), in one HINCRBY per field that changed.
+local function outboxes_add(ix, old)
+  for _, f in ipairs({'od', 'oa'}) do
+    local n = tonumber(ix and ix[f] or 0) - tonumber(old and old[f] or 0)
+    if n ~= 0 then redis.call('HINCRBY', P .. 'outboxes', f, n) end
+  end
+end
+
 local function cust_add(number, id) list_add('cust', number, id) end
 local function cust_remove(number, id) list_remove('cust', number, id) end
 
@@ -184,6 +195,7 @@ local function undo(id, ix, keep, keep_agent)
   -- Guarded: an expired holder's code or agent may have been taken over.
   if ix.r then hdel_if(P .. 'rooms', ix.r, id) end
   if ix.ra then hdel_if(P .. 'roomagents', ix.ra, id) end
+  outboxes_add(nil, ix)
   redis.call('HDEL', P .. 'idx', id)
 end
 
@@ -344,6 +356,7 @@ else
   if new.r then redis.call('HSET', P .. 'rooms', new.r, id) end
   if new.ra then redis.call('HSET', P .. 'roomagents', new.ra, id) end
 end
+outboxes_add(new, old)
 if new.a and new.a ~= old_agent then
   redis.call('SADD', P .. 'agent:' .. new.a .. ':svc', id)
   redis.call('HSET', P .. 'agent:' .. new.a, 'last', now)

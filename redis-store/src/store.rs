@@ -16,8 +16,8 @@ use engine::clock::Clock;
 use engine::record::{ServiceRecord, ServiceState};
 use engine::stats::{QueueStats, SampleKind, WINDOW};
 use engine::store::{
-    AgentKey, AgentProfile, AgentRecord, CreateGuard, DevicePosition, DueTimer, IdempotencyClaim,
-    IndexKey, QueueEntry, Quota, QuotaVerdict, Standing, Store, StoreError,
+    AgentKey, AgentProfile, AgentRecord, Census, CreateGuard, DevicePosition, DueTimer,
+    IdempotencyClaim, IndexKey, QueueEntry, Quota, QuotaVerdict, Standing, Store, StoreError,
 };
 use redis::AsyncCommands;
 
@@ -341,6 +341,45 @@ impl Store for RedisStore {
             }
         };
         self.records(&ids).await
+    }
+
+    async fn census(&self) -> Result<Census, StoreError> {
+        let scenarios = self.set_members(self.keys.scenarios()).await?;
+        let active: Vec<ServiceState> = ServiceState::ALL
+            .into_iter()
+            .filter(|s| *s != ServiceState::Completed)
+            .collect();
+        let mut pipe = redis::pipe();
+        for scenario in &scenarios {
+            for state in &active {
+                pipe.scard(self.keys.services(*state, scenario));
+            }
+        }
+        pipe.hget(self.keys.outboxes(), "od")
+            .hget(self.keys.outboxes(), "oa");
+        let (counts, outboxes): (Vec<u64>, (Option<u64>, Option<u64>)) = self
+            .call(|mut c| async move {
+                let mut answers: Vec<redis::Value> = pipe.query_async(&mut c).await?;
+                let outboxes = answers.split_off(answers.len() - 2);
+                let counts = redis::from_redis_value(redis::Value::Array(answers))?;
+                let outboxes = redis::from_redis_value(redis::Value::Array(outboxes))?;
+                Ok((counts, outboxes))
+            })
+            .await?;
+        let mut census = Census {
+            services: BTreeMap::new(),
+            device_outbox: outboxes.0.unwrap_or(0),
+            agent_outbox: outboxes.1.unwrap_or(0),
+        };
+        let keys = scenarios
+            .iter()
+            .flat_map(|n| active.iter().map(move |s| (n.clone(), *s)));
+        for (key, count) in keys.zip(counts) {
+            if count > 0 {
+                census.services.insert(key, count);
+            }
+        }
+        Ok(census)
     }
 
     async fn queue(&self, queue: &str) -> Result<Vec<QueueEntry>, StoreError> {

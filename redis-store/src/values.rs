@@ -69,6 +69,12 @@ pub(crate) struct IndexEntry<'a> {
     /// live and the service not completed).
     #[serde(skip_serializing_if = "Option::is_none")]
     ra: Option<&'a str>,
+    /// While active: the lengths of the device's and the agent's outboxes
+    /// (when not empty), summed into `outboxes` for `/metrics`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    od: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oa: Option<usize>,
 }
 
 pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
@@ -223,6 +229,7 @@ pub(crate) fn parse_queue_member(member: &str) -> Option<QueueEntry> {
 
 pub(crate) fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
     let queued = rec.is_queued();
+    let active = rec.state != engine::record::ServiceState::Completed;
     IndexEntry {
         c: &rec.customer_number,
         s: state_name(rec.state),
@@ -262,6 +269,8 @@ pub(crate) fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
         bc: rec.seat().map(|(_, _, seats)| seats),
         r: rec.room_code(),
         ra: rec.room_agent(),
+        od: Some(rec.outbox.len()).filter(|n| *n > 0 && active),
+        oa: Some(rec.agent_outbox.len()).filter(|n| *n > 0 && active),
     }
 }
 

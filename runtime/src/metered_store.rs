@@ -60,6 +60,10 @@ impl Store for MeteredStore {
         timed("queue_len", self.0.queue_len(queue)).await
     }
 
+    async fn census(&self) -> Result<engine::store::Census, StoreError> {
+        timed("census", self.0.census()).await
+    }
+
     async fn standing(&self, id: &str) -> Result<Option<engine::store::Standing>, StoreError> {
         timed("standing", self.0.standing(id)).await
     }

@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use engine::record::ServiceState;
-use engine::store::IndexKey;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
 use crate::shell::{Shell, ShellError};
@@ -139,27 +138,20 @@ pub async fn observe(shell: &Shell) -> Result<(), ShellError> {
         ServiceState::WaitForUserConfirm,
         ServiceState::Connected,
     ];
+    // Kept by the store as it writes: a scrape reads counts, not records.
+    let census = shell.census().await?;
     let mut services: BTreeMap<(String, ServiceState), u64> = BTreeMap::new();
     for scenario in shell.scenarios().iter() {
         for state in active {
             services.insert((scenario.name.clone(), state), 0);
         }
     }
-    let (mut device_outbox, mut agent_outbox) = (0usize, 0usize);
-    for state in active {
-        for record in shell.services_by(&IndexKey::State(state)).await? {
-            *services
-                .entry((record.scenario.clone(), state))
-                .or_default() += 1;
-            device_outbox += record.outbox.len();
-            agent_outbox += record.agent_outbox.len();
-        }
-    }
+    services.extend(census.services);
     for ((scenario, state), count) in services {
         gauge!(SERVICES, "scenario" => scenario, "state" => state.gms_name()).set(count as f64);
     }
-    gauge!(OUTBOX_DEPTH, "side" => "device").set(device_outbox as f64);
-    gauge!(OUTBOX_DEPTH, "side" => "agent").set(agent_outbox as f64);
+    gauge!(OUTBOX_DEPTH, "side" => "device").set(census.device_outbox as f64);
+    gauge!(OUTBOX_DEPTH, "side" => "agent").set(census.agent_outbox as f64);
 
     let mut queues: Vec<String> = shell
         .scenarios()

@@ -22,7 +22,7 @@ use crate::record::{
 use crate::scenario::Scenario;
 use crate::stats::SampleKind;
 use crate::store::{
-    AgentKey, AgentProfile, AgentRecord, CreateGuard, DueTimer, IdempotencyClaim, IndexKey,
+    AgentKey, AgentProfile, AgentRecord, Census, CreateGuard, DueTimer, IdempotencyClaim, IndexKey,
     QueueEntry, Quota, QuotaVerdict, Store, StoreError,
 };
 use crate::testing::ScenarioBuilder;
@@ -2248,6 +2248,80 @@ pub async fn racing_guarded_creates_let_through_exactly_the_limit(
 
 /// Expands to one `#[tokio::test]` per check. `$make` is an async fn
 /// returning a [`Subject`]; each test gets a fresh one.
+/// The census a store keeps as it writes (what `/metrics` shows) is the
+/// one counted from the records, through creates, transitions, outboxes
+/// filling and emptying, completion and the purge.
+pub async fn census_follows_the_records(store: &dyn Store, clock: &ManualClock) {
+    use crate::record::{AgentNotification, DeviceNotification};
+    async fn from_records(store: &dyn Store) -> Census {
+        let mut census = Census::default();
+        for state in ServiceState::ALL {
+            if state != ServiceState::Completed {
+                for record in store.find(&IndexKey::State(state)).await.unwrap() {
+                    census.count(&record, 1);
+                }
+            }
+        }
+        census
+    }
+    async fn check(store: &dyn Store, step: &str) -> Census {
+        let kept = store.census().await.unwrap();
+        assert_eq!(kept, from_records(store).await, "{step}");
+        kept
+    }
+    let (scn, vip_) = (standard(), vip());
+    add_agent(store, "ag", &["support"], 2, true).await;
+    assert_eq!(check(store, "empty").await, Census::default());
+    insert(store, &created(&scn, "a", "c1", t0())).await;
+    insert(store, &created(&scn, "b", "c2", t0())).await;
+    insert(store, &created(&vip_, "c", "c3", t0())).await;
+    let mut d = created(&scn, "d", "c4", t0());
+    let notice = |id: &str| DeviceNotification {
+        id: id.to_owned(),
+        tag: "service.chat.refresh".to_owned(),
+        payload: serde_json::json!({}),
+        at: t0(),
+    };
+    d.outbox.extend([notice("1"), notice("2")]);
+    d.agent_outbox.push(AgentNotification {
+        id: "1".to_owned(),
+        message: "{}".to_owned(),
+        tag: "t".to_owned(),
+        at: t0(),
+    });
+    insert(store, &d).await;
+    let census = check(store, "created").await;
+    let waiting = |c: &Census, s: &Arc<Scenario>, state| {
+        c.services
+            .get(&(s.name.clone(), state))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(waiting(&census, &scn, ServiceState::WaitForAgent), 3);
+    assert_eq!(waiting(&census, &vip_, ServiceState::WaitForAgent), 1);
+    let before = (census.device_outbox, census.agent_outbox);
+    assert!(before.0 >= 2 && before.1 >= 1, "{census:?}");
+
+    // An outbox emptied by a write, a service moving on, one completed.
+    let mut emptied = store.get("d").await.unwrap().unwrap();
+    emptied.outbox.clear();
+    emptied.version += 1;
+    store
+        .put(&emptied, Some(emptied.version - 1))
+        .await
+        .unwrap();
+    must(store, &scn, "a", reserved("ag"), secs(30)).await;
+    must(store, &scn, "b", Event::Cancel, secs(31)).await;
+    let census = check(store, "moved on").await;
+    assert_eq!(waiting(&census, &scn, ServiceState::WaitForAgent), 1);
+    assert_eq!(waiting(&census, &scn, ServiceState::Completed), 0);
+
+    // Past every deadline: nothing is counted once purged.
+    set_clock(clock, secs(2 * DAY) + COMPLETED_GRACE);
+    store.purge_expired(clock.now()).await.unwrap();
+    assert_eq!(check(store, "purged").await, Census::default());
+}
+
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($make:path) => {
@@ -2286,6 +2360,7 @@ macro_rules! store_conformance_tests {
             positions_hold_across_a_long_queue,
             standing_answers_place_and_ewt_inputs,
             device_positions_follow_the_queue,
+            census_follows_the_records,
         );
     };
     (@tests $make:path; $($check:ident),* $(,)?) => {

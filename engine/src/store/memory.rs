@@ -134,6 +134,9 @@ struct Inner {
     /// Agent → the service whose live room the agent is in.
     room_agents: HashMap<String, String>,
     stats: HashMap<String, QueueStats>,
+    /// The services by scenario and state and the outboxes' depth, kept
+    /// by every write (`/metrics` reads it).
+    census: Census,
 }
 
 /// What access control keeps: apart from the records, so a burst of
@@ -237,6 +240,18 @@ impl Inner {
     /// Moves `old`'s entries in every index to `new`'s (`None`: the
     /// record is new, or gone), touching only what changed.
     fn reindex(&mut self, id: &Id, old: Option<&ServiceRecord>, new: Option<&ServiceRecord>) {
+        // What the census counts of a record: unchanged by most writes.
+        fn counted(r: &ServiceRecord) -> (ServiceState, &str, usize, usize) {
+            (r.state, &r.scenario, r.outbox.len(), r.agent_outbox.len())
+        }
+        if old.map(counted) != new.map(counted) {
+            if let Some(old) = old {
+                self.census.count(old, -1);
+            }
+            if let Some(new) = new {
+                self.census.count(new, 1);
+            }
+        }
         fn customer(r: &ServiceRecord) -> &str {
             &r.customer_number
         }
@@ -639,6 +654,10 @@ where
 
 #[async_trait]
 impl Store for MemoryStore {
+    async fn census(&self) -> Result<Census, StoreError> {
+        Ok(self.lock().census.clone())
+    }
+
     async fn get(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError> {
         let now = self.clock.now();
         let record = self.lock().records.get(id).cloned();

@@ -214,6 +214,34 @@ pub struct Standing {
     pub ready_capacity: u32,
 }
 
+/// What `/metrics` shows of the services: how many each scenario has in
+/// each state (completed ones not counted), and how many notifications
+/// wait in their outboxes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Census {
+    pub services: BTreeMap<(String, ServiceState), u64>,
+    pub device_outbox: u64,
+    pub agent_outbox: u64,
+}
+
+impl Census {
+    /// Counts `record` in (`sign` 1) or out (-1): what a store that keeps
+    /// the census as it writes does for the old and the new version.
+    pub fn count(&mut self, record: &ServiceRecord, sign: i64) {
+        if record.state == ServiceState::Completed {
+            return;
+        }
+        let add = |n: &mut u64, by: usize| *n = n.saturating_add_signed(sign * by as i64);
+        let key = (record.scenario.clone(), record.state);
+        add(self.services.entry(key.clone()).or_default(), 1);
+        if self.services.get(&key) == Some(&0) {
+            self.services.remove(&key);
+        }
+        add(&mut self.device_outbox, record.outbox.len());
+        add(&mut self.agent_outbox, record.agent_outbox.len());
+    }
+}
+
 /// A device's waiting service and its place: what the positions pushed to
 /// listening devices are made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,6 +334,21 @@ pub trait Store: Send + Sync + 'static {
             }
         }
         Ok(found)
+    }
+
+    /// The services by scenario and state, and the outboxes' depth. The
+    /// stores keep it as they write, so a `/metrics` scrape costs the
+    /// same at any size; this default reads every active record.
+    async fn census(&self) -> Result<Census, StoreError> {
+        let mut census = Census::default();
+        for state in ServiceState::ALL {
+            if state != ServiceState::Completed {
+                for record in self.find(&IndexKey::State(state)).await? {
+                    census.count(&record, 1);
+                }
+            }
+        }
+        Ok(census)
     }
 
     /// How many wait in a queue.

@@ -62,6 +62,12 @@ impl Shell {
     }
 
     /// The names of the queues with waiting services.
+    /// The services by scenario and state and the outboxes' depth, as the
+    /// store keeps them (`/metrics`).
+    pub async fn census(&self) -> Result<engine::store::Census, ShellError> {
+        Ok(self.store.census().await?)
+    }
+
     pub async fn queue_names(&self) -> Result<Vec<String>, ShellError> {
         Ok(self.store.queues().await?)
     }
