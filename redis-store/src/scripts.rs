@@ -500,6 +500,24 @@ for _, key in ipairs(old) do redis.call('DEL', key) end
 return n
 "#;
 
+/// queue_oldest: the earliest `since` of a queue's members (15 digits of
+/// ms), or nil when it is empty. KEYS[1] = the queue. Members sort by the
+/// inverted priority (10 digits), then `since`: the oldest is the first
+/// member of one of the priority levels, so it jumps from level to level
+/// (ZRANGEBYLEX) instead of reading the queue.
+const QUEUE_OLDEST: &str = r#"
+local oldest = nil
+local from = '-'
+while true do
+  local first = redis.call('ZRANGEBYLEX', KEYS[1], from, '+', 'LIMIT', 0, 1)[1]
+  if not first then break end
+  local since = string.sub(first, 11, 25)
+  if not oldest or since < oldest then oldest = since end
+  from = '[' .. string.format('%010d', tonumber(string.sub(first, 1, 10)) + 1)
+end
+return oldest
+"#;
+
 /// room(code, now): the service holding a room code, while it is stored.
 /// KEYS[1] = the rooms hash. ARGV = prefix, code, now in ms.
 const ROOM: &str = r#"
@@ -660,6 +678,7 @@ pub struct Scripts {
     pub device_positions: Script,
     pub rebuild_waiting_devices: Script,
     pub merge_state_sets: Script,
+    pub queue_oldest: Script,
 }
 
 impl Scripts {
@@ -700,13 +719,14 @@ impl Scripts {
             device_positions: with_prelude(DEVICE_POSITIONS),
             rebuild_waiting_devices: with_prelude(REBUILD_WAITING_DEVICES),
             merge_state_sets: with_prelude(MERGE_STATE_SETS),
+            queue_oldest: Script::new(QUEUE_OLDEST),
         }
     }
 
     /// Every script, to load them all when connecting: otherwise the first
     /// requests after a start each find a script missing (NOSCRIPT) and
     /// load it again, all at once.
-    pub fn all(&self) -> [&Script; 17] {
+    pub fn all(&self) -> [&Script; 18] {
         [
             &self.put,
             &self.purge,
@@ -725,6 +745,7 @@ impl Scripts {
             &self.device_positions,
             &self.rebuild_waiting_devices,
             &self.merge_state_sets,
+            &self.queue_oldest,
         ]
     }
 }

@@ -435,6 +435,12 @@ impl Store for RedisStore {
         Ok(found)
     }
 
+    async fn queue_oldest(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let inv = self.scripts.queue_oldest.key(self.keys.queue(queue));
+        let since: Option<String> = self.run(inv).await?;
+        Ok(since.and_then(|ms| ms.parse().ok()).map(from_ms))
+    }
+
     async fn queue_len(&self, queue: &str) -> Result<usize, StoreError> {
         let key = self.keys.queue(queue);
         self.call(|mut c| async move { c.zcard(key).await }).await

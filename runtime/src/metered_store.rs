@@ -60,6 +60,13 @@ impl Store for MeteredStore {
         timed("queue_len", self.0.queue_len(queue)).await
     }
 
+    async fn queue_oldest(
+        &self,
+        queue: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        timed("queue_oldest", self.0.queue_oldest(queue)).await
+    }
+
     async fn census(&self) -> Result<engine::store::Census, StoreError> {
         timed("census", self.0.census()).await
     }

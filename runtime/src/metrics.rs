@@ -163,11 +163,12 @@ pub async fn observe(shell: &Shell) -> Result<(), ShellError> {
     queues.dedup();
     let agents = shell.agents().await?;
     for queue in queues {
-        let waiting = shell.waiting_in(&queue).await?;
-        let oldest = waiting
-            .iter()
-            .map(|e| (now - e.since).num_milliseconds().max(0) as f64 / 1000.0)
-            .fold(0.0, f64::max);
+        // Its length and its oldest wait, not the queue itself: a scrape
+        // costs the same at any length.
+        let waiting = shell.queue_len(&queue).await?;
+        let oldest = shell.queue_oldest(&queue).await?.map_or(0.0, |since| {
+            (now - since).num_milliseconds().max(0) as f64 / 1000.0
+        });
         let capacity = agents
             .iter()
             .filter(|a| a.ready && a.profile.queues.contains(&queue))
@@ -176,9 +177,9 @@ pub async fn observe(shell: &Shell) -> Result<(), ShellError> {
         let ewt = shell
             .queue_stats(&queue)
             .await?
-            .eta(waiting.len() + 1, capacity)
+            .eta(waiting + 1, capacity)
             .map_or(f64::NAN, |s| s as f64);
-        gauge!(QUEUE_LENGTH, "queue" => queue.clone()).set(waiting.len() as f64);
+        gauge!(QUEUE_LENGTH, "queue" => queue.clone()).set(waiting as f64);
         gauge!(QUEUE_OLDEST_WAIT, "queue" => queue.clone()).set(oldest);
         gauge!(QUEUE_EWT, "queue" => queue).set(ewt);
     }

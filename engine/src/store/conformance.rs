@@ -2248,6 +2248,43 @@ pub async fn racing_guarded_creates_let_through_exactly_the_limit(
 
 /// Expands to one `#[tokio::test]` per check. `$make` is an async fn
 /// returning a [`Subject`]; each test gets a fresh one.
+/// A queue's oldest wait is its earliest `since`, wherever its priority
+/// puts it: behind younger services of a higher priority too.
+pub async fn queue_oldest_is_found_across_priorities(store: &dyn Store, _clock: &ManualClock) {
+    let (std_, vip_) = (standard(), vip());
+    add_agent(store, "ag", &["support"], 5, true).await;
+    assert_eq!(store.queue_oldest("support").await.unwrap(), None);
+    // Served first: the VIPs (priority 5), then the standard ones; the
+    // oldest of all is a standard one, behind both VIPs.
+    insert(store, &created(&vip_, "v1", "c1", secs(20))).await;
+    insert(store, &created(&vip_, "v2", "c2", secs(30))).await;
+    insert(store, &created(&std_, "s1", "c3", secs(5))).await;
+    insert(store, &created(&std_, "s2", "c4", secs(10))).await;
+    let mut vip_old = created(&vip_, "v0", "c5", secs(2));
+    vip_old.ticket.priority = 7;
+    insert(store, &vip_old).await;
+    let check = |expected: Option<DateTime<Utc>>| async move {
+        let from_queue = store
+            .queue("support")
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.since)
+            .min();
+        let found = store.queue_oldest("support").await.unwrap();
+        assert_eq!(found, from_queue);
+        assert_eq!(found, expected);
+    };
+    check(Some(secs(2))).await;
+    must(store, &vip_, "v0", Event::Cancel, secs(40)).await;
+    check(Some(secs(5))).await;
+    must(store, &std_, "s1", Event::Cancel, secs(41)).await;
+    check(Some(secs(10))).await;
+    must(store, &std_, "s2", Event::Cancel, secs(42)).await;
+    check(Some(secs(20))).await;
+    assert_eq!(store.queue_oldest("nope").await.unwrap(), None);
+}
+
 /// The census a store keeps as it writes (what `/metrics` shows) is the
 /// one counted from the records, through creates, transitions, outboxes
 /// filling and emptying, completion and the purge.
@@ -2361,6 +2398,7 @@ macro_rules! store_conformance_tests {
             standing_answers_place_and_ewt_inputs,
             device_positions_follow_the_queue,
             census_follows_the_records,
+            queue_oldest_is_found_across_priorities,
         );
     };
     (@tests $make:path; $($check:ident),* $(,)?) => {

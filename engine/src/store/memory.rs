@@ -736,6 +736,31 @@ impl Store for MemoryStore {
         Ok(self.lock().queues.get(queue).map_or(0, |q| q.len()))
     }
 
+    async fn queue_oldest(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let inner = self.lock();
+        let Some(set) = inner.queues.get(queue) else {
+            return Ok(None);
+        };
+        // The queue is ordered by priority, then `since`: the oldest is the
+        // first of one of its priority levels, found by jumping from level
+        // to level instead of walking the queue.
+        let mut oldest: Option<DateTime<Utc>> = None;
+        let mut next = set.first();
+        while let Some((std::cmp::Reverse(priority), since, _)) = next {
+            oldest = Some(oldest.map_or(*since, |o| o.min(*since)));
+            let Some(lower) = priority.checked_sub(1) else {
+                break;
+            };
+            let from: QueueKey = (
+                std::cmp::Reverse(lower),
+                DateTime::<Utc>::MIN_UTC,
+                Id::from(""),
+            );
+            next = set.range(from..).next();
+        }
+        Ok(oldest)
+    }
+
     async fn device_positions(
         &self,
         devices: &[String],

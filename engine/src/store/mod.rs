@@ -356,6 +356,13 @@ pub trait Store: Send + Sync + 'static {
         Ok(self.queue(queue).await?.len())
     }
 
+    /// The earliest `since` of a queue's services (its oldest wait). The
+    /// stores read only the first service of each priority level; this
+    /// default reads the queue whole.
+    async fn queue_oldest(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.queue(queue).await?.iter().map(|e| e.since).min())
+    }
+
     /// A service with its place in its queue and the EWT's inputs: what a
     /// waiting customer polls for. A store answers it in one step (one
     /// round trip) where it can; this default reads each part on its own.

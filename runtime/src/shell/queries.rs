@@ -68,6 +68,19 @@ impl Shell {
         Ok(self.store.census().await?)
     }
 
+    /// How many wait in a queue.
+    pub async fn queue_len(&self, queue: &str) -> Result<usize, ShellError> {
+        Ok(self.store.queue_len(queue).await?)
+    }
+
+    /// When the longest-waiting service of a queue entered it.
+    pub async fn queue_oldest(
+        &self,
+        queue: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ShellError> {
+        Ok(self.store.queue_oldest(queue).await?)
+    }
+
     pub async fn queue_names(&self) -> Result<Vec<String>, ShellError> {
         Ok(self.store.queues().await?)
     }
