@@ -84,6 +84,13 @@ local function list_members(name, field)
   return list
 end
 
+-- An index entry: MessagePack as written now (a third smaller than JSON,
+-- and read faster), JSON as written before.
+local function decode_ix(raw)
+  if string.byte(raw, 1) == 123 then return cjson.decode(raw) end
+  return cmsgpack.unpack(raw)
+end
+
 -- The set of the services in one state of one scenario: one set per
 -- (state, scenario) rather than a set per state and another per scenario,
 -- so a service is named once, not twice (a scenario's services are the
@@ -166,7 +173,7 @@ end
 local function is_stored(id, now)
   local raw = redis.call('HGET', P .. 'idx', id)
   if not raw then return false end
-  if tonumber(cjson.decode(raw).d) <= now then return false end
+  if tonumber(decode_ix(raw).d) <= now then return false end
   return redis.call('EXISTS', P .. 'svc:' .. id) == 1
 end
 
@@ -224,7 +231,7 @@ local stored = redis.call('GET', KEYS[1])
 -- The very same write again (a client retry after a lost answer): done already.
 if stored == value then return 'OK' end
 local oldraw = redis.call('HGET', P .. 'idx', id)
-local old = oldraw and cjson.decode(oldraw) or nil
+local old = oldraw and decode_ix(oldraw) or nil
 local cur = version_of(stored)
 -- A record past its deadline (or already expired by Redis) no longer exists.
 if old and (tonumber(old.d) <= now or not cur) then
@@ -239,7 +246,7 @@ else
   if cur ~= expected then return 'CONFLICT' end
 end
 
-local new = cjson.decode(ixraw)
+local new = decode_ix(ixraw)
 
 -- A guarded create (put_new): the customer's active services in the
 -- scenario, then the scenario's, counted in this same script so two
@@ -251,7 +258,7 @@ if max_cust then
   for _, other in ipairs(list) do
     local raw = redis.call('HGET', P .. 'idx', other)
     if raw then
-      local ix = cjson.decode(raw)
+      local ix = decode_ix(raw)
       if ix.n == new.n and ix.s ~= 'completed' and tonumber(ix.d) > now then
         active = active + 1
         if active >= max_cust then return 'CUSTOMER' end
@@ -397,7 +404,7 @@ const PURGE: &str = r#"
 local ids = redis.call('ZRANGEBYSCORE', P .. 'deadlines', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do
   local raw = redis.call('HGET', P .. 'idx', id)
-  if raw then forget(id, cjson.decode(raw)) else
+  if raw then forget(id, decode_ix(raw)) else
     redis.call('ZREM', P .. 'deadlines', id)
     redis.call('DEL', P .. 'svc:' .. id)
   end
@@ -411,7 +418,7 @@ const POSITION: &str = r#"
 local id = ARGV[3]
 local raw = redis.call('HGET', P .. 'idx', id)
 if not raw then return false end
-local ix = cjson.decode(raw)
+local ix = decode_ix(raw)
 if ix.q ~= ARGV[2] then return false end
 local qk = P .. 'queue:' .. ix.q
 local rank = rank_of(qk, id, ix)
@@ -428,7 +435,7 @@ for i = 2, #ARGV do
   local device = ARGV[i]
   for _, id in ipairs(list_members('qdev', device)) do
     local raw = redis.call('HGET', P .. 'idx', id)
-    local ix = raw and cjson.decode(raw)
+    local ix = raw and decode_ix(raw)
     if waiting_device(ix) == device then
       local qk = P .. 'queue:' .. ix.q
       local rank = rank_of(qk, id, ix)
@@ -458,7 +465,7 @@ repeat
   cursor = page[1]
   local fields = page[2]
   for i = 1, #fields, 2 do
-    local ix = cjson.decode(fields[i + 1])
+    local ix = decode_ix(fields[i + 1])
     if waiting_device(ix) then
       list_add('qdev', ix.v, fields[i])
       n = n + 1
@@ -486,7 +493,7 @@ repeat
   cursor = page[1]
   local fields = page[2]
   for i = 1, #fields, 2 do
-    local ix = cjson.decode(fields[i + 1])
+    local ix = decode_ix(fields[i + 1])
     redis.call('SADD', ids_key(ix), fields[i])
     if not scenarios[ix.n] then
       scenarios[ix.n] = true
@@ -579,7 +586,7 @@ if not raw then return false end
 local id = ARGV[2]
 local ixraw = redis.call('HGET', P .. 'idx', id)
 if not ixraw then return {raw} end
-local ix = cjson.decode(ixraw)
+local ix = decode_ix(ixraw)
 if not ix.q then return {raw} end
 local qk = P .. 'queue:' .. ix.q
 local rank = rank_of(qk, id, ix)

@@ -223,7 +223,7 @@ impl RedisStore {
         guard: &CreateGuard,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let ix = serde_json::to_string(&index_entry(record)).map_err(unavailable)?;
+        let ix = rmp_serde::to_vec_named(&index_entry(record)).map_err(unavailable)?;
         let keep_ms = (record.storage_deadline() - now).num_milliseconds().max(1);
         let mut inv = self.scripts.put.key(self.keys.svc(&record.id));
         inv.arg(self.keys.prefix())

@@ -187,3 +187,76 @@ async fn a_node_connecting_to_an_older_deployment_merges_the_state_sets() {
         Err(StoreError::ScenarioFull { .. })
     ));
 }
+
+/// Index entries are MessagePack now; a service whose entry an older node
+/// wrote as JSON is still undone exactly by the next write.
+#[tokio::test]
+async fn an_index_entry_written_as_json_is_still_read() {
+    use engine::machine::{self, Event, NewService};
+    use engine::record::ServiceState;
+    use engine::store::{IndexKey, Store};
+    use engine::testing::ScenarioBuilder;
+
+    let server = RedisServer::start();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let config = RedisConfig::parse(&server.url).unwrap();
+    let store = RedisStore::connect(config, clock.clone()).await.unwrap();
+    let scenario = ScenarioBuilder::chat_delay().build();
+    let new = NewService {
+        id: "a".to_owned(),
+        customer_number: "+491".to_owned(),
+        desired_time: None,
+        device_notification_id: Some("dev-1".to_owned()),
+        device_os: Some("comet".to_owned()),
+        user_data: Default::default(),
+        booking: None,
+        preferred_agent: None,
+        video: None,
+    };
+    let rec = machine::create(new, &scenario, t0()).record;
+    store.put(&rec, None).await.unwrap();
+
+    let mut raw = redis::Client::open(server.plain_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let idx = format!("{{{}}}:idx", store.namespace());
+    let packed: Vec<u8> = redis::cmd("HGET")
+        .arg(&idx)
+        .arg("a")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_ne!(packed.first(), Some(&b'{'), "written as MessagePack");
+    let entry: serde_json::Value = rmp_serde::from_slice(&packed).unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&idx)
+        .arg("a")
+        .arg(entry.to_string())
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+
+    assert_eq!(store.position("support", "a").await.unwrap(), Some((1, 1)));
+    let cancelled = machine::apply(&rec, &scenario, &Event::Cancel, t0())
+        .unwrap()
+        .record;
+    store.put(&cancelled, Some(rec.version)).await.unwrap();
+    assert!(store.queue("support").await.unwrap().is_empty());
+    assert!(store
+        .find(&IndexKey::State(ServiceState::WaitForAgent))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .device_positions(&["dev-1".into()])
+        .await
+        .unwrap()
+        .is_empty());
+    let done = store
+        .find(&IndexKey::State(ServiceState::Completed))
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1);
+}
