@@ -414,3 +414,22 @@ impl Drop for Redis {
         let _ = self.child.wait();
     }
 }
+
+/// The seed's create as the engine receives it: a new id, `number`, the
+/// app's `device` (comet) and the seed's two `usr_` fields, asked for now.
+pub fn seed_service(number: String, device: String) -> engine::machine::NewService {
+    engine::machine::NewService {
+        id: uuid::Uuid::new_v4().to_string(),
+        customer_number: number,
+        desired_time: None,
+        device_notification_id: Some(device),
+        device_os: Some("comet".to_owned()),
+        user_data: std::collections::BTreeMap::from([
+            ("usr_customer_name".to_owned(), "Bob Markel".to_owned()),
+            ("usr_reason".to_owned(), "billing question".to_owned()),
+        ]),
+        booking: None,
+        preferred_agent: None,
+        video: None,
+    }
+}

@@ -91,6 +91,18 @@ local function decode_ix(raw)
   return cmsgpack.unpack(raw)
 end
 
+-- Calls f(id, entry) for every index entry, a page at a time (what the
+-- scripts run when a node connects use to make a derived index again).
+local function each_index_entry(f)
+  local cursor = '0'
+  repeat
+    local page = redis.call('HSCAN', P .. 'idx', cursor, 'COUNT', 1000)
+    cursor = page[1]
+    local fields = page[2]
+    for i = 1, #fields, 2 do f(fields[i], decode_ix(fields[i + 1])) end
+  until cursor == '0'
+end
+
 -- The set of the services in one state of one scenario: one set per
 -- (state, scenario) rather than a set per state and another per scenario,
 -- so a service is named once, not twice (a scenario's services are the
@@ -459,19 +471,12 @@ if redis.call('EXISTS', P .. 'qdev') == 1 or redis.call('SCARD', P .. 'queues') 
   return 0
 end
 local n = 0
-local cursor = '0'
-repeat
-  local page = redis.call('HSCAN', P .. 'idx', cursor, 'COUNT', 1000)
-  cursor = page[1]
-  local fields = page[2]
-  for i = 1, #fields, 2 do
-    local ix = decode_ix(fields[i + 1])
-    if waiting_device(ix) then
-      list_add('qdev', ix.v, fields[i])
-      n = n + 1
-    end
+each_index_entry(function(id, ix)
+  if waiting_device(ix) then
+    list_add('qdev', ix.v, id)
+    n = n + 1
   end
-until cursor == '0'
+end)
 return n
 "#;
 
@@ -487,22 +492,15 @@ end
 if #old == 0 then return 0 end
 local n = 0
 local scenarios = {}
-local cursor = '0'
-repeat
-  local page = redis.call('HSCAN', P .. 'idx', cursor, 'COUNT', 1000)
-  cursor = page[1]
-  local fields = page[2]
-  for i = 1, #fields, 2 do
-    local ix = decode_ix(fields[i + 1])
-    redis.call('SADD', ids_key(ix), fields[i])
-    if not scenarios[ix.n] then
-      scenarios[ix.n] = true
-      redis.call('SADD', P .. 'scenarios', ix.n)
-      table.insert(old, P .. 'scen:' .. ix.n)
-    end
-    n = n + 1
+each_index_entry(function(id, ix)
+  redis.call('SADD', ids_key(ix), id)
+  if not scenarios[ix.n] then
+    scenarios[ix.n] = true
+    redis.call('SADD', P .. 'scenarios', ix.n)
+    table.insert(old, P .. 'scen:' .. ix.n)
   end
-until cursor == '0'
+  n = n + 1
+end)
 for _, key in ipairs(old) do redis.call('DEL', key) end
 return n
 "#;

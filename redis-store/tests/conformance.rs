@@ -23,37 +23,74 @@ async fn redis() -> Subject {
 
 engine::store_conformance_tests!(redis);
 
+/// A Redis of the test's own, as a deployment: nodes connect to it, and a
+/// plain connection writes what an older version would have left.
+struct Deployment {
+    server: RedisServer,
+    clock: Arc<ManualClock>,
+}
+
+impl Deployment {
+    fn start() -> Deployment {
+        Deployment {
+            server: RedisServer::start(),
+            clock: Arc::new(ManualClock::new(t0())),
+        }
+    }
+
+    /// A node connecting (and so running what a node runs on connecting).
+    async fn node(&self) -> RedisStore {
+        let config = RedisConfig::parse(&self.server.url).unwrap();
+        RedisStore::connect(config, self.clock.clone())
+            .await
+            .unwrap()
+    }
+
+    async fn raw(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.server.plain_url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+/// A chat-delay service waiting in `support`, of a number of its own.
+fn waiting(
+    scenario: &Arc<engine::scenario::Scenario>,
+    id: &str,
+    device: Option<&str>,
+) -> engine::record::ServiceRecord {
+    let new = engine::machine::NewService {
+        id: id.to_owned(),
+        customer_number: format!("+49{id}"),
+        desired_time: None,
+        device_notification_id: device.map(str::to_owned),
+        device_os: device.map(|_| "comet".to_owned()),
+        user_data: Default::default(),
+        booking: None,
+        preferred_agent: None,
+        video: None,
+    };
+    engine::machine::create(new, scenario, t0()).record
+}
+
 /// A deployment written before the store kept `P capacity` and `P qdev`:
 /// a node that connects makes both again, so positions and the EWT's
 /// capacity are right at once, without waiting for the next write.
 #[tokio::test]
 async fn a_node_connecting_to_an_older_deployment_makes_the_derived_hashes() {
-    use engine::machine::{self, NewService};
     use engine::store::{AgentProfile, Store};
     use engine::testing::ScenarioBuilder;
 
-    let server = RedisServer::start();
-    let clock = Arc::new(ManualClock::new(t0()));
-    let connect = || async {
-        let config = RedisConfig::parse(&server.url).unwrap();
-        RedisStore::connect(config, clock.clone()).await.unwrap()
-    };
-    let store = connect().await;
+    let deployment = Deployment::start();
+    let store = deployment.node().await;
     let scenario = ScenarioBuilder::chat_delay().build();
     for (id, device) in [("a", "dev-1"), ("b", "dev-2"), ("c", "dev-1")] {
-        let new = NewService {
-            id: id.to_owned(),
-            customer_number: format!("+49{id}"),
-            desired_time: None,
-            device_notification_id: Some(device.to_owned()),
-            device_os: Some("comet".to_owned()),
-            user_data: Default::default(),
-            booking: None,
-            preferred_agent: None,
-            video: None,
-        };
-        let rec = machine::create(new, &scenario, t0()).record;
-        store.put(&rec, None).await.unwrap();
+        store
+            .put(&waiting(&scenario, id, Some(device)), None)
+            .await
+            .unwrap();
     }
     store
         .put_agent(AgentProfile {
@@ -68,16 +105,11 @@ async fn a_node_connecting_to_an_older_deployment_makes_the_derived_hashes() {
         .unwrap();
     store.set_agent_ready("ag", true).await.unwrap();
     // What an older version left: neither hash.
-    let mut raw = redis::Client::open(server.plain_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
     let prefix = format!("{{{}}}:", store.namespace());
     let _: () = redis::cmd("DEL")
         .arg(format!("{prefix}qdev"))
         .arg(format!("{prefix}capacity"))
-        .query_async(&mut raw)
+        .query_async(&mut deployment.raw().await)
         .await
         .unwrap();
     assert!(store
@@ -86,7 +118,7 @@ async fn a_node_connecting_to_an_older_deployment_makes_the_derived_hashes() {
         .unwrap()
         .is_empty());
 
-    let node = connect().await;
+    let node = deployment.node().await;
     let mut found: Vec<(String, usize)> = node
         .device_positions(&["dev-1".into()])
         .await
@@ -110,41 +142,22 @@ async fn a_node_connecting_to_an_older_deployment_makes_the_derived_hashes() {
 /// every service at once.
 #[tokio::test]
 async fn a_node_connecting_to_an_older_deployment_merges_the_state_sets() {
-    use engine::machine::{self, NewService};
     use engine::record::ServiceState;
     use engine::store::{CreateGuard, IndexKey, Store, StoreError};
     use engine::testing::ScenarioBuilder;
 
-    let server = RedisServer::start();
-    let clock = Arc::new(ManualClock::new(t0()));
-    let connect = || async {
-        let config = RedisConfig::parse(&server.url).unwrap();
-        RedisStore::connect(config, clock.clone()).await.unwrap()
-    };
-    let store = connect().await;
+    let deployment = Deployment::start();
+    let store = deployment.node().await;
     let scenario = ScenarioBuilder::chat_delay().build();
-    let new = |id: &str| NewService {
-        id: id.to_owned(),
-        customer_number: format!("+49{id}"),
-        desired_time: None,
-        device_notification_id: None,
-        device_os: None,
-        user_data: Default::default(),
-        booking: None,
-        preferred_agent: None,
-        video: None,
-    };
     for id in ["a", "b"] {
-        let rec = machine::create(new(id), &scenario, t0()).record;
-        store.put(&rec, None).await.unwrap();
+        store
+            .put(&waiting(&scenario, id, None), None)
+            .await
+            .unwrap();
     }
     // What an older version kept instead: the same ids by state and by
     // scenario, and not the new sets.
-    let mut raw = redis::Client::open(server.plain_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = deployment.raw().await;
     let p = format!("{{{}}}:", store.namespace());
     let n = &scenario.name;
     let _: () = redis::pipe()
@@ -162,7 +175,7 @@ async fn a_node_connecting_to_an_older_deployment_merges_the_state_sets() {
     };
     assert!(ids(store.find(&IndexKey::Scenario(n.clone())).await.unwrap()).is_empty());
 
-    let node = connect().await;
+    let node = deployment.node().await;
     for key in [
         IndexKey::Scenario(n.clone()),
         IndexKey::State(ServiceState::WaitForAgent),
@@ -181,9 +194,8 @@ async fn a_node_connecting_to_an_older_deployment_merges_the_state_sets() {
         max_active_for_customer: None,
         max_active_in_scenario: Some(2),
     };
-    let third = machine::create(new("c"), &scenario, t0()).record;
     assert!(matches!(
-        node.put_new(&third, &guard).await,
+        node.put_new(&waiting(&scenario, "c", None), &guard).await,
         Err(StoreError::ScenarioFull { .. })
     ));
 }
@@ -192,35 +204,18 @@ async fn a_node_connecting_to_an_older_deployment_merges_the_state_sets() {
 /// wrote as JSON is still undone exactly by the next write.
 #[tokio::test]
 async fn an_index_entry_written_as_json_is_still_read() {
-    use engine::machine::{self, Event, NewService};
+    use engine::machine::{self, Event};
     use engine::record::ServiceState;
     use engine::store::{IndexKey, Store};
     use engine::testing::ScenarioBuilder;
 
-    let server = RedisServer::start();
-    let clock = Arc::new(ManualClock::new(t0()));
-    let config = RedisConfig::parse(&server.url).unwrap();
-    let store = RedisStore::connect(config, clock.clone()).await.unwrap();
+    let deployment = Deployment::start();
+    let store = deployment.node().await;
     let scenario = ScenarioBuilder::chat_delay().build();
-    let new = NewService {
-        id: "a".to_owned(),
-        customer_number: "+491".to_owned(),
-        desired_time: None,
-        device_notification_id: Some("dev-1".to_owned()),
-        device_os: Some("comet".to_owned()),
-        user_data: Default::default(),
-        booking: None,
-        preferred_agent: None,
-        video: None,
-    };
-    let rec = machine::create(new, &scenario, t0()).record;
+    let rec = waiting(&scenario, "a", Some("dev-1"));
     store.put(&rec, None).await.unwrap();
 
-    let mut raw = redis::Client::open(server.plain_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = deployment.raw().await;
     let idx = format!("{{{}}}:idx", store.namespace());
     let packed: Vec<u8> = redis::cmd("HGET")
         .arg(&idx)

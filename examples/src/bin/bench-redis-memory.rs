@@ -10,12 +10,11 @@
 //! writes N services as the shell does (the seed's chat-delay create, with the
 //! seed's user data), and divides the growth of `used_memory` by N.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use engine::machine::{self, NewService};
+use engine::machine;
 use engine::scenario::Scenarios;
 use engine::store::Store;
 use redis_store::testing::RedisServer;
@@ -74,22 +73,10 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let mut record_bytes = 0;
     for i in 0..args.services {
-        let new = NewService {
-            id: uuid::Uuid::new_v4().to_string(),
-            customer_number: format!("408{:07}", i),
-            desired_time: None,
-            device_notification_id: Some(
-                "b16416334828b1d26ef14f329628b55b5a8c631d8928a371a5584722dd7fb673".into(),
-            ),
-            device_os: Some("comet".into()),
-            user_data: BTreeMap::from([
-                ("usr_customer_name".to_owned(), "Bob Markel".to_owned()),
-                ("usr_reason".to_owned(), "billing question".to_owned()),
-            ]),
-            booking: None,
-            preferred_agent: None,
-            video: None,
-        };
+        let new = examples::bench::seed_service(
+            format!("408{:07}", i),
+            "b16416334828b1d26ef14f329628b55b5a8c631d8928a371a5584722dd7fb673".to_owned(),
+        );
         let applied = machine::create(new, &scenario, clock.now());
         record_bytes = applied.record.encode().len();
         store.put(&applied.record, None).await?;
