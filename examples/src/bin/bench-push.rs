@@ -40,17 +40,17 @@
 //! under a minute on 2 cores, and printed (2 cores, loopback):
 //!
 //! ```text
-//!  plain WebSocket: 10000 idle subscribers opened in 6.2 s; server RSS 36.8 MiB -> 1346.3 MiB (+1309.5 MiB): 137315 bytes per subscriber (138700 over the first half)
-//! CometD WebSocket: 10000 idle subscribers opened in 5.7 s; server RSS 36.9 MiB -> 1358.1 MiB (+1321.1 MiB): 138530 bytes per subscriber (139411 over the first half)
-//! CometD long-polling: 10000 idle subscribers opened in 2.7 s; server RSS 18.3 MiB -> 505.6 MiB (+487.3 MiB): 51097 bytes per subscriber (51414 over the first half)
-//!       1 node, memory store: delivered p50 0.27 ms, p95 0.49 ms, p99 2.23 ms, max 5.57 ms; HTTP answered p50 0.23 ms, ...
-//!   2 nodes on Redis, B -> A: delivered p50 0.74 ms, p95 1.04 ms, p99 2.19 ms, max 42.66 ms; HTTP answered p50 0.59 ms, ...
+//!  plain WebSocket: 10000 idle subscribers opened in 1.6 s; server RSS 17.8 MiB -> 107.4 MiB (+89.6 MiB): 9398 bytes per subscriber (9393 over the first half)
+//! CometD WebSocket: 10000 idle subscribers opened in 2.9 s; server RSS 18.1 MiB -> 128.0 MiB (+110.0 MiB): 11530 bytes per subscriber (11466 over the first half)
+//! CometD long-polling: 10000 idle subscribers opened in 2.6 s; server RSS 20.5 MiB -> 280.2 MiB (+259.7 MiB): 27236 bytes per subscriber (27100 over the first half)
+//!       1 node, memory store: delivered p50 0.31 ms, p95 0.50 ms, p99 0.62 ms, max 4.16 ms; HTTP answered p50 0.33 ms, ...
+//!   2 nodes on Redis, B -> A: delivered p50 0.76 ms, p95 1.05 ms, p99 1.38 ms, max 5.47 ms; HTTP answered p50 0.61 ms, ...
 //! ```
 //!
-//! Most of a WebSocket subscriber's ~135 KiB is tungstenite's read buffer:
-//! 128 KiB by default (`WebSocketConfig::read_buffer_size`), zero-filled up
-//! to its capacity before each read, so all of it is resident once the
-//! socket has been read from.
+//! A WebSocket subscriber keeps a 4 KiB read buffer once upgraded; a held
+//! long-polling connect keeps what hyper holds for an HTTP/1 connection
+//! with a request in flight (8 KiB read and 8 KiB write buffers), the
+//! connection's task and the request's middleware futures.
 //!
 //! It raises its open-files limit to the hard limit (the servers inherit
 //! it); N subscribers need N + `--warm` + some descriptors in each process,
