@@ -114,8 +114,6 @@ struct Inner {
     by_customer: Shards<Box<str>, IdList>,
     by_state: HashMap<ServiceState, BTreeSet<Id>>,
     by_scenario: HashMap<String, BTreeSet<Id>>,
-    /// Scenario → its services that are not completed (the create guard).
-    active: HashMap<String, usize>,
     queues: HashMap<String, indexset::BTreeSet<QueueKey>>,
     /// Device → its services waiting in a queue (the positions pushed).
     waiting_by_device: Shards<Box<str>, IdList>,
@@ -135,7 +133,8 @@ struct Inner {
     room_agents: HashMap<String, String>,
     stats: HashMap<String, QueueStats>,
     /// The services by scenario and state and the outboxes' depth, kept
-    /// by every write (`/metrics` reads it).
+    /// by every write (`/metrics` reads it, and the create guard counts a
+    /// scenario's active services in it).
     census: Census,
 }
 
@@ -284,22 +283,6 @@ impl Inner {
                     .entry(s.to_owned())
                     .or_default()
                     .insert(id.clone());
-            }
-        }
-        fn active(r: &ServiceRecord) -> Option<&str> {
-            (r.state != ServiceState::Completed).then_some(r.scenario.as_str())
-        }
-        if old.and_then(active) != new.and_then(active) {
-            if let Some(s) = old.and_then(active) {
-                if let Some(n) = self.active.get_mut(s) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.active.remove(s);
-                    }
-                }
-            }
-            if let Some(s) = new.and_then(active) {
-                *self.active.entry(s.to_owned()).or_default() += 1;
             }
         }
         fn queued(r: &ServiceRecord) -> Option<(&str, i32, DateTime<Utc>)> {
@@ -459,7 +442,7 @@ impl Inner {
             }
         }
         if let Some(limit) = guard.max_active_in_scenario {
-            if self.active.get(&new.scenario).copied().unwrap_or(0) >= limit as usize {
+            if self.census.active_in(&new.scenario) >= u64::from(limit) {
                 return Err(StoreError::ScenarioFull {
                     scenario: new.scenario.clone(),
                     limit,

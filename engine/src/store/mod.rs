@@ -240,6 +240,15 @@ impl Census {
         add(&mut self.device_outbox, record.outbox.len());
         add(&mut self.agent_outbox, record.agent_outbox.len());
     }
+
+    /// How many services of `scenario` are active (not completed).
+    pub fn active_in(&self, scenario: &str) -> u64 {
+        self.services
+            .iter()
+            .filter(|((s, _), _)| s == scenario)
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 /// A device's waiting service and its place: what the positions pushed to

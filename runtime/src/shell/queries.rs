@@ -61,7 +61,6 @@ impl Shell {
         Ok(self.store.seats_taken(scenario, from, to).await?)
     }
 
-    /// The names of the queues with waiting services.
     /// The services by scenario and state and the outboxes' depth, as the
     /// store keeps them (`/metrics`).
     pub async fn census(&self) -> Result<engine::store::Census, ShellError> {
@@ -81,6 +80,7 @@ impl Shell {
         Ok(self.store.queue_oldest(queue).await?)
     }
 
+    /// The names of the queues with waiting services.
     pub async fn queue_names(&self) -> Result<Vec<String>, ShellError> {
         Ok(self.store.queues().await?)
     }
