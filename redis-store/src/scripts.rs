@@ -124,13 +124,17 @@ local function cust_add(number, id) list_add('cust', number, id) end
 local function cust_remove(number, id) list_remove('cust', number, id) end
 
 -- The device whose waiting service this index entry is (nil when it does
--- not wait, or has no device).
+-- not wait, or has no device): `w`, or `v` in an entry written when queue
+-- members carried the device.
 local function waiting_device(ix)
-  if ix and ix.q and ix.v and ix.v ~= '' then return ix.v end
+  if not (ix and ix.q) then return nil end
+  local d = ix.w or ix.v
+  if d and d ~= '' then return d end
   return nil
 end
 
--- A queue member: order prefix, id, skills and the owning device; then,
+-- A queue member: order prefix, id, skills and, only in a member written
+-- when members carried the device (its entry has `v`), the device; then,
 -- only when there is either, the preferred agent and the video flag (so a
 -- member without them is exactly what was written before they existed).
 local function queue_member(id, ix)
@@ -157,8 +161,44 @@ local function rank_of(qk, id, ix)
     or redis.call('ZRANK', qk, legacy_member(id, ix))
 end
 
-local function timer_member(id, t)
-  return id .. '|' .. t[1] .. '|' .. t[2]
+-- A service's timers as its index entry lists them, each {code, due ms,
+-- member}: `ts` (numbers) names the member `<id>|<code>`, scored by the due
+-- time until a node claims it; `t` (due times as text), in an entry written
+-- before, names `<id>|<code>|<due ms>`.
+local function timers_of(id, ix)
+  local out = {}
+  for _, t in ipairs(ix.ts or {}) do
+    table.insert(out, {t[1], tonumber(t[2]), id .. '|' .. t[1]})
+  end
+  for _, t in ipairs(ix.t or {}) do
+    table.insert(out, {t[1], tonumber(t[2]), id .. '|' .. t[1] .. '|' .. t[2]})
+  end
+  return out
+end
+
+-- Whether the purge finds this service through its timers, so it need not
+-- be in 'deadlines' (where a member costs 145 bytes): it holds a timer due
+-- GRACE_MS or more before its storage deadline (every active service's
+-- TTL timer is, at its expiration), so once the deadline has passed that
+-- timer is overdue by GRACE_MS, claimed or not for a lease at most.
+local function found_by_timer(id, ix)
+  local d = tonumber(ix.d)
+  for _, t in ipairs(timers_of(id, ix)) do
+    if t[2] + GRACE_MS <= d then return true end
+  end
+  return false
+end
+
+-- The service a timer member is of, and its index entry (nil when it has
+-- none): `<id>|<code>`, or `<id>|<code>|<due ms>` as written before.
+local function timer_owner(m)
+  local id = string.match(m, '^(.*)|%d+$')
+  local raw = id and redis.call('HGET', P .. 'idx', id)
+  if not raw then
+    id = string.match(m, '^(.*)|%d+|%d+$')
+    raw = id and redis.call('HGET', P .. 'idx', id)
+  end
+  return id, raw and decode_ix(raw)
 end
 
 -- The capacity hash, queue -> the summed max_concurrent of its ready
@@ -194,7 +234,8 @@ end
 -- `keep_agent` is set.
 local function undo(id, ix, keep, keep_agent)
   cust_remove(ix.c, id)
-  if waiting_device(ix) then list_remove('qdev', ix.v, id) end
+  local device = waiting_device(ix)
+  if device then list_remove('qdev', device, id) end
   redis.call('SREM', ids_key(ix), id)
   if ix.q then
     local qk = P .. 'queue:' .. ix.q
@@ -202,9 +243,8 @@ local function undo(id, ix, keep, keep_agent)
     if redis.call('ZCARD', qk) == 0 then redis.call('SREM', P .. 'queues', ix.q) end
   end
   if ix.a and not keep_agent then redis.call('SREM', P .. 'agent:' .. ix.a .. ':svc', id) end
-  for _, t in ipairs(ix.t) do
-    local m = timer_member(id, t)
-    if not keep[m] then redis.call('ZREM', P .. 'timers', m) end
+  for _, t in ipairs(timers_of(id, ix)) do
+    if not keep[t[3]] then redis.call('ZREM', P .. 'timers', t[3]) end
   end
   redis.call('ZREM', P .. 'deadlines', id)
   if ix.b then
@@ -322,8 +362,8 @@ end
 if old then
   if old.c ~= new.c then cust_remove(old.c, id); cust_add(new.c, id) end
   if waiting_device(old) ~= waiting_device(new) then
-    if waiting_device(old) then list_remove('qdev', old.v, id) end
-    if waiting_device(new) then list_add('qdev', new.v, id) end
+    if waiting_device(old) then list_remove('qdev', waiting_device(old), id) end
+    if waiting_device(new) then list_add('qdev', waiting_device(new), id) end
   end
   if old.s ~= new.s or old.n ~= new.n then
     redis.call('SREM', ids_key(old), id)
@@ -344,7 +384,16 @@ if old then
     end
   end
   if old.a and old.a ~= new.a then redis.call('SREM', P .. 'agent:' .. old.a .. ':svc', id) end
-  if old.d ~= new.d then redis.call('ZADD', P .. 'deadlines', new.d, id) end
+  -- A service found by its timers is not in 'deadlines' (and an older
+  -- node put every service there).
+  local was_listed = not found_by_timer(id, old)
+  if not found_by_timer(id, new) then
+    if not was_listed or tonumber(old.d) ~= tonumber(new.d) then
+      redis.call('ZADD', P .. 'deadlines', new.d, id)
+    end
+  elseif was_listed or old.t then
+    redis.call('ZREM', P .. 'deadlines', id)
+  end
   if old.b ~= new.b or old.n ~= new.n then
     if old.b then
       local sk = P .. 'seats:' .. old.n
@@ -363,14 +412,14 @@ if old then
   end
 else
   cust_add(new.c, id)
-  if waiting_device(new) then list_add('qdev', new.v, id) end
+  if waiting_device(new) then list_add('qdev', waiting_device(new), id) end
   redis.call('SADD', ids_key(new), id)
   redis.call('SADD', P .. 'scenarios', new.n)
   if new.q then
     redis.call('ZADD', P .. 'queue:' .. new.q, 0, queue_member(id, new))
     redis.call('SADD', P .. 'queues', new.q)
   end
-  redis.call('ZADD', P .. 'deadlines', new.d, id)
+  if not found_by_timer(id, new) then redis.call('ZADD', P .. 'deadlines', new.d, id) end
   if new.b then redis.call('HINCRBY', P .. 'seats:' .. new.n, new.b, 1) end
   if new.r then redis.call('HSET', P .. 'rooms', new.r, id) end
   if new.ra then redis.call('HSET', P .. 'roomagents', new.ra, id) end
@@ -381,23 +430,37 @@ if new.a and new.a ~= old_agent then
   redis.call('HSET', P .. 'agent:' .. new.a, 'last', now)
 end
 
--- Timers: the ones only the old version held go, the new ones come. Other
--- nodes' timer loops sleep until the earliest timer they saw, so they are
--- woken (PUBLISH) only for a timer due before the earliest one stored.
-local had = {}
-if old then for _, t in ipairs(old.t) do had[timer_member(id, t)] = true end end
+-- Timers: the ones only the old version held go, the new ones come, and
+-- one armed again for another time moves to it (ending a claim: the
+-- claimer fires it with the time it read, which the machine refuses as
+-- stale). One both versions hold at the same time keeps its score, which
+-- may be a claim's lease. Other nodes' timer loops sleep until the
+-- earliest timer they saw, so they are woken (PUBLISH) only for a timer
+-- due before the earliest one stored.
+local had, had_kind = {}, {}
+if old then
+  for _, t in ipairs(timers_of(id, old)) do had[t[3]] = t[2]; had_kind[t[1]] = t end
+end
 local holds = {}
 local first = nil
-for _, t in ipairs(new.t) do
-  local m = timer_member(id, t)
+for _, t in ipairs(timers_of(id, new)) do
+  local due, m = t[2], t[3]
   holds[m] = true
-  if not had[m] then
-    if first == nil then
-      local head = redis.call('ZRANGE', P .. 'timers', 0, 0, 'WITHSCORES')
-      first = head[2] and tonumber(head[2]) or false
+  if had[m] ~= due then
+    -- The same timer under a member written when members carried the due
+    -- time moves to the shorter member with its score (perhaps a lease).
+    local was = had_kind[t[1]]
+    local kept = was and was[2] == due and redis.call('ZSCORE', P .. 'timers', was[3])
+    if kept then
+      redis.call('ZADD', P .. 'timers', kept, m)
+    else
+      if first == nil then
+        local head = redis.call('ZRANGE', P .. 'timers', 0, 0, 'WITHSCORES')
+        first = head[2] and tonumber(head[2]) or false
+      end
+      if first == false or due < first then wake = true end
+      redis.call('ZADD', P .. 'timers', due, m)
     end
-    if first == false or tonumber(t[2]) < first then wake = true end
-    redis.call('ZADD', P .. 'timers', 'NX', t[2], m)
   end
 end
 for m in pairs(had) do
@@ -410,18 +473,44 @@ if wake then redis.call('PUBLISH', P .. 'wake', 'timer') end
 return 'OK'
 "#;
 
-/// purge(now, limit): forgets records whose storage deadline has passed.
-/// ARGV = prefix, now in ms, limit. Answers how many were forgotten.
+/// purge(now, limit): forgets records whose storage deadline has passed:
+/// those in 'deadlines', then those found by a timer overdue by the grace
+/// (`found_by_timer`). ARGV = prefix, now in ms, limit. Answers how many
+/// were forgotten, and 1 when there may be more (a full page that made
+/// progress), else 0.
 const PURGE: &str = r#"
-local ids = redis.call('ZRANGEBYSCORE', P .. 'deadlines', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+local now, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local forgotten = 0
+local ids = redis.call('ZRANGEBYSCORE', P .. 'deadlines', '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
   local raw = redis.call('HGET', P .. 'idx', id)
-  if raw then forget(id, decode_ix(raw)) else
+  local ix = raw and decode_ix(raw)
+  if not ix then
     redis.call('ZREM', P .. 'deadlines', id)
     redis.call('DEL', P .. 'svc:' .. id)
+    forgotten = forgotten + 1
+  elseif tonumber(ix.d) <= now then
+    forget(id, ix)
+    forgotten = forgotten + 1
+  elseif found_by_timer(id, ix) then
+    -- Put here by an older node, which listed every service.
+    redis.call('ZREM', P .. 'deadlines', id)
+  else
+    redis.call('ZADD', P .. 'deadlines', ix.d, id)
   end
 end
-return #ids
+if #ids == limit then return {forgotten, 1} end
+local by_timer = 0
+local overdue = redis.call('ZRANGEBYSCORE', P .. 'timers', '-inf', now - GRACE_MS, 'LIMIT', 0, limit - #ids)
+for _, m in ipairs(overdue) do
+  local id, ix = timer_owner(m)
+  if ix and tonumber(ix.d) <= now then
+    forget(id, ix)
+    by_timer = by_timer + 1
+  end
+end
+local more = #overdue == limit - #ids and by_timer > 0
+return {forgotten + by_timer, more and 1 or 0}
 "#;
 
 /// position(queue, id): 1-based rank and queue length, or nothing.
@@ -473,7 +562,7 @@ end
 local n = 0
 each_index_entry(function(id, ix)
   if waiting_device(ix) then
-    list_add('qdev', ix.v, id)
+    list_add('qdev', waiting_device(ix), id)
     n = n + 1
   end
 end)
@@ -531,12 +620,37 @@ if id and is_stored(id, tonumber(ARGV[3])) then return id end
 return false
 "#;
 
-/// claim(now, until, limit): due timers, postponed to `until` (the lease).
-/// KEYS[1] = the timers zset. ARGV = now ms, until ms, limit.
+/// claim(now, until, limit): due timers, postponed to `until` (the lease),
+/// or only listed when `until` is ''. KEYS[1] = the timers zset. ARGV =
+/// prefix, now ms, until ms, limit. Answers {id, kind code, due ms} per
+/// timer. A member `<id>|<code>` does not carry its due time (its score is
+/// a lease's end once claimed): its service's index entry lists it. A
+/// member its service's entry no longer lists is removed by a claim, which
+/// would otherwise meet it again after every lease.
 const CLAIM: &str = r#"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], m) end
-return due
+local claim = ARGV[3] ~= ''
+local out = {}
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
+for _, m in ipairs(due) do
+  local found = nil
+  local id, ix = timer_owner(m)
+  local code = string.match(m, '|(%d+)$')
+  for _, t in ipairs(ix and ix.ts or {}) do
+    if tostring(t[1]) == code then found = {id, t[1], t[2]} end
+  end
+  if not found then
+    -- A member written when members carried the due time.
+    local lid, lcode, ldue = string.match(m, '^(.*)|(%d+)|(%d+)$')
+    if lid then found = {lid, tonumber(lcode), tonumber(ldue)} end
+  end
+  if found then
+    if claim then redis.call('ZADD', KEYS[1], 'XX', ARGV[3], m) end
+    table.insert(out, found)
+  elseif claim then
+    redis.call('ZREM', KEYS[1], m)
+  end
+end
+return out
 "#;
 
 /// put_agent(profile): KEYS[1] = the agent's hash. ARGV = prefix, id,
@@ -697,21 +811,23 @@ impl Scripts {
                 .join(", ")
         };
         let states = format!(
-            "local ALL_STATES = {{{}}}\nlocal ACTIVE_STATES = {{{}}}\n",
+            "local ALL_STATES = {{{}}}\nlocal ACTIVE_STATES = {{{}}}\nlocal GRACE_MS = {}\n",
             names(&mut ServiceState::ALL.into_iter()),
             names(
                 &mut ServiceState::ALL
                     .into_iter()
                     .filter(|s| *s != ServiceState::Completed)
             ),
+            engine::record::COMPLETED_GRACE.num_milliseconds(),
         );
-        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{states}\n{body}"));
+        // The constants first: the prelude's functions read them.
+        let with_prelude = |body: &str| Script::new(&format!("{states}\n{PRELUDE}\n{body}"));
         Scripts {
             put: with_prelude(PUT),
             purge: with_prelude(PURGE),
             position: with_prelude(POSITION),
             room: with_prelude(ROOM),
-            claim: Script::new(CLAIM),
+            claim: with_prelude(CLAIM),
             put_agent: with_prelude(PUT_AGENT),
             set_agent_ready: with_prelude(SET_AGENT_READY),
             put_agent_key: Script::new(PUT_AGENT_KEY),

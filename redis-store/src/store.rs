@@ -26,7 +26,7 @@ use crate::conn::Conn;
 use crate::keys::Keys;
 use crate::scripts::Scripts;
 use crate::values::{
-    decode_value, encode_value, from_ms, index_entry, ms, parse_queue_member, parse_timer_member,
+    decode_value, due_timer, encode_value, from_ms, index_entry, ms, parse_queue_member,
 };
 
 /// How many expired records one purge call forgets at most.
@@ -502,17 +502,12 @@ impl Store for RedisStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<DueTimer>, StoreError> {
-        let key = self.keys.timers();
-        let members: Vec<String> = self
-            .call(|mut c| async move {
-                c.zrangebyscore_limit(key, "-inf", ms(now), 0, limit as isize)
-                    .await
-            })
-            .await?;
-        Ok(members
-            .iter()
-            .filter_map(|m| parse_timer_member(m))
-            .collect())
+        // The claim script without a lease end only lists them: a member
+        // does not carry its due time, its service's index entry does.
+        let mut inv = self.scripts.claim.key(self.keys.timers());
+        inv.arg(self.keys.prefix()).arg(ms(now)).arg("").arg(limit);
+        let due: Vec<(String, usize, i64)> = self.run(inv).await?;
+        Ok(due.into_iter().filter_map(due_timer).collect())
     }
 
     async fn claim_due_timers(
@@ -522,12 +517,12 @@ impl Store for RedisStore {
         limit: usize,
     ) -> Result<Vec<DueTimer>, StoreError> {
         let mut inv = self.scripts.claim.key(self.keys.timers());
-        inv.arg(ms(now)).arg(ms(now + lease)).arg(limit);
-        let members: Vec<String> = self.run(inv).await?;
-        Ok(members
-            .iter()
-            .filter_map(|m| parse_timer_member(m))
-            .collect())
+        inv.arg(self.keys.prefix())
+            .arg(ms(now))
+            .arg(ms(now + lease))
+            .arg(limit);
+        let due: Vec<(String, usize, i64)> = self.run(inv).await?;
+        Ok(due.into_iter().filter_map(due_timer).collect())
     }
 
     async fn next_timer(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -648,9 +643,9 @@ impl Store for RedisStore {
         loop {
             let mut inv = self.scripts.purge.key(self.keys.deadlines());
             inv.arg(self.keys.prefix()).arg(ms(now)).arg(PURGE_BATCH);
-            let n: usize = self.run(inv).await?;
+            let (n, more): (usize, u8) = self.run(inv).await?;
             total += n;
-            if n < PURGE_BATCH {
+            if more == 0 {
                 return Ok(total);
             }
         }

@@ -2,7 +2,7 @@
 //! from it, and the queue and timer members.
 //!
 //! These are formats on disk: a node must read what an older node wrote
-//! (members without a device, plain-JSON values), and the scripts build the
+//! (members with a device or without, plain-JSON values), and the scripts build the
 //! same members from the index entry (`queue_member`, `timer_member` in
 //! `scripts.rs`). So the Rust side of each format lives here, next to the
 //! tests that keep it compatible.
@@ -23,18 +23,23 @@ pub(crate) struct IndexEntry<'a> {
     s: &'static str,
     n: &'a str,
     /// While queued: the queue, the member's order prefix, the skills, the
-    /// device, the preferred agent and 1 for a video leg (the member is
-    /// `<prefix><id>\x1f<skills>\x1f<device>`, then
-    /// `\x1f<preferred agent>\x1f1` or `\x1f<preferred agent>\x1f` when
-    /// either of those two is set; see [`queue_member`]).
+    /// preferred agent and 1 for a video leg (the member is
+    /// `<prefix><id>\x1f<skills>\x1f`, then `\x1f<preferred agent>\x1f1`
+    /// or `\x1f<preferred agent>\x1f` when either of those two is set; see
+    /// [`queue_member`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     q: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     p: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     k: Option<&'a str>,
+    /// While queued, the device (`_device_notification_id`), for the index
+    /// of waiting services by device (`qdev`). Not in the member: an entry
+    /// written when members carried the device has it as `v` instead, and
+    /// its member is `<prefix><id>\x1f<skills>\x1f<device>`, so the scripts
+    /// build that member from `v` (and an entry here has no `v`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    v: Option<&'a str>,
+    w: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pa: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,14 +53,17 @@ pub(crate) struct IndexEntry<'a> {
     /// declined agents (empty when none), only when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     rt: Option<String>,
-    /// Timers: [kind code, due ms]; the member is `<id>|<code>|<due ms>`, so
-    /// a claim (which changes the score) never loses the due time.
-    t: Vec<(usize, String)>,
+    /// Timers: [kind code, due ms]; the member is `<id>|<code>`, scored by
+    /// the due time, or by a claim's lease end (the claim reads the due
+    /// time here). An entry written before has `t` instead, with the due
+    /// time as text, and members `<id>|<code>|<due ms>`: 16 bytes more per
+    /// timer, and a jemalloc size class up.
+    ts: Vec<(usize, i64)>,
     /// The agent whose load this service counts in.
     #[serde(skip_serializing_if = "Option::is_none")]
     a: Option<&'a str>,
-    /// Storage deadline, ms.
-    d: String,
+    /// Storage deadline, ms (a number; text in entries written before).
+    d: i64,
     /// The seat held in the scenario's slot starting at this ms, and the
     /// slot's seats when booked (the limit the write is checked against).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,19 +127,13 @@ fn timer_code(kind: TimerKind) -> usize {
     }
 }
 
-/// `<id>|<kind code>|<due ms>` (built the same way by the scripts).
-#[cfg(test)]
-fn timer_member(id: &str, kind: TimerKind, due: DateTime<Utc>) -> String {
-    format!("{id}|{}|{}", timer_code(kind), ms(due))
-}
-
-pub(crate) fn parse_timer_member(member: &str) -> Option<DueTimer> {
-    let mut parts = member.rsplitn(3, '|');
-    let due: i64 = parts.next()?.parse().ok()?;
-    let code: usize = parts.next()?.parse().ok()?;
-    let id = parts.next()?;
+/// A timer as the claim script answers it: the service, the kind's code
+/// and the due time (the script reads it from the index entry, or from a
+/// member written when members carried it). `None` for a code this build
+/// does not know.
+pub(crate) fn due_timer((id, code, due): (String, usize, i64)) -> Option<DueTimer> {
     Some(DueTimer {
-        id: id.to_owned(),
+        id,
         kind: *TIMER_KINDS.get(code)?,
         due: from_ms(due),
     })
@@ -143,18 +145,20 @@ pub(crate) fn parse_timer_member(member: &str) -> Option<DueTimer> {
 /// build it from the index entry's prefix, id, skills, device, preferred
 /// agent and video flag.)
 ///
-/// `<prefix><id>\x1f<skills>\x1f<device>`, and only when the entry has a
+/// `<prefix><id>\x1f<skills>\x1f`, and only when the entry has a
 /// preferred agent or a video leg, `\x1f<preferred agent>\x1f<1 or empty>`:
 /// members without either are exactly what was written before these
-/// existed, so an old member is found and removed by the same recipe.
+/// existed, so an old member is found and removed by the same recipe. The
+/// field after the skills held the device until the index of waiting
+/// services by device (`qdev`) made it redundant (64 bytes of a 130-byte
+/// member); it is empty now, and read past in members that have it.
 #[cfg(test)]
 fn queue_member(entry: &QueueEntry) -> String {
     let mut member = format!(
-        "{}{}\u{1f}{}\u{1f}{}",
+        "{}{}\u{1f}{}\u{1f}",
         queue_prefix(entry),
         entry.id,
         entry.skills.as_deref().unwrap_or(""),
-        entry.device.as_deref().unwrap_or("")
     );
     let route = entry.route.as_ref().map(route_field);
     if entry.preferred_agent.is_some()
@@ -197,10 +201,11 @@ pub(crate) fn parse_queue_member(member: &str) -> Option<QueueEntry> {
     let since: i64 = member.get(10..25)?.parse().ok()?;
     let (id, rest) = member.get(25..)?.split_once('\u{1f}')?;
     // Fields a member written before they existed does not have are empty:
-    // no device, no preferred agent, no video.
+    // no preferred agent, no video. The device, which members written
+    // before `qdev` carry, is not read.
     let mut fields = rest.split('\u{1f}');
     let mut field = || fields.next().filter(|f| !f.is_empty()).map(str::to_owned);
-    let (skills, device, preferred_agent) = (field(), field(), field());
+    let (skills, _device, preferred_agent) = (field(), field(), field());
     let video = field().as_deref() == Some("1");
     let declined = field()
         .map(|d| d.split('\u{1e}').map(str::to_owned).collect())
@@ -219,7 +224,6 @@ pub(crate) fn parse_queue_member(member: &str) -> Option<QueueEntry> {
         priority: (i32::MAX as i64 - priority) as i32,
         since: from_ms(since),
         skills,
-        device,
         preferred_agent,
         video,
         declined,
@@ -241,7 +245,7 @@ pub(crate) fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
             .skills
             .as_deref()
             .filter(|s| queued && !s.is_empty()),
-        v: rec
+        w: rec
             .device_notification_id
             .as_deref()
             .filter(|d| queued && !d.is_empty()),
@@ -258,13 +262,13 @@ pub(crate) fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
             .as_ref()
             .filter(|_| queued)
             .map(|r| route_field(&r.active())),
-        t: rec
+        ts: rec
             .timers
             .iter()
-            .map(|(kind, due)| (timer_code(*kind), ms(*due).to_string()))
+            .map(|(kind, due)| (timer_code(*kind), ms(*due)))
             .collect(),
         a: rec.agent.as_deref(),
-        d: ms(rec.storage_deadline()).to_string(),
+        d: ms(rec.storage_deadline()),
         b: rec.seat().map(|(_, slot, _)| ms(slot).to_string()),
         bc: rec.seat().map(|(_, _, seats)| seats),
         r: rec.room_code(),
@@ -376,7 +380,6 @@ mod tests {
             priority,
             since: at(since),
             skills: skills.map(Into::into),
-            device: (priority > 0).then(|| "dev-1".into()),
             preferred_agent: None,
             video: false,
             declined: Vec::new(),
@@ -416,30 +419,33 @@ mod tests {
             priority: 2,
             since: at,
             skills: Some("English".into()),
-            device: Some("dev".into()),
             preferred_agent: None,
             video: false,
             declined: Vec::new(),
             route: None,
         };
         let prefix = queue_prefix(&plain);
-        // Without a preference or video, a member is what it always was.
+        // Without a preference or video, a member is what it was for a
+        // service without a device when members carried the device.
         assert_eq!(
             queue_member(&plain),
-            format!("{prefix}a\u{1f}English\u{1f}dev")
+            format!("{prefix}a\u{1f}English\u{1f}")
         );
-        // Members written before devices, and before preferences and video.
-        let no_device = QueueEntry {
-            device: None,
-            ..plain.clone()
-        };
+        // Members written before devices, with a device, and before
+        // preferences and video: all read as the same entry.
+        for old in [
+            format!("{prefix}a\u{1f}English"),
+            format!("{prefix}a\u{1f}English\u{1f}dev"),
+        ] {
+            assert_eq!(parse_queue_member(&old), Some(plain.clone()), "{old}");
+        }
         assert_eq!(
-            parse_queue_member(&format!("{prefix}a\u{1f}English")),
-            Some(no_device)
-        );
-        assert_eq!(
-            parse_queue_member(&format!("{prefix}a\u{1f}English\u{1f}dev")),
-            Some(plain.clone())
+            parse_queue_member(&format!("{prefix}a\u{1f}English\u{1f}dev\u{1f}ag\u{1f}1")),
+            Some(QueueEntry {
+                preferred_agent: Some("ag".into()),
+                video: true,
+                ..plain.clone()
+            })
         );
         // Preference and video: two more fields.
         let both = QueueEntry {
@@ -449,7 +455,7 @@ mod tests {
         };
         assert_eq!(
             queue_member(&both),
-            format!("{prefix}a\u{1f}English\u{1f}dev\u{1f}ag\u{1f}1")
+            format!("{prefix}a\u{1f}English\u{1f}\u{1f}ag\u{1f}1")
         );
         let video_only = QueueEntry {
             video: true,
@@ -457,7 +463,7 @@ mod tests {
         };
         assert_eq!(
             queue_member(&video_only),
-            format!("{prefix}a\u{1f}English\u{1f}dev\u{1f}\u{1f}1")
+            format!("{prefix}a\u{1f}English\u{1f}\u{1f}\u{1f}1")
         );
         // Declined agents: a sixth field, after the (empty) preference and video.
         let declined = QueueEntry {
@@ -466,7 +472,7 @@ mod tests {
         };
         assert_eq!(
             queue_member(&declined),
-            format!("{prefix}a\u{1f}English\u{1f}dev\u{1f}\u{1f}\u{1f}ag-1\u{1e}ag-2")
+            format!("{prefix}a\u{1f}English\u{1f}\u{1f}\u{1f}\u{1f}ag-1\u{1e}ag-2")
         );
         // A URS route: a seventh field, JSON, after the (empty) declined agents.
         let routed = QueueEntry {
@@ -483,7 +489,7 @@ mod tests {
         assert_eq!(
             queue_member(&routed),
             format!(
-                "{prefix}a\u{1f}English\u{1f}dev\u{1f}\u{1f}\u{1f}\u{1f}{}",
+                "{prefix}a\u{1f}English\u{1f}\u{1f}\u{1f}\u{1f}\u{1f}{}",
                 r#"{"n":1,"any":[{"k":"Loans>=2"},{"g":"Billing"}]}"#
             )
         );
@@ -556,12 +562,11 @@ mod tests {
     }
 
     #[test]
-    fn timer_members_round_trip() {
+    fn claimed_timers_read_every_code() {
         let due = Utc.timestamp_millis_opt(1_700_000_000_123).unwrap();
         for kind in TIMER_KINDS {
-            let m = timer_member("a|b", kind, due);
             assert_eq!(
-                parse_timer_member(&m),
+                due_timer(("a|b".into(), timer_code(kind), ms(due))),
                 Some(DueTimer {
                     id: "a|b".into(),
                     kind,
@@ -569,6 +574,6 @@ mod tests {
                 })
             );
         }
-        assert_eq!(parse_timer_member("garbage"), None);
+        assert_eq!(due_timer(("a".into(), TIMER_KINDS.len(), ms(due))), None);
     }
 }

@@ -255,3 +255,331 @@ async fn an_index_entry_written_as_json_is_still_read() {
         .unwrap();
     assert_eq!(done.len(), 1);
 }
+
+/// Queue members carried the owning device until `P qdev` made it
+/// redundant. A service whose member (and index entry, with the device as
+/// `v`) an older node wrote is still placed, found by its device, moved to
+/// the shorter member by its next write, and undone by the one after.
+#[tokio::test]
+async fn a_queue_member_written_with_the_device_is_still_found_and_undone() {
+    use engine::machine::{self, Event};
+    use engine::store::Store;
+    use engine::testing::ScenarioBuilder;
+
+    let deployment = Deployment::start();
+    let store = deployment.node().await;
+    let scenario = ScenarioBuilder::chat_delay().build();
+    let a = waiting(&scenario, "a", Some("dev-1"));
+    store.put(&a, None).await.unwrap();
+    let mut b = waiting(&scenario, "b", None);
+    b.ticket.since += chrono::Duration::seconds(1);
+    store.put(&b, None).await.unwrap();
+
+    let mut raw = deployment.raw().await;
+    let p = format!("{{{}}}:", store.namespace());
+    let queue = format!("{p}queue:support");
+    async fn members(raw: &mut redis::aio::MultiplexedConnection, queue: &str) -> Vec<String> {
+        redis::cmd("ZRANGE")
+            .arg(queue)
+            .arg(0)
+            .arg(-1)
+            .query_async(raw)
+            .await
+            .unwrap()
+    }
+    let now = members(&mut raw, &queue).await;
+    assert_eq!(now.len(), 2);
+    assert!(
+        now.iter()
+            .all(|m| !m.contains("dev-1") && m.ends_with('\u{1f}')),
+        "{now:?}"
+    );
+    // What the older node wrote for "a": the device in the member, and as
+    // `v` in the index entry.
+    let packed: Vec<u8> = redis::cmd("HGET")
+        .arg(format!("{p}idx"))
+        .arg("a")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let mut entry: serde_json::Value = rmp_serde::from_slice(&packed).unwrap();
+    let device = entry.as_object_mut().unwrap().remove("w").unwrap();
+    assert_eq!(device, "dev-1");
+    entry["v"] = device;
+    let old_member = format!("{}dev-1", now[0]);
+    let _: () = redis::pipe()
+        .hset(
+            format!("{p}idx"),
+            "a",
+            rmp_serde::to_vec_named(&entry).unwrap(),
+        )
+        .zrem(&queue, &now[0])
+        .zadd(&queue, &old_member, 0)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+
+    async fn check(store: &RedisStore) {
+        assert_eq!(store.position("support", "a").await.unwrap(), Some((1, 2)));
+        assert_eq!(store.position("support", "b").await.unwrap(), Some((2, 2)));
+        let found = store.device_positions(&["dev-1".into()]).await.unwrap();
+        let found: Vec<_> = found.into_iter().map(|f| (f.service, f.position)).collect();
+        assert_eq!(found, [("a".to_owned(), 1)]);
+        let ids: Vec<String> = store
+            .queue("support")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+    check(&store).await;
+    assert!(members(&mut raw, &queue).await.contains(&old_member));
+
+    // Its next write moves it to the member without the device.
+    let mut again = a.clone();
+    again.version += 1;
+    store.put(&again, Some(a.version)).await.unwrap();
+    check(&store).await;
+    let after = members(&mut raw, &queue).await;
+    assert_eq!(
+        after, now,
+        "the old member is gone, the new one in its place"
+    );
+
+    // And the one after that undoes it.
+    let cancelled = machine::apply(&again, &scenario, &Event::Cancel, t0())
+        .unwrap()
+        .record;
+    store.put(&cancelled, Some(again.version)).await.unwrap();
+    assert_eq!(members(&mut raw, &queue).await, [now[1].clone()]);
+    assert!(store
+        .device_positions(&["dev-1".into()])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Timer members carried their due time (`<id>|<code>|<due ms>`, the entry's
+/// `t` with the times as text) until the index entry became where a claim
+/// reads it. Timers an older node wrote are still listed and claimed with
+/// their due times, move to the shorter member at the service's next write
+/// keeping a claim's lease, and are undone by the purge.
+#[tokio::test]
+async fn timers_written_with_their_due_time_still_fire_and_move() {
+    use engine::store::Store;
+    use engine::testing::ScenarioBuilder;
+
+    let deployment = Deployment::start();
+    let store = deployment.node().await;
+    let scenario = ScenarioBuilder::chat_delay().build();
+    let a = waiting(&scenario, "a", Some("dev-1"));
+    let b = waiting(&scenario, "b", None);
+    for rec in [&a, &b] {
+        store.put(rec, None).await.unwrap();
+    }
+    let mut raw = deployment.raw().await;
+    let p = format!("{{{}}}:", store.namespace());
+    let timers = format!("{p}timers");
+    async fn scores(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<(String, i64)> {
+        redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(raw)
+            .await
+            .unwrap()
+    }
+    let short = scores(&mut raw, &timers).await;
+    assert!(
+        short.iter().all(|(m, _)| m.matches('|').count() == 1),
+        "{short:?}"
+    );
+    assert_eq!(short.len(), a.timers.len() + b.timers.len());
+
+    // What an older node wrote: the due time in the member and as text.
+    for id in ["a", "b"] {
+        let packed: Vec<u8> = redis::cmd("HGET")
+            .arg(format!("{p}idx"))
+            .arg(id)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let mut entry: serde_json::Value = rmp_serde::from_slice(&packed).unwrap();
+        let list = entry.as_object_mut().unwrap().remove("ts").unwrap();
+        let mut pipe = redis::pipe();
+        let mut old = Vec::new();
+        for t in list.as_array().unwrap() {
+            let (code, due) = (t[0].as_u64().unwrap(), t[1].as_i64().unwrap());
+            pipe.zrem(&timers, format!("{id}|{code}")).zadd(
+                &timers,
+                format!("{id}|{code}|{due}"),
+                due,
+            );
+            old.push(serde_json::json!([code, due.to_string()]));
+        }
+        entry["t"] = old.into();
+        entry["d"] = entry["d"].as_i64().unwrap().to_string().into();
+        let _: () = pipe
+            .hset(
+                format!("{p}idx"),
+                id,
+                rmp_serde::to_vec_named(&entry).unwrap(),
+            )
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    let mut listed = store
+        .due_timers(a.storage_deadline(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.id, t.kind, t.due))
+        .collect::<Vec<_>>();
+    listed.sort();
+    let mut expected: Vec<_> = [&a, &b]
+        .iter()
+        .flat_map(|r| r.timers.iter().map(|(k, d)| (r.id.clone(), *k, *d)))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    // A claim reads the due time from the old member and leases it.
+    let (kind, due) = a
+        .timers
+        .iter()
+        .min_by_key(|(_, d)| **d)
+        .map(|(k, d)| (*k, *d))
+        .unwrap();
+    let lease = chrono::Duration::seconds(30);
+    let claimed = store.claim_due_timers(due, lease, 10).await.unwrap();
+    assert!(
+        claimed
+            .iter()
+            .any(|t| t.id == "a" && t.kind == kind && t.due == due),
+        "{claimed:?}"
+    );
+    let leased = redis_store_ms(due + lease);
+
+    // The next write moves a's timers to the short members, the claim's
+    // lease with it.
+    let mut again = a.clone();
+    again.version += 1;
+    store.put(&again, Some(a.version)).await.unwrap();
+    let now = scores(&mut raw, &timers).await;
+    let of_a: Vec<&(String, i64)> = now.iter().filter(|(m, _)| m.starts_with("a|")).collect();
+    assert!(
+        of_a.iter().all(|(m, _)| m.matches('|').count() == 1),
+        "{of_a:?}"
+    );
+    let mut got: Vec<i64> = of_a.iter().map(|(_, score)| *score).collect();
+    got.sort();
+    let mut want: Vec<i64> = a
+        .timers
+        .iter()
+        .map(|(_, d)| {
+            if *d == due {
+                leased
+            } else {
+                redis_store_ms(*d)
+            }
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    let claimed = store.claim_due_timers(due, lease, 10).await.unwrap();
+    assert!(
+        !claimed.iter().any(|t| t.id == "a" && t.kind == kind),
+        "still leased: {claimed:?}"
+    );
+
+    // The purge undoes b's old members (and a's new ones).
+    let after = b.storage_deadline().max(again.storage_deadline()) + chrono::Duration::seconds(1);
+    assert_eq!(store.purge_expired(after).await.unwrap(), 2);
+    assert_eq!(scores(&mut raw, &timers).await, []);
+}
+
+fn redis_store_ms(at: chrono::DateTime<chrono::Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+/// An active service is not in `P deadlines`: its TTL timer, due a grace
+/// before its storage deadline, is how the purge finds it, claimed or not.
+/// A completed one is. A service an older node put in `P deadlines` (at a
+/// time since moved) is not forgotten early, and leaves that set.
+#[tokio::test]
+async fn the_purge_finds_active_services_by_their_timers() {
+    use engine::machine::{self, Event};
+    use engine::store::Store;
+    use engine::testing::ScenarioBuilder;
+
+    let deployment = Deployment::start();
+    let store = deployment.node().await;
+    let scenario = ScenarioBuilder::chat_delay().build();
+    let a = waiting(&scenario, "a", Some("dev-1"));
+    let b = waiting(&scenario, "b", None);
+    for rec in [&a, &b] {
+        store.put(rec, None).await.unwrap();
+    }
+    let cancelled = machine::apply(&b, &scenario, &Event::Cancel, t0())
+        .unwrap()
+        .record;
+    store.put(&cancelled, Some(b.version)).await.unwrap();
+    let mut raw = deployment.raw().await;
+    let deadlines = format!("{{{}}}:deadlines", store.namespace());
+    async fn listed(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<(String, i64)> {
+        redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(raw)
+            .await
+            .unwrap()
+    }
+    let ms = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis();
+    assert_eq!(
+        listed(&mut raw, &deadlines).await,
+        [("b".to_owned(), ms(cancelled.storage_deadline()))]
+    );
+
+    // An older node listed a, at a time its deadline has since moved from.
+    let early = t0() + chrono::Duration::seconds(1);
+    let _: () = redis::cmd("ZADD")
+        .arg(&deadlines)
+        .arg(ms(early))
+        .arg("a")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(store.purge_expired(early).await.unwrap(), 0);
+    assert_eq!(store.position("support", "a").await.unwrap(), Some((1, 1)));
+    assert_eq!(listed(&mut raw, &deadlines).await.len(), 1, "a left it");
+
+    // A node claims a's timers and dies: past its deadline and the lease,
+    // the purge still finds it, and leaves nothing of it.
+    let lease = chrono::Duration::seconds(10);
+    let ttl = a.expiration_time;
+    assert!(!store
+        .claim_due_timers(ttl, lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let after = a.storage_deadline().max(cancelled.storage_deadline()) + lease;
+    assert_eq!(store.purge_expired(after).await.unwrap(), 2);
+    assert_eq!(store.queue("support").await.unwrap(), []);
+    assert_eq!(listed(&mut raw, &deadlines).await, []);
+    assert_eq!(
+        listed(&mut raw, &format!("{{{}}}:timers", store.namespace())).await,
+        []
+    );
+    let left: usize = redis::cmd("HLEN")
+        .arg(format!("{{{}}}:idx", store.namespace()))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}

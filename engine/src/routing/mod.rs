@@ -178,7 +178,6 @@ mod tests {
             priority: 0,
             since: at(since),
             skills: None,
-            device: None,
             preferred_agent: None,
             video: false,
             declined: Vec::new(),

@@ -157,9 +157,6 @@ pub struct QueueEntry {
     pub priority: i32,
     pub since: DateTime<Utc>,
     pub skills: Option<String>,
-    /// The owning device (`_device_notification_id`), so a node can push
-    /// queue positions to the devices connected to it.
-    pub device: Option<String>,
     /// Only this agent may take it (until the preferred-agent timer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_agent: Option<String>,
@@ -191,7 +188,6 @@ impl QueueEntry {
             priority: record.ticket.priority,
             since: record.ticket.since,
             skills: record.ticket.skills.clone(),
-            device: record.device_notification_id.clone(),
             preferred_agent: record.ticket.preferred_agent.clone(),
             video: record.video.is_some(),
             declined: record.ticket.declined.clone(),
@@ -319,31 +315,10 @@ pub trait Store: Send + Sync + 'static {
     /// The waiting services of `devices` (each `_device_notification_id`),
     /// each with its place in its queue, in no particular order. A store
     /// finds them by an index of waiting services by device, so the cost
-    /// grows with the devices asked about, not with the services waiting;
-    /// this default reads every queue whole.
-    async fn device_positions(
-        &self,
-        devices: &[String],
-    ) -> Result<Vec<DevicePosition>, StoreError> {
-        let wanted: BTreeSet<&str> = devices.iter().map(String::as_str).collect();
-        let mut found = Vec::new();
-        for queue in self.queues().await? {
-            let mut entries = self.queue(&queue).await?;
-            entries.sort_by_key(QueueEntry::order_key);
-            let waiting = entries.len();
-            for (i, entry) in entries.into_iter().enumerate() {
-                if let Some(device) = entry.device.filter(|d| wanted.contains(d.as_str())) {
-                    found.push(DevicePosition {
-                        device,
-                        service: entry.id,
-                        position: i + 1,
-                        waiting,
-                    });
-                }
-            }
-        }
-        Ok(found)
-    }
+    /// grows with the devices asked about, not with the services waiting.
+    /// (Queue entries do not carry the device: that index is what knows it.)
+    async fn device_positions(&self, devices: &[String])
+        -> Result<Vec<DevicePosition>, StoreError>;
 
     /// The services by scenario and state, and the outboxes' depth. The
     /// stores keep it as they write, so a `/metrics` scrape costs the
