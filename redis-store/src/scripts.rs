@@ -450,8 +450,10 @@ for _, t in ipairs(timers_of(id, new)) do
     -- The same timer under a member written when members carried the due
     -- time moves to the shorter member with its score (perhaps a lease).
     local was = had_kind[t[1]]
-    local kept = was and was[2] == due and redis.call('ZSCORE', P .. 'timers', was[3])
+    local kept = was and was[2] == due and tonumber(redis.call('ZSCORE', P .. 'timers', was[3]))
     if kept then
+      -- A lease as older nodes wrote it, a whole number: marked as one.
+      if kept ~= due and kept % 1 == 0 then kept = kept - 0.5 end
       redis.call('ZADD', P .. 'timers', kept, m)
     else
       if first == nil then
@@ -623,28 +625,41 @@ return false
 /// claim(now, until, limit): due timers, postponed to `until` (the lease),
 /// or only listed when `until` is ''. KEYS[1] = the timers zset. ARGV =
 /// prefix, now ms, until ms, limit. Answers {id, kind code, due ms} per
-/// timer. A member `<id>|<code>` does not carry its due time (its score is
-/// a lease's end once claimed): its service's index entry lists it. A
-/// member its service's entry no longer lists is removed by a claim, which
-/// would otherwise meet it again after every lease.
+/// timer.
+///
+/// A member `<id>|<code>` does not carry its due time, but while no node
+/// has claimed it its score is that time, a whole number of ms; a claim
+/// scores it half a millisecond before the lease's end (so it is due again
+/// at that ms, and `next_timer` rounds it up), so a score with a fraction
+/// is a lease (a double holds ms to well under 0.5 until the year
+/// 270,000). Only a timer whose lease ran out (its claimer died) has its due
+/// time read from its service's index entry. A member its service's entry
+/// no longer lists is removed then, or it would come back after every
+/// lease.
 const CLAIM: &str = r#"
 local claim = ARGV[3] ~= ''
 local out = {}
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
-for _, m in ipairs(due) do
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
+for i = 1, #due, 2 do
+  local m, score = due[i], tonumber(due[i + 1])
   local found = nil
-  local id, ix = timer_owner(m)
-  local code = string.match(m, '|(%d+)$')
-  for _, t in ipairs(ix and ix.ts or {}) do
-    if tostring(t[1]) == code then found = {id, t[1], t[2]} end
-  end
-  if not found then
-    -- A member written when members carried the due time.
-    local lid, lcode, ldue = string.match(m, '^(.*)|(%d+)|(%d+)$')
-    if lid then found = {lid, tonumber(lcode), tonumber(ldue)} end
+  -- A code has one or two digits; a member written before ends with 13.
+  local id, code = string.match(m, '^(.*)|(%d%d?)$')
+  if id and score % 1 == 0 then
+    found = {id, tonumber(code), score}
+  else
+    local owner, ix = timer_owner(m)
+    for _, t in ipairs(ix and ix.ts or {}) do
+      if tostring(t[1]) == code then found = {owner, t[1], t[2]} end
+    end
+    if not found then
+      -- A member written when members carried the due time.
+      local lid, lcode, ldue = string.match(m, '^(.*)|(%d+)|(%d+)$')
+      if lid then found = {lid, tonumber(lcode), tonumber(ldue)} end
+    end
   end
   if found then
-    if claim then redis.call('ZADD', KEYS[1], 'XX', ARGV[3], m) end
+    if claim then redis.call('ZADD', KEYS[1], 'XX', ARGV[3] - 0.5, m) end
     table.insert(out, found)
   elseif claim then
     redis.call('ZREM', KEYS[1], m)

@@ -530,7 +530,8 @@ impl Store for RedisStore {
         let first: Vec<(String, f64)> = self
             .call(|mut c| async move { c.zrange_withscores(key, 0, 0).await })
             .await?;
-        Ok(first.first().map(|(_, score)| from_ms(*score as i64)))
+        // A lease is scored half a ms before its end (see the claim script).
+        Ok(first.first().map(|(_, score)| from_ms(score.ceil() as i64)))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -382,7 +382,7 @@ async fn timers_written_with_their_due_time_still_fire_and_move() {
     let mut raw = deployment.raw().await;
     let p = format!("{{{}}}:", store.namespace());
     let timers = format!("{p}timers");
-    async fn scores(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<(String, i64)> {
+    async fn scores(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<(String, f64)> {
         redis::cmd("ZRANGE")
             .arg(key)
             .arg(0)
@@ -462,7 +462,20 @@ async fn timers_written_with_their_due_time_still_fire_and_move() {
             .any(|t| t.id == "a" && t.kind == kind && t.due == due),
         "{claimed:?}"
     );
+    // As an older node scored a lease: a whole number of ms.
     let leased = redis_store_ms(due + lease);
+    let _: () = redis::cmd("ZADD")
+        .arg(&timers)
+        .arg("XX")
+        .arg(leased)
+        .arg(format!(
+            "a|{}|{}",
+            short_code(&short, "a", due),
+            redis_store_ms(due)
+        ))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
 
     // The next write moves a's timers to the short members, the claim's
     // lease with it.
@@ -470,30 +483,40 @@ async fn timers_written_with_their_due_time_still_fire_and_move() {
     again.version += 1;
     store.put(&again, Some(a.version)).await.unwrap();
     let now = scores(&mut raw, &timers).await;
-    let of_a: Vec<&(String, i64)> = now.iter().filter(|(m, _)| m.starts_with("a|")).collect();
+    let of_a: Vec<&(String, f64)> = now.iter().filter(|(m, _)| m.starts_with("a|")).collect();
     assert!(
         of_a.iter().all(|(m, _)| m.matches('|').count() == 1),
         "{of_a:?}"
     );
-    let mut got: Vec<i64> = of_a.iter().map(|(_, score)| *score).collect();
-    got.sort();
-    let mut want: Vec<i64> = a
+    let mut got: Vec<f64> = of_a.iter().map(|(_, score)| *score).collect();
+    got.sort_by(f64::total_cmp);
+    // The lease now marked as one (half a ms less), the other timer at its due time.
+    let mut want: Vec<f64> = a
         .timers
         .iter()
         .map(|(_, d)| {
             if *d == due {
-                leased
+                leased as f64 - 0.5
             } else {
-                redis_store_ms(*d)
+                redis_store_ms(*d) as f64
             }
         })
         .collect();
-    want.sort();
+    want.sort_by(f64::total_cmp);
     assert_eq!(got, want);
     let claimed = store.claim_due_timers(due, lease, 10).await.unwrap();
     assert!(
         !claimed.iter().any(|t| t.id == "a" && t.kind == kind),
         "still leased: {claimed:?}"
+    );
+    // Once the lease has run out, a claim reads its due time from the entry.
+    let later = due + lease + chrono::Duration::milliseconds(1);
+    let claimed = store.claim_due_timers(later, lease, 10).await.unwrap();
+    assert!(
+        claimed
+            .iter()
+            .any(|t| t.id == "a" && t.kind == kind && t.due == due),
+        "{claimed:?}"
     );
 
     // The purge undoes b's old members (and a's new ones).
@@ -504,6 +527,16 @@ async fn timers_written_with_their_due_time_still_fire_and_move() {
 
 fn redis_store_ms(at: chrono::DateTime<chrono::Utc>) -> i64 {
     at.timestamp_millis()
+}
+
+/// The kind code of service `id`'s timer due at `due`, among short members
+/// and their scores.
+fn short_code(members: &[(String, f64)], id: &str, due: chrono::DateTime<chrono::Utc>) -> String {
+    let (member, _) = members
+        .iter()
+        .find(|(m, score)| m.starts_with(&format!("{id}|")) && *score == redis_store_ms(due) as f64)
+        .expect("a timer due then");
+    member[id.len() + 1..].to_owned()
 }
 
 /// An active service is not in `P deadlines`: its TTL timer, due a grace
