@@ -83,7 +83,8 @@ struct Args {
     /// Services the Redis memory figure creates.
     #[arg(long, default_value_t = 100_000)]
     redis_services: u64,
-    /// Profile the server with `perf record` during each create figure,
+    /// Profile the server with `perf record` during each create figure
+    /// (and check-queue-position on Redis),
     /// and print the top of `perf report` (the data stays in this directory).
     #[arg(long)]
     perf: Option<std::path::PathBuf>,
@@ -388,6 +389,7 @@ impl Bench {
             .iter()
             .map(|id| load::get(&format!("/genesys/1/service/{id}/check-queue-position")))
             .collect();
+        let profile = self.profile(&server, "redis-position")?;
         let cpu = (server.cpu()?, redis.cpu()?);
         redis.cli(&["CONFIG", "RESETSTAT"])?;
         let positions = self
@@ -397,6 +399,7 @@ impl Bench {
             .await?;
         print_cpu(&positions, cpu, (server.cpu()?, redis.cpu()?));
         redis.print_commands(positions.samples.len())?;
+        self.report(profile)?;
         print_rate("check-queue-position on Redis", &positions);
         let set_again = redis.benchmark_set(n, self.args.client_cpu)?;
         println!("redis-benchmark SET again: {set_again:.0}/s");
