@@ -197,7 +197,9 @@ fn layered(api: Router, push: Router, limits: &HttpLimits) -> Router {
     .merge(push)
     // Every extractor, ours or axum's, reads at most the API's limit.
     .layer(axum::extract::DefaultBodyLimit::max(form::BODY_LIMIT))
-    .layer(from_fn_with_state(limits.body_timeout, guard::body_guard))
+    .layer(guard::BodyGuardLayer {
+        idle: limits.body_timeout,
+    })
     .layer(CatchPanicLayer::custom(
         |_: Box<dyn std::any::Any + Send>| {
             error::AppError::Internal("the request could not be handled".into())
@@ -205,10 +207,10 @@ fn layered(api: Router, push: Router, limits: &HttpLimits) -> Router {
         },
     ))
     // Sees the route template (routing has run) and every answer below it.
-    .layer(axum::middleware::from_fn(metrics::track))
+    .layer(metrics::TrackLayer)
     .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_id::span))
     // Outermost: the timeout's and the panic's answers carry the id too.
-    .layer(axum::middleware::from_fn(request_id::layer))
+    .layer(request_id::RequestIdLayer)
 }
 
 impl error::AppError {

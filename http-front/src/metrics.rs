@@ -10,9 +10,12 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
-use axum::middleware::Next;
+use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -87,21 +90,77 @@ pub fn install() {
 }
 
 /// Counts and times every request by its route template (`MatchedPath`:
-/// `/genesys/1/service/{id}/connect`, never the id), method and status.
-pub async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
-    let started = Instant::now();
-    let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::histogram!(HTTP_DURATION, "method" => method.clone(), "route" => route.clone())
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status)
-        .increment(1);
-    response
+/// `/genesys/1/service/{id}/connect`, never the id), method and status. A
+/// tower layer, not `from_fn`, for the reason [`crate::request_id`] gives.
+#[derive(Clone, Copy, Default)]
+pub struct TrackLayer;
+
+impl<S> tower::Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Track<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Tracked<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        let method = req.method().clone();
+        Tracked {
+            inner: self.inner.call(req),
+            seen: Some((route, method, Instant::now())),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer, counted and timed when it comes.
+    pub struct Tracked<F> {
+        #[pin]
+        inner: F,
+        seen: Option<(String, Method, Instant)>,
+    }
+}
+
+impl<F, E> Future for Tracked<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        if let Some((route, method, started)) = this.seen.take() {
+            let status = response.status().as_u16().to_string();
+            let method = method.as_str().to_owned();
+            metrics::histogram!(HTTP_DURATION, "method" => method.clone(), "route" => route.clone())
+                .record(started.elapsed().as_secs_f64());
+            metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status)
+                .increment(1);
+        }
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// GET /metrics: the gauges read from the store now, and every counter
