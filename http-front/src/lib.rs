@@ -176,41 +176,57 @@ pub struct RelayLink {
 /// How long shutdown waits for push sockets to close.
 const PUSH_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-pub fn app(state: Arc<AppState>, limits: &HttpLimits) -> Router {
+pub fn app(state: Arc<AppState>, limits: &HttpLimits, rate_limit: rate_limit::RateLimit) -> Router {
     layered(
         routes::router(state.clone()),
         routes::push_router(state),
         limits,
+        rate_limit,
     )
 }
 
 /// The API (answered 503 after the request timeout) and the push endpoints
 /// under the layers every request passes: the body guard, panics answered
 /// 500, a span, a request id.
-fn layered(api: Router, push: Router, limits: &HttpLimits) -> Router {
+fn layered(
+    api: Router,
+    push: Router,
+    limits: &HttpLimits,
+    rate_limit: rate_limit::RateLimit,
+) -> Router {
     use axum::middleware::from_fn_with_state;
     use tower_http::catch_panic::CatchPanicLayer;
+    // One stack, added with one `layer` call: each `Router::layer` wraps
+    // every route in a boxed service of its own, so each call would box a
+    // future and a clone of the service below per request, which a held
+    // long-polling connect keeps for as long as it is held. Outermost first.
+    let every_request = tower::ServiceBuilder::new()
+        // Every route, the push endpoints included, is behind the limit.
+        .option_layer(rate_limit::layer(rate_limit))
+        // The limit's own answer and the ones from below share a body type.
+        .map_response(axum::response::IntoResponse::into_response)
+        // The timeout's and the panic's answers carry the id too.
+        .layer(request_id::RequestIdLayer)
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_id::span))
+        // Sees the route template (routing has run) and every answer below it.
+        .layer(metrics::TrackLayer)
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                error::AppError::Internal("the request could not be handled".into())
+                    .into_response_owned()
+            },
+        ))
+        .layer(guard::BodyGuardLayer {
+            idle: limits.body_timeout,
+        })
+        // Every extractor, ours or axum's, reads at most the API's limit.
+        .layer(axum::extract::DefaultBodyLimit::max(form::BODY_LIMIT));
     api.layer(from_fn_with_state(
         limits.request_timeout,
         guard::request_timeout,
     ))
     .merge(push)
-    // Every extractor, ours or axum's, reads at most the API's limit.
-    .layer(axum::extract::DefaultBodyLimit::max(form::BODY_LIMIT))
-    .layer(guard::BodyGuardLayer {
-        idle: limits.body_timeout,
-    })
-    .layer(CatchPanicLayer::custom(
-        |_: Box<dyn std::any::Any + Send>| {
-            error::AppError::Internal("the request could not be handled".into())
-                .into_response_owned()
-        },
-    ))
-    // Sees the route template (routing has run) and every answer below it.
-    .layer(metrics::TrackLayer)
-    .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_id::span))
-    // Outermost: the timeout's and the panic's answers carry the id too.
-    .layer(request_id::RequestIdLayer)
+    .layer(every_request)
 }
 
 impl error::AppError {
@@ -299,8 +315,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let tasks = shell.spawn_background(stop_rx, config.timer_wakeups, inbound);
     let registry = shell.registry().clone();
-    // Every route, the push endpoints included, is behind the limit.
-    let app = rate_limit::layer(app(state, &config.http), config.rate_limit);
+    let app = app(state, &config.http, config.rate_limit);
     let app = cors::layer(app, &config.cors_origins);
     tracing::info!(
         url = %format!("{scheme}://{}", listener.local_addr()?),

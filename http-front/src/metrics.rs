@@ -108,11 +108,12 @@ pub struct Track<S> {
     inner: S,
 }
 
-impl<S> tower::Service<Request> for Track<S>
+// Generic over the answer's body: the layers below may wrap it.
+impl<S, B> tower::Service<Request> for Track<S>
 where
-    S: tower::Service<Request, Response = Response>,
+    S: tower::Service<Request, Response = axum::http::Response<B>>,
 {
-    type Response = Response;
+    type Response = axum::http::Response<B>;
     type Error = S::Error;
     type Future = Tracked<S::Future>;
 
@@ -142,11 +143,11 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F, E> Future for Tracked<F>
+impl<F, B, E> Future for Tracked<F>
 where
-    F: Future<Output = Result<Response, E>>,
+    F: Future<Output = Result<axum::http::Response<B>, E>>,
 {
-    type Output = Result<Response, E>;
+    type Output = Result<axum::http::Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();

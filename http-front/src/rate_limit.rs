@@ -11,10 +11,12 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
+use std::future::{ready, Ready};
+use std::task::{Context, Poll};
+
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
+use futures_util::future::Either;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
@@ -46,52 +48,90 @@ struct Limiter {
 /// Forget idle addresses every this many checks, so the table stays small.
 const RETAIN_EVERY: u64 = 4096;
 
-/// `router` with the limit in front of it (nothing when there is none).
-pub fn layer(router: Router, limit: RateLimit) -> Router {
-    let Some(per_second) = limit.per_second else {
-        return router;
-    };
-    let limiter = Arc::new(Limiter {
+/// The limit as the outermost layer of every request (none when there is
+/// no limit). A tower layer, not `from_fn`, for the reason
+/// [`crate::request_id`] gives.
+pub(crate) fn layer(limit: RateLimit) -> Option<RateLimitLayer> {
+    let per_second = limit.per_second?;
+    Some(RateLimitLayer(Arc::new(Limiter {
         limiter: governor::RateLimiter::keyed(Quota::per_second(per_second)),
         per_second,
         loopback: limit.loopback,
         checks: AtomicU64::new(0),
-    });
-    router.layer(axum::middleware::from_fn_with_state(limiter, check))
+    })))
 }
 
-async fn check(State(limiter): State<Arc<Limiter>>, request: Request, next: Next) -> Response {
-    // The client as the accept loop settled it (the peer, or with
-    // `--trust-forwarded` the proxy's word); served by something else, the
-    // peer; with neither (a router served without connect info) there is
-    // no one to count.
-    let extensions = request.extensions();
-    let Some(ip) = extensions.get::<ClientAddr>().map(|c| c.0).or_else(|| {
-        extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_canonical())
-    }) else {
-        return next.run(request).await;
-    };
-    if ip.is_loopback() && !limiter.loopback {
-        return next.run(request).await;
+#[derive(Clone)]
+pub(crate) struct RateLimitLayer(Arc<Limiter>);
+
+impl<S> tower::Layer<S> for RateLimitLayer {
+    type Service = Limited<S>;
+
+    fn layer(&self, inner: S) -> Limited<S> {
+        Limited {
+            inner,
+            limiter: self.0.clone(),
+        }
     }
-    if limiter.checks.fetch_add(1, Ordering::Relaxed) % RETAIN_EVERY == RETAIN_EVERY - 1 {
-        limiter.limiter.retain_recent();
-        limiter.limiter.shrink_to_fit();
+}
+
+#[derive(Clone)]
+pub(crate) struct Limited<S> {
+    inner: S,
+    limiter: Arc<Limiter>,
+}
+
+impl<S> tower::Service<Request> for Limited<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
     }
-    match limiter.limiter.check_key(&ip) {
-        Ok(()) => next.run(request).await,
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match self.limiter.refusal(&request) {
+            Some(refused) => Either::Left(ready(Ok(refused))),
+            None => Either::Right(self.inner.call(request)),
+        }
+    }
+}
+
+impl Limiter {
+    /// The answer for a request over its address's limit; None to let it by.
+    fn refusal(&self, request: &Request) -> Option<Response> {
+        // The client as the accept loop settled it (the peer, or with
+        // `--trust-forwarded` the proxy's word); served by something else,
+        // the peer; with neither (a router served without connect info)
+        // there is no one to count.
+        let extensions = request.extensions();
+        let ip = extensions.get::<ClientAddr>().map(|c| c.0).or_else(|| {
+            extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_canonical())
+        })?;
+        if ip.is_loopback() && !self.loopback {
+            return None;
+        }
+        if self.checks.fetch_add(1, Ordering::Relaxed) % RETAIN_EVERY == RETAIN_EVERY - 1 {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        let not_until = self.limiter.check_key(&ip).err()?;
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        Some(
             AppError::TooManyRequests {
                 message: format!(
                     "rate limit: more than {} requests per second from this address",
-                    limiter.per_second
+                    self.per_second
                 ),
                 retry_after: retry_secs(wait),
             }
-            .into_response()
-        }
+            .into_response(),
+        )
     }
 }

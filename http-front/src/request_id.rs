@@ -12,7 +12,6 @@ use std::task::{ready, Context, Poll};
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::response::Response;
 use tracing::Span;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -49,11 +48,12 @@ pub struct RequestId<S> {
     inner: S,
 }
 
-impl<S> tower::Service<Request> for RequestId<S>
+// Generic over the answer's body: the layers below may wrap it.
+impl<S, B> tower::Service<Request> for RequestId<S>
 where
-    S: tower::Service<Request, Response = Response>,
+    S: tower::Service<Request, Response = axum::http::Response<B>>,
 {
-    type Response = Response;
+    type Response = axum::http::Response<B>;
     type Error = S::Error;
     type Future = WithRequestId<S::Future>;
 
@@ -84,11 +84,11 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F, E> Future for WithRequestId<F>
+impl<F, B, E> Future for WithRequestId<F>
 where
-    F: Future<Output = Result<Response, E>>,
+    F: Future<Output = Result<axum::http::Response<B>, E>>,
 {
-    type Output = Result<Response, E>;
+    type Output = Result<axum::http::Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -142,7 +142,7 @@ mod tests {
             request_timeout: Duration::from_millis(100),
             ..crate::HttpLimits::default()
         };
-        let app = crate::layered(api, Router::new(), &limits);
+        let app = crate::layered(api, Router::new(), &limits, Default::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -485,10 +485,10 @@ impl Bayeux {
     }
 
     /// One long-polling request: its batch in, the answers out.
-    pub async fn long_poll(&self, batch: &[Value], origin: &Origin) -> Vec<Value> {
+    pub async fn long_poll(&self, batch: Vec<Value>, origin: &Origin) -> Vec<Value> {
         let mut replies = Vec::with_capacity(batch.len());
         let mut connect = None;
-        for message in batch {
+        for message in &batch {
             if let Err(refused) = self.admitted(message, origin).await {
                 replies.push(refused);
                 continue;
@@ -511,13 +511,19 @@ impl Bayeux {
                 }
             }
         }
+        // What a held connect keeps, times every long-polling client: not
+        // the batch, and the reply as its text. Parsed, each is a map of
+        // maps, a kilobyte or more.
+        drop(batch);
         if let Some((session, reply, hold, number)) = connect {
+            let reply = reply.to_string();
             // The client may go away while its connect is held (this future
             // is then dropped): the session must not stay attached for ever,
             // or it would never expire.
             let mut attached = Unattach(Some(&session));
             self.hold(&session, number, hold).await;
             attached.0 = None;
+            let reply = serde_json::from_str(&reply).expect("a reply reads back");
             let (messages, reply) = self.finish_connect(&session, number, reply);
             replies.extend(messages.iter().map(Outgoing::bayeux));
             replies.push(reply);
@@ -1040,15 +1046,16 @@ mod tests {
         };
         let hs = bayeux
             .long_poll(
-                &[json!({"channel": "/meta/handshake", "supportedConnectionTypes": ["long-polling"]})],
+                vec![json!({"channel": "/meta/handshake", "supportedConnectionTypes": ["long-polling"]})],
                 &origin,
             )
             .await;
         let id = hs[0]["clientId"].as_str().unwrap().to_owned();
         // The connect is held; the HTTP request is dropped after a second.
-        let connect =
-            [json!({"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"})];
-        let held = bayeux.long_poll(&connect, &origin);
+        let connect = vec![
+            json!({"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"}),
+        ];
+        let held = bayeux.long_poll(connect, &origin);
         assert!(tokio::time::timeout(Duration::from_secs(1), held)
             .await
             .is_err());

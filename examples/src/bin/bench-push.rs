@@ -40,9 +40,9 @@
 //! under a minute on 2 cores, and printed (2 cores, loopback):
 //!
 //! ```text
-//!  plain WebSocket: 10000 idle subscribers opened in 1.6 s; server RSS 17.8 MiB -> 107.4 MiB (+89.6 MiB): 9398 bytes per subscriber (9393 over the first half)
-//! CometD WebSocket: 10000 idle subscribers opened in 2.9 s; server RSS 18.1 MiB -> 128.0 MiB (+110.0 MiB): 11530 bytes per subscriber (11466 over the first half)
-//! CometD long-polling: 10000 idle subscribers opened in 2.6 s; server RSS 20.5 MiB -> 280.2 MiB (+259.7 MiB): 27236 bytes per subscriber (27100 over the first half)
+//!  plain WebSocket: 10000 idle subscribers opened in 2.3 s; server RSS 17.4 MiB -> 107.8 MiB (+90.4 MiB): 9478 bytes per subscriber (9458 over the first half)
+//! CometD WebSocket: 10000 idle subscribers opened in 3.6 s; server RSS 18.1 MiB -> 127.2 MiB (+109.2 MiB): 11445 bytes per subscriber (11466 over the first half)
+//! CometD long-polling: 10000 idle subscribers opened in 3.6 s; server RSS 19.4 MiB -> 198.2 MiB (+178.8 MiB): 18745 bytes per subscriber (18632 over the first half)
 //!       1 node, memory store: delivered p50 0.31 ms, p95 0.50 ms, p99 0.62 ms, max 4.16 ms; HTTP answered p50 0.33 ms, ...
 //!   2 nodes on Redis, B -> A: delivered p50 0.76 ms, p95 1.05 ms, p99 1.38 ms, max 5.47 ms; HTTP answered p50 0.61 ms, ...
 //! ```
@@ -50,7 +50,8 @@
 //! A WebSocket subscriber keeps a 4 KiB read buffer once upgraded; a held
 //! long-polling connect keeps what hyper holds for an HTTP/1 connection
 //! with a request in flight (8 KiB read and 8 KiB write buffers), the
-//! connection's task and the request's middleware futures.
+//! connection's task and the request's future through the layers (one
+//! stack of tower layers: see `http_front::layered`).
 //!
 //! It raises its open-files limit to the hard limit (the servers inherit
 //! it); N subscribers need N + `--warm` + some descriptors in each process,

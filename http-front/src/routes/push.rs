@@ -302,7 +302,7 @@ pub async fn long_poll(
     // client). Everything needed from them is read by now.
     drop(headers);
     drop((body, text));
-    let replies = bayeux.long_poll(&batch, &origin).await;
+    let replies = bayeux.long_poll(batch, &origin).await;
     let mut response = Json(Value::Array(replies)).into_response();
     if let Some(browser) = set_cookie {
         let cookie = format!("{BROWSER_COOKIE}={browser}; Path=/genesys/cometd; HttpOnly");
