@@ -477,11 +477,13 @@ return 'OK'
 
 /// purge(now, limit): forgets records whose storage deadline has passed:
 /// those in 'deadlines', then those found by a timer overdue by the grace
-/// (`found_by_timer`). ARGV = prefix, now in ms, limit. Answers how many
-/// were forgotten, and 1 when there may be more (a full page that made
-/// progress), else 0.
+/// (`found_by_timer`). ARGV = prefix, now in ms, limit, and how many of
+/// those overdue timers to skip (ones a previous page found still live: a
+/// backlog after an outage must not hide the expired ones behind it).
+/// Answers how many were forgotten, whether there may be more (a full
+/// page), and how many overdue timers of live services this page skipped.
 const PURGE: &str = r#"
-local now, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, limit, skip = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local forgotten = 0
 local ids = redis.call('ZRANGEBYSCORE', P .. 'deadlines', '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
@@ -501,18 +503,22 @@ for _, id in ipairs(ids) do
     redis.call('ZADD', P .. 'deadlines', ix.d, id)
   end
 end
-if #ids == limit then return {forgotten, 1} end
-local by_timer = 0
-local overdue = redis.call('ZRANGEBYSCORE', P .. 'timers', '-inf', now - GRACE_MS, 'LIMIT', 0, limit - #ids)
+if #ids == limit then return {forgotten, 1, 0} end
+local skipped = 0
+local overdue = redis.call('ZRANGEBYSCORE', P .. 'timers', '-inf', now - GRACE_MS, 'LIMIT', skip, limit - #ids)
 for _, m in ipairs(overdue) do
   local id, ix = timer_owner(m)
   if ix and tonumber(ix.d) <= now then
     forget(id, ix)
-    by_timer = by_timer + 1
+    forgotten = forgotten + 1
+  elseif ix then
+    skipped = skipped + 1
+  else
+    -- No service lists it.
+    redis.call('ZREM', P .. 'timers', m)
   end
 end
-local more = #overdue == limit - #ids and by_timer > 0
-return {forgotten + by_timer, more and 1 or 0}
+return {forgotten, #overdue == limit - #ids and 1 or 0, skipped}
 "#;
 
 /// position(queue, id): 1-based rank and queue length, or nothing.
@@ -642,17 +648,26 @@ local out = {}
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
 for i = 1, #due, 2 do
   local m, score = due[i], tonumber(due[i + 1])
-  local found = nil
+  local found, ix = nil, nil
   -- A code has one or two digits; a member written before ends with 13.
   local id, code = string.match(m, '^(.*)|(%d%d?)$')
   if id and score % 1 == 0 then
     found = {id, tonumber(code), score}
   else
-    local owner, ix = timer_owner(m)
-    for _, t in ipairs(ix and ix.ts or {}) do
+    local owner
+    owner, ix = timer_owner(m)
+    if claim and ix and tonumber(ix.d) <= tonumber(ARGV[2]) then
+      -- Its lease ran out and its service's storage deadline has passed:
+      -- firing it failed (the service is gone) and would fail again, and
+      -- the purge, which looks for timers overdue by the grace, would not
+      -- see one leased again and again.
+      forget(owner, ix)
+      ix = 'forgotten'
+    end
+    for _, t in ipairs(type(ix) == 'table' and ix.ts or {}) do
       if tostring(t[1]) == code then found = {owner, t[1], t[2]} end
     end
-    if not found then
+    if not found and ix ~= 'forgotten' then
       -- A member written when members carried the due time.
       local lid, lcode, ldue = string.match(m, '^(.*)|(%d+)|(%d+)$')
       if lid then found = {lid, tonumber(lcode), tonumber(ldue)} end
@@ -661,7 +676,7 @@ for i = 1, #due, 2 do
   if found then
     if claim then redis.call('ZADD', KEYS[1], 'XX', ARGV[3] - 0.5, m) end
     table.insert(out, found)
-  elseif claim then
+  elseif claim and ix ~= 'forgotten' then
     redis.call('ZREM', KEYS[1], m)
   end
 end

@@ -641,11 +641,18 @@ impl Store for RedisStore {
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut total = 0;
+        // Overdue timers of live services seen so far: the next page starts
+        // after them. Every page forgets or skips what it reads, so this ends.
+        let mut skip = 0;
         loop {
             let mut inv = self.scripts.purge.key(self.keys.deadlines());
-            inv.arg(self.keys.prefix()).arg(ms(now)).arg(PURGE_BATCH);
-            let (n, more): (usize, u8) = self.run(inv).await?;
+            inv.arg(self.keys.prefix())
+                .arg(ms(now))
+                .arg(PURGE_BATCH)
+                .arg(skip);
+            let (n, more, skipped): (usize, u8, usize) = self.run(inv).await?;
             total += n;
+            skip += skipped;
             if more == 0 {
                 return Ok(total);
             }

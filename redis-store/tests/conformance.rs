@@ -616,3 +616,45 @@ async fn the_purge_finds_active_services_by_their_timers() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+/// A service past its storage deadline whose timer a live node claimed but
+/// could not fire (the record is gone): the claim after the lease forgets
+/// it, rather than leasing it again for ever out of the purge's sight.
+#[tokio::test]
+async fn a_claimed_timer_of_an_expired_service_does_not_keep_it() {
+    use engine::store::Store;
+    use engine::testing::ScenarioBuilder;
+
+    let deployment = Deployment::start();
+    let store = deployment.node().await;
+    let scenario = ScenarioBuilder::chat_delay().build();
+    let a = waiting(&scenario, "a", Some("dev-1"));
+    store.put(&a, None).await.unwrap();
+    let lease = chrono::Duration::seconds(10);
+    let past = a.storage_deadline() + chrono::Duration::seconds(1);
+    // Claimed, never fired: the timer loop runs before the sweeper.
+    let claimed = store.claim_due_timers(past, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), a.timers.len());
+    assert_eq!(
+        store.purge_expired(past).await.unwrap(),
+        0,
+        "leased out of sight"
+    );
+    // After the lease, the claim meets it again, and forgets it.
+    let later = past + lease;
+    assert_eq!(store.claim_due_timers(later, lease, 10).await.unwrap(), []);
+    assert_eq!(store.queue("support").await.unwrap(), []);
+    assert_eq!(store.next_timer().await.unwrap(), None);
+    assert!(store
+        .device_positions(&["dev-1".into()])
+        .await
+        .unwrap()
+        .is_empty());
+    let mut raw = deployment.raw().await;
+    let left: usize = redis::cmd("HLEN")
+        .arg(format!("{{{}}}:idx", store.namespace()))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
