@@ -186,8 +186,8 @@ pub fn app(state: Arc<AppState>, limits: &HttpLimits, rate_limit: rate_limit::Ra
 }
 
 /// The API (answered 503 after the request timeout) and the push endpoints
-/// under the layers every request passes: the body guard, panics answered
-/// 500, a span, a request id.
+/// under the layers every request passes: a request id, the rate limit, a
+/// span, metrics, panics answered 500, the body guard and the body limit.
 fn layered(
     api: Router,
     push: Router,
@@ -201,12 +201,13 @@ fn layered(
     // future and a clone of the service below per request, which a held
     // long-polling connect keeps for as long as it is held. Outermost first.
     let every_request = tower::ServiceBuilder::new()
+        // Every answer carries the id, the limit's, the timeout's and the
+        // panic's too.
+        .layer(request_id::RequestIdLayer)
         // Every route, the push endpoints included, is behind the limit.
         .option_layer(rate_limit::layer(rate_limit))
         // The limit's own answer and the ones from below share a body type.
         .map_response(axum::response::IntoResponse::into_response)
-        // The timeout's and the panic's answers carry the id too.
-        .layer(request_id::RequestIdLayer)
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_id::span))
         // Sees the route template (routing has run) and every answer below it.
         .layer(metrics::TrackLayer)

@@ -3,8 +3,9 @@
 //! can quote it). A caller's own id is kept when it is 1 to 128 visible
 //! ASCII characters; anything else is replaced by a fresh UUID v4.
 //!
-//! The layer is the outermost, so the answers of the timeout and panic
-//! layers inside it carry the header too.
+//! The layer is the outermost of those every request passes (only CORS,
+//! when configured, is outside it), so the answers of the rate limit, the
+//! timeout and the panic layers carry the header too.
 
 use std::future::Future;
 use std::pin::Pin;

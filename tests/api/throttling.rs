@@ -256,6 +256,8 @@ async fn the_rate_limit_answers_429_with_retry_after_on_any_route() {
         .parse()
         .unwrap();
     assert!((1..=1).contains(&retry), "{retry}");
+    // A refusal a caller can quote, like any other answer.
+    assert!(response.headers().contains_key("x-request-id"));
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["exception"], "TOO_MANY_REQUESTS", "{body}");
     assert_eq!(
