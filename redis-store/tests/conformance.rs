@@ -55,6 +55,55 @@ impl Deployment {
     }
 }
 
+impl Deployment {
+    /// A node with two chat-delay services waiting in `support`: "a" of
+    /// device dev-1, "b" of no device.
+    async fn two_waiting(
+        &self,
+    ) -> (
+        RedisStore,
+        Arc<engine::scenario::Scenario>,
+        engine::record::ServiceRecord,
+        engine::record::ServiceRecord,
+    ) {
+        use engine::store::Store;
+        let store = self.node().await;
+        let scenario = engine::testing::ScenarioBuilder::chat_delay().build();
+        let a = waiting(&scenario, "a", Some("dev-1"));
+        let b = waiting(&scenario, "b", None);
+        for rec in [&a, &b] {
+            store.put(rec, None).await.unwrap();
+        }
+        (store, scenario, a, b)
+    }
+}
+
+/// A sorted set's members with their scores, in order.
+async fn zset(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<(String, f64)> {
+    redis::cmd("ZRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(raw)
+        .await
+        .unwrap()
+}
+
+/// A sorted set's members, in order.
+async fn members(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<String> {
+    zset(raw, key).await.into_iter().map(|(m, _)| m).collect()
+}
+
+/// How many index entries `store`'s namespace holds.
+async fn index_entries(raw: &mut redis::aio::MultiplexedConnection, store: &RedisStore) -> usize {
+    redis::cmd("HLEN")
+        .arg(format!("{{{}}}:idx", store.namespace()))
+        .query_async(raw)
+        .await
+        .unwrap()
+}
+
 /// A chat-delay service waiting in `support`, of a number of its own.
 fn waiting(
     scenario: &Arc<engine::scenario::Scenario>,
@@ -278,15 +327,6 @@ async fn a_queue_member_written_with_the_device_is_still_found_and_undone() {
     let mut raw = deployment.raw().await;
     let p = format!("{{{}}}:", store.namespace());
     let queue = format!("{p}queue:support");
-    async fn members(raw: &mut redis::aio::MultiplexedConnection, queue: &str) -> Vec<String> {
-        redis::cmd("ZRANGE")
-            .arg(queue)
-            .arg(0)
-            .arg(-1)
-            .query_async(raw)
-            .await
-            .unwrap()
-    }
     let now = members(&mut raw, &queue).await;
     assert_eq!(now.len(), 2);
     assert!(
@@ -369,30 +409,13 @@ async fn a_queue_member_written_with_the_device_is_still_found_and_undone() {
 #[tokio::test]
 async fn timers_written_with_their_due_time_still_fire_and_move() {
     use engine::store::Store;
-    use engine::testing::ScenarioBuilder;
 
     let deployment = Deployment::start();
-    let store = deployment.node().await;
-    let scenario = ScenarioBuilder::chat_delay().build();
-    let a = waiting(&scenario, "a", Some("dev-1"));
-    let b = waiting(&scenario, "b", None);
-    for rec in [&a, &b] {
-        store.put(rec, None).await.unwrap();
-    }
+    let (store, _, a, b) = deployment.two_waiting().await;
     let mut raw = deployment.raw().await;
     let p = format!("{{{}}}:", store.namespace());
     let timers = format!("{p}timers");
-    async fn scores(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<(String, f64)> {
-        redis::cmd("ZRANGE")
-            .arg(key)
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(raw)
-            .await
-            .unwrap()
-    }
-    let short = scores(&mut raw, &timers).await;
+    let short = zset(&mut raw, &timers).await;
     assert!(
         short.iter().all(|(m, _)| m.matches('|').count() == 1),
         "{short:?}"
@@ -482,7 +505,7 @@ async fn timers_written_with_their_due_time_still_fire_and_move() {
     let mut again = a.clone();
     again.version += 1;
     store.put(&again, Some(a.version)).await.unwrap();
-    let now = scores(&mut raw, &timers).await;
+    let now = zset(&mut raw, &timers).await;
     let of_a: Vec<&(String, f64)> = now.iter().filter(|(m, _)| m.starts_with("a|")).collect();
     assert!(
         of_a.iter().all(|(m, _)| m.matches('|').count() == 1),
@@ -522,7 +545,7 @@ async fn timers_written_with_their_due_time_still_fire_and_move() {
     // The purge undoes b's old members (and a's new ones).
     let after = b.storage_deadline().max(again.storage_deadline()) + chrono::Duration::seconds(1);
     assert_eq!(store.purge_expired(after).await.unwrap(), 2);
-    assert_eq!(scores(&mut raw, &timers).await, []);
+    assert_eq!(zset(&mut raw, &timers).await, []);
 }
 
 fn redis_store_ms(at: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -547,36 +570,19 @@ fn short_code(members: &[(String, f64)], id: &str, due: chrono::DateTime<chrono:
 async fn the_purge_finds_active_services_by_their_timers() {
     use engine::machine::{self, Event};
     use engine::store::Store;
-    use engine::testing::ScenarioBuilder;
 
     let deployment = Deployment::start();
-    let store = deployment.node().await;
-    let scenario = ScenarioBuilder::chat_delay().build();
-    let a = waiting(&scenario, "a", Some("dev-1"));
-    let b = waiting(&scenario, "b", None);
-    for rec in [&a, &b] {
-        store.put(rec, None).await.unwrap();
-    }
+    let (store, scenario, a, b) = deployment.two_waiting().await;
     let cancelled = machine::apply(&b, &scenario, &Event::Cancel, t0())
         .unwrap()
         .record;
     store.put(&cancelled, Some(b.version)).await.unwrap();
     let mut raw = deployment.raw().await;
     let deadlines = format!("{{{}}}:deadlines", store.namespace());
-    async fn listed(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<(String, i64)> {
-        redis::cmd("ZRANGE")
-            .arg(key)
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(raw)
-            .await
-            .unwrap()
-    }
     let ms = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis();
     assert_eq!(
-        listed(&mut raw, &deadlines).await,
-        [("b".to_owned(), ms(cancelled.storage_deadline()))]
+        zset(&mut raw, &deadlines).await,
+        [("b".to_owned(), ms(cancelled.storage_deadline()) as f64)]
     );
 
     // An older node listed a, at a time its deadline has since moved from.
@@ -590,7 +596,7 @@ async fn the_purge_finds_active_services_by_their_timers() {
         .unwrap();
     assert_eq!(store.purge_expired(early).await.unwrap(), 0);
     assert_eq!(store.position("support", "a").await.unwrap(), Some((1, 1)));
-    assert_eq!(listed(&mut raw, &deadlines).await.len(), 1, "a left it");
+    assert_eq!(zset(&mut raw, &deadlines).await.len(), 1, "a left it");
 
     // A node claims a's timers and dies: past its deadline and the lease,
     // the purge still finds it, and leaves nothing of it.
@@ -604,17 +610,12 @@ async fn the_purge_finds_active_services_by_their_timers() {
     let after = a.storage_deadline().max(cancelled.storage_deadline()) + lease;
     assert_eq!(store.purge_expired(after).await.unwrap(), 2);
     assert_eq!(store.queue("support").await.unwrap(), []);
-    assert_eq!(listed(&mut raw, &deadlines).await, []);
+    assert_eq!(zset(&mut raw, &deadlines).await, []);
     assert_eq!(
-        listed(&mut raw, &format!("{{{}}}:timers", store.namespace())).await,
+        zset(&mut raw, &format!("{{{}}}:timers", store.namespace())).await,
         []
     );
-    let left: usize = redis::cmd("HLEN")
-        .arg(format!("{{{}}}:idx", store.namespace()))
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    assert_eq!(left, 0);
+    assert_eq!(index_entries(&mut raw, &store).await, 0);
 }
 
 /// A service past its storage deadline whose timer a live node claimed but
@@ -651,10 +652,5 @@ async fn a_claimed_timer_of_an_expired_service_does_not_keep_it() {
         .unwrap()
         .is_empty());
     let mut raw = deployment.raw().await;
-    let left: usize = redis::cmd("HLEN")
-        .arg(format!("{{{}}}:idx", store.namespace()))
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    assert_eq!(left, 0);
+    assert_eq!(index_entries(&mut raw, &store).await, 0);
 }
