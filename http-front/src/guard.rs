@@ -19,6 +19,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use crate::admission::Admit;
 use crate::error::AppError;
 use crate::form::BODY_LIMIT;
 
@@ -28,45 +29,14 @@ use crate::form::BODY_LIMIT;
 pub struct BodyStalled(pub Duration);
 
 /// Refuses a declared body over [`BODY_LIMIT`] without reading it, and
-/// cuts a body that makes no progress for `idle`. A tower layer, not
-/// `from_fn`, for the reason [`crate::request_id`] gives.
+/// cuts a body that makes no progress for `idle`.
 #[derive(Clone, Copy)]
-pub struct BodyGuardLayer {
+pub struct BodyGuard {
     pub idle: Duration,
 }
 
-impl<S> tower::Layer<S> for BodyGuardLayer {
-    type Service = BodyGuard<S>;
-
-    fn layer(&self, inner: S) -> BodyGuard<S> {
-        BodyGuard {
-            inner,
-            idle: self.idle,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct BodyGuard<S> {
-    inner: S,
-    idle: Duration,
-}
-
-impl<S> tower::Service<Request> for BodyGuard<S>
-where
-    S: tower::Service<Request, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future =
-        futures_util::future::Either<std::future::Ready<Result<Response, S::Error>>, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        use futures_util::future::Either;
+impl Admit for BodyGuard {
+    fn admit(&self, req: Request) -> Result<Request, Response> {
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
@@ -75,12 +45,10 @@ where
         if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
             // hyper sends `100 Continue` only when the body is first polled:
             // answering now refuses it before the client sends a byte of it.
-            let refused = AppError::TooLarge { limit: BODY_LIMIT }.into_response();
-            return Either::Left(std::future::ready(Ok(refused)));
+            return Err(AppError::TooLarge { limit: BODY_LIMIT }.into_response());
         }
         let idle = self.idle;
-        let req = req.map(|body| Body::new(Stalling::new(body, idle)));
-        Either::Right(self.inner.call(req))
+        Ok(req.map(|body| Body::new(Stalling::new(body, idle))))
     }
 }
 

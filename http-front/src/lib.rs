@@ -12,6 +12,8 @@
 //! - [`error`]: the one `AppError`, answered as `{"message", "exception"}`.
 //! - [`outbound`]: the HTTP client the runtime posts httpcb and SMS through.
 //! - [`cli`]: the `callbackd` command line.
+//! - `admission`: the one tower layer of the checks a request passes or is
+//!   answered by at once (the body guard, the rate limit).
 //! - `guard`: bounds on bodies (size, stalls) and on API request time;
 //!   `server`: the accept loop, with bounds on header time and connections
 //!   per client address, and the TLS handshake of each connection.
@@ -20,6 +22,7 @@
 //!
 //! Only this crate knows HTTP. [`run`] serves until the shutdown signal.
 
+mod admission;
 pub mod auth;
 pub mod cli;
 mod client_addr;
@@ -217,9 +220,9 @@ fn layered(
                     .into_response_owned()
             },
         ))
-        .layer(guard::BodyGuardLayer {
+        .layer(admission::AdmitLayer(guard::BodyGuard {
             idle: limits.body_timeout,
-        })
+        }))
         // Every extractor, ours or axum's, reads at most the API's limit.
         .layer(axum::extract::DefaultBodyLimit::max(form::BODY_LIMIT));
     api.layer(from_fn_with_state(

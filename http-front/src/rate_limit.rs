@@ -11,15 +11,12 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use std::future::{ready, Ready};
-use std::task::{Context, Poll};
-
 use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
-use futures_util::future::Either;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
+use crate::admission::{Admit, AdmitLayer};
 use crate::client_addr::ClientAddr;
 use crate::error::{retry_secs, AppError};
 
@@ -48,55 +45,25 @@ struct Limiter {
 /// Forget idle addresses every this many checks, so the table stays small.
 const RETAIN_EVERY: u64 = 4096;
 
-/// The limit as the outermost layer of every request (none when there is
-/// no limit). A tower layer, not `from_fn`, for the reason
-/// [`crate::request_id`] gives.
-pub(crate) fn layer(limit: RateLimit) -> Option<RateLimitLayer> {
+/// The limit for every request (none when there is no limit).
+pub(crate) fn layer(limit: RateLimit) -> Option<AdmitLayer<RateLimited>> {
     let per_second = limit.per_second?;
-    Some(RateLimitLayer(Arc::new(Limiter {
+    Some(AdmitLayer(RateLimited(Arc::new(Limiter {
         limiter: governor::RateLimiter::keyed(Quota::per_second(per_second)),
         per_second,
         loopback: limit.loopback,
         checks: AtomicU64::new(0),
-    })))
+    }))))
 }
 
 #[derive(Clone)]
-pub(crate) struct RateLimitLayer(Arc<Limiter>);
+pub(crate) struct RateLimited(Arc<Limiter>);
 
-impl<S> tower::Layer<S> for RateLimitLayer {
-    type Service = Limited<S>;
-
-    fn layer(&self, inner: S) -> Limited<S> {
-        Limited {
-            inner,
-            limiter: self.0.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(crate) struct Limited<S> {
-    inner: S,
-    limiter: Arc<Limiter>,
-}
-
-impl<S> tower::Service<Request> for Limited<S>
-where
-    S: tower::Service<Request, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Either<Ready<Result<Response, S::Error>>, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        match self.limiter.refusal(&request) {
-            Some(refused) => Either::Left(ready(Ok(refused))),
-            None => Either::Right(self.inner.call(request)),
+impl Admit for RateLimited {
+    fn admit(&self, request: Request) -> Result<Request, Response> {
+        match self.0.refusal(&request) {
+            Some(refused) => Err(refused),
+            None => Ok(request),
         }
     }
 }

@@ -145,6 +145,24 @@ impl RedisStore {
         self.call(|mut c| async move { c.sunion(keys).await }).await
     }
 
+    /// The timers due at `now`, claimed until `until`, or only listed
+    /// (`None`): one script either way, since a member does not carry its
+    /// due time (a whole-number score is it; a lease's is in the entry).
+    async fn timers_due(
+        &self,
+        now: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        let mut inv = self.scripts.claim.key(self.keys.timers());
+        inv.arg(self.keys.prefix())
+            .arg(ms(now))
+            .arg(until.map(|t| ms(t).to_string()).unwrap_or_default())
+            .arg(limit);
+        let due: Vec<(String, usize, i64)> = self.run(inv).await?;
+        Ok(due.into_iter().filter_map(due_timer).collect())
+    }
+
     fn decode(&self, raw: &[u8]) -> Result<ServiceRecord, StoreError> {
         decode_value(raw).map_err(|e| StoreError::Unavailable(format!("stored record: {e}")))
     }
@@ -502,12 +520,7 @@ impl Store for RedisStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<DueTimer>, StoreError> {
-        // The claim script without a lease end only lists them: a member
-        // does not carry its due time, its service's index entry does.
-        let mut inv = self.scripts.claim.key(self.keys.timers());
-        inv.arg(self.keys.prefix()).arg(ms(now)).arg("").arg(limit);
-        let due: Vec<(String, usize, i64)> = self.run(inv).await?;
-        Ok(due.into_iter().filter_map(due_timer).collect())
+        self.timers_due(now, None, limit).await
     }
 
     async fn claim_due_timers(
@@ -516,13 +529,7 @@ impl Store for RedisStore {
         lease: chrono::Duration,
         limit: usize,
     ) -> Result<Vec<DueTimer>, StoreError> {
-        let mut inv = self.scripts.claim.key(self.keys.timers());
-        inv.arg(self.keys.prefix())
-            .arg(ms(now))
-            .arg(ms(now + lease))
-            .arg(limit);
-        let due: Vec<(String, usize, i64)> = self.run(inv).await?;
-        Ok(due.into_iter().filter_map(due_timer).collect())
+        self.timers_due(now, Some(now + lease), limit).await
     }
 
     async fn next_timer(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -95,6 +95,23 @@ async fn members(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<
     zset(raw, key).await.into_iter().map(|(m, _)| m).collect()
 }
 
+/// Service `id`'s index entry, read as a JSON value (it is written as
+/// MessagePack).
+async fn index_entry(
+    raw: &mut redis::aio::MultiplexedConnection,
+    store: &RedisStore,
+    id: &str,
+) -> serde_json::Value {
+    let packed: Vec<u8> = redis::cmd("HGET")
+        .arg(format!("{{{}}}:idx", store.namespace()))
+        .arg(id)
+        .query_async(raw)
+        .await
+        .unwrap();
+    assert_ne!(packed.first(), Some(&b'{'), "written as MessagePack");
+    rmp_serde::from_slice(&packed).unwrap()
+}
+
 /// How many index entries `store`'s namespace holds.
 async fn index_entries(raw: &mut redis::aio::MultiplexedConnection, store: &RedisStore) -> usize {
     redis::cmd("HLEN")
@@ -266,14 +283,7 @@ async fn an_index_entry_written_as_json_is_still_read() {
 
     let mut raw = deployment.raw().await;
     let idx = format!("{{{}}}:idx", store.namespace());
-    let packed: Vec<u8> = redis::cmd("HGET")
-        .arg(&idx)
-        .arg("a")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    assert_ne!(packed.first(), Some(&b'{'), "written as MessagePack");
-    let entry: serde_json::Value = rmp_serde::from_slice(&packed).unwrap();
+    let entry = index_entry(&mut raw, &store, "a").await;
     let _: () = redis::cmd("HSET")
         .arg(&idx)
         .arg("a")
@@ -336,13 +346,7 @@ async fn a_queue_member_written_with_the_device_is_still_found_and_undone() {
     );
     // What the older node wrote for "a": the device in the member, and as
     // `v` in the index entry.
-    let packed: Vec<u8> = redis::cmd("HGET")
-        .arg(format!("{p}idx"))
-        .arg("a")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    let mut entry: serde_json::Value = rmp_serde::from_slice(&packed).unwrap();
+    let mut entry = index_entry(&mut raw, &store, "a").await;
     let device = entry.as_object_mut().unwrap().remove("w").unwrap();
     assert_eq!(device, "dev-1");
     entry["v"] = device;
@@ -424,13 +428,7 @@ async fn timers_written_with_their_due_time_still_fire_and_move() {
 
     // What an older node wrote: the due time in the member and as text.
     for id in ["a", "b"] {
-        let packed: Vec<u8> = redis::cmd("HGET")
-            .arg(format!("{p}idx"))
-            .arg(id)
-            .query_async(&mut raw)
-            .await
-            .unwrap();
-        let mut entry: serde_json::Value = rmp_serde::from_slice(&packed).unwrap();
+        let mut entry = index_entry(&mut raw, &store, id).await;
         let list = entry.as_object_mut().unwrap().remove("ts").unwrap();
         let mut pipe = redis::pipe();
         let mut old = Vec::new();
