@@ -587,3 +587,40 @@ async fn an_unsubscribed_device_hears_nothing_and_that_stays_in_the_outbox() {
         .collect();
     assert_eq!(left, [&json!("while unsubscribed")]);
 }
+
+/// A long-polling body that is not a Bayeux batch is refused with a JSON
+/// error naming the body, and the server goes on serving.
+#[tokio::test]
+async fn a_body_that_is_not_a_batch_is_refused_naming_the_body() {
+    let app = spawn_app().await;
+    for (body, says) in [
+        ("{\"channel\": ", "not JSON"),
+        ("[]", "the batch is empty"),
+        ("42", "expected a Bayeux message or an array of them"),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/genesys/cometd"))
+            .header("content-type", "application/json")
+            .header("gms_user", "device-1")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 400, "{body}");
+        let answer: Value = response.json().await.expect("a JSON error");
+        assert_eq!(answer["exception"], "INVALID_BODY", "{answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("request body: "), "{answer}");
+        assert!(message.contains(says), "{body}: {answer}");
+    }
+    let mut lp = LongPoll::new(&app, Who::Header("device-1".into()));
+    let answer = lp
+        .send(vec![json!({
+            "channel": "/meta/handshake",
+            "version": "1.0",
+            "supportedConnectionTypes": ["long-polling"],
+        })])
+        .await;
+    assert_eq!(answer[0]["successful"], true, "{answer:?}");
+}
