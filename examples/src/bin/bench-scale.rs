@@ -167,7 +167,8 @@ impl Bench {
                 "record",
                 "-F",
                 "499",
-                "-g",
+                // Frame pointers are not kept in release builds; unwind by DWARF.
+                "--call-graph=dwarf,32768",
                 "-p",
                 &server.pid().to_string(),
                 "-o",
