@@ -15,7 +15,7 @@
 //!   crates' channels, such as http-front's push relay.
 //! - `keys`: every key and channel name, built from the `{<namespace>}:`
 //!   prefix in one place.
-//! - `values`: what the keys hold: the deflated record, the index entry a
+//! - `values`: what the keys hold: the compressed record, the index entry a
 //!   write derives from it, queue and timer members.
 //! - `scripts`: the Lua scripts; every write is exactly one of them.
 //! - `conn`: one connection type over a single server (a `ConnectionManager`,
