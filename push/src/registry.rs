@@ -354,6 +354,16 @@ struct Index {
 }
 
 impl Index {
+    /// The clients a delivery to `audience` is offered to.
+    fn clients_of(&self, audience: &Audience) -> Option<&Vec<Arc<Session>>> {
+        match audience {
+            Audience::Device { device } => self.by_device.get(device),
+            Audience::Agent { agent } => self.by_agent.get(agent),
+            Audience::Supervisors => Some(&self.supervisors),
+            Audience::Room { room } => self.by_room.get(room),
+        }
+    }
+
     fn unlink(&mut self, session: &Session) {
         fn remove(map: &mut HashMap<String, Vec<Arc<Session>>>, key: &str, id: &str) {
             if let Some(list) = map.get_mut(key) {
@@ -413,6 +423,14 @@ impl Registry {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether any client here is of `audience`: when none is, a delivery
+    /// to it would reach nobody here ([`Registry::dispatch`] gives 0).
+    pub fn has_clients(&self, audience: &Audience) -> bool {
+        self.lock()
+            .clients_of(audience)
+            .is_some_and(|list| !list.is_empty())
     }
 
     /// Opens a client for `owner`.
@@ -538,13 +556,10 @@ impl Registry {
     pub fn dispatch(&self, delivery: &Delivery) -> usize {
         let targets: Vec<Arc<Session>> = {
             let index = self.lock();
-            let list = match &delivery.audience {
-                Audience::Device { device } => index.by_device.get(device),
-                Audience::Agent { agent } => index.by_agent.get(agent),
-                Audience::Supervisors => Some(&index.supervisors),
-                Audience::Room { room } => index.by_room.get(room),
-            };
-            list.cloned().unwrap_or_default()
+            index
+                .clients_of(&delivery.audience)
+                .cloned()
+                .unwrap_or_default()
         };
         if targets.is_empty() {
             return 0;
