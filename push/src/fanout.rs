@@ -251,6 +251,13 @@ mod tests {
         }
     }
 
+    /// A client of `owner` on `node`, subscribed to `channel`.
+    fn listening(node: &Fanout, owner: Owner, channel: &str) -> Arc<crate::registry::Session> {
+        let client = node.registry.open(owner).unwrap();
+        client.subscribe(channel).unwrap();
+        client
+    }
+
     /// What `delivery`, sent by `from`, becomes on the relay.
     async fn relayed(
         from: &Fanout,
@@ -271,14 +278,14 @@ mod tests {
         let message = relayed(&a, &mut out, to(device.clone())).await;
         assert_eq!(a.receive(&message), Ok(Received::Own));
         assert_eq!(b.receive(&message), Ok(Received::NoClient));
-        let client = b
-            .registry
-            .open(Owner {
+        let client = listening(
+            &b,
+            Owner {
                 device: Some("dev 1\n{\"odd\": true}".into()),
                 ..Owner::default()
-            })
-            .unwrap();
-        client.subscribe(DEVICE_CHANNEL).unwrap();
+            },
+            DEVICE_CHANNEL,
+        );
         assert_eq!(b.receive(&message), Ok(Received::Dispatched(1)));
         assert_eq!(client.take(10)[0].data, json!({"n": 1}));
 
@@ -304,14 +311,14 @@ mod tests {
     #[tokio::test]
     async fn a_delivery_relayed_by_a_node_before_the_header_still_reaches_its_client() {
         let (b, _) = node();
-        let client = b
-            .registry
-            .open(Owner {
+        listening(
+            &b,
+            Owner {
                 agent: Some("a1".into()),
                 ..Owner::default()
-            })
-            .unwrap();
-        client.subscribe("/agents/a1").unwrap();
+            },
+            "/agents/a1",
+        );
         let old = serde_json::to_vec(&json!({
             "o": "0123456789abcdef0123456789abcdef",
             "d": to(Audience::Agent { agent: "a1".into() }),
@@ -326,14 +333,14 @@ mod tests {
     #[tokio::test]
     async fn an_unreadable_relayed_message_is_an_error_that_says_why() {
         let (b, _) = node();
-        let client = b
-            .registry
-            .open(Owner {
+        listening(
+            &b,
+            Owner {
                 supervisor: true,
                 ..Owner::default()
-            })
-            .unwrap();
-        client.subscribe("/supervisors").unwrap();
+            },
+            "/supervisors",
+        );
         let delivery = serde_json::to_string(&to(Audience::Supervisors)).unwrap();
         let check = |message: String, expected: &str| {
             let got = b.receive(message.as_bytes()).unwrap_err();
