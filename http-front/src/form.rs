@@ -209,7 +209,14 @@ fn parameter(value: &[u8], key: &str) -> Option<String> {
     let (_, mut rest) = value.split_once(';')?;
     loop {
         rest = rest.trim_start_matches([' ', '\t', ';']);
-        let (name, after) = rest.split_once('=')?;
+        let equals = rest.find('=')?;
+        if let Some(semicolon) = rest[..equals].find(';') {
+            // A parameter without a value (`form-data; foo; name="x"`).
+            rest = &rest[semicolon..];
+            continue;
+        }
+        let (name, after) = rest.split_at(equals);
+        let after = &after[1..];
         let after = after.trim_start_matches([' ', '\t']);
         let (found, next) = match after.strip_prefix('"') {
             Some(quoted) => {
@@ -434,6 +441,7 @@ mod tests {
             part("form-data; name=plain", "2"),
             part(r#"form-data; filename="f.txt"; NAME = "late""#, "3"),
             format!("--{B}\r\ncontent-disposition: form-data; name=\"lower\"\r\n\r\n4\r\n"),
+            part(r#"form-data; bare; name="after bare""#, "5"),
             end.clone(),
         ]
         .concat();
@@ -444,6 +452,7 @@ mod tests {
                 ("plain", "2"),
                 ("late", "3"),
                 ("lower", "4"),
+                ("after bare", "5"),
             ]),
         );
         // A charset on the part; UTF-8 by default, bad bytes replaced.
