@@ -315,6 +315,10 @@ impl Store for RedisStore {
         Ok((rec.storage_deadline() > self.clock.now()).then_some(rec))
     }
 
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<ServiceRecord>, StoreError> {
+        self.records(ids).await
+    }
+
     async fn put(
         &self,
         record: &ServiceRecord,

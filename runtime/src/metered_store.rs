@@ -21,6 +21,10 @@ impl Store for MeteredStore {
         timed("get", self.0.get(id)).await
     }
 
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<ServiceRecord>, StoreError> {
+        timed("get_many", self.0.get_many(ids)).await
+    }
+
     async fn put(
         &self,
         record: &ServiceRecord,

@@ -286,6 +286,17 @@ pub struct DueTimer {
 pub trait Store: Send + Sync + 'static {
     async fn get(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError>;
 
+    /// The stored services among `ids`, in any order; a missing or expired
+    /// one is left out. One round trip where the store has round trips (the
+    /// timer loop reads the services of the timers it has just claimed).
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<ServiceRecord>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(self.get(id).await?);
+        }
+        Ok(out)
+    }
+
     /// Writes `record` if the stored version is `expected_version` (`None`:
     /// the record must not exist yet), and updates every derived structure
     /// in the same step. Nothing is written when it fails.

@@ -93,6 +93,10 @@ impl Store for Counting {
         self.inner.get(id).await
     }
 
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<ServiceRecord>, StoreError> {
+        self.inner.get_many(ids).await
+    }
+
     async fn put(
         &self,
         record: &ServiceRecord,
