@@ -21,6 +21,16 @@
 //! - `client_addr`: which address is the client (`--trust-forwarded`).
 //!
 //! Only this crate knows HTTP. [`run`] serves until the shutdown signal.
+//!
+//! It also names the process's allocator, so `callbackd`, the benchmarks
+//! (which run `cli::main`) and the tests all run the same one.
+
+/// jemalloc rather than glibc's malloc: a create on the memory store runs
+/// 13% fewer instructions (205,000 -> 177,500), a waiting service holds 9%
+/// less memory and a held long-polling connect 19% less. mimalloc saved as
+/// much CPU but paused creates over 5 ms while the store grew.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod admission;
 pub mod auth;
