@@ -216,29 +216,43 @@ fn parameter(value: &[u8], key: &str) -> Option<String> {
             continue;
         }
         let (name, after) = rest.split_at(equals);
+        let wanted = name.trim().eq_ignore_ascii_case(key);
         let after = &after[1..];
         let after = after.trim_start_matches([' ', '\t']);
-        let (found, next) = match after.strip_prefix('"') {
-            Some(quoted) => {
-                let mut found = String::new();
-                let mut chars = quoted.char_indices();
-                let end = loop {
-                    match chars.next()? {
-                        (_, '\\') => found.push(chars.next()?.1),
-                        (i, '"') => break i + 1,
-                        (_, c) => found.push(c),
+        let next = match after.strip_prefix('"') {
+            Some(quoted) => match quoted.find(['"', '\\'])? {
+                // No escape before the closing quote: a slice, copied
+                // only when it is the one asked for.
+                end if quoted.as_bytes()[end] == b'"' => {
+                    if wanted {
+                        return Some(quoted[..end].to_owned());
                     }
-                };
-                (found, &quoted[end..])
-            }
+                    &quoted[end + 1..]
+                }
+                _ => {
+                    let mut found = String::new();
+                    let mut chars = quoted.char_indices();
+                    let end = loop {
+                        match chars.next()? {
+                            (_, '\\') => found.push(chars.next()?.1),
+                            (i, '"') => break i + 1,
+                            (_, c) => found.push(c),
+                        }
+                    };
+                    if wanted {
+                        return Some(found);
+                    }
+                    &quoted[end..]
+                }
+            },
             None => {
                 let end = after.find([';', ' ', '\t']).unwrap_or(after.len());
-                (after[..end].to_owned(), &after[end..])
+                if wanted {
+                    return Some(after[..end].to_owned());
+                }
+                &after[end..]
             }
         };
-        if name.trim().eq_ignore_ascii_case(key) {
-            return Some(found);
-        }
         rest = next;
     }
 }
@@ -435,13 +449,16 @@ mod tests {
             ]),
         );
         // Names: quoted with an escaped quote and a semicolon, a token, the
-        // parameter in another case and after a filename, header names in any case.
+        // parameter in another case and after a filename (one with escapes
+        // too), header names in any case.
         let names = [
             part(r#"form-data; name="say \"hi\"; now""#, "1"),
             part("form-data; name=plain", "2"),
             part(r#"form-data; filename="f.txt"; NAME = "late""#, "3"),
             format!("--{B}\r\ncontent-disposition: form-data; name=\"lower\"\r\n\r\n4\r\n"),
             part(r#"form-data; bare; name="after bare""#, "5"),
+            // An escaped quote in the filename, and `name=` inside it.
+            part(r#"form-data; filename="a\"; name=\"x"; name="real""#, "6"),
             end.clone(),
         ]
         .concat();
@@ -453,6 +470,7 @@ mod tests {
                 ("late", "3"),
                 ("lower", "4"),
                 ("after bare", "5"),
+                ("real", "6"),
             ]),
         );
         // A charset on the part; UTF-8 by default, bad bytes replaced.
