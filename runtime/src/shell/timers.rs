@@ -218,7 +218,7 @@ mod tests {
     use engine::machine::{self, NewService};
     use engine::record::TimerKind;
     use engine::store::DueTimer;
-    use engine::testing::ScenarioBuilder;
+    use engine::testing::{new_service, ScenarioBuilder};
 
     /// `due` names the claimed timers' services, `stored` the services
     /// read; `expected` is the id of the record each timer gets ('-': none).
@@ -238,16 +238,9 @@ mod tests {
             .map(|id| {
                 let new = NewService {
                     id: id.to_string(),
-                    customer_number: "4082652649".into(),
-                    desired_time: None,
-                    device_notification_id: None,
-                    device_os: None,
-                    user_data: Default::default(),
-                    booking: None,
-                    preferred_agent: None,
-                    video: None,
+                    ..new_service()
                 };
-                machine::create_by(new, &scenario, at, None).record
+                machine::create(new, &scenario, at).record
             })
             .collect();
         let got: Vec<String> = super::with_records(timers, records)
