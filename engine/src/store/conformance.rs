@@ -175,13 +175,12 @@ async fn services_of(store: &dyn Store, agent: &str) -> Vec<String> {
 }
 
 async fn ids(store: &dyn Store, key: IndexKey) -> Vec<String> {
-    let mut ids: Vec<String> = store
-        .find(&key)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    sorted_ids(store.find(&key).await.unwrap())
+}
+
+/// The ids of `records`, sorted.
+fn sorted_ids(records: Vec<ServiceRecord>) -> Vec<String> {
+    let mut ids: Vec<String> = records.into_iter().map(|r| r.id).collect();
     ids.sort();
     ids
 }
@@ -805,15 +804,7 @@ pub async fn expired_records_are_hidden_and_purged(store: &dyn Store, clock: &Ma
     // `get_many` finds what `get` finds (a missing one is left out).
     let found = |ids: &'static [&'static str]| async move {
         let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-        let mut found: Vec<String> = store
-            .get_many(&ids)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        found.sort();
-        found
+        sorted_ids(store.get_many(&ids).await.unwrap())
     };
     set_clock(clock, secs(DAY) + COMPLETED_GRACE - Duration::seconds(1));
     assert!(store.get("a").await.unwrap().is_some());
