@@ -13,6 +13,8 @@
 //! - [`pii`]: personal data masked for logs.
 //! - [`small_map`]: the sorted-`Vec` map a record keeps its user data and
 //!   timers in.
+//! - [`rfc3339`]: a record's timestamps in JSON, as chrono writes them,
+//!   without chrono's `fmt` and parser on the hot path.
 //!
 //! The engine does no I/O: no HTTP, no sockets, no files but the scenario
 //! directory it is asked to read at start-up.
@@ -22,6 +24,7 @@ pub mod machine;
 pub mod phone;
 pub mod pii;
 pub mod record;
+pub mod rfc3339;
 pub mod routing;
 pub mod scenario;
 pub mod schedule;

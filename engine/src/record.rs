@@ -207,6 +207,7 @@ pub struct QueueTicket {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skills: Option<String>,
     pub priority: i32,
+    #[serde(with = "crate::rfc3339")]
     pub since: DateTime<Utc>,
     /// Only this agent may take the service until the preferred-agent
     /// timer clears it (Auvious's preferred-agent flow).
@@ -228,7 +229,9 @@ pub struct QueueTicket {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Booking {
     /// Start of the booked slot (UTC).
+    #[serde(with = "crate::rfc3339")]
     pub slot: DateTime<Utc>,
+    #[serde(with = "crate::rfc3339")]
     pub slot_end: DateTime<Utc>,
     /// Seats the slot had when it was booked.
     pub seats: u32,
@@ -237,8 +240,13 @@ pub struct Booking {
     pub sequence: u32,
     /// When the service leaves `scheduled` for the queue: the slot less the
     /// scenario's `enter_queue` buffer.
+    #[serde(with = "crate::rfc3339")]
     pub enter_queue_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reminder_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join_url: Option<String>,
@@ -258,6 +266,7 @@ pub struct DeviceNotification {
     pub id: String,
     pub tag: String,
     pub payload: serde_json::Value,
+    #[serde(with = "crate::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -270,6 +279,7 @@ pub struct AgentNotification {
     /// JSON text, as GMS sends it.
     pub message: String,
     pub tag: String,
+    #[serde(with = "crate::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -299,13 +309,19 @@ pub struct ChatEntry {
     pub party: Party,
     pub nickname: String,
     pub text: String,
+    #[serde(with = "crate::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Chat {
+    #[serde(with = "crate::rfc3339")]
     pub started_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ended_at: Option<DateTime<Utc>>,
     pub nickname: String,
     pub subject: String,
@@ -348,6 +364,7 @@ impl Chat {
 /// One entry of the record's history: every state change, with its time and cause.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
+    #[serde(with = "crate::rfc3339")]
     pub at: DateTime<Utc>,
     /// None for the creation.
     pub from: Option<ServiceState>,
@@ -377,11 +394,18 @@ pub struct ServiceRecord {
     pub state: ServiceState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<CallbackReason>,
+    #[serde(with = "crate::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::rfc3339")]
     pub desired_time: DateTime<Utc>,
     /// `_desired_time` + `_ttl`.
+    #[serde(with = "crate::rfc3339")]
     pub expiration_time: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub completed_at: Option<DateTime<Utc>>,
     pub customer_number: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -405,7 +429,11 @@ pub struct ServiceRecord {
     /// The agent that took the interaction, kept after completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_by: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connected_at: Option<DateTime<Utc>>,
     /// How many times the customer has been asked to confirm.
     #[serde(default)]
@@ -417,7 +445,7 @@ pub struct ServiceRecord {
     /// How many times agents rejected the preview.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub preview_rejects: u32,
-    #[serde(default)]
+    #[serde(default, with = "crate::rfc3339::map")]
     pub timers: SmallMap<TimerKind, DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat: Option<Box<Chat>>,

@@ -334,6 +334,7 @@ pub enum VideoRoute {
 /// The video part of a service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VideoLeg {
+    #[serde(with = "crate::rfc3339")]
     pub requested_at: DateTime<Utc>,
     pub requested_by: Party,
     /// The scenario whose `[_video]` table made the rooms.
@@ -347,7 +348,11 @@ pub struct VideoLeg {
     pub agent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routed: Option<VideoRoute>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connected_at: Option<DateTime<Utc>>,
     /// Call sessions, oldest first; only the last can be live.
     #[serde(default)]
@@ -363,8 +368,10 @@ pub struct Room {
     pub code: String,
     /// `relay` or `template`.
     pub provider: String,
+    #[serde(with = "crate::rfc3339")]
     pub opened_at: DateTime<Utc>,
     /// After this, a room nobody started can no longer be joined.
+    #[serde(with = "crate::rfc3339")]
     pub expires_at: DateTime<Utc>,
     pub customer_url: String,
     pub agent_url: String,
@@ -377,20 +384,40 @@ pub struct Room {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub named_agent: Option<String>,
     /// When the other side was asked to answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ringing_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accepted_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub declined_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<Party>,
     #[serde(default)]
     pub participants: Vec<RoomParticipant>,
     /// Both sides are in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub started_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ended_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<RoomEnd>,
@@ -401,8 +428,13 @@ pub struct RoomParticipant {
     pub party: Party,
     /// The agent's id, or the customer's chat nickname.
     pub name: String,
+    #[serde(with = "crate::rfc3339")]
     pub joined_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub left_at: Option<DateTime<Utc>>,
 }
 
@@ -533,6 +565,7 @@ pub struct SurveyAnswer {
     pub scale: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    #[serde(with = "crate::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
