@@ -1,11 +1,15 @@
 """Sends requests one at a time over one keep-alive connection and checks
 each is answered 200: the load of scripts/instructions-per-request.
 
-usage: drive-requests.py PORT COUNT create|health [FIRST]
+usage: drive-requests.py PORT COUNT create|health|position [FIRST]
 
 A create is the seed's multipart body, with a number and device of its own
-(numbered from FIRST, so two runs on one store do not collide).
+(numbered from FIRST, so two runs on one store do not collide). A position
+is GET check-queue-position of one service, created first (FIRST numbers
+it); that create is in both runs of instructions-per-request, so it cancels
+out.
 """
+import json
 import socket
 import sys
 
@@ -40,6 +44,13 @@ def create(seq):
     ).encode()
 
 
+def position(service_id):
+    return (
+        f"GET /genesys/1/service/{service_id}/check-queue-position HTTP/1.1\r\n"
+        "Host: 127.0.0.1\r\n\r\n"
+    ).encode()
+
+
 def health(_seq):
     return b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -51,6 +62,11 @@ class Connection:
 
     def status(self):
         """Reads one answer (its head and Content-Length body); its status."""
+        return self.answer()[0]
+
+    def answer(self):
+        """Reads one answer (its head and Content-Length body): its status
+        and body."""
         while True:
             end = self.buf.find(b"\r\n\r\n")
             if end >= 0:
@@ -61,8 +77,9 @@ class Connection:
                     if name.lower() == "content-length":
                         length = int(value)
                 if len(self.buf) >= end + 4 + length:
+                    body = self.buf[end + 4:end + 4 + length]
                     self.buf = self.buf[end + 4 + length:]
-                    return head.split()[1]
+                    return head.split()[1], body
             data = self.sock.recv(65536)
             if not data:
                 raise SystemExit("the server closed the connection")
@@ -72,8 +89,20 @@ class Connection:
 def main():
     port, count, kind = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     first = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-    make = {"create": create, "health": health}[kind]
     conn = Connection(port)
+    if kind == "position":
+        conn.sock.sendall(create(first))
+        status, body = conn.answer()
+        if status != "200":
+            raise SystemExit(f"create: status {status}")
+        service_id = json.loads(body)["_id"]
+        for _ in range(count):
+            conn.sock.sendall(position(service_id))
+            status = conn.status()
+            if status != "200":
+                raise SystemExit(f"check-queue-position: status {status}")
+        return
+    make = {"create": create, "health": health}[kind]
     for seq in range(first, first + count):
         conn.sock.sendall(make(seq))
         status = conn.status()
