@@ -21,6 +21,13 @@ use crate::keys::state_name;
 const PRELUDE: &str = r#"
 local P = ARGV[1]
 
+-- A whole number as text, for an argument of redis.call or a member.
+-- Redis 7.0 writes a Lua number argument with snprintf's '%.17g', and Lua
+-- concatenates one with '%.14g': both go through glibc's multi-precision
+-- float printing, several thousand instructions a number (a fifth of a
+-- create's Lua). '%d' takes the integer path.
+local function int_text(n) return string.format('%d', n) end
+
 -- A record is stored as "<version>:<payload>".
 local function version_of(raw)
   if not raw then return nil end
@@ -37,10 +44,10 @@ local LIST_MAX = 16
 
 local function list_add(name, field, id)
   local k = P .. name
+  -- Most numbers and devices have no other service: one call then.
+  if redis.call('HSETNX', k, field, id) == 1 then return end
   local ids = redis.call('HGET', k, field)
-  if not ids then
-    redis.call('HSET', k, field, id)
-  elseif ids == '*' then
+  if ids == '*' then
     redis.call('SADD', k .. ':' .. field, id)
   else
     local n = 1
@@ -166,13 +173,18 @@ end
 -- time until a node claims it; `t` (due times as text), in an entry written
 -- before, names `<id>|<code>|<due ms>`.
 local function timers_of(id, ix)
+  -- A write asks more than once for the same entry's timers; an entry is
+  -- a table decoded for this call only (never written back), so the list
+  -- is kept in it.
+  if ix.timers_of then return ix.timers_of end
   local out = {}
   for _, t in ipairs(ix.ts or {}) do
-    table.insert(out, {t[1], tonumber(t[2]), id .. '|' .. t[1]})
+    table.insert(out, {t[1], tonumber(t[2]), id .. '|' .. int_text(t[1])})
   end
   for _, t in ipairs(ix.t or {}) do
-    table.insert(out, {t[1], tonumber(t[2]), id .. '|' .. t[1] .. '|' .. t[2]})
+    table.insert(out, {t[1], tonumber(t[2]), id .. '|' .. int_text(t[1]) .. '|' .. t[2]})
   end
+  ix.timers_of = out
   return out
 end
 
@@ -379,7 +391,7 @@ if old then
       if redis.call('ZCARD', qk) == 0 then redis.call('SREM', P .. 'queues', old.q) end
     end
     if new.q then
-      redis.call('ZADD', P .. 'queue:' .. new.q, 0, new_member)
+      redis.call('ZADD', P .. 'queue:' .. new.q, '0', new_member)
       redis.call('SADD', P .. 'queues', new.q)
     end
   end
@@ -389,7 +401,7 @@ if old then
   local was_listed = not found_by_timer(id, old)
   if not found_by_timer(id, new) then
     if not was_listed or tonumber(old.d) ~= tonumber(new.d) then
-      redis.call('ZADD', P .. 'deadlines', new.d, id)
+      redis.call('ZADD', P .. 'deadlines', int_text(new.d), id)
     end
   elseif was_listed or old.t then
     redis.call('ZREM', P .. 'deadlines', id)
@@ -416,10 +428,10 @@ else
   redis.call('SADD', ids_key(new), id)
   redis.call('SADD', P .. 'scenarios', new.n)
   if new.q then
-    redis.call('ZADD', P .. 'queue:' .. new.q, 0, queue_member(id, new))
+    redis.call('ZADD', P .. 'queue:' .. new.q, '0', queue_member(id, new))
     redis.call('SADD', P .. 'queues', new.q)
   end
-  if not found_by_timer(id, new) then redis.call('ZADD', P .. 'deadlines', new.d, id) end
+  if not found_by_timer(id, new) then redis.call('ZADD', P .. 'deadlines', int_text(new.d), id) end
   if new.b then redis.call('HINCRBY', P .. 'seats:' .. new.n, new.b, 1) end
   if new.r then redis.call('HSET', P .. 'rooms', new.r, id) end
   if new.ra then redis.call('HSET', P .. 'roomagents', new.ra, id) end
@@ -441,8 +453,10 @@ local had, had_kind = {}, {}
 if old then
   for _, t in ipairs(timers_of(id, old)) do had[t[3]] = t[2]; had_kind[t[1]] = t end
 end
+-- The scores to set and the members to remove each go in one command.
 local holds = {}
 local first = nil
+local adds, gone = {}, {}
 for _, t in ipairs(timers_of(id, new)) do
   local due, m = t[2], t[3]
   holds[m] = true
@@ -454,23 +468,26 @@ for _, t in ipairs(timers_of(id, new)) do
     if kept then
       -- A lease as older nodes wrote it, a whole number: marked as one.
       if kept ~= due and kept % 1 == 0 then kept = kept - 0.5 end
-      redis.call('ZADD', P .. 'timers', kept, m)
+      table.insert(adds, kept)
     else
       if first == nil then
-        local head = redis.call('ZRANGE', P .. 'timers', 0, 0, 'WITHSCORES')
+        local head = redis.call('ZRANGE', P .. 'timers', '0', '0', 'WITHSCORES')
         first = head[2] and tonumber(head[2]) or false
       end
       if first == false or due < first then wake = true end
-      redis.call('ZADD', P .. 'timers', due, m)
+      table.insert(adds, int_text(due))
     end
+    table.insert(adds, m)
   end
 end
 for m in pairs(had) do
-  if not holds[m] then redis.call('ZREM', P .. 'timers', m) end
+  if not holds[m] then table.insert(gone, m) end
 end
+if #gone > 0 then redis.call('ZREM', P .. 'timers', unpack(gone)) end
+if #adds > 0 then redis.call('ZADD', P .. 'timers', unpack(adds)) end
 
 if ixraw ~= oldraw then redis.call('HSET', P .. 'idx', id, ixraw) end
-redis.call('SET', KEYS[1], value, 'PX', math.max(keep_ms, 1))
+redis.call('SET', KEYS[1], value, 'PX', int_text(math.max(keep_ms, 1)))
 if wake then redis.call('PUBLISH', P .. 'wake', 'timer') end
 return 'OK'
 "#;
@@ -500,7 +517,7 @@ for _, id in ipairs(ids) do
     -- Put here by an older node, which listed every service.
     redis.call('ZREM', P .. 'deadlines', id)
   else
-    redis.call('ZADD', P .. 'deadlines', ix.d, id)
+    redis.call('ZADD', P .. 'deadlines', int_text(tonumber(ix.d)), id)
   end
 end
 if #ids == limit then return {forgotten, 1, 0} end
@@ -645,6 +662,10 @@ return false
 const CLAIM: &str = r#"
 local claim = ARGV[3] ~= ''
 local out = {}
+-- Every claimed member gets the lease in one ZADD at the end, its score
+-- written as text once (see int_text).
+local lease = claim and string.format('%.1f', tonumber(ARGV[3]) - 0.5)
+local leased = {}
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
 for i = 1, #due, 2 do
   local m, score = due[i], tonumber(due[i + 1])
@@ -665,7 +686,7 @@ for i = 1, #due, 2 do
       ix = 'forgotten'
     end
     for _, t in ipairs(type(ix) == 'table' and ix.ts or {}) do
-      if tostring(t[1]) == code then found = {owner, t[1], t[2]} end
+      if int_text(t[1]) == code then found = {owner, t[1], t[2]} end
     end
     if not found and ix ~= 'forgotten' then
       -- A member written when members carried the due time.
@@ -674,12 +695,17 @@ for i = 1, #due, 2 do
     end
   end
   if found then
-    if claim then redis.call('ZADD', KEYS[1], 'XX', ARGV[3] - 0.5, m) end
+    if claim then
+      table.insert(leased, lease)
+      table.insert(leased, m)
+    end
     table.insert(out, found)
   elseif claim and ix ~= 'forgotten' then
     redis.call('ZREM', KEYS[1], m)
   end
 end
+-- XX: a member a forget above removed stays removed.
+if #leased > 0 then redis.call('ZADD', KEYS[1], 'XX', unpack(leased)) end
 return out
 "#;
 
