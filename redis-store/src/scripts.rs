@@ -746,24 +746,29 @@ return 1
 
 /// standing(id): what check-queue-position needs, in one step. KEYS[1] =
 /// the record's key. ARGV = prefix, id. Answers nothing for no record,
-/// {value} for one that does not wait in a queue, else {value, position,
-/// waiting, the wait samples, the handle samples, the ready capacity}.
+/// {value} for one that does not wait in a queue, else, from its index
+/// entry and without the record, {state, position, waiting, the wait
+/// samples, the handle samples, the ready capacity, scenario, storage
+/// deadline ms}.
 const STANDING: &str = r#"
-local raw = redis.call('GET', KEYS[1])
-if not raw then return false end
 local id = ARGV[2]
 local ixraw = redis.call('HGET', P .. 'idx', id)
-if not ixraw then return {raw} end
-local ix = decode_ix(ixraw)
-if not ix.q then return {raw} end
+local ix = ixraw and decode_ix(ixraw)
+local rank = nil
+if ix and ix.q then rank = rank_of(P .. 'queue:' .. ix.q, id, ix) end
+if not rank then
+  local raw = redis.call('GET', KEYS[1])
+  if not raw then return false end
+  return {raw}
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local qk = P .. 'queue:' .. ix.q
-local rank = rank_of(qk, id, ix)
-if not rank then return {raw} end
 return {
-  raw, rank + 1, redis.call('ZCARD', qk),
+  ix.s, rank + 1, redis.call('ZCARD', qk),
   redis.call('LRANGE', P .. 'stats:' .. ix.q .. ':wait', 0, -1),
   redis.call('LRANGE', P .. 'stats:' .. ix.q .. ':handle', 0, -1),
   tonumber(redis.call('HGET', P .. 'capacity', ix.q) or '0'),
+  ix.n, int_text(tonumber(ix.d)),
 }
 "#;
 

@@ -23,7 +23,7 @@ use redis::AsyncCommands;
 
 use crate::config::{ConfigError, RedisConfig};
 use crate::conn::Conn;
-use crate::keys::Keys;
+use crate::keys::{state_name, Keys};
 use crate::scripts::Scripts;
 use crate::values::{
     decode_value, due_timer, encode_value, from_ms, index_entry, ms, parse_queue_member,
@@ -472,43 +472,60 @@ impl Store for RedisStore {
         let mut inv = self.scripts.standing.key(self.keys.svc(id));
         inv.arg(self.keys.prefix()).arg(id);
         let answer: Option<Vec<redis::Value>> = self.run(inv).await?;
-        let Some(mut parts) = answer else {
+        let Some(parts) = answer else {
             return Ok(None);
         };
-        let raw: Vec<u8> = match parts.first() {
-            Some(v) => redis::from_redis_value(v.clone()).map_err(unavailable)?,
-            None => return Err(unavailable("standing: an empty answer")),
-        };
-        let record = self.decode(&raw)?;
-        if record.storage_deadline() <= self.clock.now() {
-            return Ok(None);
-        }
-        if parts.len() < 6 {
-            // Not waiting: only the queue's length is wanted, and the
-            // queue is named in the record (a second, rarer round trip).
+        let mut parts = parts.into_iter();
+        let missing = |what: &str| unavailable(format!("standing: no {what} in the answer"));
+        let first = parts.next().ok_or_else(|| missing("record"))?;
+        if parts.len() == 0 {
+            // Not waiting: the record, and the queue's length (named in
+            // the record: a second, rarer round trip).
+            let raw: Vec<u8> = redis::from_redis_value(first).map_err(unavailable)?;
+            let record = self.decode(&raw)?;
+            if record.storage_deadline() <= self.clock.now() {
+                return Ok(None);
+            }
             let waiting = self.queue_len(&record.ticket.queue).await?;
             return Ok(Some(Standing {
-                record,
+                state: record.state,
+                scenario: record.scenario.clone(),
+                record: Some(record),
                 position: None,
                 waiting,
                 stats: QueueStats::default(),
                 ready_capacity: 0,
             }));
         }
-        let capacity: i64 = redis::from_redis_value(parts.pop().unwrap_or(redis::Value::Nil))
-            .map_err(unavailable)?;
-        let handles: Vec<f64> = redis::from_redis_value(parts.pop().unwrap_or(redis::Value::Nil))
-            .map_err(unavailable)?;
-        let waits: Vec<f64> = redis::from_redis_value(parts.pop().unwrap_or(redis::Value::Nil))
-            .map_err(unavailable)?;
-        let waiting: usize = redis::from_redis_value(parts.pop().unwrap_or(redis::Value::Nil))
-            .map_err(unavailable)?;
-        let position: usize = redis::from_redis_value(parts.pop().unwrap_or(redis::Value::Nil))
-            .map_err(unavailable)?;
+        // Waiting: answered from the index entry, without the record.
+        let mut next = |what: &str| parts.next().ok_or_else(|| missing(what));
+        let value = |v: redis::Value| -> Result<String, StoreError> {
+            redis::from_redis_value(v).map_err(unavailable)
+        };
+        let state = value(first)?;
+        let state = ServiceState::ALL
+            .into_iter()
+            .find(|s| state_name(*s) == state)
+            .ok_or_else(|| unavailable(format!("standing: an unknown state {state:?}")))?;
+        let position: usize = redis::from_redis_value(next("position")?).map_err(unavailable)?;
+        let waiting: usize = redis::from_redis_value(next("queue length")?).map_err(unavailable)?;
+        let waits: Vec<f64> =
+            redis::from_redis_value(next("wait samples")?).map_err(unavailable)?;
+        let handles: Vec<f64> =
+            redis::from_redis_value(next("handle samples")?).map_err(unavailable)?;
+        let capacity: i64 = redis::from_redis_value(next("capacity")?).map_err(unavailable)?;
+        let scenario = value(next("scenario")?)?;
+        let deadline: i64 =
+            redis::from_redis_value(next("storage deadline")?).map_err(unavailable)?;
+        if from_ms(deadline) <= self.clock.now() {
+            return Ok(None);
+        }
         // Newest first in Redis (LPUSH); oldest first in QueueStats.
         let oldest_first = |v: Vec<f64>| v.into_iter().rev().collect::<VecDeque<f64>>();
         Ok(Some(Standing {
-            record,
+            state,
+            scenario,
+            record: None,
             position: Some(position),
             waiting,
             stats: QueueStats {

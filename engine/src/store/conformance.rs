@@ -429,7 +429,12 @@ pub async fn standing_answers_place_and_ewt_inputs(store: &dyn Store, _clock: &M
         .unwrap();
 
     let b = store.standing("b").await.unwrap().expect("b is stored");
-    assert_eq!(b.record.id, "b");
+    assert_eq!(b.state, ServiceState::WaitForAgent);
+    assert_eq!(b.scenario, std_.name);
+    assert!(
+        b.record.is_none(),
+        "a waiting service's poll needs no record"
+    );
     assert_eq!((b.position, b.waiting), (Some(2), 2));
     assert_eq!(b.ready_capacity, 5);
     assert_eq!(b.stats.avg_handle(), Some(120.0));
@@ -452,7 +457,13 @@ pub async fn standing_answers_place_and_ewt_inputs(store: &dyn Store, _clock: &M
     // Reserved: out of the queue; the queue's length is still told.
     must(store, &std_, "a", reserved("resting"), secs(10)).await;
     let a = store.standing("a").await.unwrap().unwrap();
-    assert_eq!(a.record.state, ServiceState::WaitForUserConfirm);
+    assert_eq!(a.state, ServiceState::WaitForUserConfirm);
+    // Out of the queue: the whole record comes with it.
+    let record = a.record.expect("a's record");
+    assert_eq!(
+        (record.id.as_str(), record.agent.as_deref()),
+        ("a", Some("resting"))
+    );
     assert_eq!((a.position, a.waiting), (None, 1));
     let b = store.standing("b").await.unwrap().unwrap();
     assert_eq!((b.position, b.waiting), (Some(1), 1));

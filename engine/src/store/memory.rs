@@ -775,7 +775,7 @@ impl Store for MemoryStore {
 
     async fn standing(&self, id: &str) -> Result<Option<Standing>, StoreError> {
         let now = self.clock.now();
-        let (record, position, waiting, stats, ready_capacity) = {
+        let ((state, scenario), record, position, waiting, stats, ready_capacity) = {
             let inner = self.lock();
             let Some((key, record)) = inner.records.get_key_value(id) else {
                 return Ok(None);
@@ -792,13 +792,18 @@ impl Store for MemoryStore {
                 ),
                 None => (QueueStats::default(), 0),
             };
-            (record.clone(), position, waiting, stats, capacity)
+            if record.storage_deadline() <= now {
+                return Ok(None);
+            }
+            let standing = (record.state, record.scenario.clone());
+            // Only a service out of its queue needs its record read.
+            let record = position.is_none().then(|| record.clone());
+            (standing, record, position, waiting, stats, capacity)
         };
-        if record.storage_deadline() <= now {
-            return Ok(None);
-        }
         Ok(Some(Standing {
-            record: Arc::unwrap_or_clone(record),
+            state,
+            scenario,
+            record: record.map(Arc::unwrap_or_clone),
             position,
             waiting,
             stats,

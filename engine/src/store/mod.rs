@@ -199,7 +199,13 @@ impl QueueEntry {
 /// What check-queue-position tells of one service, read in one step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Standing {
-    pub record: ServiceRecord,
+    /// Its state and scenario.
+    pub state: ServiceState,
+    pub scenario: String,
+    /// The whole record, except while it waits in its queue (`position`
+    /// is Some): a waiting customer's poll is answered from its place, so
+    /// a store need not read and decode the record for it.
+    pub record: Option<ServiceRecord>,
     /// Its place in its queue (1-based), while it waits there.
     pub position: Option<usize>,
     /// How many wait in the record's queue.
@@ -383,7 +389,9 @@ pub trait Store: Send + Sync + 'static {
             None => (QueueStats::default(), 0),
         };
         Ok(Some(Standing {
-            record,
+            state: record.state,
+            scenario: record.scenario.clone(),
+            record: position.is_none().then_some(record),
             position,
             waiting,
             stats,

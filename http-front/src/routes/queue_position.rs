@@ -21,10 +21,17 @@ pub async fn check(
     // One read: on Redis one round trip answers the record, its place,
     // the queue's length and the EWT's inputs.
     let standing = shell.standing(&id).await?;
-    let record = &standing.record;
-    let scenario = shell.scenario(&record.scenario)?;
+    let scenario = shell.scenario(&standing.scenario)?;
     let waiting = standing.waiting;
-    let (position, eta) = match record.state {
+    // A service out of its queue comes with its record (a waiting one's
+    // answer needs only its place).
+    let record = || {
+        standing
+            .record
+            .as_ref()
+            .ok_or_else(|| AppError::Internal(format!("the store answered no record for {id}")))
+    };
+    let (position, eta) = match standing.state {
         ServiceState::WaitForAgent => {
             let Some(position) = standing.position else {
                 // Left the queue between the writes and this read: an
@@ -37,7 +44,7 @@ pub async fn check(
             )
         }
         ServiceState::Scheduled => {
-            let until = (record.desired_time - shell.now()).num_seconds().max(0) as u64;
+            let until = (record()?.desired_time - shell.now()).num_seconds().max(0) as u64;
             return Ok(Json(answer(
                 0,
                 Some(until),
@@ -50,7 +57,7 @@ pub async fn check(
             return Ok(Json(answer(0, Some(0), waiting, true, "agent reserved")));
         }
         ServiceState::Completed => {
-            let reason = record
+            let reason = record()?
                 .reason_name()
                 .unwrap_or_else(|| "NOT_AVAILABLE".to_owned());
             return Err(AppError::Conflict(format!(
