@@ -48,9 +48,13 @@ pub const COMPLETED_GRACE: Duration = Duration::seconds(300);
 pub const OUTBOX_LIMIT: usize = 200;
 
 /// The engine's states. On the wire (`_callback_state`) they are GMS's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceState {
+    /// Where a new service starts.
+    #[default]
     Scheduled,
     WaitForAgent,
     WaitForUserConfirm,
@@ -201,7 +205,7 @@ impl TimerKind {
 
 /// The service's place in the queue. Kept across a requeue, so a customer
 /// who missed a confirmation does not go to the back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueTicket {
     pub queue: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -383,7 +387,9 @@ pub struct HistoryEntry {
     pub by: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Default` is an empty record: what the machine leaves behind when a
+/// transition takes its record out instead of cloning it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRecord {
     /// Layout version of this type ([`RECORD_SCHEMA`]).
     pub schema: u32,

@@ -1346,7 +1346,7 @@ pub fn create_by(
     .init_with_context(&mut Context::default());
     let mut context = Context::default();
     machine.handle_with_context(&Event::Created, &mut context);
-    let mut rec = machine.inner().rec.clone();
+    let mut rec = take_record(&mut machine);
     rec.history.push(HistoryEntry {
         at: now,
         from: None,
@@ -1402,6 +1402,16 @@ pub fn create_by(
     applied.record.version = 1;
     tell_state(&mut applied);
     applied
+}
+
+/// The record out of a machine that is done with it, without a copy (a
+/// record's clone was two of a create's four, about 1,800 instructions
+/// each). The machine is left holding an empty record and is dropped.
+fn take_record(machine: &mut InitializedStateMachine<Service>) -> ServiceRecord {
+    // SAFETY: no memory safety is at stake; statig marks this unsafe because
+    // it changes the machine's storage outside its handlers, and the
+    // machine handles nothing more.
+    std::mem::take(unsafe { &mut machine.inner_mut().rec })
 }
 
 /// Who caused an event that names itself: the router, or a timer.
@@ -1627,7 +1637,7 @@ fn transition(
         });
     }
     let (to, reason) = record_state(machine.state());
-    let mut rec = machine.inner().rec.clone();
+    let mut rec = take_record(&mut machine);
     rec.state = to;
     rec.reason = reason;
     rec.version = record.version + 1;
