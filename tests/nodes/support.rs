@@ -351,7 +351,11 @@ pub async fn orphans(lb: &Balancer, ids: &[String], desks: &Desks) -> Vec<Value>
 /// a completion whose answer was lost (the node died after writing it) is
 /// answered 409 when sent again, so the desk cannot count it.
 pub fn check_routed_exactly_once(records: &[Value], desks: &Desks, max: u32, resent: usize) {
-    let mut spans: BTreeMap<String, Vec<(String, i8)>> = BTreeMap::new();
+    let mut spans: BTreeMap<String, Vec<(chrono::DateTime<chrono::FixedOffset>, i8)>> =
+        BTreeMap::new();
+    // As times: RFC 3339 texts with fractions of different lengths do not
+    // sort as the times they say ("…:29.123456Z" before "…:29.123Z").
+    let time = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
     for rec in records {
         let id = rec["id"].as_str().unwrap();
         assert_eq!(rec["_callback_reason"], "AGENT_CONNECTED", "{rec}");
@@ -368,14 +372,14 @@ pub fn check_routed_exactly_once(records: &[Value], desks: &Desks, max: u32, res
         );
         let agent = reservations[0]["agent"].as_str().unwrap();
         assert_eq!(rec["served_by"], agent, "{rec}");
-        let start = reservations[0]["at"].as_str().unwrap().to_owned();
-        let end = history.last().unwrap()["at"].as_str().unwrap().to_owned();
+        let start = time(&reservations[0]["at"]);
+        let end = time(&history.last().unwrap()["at"]);
         let agent_spans = spans.entry(agent.to_owned()).or_default();
         agent_spans.push((start, 1));
         agent_spans.push((end, -1));
     }
     for (agent, mut events) in spans {
-        // RFC 3339 UTC texts sort as times; at equal times a release comes first.
+        // At equal times a release comes first.
         events.sort();
         let mut held = 0i64;
         for (at, delta) in events {
