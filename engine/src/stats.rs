@@ -50,6 +50,36 @@ impl QueueStats {
         average(&self.handles)
     }
 
+    /// The means the EWT is computed from.
+    pub fn averages(&self) -> QueueAverages {
+        QueueAverages {
+            wait: self.avg_wait(),
+            handle: self.avg_handle(),
+        }
+    }
+
+    /// EWT in seconds for the customer at `position` (1-based): see
+    /// [`QueueAverages::eta`].
+    pub fn eta(&self, position: usize, capacity: u32) -> Option<u64> {
+        self.averages().eta(position, capacity)
+    }
+}
+
+/// A queue's mean wait and handle times (None without samples): all the
+/// EWT needs, so a store can answer them without sending every sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueAverages {
+    pub wait: Option<f64>,
+    pub handle: Option<f64>,
+}
+
+impl QueueAverages {
+    /// The mean of `count` samples adding up to `sum`, as [`QueueStats`]
+    /// computes it from the samples themselves.
+    pub fn mean(sum: f64, count: usize) -> Option<f64> {
+        (count > 0).then(|| sum / count as f64)
+    }
+
     /// EWT in seconds for the customer at `position` (1-based), given the
     /// number of conversations the queue's ready agents can hold at once.
     ///
@@ -58,19 +88,17 @@ impl QueueStats {
     /// `position × AHT / capacity`. Without ready agents that says nothing, so
     /// the recent average wait stands in. With no data at all: `None` ("n/a").
     pub fn eta(&self, position: usize, capacity: u32) -> Option<u64> {
-        match (self.avg_handle(), capacity) {
+        match (self.handle, capacity) {
             (Some(aht), c) if c > 0 => Some((position as f64 * aht / c as f64).round() as u64),
-            _ => self.avg_wait().map(|w| w.round() as u64),
+            _ => self.wait.map(|w| w.round() as u64),
         }
     }
 }
 
+/// The samples' mean: their sum oldest first, over their number (a store
+/// that sums them itself must add them in the same order, to the bit).
 fn average(samples: &VecDeque<f64>) -> Option<f64> {
-    if samples.is_empty() {
-        None
-    } else {
-        Some(samples.iter().sum::<f64>() / samples.len() as f64)
-    }
+    QueueAverages::mean(samples.iter().sum::<f64>(), samples.len())
 }
 
 /// One hour of a supervisor's chart: how many services were created,

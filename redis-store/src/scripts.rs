@@ -747,9 +747,14 @@ return 1
 /// standing(id): what check-queue-position needs, in one step. KEYS[1] =
 /// the record's key. ARGV = prefix, id. Answers nothing for no record,
 /// {value} for one that does not wait in a queue, else, from its index
-/// entry and without the record, {state, position, waiting, the wait
-/// samples, the handle samples, the ready capacity, scenario, storage
-/// deadline ms}.
+/// entry and without the record, {state, position, waiting, the number of
+/// wait samples and their sum, the same of the handle samples, the ready
+/// capacity, scenario, storage deadline ms}.
+///
+/// The samples are summed here, oldest first as `QueueStats` sums them (to
+/// the bit: each is read back as the double it was written as, and the sum
+/// goes out as 17 digits), so a queue's full window of samples is two
+/// numbers in the answer instead of a hundred.
 const STANDING: &str = r#"
 local id = ARGV[2]
 local ixraw = redis.call('HGET', P .. 'idx', id)
@@ -763,10 +768,17 @@ if not rank then
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local qk = P .. 'queue:' .. ix.q
+-- Newest first in the list (LPUSH): summed from its end.
+local function summed(kind)
+  local samples = redis.call('LRANGE', P .. 'stats:' .. ix.q .. ':' .. kind, 0, -1)
+  local sum = 0
+  for i = #samples, 1, -1 do sum = sum + tonumber(samples[i]) end
+  return #samples, string.format('%.17g', sum)
+end
+local waits, wait_sum = summed('wait')
+local handles, handle_sum = summed('handle')
 return {
-  ix.s, rank + 1, redis.call('ZCARD', qk),
-  redis.call('LRANGE', P .. 'stats:' .. ix.q .. ':wait', 0, -1),
-  redis.call('LRANGE', P .. 'stats:' .. ix.q .. ':handle', 0, -1),
+  ix.s, rank + 1, redis.call('ZCARD', qk), waits, wait_sum, handles, handle_sum,
   tonumber(redis.call('HGET', P .. 'capacity', ix.q) or '0'),
   ix.n, int_text(tonumber(ix.d)),
 }

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use engine::clock::Clock;
 use engine::record::{ServiceRecord, ServiceState};
-use engine::stats::{QueueStats, SampleKind, WINDOW};
+use engine::stats::{QueueAverages, QueueStats, SampleKind, WINDOW};
 use engine::store::{
     AgentKey, AgentProfile, AgentRecord, Census, CreateGuard, DevicePosition, DueTimer,
     IdempotencyClaim, IndexKey, QueueEntry, Quota, QuotaVerdict, Standing, Store, StoreError,
@@ -493,7 +493,7 @@ impl Store for RedisStore {
                 record: Some(record),
                 position: None,
                 waiting,
-                stats: QueueStats::default(),
+                averages: QueueAverages::default(),
                 ready_capacity: 0,
             }));
         }
@@ -509,10 +509,15 @@ impl Store for RedisStore {
             .ok_or_else(|| unavailable(format!("standing: an unknown state {state:?}")))?;
         let position: usize = redis::from_redis_value(next("position")?).map_err(unavailable)?;
         let waiting: usize = redis::from_redis_value(next("queue length")?).map_err(unavailable)?;
-        let waits: Vec<f64> =
-            redis::from_redis_value(next("wait samples")?).map_err(unavailable)?;
-        let handles: Vec<f64> =
-            redis::from_redis_value(next("handle samples")?).map_err(unavailable)?;
+        let mut mean = |what: &str| -> Result<Option<f64>, StoreError> {
+            let count: usize = redis::from_redis_value(next(what)?).map_err(unavailable)?;
+            let sum: f64 = redis::from_redis_value(next(what)?).map_err(unavailable)?;
+            Ok(QueueAverages::mean(sum, count))
+        };
+        let averages = QueueAverages {
+            wait: mean("wait samples")?,
+            handle: mean("handle samples")?,
+        };
         let capacity: i64 = redis::from_redis_value(next("capacity")?).map_err(unavailable)?;
         let scenario = value(next("scenario")?)?;
         let deadline: i64 =
@@ -520,18 +525,13 @@ impl Store for RedisStore {
         if from_ms(deadline) <= self.clock.now() {
             return Ok(None);
         }
-        // Newest first in Redis (LPUSH); oldest first in QueueStats.
-        let oldest_first = |v: Vec<f64>| v.into_iter().rev().collect::<VecDeque<f64>>();
         Ok(Some(Standing {
             state,
             scenario,
             record: None,
             position: Some(position),
             waiting,
-            stats: QueueStats {
-                waits: oldest_first(waits),
-                handles: oldest_first(handles),
-            },
+            averages,
             ready_capacity: u32::try_from(capacity.max(0)).unwrap_or(u32::MAX),
         }))
     }

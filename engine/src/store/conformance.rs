@@ -20,7 +20,7 @@ use crate::record::{
     Booking, CallbackReason, Party, ServiceRecord, ServiceState, TimerKind, COMPLETED_GRACE,
 };
 use crate::scenario::Scenario;
-use crate::stats::SampleKind;
+use crate::stats::{SampleKind, WINDOW};
 use crate::store::{
     AgentKey, AgentProfile, AgentRecord, Census, CreateGuard, DueTimer, IdempotencyClaim, IndexKey,
     QueueEntry, Quota, QuotaVerdict, Store, StoreError,
@@ -437,9 +437,26 @@ pub async fn standing_answers_place_and_ewt_inputs(store: &dyn Store, _clock: &M
     );
     assert_eq!((b.position, b.waiting), (Some(2), 2));
     assert_eq!(b.ready_capacity, 5);
-    assert_eq!(b.stats.avg_handle(), Some(120.0));
-    assert_eq!(b.stats.avg_wait(), Some(30.0));
+    assert_eq!(b.averages.handle, Some(120.0));
+    assert_eq!(b.averages.wait, Some(30.0));
     assert_eq!(store.standing("nope").await.unwrap(), None);
+    // A store that sums the samples itself gets QueueStats' means to the
+    // bit: decimals, past a full window (the oldest drop out).
+    for i in 0..WINDOW + 7 {
+        // Summed newest first, these give another mean.
+        let seconds = 0.1 * (i * i) as f64 + 1.0 / 7.0;
+        store
+            .add_sample("support", SampleKind::Wait, seconds)
+            .await
+            .unwrap();
+    }
+    let stats = store.queue_stats("support").await.unwrap();
+    let b = store.standing("b").await.unwrap().unwrap();
+    assert_eq!(b.averages, stats.averages());
+    assert_eq!(
+        b.averages.wait.map(f64::to_bits),
+        stats.avg_wait().map(f64::to_bits)
+    );
 
     // Readiness and profiles move the capacity.
     store.set_agent_ready("resting", true).await.unwrap();

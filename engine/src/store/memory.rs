@@ -775,7 +775,7 @@ impl Store for MemoryStore {
 
     async fn standing(&self, id: &str) -> Result<Option<Standing>, StoreError> {
         let now = self.clock.now();
-        let ((state, scenario), record, position, waiting, stats, ready_capacity) = {
+        let ((state, scenario), record, position, waiting, averages, ready_capacity) = {
             let inner = self.lock();
             let Some((key, record)) = inner.records.get_key_value(id) else {
                 return Ok(None);
@@ -785,12 +785,16 @@ impl Store for MemoryStore {
             let position = inner
                 .place(key, record, queue)
                 .map(|(position, _)| position);
-            let (stats, capacity) = match position {
+            let (averages, capacity) = match position {
                 Some(_) => (
-                    inner.stats.get(queue).cloned().unwrap_or_default(),
+                    inner
+                        .stats
+                        .get(queue)
+                        .map(QueueStats::averages)
+                        .unwrap_or_default(),
                     ready_capacity(inner.agents.values(), queue),
                 ),
-                None => (QueueStats::default(), 0),
+                None => (QueueAverages::default(), 0),
             };
             if record.storage_deadline() <= now {
                 return Ok(None);
@@ -798,7 +802,7 @@ impl Store for MemoryStore {
             let standing = (record.state, record.scenario.clone());
             // Only a service out of its queue needs its record read.
             let record = position.is_none().then(|| record.clone());
-            (standing, record, position, waiting, stats, capacity)
+            (standing, record, position, waiting, averages, capacity)
         };
         Ok(Some(Standing {
             state,
@@ -806,7 +810,7 @@ impl Store for MemoryStore {
             record: record.map(Arc::unwrap_or_clone),
             position,
             waiting,
-            stats,
+            averages,
             ready_capacity,
         }))
     }

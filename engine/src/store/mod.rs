@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::record::{ServiceRecord, ServiceState, TimerKind};
-use crate::stats::{QueueStats, SampleKind};
+use crate::stats::{QueueAverages, QueueStats, SampleKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -210,8 +210,9 @@ pub struct Standing {
     pub position: Option<usize>,
     /// How many wait in the record's queue.
     pub waiting: usize,
-    /// The EWT's inputs, read only while it waits: its queue's samples,
-    pub stats: QueueStats,
+    /// The EWT's inputs, read only while it waits: its queue's mean wait
+    /// and handle times,
+    pub averages: QueueAverages,
     /// and the summed `max_concurrent` of the queue's ready agents.
     pub ready_capacity: u32,
 }
@@ -381,12 +382,12 @@ pub trait Store: Send + Sync + 'static {
             Some((position, waiting)) => (Some(position), waiting),
             None => (None, self.queue_len(&queue).await?),
         };
-        let (stats, ready_capacity) = match position {
+        let (averages, ready_capacity) = match position {
             Some(_) => (
-                self.queue_stats(&queue).await?,
+                self.queue_stats(&queue).await?.averages(),
                 ready_capacity(&self.agents().await?, &queue),
             ),
-            None => (QueueStats::default(), 0),
+            None => (QueueAverages::default(), 0),
         };
         Ok(Some(Standing {
             state: record.state,
@@ -394,7 +395,7 @@ pub trait Store: Send + Sync + 'static {
             record: position.is_none().then_some(record),
             position,
             waiting,
-            stats,
+            averages,
             ready_capacity,
         }))
     }

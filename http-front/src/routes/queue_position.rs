@@ -40,7 +40,7 @@ pub async fn check(
             };
             (
                 position,
-                standing.stats.eta(position, standing.ready_capacity),
+                standing.averages.eta(position, standing.ready_capacity),
             )
         }
         ServiceState::Scheduled => {
