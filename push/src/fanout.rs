@@ -130,7 +130,12 @@ impl Fanout {
             Audience::Supervisors => ('s', ""),
             Audience::Room { room } => ('r', room.as_str()),
         };
-        let mut message = format!("{} {kind} {}\n{key}", self.node, key.len()).into_bytes();
+        // A state notice is about 600 bytes: one allocation, not several.
+        let mut message = Vec::with_capacity(1024);
+        {
+            use std::io::Write;
+            let _ = write!(message, "{} {kind} {}\n{key}", self.node, key.len());
+        }
         serde_json::to_writer(&mut message, delivery).expect("a delivery serialises");
         message
     }
