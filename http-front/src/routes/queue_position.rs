@@ -18,8 +18,8 @@ pub async fn check(
 ) -> Result<Json<Value>, AppError> {
     check_id("id", &id)?;
     let shell = &state.shell;
-    // One read: on Redis one round trip answers the record, its place,
-    // the queue's length and the EWT's inputs.
+    // One read: on Redis one round trip answers the service's state, its
+    // place, the queue's length and the EWT's inputs.
     let standing = shell.standing(&id).await?;
     let scenario = shell.scenario(&standing.scenario)?;
     let waiting = standing.waiting;
