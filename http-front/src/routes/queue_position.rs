@@ -1,10 +1,11 @@
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::extract::Path;
 use axum::extract::State;
 use axum::Json;
 use engine::record::ServiceState;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::check_id;
 use crate::error::AppError;
@@ -15,7 +16,7 @@ use crate::AppState;
 pub async fn check(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Answer>, AppError> {
     check_id("id", &id)?;
     let shell = &state.shell;
     // One read: on Redis one round trip answers the service's state, its
@@ -66,15 +67,40 @@ pub async fn check(
         }
     };
     let (passed, reason) = scenario.agent_ready_threshold.check(position, eta);
-    Ok(Json(answer(position, eta, waiting, passed, &reason)))
+    Ok(Json(answer(position, eta, waiting, passed, reason)))
 }
 
-fn answer(position: usize, eta: Option<u64>, total: usize, passed: bool, reason: &str) -> Value {
-    json!({
-        "_position": position,
-        "_eta": eta.map(Value::from).unwrap_or_else(|| json!("n/a")),
-        "_total_waiting": total,
-        "_agent_ready_threshold_passed": passed,
-        "_agent_ready_threshold_passed_reason": reason,
-    })
+/// check-queue-position's answer, fields in GMS's order. A struct rather
+/// than `json!`: no map of `Value`s built and dropped for every poll.
+#[derive(Debug, Serialize)]
+pub struct Answer {
+    _position: usize,
+    /// Seconds, or "n/a".
+    _eta: Eta,
+    _total_waiting: usize,
+    _agent_ready_threshold_passed: bool,
+    _agent_ready_threshold_passed_reason: Cow<'static, str>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Eta {
+    Seconds(u64),
+    Unknown(&'static str),
+}
+
+fn answer(
+    position: usize,
+    eta: Option<u64>,
+    total: usize,
+    passed: bool,
+    reason: impl Into<Cow<'static, str>>,
+) -> Answer {
+    Answer {
+        _position: position,
+        _eta: eta.map_or(Eta::Unknown("n/a"), Eta::Seconds),
+        _total_waiting: total,
+        _agent_ready_threshold_passed: passed,
+        _agent_ready_threshold_passed_reason: reason.into(),
+    }
 }
