@@ -50,12 +50,16 @@ impl Shell {
             if due.is_empty() {
                 return Ok(fired);
             }
-            // The claimed services in one read, not one round trip each.
-            let ids: Vec<String> = due
+            // The claimed services in one read, not one round trip each,
+            // and each once (`with_records` gives a service's record to
+            // each of its timers).
+            let mut ids: Vec<String> = due
                 .iter()
                 .filter(|timer| timer.kind != TimerKind::Webhook)
                 .map(|timer| timer.id.clone())
                 .collect();
+            ids.sort_unstable();
+            ids.dedup();
             let records = self.store.get_many(&ids).await?;
             let results: Vec<Result<bool, ShellError>> = stream::iter(with_records(due, records))
                 .map(|(timer, record)| self.fire_timer(timer, record))
