@@ -13,7 +13,12 @@
 //! record by itself.
 
 use engine::record::ServiceState;
-use redis::Script;
+use std::sync::Arc;
+
+use redis::aio::ConnectionLike;
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, Script, ServerErrorKind, ToRedisArgs,
+};
 
 use crate::keys::state_name;
 
@@ -852,75 +857,277 @@ if v and string.sub(v, 1, 2) == 'c|' then redis.call('DEL', KEYS[1]) end
 return 1
 "#;
 
-pub struct Scripts {
-    pub put: Script,
-    pub purge: Script,
-    pub position: Script,
-    pub room: Script,
-    pub claim: Script,
-    pub put_agent: Script,
-    pub set_agent_ready: Script,
-    pub put_agent_key: Script,
-    pub revoke_agent_key: Script,
-    pub count_quotas: Script,
-    pub claim_idempotency: Script,
-    pub release_idempotency: Script,
-    pub rebuild_capacity: Script,
-    pub standing: Script,
-    pub device_positions: Script,
-    pub rebuild_waiting_devices: Script,
-    pub merge_state_sets: Script,
-    pub queue_oldest: Script,
+/// How the scripts run. As functions of one library (`FUNCTION LOAD`
+/// once, then `FCALL`): the library's definitions are made once, when it
+/// loads. As scripts (`EVALSHA`): every call runs its script from the top,
+/// so it makes the prelude's functions and tables again, about 25,000
+/// instructions of Redis a call (a sixth of a check-queue-position). Redis
+/// before 7.0, or a proxy or an ACL without `FUNCTION`, gets scripts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunAs {
+    Functions,
+    Scripts,
 }
 
-impl Scripts {
-    pub fn new() -> Scripts {
-        // The state names, as the keys spell them, for the scripts that
-        // go over every state (or every state a service is active in).
-        let names = |states: &mut dyn Iterator<Item = ServiceState>| {
-            states
-                .map(|s| format!("'{}'", state_name(s)))
-                .collect::<Vec<_>>()
-                .join(", ")
+/// Every script: its name, its body, whether it starts with the prelude
+/// (then ARGV[1] is the key prefix) and whether it only reads (a function
+/// flagged `no-writes`, which Redis still runs when it is out of memory).
+const ALL: [(&str, &str, bool, bool); 18] = [
+    ("put", PUT, true, false),
+    ("purge", PURGE, true, false),
+    ("position", POSITION, true, true),
+    ("room", ROOM, true, true),
+    ("claim", CLAIM, true, false),
+    ("put_agent", PUT_AGENT, true, false),
+    ("set_agent_ready", SET_AGENT_READY, true, false),
+    ("put_agent_key", PUT_AGENT_KEY, false, false),
+    ("revoke_agent_key", REVOKE_AGENT_KEY, false, false),
+    ("count_quotas", COUNT_QUOTAS, false, false),
+    ("claim_idempotency", CLAIM_IDEMPOTENCY, false, false),
+    ("release_idempotency", RELEASE_IDEMPOTENCY, false, false),
+    ("rebuild_capacity", REBUILD_CAPACITY, true, false),
+    ("standing", STANDING, true, true),
+    ("device_positions", DEVICE_POSITIONS, true, true),
+    (
+        "rebuild_waiting_devices",
+        REBUILD_WAITING_DEVICES,
+        true,
+        false,
+    ),
+    ("merge_state_sets", MERGE_STATE_SETS, true, false),
+    ("queue_oldest", QUEUE_OLDEST, false, true),
+];
+
+/// The constants the prelude's functions read, first.
+fn constants() -> String {
+    // The state names, as the keys spell them, for the scripts that go
+    // over every state (or every state a service is active in).
+    let names = |states: &mut dyn Iterator<Item = ServiceState>| {
+        states
+            .map(|s| format!("'{}'", state_name(s)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "local ALL_STATES = {{{}}}\nlocal ACTIVE_STATES = {{{}}}\nlocal GRACE_MS = {}\n",
+        names(&mut ServiceState::ALL.into_iter()),
+        names(
+            &mut ServiceState::ALL
+                .into_iter()
+                .filter(|s| *s != ServiceState::Completed)
+        ),
+        engine::record::COMPLETED_GRACE.num_milliseconds(),
+    )
+}
+
+/// The prelude's first line, which the library leaves unassigned: each
+/// function sets `P` from its ARGV[1] when it is called.
+const PRELUDE_PREFIX: &str = "local P = ARGV[1]\n";
+
+/// The library: the constants and the prelude, then every script as a
+/// function. Its name and its functions' names end in the hash of its
+/// text, so nodes of two builds sharing a Redis (a rolling upgrade) each
+/// call their own.
+pub struct Library {
+    code: String,
+    /// A function's name is `callbackd_<script>_<suffix>`.
+    suffix: String,
+}
+
+impl Library {
+    pub fn new() -> Library {
+        let prelude = PRELUDE
+            .strip_prefix('\n')
+            .and_then(|p| p.strip_prefix(PRELUDE_PREFIX))
+            .expect("the prelude starts with `local P = ARGV[1]`");
+        let text = |suffix: &str| {
+            let mut text = format!("{}\nlocal P\n{prelude}\n", constants());
+            for (name, script, with_prelude, read_only) in ALL {
+                let set_prefix = if with_prelude { "P = ARGV[1]\n" } else { "" };
+                let flags = if read_only { "{'no-writes'}" } else { "{}" };
+                text.push_str(&format!(
+                    "redis.register_function{{function_name = 'callbackd_{name}_{suffix}', \
+                     flags = {flags}, callback = function(KEYS, ARGV)\n{set_prefix}{script}\nend}}\n"
+                ));
+            }
+            text
         };
-        let states = format!(
-            "local ALL_STATES = {{{}}}\nlocal ACTIVE_STATES = {{{}}}\nlocal GRACE_MS = {}\n",
-            names(&mut ServiceState::ALL.into_iter()),
-            names(
-                &mut ServiceState::ALL
-                    .into_iter()
-                    .filter(|s| *s != ServiceState::Completed)
-            ),
-            engine::record::COMPLETED_GRACE.num_milliseconds(),
-        );
-        // The constants first: the prelude's functions read them.
-        let with_prelude = |body: &str| Script::new(&format!("{states}\n{PRELUDE}\n{body}"));
-        Scripts {
-            put: with_prelude(PUT),
-            purge: with_prelude(PURGE),
-            position: with_prelude(POSITION),
-            room: with_prelude(ROOM),
-            claim: with_prelude(CLAIM),
-            put_agent: with_prelude(PUT_AGENT),
-            set_agent_ready: with_prelude(SET_AGENT_READY),
-            put_agent_key: Script::new(PUT_AGENT_KEY),
-            revoke_agent_key: Script::new(REVOKE_AGENT_KEY),
-            count_quotas: Script::new(COUNT_QUOTAS),
-            claim_idempotency: Script::new(CLAIM_IDEMPOTENCY),
-            release_idempotency: Script::new(RELEASE_IDEMPOTENCY),
-            rebuild_capacity: with_prelude(REBUILD_CAPACITY),
-            standing: with_prelude(STANDING),
-            device_positions: with_prelude(DEVICE_POSITIONS),
-            rebuild_waiting_devices: with_prelude(REBUILD_WAITING_DEVICES),
-            merge_state_sets: with_prelude(MERGE_STATE_SETS),
-            queue_oldest: Script::new(QUEUE_OLDEST),
+        // The hash of the text without the names it gives.
+        let suffix = redis::Script::new(&text("")).get_hash()[..12].to_owned();
+        Library {
+            code: format!("#!lua name=callbackd_{suffix}\n{}", text(&suffix)),
+            suffix,
         }
     }
 
-    /// Every script, to load them all when connecting: otherwise the first
-    /// requests after a start each find a script missing (NOSCRIPT) and
-    /// load it again, all at once.
-    pub fn all(&self) -> [&Script; 18] {
+    fn function(&self, script: &str) -> String {
+        format!("callbackd_{script}_{}", self.suffix)
+    }
+
+    /// Loads the library (again, after a Redis lost it: a restart without
+    /// persistence, or a new primary in a cluster).
+    pub async fn load(&self, con: &mut impl ConnectionLike) -> RedisResult<()> {
+        redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(&self.code)
+            .query_async::<String>(con)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// One script, called by its function or by EVALSHA.
+pub struct LuaFn {
+    /// `FCALL <function>` or `EVALSHA <sha1>`.
+    head: [String; 2],
+    run_as: RunAs,
+    script: Script,
+    library: Arc<Library>,
+}
+
+impl LuaFn {
+    /// A call with one key; `arg` adds the arguments.
+    pub fn key<K: ToRedisArgs>(&self, key: K) -> Invocation<'_> {
+        self.keys(&[key])
+    }
+
+    /// A call with these keys; `arg` adds the arguments.
+    pub fn keys<K: ToRedisArgs>(&self, keys: &[K]) -> Invocation<'_> {
+        let mut cmd = redis::cmd(&self.head[0]);
+        cmd.arg(&self.head[1]).arg(keys.len()).arg(keys);
+        Invocation { lua: self, cmd }
+    }
+
+    /// Whether the call failed because Redis does not have the function
+    /// or the script (it restarted, or a new primary took the slot).
+    fn missing(&self, e: &RedisError) -> bool {
+        match self.run_as {
+            RunAs::Functions => e
+                .detail()
+                .is_some_and(|d| d.starts_with("Function not found")),
+            RunAs::Scripts => e.kind() == ErrorKind::Server(ServerErrorKind::NoScript),
+        }
+    }
+
+    async fn load(&self, con: &mut impl ConnectionLike) -> RedisResult<()> {
+        match self.run_as {
+            RunAs::Functions => self.library.load(con).await,
+            RunAs::Scripts => self.script.load_async(con).await.map(|_| ()),
+        }
+    }
+}
+
+/// A call of a script with its keys and arguments.
+pub struct Invocation<'a> {
+    lua: &'a LuaFn,
+    cmd: Cmd,
+}
+
+impl Invocation<'_> {
+    pub fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    /// Runs the call; loads the library or the script and runs it once
+    /// more when Redis did not have it.
+    pub async fn invoke<T: FromRedisValue>(&self, con: &mut impl ConnectionLike) -> RedisResult<T> {
+        match self.cmd.query_async(con).await {
+            Err(e) if self.lua.missing(&e) => {
+                self.lua.load(con).await?;
+                self.cmd.query_async(con).await
+            }
+            answer => answer,
+        }
+    }
+}
+
+pub struct Scripts {
+    pub run_as: RunAs,
+    pub put: LuaFn,
+    pub purge: LuaFn,
+    pub position: LuaFn,
+    pub room: LuaFn,
+    pub claim: LuaFn,
+    pub put_agent: LuaFn,
+    pub set_agent_ready: LuaFn,
+    pub put_agent_key: LuaFn,
+    pub revoke_agent_key: LuaFn,
+    pub count_quotas: LuaFn,
+    pub claim_idempotency: LuaFn,
+    pub release_idempotency: LuaFn,
+    pub rebuild_capacity: LuaFn,
+    pub standing: LuaFn,
+    pub device_positions: LuaFn,
+    pub rebuild_waiting_devices: LuaFn,
+    pub merge_state_sets: LuaFn,
+    pub queue_oldest: LuaFn,
+}
+
+impl Scripts {
+    pub fn new(run_as: RunAs, library: Arc<Library>) -> Scripts {
+        let prelude = format!("{}\n{PRELUDE}\n", constants());
+        let lua = |name: &str| {
+            let (_, body, with_prelude, _) = ALL
+                .into_iter()
+                .find(|s| s.0 == name)
+                .expect("a script of ALL");
+            let script = if with_prelude {
+                Script::new(&format!("{prelude}{body}"))
+            } else {
+                Script::new(body)
+            };
+            let head = match run_as {
+                RunAs::Functions => ["FCALL".to_owned(), library.function(name)],
+                RunAs::Scripts => ["EVALSHA".to_owned(), script.get_hash().to_owned()],
+            };
+            LuaFn {
+                head,
+                run_as,
+                script,
+                library: library.clone(),
+            }
+        };
+        Scripts {
+            run_as,
+            put: lua("put"),
+            purge: lua("purge"),
+            position: lua("position"),
+            room: lua("room"),
+            claim: lua("claim"),
+            put_agent: lua("put_agent"),
+            set_agent_ready: lua("set_agent_ready"),
+            put_agent_key: lua("put_agent_key"),
+            revoke_agent_key: lua("revoke_agent_key"),
+            count_quotas: lua("count_quotas"),
+            claim_idempotency: lua("claim_idempotency"),
+            release_idempotency: lua("release_idempotency"),
+            rebuild_capacity: lua("rebuild_capacity"),
+            standing: lua("standing"),
+            device_positions: lua("device_positions"),
+            rebuild_waiting_devices: lua("rebuild_waiting_devices"),
+            merge_state_sets: lua("merge_state_sets"),
+            queue_oldest: lua("queue_oldest"),
+        }
+    }
+
+    /// Loads the library, or every script when Redis runs scripts:
+    /// otherwise the first requests after a start each find theirs
+    /// missing and load it again, all at once.
+    pub async fn load(&self, con: &mut impl ConnectionLike) -> RedisResult<()> {
+        match self.run_as {
+            RunAs::Functions => self.put.library.load(con).await,
+            RunAs::Scripts => {
+                for lua in self.all() {
+                    lua.script.load_async(con).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn all(&self) -> [&LuaFn; 18] {
         [
             &self.put,
             &self.purge,

@@ -24,13 +24,20 @@ use redis::AsyncCommands;
 use crate::config::{ConfigError, RedisConfig};
 use crate::conn::Conn;
 use crate::keys::{state_name, Keys};
-use crate::scripts::Scripts;
+use crate::scripts::{Invocation, Library, RunAs, Scripts};
 use crate::values::{
     decode_value, due_timer, encode_value, from_ms, index_entry, ms, parse_queue_member,
 };
 
 /// How many expired records one purge call forgets at most.
 const PURGE_BATCH: usize = 500;
+
+/// Whether FUNCTION LOAD failed because this Redis has no functions (before
+/// 7.0, or a proxy that does not pass FUNCTION on) or may not use them (an
+/// ACL), rather than for another reason.
+fn no_functions(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOPERM") || e.detail().is_some_and(|d| d.starts_with("unknown command"))
+}
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
@@ -64,10 +71,22 @@ impl RedisStore {
             .await
             .map_err(|_| unreachable("no answer".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
+        let library = Arc::new(Library::new());
+        let mut loader = conn.clone();
+        let loading = library.load(&mut loader);
+        let run_as = match tokio::time::timeout(config.op_timeout * 3, loading).await {
+            Ok(Ok(())) => RunAs::Functions,
+            Ok(Err(e)) if no_functions(&e) => {
+                tracing::warn!(error = %e, "Redis has no functions (FUNCTION LOAD): scripts run by EVALSHA, which costs Redis more per call. Redis 7.0 or later runs them as functions.");
+                RunAs::Scripts
+            }
+            Ok(Err(e)) => return Err(unreachable(format!("FUNCTION LOAD: {e}"))),
+            Err(_) => return Err(unreachable("no answer to FUNCTION LOAD".into())),
+        };
         let store = RedisStore {
             conn,
             keys: Keys::new(&config.namespace),
-            scripts: Scripts::new(),
+            scripts: Scripts::new(run_as, library),
             clock,
             config,
         };
@@ -79,13 +98,14 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// Loads every script once, and makes the capacity hash again from
+    /// Loads every script once (as scripts; the library of functions is
+    /// loaded already), and makes the capacity hash again from
     /// the agents (a deployment from before it kept none; a rebuild is one
     /// atomic script, so one racing a readiness change on another node
     /// still counts it once).
     async fn prepare(&self) -> Result<(), StoreError> {
-        for script in self.scripts.all() {
-            self.call(|mut c| async move { script.load_async(&mut c).await })
+        if self.scripts.run_as == RunAs::Scripts {
+            self.call(|mut c| async move { self.scripts.load(&mut c).await })
                 .await?;
         }
         let mut inv = self.scripts.rebuild_capacity.key(self.keys.capacity());
@@ -123,11 +143,8 @@ impl RedisStore {
     }
 
     /// Runs one script (every write is one) with the operation timeout.
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        script: redis::ScriptInvocation<'_>,
-    ) -> Result<T, StoreError> {
-        self.call(|mut c| async move { script.invoke_async(&mut c).await })
+    async fn run<T: redis::FromRedisValue>(&self, script: Invocation<'_>) -> Result<T, StoreError> {
+        self.call(|mut c| async move { script.invoke(&mut c).await })
             .await
     }
 
@@ -689,14 +706,12 @@ impl Store for RedisStore {
 
     async fn put_agent_key(&self, key: &AgentKey) -> Result<(), StoreError> {
         let json = serde_json::to_string(key).map_err(unavailable)?;
-        let mut inv = self
-            .scripts
-            .put_agent_key
-            .key(self.keys.agent_keys(&key.agent));
-        inv.key(self.keys.agent_key(&key.id))
-            .arg(&key.name)
-            .arg(&key.id)
-            .arg(json);
+        let keys = [
+            self.keys.agent_keys(&key.agent),
+            self.keys.agent_key(&key.id),
+        ];
+        let mut inv = self.scripts.put_agent_key.keys(&keys);
+        inv.arg(&key.name).arg(&key.id).arg(json);
         let stored: i64 = self.run(inv).await?;
         if stored == 0 {
             return Err(StoreError::KeyExists {
@@ -742,12 +757,11 @@ impl Store for RedisStore {
         if quotas.is_empty() {
             return Ok(QuotaVerdict::Counted);
         }
-        let mut inv = self.scripts.count_quotas.prepare_invoke();
+        let keys: Vec<String> = quotas.iter().map(|q| self.keys.quota(&q.key)).collect();
+        let mut inv = self.scripts.count_quotas.keys(&keys);
         inv.arg(ms(self.clock.now()));
         for q in quotas {
-            inv.key(self.keys.quota(&q.key))
-                .arg(q.limit)
-                .arg(q.window.num_milliseconds().max(1));
+            inv.arg(q.limit).arg(q.window.num_milliseconds().max(1));
         }
         let (index, end): (i64, i64) = self.run(inv).await?;
         if index < 0 {

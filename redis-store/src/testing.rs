@@ -16,6 +16,8 @@ pub struct RedisServer {
     pub url: String,
     /// The same server without our namespace parameter, for redis clients.
     pub plain_url: String,
+    /// Options given to redis-server after ours.
+    options: Vec<String>,
 }
 
 /// A port nobody listens on right now.
@@ -38,6 +40,7 @@ impl RedisServer {
                 dir: tempfile::tempdir().expect("temp dir"),
                 url: format!("{url}{sep}namespace={namespace}"),
                 plain_url: url,
+                options: Vec::new(),
             };
         }
         Self::spawn_local(&namespace)
@@ -45,6 +48,12 @@ impl RedisServer {
 
     /// Always a new redis-server of our own (tests that stop and restart it).
     pub fn spawn_local(namespace: &str) -> RedisServer {
+        Self::spawn_local_with(namespace, &[])
+    }
+
+    /// A redis-server of our own with more options (`--rename-command
+    /// FUNCTION ""` makes it a Redis without functions, as before 7.0).
+    pub fn spawn_local_with(namespace: &str, options: &[&str]) -> RedisServer {
         let port = free_port();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = RedisServer {
@@ -53,6 +62,7 @@ impl RedisServer {
             dir,
             url: format!("redis://127.0.0.1:{port}/0?namespace={namespace}"),
             plain_url: format!("redis://127.0.0.1:{port}/0"),
+            options: options.iter().map(|o| o.to_string()).collect(),
         };
         server.restart();
         server
@@ -83,6 +93,7 @@ impl RedisServer {
                 "--protected-mode",
                 "no",
             ])
+            .args(&self.options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

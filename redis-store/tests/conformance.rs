@@ -23,6 +23,86 @@ async fn redis() -> Subject {
 
 engine::store_conformance_tests!(redis);
 
+/// A Redis without functions, as before 7.0 or behind a proxy that does not
+/// pass FUNCTION on: the store runs its scripts by EVALSHA instead (an FCALL
+/// here would find no function, and loading the library would fail), and
+/// every check holds.
+mod without_functions {
+    use super::*;
+
+    async fn redis() -> Subject {
+        let server = RedisServer::spawn_local_with("t", &["--rename-command", "FUNCTION", ""]);
+        let clock = Arc::new(ManualClock::new(t0()));
+        let config = RedisConfig::parse(&server.url).unwrap();
+        let store = RedisStore::connect(config, clock.clone()).await.unwrap();
+        Subject {
+            store: Arc::new(store),
+            clock,
+            guard: Box::new(server),
+        }
+    }
+
+    engine::store_conformance_tests!(redis);
+}
+
+/// The scripts are one library of functions, loaded when a node connects;
+/// a Redis that lost it (restarted without persistence, or a new primary)
+/// is given it again by the first call that finds it missing.
+#[tokio::test]
+async fn the_scripts_are_a_library_loaded_again_when_redis_lost_it() {
+    use engine::store::Store;
+    let deployment = Deployment::start();
+    let mut raw = deployment.raw().await;
+    let libraries = |raw: &mut redis::aio::MultiplexedConnection| {
+        let mut raw = raw.clone();
+        async move {
+            let list: redis::Value = redis::cmd("FUNCTION")
+                .arg("LIST")
+                .arg("LIBRARYNAME")
+                .arg("callbackd_*")
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            // Each function's name is a text in the answer.
+            fn texts(v: &redis::Value, out: &mut Vec<String>) {
+                match v {
+                    redis::Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into()),
+                    redis::Value::SimpleString(s) => out.push(s.clone()),
+                    redis::Value::Array(items) | redis::Value::Set(items) => {
+                        items.iter().for_each(|i| texts(i, out))
+                    }
+                    redis::Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+                        texts(k, out);
+                        texts(v, out);
+                    }),
+                    _ => {}
+                }
+            }
+            let mut all = Vec::new();
+            texts(&list, &mut all);
+            // The libraries: `callbackd_` and a hash (its functions are
+            // named `callbackd_<script>_<hash>`).
+            let library = |t: &str| {
+                t.strip_prefix("callbackd_")
+                    .is_some_and(|h| h.len() == 12 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            };
+            all.iter().filter(|t| library(t)).count()
+        }
+    };
+    assert_eq!(libraries(&mut raw).await, 0);
+    let (store, _scenario, a, _b) = deployment.two_waiting().await;
+    assert_eq!(libraries(&mut raw).await, 1, "one library");
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(libraries(&mut raw).await, 0);
+    let standing = store.standing(&a.id).await.unwrap().expect("a waits");
+    assert_eq!(standing.position, Some(1));
+    assert_eq!(libraries(&mut raw).await, 1, "loaded again");
+}
+
 /// A Redis of the test's own, as a deployment: nodes connect to it, and a
 /// plain connection writes what an older version would have left.
 struct Deployment {
