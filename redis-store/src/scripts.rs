@@ -108,7 +108,7 @@ end
 local function each_index_entry(f)
   local cursor = '0'
   repeat
-    local page = redis.call('HSCAN', P .. 'idx', cursor, 'COUNT', 1000)
+    local page = redis.call('HSCAN', P .. 'idx', cursor, 'COUNT', '1000')
     cursor = page[1]
     local fields = page[2]
     for i = 1, #fields, 2 do f(fields[i], decode_ix(fields[i + 1])) end
@@ -128,7 +128,7 @@ local function ids_key(ix) return P .. 'ids:' .. ix.s .. ':' .. ix.n end
 local function outboxes_add(ix, old)
   for _, f in ipairs({'od', 'oa'}) do
     local n = tonumber(ix and ix[f] or 0) - tonumber(old and old[f] or 0)
-    if n ~= 0 then redis.call('HINCRBY', P .. 'outboxes', f, n) end
+    if n ~= 0 then redis.call('HINCRBY', P .. 'outboxes', f, int_text(n)) end
   end
 end
 
@@ -226,7 +226,7 @@ local function capacity_add(key, sign)
   if not a[1] then return end
   local max = tonumber(a[2] or '0') * sign
   for _, q in ipairs(cjson.decode(a[1]).queues or {}) do
-    if redis.call('HINCRBY', P .. 'capacity', q, max) <= 0 then
+    if redis.call('HINCRBY', P .. 'capacity', q, int_text(max)) <= 0 then
       redis.call('HDEL', P .. 'capacity', q)
     end
   end
@@ -266,7 +266,7 @@ local function undo(id, ix, keep, keep_agent)
   redis.call('ZREM', P .. 'deadlines', id)
   if ix.b then
     local sk = P .. 'seats:' .. ix.n
-    if redis.call('HINCRBY', sk, ix.b, -1) <= 0 then redis.call('HDEL', sk, ix.b) end
+    if redis.call('HINCRBY', sk, ix.b, '-1') <= 0 then redis.call('HDEL', sk, ix.b) end
   end
   -- Guarded: an expired holder's code or agent may have been taken over.
   if ix.r then hdel_if(P .. 'rooms', ix.r, id) end
@@ -414,9 +414,9 @@ if old then
   if old.b ~= new.b or old.n ~= new.n then
     if old.b then
       local sk = P .. 'seats:' .. old.n
-      if redis.call('HINCRBY', sk, old.b, -1) <= 0 then redis.call('HDEL', sk, old.b) end
+      if redis.call('HINCRBY', sk, old.b, '-1') <= 0 then redis.call('HDEL', sk, old.b) end
     end
-    if new.b then redis.call('HINCRBY', P .. 'seats:' .. new.n, new.b, 1) end
+    if new.b then redis.call('HINCRBY', P .. 'seats:' .. new.n, new.b, '1') end
   end
   -- Guarded: an expired holder's code or agent may have been taken over.
   if old.r ~= new.r then
@@ -437,7 +437,7 @@ else
     redis.call('SADD', P .. 'queues', new.q)
   end
   if not found_by_timer(id, new) then redis.call('ZADD', P .. 'deadlines', int_text(new.d), id) end
-  if new.b then redis.call('HINCRBY', P .. 'seats:' .. new.n, new.b, 1) end
+  if new.b then redis.call('HINCRBY', P .. 'seats:' .. new.n, new.b, '1') end
   if new.r then redis.call('HSET', P .. 'rooms', new.r, id) end
   if new.ra then redis.call('HSET', P .. 'roomagents', new.ra, id) end
 end
@@ -507,7 +507,7 @@ return 'OK'
 const PURGE: &str = r#"
 local now, limit, skip = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local forgotten = 0
-local ids = redis.call('ZRANGEBYSCORE', P .. 'deadlines', '-inf', now, 'LIMIT', 0, limit)
+local ids = redis.call('ZRANGEBYSCORE', P .. 'deadlines', '-inf', ARGV[2], 'LIMIT', '0', ARGV[3])
 for _, id in ipairs(ids) do
   local raw = redis.call('HGET', P .. 'idx', id)
   local ix = raw and decode_ix(raw)
@@ -633,7 +633,7 @@ const QUEUE_OLDEST: &str = r#"
 local oldest = nil
 local from = '-'
 while true do
-  local first = redis.call('ZRANGEBYLEX', KEYS[1], from, '+', 'LIMIT', 0, 1)[1]
+  local first = redis.call('ZRANGEBYLEX', KEYS[1], from, '+', 'LIMIT', '0', '1')[1]
   if not first then break end
   local since = string.sub(first, 11, 25)
   if not oldest or since < oldest then oldest = since end
@@ -671,7 +671,7 @@ local out = {}
 -- written as text once (see int_text).
 local lease = claim and string.format('%.1f', tonumber(ARGV[3]) - 0.5)
 local leased = {}
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', '0', ARGV[4])
 for i = 1, #due, 2 do
   local m, score = due[i], tonumber(due[i + 1])
   local found, ix = nil, nil
@@ -775,9 +775,12 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local qk = P .. 'queue:' .. ix.q
 -- Newest first in the list (LPUSH): summed from its end.
 local function summed(kind)
-  local samples = redis.call('LRANGE', P .. 'stats:' .. ix.q .. ':' .. kind, 0, -1)
+  local samples = redis.call('LRANGE', P .. 'stats:' .. ix.q .. ':' .. kind, '0', '-1')
   local sum = 0
   for i = #samples, 1, -1 do sum = sum + tonumber(samples[i]) end
+  -- A whole sum (none, or whole seconds) has the same digits by '%d',
+  -- without glibc's float printing.
+  if sum % 1 == 0 and math.abs(sum) < 1e15 then return #samples, int_text(sum) end
   return #samples, string.format('%.17g', sum)
 end
 local waits, wait_sum = summed('wait')
@@ -823,10 +826,10 @@ for i, k in ipairs(KEYS) do
   local window = tonumber(ARGV[2 * i + 1])
   local e = tonumber(redis.call('HGET', k, 'e'))
   if not e or e <= now then
-    redis.call('HSET', k, 'c', 1, 'e', now + window)
-    redis.call('PEXPIRE', k, window)
+    redis.call('HSET', k, 'c', '1', 'e', string.format('%d', now + window))
+    redis.call('PEXPIRE', k, ARGV[2 * i + 1])
   else
-    redis.call('HINCRBY', k, 'c', 1)
+    redis.call('HINCRBY', k, 'c', '1')
   end
 end
 return {-1, 0}
@@ -845,7 +848,7 @@ if v then
     return {'busy'}
   end
 end
-redis.call('SET', KEYS[1], 'c|' .. (now + tonumber(ARGV[2])), 'PX', ARGV[2])
+redis.call('SET', KEYS[1], 'c|' .. string.format('%d', now + tonumber(ARGV[2])), 'PX', ARGV[2])
 return {'claimed'}
 "#;
 
