@@ -334,6 +334,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         // (callgrind: /healthz 41,700 -> 36,800 instructions).
         LogFormat::Text => tracing_subscriber::fmt()
             .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .fmt_fields(crate::log_fields::PlainFields)
             .with_env_filter(filter)
             .init(),
         // Every span the event is in (the request's, with its id and

@@ -11,7 +11,8 @@
 //! - [`wire`]: GMS response shapes.
 //! - [`error`]: the one `AppError`, answered as `{"message", "exception"}`.
 //! - [`outbound`]: the HTTP client the runtime posts httpcb and SMS through.
-//! - [`cli`]: the `callbackd` command line.
+//! - [`cli`]: the `callbackd` command line; `log_fields`: the text log's
+//!   fields, as tracing-subscriber writes them, for less work per span.
 //! - `admission`: the one tower layer of the checks a request passes or is
 //!   answered by at once (the body guard, the rate limit).
 //! - `guard`: bounds on bodies (size, stalls) and on API request time;
@@ -41,6 +42,7 @@ pub mod error;
 mod extract;
 pub mod form;
 mod guard;
+mod log_fields;
 pub mod metrics;
 pub mod openapi;
 pub mod outbound;
