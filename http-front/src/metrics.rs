@@ -122,10 +122,8 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        // MatchedPath is an Arc<str>: a clone, not a copy of the text.
+        let route = req.extensions().get::<MatchedPath>().cloned();
         let method = req.method().clone();
         Tracked {
             inner: self.inner.call(req),
@@ -139,7 +137,7 @@ pin_project_lite::pin_project! {
     pub struct Tracked<F> {
         #[pin]
         inner: F,
-        seen: Option<(String, Method, Instant)>,
+        seen: Option<(Option<MatchedPath>, Method, Instant)>,
     }
 }
 
@@ -153,12 +151,17 @@ where
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
         if let Some((route, method, started)) = this.seen.take() {
-            let status = response.status().as_u16().to_string();
-            let method = method.as_str().to_owned();
-            metrics::histogram!(HTTP_DURATION, "method" => method.clone(), "route" => route.clone())
+            use runtime::metrics::kept;
+            let route = route.as_ref().map_or("unmatched", |r| r.as_str());
+            let (method, status) = (method.as_str(), response.status());
+            kept::histogram(HTTP_DURATION, &[("method", method), ("route", route)])
                 .record(started.elapsed().as_secs_f64());
-            metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status)
-                .increment(1);
+            let labels = [
+                ("method", method),
+                ("route", route),
+                ("status", status.as_str()),
+            ];
+            kept::counter(HTTP_REQUESTS, &labels).increment(1);
         }
         Poll::Ready(Ok(response))
     }

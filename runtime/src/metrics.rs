@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use engine::record::ServiceState;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
 
 use crate::shell::{Shell, ShellError};
 
@@ -103,7 +103,12 @@ pub fn describe() {
 
 /// Counts a transition of a service of `scenario`.
 pub fn transition(scenario: &str, from: ServiceState, to: ServiceState) {
-    counter!(SERVICE_TRANSITIONS, "scenario" => scenario.to_owned(), "from" => from.gms_name(), "to" => to.gms_name()).increment(1);
+    let labels = [
+        ("scenario", scenario),
+        ("from", from.gms_name()),
+        ("to", to.gms_name()),
+    ];
+    kept::counter(SERVICE_TRANSITIONS, &labels).increment(1);
 }
 
 /// Counts an agent's answer to a previewed offer.
@@ -119,7 +124,7 @@ pub async fn timed<T>(
 ) -> Result<T, engine::store::StoreError> {
     let started = Instant::now();
     let result = call.await;
-    histogram!(STORE_CALL, "op" => op).record(started.elapsed().as_secs_f64());
+    kept::histogram(STORE_CALL, &[("op", op)]).record(started.elapsed().as_secs_f64());
     if let Err(engine::store::StoreError::Unavailable(_)) = &result {
         counter!(STORE_ERRORS, "op" => op).increment(1);
     }
@@ -202,4 +207,161 @@ pub async fn observe(shell: &Shell) -> Result<(), ShellError> {
     gauge!(TIMERS_DUE).set(shell.due_timer_count(now).await? as f64);
     shell.registry().observe();
     Ok(())
+}
+
+/// Handles to the metrics of hot paths (every request, store call, create
+/// and transition), kept per thread and found again by name and label
+/// values. `counter!` and `histogram!` build the key, clone its labels,
+/// hash it and look it up in the recorder's registry on every call, about
+/// 2,000 instructions each (callgrind, several per request); a kept
+/// handle is found by one hash of the label values. The recorder never
+/// drops a metric (no idle timeout), so a kept handle stays the one
+/// `/metrics` renders. Labels are of low cardinality, so the tables stay
+/// small.
+pub mod kept {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+    use metrics::{Counter, Histogram, Label};
+
+    type Labels<'a> = &'a [(&'static str, &'a str)];
+
+    /// A handle with the name and labels it was made from.
+    type Entry<H> = (&'static str, Vec<(&'static str, Box<str>)>, H);
+
+    /// FNV-1a: the keys are our own names and labels (route templates,
+    /// scenario names, states), short and not chosen by callers, so a
+    /// keyed hash (SipHash, about 1,000 instructions a lookup here) buys
+    /// nothing.
+    #[derive(Default)]
+    struct Fnv(u64);
+
+    impl Hasher for Fnv {
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        fn finish(&self) -> u64 {
+            self.0
+        }
+    }
+
+    /// Handles of one kind, by a hash of (name, labels).
+    struct Table<H> {
+        by_hash: HashMap<u64, Vec<Entry<H>>, BuildHasherDefault<Fnv>>,
+    }
+
+    impl<H: Clone> Table<H> {
+        fn new() -> Self {
+            Table {
+                by_hash: HashMap::default(),
+            }
+        }
+
+        fn get(&mut self, name: &'static str, labels: Labels, make: impl FnOnce() -> H) -> H {
+            let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+            name.hash(&mut h);
+            labels.hash(&mut h);
+            let entries = self.by_hash.entry(h.finish()).or_default();
+            let same = |(n, l, _): &&Entry<H>| {
+                *n == name
+                    && l.len() == labels.len()
+                    && l.iter()
+                        .zip(labels)
+                        .all(|(a, b)| a.0 == b.0 && *a.1 == *b.1)
+            };
+            if let Some((_, _, handle)) = entries.iter().find(same) {
+                return handle.clone();
+            }
+            let handle = make();
+            let owned = labels.iter().map(|(k, v)| (*k, Box::from(*v))).collect();
+            entries.push((name, owned, handle.clone()));
+            handle
+        }
+    }
+
+    fn labels_of(labels: Labels) -> Vec<Label> {
+        labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, v.to_string()))
+            .collect()
+    }
+
+    thread_local! {
+        static COUNTERS: RefCell<Table<Counter>> = RefCell::new(Table::new());
+        static HISTOGRAMS: RefCell<Table<Histogram>> = RefCell::new(Table::new());
+    }
+
+    /// `counter!(name, labels)`, kept.
+    pub fn counter(name: &'static str, labels: Labels) -> Counter {
+        COUNTERS.with(|t| {
+            t.borrow_mut()
+                .get(name, labels, || metrics::counter!(name, labels_of(labels)))
+        })
+    }
+
+    /// `histogram!(name, labels)`, kept.
+    pub fn histogram(name: &'static str, labels: Labels) -> Histogram {
+        HISTOGRAMS.with(|t| {
+            t.borrow_mut().get(name, labels, || {
+                metrics::histogram!(name, labels_of(labels))
+            })
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+        /// Kept handles count into the metric `counter!` names, one per
+        /// name and label values, however often they are asked for.
+        #[test]
+        fn kept_handles_are_the_metrics_the_macros_name() {
+            let recorder = DebuggingRecorder::new();
+            let snapshotter = recorder.snapshotter();
+            metrics::with_local_recorder(&recorder, || {
+                for _ in 0..3 {
+                    super::counter("c", &[("scenario", "a"), ("to", "x")]).increment(1);
+                }
+                super::counter("c", &[("scenario", "b"), ("to", "x")]).increment(2);
+                super::counter("c", &[("to", "x"), ("scenario", "a")]).increment(5);
+                super::counter("d", &[("scenario", "a"), ("to", "x")]).increment(7);
+                metrics::counter!("c", "scenario" => "a", "to" => "x").increment(10);
+                super::histogram("h", &[("op", "get")]).record(0.5);
+                super::histogram("h", &[("op", "get")]).record(1.5);
+            });
+            let mut seen: Vec<String> = snapshotter
+                .snapshot()
+                .into_vec()
+                .into_iter()
+                .map(|(key, _, _, value)| {
+                    let (_, key) = key.into_parts();
+                    let labels: Vec<String> = key
+                        .labels()
+                        .map(|l| format!("{}={}", l.key(), l.value()))
+                        .collect();
+                    let value = match value {
+                        DebugValue::Counter(n) => n.to_string(),
+                        DebugValue::Histogram(v) => format!("{v:?}"),
+                        DebugValue::Gauge(g) => g.to_string(),
+                    };
+                    format!("{}{{{}}} {value}", key.name(), labels.join(","))
+                })
+                .collect();
+            seen.sort();
+            assert_eq!(
+                seen,
+                [
+                    // Labels in another order are another handle here,
+                    // and the same metric to the recorder.
+                    "c{scenario=a,to=x} 18",
+                    "c{scenario=b,to=x} 2",
+                    "d{scenario=a,to=x} 7",
+                    "h{op=get} [0.5, 1.5]",
+                ]
+            );
+        }
+    }
 }

@@ -208,8 +208,11 @@ impl Shell {
             .await?;
         // Counted in the metrics; a line per create would be most of the log.
         debug!(service_id = %applied.record.id, scenario = %scenario.name, state = ?applied.record.state, "Service created.");
-        metrics::counter!(crate::metrics::SERVICES_CREATED, "scenario" => scenario.name.clone())
-            .increment(1);
+        crate::metrics::kept::counter(
+            crate::metrics::SERVICES_CREATED,
+            &[("scenario", &scenario.name)],
+        )
+        .increment(1);
         self.carry_out(&applied.record, &applied.effects).await;
         self.to_supervisors(&applied.record);
         Ok(applied.record)

@@ -101,9 +101,10 @@ impl Shell {
             Ok(_) => {
                 let late = (self.now() - timer.due).num_microseconds().unwrap_or(0);
                 let kind = timer.kind.as_str();
-                metrics::histogram!(crate::metrics::TIMER_LATENESS, "kind" => kind)
+                use crate::metrics::kept;
+                kept::histogram(crate::metrics::TIMER_LATENESS, &[("kind", kind)])
                     .record(late.max(0) as f64 / 1e6);
-                metrics::counter!(crate::metrics::TIMERS_FIRED, "kind" => kind).increment(1);
+                kept::counter(crate::metrics::TIMERS_FIRED, &[("kind", kind)]).increment(1);
                 Ok(true)
             }
             // Re-armed, cancelled or expired meanwhile: nothing to do.
