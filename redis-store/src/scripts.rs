@@ -997,8 +997,13 @@ impl LuaFn {
 
     /// A call with these keys; `arg` adds the arguments.
     pub fn keys<K: ToRedisArgs>(&self, keys: &[K]) -> Invocation<'_> {
-        let mut cmd = redis::cmd(&self.head[0]);
-        cmd.arg(&self.head[1]).arg(keys.len()).arg(keys);
+        // Room for the usual call (a record is most of a put), so the
+        // command's buffers are not grown argument by argument.
+        let mut cmd = Cmd::with_capacity(16, 1024);
+        cmd.arg(&self.head[0])
+            .arg(&self.head[1])
+            .arg(keys.len())
+            .arg(keys);
         Invocation { lua: self, cmd }
     }
 
