@@ -97,10 +97,25 @@ local function list_members(name, field)
 end
 
 -- An index entry: MessagePack as written now (a third smaller than JSON,
--- and read faster), JSON as written before.
+-- and read faster), JSON as written before. Written now, it is two maps:
+-- what a read of a waiting service's place needs, then what only writes
+-- read (the customer, timers, agent, seat, room, outboxes); written
+-- before, one map with every field.
 local function decode_ix(raw)
   if string.byte(raw, 1) == 123 then return cjson.decode(raw) end
-  return cmsgpack.unpack(raw)
+  local ix, rest = cmsgpack.unpack(raw)
+  if rest then
+    for k, v in pairs(rest) do ix[k] = v end
+  end
+  return ix
+end
+
+-- The first map of an entry only: state, scenario, queue, the member's
+-- fields, device and deadline, in about half the work of decode_ix.
+local function decode_place(raw)
+  if string.byte(raw, 1) == 123 then return cjson.decode(raw) end
+  local _, ix = cmsgpack.unpack_one(raw)
+  return ix
 end
 
 -- Calls f(id, entry) for every index entry, a page at a time (what the
@@ -242,7 +257,7 @@ end
 local function is_stored(id, now)
   local raw = redis.call('HGET', P .. 'idx', id)
   if not raw then return false end
-  if tonumber(decode_ix(raw).d) <= now then return false end
+  if tonumber(decode_place(raw).d) <= now then return false end
   return redis.call('EXISTS', P .. 'svc:' .. id) == 1
 end
 
@@ -327,7 +342,7 @@ if max_cust then
   for _, other in ipairs(list) do
     local raw = redis.call('HGET', P .. 'idx', other)
     if raw then
-      local ix = decode_ix(raw)
+      local ix = decode_place(raw)
       if ix.n == new.n and ix.s ~= 'completed' and tonumber(ix.d) > now then
         active = active + 1
         if active >= max_cust then return 'CUSTOMER' end
@@ -549,7 +564,7 @@ const POSITION: &str = r#"
 local id = ARGV[3]
 local raw = redis.call('HGET', P .. 'idx', id)
 if not raw then return false end
-local ix = decode_ix(raw)
+local ix = decode_place(raw)
 if ix.q ~= ARGV[2] then return false end
 local qk = P .. 'queue:' .. ix.q
 local rank = rank_of(qk, id, ix)
@@ -566,7 +581,7 @@ for i = 2, #ARGV do
   local device = ARGV[i]
   for _, id in ipairs(list_members('qdev', device)) do
     local raw = redis.call('HGET', P .. 'idx', id)
-    local ix = raw and decode_ix(raw)
+    local ix = raw and decode_place(raw)
     if waiting_device(ix) == device then
       local qk = P .. 'queue:' .. ix.q
       local rank = rank_of(qk, id, ix)
@@ -763,7 +778,7 @@ return 1
 const STANDING: &str = r#"
 local id = ARGV[2]
 local ixraw = redis.call('HGET', P .. 'idx', id)
-local ix = ixraw and decode_ix(ixraw)
+local ix = ixraw and decode_place(ixraw)
 local rank = nil
 if ix and ix.q then rank = rank_of(P .. 'queue:' .. ix.q, id, ix) end
 if not rank then

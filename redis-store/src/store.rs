@@ -26,7 +26,7 @@ use crate::conn::Conn;
 use crate::keys::{state_name, Keys};
 use crate::scripts::{Invocation, Library, RunAs, Scripts};
 use crate::values::{
-    decode_value, due_timer, encode_value, from_ms, index_entry, ms, parse_queue_member,
+    decode_value, due_timer, encode_index_entry, encode_value, from_ms, ms, parse_queue_member,
 };
 
 /// How many expired records one purge call forgets at most.
@@ -258,7 +258,7 @@ impl RedisStore {
         guard: &CreateGuard,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let ix = rmp_serde::to_vec_named(&index_entry(record)).map_err(unavailable)?;
+        let ix = encode_index_entry(record).map_err(unavailable)?;
         let keep_ms = (record.storage_deadline() - now).num_milliseconds().max(1);
         let mut inv = self.scripts.put.key(self.keys.svc(&record.id));
         inv.arg(self.keys.prefix())

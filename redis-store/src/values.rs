@@ -15,11 +15,15 @@ use serde::Serialize;
 use crate::keys::state_name;
 
 /// What a write derives from a record: its index entry (see `scripts`).
-/// Kept short: it is stored for every service.
+/// Kept short: it is stored for every service. Two MessagePack maps, one
+/// after the other: this one holds what a read of a waiting service's
+/// place needs (`standing`, `position`, `device_positions` decode only it,
+/// half the work of the whole entry), [`ColdEntry`] the rest, which only
+/// writes read. An entry written before is one map with every field.
 #[derive(Debug, Serialize)]
 pub(crate) struct IndexEntry<'a> {
-    /// Customer number, state, scenario: the three indexes.
-    c: &'a str,
+    /// State and scenario (with the customer, in the second map: the
+    /// three indexes).
     s: &'static str,
     n: &'a str,
     /// While queued: the queue, the member's order prefix, the skills, the
@@ -53,6 +57,16 @@ pub(crate) struct IndexEntry<'a> {
     /// declined agents (empty when none), only when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     rt: Option<String>,
+    /// Storage deadline, ms (a number; text in entries written before).
+    d: i64,
+}
+
+/// The index entry's second map: what only writes (and the purge and the
+/// timer claim) read.
+#[derive(Debug, Serialize)]
+pub(crate) struct ColdEntry<'a> {
+    /// Customer number: the customer index.
+    c: &'a str,
     /// Timers: [kind code, due ms]; the member is `<id>|<code>`, scored by
     /// the due time, or by a claim's lease end (the claim reads the due
     /// time here). An entry written before has `t` instead, with the due
@@ -62,8 +76,6 @@ pub(crate) struct IndexEntry<'a> {
     /// The agent whose load this service counts in.
     #[serde(skip_serializing_if = "Option::is_none")]
     a: Option<&'a str>,
-    /// Storage deadline, ms (a number; text in entries written before).
-    d: i64,
     /// The seat held in the scenario's slot starting at this ms, and the
     /// slot's seats when booked (the limit the write is checked against).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -231,11 +243,19 @@ pub(crate) fn parse_queue_member(member: &str) -> Option<QueueEntry> {
     })
 }
 
-pub(crate) fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
+/// A record's index entry, as the put script is given it: [`IndexEntry`]
+/// then [`ColdEntry`], each a MessagePack map.
+pub(crate) fn encode_index_entry(rec: &ServiceRecord) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    let (hot, cold) = index_entry(rec);
+    let mut packed = rmp_serde::to_vec_named(&hot)?;
+    rmp_serde::encode::write_named(&mut packed, &cold)?;
+    Ok(packed)
+}
+
+pub(crate) fn index_entry(rec: &ServiceRecord) -> (IndexEntry<'_>, ColdEntry<'_>) {
     let queued = rec.is_queued();
     let active = rec.state != engine::record::ServiceState::Completed;
-    IndexEntry {
-        c: &rec.customer_number,
+    let hot = IndexEntry {
         s: state_name(rec.state),
         n: &rec.scenario,
         q: queued.then_some(rec.ticket.queue.as_str()),
@@ -262,20 +282,24 @@ pub(crate) fn index_entry(rec: &ServiceRecord) -> IndexEntry<'_> {
             .as_ref()
             .filter(|_| queued)
             .map(|r| route_field(&r.active())),
+        d: ms(rec.storage_deadline()),
+    };
+    let cold = ColdEntry {
+        c: &rec.customer_number,
         ts: rec
             .timers
             .iter()
             .map(|(kind, due)| (timer_code(*kind), ms(*due)))
             .collect(),
         a: rec.agent.as_deref(),
-        d: ms(rec.storage_deadline()),
         b: rec.seat().map(|(_, slot, _)| ms(slot).to_string()),
         bc: rec.seat().map(|(_, _, seats)| seats),
         r: rec.room_code(),
         ra: rec.room_agent(),
         od: Some(rec.outbox.len()).filter(|n| *n > 0 && active),
         oa: Some(rec.agent_outbox.len()).filter(|n| *n > 0 && active),
-    }
+    };
+    (hot, cold)
 }
 
 /// What records were compressed against before [`RECORD_DICTIONARY`] (the

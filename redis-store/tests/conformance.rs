@@ -175,8 +175,9 @@ async fn members(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<
     zset(raw, key).await.into_iter().map(|(m, _)| m).collect()
 }
 
-/// Service `id`'s index entry, read as a JSON value (it is written as
-/// MessagePack).
+/// Service `id`'s index entry, read as a JSON value: the two MessagePack
+/// maps it is written as (what reads of a place need, then the rest),
+/// merged. Each field is in one of them.
 async fn index_entry(
     raw: &mut redis::aio::MultiplexedConnection,
     store: &RedisStore,
@@ -189,7 +190,23 @@ async fn index_entry(
         .await
         .unwrap();
     assert_ne!(packed.first(), Some(&b'{'), "written as MessagePack");
-    rmp_serde::from_slice(&packed).unwrap()
+    let mut read = std::io::Cursor::new(&packed[..]);
+    let mut entry: serde_json::Map<String, serde_json::Value> =
+        rmp_serde::from_read(&mut read).unwrap();
+    let rest: serde_json::Map<String, serde_json::Value> = rmp_serde::from_read(&mut read).unwrap();
+    assert_eq!(
+        read.position() as usize,
+        packed.len(),
+        "two maps, nothing after"
+    );
+    assert!(
+        entry.contains_key("s") && rest.contains_key("c"),
+        "{entry:?} {rest:?}"
+    );
+    for (k, v) in rest {
+        assert!(entry.insert(k, v).is_none(), "a field in both maps");
+    }
+    serde_json::Value::Object(entry)
 }
 
 /// How many index entries `store`'s namespace holds.
