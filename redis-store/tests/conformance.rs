@@ -10,7 +10,11 @@ use redis_store::testing::RedisServer;
 use redis_store::{RedisConfig, RedisStore};
 
 async fn redis() -> Subject {
-    let server = RedisServer::start();
+    subject(RedisServer::start()).await
+}
+
+/// A store on `server`, with a clock of the test's own.
+async fn subject(server: RedisServer) -> Subject {
     let clock = Arc::new(ManualClock::new(t0()));
     let config = RedisConfig::parse(&server.url).unwrap();
     let store = RedisStore::connect(config, clock.clone()).await.unwrap();
@@ -31,15 +35,8 @@ mod without_functions {
     use super::*;
 
     async fn redis() -> Subject {
-        let server = RedisServer::spawn_local_with("t", &["--rename-command", "FUNCTION", ""]);
-        let clock = Arc::new(ManualClock::new(t0()));
-        let config = RedisConfig::parse(&server.url).unwrap();
-        let store = RedisStore::connect(config, clock.clone()).await.unwrap();
-        Subject {
-            store: Arc::new(store),
-            clock,
-            guard: Box::new(server),
-        }
+        let options = ["--rename-command", "FUNCTION", ""];
+        subject(RedisServer::spawn_local_with("t", &options)).await
     }
 
     engine::store_conformance_tests!(redis);
