@@ -467,15 +467,14 @@ end
 -- claimer fires it with the time it read, which the machine refuses as
 -- stale). One both versions hold at the same time keeps its score, which
 -- may be a claim's lease. Other nodes' timer loops sleep until the
--- earliest timer they saw, so they are woken (PUBLISH) only for a timer
--- due before the earliest one stored.
+-- earliest timer they saw, so they are woken (PUBLISH) only when a timer
+-- this write sets anew is then the earliest stored.
 local had, had_kind = {}, {}
 if old then
   for _, t in ipairs(timers_of(id, old)) do had[t[3]] = t[2]; had_kind[t[1]] = t end
 end
 -- The scores to set and the members to remove each go in one command.
-local holds = {}
-local first = nil
+local holds, fresh = {}, {}
 local adds, gone = {}, {}
 for _, t in ipairs(timers_of(id, new)) do
   local due, m = t[2], t[3]
@@ -490,11 +489,7 @@ for _, t in ipairs(timers_of(id, new)) do
       if kept ~= due and kept % 1 == 0 then kept = kept - 0.5 end
       table.insert(adds, kept)
     else
-      if first == nil then
-        local head = redis.call('ZRANGE', P .. 'timers', '0', '0', 'WITHSCORES')
-        first = head[2] and tonumber(head[2]) or false
-      end
-      if first == false or due < first then wake = true end
+      fresh[m] = true
       table.insert(adds, int_text(due))
     end
     table.insert(adds, m)
@@ -505,6 +500,12 @@ for m in pairs(had) do
 end
 if #gone > 0 then redis.call('ZREM', P .. 'timers', unpack(gone)) end
 if #adds > 0 then redis.call('ZADD', P .. 'timers', unpack(adds)) end
+-- The head's member only: with its score, Redis 7.0 would print the score
+-- with '%.17g' for the reply.
+if next(fresh) then
+  local head = redis.call('ZRANGE', P .. 'timers', '0', '0')[1]
+  if head and fresh[head] then wake = true end
+end
 
 if ixraw ~= oldraw then redis.call('HSET', P .. 'idx', id, ixraw) end
 redis.call('SET', KEYS[1], value, 'PX', int_text(math.max(keep_ms, 1)))

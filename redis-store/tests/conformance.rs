@@ -746,3 +746,63 @@ async fn a_claimed_timer_of_an_expired_service_does_not_keep_it() {
     let mut raw = deployment.raw().await;
     assert_eq!(index_entries(&mut raw, &store).await, 0);
 }
+
+/// Other nodes' timer loops sleep until the earliest timer they saw: a
+/// write wakes them (PUBLISH on `P wake`) when a timer it sets is then the
+/// earliest stored, and only then.
+#[tokio::test]
+async fn a_write_wakes_the_timer_loops_only_for_a_new_earliest_timer() {
+    use engine::store::Store;
+    let deployment = Deployment::start();
+    let store = deployment.node().await;
+    let scenario = engine::testing::ScenarioBuilder::chat_delay().build();
+    let client = redis::Client::open(deployment.server.plain_url.as_str()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub
+        .subscribe(format!("{{{}}}:wake", store.namespace()))
+        .await
+        .unwrap();
+    let mut wakes = pubsub.on_message();
+    // Whether a wake-up comes within `wait_ms`.
+    async fn woke(wakes: &mut (impl futures_util::Stream + Unpin), wait_ms: u64) -> bool {
+        use futures_util::StreamExt;
+        let wait = std::time::Duration::from_millis(wait_ms);
+        tokio::time::timeout(wait, wakes.next()).await.is_ok()
+    }
+    // A service created `minutes` after t0: its timers are due that much
+    // later.
+    let at = |id: &str, minutes: i64| {
+        let new = engine::machine::NewService {
+            id: id.to_owned(),
+            customer_number: format!("+49{id}"),
+            desired_time: None,
+            device_notification_id: None,
+            device_os: None,
+            user_data: Default::default(),
+            booking: None,
+            preferred_agent: None,
+            video: None,
+        };
+        engine::machine::create(new, &scenario, t0() + chrono::Duration::minutes(minutes)).record
+    };
+    // (service, minutes after t0 its timers are armed at, a wake-up?)
+    let cases = [
+        ("first", 0, true),
+        ("later", 5, false),
+        ("earlier", -5, true),
+        ("between", -2, false),
+    ];
+    for (id, minutes, expected) in cases {
+        store.put(&at(id, minutes), None).await.unwrap();
+        // A wake-up comes at once; none is waited for a little.
+        let wait = if expected { 5_000 } else { 300 };
+        assert_eq!(woke(&mut wakes, wait).await, expected, "{id}");
+    }
+    // The earliest timer's own service moves it later: no wake-up, since
+    // its new time is not the earliest any more.
+    let earlier = store.get("earlier").await.unwrap().unwrap();
+    let mut moved = at("earlier", 10);
+    moved.version = earlier.version + 1;
+    store.put(&moved, Some(earlier.version)).await.unwrap();
+    assert!(!woke(&mut wakes, 300).await, "moved later");
+}
