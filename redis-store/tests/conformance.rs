@@ -221,6 +221,17 @@ fn waiting(
     id: &str,
     device: Option<&str>,
 ) -> engine::record::ServiceRecord {
+    waiting_since(scenario, id, device, t0())
+}
+
+/// [`waiting`], created at `at`: its timers are due that much earlier or
+/// later.
+fn waiting_since(
+    scenario: &Arc<engine::scenario::Scenario>,
+    id: &str,
+    device: Option<&str>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> engine::record::ServiceRecord {
     let new = engine::machine::NewService {
         id: id.to_owned(),
         customer_number: format!("+49{id}"),
@@ -232,7 +243,7 @@ fn waiting(
         preferred_agent: None,
         video: None,
     };
-    engine::machine::create(new, scenario, t0()).record
+    engine::machine::create(new, scenario, at).record
 }
 
 /// A deployment written before the store kept `P capacity` and `P qdev`:
@@ -772,18 +783,12 @@ async fn a_write_wakes_the_timer_loops_only_for_a_new_earliest_timer() {
     // A service created `minutes` after t0: its timers are due that much
     // later.
     let at = |id: &str, minutes: i64| {
-        let new = engine::machine::NewService {
-            id: id.to_owned(),
-            customer_number: format!("+49{id}"),
-            desired_time: None,
-            device_notification_id: None,
-            device_os: None,
-            user_data: Default::default(),
-            booking: None,
-            preferred_agent: None,
-            video: None,
-        };
-        engine::machine::create(new, &scenario, t0() + chrono::Duration::minutes(minutes)).record
+        waiting_since(
+            &scenario,
+            id,
+            None,
+            t0() + chrono::Duration::minutes(minutes),
+        )
     };
     // (service, minutes after t0 its timers are armed at, a wake-up?)
     let cases = [
