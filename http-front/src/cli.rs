@@ -257,23 +257,13 @@ const PUSH_CHANNEL: &str = "push";
 impl push::Relay for RedisRelay {
     fn publish(
         &self,
-        message: Vec<u8>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
-        Box::pin(async move {
-            self.0
-                .publish(PUSH_CHANNEL, message)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-
-    fn publish_many(
-        &self,
         messages: Vec<Vec<u8>>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Option<usize>, String>> + Send + '_>,
+    > {
         Box::pin(async move {
             self.0
-                .publish_many(PUSH_CHANNEL, messages)
+                .publish(PUSH_CHANNEL, messages)
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -368,8 +358,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         tracing::info!(namespace = store.namespace(), "Using the Redis store.");
         let wakeups = store.timer_wakeups();
         let store = Arc::new(store);
+        let subscription = store.messages(PUSH_CHANNEL, RELAY_INBOUND);
         let relay = crate::RelayLink {
-            inbound: store.messages(PUSH_CHANNEL, RELAY_INBOUND),
+            inbound: push::fanout::Inbound {
+                messages: subscription.messages,
+                listening: subscription.listening,
+            },
             relay: Arc::new(RedisRelay(store.clone())),
         };
         (store, Some(wakeups), Some(relay))

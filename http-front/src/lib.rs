@@ -185,7 +185,7 @@ impl Default for HttpLimits {
 /// Deliveries out to the other nodes, and theirs in.
 pub struct RelayLink {
     pub relay: Arc<dyn push::Relay>,
-    pub inbound: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    pub inbound: push::fanout::Inbound,
 }
 
 /// How long shutdown waits for push sockets to close.

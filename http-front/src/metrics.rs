@@ -76,6 +76,10 @@ fn handle() -> &'static PrometheusHandle {
             push::registry::PUSH_CLIENTS,
             "Push clients connected to this node, by transport."
         );
+        metrics::describe_gauge!(
+            push::fanout::PUSH_RELAYING,
+            "1 while this node relays push deliveries to other nodes, 0 while no other node listens on the relay."
+        );
         metrics::describe_counter!(
             push::registry::PUSH_DELIVERIES,
             "Notifications a push client proved it received, by transport."

@@ -40,4 +40,5 @@ mod values;
 // The modules are private; what other crates use is re-exported here, at
 // the paths it always had (`redis_store::RedisStore`, …).
 pub use config::{ConfigError, RedisConfig, DEFAULT_OP_TIMEOUT};
+pub use pubsub::Subscription;
 pub use store::RedisStore;

@@ -216,3 +216,17 @@ async fn timer_wakeups_cross_nodes() {
         .await
         .expect("the store heard no wake-up within 10 s");
 }
+
+/// On a cluster a PUBLISH counts only the listeners of the server that took
+/// it, so a publish cannot tell whether another node listens: it says so.
+#[tokio::test]
+async fn a_publish_on_a_cluster_does_not_claim_to_count_its_listeners() {
+    let (store, _clock) = store_in("relay-count").await;
+    let heard = store.messages("relay", 16);
+    let mut listening = heard.listening;
+    tokio::time::timeout(Duration::from_secs(5), listening.wait_for(|up| *up))
+        .await
+        .expect("subscribed within 5 s")
+        .unwrap();
+    assert_eq!(store.publish("relay", vec![b"x".to_vec()]).await, Ok(None));
+}

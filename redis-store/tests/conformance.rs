@@ -811,3 +811,63 @@ async fn a_write_wakes_the_timer_loops_only_for_a_new_earliest_timer() {
     store.put(&moved, Some(earlier.version)).await.unwrap();
     assert!(!woke(&mut wakes, 300).await, "moved later");
 }
+
+/// A publish answers how many listeners heard it, and a subscription says
+/// when it is up and when it was lost: what the push relay needs to tell
+/// whether another node listens.
+#[tokio::test]
+async fn a_publish_counts_its_listeners_and_a_subscription_says_when_it_is_up() {
+    use std::time::Duration;
+    let deployment = Deployment::start();
+    let a = deployment.node().await;
+    let b = deployment.node().await;
+    let within = Duration::from_secs(5);
+    assert_eq!(
+        a.publish("relay", vec![b"nobody".to_vec()]).await,
+        Ok(Some(0))
+    );
+
+    let mut heard = a.messages("relay", 16);
+    tokio::time::timeout(within, heard.listening.wait_for(|up| *up))
+        .await
+        .expect("subscribed within 5 s")
+        .unwrap();
+    let batch = vec![b"one".to_vec(), b"two".to_vec()];
+    assert_eq!(b.publish("relay", batch).await, Ok(Some(1)));
+    for expected in ["one", "two"] {
+        let got = tokio::time::timeout(within, heard.messages.recv()).await;
+        assert_eq!(got.unwrap().unwrap(), expected.as_bytes());
+    }
+    let mut also = b.messages("relay", 16);
+    tokio::time::timeout(within, also.listening.wait_for(|up| *up))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        a.publish("relay", vec![b"three".to_vec()]).await,
+        Ok(Some(2))
+    );
+
+    // The subscription's connection is killed: it says so, and comes back.
+    let mut raw = deployment.raw().await;
+    heard.listening.borrow_and_update();
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    tokio::time::timeout(within, heard.listening.wait_for(|up| !*up))
+        .await
+        .expect("lost within 5 s")
+        .unwrap();
+    tokio::time::timeout(within, heard.listening.wait_for(|up| *up))
+        .await
+        .expect("subscribed again within 5 s")
+        .unwrap();
+    assert_eq!(
+        a.publish("relay", vec![b"four".to_vec()]).await,
+        Ok(Some(2))
+    );
+}

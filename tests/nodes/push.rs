@@ -481,3 +481,90 @@ async fn a_client_on_one_node_hears_what_another_node_made_once() {
         assert_eq!(c.kinds(), Vec::<String>::new(), "{}", c.name);
     }
 }
+
+/// A node's `callbackd_push_relaying` gauge (None before it is set).
+async fn relaying(node: &tests::TestApp) -> Option<u8> {
+    let text = node
+        .client
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("callbackd_push_relaying "))
+        .map(|v| v.trim().parse().expect("0 or 1"))
+}
+
+/// Waits until node `i` says it relays (1) or does not (0).
+async fn wait_relaying(site: &Site, i: usize, expected: u8) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    while relaying(&site.nodes[i].app).await != Some(expected) {
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "node {i} did not come to relaying {expected} within {STEP:?}\n{}",
+                site.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// PUBLISH commands Redis ran so far (the relay's and the put script's).
+async fn publishes(redis: &RedisServer) -> u64 {
+    let client = redis::Client::open(redis.plain_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// A node alone on its Redis publishes nothing for other nodes: only its
+/// own subscription heard its hello. A node that joins says hello, and
+/// from then on a client on it hears what the first node makes; when it
+/// goes, the first node's next publish tells it that it is alone again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_alone_relays_nothing_until_another_node_joins() {
+    let mut site = Site::start(1, RedisServer::start()).await;
+    wait_relaying(&site, 0, 0).await;
+    let a = site.nodes[0].app.base.clone();
+    let create = |base: String, customer: &'static str| async move {
+        let (status, created) = tests::TestApp::at(base)
+            .post_form(
+                "/genesys/1/service/callback/chat-delay",
+                &[
+                    ("_customer_number", customer),
+                    ("_device_notification_id", DEVICE),
+                    ("_device_os", "comet"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "{created}");
+        created["_id"].as_str().expect("_id").to_owned()
+    };
+    // The first create may wake the timer loops (a PUBLISH of the put
+    // script); a later one arms later timers and does not.
+    create(a.clone(), "5550101").await;
+    let before = publishes(&site.redis).await;
+    create(a.clone(), "5550102").await;
+    assert_eq!(publishes(&site.redis).await, before, "nothing relayed");
+
+    site.add_node().await;
+    wait_relaying(&site, 0, 1).await;
+    let b = site.nodes[1].app.base.clone();
+    let device = plain("device on B", &b, "gms_user", DEVICE).await;
+    let id = create(a.clone(), "5550103").await;
+    let queued = device.wait_for("state:QUEUED", &site).await;
+    assert_eq!(queued["data"]["message"]["_id"], id.as_str(), "{queued}");
+
+    site.nodes[1].stop();
+    create(a.clone(), "5550104").await;
+    wait_relaying(&site, 0, 0).await;
+}

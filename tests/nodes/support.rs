@@ -35,6 +35,8 @@ fn hurry_scenario() -> ScenarioBuilder {
 pub struct Site {
     pub redis: RedisServer,
     pub nodes: Vec<Node>,
+    /// Every node's extra environment.
+    env: Vec<(String, String)>,
     /// Scenarios and node logs; removed with the site.
     _dir: tempfile::TempDir,
 }
@@ -77,8 +79,34 @@ impl Site {
         Site {
             redis,
             nodes,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             _dir: dir,
         }
+    }
+
+    /// Starts one more node, named after the last.
+    pub async fn add_node(&mut self) -> &Node {
+        let name = ((b'a' + self.nodes.len() as u8) as char).to_string();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let dir = self._dir.path();
+        let node = Node::start_with_env(
+            NODE_BIN,
+            &name,
+            &self.redis.url,
+            &dir.join("scenarios"),
+            dir,
+            &env,
+        )
+        .await;
+        self.nodes.push(node);
+        self.nodes.last().expect("just started")
     }
 
     pub fn balancer(&self) -> Balancer {

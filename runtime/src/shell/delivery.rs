@@ -208,17 +208,30 @@ impl Shell {
         }
     }
 
-    /// Hands the other nodes' deliveries to this node's push clients.
+    /// Hands the other nodes' deliveries to this node's push clients, and
+    /// tells the fanout when the subscription comes up or is lost.
     pub(super) async fn relayed_task(
         self: Arc<Self>,
-        mut inbound: mpsc::Receiver<Vec<u8>>,
+        inbound: push::fanout::Inbound,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let push::fanout::Inbound {
+            mut messages,
+            mut listening,
+        } = inbound;
+        let mut subscription_ends = false;
         loop {
             tokio::select! {
-                message = inbound.recv() => match message {
+                message = messages.recv() => match message {
                     Some(m) => self.fanout.relayed(&m),
                     None => return,
+                },
+                changed = listening.changed(), if !subscription_ends => match changed {
+                    Ok(()) => {
+                        let up = *listening.borrow_and_update();
+                        self.fanout.listening(up);
+                    }
+                    Err(_) => subscription_ends = true,
                 },
                 _ = shutdown.changed() => return,
             }

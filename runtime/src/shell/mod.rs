@@ -443,7 +443,7 @@ impl Shell {
         self: &Arc<Self>,
         shutdown: watch::Receiver<bool>,
         timer_wakeups: Option<watch::Receiver<()>>,
-        relayed: Option<mpsc::Receiver<Vec<u8>>>,
+        relayed: Option<push::fanout::Inbound>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = vec![
             tokio::spawn(self.clone().router_task(shutdown.clone())),
