@@ -11,9 +11,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::CONTENT_LENGTH;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -54,14 +53,76 @@ impl Admit for BodyGuard {
 
 /// Answers an API request that is not done within `within` with a 503
 /// that says so (tower-http's `TimeoutLayer` answers with an empty body).
-pub async fn request_timeout(State(within): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(within, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => AppError::TimedOut(format!(
-            "the request was not answered within {}ms",
-            within.as_millis()
-        ))
-        .into_response(),
+///
+/// A tower layer, not `from_fn`, for the reason [`crate::request_id`]
+/// gives: a `from_fn` middleware boxes its future and a clone of the
+/// service below on every request.
+#[derive(Clone, Copy)]
+pub struct RequestTimeoutLayer(pub Duration);
+
+impl<S> tower::Layer<S> for RequestTimeoutLayer {
+    type Service = RequestTimeout<S>;
+
+    fn layer(&self, inner: S) -> RequestTimeout<S> {
+        RequestTimeout {
+            inner,
+            within: self.0,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RequestTimeout<S> {
+    inner: S,
+    within: Duration,
+}
+
+impl<S> tower::Service<Request> for RequestTimeout<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TimedRequest<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        TimedRequest {
+            inner: tokio::time::timeout(self.within, self.inner.call(req)),
+            within: self.within,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer, or the 503 once `within` has passed.
+    pub struct TimedRequest<F> {
+        #[pin]
+        inner: tokio::time::Timeout<F>,
+        within: Duration,
+    }
+}
+
+impl<F, E> Future for TimedRequest<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.inner.poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(answer)) => Poll::Ready(answer),
+            Poll::Ready(Err(_)) => Poll::Ready(Ok(AppError::TimedOut(format!(
+                "the request was not answered within {}ms",
+                this.within.as_millis()
+            ))
+            .into_response())),
+        }
     }
 }
 

@@ -209,7 +209,6 @@ fn layered(
     limits: &HttpLimits,
     rate_limit: rate_limit::RateLimit,
 ) -> Router {
-    use axum::middleware::from_fn_with_state;
     use tower_http::catch_panic::CatchPanicLayer;
     // One stack, added with one `layer` call: each `Router::layer` wraps
     // every route in a boxed service of its own, so each call would box a
@@ -237,12 +236,9 @@ fn layered(
         }))
         // Every extractor, ours or axum's, reads at most the API's limit.
         .layer(axum::extract::DefaultBodyLimit::max(form::BODY_LIMIT));
-    api.layer(from_fn_with_state(
-        limits.request_timeout,
-        guard::request_timeout,
-    ))
-    .merge(push)
-    .layer(every_request)
+    api.layer(guard::RequestTimeoutLayer(limits.request_timeout))
+        .merge(push)
+        .layer(every_request)
 }
 
 impl error::AppError {
