@@ -173,7 +173,7 @@ where
 
 /// GET /metrics: the gauges read from the store now, and every counter
 /// and histogram, in Prometheus's text format.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn render(State(state): State<Arc<AppState>>) -> Result<Response, AppError> {
     let handle = handle();
     runtime::metrics::observe(&state.shell).await?;

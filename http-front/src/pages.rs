@@ -133,7 +133,7 @@ pub fn missing(state: &AppState, request: &HeaderMap) -> Response {
 
 /// GET /assets/{path}: a shared file (scripts, styles, translations,
 /// sounds); 404 for anything else.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn asset(Path(path): Path<String>, request: HeaderMap) -> Response {
     // rust-embed holds only what is in the folder; `..` never names a
     // file, but say so plainly rather than rely on it.
@@ -153,7 +153,7 @@ pub async fn asset(Path(path): Path<String>, request: HeaderMap) -> Response {
 
 /// GET /callback/{scenario}: ask for a callback or a chat, wait with the
 /// place in the queue, confirm when the agent is ready, chat.
-#[tracing::instrument(skip_all, fields(scenario = %scenario))]
+#[tracing::instrument(level = "debug", skip_all, fields(scenario = %scenario))]
 pub async fn callback(
     State(state): State<Arc<AppState>>,
     Path(scenario): Path<String>,
@@ -166,7 +166,7 @@ pub async fn callback(
 }
 
 /// GET /book/{scenario}: book a slot of a scheduled scenario.
-#[tracing::instrument(skip_all, fields(scenario = %scenario))]
+#[tracing::instrument(level = "debug", skip_all, fields(scenario = %scenario))]
 pub async fn book(
     State(state): State<Arc<AppState>>,
     Path(scenario): Path<String>,
@@ -180,7 +180,7 @@ pub async fn book(
 
 /// GET /booking/{id}: the customer's booking, by the link with its token
 /// (the page asks the API with it; without it the page says so).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn booking(
     State(state): State<Arc<AppState>>,
     Path(_id): Path<String>,
@@ -191,7 +191,7 @@ pub async fn booking(
 
 /// GET /room/{code}: a video room, one side's page by its link's token
 /// (the page asks the room API with it).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn room(
     State(state): State<Arc<AppState>>,
     Path(_code): Path<String>,
@@ -202,7 +202,7 @@ pub async fn room(
 
 /// GET /video/{service_id}: the join link of a booked video appointment:
 /// the waiting room, then the room.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn waiting_room(
     State(state): State<Arc<AppState>>,
     Path(_id): Path<String>,
@@ -212,13 +212,13 @@ pub async fn waiting_room(
 }
 
 /// GET /supervisor: the supervisor's board.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn supervisor(State(state): State<Arc<AppState>>, request: HeaderMap) -> Response {
     page(&state, "supervisor.html", StatusCode::OK, &request)
 }
 
 /// GET /agent: the agent console.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn agent(State(state): State<Arc<AppState>>, request: HeaderMap) -> Response {
     page(&state, "agent.html", StatusCode::OK, &request)
 }

@@ -229,7 +229,7 @@ pub struct QueuesQuery {
 /// GET /genesys/1/admin/callback/queues?target=&start_time=&end_time=&states=&max=&page=:
 /// `{"<queue>": [service, …], …}`, a page of the matching services (in
 /// queue order); `X-Total-Count` says how many match in all.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn queues(
     State(state): State<Arc<AppState>>,
     Query(q): Query<QueuesQuery>,
@@ -268,7 +268,7 @@ pub async fn queues(
 /// `services` (per scenario, the services on their way to or with an
 /// agent: QUEUED, ROUTING, PROCESSING) and their `total`; and `queues`:
 /// per queue, the active services by state and the oldest waiting one.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn watermarks(
     State(state): State<Arc<AppState>>,
     Query(params): Query<Vec<(String, String)>>,
@@ -352,7 +352,7 @@ pub struct CancelBody {
 /// id is cancelled on its own (reason CANCELLED), its history naming the
 /// caller and the reason; the answer lists what was cancelled and, for the
 /// rest, why not. A bad id is reported, not fatal.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -438,7 +438,7 @@ pub struct ReportBody {
 /// POST /genesys/1/admin/callback/reportcancelled
 /// `{"callback_reason"?, "exported_properties"?, "target"?, "start_time"?, "end_time"?}`:
 /// the completed services with that reason (default CANCELLED) as CSV.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn report_cancelled(
     State(state): State<Arc<AppState>>,
     OptionalJsonBody(body): OptionalJsonBody<ReportBody>,
@@ -478,7 +478,7 @@ pub struct ExportQuery {
 
 /// GET /genesys/1/admin/callback/export?target=&start_time=&end_time=&states=&properties=:
 /// the services the query by queues would list, all of them, as CSV.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn export(
     State(state): State<Arc<AppState>>,
     Query(q): Query<ExportQuery>,
@@ -590,7 +590,7 @@ fn csv_response(file: &str, columns: Vec<String>, records: Vec<ServiceRecord>) -
 
 /// GET /api/v1/agents: every agent with its readiness, queues, limit and
 /// current load (the services it holds or is offered), by id.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn agents(State(state): State<Arc<AppState>>) -> Result<Json<Value>, AppError> {
     let mut agents = state.shell.agents().await?;
     agents.sort_by(|a, b| a.profile.id.cmp(&b.profile.id));
@@ -625,7 +625,7 @@ pub struct MoveBody {
 /// goes to another queue and/or is kept for an agent, with its priority
 /// and age, so its place. The queue must be one an agent serves or a
 /// scenario targets; the agent must exist and serve the queue.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn move_service(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -682,7 +682,7 @@ pub async fn move_service(
 
 /// POST /api/v1/services/{id}/requeue: a service with an agent (ROUTING or
 /// PROCESSING) goes back to its queue with its age; its agent is freed.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn requeue(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

@@ -15,7 +15,7 @@ use crate::requests::agent::AgentBody;
 use crate::AppState;
 
 /// PUT /api/v1/agents/{agent_id}
-#[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(agent_id = %agent_id))]
 pub async fn upsert(
     State(state): State<Arc<AppState>>,
     Path(agent_id): Path<String>,
@@ -28,7 +28,7 @@ pub async fn upsert(
 }
 
 /// GET /api/v1/agents/{agent_id}
-#[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(agent_id = %agent_id))]
 pub async fn show(
     State(state): State<Arc<AppState>>,
     caller: crate::auth::Caller,
@@ -41,7 +41,7 @@ pub async fn show(
 }
 
 /// POST /api/v1/agents/{agent_id}/ready
-#[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(agent_id = %agent_id))]
 pub async fn ready(
     State(state): State<Arc<AppState>>,
     caller: crate::auth::Caller,
@@ -52,7 +52,7 @@ pub async fn ready(
 }
 
 /// POST /api/v1/agents/{agent_id}/not-ready
-#[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(agent_id = %agent_id))]
 pub async fn not_ready(
     State(state): State<Arc<AppState>>,
     caller: crate::auth::Caller,

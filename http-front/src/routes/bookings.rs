@@ -74,7 +74,7 @@ fn view(state: &AppState, record: &ServiceRecord) -> Value {
 }
 
 /// GET /api/v1/bookings/{id}?token=
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn show(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -94,7 +94,7 @@ pub struct MoveBody {
 /// PUT /api/v1/bookings/{id}?token= `{"_new_desired_time"}`: to the open
 /// slot holding that time (the booking rules, and a 409 with the nearest
 /// open slots, as GMS's reschedule).
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn move_booking(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -127,7 +127,7 @@ pub async fn move_booking(
 
 /// DELETE /api/v1/bookings/{id}?token=: cancelled (reason `CANCELLED`);
 /// the seat is free again. Only while `SCHEDULED` (409 after).
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -148,7 +148,7 @@ pub async fn cancel(
 
 /// GET /api/v1/bookings/{id}/invite.ics?token=: the invite, to add the
 /// booking to a calendar.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn invite(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

@@ -32,7 +32,7 @@ use engine::scenario::Scenario;
 /// With an `Idempotency-Key`, a retry (on any node, within
 /// `IDEMPOTENCY_KEEP`) by the same caller answers the first answer and
 /// creates nothing.
-#[tracing::instrument(skip_all, fields(scenario = %scenario))]
+#[tracing::instrument(level = "debug", skip_all, fields(scenario = %scenario))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     caller: crate::auth::Caller,
@@ -284,7 +284,7 @@ fn answer(mut records: Vec<ServiceRecord>) -> Json<Value> {
 }
 
 /// GET /genesys/1/service/callback/{scenario}?key=value&...&operand=AND|OR
-#[tracing::instrument(skip_all, fields(scenario = %scenario))]
+#[tracing::instrument(level = "debug", skip_all, fields(scenario = %scenario))]
 pub async fn query(
     State(state): State<Arc<AppState>>,
     Path(scenario): Path<String>,
@@ -314,7 +314,7 @@ pub async fn query(
 /// (`?_customer_number=…&_callback_state=!COMPLETED`, `operand`), the
 /// query across every scenario, a `backend` call like the query by
 /// scenario.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn query_by_id(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -390,7 +390,7 @@ async fn candidates(
 }
 
 /// DELETE /genesys/1/service/callback/{scenario}/{id}
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
     Path((scenario, id)): Path<(String, String)>,

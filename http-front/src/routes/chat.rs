@@ -18,7 +18,7 @@ use crate::AppState;
 pub(super) const MAX_MESSAGE: usize = 4000;
 
 /// POST /genesys/1/service/{id}/ixn/chat: starts the chat and routes it to the reserved agent.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn start(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -52,7 +52,7 @@ pub async fn start(
 }
 
 /// POST /genesys/1/service/{id}/ixn/chat/startTyping: the agent is told.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn start_typing(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -61,7 +61,7 @@ pub async fn start_typing(
 }
 
 /// POST /genesys/1/service/{id}/ixn/chat/stopTyping
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn stop_typing(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -80,7 +80,7 @@ async fn typing(state: &AppState, id: &str, typing: bool) -> Result<Json<Value>,
 }
 
 /// POST /genesys/1/service/{id}/ixn/chat/send (field `message`)
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn send(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -104,7 +104,7 @@ pub async fn send(
 
 /// POST|GET /genesys/1/service/{id}/ixn/chat/refresh (field `transcriptPosition`, default 1):
 /// the transcript from that position on.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn refresh(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -141,7 +141,7 @@ pub async fn refresh(
 }
 
 /// POST /genesys/1/service/{id}/ixn/chat/disconnect
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn disconnect(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

@@ -14,7 +14,7 @@ use crate::wire;
 use crate::AppState;
 
 /// POST /genesys/1/service/{id}/connect: the customer confirms; answers the StartChat dialog.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn connect(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

@@ -28,7 +28,7 @@ const V1_MODES: [&str; 3] = ["urs", "urs2", "stat"];
 const V2_MODES: [&str; 3] = ["ewt1", "ewt2", "ewt3"];
 
 /// GET /genesys/1/service/ewt-for-vq?name=<vq>[,<vq>...]&aqt=urs|urs2|stat
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn v1(
     State(state): State<Arc<AppState>>,
     Query(params): Query<HashMap<String, String>>,
@@ -38,7 +38,7 @@ pub async fn v1(
 }
 
 /// GET /genesys/2/ewt/{mode}?vq=<vq>[,<vq>...]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn v2(
     State(state): State<Arc<AppState>>,
     Path(mode): Path<String>,
@@ -50,7 +50,7 @@ pub async fn v2(
 
 /// GET /genesys/2/ewt?vq=: StatsService always appends a mode, but GMS's
 /// default (ewt2) is what a bare URL means.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn v2_default(
     State(state): State<Arc<AppState>>,
     Query(params): Query<HashMap<String, String>>,

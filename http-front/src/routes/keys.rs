@@ -28,7 +28,7 @@ pub struct MintBody {
 }
 
 /// POST /api/v1/agents/{agent_id}/keys
-#[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(agent_id = %agent_id))]
 pub async fn mint(
     State(state): State<Arc<AppState>>,
     Path(agent_id): Path<String>,
@@ -57,7 +57,7 @@ pub async fn mint(
 }
 
 /// GET /api/v1/agents/{agent_id}/keys
-#[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(agent_id = %agent_id))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Path(agent_id): Path<String>,
@@ -72,7 +72,7 @@ pub async fn list(
 }
 
 /// DELETE /api/v1/agents/{agent_id}/keys/{name}
-#[tracing::instrument(skip_all, fields(agent_id = %agent_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(agent_id = %agent_id))]
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Path((agent_id, name)): Path<(String, String)>,

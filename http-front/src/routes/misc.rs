@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::error::AppError;
 use crate::AppState;
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn scenarios(State(state): State<Arc<AppState>>) -> Json<Value> {
     let list: Vec<Value> = state
         .shell

@@ -34,7 +34,7 @@ async fn notify(
 }
 
 /// POST /genesys/1/service/{id}/internal-notification: agent desktop → device.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn internal(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -50,7 +50,7 @@ pub async fn internal(
 }
 
 /// POST /genesys/1/service/{id}/agent-notification: device → agent desktop.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn to_agent(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -66,7 +66,7 @@ pub async fn to_agent(
 }
 
 /// POST /genesys/1/service/{id}/retrieve-notifications: the device's outbox, emptied.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn retrieve(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -83,7 +83,7 @@ pub async fn retrieve(
 }
 
 /// POST /genesys/1/service/{id}/retrieve-agent-notifications: the agent outbox, emptied.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn retrieve_agent(
     State(state): State<Arc<AppState>>,
     caller: crate::auth::Caller,

@@ -33,7 +33,7 @@ const MAX_DAYS: i64 = 366;
 /// `{error: null, open, nextOpening, timezone, alwaysOpen, periods: [{start,
 /// end, localStart, localEnd}]}`: the opening periods (whole, one per range
 /// of each local day) that intersect `[start, end]`; `open` is at `start`.
-#[tracing::instrument(skip_all, fields(scenario = %name))]
+#[tracing::instrument(level = "debug", skip_all, fields(scenario = %name))]
 pub async fn calendar(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,

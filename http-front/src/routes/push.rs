@@ -256,7 +256,7 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeUpgrade {
 }
 
 /// POST /genesys/cometd[/...]: a long-polling batch.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn long_poll(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -331,7 +331,7 @@ fn browser_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 /// GET /genesys/cometd: the Bayeux `websocket` transport.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn cometd_socket(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -366,7 +366,7 @@ fn bayeux_for(state: &Arc<AppState>, headers: &HeaderMap) -> Bayeux {
 }
 
 /// GET /api/v1/push/ws?gms_user=...|agent_id=...: the plain WebSocket.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn plain_socket(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -12,7 +12,7 @@ use crate::error::AppError;
 use crate::AppState;
 
 /// POST|GET /genesys/1/service/{id}/check-queue-position
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn check(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

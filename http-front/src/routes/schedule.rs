@@ -137,7 +137,7 @@ async fn open_slots(
 /// ?start=&number-of-days=&end=&max-time-slots=
 ///
 /// GMS v1: `{"<slot start, UTC>": <seats left>, ...}`, open slots only, earliest first.
-#[tracing::instrument(skip_all, fields(scenario = %scenario))]
+#[tracing::instrument(level = "debug", skip_all, fields(scenario = %scenario))]
 pub async fn availability_v1(
     State(state): State<Arc<AppState>>,
     Path(scenario): Path<String>,
@@ -162,7 +162,7 @@ pub async fn availability_v1(
 /// `{slots: [{utcTime, localTime, capacity, total}], durationMin, timezone}`:
 /// `capacity` is the seats left, `total` the slot's seats; full slots are
 /// listed (capacity 0) only with `report-busy=true`.
-#[tracing::instrument(skip_all, fields(scenario = %scenario))]
+#[tracing::instrument(level = "debug", skip_all, fields(scenario = %scenario))]
 pub async fn availability_v2(
     State(state): State<Arc<AppState>>,
     Path(scenario): Path<String>,
@@ -334,7 +334,7 @@ pub(super) async fn refused_seat(
 /// PUT /genesys/1/service/callback/{scenario}/{id} with `_new_desired_time`:
 /// moves a SCHEDULED service to another time (and another slot: the old
 /// seat is freed and the new one taken in the same write).
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn reschedule(
     State(state): State<Arc<AppState>>,
     Path((scenario, id)): Path<(String, String)>,

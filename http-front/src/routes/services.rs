@@ -25,7 +25,7 @@ pub(super) fn full(record: &ServiceRecord) -> Value {
 }
 
 /// GET /api/v1/services/{id}: the full record, with its history.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn show(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -46,7 +46,7 @@ pub struct CompleteQuery {
 
 /// POST /api/v1/services/{id}/complete[?force=true]: refused while the
 /// service's video room is live, unless forced (the room then ends).
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn complete(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -77,7 +77,7 @@ pub struct TypingBody {
 
 /// POST /api/v1/services/{id}/chat/typing `{"typing": true|false}`: the
 /// agent started or stopped typing; the customer's device is told.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn typing(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -98,7 +98,7 @@ pub async fn typing(
 }
 
 /// POST /api/v1/services/{id}/chat: a message from the agent.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn chat(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -150,7 +150,7 @@ fn answering_agent(caller: &Caller, body: AnswerBody) -> Result<String, AppError
 
 /// POST /api/v1/services/{id}/accept: the agent accepts the preview it was
 /// offered (`_agent_preview`); the customer is asked or told now.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn accept(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -166,7 +166,7 @@ pub async fn accept(
 
 /// POST /api/v1/services/{id}/reject: the agent turns the preview down; the
 /// service waits in its queue again, with its age, for another agent.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn reject(
     State(state): State<Arc<AppState>>,
     caller: Caller,

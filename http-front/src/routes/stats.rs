@@ -27,7 +27,7 @@ pub struct HoursQuery {
 /// "created", "answered", "completed", "average_wait_seconds"}]}`, oldest
 /// first, the current hour last. From the stored services (completed ones
 /// while they are kept).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn hours(
     State(state): State<Arc<AppState>>,
     Query(q): Query<HoursQuery>,

@@ -104,7 +104,7 @@ pub fn customer_view(state: &AppState, record: &ServiceRecord) -> Value {
 /// POST /genesys/1/service/{id}/ixn/video: the customer asks for video
 /// from the chat. Fields: `routingData` (JSON, the seed's shape),
 /// `_video_scenario`, `conversationId`.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn start_by_customer(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -126,7 +126,7 @@ pub async fn start_by_customer(
 
 /// GET /genesys/1/service/{id}/ixn/video: the waiting room before a
 /// booked time, else the video as it stands (links, status, survey).
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn show_to_customer(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -172,7 +172,7 @@ fn agent_view(state: &AppState, record: &ServiceRecord) -> Value {
 
 /// POST /api/v1/services/{id}/video: the agent starts video from the chat
 /// (Twilio's video button), or opens a new room after a call ended.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn start_by_agent(
     State(state): State<Arc<AppState>>,
     caller: crate::auth::Caller,
@@ -283,7 +283,7 @@ fn room_view(state: &AppState, record: &ServiceRecord, party: Party) -> Value {
 }
 
 /// GET /api/v1/rooms/{code}
-#[tracing::instrument(skip_all, fields(room = %code))]
+#[tracing::instrument(level = "debug", skip_all, fields(room = %code))]
 pub async fn show_room(
     State(state): State<Arc<AppState>>,
     Path(code): Path<String>,
@@ -294,7 +294,7 @@ pub async fn show_room(
 }
 
 /// POST /api/v1/rooms/{code}/{action}: accept, decline, join, leave.
-#[tracing::instrument(skip_all, fields(room = %code, action = %action))]
+#[tracing::instrument(level = "debug", skip_all, fields(room = %code, action = %action))]
 pub async fn room_action(
     State(state): State<Arc<AppState>>,
     Path((code, action)): Path<(String, String)>,
@@ -331,7 +331,7 @@ pub struct SignalBody {
 /// POST /api/v1/rooms/{code}/signal: SDP or ICE for the other side, passed
 /// on through the push channel (`service.video.signal.<id>` to the
 /// device, `agent.video.signal.<id>` to the agent). Nothing is stored.
-#[tracing::instrument(skip_all, fields(room = %code))]
+#[tracing::instrument(level = "debug", skip_all, fields(room = %code))]
 pub async fn signal(
     State(state): State<Arc<AppState>>,
     Path(code): Path<String>,
@@ -380,7 +380,7 @@ pub struct SurveyBody {
 
 /// POST /api/v1/rooms/{code}/survey `{"score": 1..=scale, "comment"?}`:
 /// the customer's answer after the call, stored on the service.
-#[tracing::instrument(skip_all, fields(room = %code))]
+#[tracing::instrument(level = "debug", skip_all, fields(room = %code))]
 pub async fn survey(
     State(state): State<Arc<AppState>>,
     Path(code): Path<String>,

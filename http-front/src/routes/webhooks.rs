@@ -18,7 +18,7 @@ use crate::AppState;
 /// GET /api/v1/webhooks/deliveries: the most recent attempts of every node
 /// (newest first), delivered or not, with the receiver's status or the
 /// error.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn deliveries(State(state): State<Arc<AppState>>) -> Result<Json<Value>, AppError> {
     let attempts = state.shell.webhook_attempts().await?;
     let failed = attempts.iter().filter(|a| !a.delivered).count();
@@ -27,7 +27,7 @@ pub async fn deliveries(State(state): State<Arc<AppState>>) -> Result<Json<Value
 
 /// POST /api/v1/services/{id}/webhooks/retry: the service's given-up
 /// webhook events go back in line, to be delivered again from now.
-#[tracing::instrument(skip_all, fields(service_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(service_id = %id))]
 pub async fn retry(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
