@@ -38,7 +38,7 @@ pub struct Site {
     /// Every node's extra environment.
     env: Vec<(String, String)>,
     /// Scenarios and node logs; removed with the site.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Site {
@@ -83,7 +83,7 @@ impl Site {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            _dir: dir,
+            dir,
         }
     }
 
@@ -95,7 +95,7 @@ impl Site {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let dir = self._dir.path();
+        let dir = self.dir.path();
         let node = Node::start_with_env(
             NODE_BIN,
             &name,
