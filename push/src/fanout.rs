@@ -131,8 +131,10 @@ impl Company {
         f(&mut state);
         let relaying = state.others || !state.listening;
         if self.relaying.swap(relaying, Ordering::Relaxed) != relaying {
-            if relaying {
-                info!("Another node may listen on the relay: deliveries are relayed.");
+            if !state.listening {
+                info!("This node does not listen on the relay now: deliveries are relayed in case another node does.");
+            } else if relaying {
+                info!("Another node listens on the relay: deliveries are relayed.");
             } else {
                 info!("No other node listens on the relay: deliveries are not relayed until one says hello.");
             }
