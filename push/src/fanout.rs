@@ -23,8 +23,8 @@
 //! **A node alone relays nothing.** A publish answers how many listeners
 //! heard it; when only this node's own subscription did, no other node is
 //! there, and the node stops building and publishing messages for others
-//! (on one node they were a sixth of a create's work, heard back only by
-//! itself). A node that subscribes says so with a hello (kind `h`, no key,
+//! (on one node they were more than a quarter of a create's instructions,
+//! heard back only by itself). A node that subscribes says so with a hello (kind `h`, no key,
 //! no delivery), so the nodes already there relay again; any message from
 //! another node does too. Until a publish says otherwise, and whenever its
 //! own subscription is down, a node takes it that others listen.
