@@ -129,11 +129,13 @@ impl Keys {
 
     /// List: a queue's last samples of one kind, newest first.
     pub fn stats(&self, queue: &str, kind: SampleKind) -> String {
-        let kind = match kind {
-            SampleKind::Wait => "wait",
-            SampleKind::Handle => "handle",
-        };
-        self.key(&["stats:", queue, ":", kind])
+        self.key(&["stats:", queue, ":", sample_kind(kind)])
+    }
+
+    /// Hash: a queue's sample counts and sums, `<kind>:n` and `<kind>:sum`
+    /// (`add_sample` writes them with the lists).
+    pub fn stats_sums(&self, queue: &str) -> String {
+        self.key(&["stats:", queue, ":sums"])
     }
 
     /// Hash: a scenario's slot start ms → seats taken.
@@ -197,6 +199,14 @@ pub(crate) fn state_name(s: ServiceState) -> &'static str {
         ServiceState::WaitForUserConfirm => "wait_for_user_confirm",
         ServiceState::Connected => "connected",
         ServiceState::Completed => "completed",
+    }
+}
+
+/// A sample kind as the keys and the sums hash's fields spell it.
+pub fn sample_kind(kind: SampleKind) -> &'static str {
+    match kind {
+        SampleKind::Wait => "wait",
+        SampleKind::Handle => "handle",
     }
 }
 

@@ -633,15 +633,15 @@ impl Store for RedisStore {
         if !QueueStats::accepts(seconds) {
             return Ok(());
         }
-        let key = self.keys.stats(queue, kind);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .lpush(&key, seconds)
-            .ignore()
-            .ltrim(&key, 0, WINDOW as isize - 1)
-            .ignore();
-        self.call(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
+        let mut inv = self
+            .scripts
+            .add_sample
+            .keys(&[self.keys.stats(queue, kind), self.keys.stats_sums(queue)]);
+        inv.arg(seconds)
+            .arg(WINDOW - 1)
+            .arg(crate::keys::sample_kind(kind));
+        let _: i64 = self.run(inv).await?;
+        Ok(())
     }
 
     async fn queue_stats(&self, queue: &str) -> Result<QueueStats, StoreError> {

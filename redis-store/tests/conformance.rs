@@ -871,3 +871,96 @@ async fn a_publish_counts_its_listeners_and_a_subscription_says_when_it_is_up() 
         Ok(Some(2))
     );
 }
+
+/// A queue's sample counts and sums are written with its lists, so
+/// check-queue-position reads two numbers a kind, not the lists; the
+/// window holds, and the averages are the ones the lists give. Lists that
+/// a node before the sums wrote (no sums hash) are still summed.
+#[tokio::test]
+async fn a_queue_s_sample_sums_are_kept_with_its_lists() {
+    use engine::stats::{SampleKind, WINDOW};
+    use engine::store::Store;
+    let deployment = Deployment::start();
+    let mut raw = deployment.raw().await;
+    let (store, _scenario, a, _b) = deployment.two_waiting().await;
+    let sums_key = format!("{{{}}}:stats:support:sums", store.namespace());
+    let sums = |raw: &mut redis::aio::MultiplexedConnection| {
+        let (mut raw, key) = (raw.clone(), sums_key.clone());
+        async move {
+            let all: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+                .arg(key)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            all
+        }
+    };
+    for seconds in [30.5, 10.25] {
+        store
+            .add_sample("support", SampleKind::Wait, seconds)
+            .await
+            .unwrap();
+    }
+    store
+        .add_sample("support", SampleKind::Handle, 200.0)
+        .await
+        .unwrap();
+    let expected: std::collections::BTreeMap<String, String> = [
+        ("wait:n", "2"),
+        ("wait:sum", "40.75"),
+        ("handle:n", "1"),
+        ("handle:sum", "200"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(sums(&mut raw).await, expected);
+    async fn averages(store: &RedisStore, id: &str) -> engine::stats::QueueAverages {
+        store.standing(id).await.unwrap().expect("a waits").averages
+    }
+    let read = averages(&store, &a.id).await;
+    assert_eq!((read.wait, read.handle), (Some(20.375), Some(200.0)));
+
+    // Past the window: the oldest go, from the list and from the sum.
+    for n in 0..WINDOW + 10 {
+        store
+            .add_sample("support", SampleKind::Wait, n as f64)
+            .await
+            .unwrap();
+    }
+    let kept: f64 = (10..WINDOW + 10).map(|n| n as f64).sum();
+    let now = sums(&mut raw).await;
+    assert_eq!(now["wait:n"], WINDOW.to_string());
+    assert_eq!(now["wait:sum"].parse::<f64>().unwrap(), kept);
+    assert_eq!(
+        averages(&store, &a.id).await.wait,
+        Some(kept / WINDOW as f64)
+    );
+    let stats = store.queue_stats("support").await.unwrap();
+    assert_eq!(stats.waits.len(), WINDOW);
+    assert_eq!(stats.waits.iter().sum::<f64>(), kept);
+
+    // check-queue-position reads the sums, not the lists.
+    let _: () = redis::cmd("HSET")
+        .arg(&sums_key)
+        .arg("wait:n")
+        .arg("1")
+        .arg("wait:sum")
+        .arg("7")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(averages(&store, &a.id).await.wait, Some(7.0));
+
+    // Lists without sums (as a node before them left them): summed as read.
+    let _: () = redis::cmd("DEL")
+        .arg(&sums_key)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let read = averages(&store, &a.id).await;
+    assert_eq!(
+        (read.wait, read.handle),
+        (Some(kept / WINDOW as f64), Some(200.0))
+    );
+}
