@@ -172,6 +172,12 @@ impl Company {
     /// Another node was heard from: it listens, unless it is between two
     /// subscriptions (and then its hello follows).
     fn heard_from_another(&self) {
+        // Called for every message another node relays: no lock while this
+        // node relays anyway (then `others` is true, or this node is not
+        // listening and takes it that others listen when it is again).
+        if self.relaying.load(Ordering::Relaxed) {
+            return;
+        }
         self.update(|s| {
             if !s.others {
                 s.others = true;
