@@ -4,8 +4,10 @@
 //! No step under the lock grows with the store, so a growing store never
 //! stalls the server:
 //!
-//! - maps keyed by service id are split into [`Shards`], so when one grows
-//!   it rehashes a sixty-fourth of the entries, never all of them at once;
+//! - maps keyed by service id, customer or device, and the sets of
+//!   services by state and by scenario, are split into [`Shards`], so when
+//!   one grows it rehashes a sixty-fourth of the entries, never all of them
+//!   at once;
 //! - records are kept as `Arc`s: a read copies a pointer under the lock and
 //!   the record after it; every index names a service by one shared `Id`;
 //! - a queue is an order-statistic B-tree (`indexset`), so a place in it
@@ -14,13 +16,13 @@
 //!   scenario's active services as it goes, so a create guard never walks
 //!   the scenario's records.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use hashbrown::hash_table::{self, HashTable};
 
 use super::*;
 use crate::clock::Clock;
@@ -34,32 +36,48 @@ type Id = Arc<str>;
 /// one, held without an allocation of its own.
 type IdList = smallvec::SmallVec<[Id; 1]>;
 
+/// A set of services.
+type IdSet = Shards<Id, ()>;
+
 type QueueKey = (std::cmp::Reverse<i32>, DateTime<Utc>, Id);
 
-/// How many maps a [`Shards`] splits its entries over.
+/// How many tables a [`Shards`] splits its entries over.
 const SHARDS: usize = 64;
 
-/// A hash map split into [`SHARDS`] maps by the key's hash: a map that
-/// outgrows its table rehashes everything it holds in one step, which at
-/// a quarter of a million services is most of a second; a shard holds a
-/// sixty-fourth of them.
+/// A hash map split into [`SHARDS`] tables by the key's hash: a table
+/// that outgrows itself rehashes everything it holds in one step, which
+/// at a quarter of a million services is most of a second; a shard holds
+/// a sixty-fourth of them.
+///
+/// A key is hashed once per operation (the shard and the slot in it come
+/// from the same hash), with foldhash rather than std's SipHash: in a
+/// profile of creates into a growing store, SipHash was a sixth of the
+/// store's time, most of it hashing every key again when a shard grew.
+/// foldhash is seeded at random for each map, so keys a client chooses
+/// (customer numbers, device ids) cannot be picked to collide.
 struct Shards<K, V> {
-    pick: RandomState,
-    maps: Vec<HashMap<K, V>>,
+    seed: foldhash::fast::RandomState,
+    tables: Box<[HashTable<(K, V)>]>,
 }
 
 impl<K: Hash + Eq, V> Default for Shards<K, V> {
     fn default() -> Self {
         Shards {
-            pick: RandomState::new(),
-            maps: (0..SHARDS).map(|_| HashMap::new()).collect(),
+            seed: foldhash::fast::RandomState::default(),
+            tables: (0..SHARDS).map(|_| HashTable::new()).collect(),
         }
     }
 }
 
 impl<K: Hash + Eq, V> Shards<K, V> {
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        (self.pick.hash_one(key) as usize) % SHARDS
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.seed.hash_one(key)
+    }
+
+    /// The shard: bits the table does not use for the slot (the low ones)
+    /// or the tag it keeps of each hash (the top seven).
+    fn shard(hash: u64) -> usize {
+        (hash >> 40) as usize % SHARDS
     }
 
     fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
@@ -67,7 +85,10 @@ impl<K: Hash + Eq, V> Shards<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.maps[self.shard(key)].get_key_value(key)
+        let h = self.hash(key);
+        self.tables[Self::shard(h)]
+            .find(h, |(k, _)| k.borrow() == key)
+            .map(|(k, v)| (k, v))
     }
 
     fn get<Q>(&self, key: &Q) -> Option<&V>
@@ -75,7 +96,7 @@ impl<K: Hash + Eq, V> Shards<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.maps[self.shard(key)].get(key)
+        self.get_key_value(key).map(|(_, v)| v)
     }
 
     fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
@@ -83,13 +104,38 @@ impl<K: Hash + Eq, V> Shards<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let i = self.shard(key);
-        self.maps[i].get_mut(key)
+        let h = self.hash(key);
+        self.tables[Self::shard(h)]
+            .find_mut(h, |(k, _)| k.borrow() == key)
+            .map(|(_, v)| v)
+    }
+
+    /// The value under `key`, made by `make` (with the key to keep) when
+    /// there is none.
+    fn get_or_insert_with<Q>(&mut self, key: &Q, make: impl FnOnce() -> (K, V)) -> &mut V
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let h = self.hash(key);
+        let Shards { seed, tables } = self;
+        let entry =
+            tables[Self::shard(h)].entry(h, |(k, _)| k.borrow() == key, |(k, _)| seed.hash_one(k));
+        &mut entry.or_insert_with(make).into_mut().1
     }
 
     fn insert(&mut self, key: K, value: V) -> Option<V> {
-        let i = self.shard(&key);
-        self.maps[i].insert(key, value)
+        let h = self.hash(&key);
+        let Shards { seed, tables } = self;
+        match tables[Self::shard(h)].entry(h, |(k, _)| *k == key, |(k, _)| seed.hash_one(k)) {
+            hash_table::Entry::Occupied(mut e) => {
+                Some(std::mem::replace(&mut e.get_mut().1, value))
+            }
+            hash_table::Entry::Vacant(e) => {
+                e.insert((key, value));
+                None
+            }
+        }
     }
 
     fn remove<Q>(&mut self, key: &Q) -> Option<V>
@@ -97,13 +143,19 @@ impl<K: Hash + Eq, V> Shards<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let i = self.shard(key);
-        self.maps[i].remove(key)
+        let h = self.hash(key);
+        self.tables[Self::shard(h)]
+            .find_entry(h, |(k, _)| k.borrow() == key)
+            .ok()
+            .map(|e| e.remove().0 .1)
     }
 
-    fn entry(&mut self, key: K) -> std::collections::hash_map::Entry<'_, K, V> {
-        let i = self.shard(&key);
-        self.maps[i].entry(key)
+    fn is_empty(&self) -> bool {
+        self.tables.iter().all(HashTable::is_empty)
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &K> {
+        self.tables.iter().flat_map(|t| t.iter().map(|(k, _)| k))
     }
 }
 
@@ -112,8 +164,11 @@ struct Inner {
     records: Shards<Id, Arc<ServiceRecord>>,
     /// Customer number → its services (a customer has few).
     by_customer: Shards<Box<str>, IdList>,
-    by_state: HashMap<ServiceState, BTreeSet<Id>>,
-    by_scenario: HashMap<String, BTreeSet<Id>>,
+    /// The services in each state, and of each scenario. Sets in no order
+    /// (`find` answers in none): a B-tree of random ids took a dozen
+    /// comparisons, each a likely cache miss, for every insert.
+    by_state: HashMap<ServiceState, IdSet>,
+    by_scenario: HashMap<String, IdSet>,
     queues: HashMap<String, indexset::BTreeSet<QueueKey>>,
     /// Device → its services waiting in a queue (the positions pushed).
     waiting_by_device: Shards<Box<str>, IdList>,
@@ -268,7 +323,7 @@ impl Inner {
                 remove_from(&mut self.by_state, &s, id);
             }
             if let Some(s) = new.map(state) {
-                self.by_state.entry(s).or_default().insert(id.clone());
+                self.by_state.entry(s).or_default().insert(id.clone(), ());
             }
         }
         fn scenario(r: &ServiceRecord) -> &str {
@@ -282,7 +337,7 @@ impl Inner {
                 self.by_scenario
                     .entry(s.to_owned())
                     .or_default()
-                    .insert(id.clone());
+                    .insert(id.clone(), ());
             }
         }
         fn queued(r: &ServiceRecord) -> Option<(&str, i32, DateTime<Utc>)> {
@@ -608,7 +663,9 @@ fn queue_key(id: &Id, record: &ServiceRecord) -> QueueKey {
 /// Adds `id` to the short list under `key` (a customer's services, a
 /// device's waiting ones).
 fn list_add(lists: &mut Shards<Box<str>, IdList>, key: &str, id: &Id) {
-    lists.entry(key.into()).or_default().push(id.clone());
+    lists
+        .get_or_insert_with(key, || (key.into(), IdList::new()))
+        .push(id.clone());
 }
 
 /// Takes `id` out of the list under `key`, and the list once empty.
@@ -622,7 +679,7 @@ fn list_remove(lists: &mut Shards<Box<str>, IdList>, key: &str, id: &Id) {
     }
 }
 
-fn remove_from<K, Q>(map: &mut HashMap<K, BTreeSet<Id>>, key: &Q, id: &Id)
+fn remove_from<K, Q>(map: &mut HashMap<K, IdSet>, key: &Q, id: &Id)
 where
     K: Hash + Eq + std::borrow::Borrow<Q>,
     Q: Hash + Eq + ?Sized,
@@ -674,9 +731,11 @@ impl Store for MemoryStore {
                 IndexKey::Customer(c) => {
                     records(&mut inner.by_customer.get(c.as_str()).into_iter().flatten())
                 }
-                IndexKey::State(s) => records(&mut inner.by_state.get(s).into_iter().flatten()),
+                IndexKey::State(s) => {
+                    records(&mut inner.by_state.get(s).into_iter().flat_map(IdSet::keys))
+                }
                 IndexKey::Scenario(s) => {
-                    records(&mut inner.by_scenario.get(s).into_iter().flatten())
+                    records(&mut inner.by_scenario.get(s).into_iter().flat_map(IdSet::keys))
                 }
             }
         };
@@ -1089,5 +1148,87 @@ impl Store for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::Shards;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u16, u32),
+        Remove(u16),
+        Push(u16, u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Few keys, so operations meet the same key again.
+        let key = 0u16..300;
+        prop_oneof![
+            (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            key.clone().prop_map(Op::Remove),
+            (key, any::<u32>()).prop_map(|(k, v)| Op::Push(k, v)),
+        ]
+    }
+
+    proptest! {
+        /// Shards answer as one hash map would, across every shard and
+        /// through the growth of each table.
+        #[test]
+        fn shards_are_one_map(ops in proptest::collection::vec(op(), 1..2_000)) {
+            let mut shards: Shards<Box<str>, Vec<u32>> = Shards::default();
+            let mut model: HashMap<String, Vec<u32>> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => {
+                        let key = format!("key-{k}");
+                        prop_assert_eq!(
+                            shards.insert(key.as_str().into(), vec![v]),
+                            model.insert(key, vec![v])
+                        );
+                    }
+                    Op::Remove(k) => {
+                        let key = format!("key-{k}");
+                        prop_assert_eq!(shards.remove(key.as_str()), model.remove(&key));
+                    }
+                    Op::Push(k, v) => {
+                        let key = format!("key-{k}");
+                        shards.get_or_insert_with(key.as_str(), || (key.as_str().into(), Vec::new())).push(v);
+                        model.entry(key).or_default().push(v);
+                    }
+                }
+            }
+            prop_assert_eq!(shards.is_empty(), model.is_empty());
+            let mut keys: Vec<&str> = shards.keys().map(|k| &**k).collect();
+            keys.sort();
+            let mut expected: Vec<&str> = model.keys().map(String::as_str).collect();
+            expected.sort();
+            prop_assert_eq!(keys, expected);
+            for (k, v) in &model {
+                prop_assert_eq!(shards.get(k.as_str()), Some(v));
+                prop_assert_eq!(shards.get_key_value(k.as_str()).map(|(k, _)| &**k), Some(k.as_str()));
+            }
+            if let Some(k) = model.keys().next() {
+                shards.get_mut(k.as_str()).unwrap().push(7);
+                prop_assert_eq!(shards.get(k.as_str()).unwrap().last(), Some(&7));
+            }
+        }
+
+        /// The keys spread over the shards.
+        #[test]
+        fn keys_spread_over_the_shards(n in 2_000usize..3_000) {
+            let mut shards: Shards<Box<str>, ()> = Shards::default();
+            for i in 0..n {
+                shards.insert(format!("+1408{i:07}").into(), ());
+            }
+            let fullest = shards.tables.iter().map(|t| t.len()).max().unwrap();
+            // An even spread puts n / 64 (31 to 47) in each.
+            prop_assert!(fullest < n / super::SHARDS * 2, "{fullest} of {n} in one shard");
+        }
     }
 }
