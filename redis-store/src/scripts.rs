@@ -33,6 +33,11 @@ local P = ARGV[1]
 -- create's Lua). '%d' takes the integer path.
 local function int_text(n) return string.format('%d', n) end
 
+-- The timer kinds' codes as text, for members: a lookup, not a format.
+-- (A literal: a library's own code runs without `string` when it loads.)
+local CODE_TEXT = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11', '12', '13', '14', '15', '16', '17', '18', '19', '20', '21', '22', '23', '24', '25', '26', '27', '28', '29', '30', '31'}
+local function code_text(code) return CODE_TEXT[code] or int_text(code) end
+
 -- A record is stored as "<version>:<payload>".
 local function version_of(raw)
   if not raw then return nil end
@@ -140,11 +145,13 @@ local function ids_key(ix) return P .. 'ids:' .. ix.s .. ':' .. ix.n end
 -- devices') and oa (the agents'), summed over the index entries, which
 -- hold an active service's outbox lengths. Counts entry `ix` in and `old`
 -- out (either may be nil), in one HINCRBY per field that changed.
+local function outbox_add(f, ix, old)
+  local n = tonumber(ix and ix[f] or 0) - tonumber(old and old[f] or 0)
+  if n ~= 0 then redis.call('HINCRBY', P .. 'outboxes', f, int_text(n)) end
+end
 local function outboxes_add(ix, old)
-  for _, f in ipairs({'od', 'oa'}) do
-    local n = tonumber(ix and ix[f] or 0) - tonumber(old and old[f] or 0)
-    if n ~= 0 then redis.call('HINCRBY', P .. 'outboxes', f, int_text(n)) end
-  end
+  outbox_add('od', ix, old)
+  outbox_add('oa', ix, old)
 end
 
 local function cust_add(number, id) list_add('cust', number, id) end
@@ -199,10 +206,10 @@ local function timers_of(id, ix)
   if ix.timers_of then return ix.timers_of end
   local out = {}
   for _, t in ipairs(ix.ts or {}) do
-    table.insert(out, {t[1], tonumber(t[2]), id .. '|' .. int_text(t[1])})
+    table.insert(out, {t[1], tonumber(t[2]), id .. '|' .. code_text(t[1])})
   end
   for _, t in ipairs(ix.t or {}) do
-    table.insert(out, {t[1], tonumber(t[2]), id .. '|' .. int_text(t[1]) .. '|' .. t[2]})
+    table.insert(out, {t[1], tonumber(t[2]), id .. '|' .. code_text(t[1]) .. '|' .. t[2]})
   end
   ix.timers_of = out
   return out
@@ -300,15 +307,18 @@ end
 /// put(record, expected_version): compare-and-set plus every derived index.
 ///
 /// KEYS[1] = the record's key. ARGV = prefix, id, expected version ('' when
-/// creating), the stored value ("<version>:<payload>"), index entry JSON, ms
-/// to keep the record, now in ms, and for a guarded create the most active
-/// services of its customer and of its scenario ('' for no limit). Answers
+/// creating), the stored value ("<version>:<payload>"), index entry, ms
+/// to keep the record (a whole number, at least 1: `SET ... PX` is given
+/// it as it is), now in ms, and for a guarded create the most active
+/// services of its customer and of its scenario ('' for no limit), then the
+/// due time of each of the entry's timers (`ts`), in its order, as text
+/// (made in Lua, each would cost a float format). Answers
 /// OK, EXISTS, MISSING, CONFLICT, CUSTOMER, SCENARIO (a guard refused), FULL,
 /// `AGENT:<why>`, ROOM (another stored service has the room code) or
 /// `INROOM:<service>` (the agent is in that other service's live room).
 const PUT: &str = r#"
 local id, expected, value, ixraw = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local keep_ms, now = tonumber(ARGV[6]), tonumber(ARGV[7])
+local now = tonumber(ARGV[7])
 local wake = false
 
 local stored = redis.call('GET', KEYS[1])
@@ -476,7 +486,7 @@ end
 -- The scores to set and the members to remove each go in one command.
 local holds, fresh = {}, {}
 local adds, gone = {}, {}
-for _, t in ipairs(timers_of(id, new)) do
+for i, t in ipairs(timers_of(id, new)) do
   local due, m = t[2], t[3]
   holds[m] = true
   if had[m] ~= due then
@@ -490,7 +500,7 @@ for _, t in ipairs(timers_of(id, new)) do
       table.insert(adds, kept)
     else
       fresh[m] = true
-      table.insert(adds, int_text(due))
+      table.insert(adds, ARGV[9 + i] or int_text(due))
     end
     table.insert(adds, m)
   end
@@ -508,7 +518,7 @@ if next(fresh) then
 end
 
 if ixraw ~= oldraw then redis.call('HSET', P .. 'idx', id, ixraw) end
-redis.call('SET', KEYS[1], value, 'PX', int_text(math.max(keep_ms, 1)))
+redis.call('SET', KEYS[1], value, 'PX', ARGV[6])
 if wake then redis.call('PUBLISH', P .. 'wake', 'timer') end
 return 'OK'
 "#;

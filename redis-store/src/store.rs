@@ -27,6 +27,7 @@ use crate::keys::{state_name, Keys};
 use crate::scripts::{Invocation, Library, RunAs, Scripts};
 use crate::values::{
     decode_value, due_timer, encode_index_entry, encode_value, from_ms, ms, parse_queue_member,
+    timer_dues,
 };
 
 /// How many expired records one purge call forgets at most.
@@ -270,6 +271,9 @@ impl RedisStore {
             .arg(ms(now))
             .arg(limit_arg(guard.max_active_for_customer))
             .arg(limit_arg(guard.max_active_in_scenario));
+        for due in timer_dues(record) {
+            inv.arg(due);
+        }
         let answer: String = self.run(inv).await?;
         let id = record.id.clone();
         match answer.as_str() {

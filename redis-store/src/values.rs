@@ -302,6 +302,12 @@ pub(crate) fn index_entry(rec: &ServiceRecord) -> (IndexEntry<'_>, ColdEntry<'_>
     (hot, cold)
 }
 
+/// The due times (ms) of a record's timers, in the order its index entry
+/// lists them (`ColdEntry::ts`): the put script is given them as text.
+pub(crate) fn timer_dues(rec: &ServiceRecord) -> impl Iterator<Item = i64> + '_ {
+    rec.timers.iter().map(|(_, due)| ms(*due))
+}
+
 /// What records were compressed against before [`RECORD_DICTIONARY`] (the
 /// `s` values): a record's usual keys and values (a preset dictionary),
 /// so a small record does not spend its bytes spelling out
