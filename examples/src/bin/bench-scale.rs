@@ -40,7 +40,8 @@
 //! - `redis`: a redis-server of its own (no persistence) on the server
 //!   core. `redis-benchmark -t set` with `--connections` clients (on the
 //!   client core) is the baseline; then creates through callbackd on that
-//!   Redis, then check-queue-position of waiting services, each over SET's
+//!   Redis, then check-queue-position of waiting services in a queue with
+//!   history (the whole window of wait and handle samples), each over SET's
 //!   rate. Then Redis's `used_memory` growth per waiting service, over
 //!   `--redis-services` creates.
 //!
@@ -53,6 +54,8 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use clap::Parser;
+use engine::stats::SampleKind;
+use engine::store::Store;
 use engine::testing::ScenarioBuilder;
 use examples::bench::{median, percentile, pinning, Redis, Server, ServerSpec};
 use examples::load::{self, Outcome, Stop};
@@ -380,6 +383,27 @@ impl Bench {
         redis.print_commands(created.samples.len())?;
         self.report(profile)?;
         print_rate("create on Redis", &created);
+        // A queue with history, as one in service has: the whole window of
+        // wait and handle samples, so each check-queue-position reads the
+        // averages it would in production (a queue without samples hid
+        // what summing them cost).
+        let queue = ScenarioBuilder::chat_delay().build().target.queue.clone();
+        let url = format!("redis://127.0.0.1:{}/0", redis.port);
+        let store = redis_store::RedisStore::connect(
+            redis_store::RedisConfig::parse(&url)?,
+            std::sync::Arc::new(runtime::clock::SystemClock),
+        )
+        .await?;
+        for i in 0..engine::stats::WINDOW {
+            let seconds = i as f64;
+            store
+                .add_sample(&queue, SampleKind::Wait, 20.0 + seconds)
+                .await?;
+            store
+                .add_sample(&queue, SampleKind::Handle, 200.0 + seconds)
+                .await?;
+        }
+        drop(store);
         // Check-queue-position for waiting services spread over the queue.
         let client = reqwest::Client::new();
         let mut ids = Vec::new();
