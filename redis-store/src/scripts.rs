@@ -321,10 +321,14 @@ local id, expected, value, ixraw = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local now = tonumber(ARGV[7])
 local wake = false
 
-local stored = redis.call('GET', KEYS[1])
+local oldraw = redis.call('HGET', P .. 'idx', id)
+-- Only this script writes a record, always with its index entry, and
+-- `forget` removes both: a create that finds no entry has no record to
+-- read (a create's usual case, one call fewer).
+local stored = nil
+if oldraw or expected ~= '' then stored = redis.call('GET', KEYS[1]) end
 -- The very same write again (a client retry after a lost answer): done already.
 if stored == value then return 'OK' end
-local oldraw = redis.call('HGET', P .. 'idx', id)
 local old = oldraw and decode_ix(oldraw) or nil
 local cur = version_of(stored)
 -- A record past its deadline (or already expired by Redis) no longer exists.
