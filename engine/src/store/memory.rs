@@ -5,7 +5,7 @@
 //! stalls the server:
 //!
 //! - maps keyed by service id, customer or device, and the sets of
-//!   services by state and by scenario, are split into [`Shards`], so when
+//!   services by state and scenario, are split into [`Shards`], so when
 //!   one grows it rehashes a sixty-fourth of the entries, never all of them
 //!   at once;
 //! - records are kept as `Arc`s: a read copies a pointer under the lock and
@@ -38,6 +38,10 @@ type IdList = smallvec::SmallVec<[Id; 1]>;
 
 /// A set of services.
 type IdSet = Shards<Id, ()>;
+
+/// A small map of our own keys (states, scenario names), hashed with
+/// foldhash rather than SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 type QueueKey = (std::cmp::Reverse<i32>, DateTime<Utc>, Id);
 
@@ -164,11 +168,14 @@ struct Inner {
     records: Shards<Id, Arc<ServiceRecord>>,
     /// Customer number → its services (a customer has few).
     by_customer: Shards<Box<str>, IdList>,
-    /// The services in each state, and of each scenario. Sets in no order
-    /// (`find` answers in none): a B-tree of random ids took a dozen
-    /// comparisons, each a likely cache miss, for every insert.
-    by_state: HashMap<ServiceState, IdSet>,
-    by_scenario: HashMap<String, IdSet>,
+    /// The services by state, then by scenario: one set per (state,
+    /// scenario), so a create inserts a service once and a change of state
+    /// moves it between two sets (a state's services are the union over
+    /// its scenarios, a scenario's over the states). Sets in no order
+    /// (`find` answers in none): B-trees of random ids, one by state and
+    /// one by scenario, took a dozen comparisons each, each a likely cache
+    /// miss, for every insert.
+    by_state: HashMap<ServiceState, FastMap<String, IdSet>>,
     queues: HashMap<String, indexset::BTreeSet<QueueKey>>,
     /// Device → its services waiting in a queue (the positions pushed).
     waiting_by_device: Shards<Box<str>, IdList>,
@@ -317,27 +324,31 @@ impl Inner {
                 list_add(&mut self.by_customer, c, id);
             }
         }
-        let state = |r: &ServiceRecord| r.state;
-        if old.map(state) != new.map(state) {
-            if let Some(s) = old.map(state) {
-                remove_from(&mut self.by_state, &s, id);
-            }
-            if let Some(s) = new.map(state) {
-                self.by_state.entry(s).or_default().insert(id.clone(), ());
-            }
+        fn state_scenario(r: &ServiceRecord) -> (ServiceState, &str) {
+            (r.state, &r.scenario)
         }
-        fn scenario(r: &ServiceRecord) -> &str {
-            &r.scenario
-        }
-        if old.map(scenario) != new.map(scenario) {
-            if let Some(s) = old.map(scenario) {
-                remove_from(&mut self.by_scenario, s, id);
+        if old.map(state_scenario) != new.map(state_scenario) {
+            if let Some((state, scenario)) = old.map(state_scenario) {
+                if let Some(sets) = self.by_state.get_mut(&state) {
+                    if let Some(set) = sets.get_mut(scenario) {
+                        set.remove(id);
+                        if set.is_empty() {
+                            sets.remove(scenario);
+                        }
+                    }
+                    if sets.is_empty() {
+                        self.by_state.remove(&state);
+                    }
+                }
             }
-            if let Some(s) = new.map(scenario) {
-                self.by_scenario
-                    .entry(s.to_owned())
-                    .or_default()
-                    .insert(id.clone(), ());
+            if let Some((state, scenario)) = new.map(state_scenario) {
+                let sets = self.by_state.entry(state).or_default();
+                if !sets.contains_key(scenario) {
+                    sets.insert(scenario.to_owned(), IdSet::default());
+                }
+                if let Some(set) = sets.get_mut(scenario) {
+                    set.insert(id.clone(), ());
+                }
             }
         }
         fn queued(r: &ServiceRecord) -> Option<(&str, i32, DateTime<Utc>)> {
@@ -679,19 +690,6 @@ fn list_remove(lists: &mut Shards<Box<str>, IdList>, key: &str, id: &Id) {
     }
 }
 
-fn remove_from<K, Q>(map: &mut HashMap<K, IdSet>, key: &Q, id: &Id)
-where
-    K: Hash + Eq + std::borrow::Borrow<Q>,
-    Q: Hash + Eq + ?Sized,
-{
-    if let Some(set) = map.get_mut(key) {
-        set.remove(id);
-        if set.is_empty() {
-            map.remove(key);
-        }
-    }
-}
-
 #[async_trait]
 impl Store for MemoryStore {
     async fn census(&self) -> Result<Census, StoreError> {
@@ -731,12 +729,21 @@ impl Store for MemoryStore {
                 IndexKey::Customer(c) => {
                     records(&mut inner.by_customer.get(c.as_str()).into_iter().flatten())
                 }
-                IndexKey::State(s) => {
-                    records(&mut inner.by_state.get(s).into_iter().flat_map(IdSet::keys))
-                }
-                IndexKey::Scenario(s) => {
-                    records(&mut inner.by_scenario.get(s).into_iter().flat_map(IdSet::keys))
-                }
+                IndexKey::State(s) => records(
+                    &mut inner
+                        .by_state
+                        .get(s)
+                        .into_iter()
+                        .flat_map(|sets| sets.values())
+                        .flat_map(IdSet::keys),
+                ),
+                IndexKey::Scenario(n) => records(
+                    &mut inner
+                        .by_state
+                        .values()
+                        .filter_map(|sets| sets.get(n.as_str()))
+                        .flat_map(IdSet::keys),
+                ),
             }
         };
         Ok(found
