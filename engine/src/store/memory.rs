@@ -154,6 +154,7 @@ impl<K: Hash + Eq, V> Shards<K, V> {
             .map(|e| e.remove().0 .1)
     }
 
+    #[cfg(test)]
     fn is_empty(&self) -> bool {
         self.tables.iter().all(HashTable::is_empty)
     }
@@ -328,17 +329,16 @@ impl Inner {
             (r.state, &r.scenario)
         }
         if old.map(state_scenario) != new.map(state_scenario) {
+            // A set left empty stays: there are a few per scenario, and a
+            // state that empties and fills again (one connected service)
+            // would otherwise make its tables again each time.
             if let Some((state, scenario)) = old.map(state_scenario) {
-                if let Some(sets) = self.by_state.get_mut(&state) {
-                    if let Some(set) = sets.get_mut(scenario) {
-                        set.remove(id);
-                        if set.is_empty() {
-                            sets.remove(scenario);
-                        }
-                    }
-                    if sets.is_empty() {
-                        self.by_state.remove(&state);
-                    }
+                if let Some(set) = self
+                    .by_state
+                    .get_mut(&state)
+                    .and_then(|sets| sets.get_mut(scenario))
+                {
+                    set.remove(id);
                 }
             }
             if let Some((state, scenario)) = new.map(state_scenario) {
