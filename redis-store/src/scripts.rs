@@ -35,7 +35,10 @@ local function int_text(n) return string.format('%d', n) end
 
 -- The timer kinds' codes as text, for members: a lookup, not a format.
 -- (A literal: a library's own code runs without `string` when it loads.)
-local CODE_TEXT = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11', '12', '13', '14', '15', '16', '17', '18', '19', '20', '21', '22', '23', '24', '25', '26', '27', '28', '29', '30', '31'}
+local CODE_TEXT = {
+  [0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11', '12', '13', '14', '15',
+  '16', '17', '18', '19', '20', '21', '22', '23', '24', '25', '26', '27', '28', '29', '30', '31',
+}
 local function code_text(code) return CODE_TEXT[code] or int_text(code) end
 
 -- A record is stored as "<version>:<payload>".
