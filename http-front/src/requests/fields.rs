@@ -30,7 +30,9 @@ pub fn printable(value: &str) -> bool {
 
 /// Whether `value` has at most `n` characters.
 pub fn fits(value: &str, n: usize) -> bool {
-    value.chars().count() <= n
+    // A character is at least a byte: most values are short enough to fit
+    // by their length alone, without counting.
+    value.len() <= n || value.chars().count() <= n
 }
 
 /// `value` is at most `n` printable characters.
@@ -72,4 +74,24 @@ pub fn zone(field: &str, text: &str) -> Result<Tz, AppError> {
             format!("`{text}` is not an IANA time zone such as Europe/London"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// A length counts characters, not bytes, whichever way `fits` takes.
+    #[test]
+    fn fits_counts_characters() {
+        let check = |value: &str, n: usize, expected: bool| {
+            assert_eq!(super::fits(value, n), expected, "{value:?} in {n}");
+        };
+        check("", 0, true);
+        check("abc", 3, true);
+        check("abcd", 3, false);
+        // Two bytes each: fits by characters, not by bytes.
+        check("ééé", 3, true);
+        check("éééé", 3, false);
+        // Four bytes each.
+        check("😀😀", 2, true);
+        check("😀😀😀", 2, false);
+    }
 }
