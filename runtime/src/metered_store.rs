@@ -37,6 +37,14 @@ impl Store for MeteredStore {
         timed("put_new", self.0.put_new(record, guard)).await
     }
 
+    async fn put_new_shared(
+        &self,
+        record: &Arc<ServiceRecord>,
+        guard: &CreateGuard,
+    ) -> Result<(), StoreError> {
+        timed("put_new", self.0.put_new_shared(record, guard)).await
+    }
+
     async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError> {
         timed("find", self.0.find(key)).await
     }

@@ -91,7 +91,7 @@ impl Harness {
             )
             .await
             .unwrap();
-        record.id
+        record.id.clone()
     }
 
     async fn agent(&self, id: &str) {

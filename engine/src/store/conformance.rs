@@ -2189,12 +2189,18 @@ pub async fn guarded_creates_count_active_services(store: &dyn Store, clock: &Ma
         .put_new(&created(&std_, "g1", "555", now), &two)
         .await
         .unwrap();
-    store
-        .put_new(&created(&std_, "g2", "555", now), &two)
-        .await
-        .unwrap();
+    // A record the caller shares counts and is refused the same way.
+    let g2 = std::sync::Arc::new(created(&std_, "g2", "555", now));
+    store.put_new_shared(&g2, &two).await.unwrap();
+    assert_eq!(store.get("g2").await.unwrap().as_ref(), Some(&*g2));
     assert_eq!(
         store.put_new(&created(&std_, "g3", "555", now), &two).await,
+        Err(StoreError::CustomerActive { limit: 2 })
+    );
+    assert_eq!(
+        store
+            .put_new_shared(&std::sync::Arc::new(created(&std_, "g3", "555", now)), &two)
+            .await,
         Err(StoreError::CustomerActive { limit: 2 })
     );
     assert_eq!(
@@ -2247,6 +2253,13 @@ pub async fn guarded_creates_count_active_services(store: &dyn Store, clock: &Ma
         .put_new(&created(&std_, "g8", "900", later), &cap(4))
         .await
         .unwrap();
+    // A later write of a shared record leaves the caller's copy as it was.
+    must(store, &std_, "g2", Event::Cancel, later).await;
+    assert_eq!(g2.state, created(&std_, "g2", "555", now).state);
+    assert_eq!(
+        store.get("g2").await.unwrap().map(|r| r.state),
+        Some(ServiceState::Completed)
+    );
 }
 
 pub async fn racing_guarded_creates_let_through_exactly_the_limit(

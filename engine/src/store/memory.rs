@@ -247,15 +247,22 @@ impl MemoryStore {
 
     /// `put` and `put_new`: the check of `guard` and the write hold the
     /// one lock, so they are one step.
+    ///
+    /// `shared` is the same record in the caller's `Arc`, kept as it is;
+    /// without it the record is copied.
     fn write(
         &self,
         record: &ServiceRecord,
+        shared: Option<&Arc<ServiceRecord>>,
         expected_version: Option<u64>,
         guard: Option<&CreateGuard>,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         // Made before the lock is taken: the copy is the dearest part.
-        let stored = Arc::new(record.clone());
+        let stored = match shared {
+            Some(record) => record.clone(),
+            None => Arc::new(record.clone()),
+        };
         let mut inner = self.lock();
         inner.purge(now);
         let (id, old) = match inner.records.get_key_value(record.id.as_str()) {
@@ -709,11 +716,19 @@ impl Store for MemoryStore {
         record: &ServiceRecord,
         expected_version: Option<u64>,
     ) -> Result<(), StoreError> {
-        self.write(record, expected_version, None)
+        self.write(record, None, expected_version, None)
     }
 
     async fn put_new(&self, record: &ServiceRecord, guard: &CreateGuard) -> Result<(), StoreError> {
-        self.write(record, None, Some(guard))
+        self.write(record, None, None, Some(guard))
+    }
+
+    async fn put_new_shared(
+        &self,
+        record: &Arc<ServiceRecord>,
+        guard: &CreateGuard,
+    ) -> Result<(), StoreError> {
+        self.write(record, Some(record), None, Some(guard))
     }
 
     async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError> {

@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod memory;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -317,6 +318,17 @@ pub trait Store: Send + Sync + 'static {
     /// (`CustomerActive`, `ScenarioFull`) unless it fits `guard`; the count
     /// and the write are one atomic step.
     async fn put_new(&self, record: &ServiceRecord, guard: &CreateGuard) -> Result<(), StoreError>;
+
+    /// [`Store::put_new`] of a record its caller holds in an `Arc`: a store
+    /// that keeps records in memory keeps this one as it is, where
+    /// `put_new` must copy the record it is lent.
+    async fn put_new_shared(
+        &self,
+        record: &Arc<ServiceRecord>,
+        guard: &CreateGuard,
+    ) -> Result<(), StoreError> {
+        self.put_new(record, guard).await
+    }
 
     /// Records under one index, in no particular order.
     async fn find(&self, key: &IndexKey) -> Result<Vec<ServiceRecord>, StoreError>;

@@ -199,23 +199,27 @@ impl Shell {
         &self,
         scenario: &Arc<Scenario>,
         new: NewService,
-    ) -> Result<ServiceRecord, ShellError> {
+    ) -> Result<Arc<ServiceRecord>, ShellError> {
         let cause = crate::cause::current();
-        let applied = machine::create_by(new, scenario, self.now(), cause.as_deref());
+        let machine::Applied { record, effects } =
+            machine::create_by(new, scenario, self.now(), cause.as_deref());
+        // Shared with the store: the embedded store keeps this very record
+        // rather than a copy of it.
+        let record = Arc::new(record);
         // The scenario's in-queue check and cap are counted in the write.
         self.store
-            .put_new(&applied.record, &create_guard(scenario))
+            .put_new_shared(&record, &create_guard(scenario))
             .await?;
         // Counted in the metrics; a line per create would be most of the log.
-        debug!(service_id = %applied.record.id, scenario = %scenario.name, state = ?applied.record.state, "Service created.");
+        debug!(service_id = %record.id, scenario = %scenario.name, state = ?record.state, "Service created.");
         crate::metrics::kept::counter(
             crate::metrics::SERVICES_CREATED,
             &[("scenario", &scenario.name)],
         )
         .increment(1);
-        self.carry_out(&applied.record, &applied.effects).await;
-        self.to_supervisors(&applied.record);
-        Ok(applied.record)
+        self.carry_out(&record, &effects).await;
+        self.to_supervisors(&record);
+        Ok(record)
     }
 
     /// Applies `event` to a service: one read, one compare-and-set write, retried on conflict.

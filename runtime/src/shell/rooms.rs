@@ -184,7 +184,7 @@ impl Shell {
         &self,
         scenario: &Arc<Scenario>,
         mut new: NewService,
-    ) -> Result<ServiceRecord, ShellError> {
+    ) -> Result<Arc<ServiceRecord>, ShellError> {
         let config = scenario.video_config().unwrap_or_default();
         let name = new
             .user_data
