@@ -18,7 +18,7 @@ use super::schedule;
 use super::video;
 use crate::auth::Caller;
 use crate::error::AppError;
-use crate::form::GmsForm;
+use crate::form::{GmsForm, HeadersAndForm};
 use crate::requests::callback::{throttled_values, CreateCallback};
 use crate::wire;
 use crate::AppState;
@@ -37,8 +37,7 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     caller: crate::auth::Caller,
     Path(scenario): Path<String>,
-    headers: HeaderMap,
-    form: GmsForm,
+    HeadersAndForm(headers, form): HeadersAndForm,
 ) -> Result<Json<Value>, AppError> {
     let Some(key) = idempotency_key(&headers)? else {
         // Boxed: the create's future is large (about 9 KB), and axum's
