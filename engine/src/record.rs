@@ -471,6 +471,20 @@ pub struct ServiceRecord {
 }
 
 impl ServiceRecord {
+    /// Gives back the room its lists grew (a create pushes two history
+    /// entries into room for four, and arms timers one by one), for a
+    /// record kept as it is rather than copied: a copy is made exact.
+    /// In the embedded store that room was 200 bytes a waiting service.
+    pub fn shrink_to_fit(&mut self) {
+        self.history.shrink_to_fit();
+        self.timers.shrink_to_fit();
+        self.user_data.shrink_to_fit();
+        self.outbox.shrink_to_fit();
+        self.agent_outbox.shrink_to_fit();
+        self.webhooks.pending.shrink_to_fit();
+        self.webhooks.failed.shrink_to_fit();
+    }
+
     /// When the store may forget the record: a grace period after its
     /// expiration (or completion), so the TTL timer, due at the expiration,
     /// can still complete it and clients can read the outcome.

@@ -29,6 +29,11 @@ impl<K, V> Default for SmallMap<K, V> {
 }
 
 impl<K: Ord, V> SmallMap<K, V> {
+    /// Gives back the room grown for entries since removed or never made.
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit();
+    }
+
     pub const fn new() -> Self {
         SmallMap(Vec::new())
     }

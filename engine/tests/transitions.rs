@@ -2623,3 +2623,20 @@ fn rescheduling_updates_the_number_and_user_data_it_carries() {
     assert_eq!(same.customer_number, rec.customer_number);
     assert_eq!(same.user_data, rec.user_data);
 }
+
+/// A created record kept as it is (the embedded store shares the create's
+/// own) holds no room its lists grew, and stays the same record.
+#[test]
+fn a_shrunk_record_holds_no_spare_room_and_is_the_same() {
+    let mut record = create(&delay(), None).record;
+    assert!(
+        record.history.capacity() > record.history.len(),
+        "a create grows its history past its two entries (else this test shows nothing)"
+    );
+    let before = record.clone();
+    record.shrink_to_fit();
+    assert_eq!(record, before);
+    assert_eq!(record.history.capacity(), record.history.len());
+    assert_eq!(record.outbox.capacity(), record.outbox.len());
+    assert_eq!(record.agent_outbox.capacity(), record.agent_outbox.len());
+}

@@ -201,10 +201,13 @@ impl Shell {
         new: NewService,
     ) -> Result<Arc<ServiceRecord>, ShellError> {
         let cause = crate::cause::current();
-        let machine::Applied { record, effects } =
-            machine::create_by(new, scenario, self.now(), cause.as_deref());
+        let machine::Applied {
+            mut record,
+            effects,
+        } = machine::create_by(new, scenario, self.now(), cause.as_deref());
         // Shared with the store: the embedded store keeps this very record
-        // rather than a copy of it.
+        // rather than a copy of it, so without the room its lists grew.
+        record.shrink_to_fit();
         let record = Arc::new(record);
         // The scenario's in-queue check and cap are counted in the write.
         self.store
