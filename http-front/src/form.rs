@@ -42,7 +42,7 @@ impl GmsForm {
         if name.is_empty() {
             return Err(AppError::body("a field has an empty name"));
         }
-        if name.len() > MAX_NAME_LEN && name.chars().count() > MAX_NAME_LEN {
+        if !crate::requests::fields::fits(&name, MAX_NAME_LEN) {
             return Err(AppError::body(format!(
                 "field name `{}…` is longer than {MAX_NAME_LEN} characters",
                 name.chars().take(32).collect::<String>()
