@@ -243,13 +243,137 @@ pub(crate) fn parse_queue_member(member: &str) -> Option<QueueEntry> {
     })
 }
 
-/// A record's index entry, as the put script is given it: [`IndexEntry`]
-/// then [`ColdEntry`], each a MessagePack map.
-pub(crate) fn encode_index_entry(rec: &ServiceRecord) -> Result<Vec<u8>, rmp_serde::encode::Error> {
-    let (hot, cold) = index_entry(rec);
-    let mut packed = rmp_serde::to_vec_named(&hot)?;
-    rmp_serde::encode::write_named(&mut packed, &cold)?;
+/// An index entry as the scripts are given it: [`IndexEntry`] then
+/// [`ColdEntry`], each a MessagePack map.
+pub(crate) fn encode_index_entry(
+    hot: &IndexEntry<'_>,
+    cold: &ColdEntry<'_>,
+) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    let mut packed = rmp_serde::to_vec_named(hot)?;
+    rmp_serde::encode::write_named(&mut packed, cold)?;
     Ok(packed)
+}
+
+/// What the put script would derive from a new service's index entry, made
+/// here for the create script (`scripts::CREATE`), which writes it as
+/// given. Every rule mirrors the put script's (the test
+/// `a_create_writes_what_a_put_writes` compares what the two leave in
+/// Redis, for a record of every shipped scenario in every state).
+pub(crate) struct Derived<'a> {
+    pub customer: &'a str,
+    /// The waiting device, or "".
+    pub device: &'a str,
+    pub scenario: &'a str,
+    pub state: &'static str,
+    /// The queue, or "" when the service does not wait.
+    pub queue: &'a str,
+    /// The queue member (`queue_member` in the scripts), or "".
+    pub member: String,
+    /// The storage deadline, for 'deadlines', when the purge does not find
+    /// the service by a timer (`found_by_timer`).
+    pub deadline: Option<i64>,
+    /// The member of the timer that wakes the other nodes' timer loops if it
+    /// is then the earliest stored: the earliest due within
+    /// [`engine::store::TIMER_BACKSTOP`] of `now` (ties go by member, as
+    /// in the sorted set), or "".
+    pub wake: String,
+    /// Each timer's (due ms, member `<id>|<code>`).
+    pub timers: Vec<(i64, String)>,
+}
+
+/// [`Derived`] for a new service's entry, or None when the create script
+/// does not handle it: it holds an agent, a seat, a room code, a room's
+/// agent or an outbox message, whose checks and counts only the put
+/// script makes.
+pub(crate) fn derived<'a>(
+    id: &str,
+    hot: &IndexEntry<'a>,
+    cold: &ColdEntry<'a>,
+    now_ms: i64,
+) -> Option<Derived<'a>> {
+    if cold.a.is_some()
+        || cold.b.is_some()
+        || cold.r.is_some()
+        || cold.ra.is_some()
+        || cold.od.is_some()
+        || cold.oa.is_some()
+    {
+        return None;
+    }
+    let queued = hot.q.is_some();
+    // Built by hand: `format!` costs several times as much, per create.
+    let timers: Vec<(i64, String)> = cold
+        .ts
+        .iter()
+        .map(|(code, due)| {
+            let mut member = String::with_capacity(id.len() + 3);
+            member.push_str(id);
+            member.push('|');
+            push_number(&mut member, *code);
+            (*due, member)
+        })
+        .collect();
+    let grace = engine::record::COMPLETED_GRACE.num_milliseconds();
+    let found_by_timer = timers.iter().any(|(due, _)| due + grace <= hot.d);
+    let horizon = now_ms + engine::store::TIMER_BACKSTOP.as_millis() as i64;
+    let wake = timers
+        .iter()
+        .filter(|(due, _)| *due < horizon)
+        .min()
+        .map(|(_, member)| member.clone())
+        .unwrap_or_default();
+    Some(Derived {
+        customer: cold.c,
+        device: hot.w.filter(|_| queued).unwrap_or(""),
+        scenario: hot.n,
+        state: hot.s,
+        queue: hot.q.unwrap_or(""),
+        member: if queued {
+            member_of(id, hot)
+        } else {
+            String::new()
+        },
+        deadline: (!found_by_timer).then_some(hot.d),
+        wake,
+        timers,
+    })
+}
+
+/// Writes `n` in decimal at the end of `s`.
+fn push_number(s: &mut String, n: usize) {
+    if n >= 10 {
+        push_number(s, n / 10);
+    }
+    s.push(char::from(b'0' + (n % 10) as u8));
+}
+
+/// A queue member as the scripts' `queue_member` builds it from an entry
+/// written now (one without `v`).
+fn member_of(id: &str, hot: &IndexEntry<'_>) -> String {
+    let (p, k) = (hot.p.as_deref().unwrap_or(""), hot.k.unwrap_or(""));
+    let mut m = String::with_capacity(p.len() + id.len() + k.len() + 8);
+    m.push_str(p);
+    m.push_str(id);
+    m.push('\u{1f}');
+    m.push_str(k);
+    m.push('\u{1f}');
+    if hot.pa.is_some() || hot.vd.is_some() || hot.dc.is_some() || hot.rt.is_some() {
+        m.push('\u{1f}');
+        m.push_str(hot.pa.unwrap_or(""));
+        m.push('\u{1f}');
+        if hot.vd.is_some() {
+            m.push('1');
+        }
+    }
+    if hot.dc.is_some() || hot.rt.is_some() {
+        m.push('\u{1f}');
+        m.push_str(hot.dc.as_deref().unwrap_or(""));
+    }
+    if let Some(rt) = &hot.rt {
+        m.push('\u{1f}');
+        m.push_str(rt);
+    }
+    m
 }
 
 pub(crate) fn index_entry(rec: &ServiceRecord) -> (IndexEntry<'_>, ColdEntry<'_>) {
@@ -460,7 +584,7 @@ pub(crate) fn decode_value(raw: &[u8]) -> Result<ServiceRecord, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
@@ -687,7 +811,7 @@ mod tests {
     /// Records of every shipped scenario in every state a flow goes
     /// through, each service some way along it: what
     /// `record_dictionary.zdict`'s entropy tables were counted over.
-    fn sample_records() -> Vec<ServiceRecord> {
+    pub(crate) fn sample_records() -> Vec<ServiceRecord> {
         use engine::machine::{apply, create, Event, NewService};
         use engine::record::Party;
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");

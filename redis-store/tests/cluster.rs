@@ -54,7 +54,13 @@ async fn create(store: &RedisStore, id: &str) {
 
 /// [`create`] at `at`: its timers are due that much earlier or later.
 async fn create_at(store: &RedisStore, id: &str, at: chrono::DateTime<chrono::Utc>) {
-    let new = NewService {
+    let rec = machine::create(new_service(id), &support(), at).record;
+    store.put(&rec, None).await.unwrap();
+}
+
+/// Service `id` as a create request gives it.
+fn new_service(id: &str) -> NewService {
+    NewService {
         id: id.to_owned(),
         customer_number: "+4912345".to_owned(),
         desired_time: None,
@@ -64,9 +70,7 @@ async fn create_at(store: &RedisStore, id: &str, at: chrono::DateTime<chrono::Ut
         booking: None,
         preferred_agent: None,
         video: None,
-    };
-    let rec = machine::create(new, &support(), at).record;
-    store.put(&rec, None).await.unwrap();
+    }
 }
 
 /// `CLUSTER NODES` as slot ranges -> node address (`127.0.0.1:PORT`).
@@ -184,7 +188,12 @@ async fn timer_wakeups_cross_nodes() {
         "slot {slot} should not be on {first}: {owners:?}"
     );
 
-    let (store, _clock) = store_in(namespace).await;
+    let (store, clock) = store_in(namespace).await;
+    // A write wakes the loops only for a timer due within TIMER_BACKSTOP:
+    // the clock stands 10 s before the first service's earliest timer.
+    let probe = machine::create(new_service("probe"), &support(), t0()).record;
+    let first_due = *probe.timers.values().min().unwrap();
+    clock.advance(first_due - t0() - chrono::Duration::seconds(10));
     // What the store's listener sees: the channel on the first node.
     let plain = redis::Client::open(CLUSTER.nodes[0].as_str()).unwrap();
     let mut pubsub = plain.get_async_pubsub().await.unwrap();

@@ -758,58 +758,76 @@ async fn a_claimed_timer_of_an_expired_service_does_not_keep_it() {
     assert_eq!(index_entries(&mut raw, &store).await, 0);
 }
 
-/// Other nodes' timer loops sleep until the earliest timer they saw: a
+/// Other nodes' timer loops sleep until the earliest timer they saw, and
+/// look at the store again within `TIMER_BACKSTOP` whatever happens: a
 /// write wakes them (PUBLISH on `P wake`) when a timer it sets is then the
-/// earliest stored, and only then.
+/// earliest stored and due within that time, and only then. Through the
+/// put script, and through the create script (`put_new`).
 #[tokio::test]
 async fn a_write_wakes_the_timer_loops_only_for_a_new_earliest_timer() {
-    use engine::store::Store;
-    let deployment = Deployment::start();
-    let store = deployment.node().await;
-    let scenario = engine::testing::ScenarioBuilder::chat_delay().build();
-    let client = redis::Client::open(deployment.server.plain_url.as_str()).unwrap();
-    let mut pubsub = client.get_async_pubsub().await.unwrap();
-    pubsub
-        .subscribe(format!("{{{}}}:wake", store.namespace()))
-        .await
-        .unwrap();
-    let mut wakes = pubsub.on_message();
-    // Whether a wake-up comes within `wait_ms`.
-    async fn woke(wakes: &mut (impl futures_util::Stream + Unpin), wait_ms: u64) -> bool {
-        use futures_util::StreamExt;
-        let wait = std::time::Duration::from_millis(wait_ms);
-        tokio::time::timeout(wait, wakes.next()).await.is_ok()
+    use engine::clock::Clock;
+    use engine::store::{CreateGuard, Store};
+    for by_put_new in [false, true] {
+        let deployment = Deployment::start();
+        let store = deployment.node().await;
+        let scenario = engine::testing::ScenarioBuilder::chat_delay().build();
+        let client = redis::Client::open(deployment.server.plain_url.as_str()).unwrap();
+        let mut pubsub = client.get_async_pubsub().await.unwrap();
+        pubsub
+            .subscribe(format!("{{{}}}:wake", store.namespace()))
+            .await
+            .unwrap();
+        let mut wakes = pubsub.on_message();
+        // Whether a wake-up comes within `wait_ms`.
+        async fn woke(wakes: &mut (impl futures_util::Stream + Unpin), wait_ms: u64) -> bool {
+            use futures_util::StreamExt;
+            let wait = std::time::Duration::from_millis(wait_ms);
+            tokio::time::timeout(wait, wakes.next()).await.is_ok()
+        }
+        // A service whose earliest timer is due `seconds` after now.
+        let now = deployment.clock.now();
+        let lead = {
+            let probe = waiting_since(&scenario, "probe", None, now);
+            probe.timers.values().min().copied().unwrap() - now
+        };
+        let due_in = |id: &str, seconds: i64| {
+            let at = now + chrono::Duration::seconds(seconds) - lead;
+            waiting_since(&scenario, id, None, at)
+        };
+        let backstop = engine::store::TIMER_BACKSTOP.as_secs() as i64;
+        // (service, seconds from now its earliest timer is due at, a wake-up?)
+        let cases = [
+            // The earliest stored, but due when every loop has looked again.
+            ("far", backstop, false),
+            ("first", 30, true),
+            ("later", 40, false),
+            ("earlier", 20, true),
+            ("between", 25, false),
+            // Overdue: the earliest, and woken for at once.
+            ("overdue", -5, true),
+        ];
+        for (id, seconds, expected) in cases {
+            let rec = due_in(id, seconds);
+            if by_put_new {
+                store.put_new(&rec, &CreateGuard::default()).await.unwrap();
+            } else {
+                store.put(&rec, None).await.unwrap();
+            }
+            // A wake-up comes at once; none is waited for a little.
+            let wait = if expected { 5_000 } else { 300 };
+            assert_eq!(woke(&mut wakes, wait).await, expected, "{id} {by_put_new}");
+        }
+        // The earliest timer's own service moves it later: no wake-up, since
+        // its new time is not the earliest any more; then earlier than all.
+        for (seconds, expected) in [(35, false), (-10, true)] {
+            let stored = store.get("overdue").await.unwrap().unwrap();
+            let mut moved = due_in("overdue", seconds);
+            moved.version = stored.version + 1;
+            store.put(&moved, Some(stored.version)).await.unwrap();
+            let wait = if expected { 5_000 } else { 300 };
+            assert_eq!(woke(&mut wakes, wait).await, expected, "moved {seconds}");
+        }
     }
-    // A service created `minutes` after t0: its timers are due that much
-    // later.
-    let at = |id: &str, minutes: i64| {
-        waiting_since(
-            &scenario,
-            id,
-            None,
-            t0() + chrono::Duration::minutes(minutes),
-        )
-    };
-    // (service, minutes after t0 its timers are armed at, a wake-up?)
-    let cases = [
-        ("first", 0, true),
-        ("later", 5, false),
-        ("earlier", -5, true),
-        ("between", -2, false),
-    ];
-    for (id, minutes, expected) in cases {
-        store.put(&at(id, minutes), None).await.unwrap();
-        // A wake-up comes at once; none is waited for a little.
-        let wait = if expected { 5_000 } else { 300 };
-        assert_eq!(woke(&mut wakes, wait).await, expected, "{id}");
-    }
-    // The earliest timer's own service moves it later: no wake-up, since
-    // its new time is not the earliest any more.
-    let earlier = store.get("earlier").await.unwrap().unwrap();
-    let mut moved = at("earlier", 10);
-    moved.version = earlier.version + 1;
-    store.put(&moved, Some(earlier.version)).await.unwrap();
-    assert!(!woke(&mut wakes, 300).await, "moved later");
 }
 
 /// A publish answers how many listeners heard it, and a subscription says

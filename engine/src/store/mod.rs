@@ -68,6 +68,13 @@ pub struct CreateGuard {
     pub max_active_in_scenario: Option<u32>,
 }
 
+/// Longest a node's timer loop sleeps without asking the store for its
+/// next timer (`Store::next_timer`), even when none is due sooner: a
+/// backstop for a wake-up lost on the way. So a store that several nodes
+/// share need not wake the other nodes' loops for a timer due this long
+/// or more after the write that armed it: each of them looks by then.
+pub const TIMER_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What the store keeps of a key an admin minted for an agent: never the
 /// key, only a hash of its secret (`access::keys` makes and checks them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

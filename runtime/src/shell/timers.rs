@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use engine::machine::Event;
 use engine::record::{ServiceRecord, TimerKind};
-use engine::store::DueTimer;
+use engine::store::{DueTimer, TIMER_BACKSTOP};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -28,10 +28,6 @@ const TIMER_LEASE: chrono::Duration = chrono::Duration::seconds(10);
 /// that bench: p99 2.7-6.2 s against 0.7-1.9 s, the same hour, with claims
 /// of 11 timers on average against 256 at most.
 const TIMER_CONCURRENCY: usize = 64;
-
-/// Longest the timer loop sleeps without looking at the store: a backstop
-/// for a wake-up lost while the wake channel was reconnecting.
-const TIMER_BACKSTOP: Duration = Duration::from_secs(60);
 
 /// How often records past their TTL are swept out of the embedded store.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
