@@ -178,7 +178,8 @@ impl Keys {
         self.key(&["webhooks:attempts"])
     }
 
-    /// Pub/sub channel: "a timer was armed" (published by the `put` script).
+    /// Pub/sub channel: "a timer was armed that is due soon, and is now the
+    /// earliest" (published by the `put` and `create` scripts).
     pub fn wake(&self) -> String {
         self.key(&["wake"])
     }

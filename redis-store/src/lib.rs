@@ -17,7 +17,8 @@
 //!   prefix in one place.
 //! - `values`: what the keys hold: the compressed record, the index entry a
 //!   write derives from it, queue and timer members.
-//! - `scripts`: the Lua scripts; every write is exactly one of them.
+//! - `scripts`: the Lua scripts; every write is one of them (a create that
+//!   the create script hands on, having written nothing, is then a put).
 //! - `conn`: one connection type over a single server (a `ConnectionManager`,
 //!   which reconnects by itself) or a Redis Cluster.
 //! - [`testing`] (feature `testing`): throw-away `redis-server` processes

@@ -24,8 +24,8 @@ use tracing::{info, warn};
 use crate::RedisStore;
 
 impl RedisStore {
-    /// Listens on the namespace's wake channel (a write armed a timer, on any
-    /// node) and pings the returned receiver, so every node's timer loop
+    /// Listens on the namespace's wake channel (a write on any node armed a
+    /// timer that is now the earliest, due within `WAKE_HORIZON`) and pings the returned receiver, so every node's timer loop
     /// looks again. Reconnects by itself; ends when the sender side is gone.
     pub fn timer_wakeups(&self) -> watch::Receiver<()> {
         let (tx, rx) = watch::channel(());

@@ -350,9 +350,9 @@ local now = tonumber(ARGV[7])
 local wake = false
 
 local oldraw = redis.call('HGET', P .. 'idx', id)
--- Only this script writes a record, always with its index entry, and
--- `forget` removes both: a create that finds no entry has no record to
--- read (a create's usual case, one call fewer).
+-- Only this script and create write a record, always with its index
+-- entry, and `forget` removes both: a create that finds no entry has no
+-- record to read (one call fewer).
 local stored = nil
 if oldraw or expected ~= '' then stored = redis.call('GET', KEYS[1]) end
 -- The very same write again (a client retry after a lost answer): done already.
@@ -492,7 +492,8 @@ end
 -- may be a claim's lease. Other nodes' timer loops sleep until the
 -- earliest timer they saw, so they are woken (PUBLISH) only when a timer
 -- this write sets anew is then the earliest stored, and is due within
--- WAKE_MS: a loop looks at the store at least that often anyway.
+-- WAKE_MS (engine::store::WAKE_HORIZON): a loop looks at the store again
+-- sooner than that anyway.
 local had, had_kind = {}, {}
 if old then
   for _, t in ipairs(timers_of(id, old)) do had[t[3]] = t[2]; had_kind[t[1]] = t end
@@ -544,8 +545,8 @@ return 'OK'
 /// Replayed against a redis-server alone, the same creates cost it 90,000
 /// each this way, 163,000 through put, and 74,000 as a `MULTI`/`EXEC` of
 /// the same commands (which could not check anything). Only for a record
-/// that holds no agent, seat, room or outbox message (the node checks; put
-/// handles those).
+/// that holds no agent, seat, room code, room agent or outbox message (the
+/// node checks; put handles those).
 ///
 /// KEYS[1] = the record's key. ARGV = prefix, id, the stored value, the
 /// index entry, ms to keep the record, now in ms, the guard's limits ('' for
@@ -1048,7 +1049,7 @@ fn constants() -> String {
                 .filter(|s| *s != ServiceState::Completed)
         ),
         engine::record::COMPLETED_GRACE.num_milliseconds(),
-        engine::store::TIMER_BACKSTOP.as_millis(),
+        engine::store::WAKE_HORIZON.as_millis(),
     )
 }
 

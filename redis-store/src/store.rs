@@ -1,7 +1,9 @@
 //! [`RedisStore`]: the `engine::store::Store` on Redis.
 //!
 //! Every write is one Lua script from `scripts.rs`, so a write and all it
-//! derives commit together. Reads are plain commands (pipelined where one
+//! derives commit together. (A create tries the create script first: when
+//! that answers that the service has an entry already, it wrote nothing,
+//! and the put script decides.) Reads are plain commands (pipelined where one
 //! call reads many keys), except `position` and `room`, scripts too because
 //! they read the index entry and then what it names, in one step. Every
 //! call goes through [`RedisStore::call`] and so is bounded by the
@@ -922,7 +924,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use engine::clock::ManualClock;
+    use engine::clock::{Clock, ManualClock};
     use engine::record::ServiceRecord;
     use engine::store::CreateGuard;
 
@@ -993,7 +995,8 @@ mod tests {
     /// written for the same create, and answers as it would: for a record
     /// of every shipped scenario in every state a flow goes through, with
     /// and without a guard, created anew, created again (a retry, or an id
-    /// in use), and customers with one service and with many.
+    /// in use, or once the first is past its deadline), customers with one
+    /// service and with many, and queue members with each optional field.
     #[tokio::test]
     async fn a_create_writes_what_a_put_writes() {
         let clock = Arc::new(ManualClock::new(
@@ -1015,7 +1018,53 @@ mod tests {
             id: format!("{}-{i}", rec.id),
             ..rec.clone()
         });
-        let records: Vec<ServiceRecord> = samples.iter().cloned().chain(renamed).collect();
+        // Waiting services whose queue member has its optional fields: a
+        // preferred agent, agents who declined, a URS route (the samples'
+        // members have none of them).
+        let waiting = samples
+            .iter()
+            .filter(|rec| rec.is_queued())
+            .take(60)
+            .enumerate()
+            .map(|(i, rec)| {
+                let mut rec = ServiceRecord {
+                    id: format!("{}-member-{i}", rec.id),
+                    ..rec.clone()
+                };
+                // Without a notice waiting for the device, which only the
+                // put script counts: these go through the create script.
+                // Of a customer of their own, and written first, so no
+                // guard refuses them.
+                rec.outbox.clear();
+                rec.customer_number = format!("+4930{i:07}");
+                match i % 3 {
+                    0 => rec.ticket.preferred_agent = Some(format!("agent-{i}")),
+                    1 => rec.ticket.declined = vec!["agent-1".into(), "agent-2".into()],
+                    _ => {
+                        use engine::routing::target::{AgentSet, Route};
+                        rec.ticket.route = Some(Box::new(Route {
+                            step: 1,
+                            since: None,
+                            skipped: Vec::new(),
+                            any: vec![
+                                AgentSet::parse_urs("?:Loans>=2@S.GA").unwrap(),
+                                AgentSet::group("Billing"),
+                            ],
+                            skip_if: None,
+                        }));
+                    }
+                }
+                let (hot, cold) = crate::values::index_entry(&rec);
+                assert!(crate::values::derived(&rec.id, &hot, &cold, 0).is_some());
+                rec
+            });
+        let waiting: Vec<ServiceRecord> = waiting.collect();
+        let records: Vec<ServiceRecord> = waiting
+            .iter()
+            .cloned()
+            .chain(samples.iter().cloned())
+            .chain(renamed)
+            .collect();
         let guards = [
             CreateGuard::default(),
             CreateGuard {
@@ -1034,6 +1083,9 @@ mod tests {
             let a = by_create.write(rec, None, guard, true).await;
             let b = by_put.write(rec, None, guard, false).await;
             assert_eq!(format!("{a:?}"), format!("{b:?}"), "{}", rec.id);
+            if i < waiting.len() {
+                assert!(a.is_ok(), "{}: {a:?}", rec.id);
+            }
             let (hot, cold) = crate::values::index_entry(rec);
             if crate::values::derived(&rec.id, &hot, &cold, 0).is_some() {
                 match a {
@@ -1052,6 +1104,32 @@ mod tests {
             ["Customer", "Exists(\"", "Scenario"],
             "{refused:?}"
         );
+        // Services created again once their records are past their
+        // deadline (not yet purged): the create script hands them to put,
+        // which forgets the old one first.
+        clock.advance(chrono::Duration::days(40));
+        let scenario = engine::testing::ScenarioBuilder::chat_delay().build();
+        for rec in records
+            .iter()
+            .skip(waiting.len() + samples.len())
+            .step_by(50)
+        {
+            let new = engine::machine::NewService {
+                id: rec.id.clone(),
+                customer_number: rec.customer_number.clone(),
+                desired_time: None,
+                device_notification_id: Some("device-again".into()),
+                device_os: Some("comet".into()),
+                user_data: Default::default(),
+                booking: None,
+                preferred_agent: None,
+                video: None,
+            };
+            let again = engine::machine::create(new, &scenario, clock.now()).record;
+            let guard = CreateGuard::default();
+            by_create.write(&again, None, &guard, true).await.unwrap();
+            by_put.write(&again, None, &guard, false).await.unwrap();
+        }
         let mut raw_a = redis::Client::open(server_a.plain_url.as_str())
             .unwrap()
             .get_multiplexed_async_connection()

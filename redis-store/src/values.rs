@@ -274,8 +274,8 @@ pub(crate) struct Derived<'a> {
     pub deadline: Option<i64>,
     /// The member of the timer that wakes the other nodes' timer loops if it
     /// is then the earliest stored: the earliest due within
-    /// [`engine::store::TIMER_BACKSTOP`] of `now` (ties go by member, as
-    /// in the sorted set), or "".
+    /// [`engine::store::WAKE_HORIZON`] of `now` (ties go by member, as in
+    /// the sorted set), or "".
     pub wake: String,
     /// Each timer's (due ms, member `<id>|<code>`).
     pub timers: Vec<(i64, String)>,
@@ -315,7 +315,7 @@ pub(crate) fn derived<'a>(
         .collect();
     let grace = engine::record::COMPLETED_GRACE.num_milliseconds();
     let found_by_timer = timers.iter().any(|(due, _)| due + grace <= hot.d);
-    let horizon = now_ms + engine::store::TIMER_BACKSTOP.as_millis() as i64;
+    let horizon = now_ms + engine::store::WAKE_HORIZON.as_millis() as i64;
     let wake = timers
         .iter()
         .filter(|(due, _)| *due < horizon)
@@ -849,7 +849,8 @@ pub(crate) mod tests {
 
     /// Records of every shipped scenario in every state a flow goes
     /// through, each service some way along it: what
-    /// `record_dictionary.zdict`'s entropy tables were counted over.
+    /// `record_dictionary_trained.zdict` was trained on (and
+    /// `record_dictionary.zdict`'s entropy tables counted over).
     pub(crate) fn sample_records() -> Vec<ServiceRecord> {
         use engine::machine::{apply, create, Event, NewService};
         use engine::record::Party;

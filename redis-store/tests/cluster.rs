@@ -189,7 +189,7 @@ async fn timer_wakeups_cross_nodes() {
     );
 
     let (store, clock) = store_in(namespace).await;
-    // A write wakes the loops only for a timer due within TIMER_BACKSTOP:
+    // A write wakes the loops only for a timer due within WAKE_HORIZON:
     // the clock stands 10 s before the first service's earliest timer.
     let probe = machine::create(new_service("probe"), &support(), t0()).record;
     let first_due = *probe.timers.values().min().unwrap();

@@ -761,8 +761,9 @@ async fn a_claimed_timer_of_an_expired_service_does_not_keep_it() {
 /// Other nodes' timer loops sleep until the earliest timer they saw, and
 /// look at the store again within `TIMER_BACKSTOP` whatever happens: a
 /// write wakes them (PUBLISH on `P wake`) when a timer it sets is then the
-/// earliest stored and due within that time, and only then. Through the
-/// put script, and through the create script (`put_new`).
+/// earliest stored and due within `WAKE_HORIZON` (twice the backstop), and
+/// only then. Through the put script, and through the create script
+/// (`put_new`).
 #[tokio::test]
 async fn a_write_wakes_the_timer_loops_only_for_a_new_earliest_timer() {
     use engine::clock::Clock;
@@ -794,11 +795,11 @@ async fn a_write_wakes_the_timer_loops_only_for_a_new_earliest_timer() {
             let at = now + chrono::Duration::seconds(seconds) - lead;
             waiting_since(&scenario, id, None, at)
         };
-        let backstop = engine::store::TIMER_BACKSTOP.as_secs() as i64;
+        let horizon = engine::store::WAKE_HORIZON.as_secs() as i64;
         // (service, seconds from now its earliest timer is due at, a wake-up?)
         let cases = [
             // The earliest stored, but due when every loop has looked again.
-            ("far", backstop, false),
+            ("far", horizon, false),
             ("first", 30, true),
             ("later", 40, false),
             ("earlier", 20, true),

@@ -70,10 +70,17 @@ pub struct CreateGuard {
 
 /// Longest a node's timer loop sleeps without asking the store for its
 /// next timer (`Store::next_timer`), even when none is due sooner: a
-/// backstop for a wake-up lost on the way. So a store that several nodes
-/// share need not wake the other nodes' loops for a timer due this long
-/// or more after the write that armed it: each of them looks by then.
+/// backstop for a wake-up lost on the way.
 pub const TIMER_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A store that several nodes share wakes the other nodes' timer loops
+/// for a timer a write arms only when it is due within this long of the
+/// write: each loop looks at the store again within [`TIMER_BACKSTOP`]
+/// anyway. Twice the backstop, because a loop counts its backstop from
+/// after it read the store (a write in between is not seen), and because
+/// nodes' clocks differ a little.
+pub const WAKE_HORIZON: std::time::Duration =
+    std::time::Duration::from_secs(2 * TIMER_BACKSTOP.as_secs());
 
 /// What the store keeps of a key an admin minted for an agent: never the
 /// key, only a hash of its secret (`access::keys` makes and checks them).
