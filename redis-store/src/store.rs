@@ -1076,7 +1076,8 @@ mod tests {
                 max_active_in_scenario: Some(150),
             },
         ];
-        // What the create script answered: (written, refused by a guard).
+        // What the create script answered: written, or refused (by a guard,
+        // or for an id in use).
         let (mut written, mut refused) = (0, BTreeMap::new());
         for (i, rec) in records.iter().enumerate() {
             let guard = &guards[i % guards.len()];
