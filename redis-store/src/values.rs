@@ -166,34 +166,58 @@ pub(crate) fn due_timer((id, code, due): (String, usize, i64)) -> Option<DueTime
 /// member); it is empty now, and read past in members that have it.
 #[cfg(test)]
 fn queue_member(entry: &QueueEntry) -> String {
-    let mut member = format!(
-        "{}{}\u{1f}{}\u{1f}",
-        queue_prefix(entry),
-        entry.id,
-        entry.skills.as_deref().unwrap_or(""),
-    );
+    let declined = (!entry.declined.is_empty()).then(|| entry.declined.join("\u{1e}"));
     let route = entry.route.as_ref().map(route_field);
-    if entry.preferred_agent.is_some()
-        || entry.video
-        || !entry.declined.is_empty()
-        || route.is_some()
-    {
-        member.push('\u{1f}');
-        member.push_str(entry.preferred_agent.as_deref().unwrap_or(""));
-        member.push('\u{1f}');
-        if entry.video {
-            member.push('1');
+    member(MemberFields {
+        prefix: &queue_prefix(entry),
+        id: &entry.id,
+        skills: entry.skills.as_deref().unwrap_or(""),
+        preferred_agent: entry.preferred_agent.as_deref(),
+        video: entry.video,
+        declined: declined.as_deref(),
+        route: route.as_deref(),
+    })
+}
+
+/// What a queue member is made of, each field as it is written.
+struct MemberFields<'a> {
+    prefix: &'a str,
+    id: &'a str,
+    skills: &'a str,
+    preferred_agent: Option<&'a str>,
+    video: bool,
+    /// Joined by \x1e.
+    declined: Option<&'a str>,
+    /// `route_field`'s JSON.
+    route: Option<&'a str>,
+}
+
+/// A queue member, as `queue_member` describes it: the one recipe, which
+/// the scripts' `queue_member` mirrors.
+fn member(f: MemberFields<'_>) -> String {
+    let mut m = String::with_capacity(f.prefix.len() + f.id.len() + f.skills.len() + 8);
+    m.push_str(f.prefix);
+    m.push_str(f.id);
+    m.push('\u{1f}');
+    m.push_str(f.skills);
+    m.push('\u{1f}');
+    if f.preferred_agent.is_some() || f.video || f.declined.is_some() || f.route.is_some() {
+        m.push('\u{1f}');
+        m.push_str(f.preferred_agent.unwrap_or(""));
+        m.push('\u{1f}');
+        if f.video {
+            m.push('1');
         }
     }
-    if !entry.declined.is_empty() || route.is_some() {
-        member.push('\u{1f}');
-        member.push_str(&entry.declined.join("\u{1e}"));
+    if f.declined.is_some() || f.route.is_some() {
+        m.push('\u{1f}');
+        m.push_str(f.declined.unwrap_or(""));
     }
-    if let Some(route) = route {
-        member.push('\u{1f}');
-        member.push_str(&route);
+    if let Some(route) = f.route {
+        m.push('\u{1f}');
+        m.push_str(route);
     }
-    member
+    m
 }
 
 /// A route in a member: JSON, whose escaping keeps the separators out.
@@ -309,7 +333,7 @@ pub(crate) fn derived<'a>(
             let mut member = String::with_capacity(id.len() + 3);
             member.push_str(id);
             member.push('|');
-            push_number(&mut member, *code);
+            member.push_str(itoa::Buffer::new().format(*code));
             (*due, member)
         })
         .collect();
@@ -339,41 +363,18 @@ pub(crate) fn derived<'a>(
     })
 }
 
-/// Writes `n` in decimal at the end of `s`.
-fn push_number(s: &mut String, n: usize) {
-    if n >= 10 {
-        push_number(s, n / 10);
-    }
-    s.push(char::from(b'0' + (n % 10) as u8));
-}
-
 /// A queue member as the scripts' `queue_member` builds it from an entry
 /// written now (one without `v`).
 fn member_of(id: &str, hot: &IndexEntry<'_>) -> String {
-    let (p, k) = (hot.p.as_deref().unwrap_or(""), hot.k.unwrap_or(""));
-    let mut m = String::with_capacity(p.len() + id.len() + k.len() + 8);
-    m.push_str(p);
-    m.push_str(id);
-    m.push('\u{1f}');
-    m.push_str(k);
-    m.push('\u{1f}');
-    if hot.pa.is_some() || hot.vd.is_some() || hot.dc.is_some() || hot.rt.is_some() {
-        m.push('\u{1f}');
-        m.push_str(hot.pa.unwrap_or(""));
-        m.push('\u{1f}');
-        if hot.vd.is_some() {
-            m.push('1');
-        }
-    }
-    if hot.dc.is_some() || hot.rt.is_some() {
-        m.push('\u{1f}');
-        m.push_str(hot.dc.as_deref().unwrap_or(""));
-    }
-    if let Some(rt) = &hot.rt {
-        m.push('\u{1f}');
-        m.push_str(rt);
-    }
-    m
+    member(MemberFields {
+        prefix: hot.p.as_deref().unwrap_or(""),
+        id,
+        skills: hot.k.unwrap_or(""),
+        preferred_agent: hot.pa,
+        video: hot.vd.is_some(),
+        declined: hot.dc.as_deref(),
+        route: hot.rt.as_deref(),
+    })
 }
 
 pub(crate) fn index_entry(rec: &ServiceRecord) -> (IndexEntry<'_>, ColdEntry<'_>) {
