@@ -374,6 +374,11 @@ impl Redis {
         process_cpu(self.child.id())
     }
 
+    /// Moves the running redis-server (every thread of it) to `cpu`.
+    pub fn pin(&self, cpu: usize) -> anyhow::Result<()> {
+        pin_process(self.child.id(), cpu)
+    }
+
     pub fn used_memory(&self) -> anyhow::Result<u64> {
         let info = self.cli(&["INFO", "memory"])?;
         info.lines()
