@@ -95,6 +95,13 @@ impl Harness {
     }
 
     async fn agent(&self, id: &str) {
+        self.agent_elsewhere(id).await;
+        self.shell.wake_router();
+    }
+
+    /// An agent readied in the store without telling this node's router,
+    /// as another node's request would.
+    async fn agent_elsewhere(&self, id: &str) {
         let profile = AgentProfile {
             id: id.into(),
             name: id.into(),
@@ -105,7 +112,6 @@ impl Harness {
         };
         self.store.put_agent(profile).await.unwrap();
         self.store.set_agent_ready(id, true).await.unwrap();
-        self.shell.wake_router();
     }
 
     async fn state(&self, id: &str) -> (ServiceState, Option<CallbackReason>) {
@@ -270,4 +276,55 @@ async fn timers_of_a_cancelled_service_never_fire() {
         assert_eq!(record.reason, Some(CallbackReason::Cancelled));
     }
     assert_eq!(h.store.next_timer().await.unwrap(), None);
+}
+
+/// With no agent free, the router pauses (a second) between passes:
+/// services entering the queue meanwhile do not end the pause (one pass
+/// for many creates), an agent's change on this node does, and while
+/// services come a pass follows each pause, so an agent readied where this
+/// router is not told (another node) is seen within a pause or two.
+#[tokio::test(start_paused = true)]
+async fn the_routers_pause_while_nobody_is_free() {
+    use ServiceState::*;
+    let h = start(scenario(&[])).await;
+    // The first create wakes the router; its pass finds nobody free.
+    let first = h.create(None).await;
+    h.pass(MS).await;
+    h.agent_elsewhere("alice").await;
+    h.pass(secs(1) / 2).await;
+    let second = h.create(None).await;
+    h.pass(secs(1) / 4).await;
+    // 750 ms in: the pause still holds, the second create did not end it.
+    assert_eq!(h.state(&first).await.0, WaitForAgent);
+    h.pass(secs(1) / 2).await;
+    // The pass after the pause saw alice and gave her the first service.
+    assert_eq!(h.state(&first).await.0, WaitForUserConfirm);
+    assert_eq!(h.state(&second).await.0, WaitForAgent);
+    // Nobody is free again (alice holds one service at most); a service
+    // that comes during the next pause waits for it...
+    h.pass(secs(3)).await;
+    let third = h.create(None).await;
+    h.pass(MS).await;
+    h.agent_elsewhere("bob").await;
+    let fourth = h.create(None).await;
+    h.pass(secs(1) / 2).await;
+    assert_eq!(h.state(&second).await.0, WaitForAgent);
+    // ...and bob is seen at the pass after it, as before.
+    h.pass(secs(1)).await;
+    assert_eq!(h.state(&second).await.0, WaitForUserConfirm);
+    assert_eq!(
+        (h.state(&third).await.0, h.state(&fourth).await.0),
+        (WaitForAgent, WaitForAgent)
+    );
+    // An agent readied on this node ends the pause at once.
+    h.pass(secs(3)).await;
+    let fifth = h.create(None).await;
+    h.pass(MS).await;
+    h.agent("carol").await;
+    h.pass(MS).await;
+    assert_eq!(h.state(&third).await.0, WaitForUserConfirm);
+    assert_eq!(
+        (h.state(&fourth).await.0, h.state(&fifth).await.0),
+        (WaitForAgent, WaitForAgent)
+    );
 }

@@ -117,6 +117,11 @@ pub struct Shell {
     /// An agent may have room it had not (ready, released, out of a room):
     /// the router must not wait out its idle pause.
     agents_changed: std::sync::atomic::AtomicBool,
+    /// Wakes the router out of its idle pause, which only an agent's change
+    /// ends early: services entering a queue meanwhile notify `route_wake`
+    /// alone, which then holds one permit for the pass after the pause,
+    /// rather than waking the router for nothing on every create.
+    agent_wake: Notify,
     /// The last routing pass found no agent free, so a service entering a
     /// queue changes nothing until an agent does (see `router_task`).
     nobody_free: std::sync::atomic::AtomicBool,
@@ -161,6 +166,7 @@ impl Shell {
             pushed: std::sync::Mutex::new(Some(pushed)),
             route_wake: Notify::new(),
             agents_changed: std::sync::atomic::AtomicBool::new(false),
+            agent_wake: Notify::new(),
             nobody_free: std::sync::atomic::AtomicBool::new(false),
             timer_wake: Notify::new(),
             timer_sleeps_until: std::sync::atomic::AtomicI64::new(i64::MIN),

@@ -29,6 +29,7 @@ impl Shell {
         self.agents_changed
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.route_wake.notify_one();
+        self.agent_wake.notify_one();
     }
 
     /// One routing pass: plan reservations, then make each through the machine.
@@ -134,11 +135,15 @@ impl Shell {
             }
             if self.nobody_free.load(Ordering::SeqCst) {
                 // Only services came: with no agent free they change nothing.
-                let until = tokio::time::Instant::now() + ROUTER_IDLE_PAUSE;
+                // They are not waited for here (each would wake this task,
+                // 1,700 instructions a create): one that comes meanwhile
+                // leaves `route_wake` a permit, so a pass follows the pause.
+                let pause = tokio::time::sleep(ROUTER_IDLE_PAUSE);
+                tokio::pin!(pause);
                 while !self.agents_changed.swap(false, Ordering::SeqCst) {
                     tokio::select! {
-                        _ = tokio::time::sleep_until(until) => break,
-                        _ = self.route_wake.notified() => {}
+                        _ = &mut pause => break,
+                        _ = self.agent_wake.notified() => {}
                         _ = shutdown.changed() => return,
                     }
                 }
