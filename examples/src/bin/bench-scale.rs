@@ -431,17 +431,7 @@ impl Bench {
         print_rate("check-queue-position on Redis", &positions);
         let set_again = redis.benchmark_set(n, self.args.client_cpu)?;
         println!("redis-benchmark SET again: {set_again:.0}/s");
-        let set = (set + set_again) / 2.0;
-        println!(
-            "create on Redis ÷ SET: {:.3}   (create {:.0}/s, SET {set:.0}/s mean of before and after)",
-            created.per_second() / set,
-            created.per_second(),
-        );
-        println!(
-            "check-queue-position on Redis ÷ SET: {:.3}   ({:.0}/s)",
-            positions.per_second() / set,
-            positions.per_second(),
-        );
+        print_ratios("", &created, &positions, (set + set_again) / 2.0);
         // The same two figures with Redis moved to the load generator's
         // core, so callbackd and Redis each have a core, as they would in
         // a deployment; SET's baseline then runs redis-benchmark from the
@@ -469,16 +459,11 @@ impl Bench {
             print_rate("check-queue-position on Redis", &positions);
             let set_again = redis.benchmark_set(n, server_cpu)?;
             println!("redis-benchmark SET again: {set_again:.0}/s");
-            let set = (set + set_again) / 2.0;
-            println!(
-                "create on Redis ÷ SET, Redis on core {client_cpu}: {:.3}   (create {:.0}/s, SET {set:.0}/s mean of before and after)",
-                created.per_second() / set,
-                created.per_second(),
-            );
-            println!(
-                "check-queue-position on Redis ÷ SET, Redis on core {client_cpu}: {:.3}   ({:.0}/s)",
-                positions.per_second() / set,
-                positions.per_second(),
+            print_ratios(
+                &format!(", Redis on core {client_cpu}"),
+                &created,
+                &positions,
+                (set + set_again) / 2.0,
             );
             redis.pin(server_cpu)?;
         }
@@ -523,6 +508,21 @@ async fn create_one(
         .as_str()
         .context("create answered no _id")?
         .to_owned())
+}
+
+/// Creates and check-queue-position over SET's rate (the mean of the
+/// runs before and after), `placement` after the figure's name.
+fn print_ratios(placement: &str, created: &Outcome, positions: &Outcome, set: f64) {
+    println!(
+        "create on Redis ÷ SET{placement}: {:.3}   (create {:.0}/s, SET {set:.0}/s mean of before and after)",
+        created.per_second() / set,
+        created.per_second(),
+    );
+    println!(
+        "check-queue-position on Redis ÷ SET{placement}: {:.3}   ({:.0}/s)",
+        positions.per_second() / set,
+        positions.per_second(),
+    );
 }
 
 /// CPU per request of callbackd and of Redis, between two readings.
