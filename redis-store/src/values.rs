@@ -1097,7 +1097,7 @@ pub(crate) mod tests {
                 oa: Some(70_000),
             };
             check(&hot, &cold);
-            // And each optional field alone missing.
+            // And the optional fields missing, two at a time.
             check(
                 &IndexEntry {
                     q: None,
