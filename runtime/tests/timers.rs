@@ -287,7 +287,8 @@ async fn timers_of_a_cancelled_service_never_fire() {
 async fn the_routers_pause_while_nobody_is_free() {
     use ServiceState::*;
     let h = start(scenario(&[])).await;
-    // The first create wakes the router; its pass finds nobody free.
+    // The first create wakes the router, which pauses: its pass at start
+    // found nobody free.
     let first = h.create(None).await;
     h.pass(MS).await;
     h.agent_elsewhere("alice").await;
