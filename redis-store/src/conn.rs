@@ -26,9 +26,15 @@ impl Conn {
             Ok(Conn::Cluster(client.get_async_connection().await?))
         } else {
             let client = redis::Client::open(config.nodes[0].as_str())?;
+            // No response timeout of redis-rs's own: every call through
+            // the store is already bounded by the operation timeout
+            // (`RedisStore::call`), and a second timer per call cost about
+            // 1,000 instructions (arming, polling and dropping it). A call
+            // that times out drops its answer either way; a dropped
+            // connection is still seen and reconnected.
             let manager = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
+                .set_response_timeout(None)
                 .set_number_of_retries(2)
                 .set_max_delay(std::time::Duration::from_millis(500));
             Ok(Conn::Single(
