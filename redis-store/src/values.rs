@@ -279,111 +279,91 @@ pub(crate) fn encode_index_entry(
     hot: &IndexEntry<'_>,
     cold: &ColdEntry<'_>,
 ) -> Result<Vec<u8>, rmp::encode::ValueWriteError> {
-    use rmp::encode::{write_array_len, write_map_len, write_sint, write_str, write_uint};
     let mut out = Vec::with_capacity(160);
-    let w = &mut out;
-    // The keys, all shorter than 32 bytes: a fixstr, its length in its
-    // marker (what write_str writes for them, without its generic writer).
-    fn put_key(w: &mut Vec<u8>, key: &str) {
-        debug_assert!(key.len() < 32);
-        w.push(0xa0 | key.len() as u8);
-        w.extend_from_slice(key.as_bytes());
-    }
-    // A map of the fields present, in the structs' order, each a string
-    // key then its value; as serde's derive counts them.
-    let count = |present: &[bool]| present.iter().filter(|p| **p).count() as u32;
-    write_map_len(
-        w,
-        count(&[
-            true,
-            true,
-            hot.q.is_some(),
-            hot.p.is_some(),
-            hot.k.is_some(),
-            hot.w.is_some(),
-            hot.pa.is_some(),
-            hot.vd.is_some(),
-            hot.dc.is_some(),
-            hot.rt.is_some(),
-            true,
-        ]),
-    )?;
-    put_key(w, "s");
-    write_str(w, hot.s)?;
-    put_key(w, "n");
-    write_str(w, hot.n)?;
-    let texts = [
-        ("q", hot.q),
-        ("p", hot.p.as_deref()),
-        ("k", hot.k),
-        ("w", hot.w),
-        ("pa", hot.pa),
-    ];
-    for (key, value) in texts {
-        if let Some(value) = value {
-            put_key(w, key);
-            write_str(w, value)?;
-        }
-    }
-    if let Some(vd) = hot.vd {
-        put_key(w, "vd");
-        write_uint(w, u64::from(vd))?;
-    }
-    for (key, value) in [("dc", hot.dc.as_deref()), ("rt", hot.rt.as_deref())] {
-        if let Some(value) = value {
-            put_key(w, key);
-            write_str(w, value)?;
-        }
-    }
-    put_key(w, "d");
-    write_sint(w, hot.d)?;
+    let mut map = Map::open(&mut out);
+    map.text("s", Some(hot.s))?;
+    map.text("n", Some(hot.n))?;
+    map.text("q", hot.q)?;
+    map.text("p", hot.p.as_deref())?;
+    map.text("k", hot.k)?;
+    map.text("w", hot.w)?;
+    map.text("pa", hot.pa)?;
+    map.uint("vd", hot.vd.map(u64::from))?;
+    map.text("dc", hot.dc.as_deref())?;
+    map.text("rt", hot.rt.as_deref())?;
+    map.key("d");
+    rmp::encode::write_sint(map.out, hot.d)?;
+    map.close();
 
-    write_map_len(
-        w,
-        count(&[
-            true,
-            true,
-            cold.a.is_some(),
-            cold.b.is_some(),
-            cold.bc.is_some(),
-            cold.r.is_some(),
-            cold.ra.is_some(),
-            cold.od.is_some(),
-            cold.oa.is_some(),
-        ]),
-    )?;
-    put_key(w, "c");
-    write_str(w, cold.c)?;
-    put_key(w, "ts");
-    write_array_len(w, cold.ts.len() as u32)?;
+    let mut map = Map::open(&mut out);
+    map.text("c", Some(cold.c))?;
+    map.key("ts");
+    rmp::encode::write_array_len(map.out, cold.ts.len() as u32)?;
     for &(code, due) in &cold.ts {
-        write_array_len(w, 2)?;
-        write_uint(w, code as u64)?;
-        write_sint(w, due)?;
+        rmp::encode::write_array_len(map.out, 2)?;
+        rmp::encode::write_uint(map.out, code as u64)?;
+        rmp::encode::write_sint(map.out, due)?;
     }
-    for (key, value) in [("a", cold.a), ("b", cold.b.as_deref())] {
-        if let Some(value) = value {
-            put_key(w, key);
-            write_str(w, value)?;
-        }
-    }
-    if let Some(bc) = cold.bc {
-        put_key(w, "bc");
-        write_uint(w, u64::from(bc))?;
-    }
-    for (key, value) in [("r", cold.r), ("ra", cold.ra)] {
-        if let Some(value) = value {
-            put_key(w, key);
-            write_str(w, value)?;
-        }
-    }
-    for (key, value) in [("od", cold.od), ("oa", cold.oa)] {
-        if let Some(value) = value {
-            put_key(w, key);
-            write_uint(w, value as u64)?;
-        }
-    }
+    map.text("a", cold.a)?;
+    map.text("b", cold.b.as_deref())?;
+    map.uint("bc", cold.bc.map(u64::from))?;
+    map.text("r", cold.r)?;
+    map.text("ra", cold.ra)?;
+    map.uint("od", cold.od.map(|n| n as u64))?;
+    map.uint("oa", cold.oa.map(|n| n as u64))?;
+    map.close();
     Ok(out)
+}
+
+/// One MessagePack map of an index entry, written as serde's derive
+/// writes a struct whose absent options are skipped: its fields in order,
+/// each a string key then its value, and in front the count of those
+/// written (a fixmap: an entry's maps have fewer than 16 fields).
+struct Map<'a> {
+    out: &'a mut Vec<u8>,
+    head: usize,
+    fields: u8,
+}
+
+impl<'a> Map<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Self {
+        let head = out.len();
+        out.push(0x80);
+        Map {
+            out,
+            head,
+            fields: 0,
+        }
+    }
+
+    /// A key, all of them shorter than 32 bytes: a fixstr, its length in
+    /// its marker (what `write_str` writes, without its generic writer).
+    fn key(&mut self, key: &str) {
+        debug_assert!(key.len() < 32 && self.fields < 15);
+        self.fields += 1;
+        self.out.push(0xa0 | key.len() as u8);
+        self.out.extend_from_slice(key.as_bytes());
+    }
+
+    fn text(&mut self, key: &str, value: Option<&str>) -> Result<(), rmp::encode::ValueWriteError> {
+        if let Some(value) = value {
+            self.key(key);
+            rmp::encode::write_str(self.out, value)?;
+        }
+        Ok(())
+    }
+
+    fn uint(&mut self, key: &str, value: Option<u64>) -> Result<(), rmp::encode::ValueWriteError> {
+        if let Some(value) = value {
+            self.key(key);
+            rmp::encode::write_uint(self.out, value)?;
+        }
+        Ok(())
+    }
+
+    fn close(self) {
+        self.out[self.head] = 0x80 | self.fields;
+    }
 }
 
 /// What the put script would derive from a new service's index entry, made
